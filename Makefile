@@ -1,0 +1,31 @@
+# Everything installs from scratch into .venv: torch 2.13.0 (CPU wheel) first, pinned by
+# constraints.txt, so that no later step can pull the registry's newest torch and its CUDA packages.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip install --quiet --constraint constraints.txt
+STAMP := $(VENV)/.installed
+
+.PHONY: install demo test lint bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) torch==2.13.0
+	$(PIP) -e '.[dev]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/vaekit train --dataset digits --epochs 30
+
+test: $(STAMP)
+	$(VENV)/bin/ruff check src tests benchmarks
+	$(PY) -m pytest
+
+bench: $(STAMP)
+	$(PY) benchmarks/epoch_speed.py
+	$(PY) benchmarks/quality.py
+
+clean:
+	rm -rf $(VENV) src/*.egg-info

@@ -1,0 +1,219 @@
+"""The ``vaekit`` command: each subcommand parses its options and calls library code."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+
+from vaekit.data import DATASETS, load_dataset, split_train_val
+from vaekit.devices import DEVICES, resolve_device
+from vaekit.errors import VaekitError
+from vaekit.models import MODELS
+
+EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line, not the usage block."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _finite_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text}")
+    return value
+
+
+def _learning_rate(text: str) -> float:
+    value = _finite_float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return value
+
+
+def _fraction(text: str) -> float:
+    value = _finite_float(text)
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {text}")
+    return value
+
+
+def _hidden(text: str) -> list[int]:
+    try:
+        return [_positive_int(part.strip()) for part in text.split(",")]
+    except argparse.ArgumentTypeError as exc:
+        raise argparse.ArgumentTypeError(f"expected sizes like 400 or 512,256: {exc}") from None
+
+
+# Options whose value is fixed by the run once it exists; --resume refuses a different one.
+_FIXED_ON_RESUME = ("dataset", "model", "latent_dim", "hidden", "batch_size", "beta", "seed", "val_fraction")
+
+
+def _add_train(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="train a model into a run folder",
+                       description="Train a VAE. Defaults: MNIST, MLP 784-400-20, 10 epochs, Adam 1e-3, batch 128.")
+    # Defaults are None so that --resume can tell what was given; TrainConfig holds the real defaults.
+    p.add_argument("--dataset", choices=sorted(DATASETS), help="mnist (downloaded once) or digits (offline)")
+    p.add_argument("--data-dir", help="data folder (default $VAEKIT_DATA, else the user cache folder)")
+    p.add_argument("--model", choices=sorted(MODELS), help="model family (default mlp)")
+    p.add_argument("--latent-dim", type=_positive_int, help="latent dimensions (default 20)")
+    p.add_argument("--hidden", type=_hidden, help="hidden layer sizes, e.g. 400 or 512,256 (default 400)")
+    p.add_argument("--epochs", type=_positive_int, help="total epochs; with --resume, a larger value extends")
+    p.add_argument("--batch-size", type=_positive_int, help="images per step (default 128)")
+    p.add_argument("--lr", type=_learning_rate, help="Adam learning rate (default 1e-3)")
+    p.add_argument("--beta", type=_finite_float, help="weight of the KL term (default 1)")
+    p.add_argument("--seed", type=int, help="random seed: the same seed gives the same numbers (default 0)")
+    p.add_argument("--val-fraction", type=_fraction, help="share of training images held out (default 0.1)")
+    p.add_argument("--device", choices=DEVICES, help="auto (default), cpu, cuda or mps")
+    p.add_argument("--save-every", type=_positive_int, help="also keep checkpoints/epoch_NNN.pt every N epochs")
+    p.add_argument("--out", help="run folder (default runs/<dataset>-<model>-<time>)")
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
+    group.add_argument("--overwrite", action="store_true", help="replace the run in --out")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=_train)
+
+
+def _train(args: argparse.Namespace) -> int:
+    from vaekit.saving import read_run_config
+    from vaekit.train import TrainConfig, Trainer, TrainingInterrupted, default_run_dir
+
+    given = {k: v for k, v in vars(args).items() if k in TrainConfig.__dataclass_fields__ and v is not None}
+    progress = False if args.no_progress else None
+    if args.resume:
+        if args.out is None:
+            raise VaekitError("--resume needs --out RUN, the run folder to continue")
+        config = TrainConfig.from_dict(read_run_config(Path(args.out))["train"])
+        for key in _FIXED_ON_RESUME:
+            if key in given and given[key] != getattr(config, key):
+                raise VaekitError(
+                    f"--{key.replace('_', '-')} {given[key]} differs from the run's {getattr(config, key)}; "
+                    "it cannot change on --resume"
+                )
+        for key, value in given.items():
+            setattr(config, key, value)
+        out = Path(args.out)
+    else:
+        config = TrainConfig(**given)
+        out = Path(args.out) if args.out else default_run_dir(config)
+    trainer = Trainer(config, out, resume=args.resume, overwrite=args.overwrite, progress=progress)
+    if trainer.state.epoch >= config.epochs and trainer.state.step == 0:
+        print(f"{out} has already trained {trainer.state.epoch} epochs; pass a larger --epochs to extend it")
+        return 0
+    try:
+        trainer.run()
+    except TrainingInterrupted as exc:
+        print(f"vaekit train: {exc}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    return 0
+
+
+def _add_run_command(sub: argparse._SubParsersAction, name: str, help: str) -> argparse.ArgumentParser:
+    p = sub.add_parser(name, help=help, description=help)
+    p.add_argument("run", help="run folder")
+    p.add_argument("--device", choices=DEVICES, default="auto")
+    return p
+
+
+def _sample(args: argparse.Namespace) -> int:
+    from vaekit import load, plots
+
+    model = load(args.run, device=resolve_device(args.device))
+    generator = torch.Generator(device=model.device).manual_seed(args.seed)
+    plots.save_grid(model.sample(args.n, generator=generator), args.out)
+    print(f"{args.n} samples written to {args.out}")
+    return 0
+
+
+def _reconstruct(args: argparse.Namespace) -> int:
+    from vaekit import load, plots
+    from vaekit.saving import read_run_config
+
+    device = resolve_device(args.device)
+    model = load(args.run, device=device)
+    config = read_run_config(Path(args.run))
+    dataset = load_dataset(config["data"]["dataset"], args.data_dir or config["data"]["data_dir"])
+    if args.split == "test":
+        images = dataset.test
+    else:
+        _, images = split_train_val(dataset.train, config["train"]["val_fraction"], config["train"]["seed"])
+    if args.n > len(images):
+        raise VaekitError(f"--n {args.n} is more than the {len(images)} images of the {args.split} split")
+    originals = images.subset(torch.arange(args.n)).as_float(device)
+    plots.save_reconstructions(originals, model.reconstruct(originals), args.out)
+    print(f"{args.n} {args.split} images and their reconstructions written to {args.out}")
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from vaekit.evaluate import evaluate_run
+
+    result = evaluate_run(args.run, split=args.split, data_dir=args.data_dir, device=args.device)
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="vaekit", description="Variational autoencoders: train, sample, evaluate.")
+    from vaekit import __version__
+
+    parser.add_argument("--version", action="version", version=f"vaekit {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    _add_train(sub)
+    p = _add_run_command(sub, "sample", "draw new images from a trained model into a PNG grid")
+    p.add_argument("--n", type=_positive_int, default=64, help="number of images (default 64)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the latent draws (default 0)")
+    p.add_argument("--out", default="samples.png", help="PNG file (default samples.png)")
+    p.set_defaults(func=_sample)
+    p = _add_run_command(sub, "reconstruct", "originals over their reconstructions, as a PNG grid")
+    p.add_argument("--n", type=_positive_int, default=16, help="number of images (default 16)")
+    p.add_argument("--split", choices=("test", "val"), default="test")
+    p.add_argument("--data-dir", help="data folder, if not where the run found it")
+    p.add_argument("--out", default="reconstructions.png", help="PNG file (default reconstructions.png)")
+    p.set_defaults(func=_reconstruct)
+    p = _add_run_command(sub, "evaluate", "test-set loss and its parts, as JSON and in RUN/eval.json")
+    p.add_argument("--split", choices=("test", "val"), default="test")
+    p.add_argument("--data-dir", help="data folder, if not where the run found it")
+    p.set_defaults(func=_evaluate)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except VaekitError as exc:
+        print(f"vaekit {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except OSError as exc:  # permissions, full disk: the user's to fix, not a bug
+        print(f"vaekit {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print(f"vaekit {args.command}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

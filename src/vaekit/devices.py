@@ -1,0 +1,21 @@
+"""Choosing the device to train and evaluate on."""
+
+from __future__ import annotations
+
+import torch
+
+from vaekit.errors import VaekitError
+
+DEVICES = ("auto", "cpu", "cuda", "mps")
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` picks CUDA, then Apple's MPS, then the CPU; an unavailable explicit choice is an error."""
+    if name not in DEVICES:
+        raise VaekitError(f"unknown device {name!r}; choose from {', '.join(DEVICES)}")
+    cuda, mps = torch.cuda.is_available(), torch.backends.mps.is_available()
+    if name == "auto":
+        name = "cuda" if cuda else "mps" if mps else "cpu"
+    if (name == "cuda" and not cuda) or (name == "mps" and not mps):
+        raise VaekitError(f"device {name!r} is not available on this machine")
+    return torch.device(name)

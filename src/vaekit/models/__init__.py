@@ -1,0 +1,26 @@
+"""The model registry: every model is a VAE subclass, rebuilt from its config dict by name."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from vaekit.errors import VaekitError
+from vaekit.models.base import VAE, LossOutput
+from vaekit.models.mlp import MLPVAE
+
+MODELS: dict[str, type[VAE]] = {cls.name: cls for cls in (MLPVAE,)}
+
+
+def build_model(config: dict[str, Any]) -> VAE:
+    """Rebuild a model from its ``config`` (as stored in config.json or a checkpoint)."""
+    config = dict(config)
+    name = config.pop("name", None)
+    if name not in MODELS:
+        raise VaekitError(f"unknown model {name!r}; choose from {', '.join(sorted(MODELS))}")
+    try:
+        return MODELS[name](**config)
+    except (TypeError, ValueError) as exc:
+        raise VaekitError(f"invalid config for model {name!r}: {exc}") from None
+
+
+__all__ = ["MODELS", "VAE", "LossOutput", "MLPVAE", "build_model"]

@@ -1,0 +1,73 @@
+"""Pictures of a run: image grids and the loss curve, written atomically as PNG."""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from vaekit.atomic import atomic_write  # noqa: E402
+
+MIN_GRID_PIXELS = 256  # small images (8x8 digits) are scaled up by whole factors to at least this
+
+
+def image_grid(images: torch.Tensor, ncol: int, pad: int = 2) -> np.ndarray:
+    """Tile images [N, C, H, W] in [0, 1] into one uint8 array (rows of ``ncol``), padded in grey."""
+    images = images.detach().float().clamp(0, 1).cpu()
+    n, c, h, w = images.shape
+    nrow = math.ceil(n / ncol)
+    grid = torch.full((c, nrow * (h + pad) + pad, ncol * (w + pad) + pad), 0.5)
+    for i in range(n):
+        r, col = divmod(i, ncol)
+        top, left = pad + r * (h + pad), pad + col * (w + pad)
+        grid[:, top : top + h, left : left + w] = images[i]
+    array = (grid * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+    return array[:, :, 0] if c == 1 else array
+
+
+def save_grid(images: torch.Tensor, path: str | os.PathLike, ncol: int | None = None) -> None:
+    """Save images [N, C, H, W] as one PNG grid (near-square unless ``ncol`` is given)."""
+    ncol = ncol or math.ceil(math.sqrt(len(images)))
+    array = image_grid(images, ncol)
+    scale = max(1, math.ceil(MIN_GRID_PIXELS / max(array.shape[:2])))
+    picture = Image.fromarray(array).resize(
+        (array.shape[1] * scale, array.shape[0] * scale), Image.Resampling.NEAREST
+    )
+    atomic_write(path, lambda tmp: picture.save(tmp, format="PNG"))
+
+
+def save_reconstructions(originals: torch.Tensor, recons: torch.Tensor, path: str | os.PathLike) -> None:
+    """Originals and their reconstructions in alternating rows of up to 8: originals above."""
+    ncol = min(len(originals), 8)
+    rows = []
+    for start in range(0, len(originals), ncol):
+        rows += [originals[start : start + ncol], recons[start : start + ncol]]
+        # pad a short last pair of rows so that each original sits above its reconstruction
+        if len(rows[-1]) < ncol:
+            filler = torch.full((ncol - len(rows[-1]), *originals.shape[1:]), 0.5)
+            rows[-2], rows[-1] = torch.cat([rows[-2].cpu(), filler]), torch.cat([rows[-1].cpu(), filler])
+    save_grid(torch.cat([r.cpu() for r in rows]), path, ncol=ncol)
+
+
+def save_loss_curve(history: Sequence[dict], path: str | os.PathLike) -> None:
+    """Train and validation loss (negative ELBO per image) against epoch."""
+    epochs = [h["epoch"] for h in history]
+    fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
+    ax.plot(epochs, [h["train_loss"] for h in history], marker="o", label="train")
+    if any(h.get("val_loss") is not None for h in history):
+        ax.plot(epochs, [h.get("val_loss") for h in history], marker="o", label="validation")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("loss (nats per image)")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png"))
+    plt.close(fig)

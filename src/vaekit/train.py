@@ -1,0 +1,426 @@
+"""Training: one plain, model-agnostic loop over whole-tensor datasets, with exact resume.
+
+The loop calls ``model.loss(batch)`` and nothing else model-specific. Each epoch ends with a
+checkpoint (model, optimizer, RNG states, metrics), so a run killed at any moment resumes from its
+last epoch exactly as if it had never stopped; Ctrl-C also saves the position inside the epoch.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import shutil
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, fields
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm import tqdm
+
+import vaekit
+from vaekit import plots
+from vaekit.atomic import atomic_write, write_json, write_text
+from vaekit.data import load_dataset, split_train_val
+from vaekit.devices import DEVICES, resolve_device
+from vaekit.errors import VaekitError
+from vaekit.evaluate import elbo_terms
+from vaekit.models import VAE, build_model
+from vaekit.saving import read_checkpoint, read_run_config, save_model
+
+N_GRID = 64  # sample grid: 8 x 8 images from fixed latents
+N_RECON = 8  # reconstruction grid: 8 fixed validation images over their reconstructions
+TERMS = ("loss", "recon", "kl")
+
+
+@dataclass
+class TrainConfig:
+    """Every setting of a training run; the defaults are the classic MNIST VAE."""
+
+    dataset: str = "mnist"
+    data_dir: str | None = None
+    model: str = "mlp"
+    latent_dim: int = 20
+    hidden: list[int] = field(default_factory=lambda: [400])
+    epochs: int = 10
+    batch_size: int = 128
+    lr: float = 1e-3
+    beta: float = 1.0
+    seed: int = 0
+    val_fraction: float = 0.1
+    device: str = "auto"
+    save_every: int = 0
+
+    def validate(self) -> None:
+        for name in ("epochs", "batch_size", "latent_dim"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise VaekitError(f"{name.replace('_', ' ')} must be an integer >= 1, got {value!r}")
+        if not self.hidden or any(not isinstance(h, int) or h < 1 for h in self.hidden):
+            raise VaekitError(f"hidden layer sizes must be integers >= 1, got {self.hidden!r}")
+        if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
+            raise VaekitError(f"learning rate must be a positive finite number, got {self.lr!r}")
+        if not (math.isfinite(self.beta) and self.beta >= 0):
+            raise VaekitError(f"beta must be a finite number >= 0, got {self.beta!r}")
+        if not 0.0 <= self.val_fraction < 1.0:
+            raise VaekitError(f"val fraction must be in [0, 1), got {self.val_fraction!r}")
+        if self.save_every < 0:
+            raise VaekitError(f"save every must be >= 0 epochs, got {self.save_every!r}")
+        if self.device not in DEVICES:
+            raise VaekitError(f"unknown device {self.device!r}; choose from {', '.join(DEVICES)}")
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in known})
+
+
+class TrainingInterrupted(Exception):
+    """Ctrl-C stopped training; a checkpoint at the exact position was saved."""
+
+
+class RunDir:
+    """The layout of a run folder."""
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
+        self.config = self.path / "config.json"
+        self.model = self.path / "model.safetensors"
+        self.metrics = self.path / "metrics.jsonl"
+        self.loss_curve = self.path / "loss_curve.png"
+        self.eval = self.path / "eval.json"
+        self.samples = self.path / "samples"
+        self.reconstructions = self.path / "reconstructions"
+        self.checkpoints = self.path / "checkpoints"
+        self.last_checkpoint = self.checkpoints / "last.pt"
+
+    def sample_grid(self, epoch: int) -> Path:
+        return self.samples / f"epoch_{epoch:03d}.png"
+
+    def reconstruction_grid(self, epoch: int) -> Path:
+        return self.reconstructions / f"epoch_{epoch:03d}.png"
+
+    def is_empty(self) -> bool:
+        return not self.path.exists() or not any(self.path.iterdir())
+
+
+@dataclass
+class _State:
+    """Where training stands: completed epochs, and the position inside an interrupted epoch."""
+
+    epoch: int = 0
+    step: int = 0
+    perm: torch.Tensor | None = None
+    sums: torch.Tensor | None = None
+    seconds: float = 0.0
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+def default_run_dir(config: TrainConfig) -> Path:
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    return Path("runs") / f"{config.dataset}-{config.model}-{stamp}"
+
+
+def _rng_state(shuffle: torch.Generator) -> dict[str, Any]:
+    state = {"cpu": torch.get_rng_state(), "shuffle": shuffle.get_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict[str, Any], shuffle: torch.Generator) -> None:
+    torch.set_rng_state(state["cpu"])
+    shuffle.set_state(state["shuffle"])
+    if "cuda" in state and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+class _CtrlC:
+    """Turns the first Ctrl-C into a flag checked between steps (a second one interrupts at once)."""
+
+    def __init__(self) -> None:
+        self.pressed = False
+        self._previous: Any = None
+
+    def __enter__(self) -> _CtrlC:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.pressed:
+            raise KeyboardInterrupt
+        self.pressed = True
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+
+
+class Trainer:
+    """Holds a run's model, data and optimizer; ``run()`` trains to ``config.epochs``."""
+
+    def __init__(
+        self,
+        config: TrainConfig,
+        out: str | os.PathLike,
+        *,
+        resume: bool = False,
+        overwrite: bool = False,
+        progress: bool | None = None,
+        log: Callable[[str], None] = print,
+    ) -> None:
+        config.validate()
+        self.run_dir = RunDir(out)
+        self.log = log
+        self.progress = sys.stderr.isatty() if progress is None else progress
+        self.overwrite = overwrite
+        checkpoint = self._check_folder(resume, overwrite)
+        # Everything that can fail on bad input happens here, before the run folder is touched.
+        self.device = resolve_device(config.device)
+        self.config = config
+        data_dir = Path(config.data_dir) if config.data_dir else None
+        dataset = load_dataset(config.dataset, data_dir)
+        self.data_dir = str(data_dir.resolve()) if data_dir else None
+        train_set, val_set = split_train_val(dataset.train, config.val_fraction, config.seed)
+        if checkpoint is None:
+            torch.manual_seed(config.seed)
+            model_config = {"name": config.model, "image_shape": list(dataset.image_shape),
+                            "latent_dim": config.latent_dim, "hidden": config.hidden}
+        else:
+            model_config = json.loads(checkpoint["config"])["model"]
+        self.model: VAE = build_model(model_config).to(self.device)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr, **self._fast_adam())
+        self.shuffle = torch.Generator().manual_seed(config.seed)
+        self.x_train = train_set.as_float(self.device)
+        self.x_val = val_set.as_float(self.device)
+        self.x_test = dataset.test.as_float(self.device)
+        self.counts = {"n_train": len(train_set), "n_val": len(val_set), "n_test": len(dataset.test)}
+        self.dataset_name = dataset.name
+        # Fixed inputs for the per-epoch pictures, so that progress is visible across epochs.
+        grid_rng = torch.Generator().manual_seed(config.seed + 1)
+        self.grid_z = torch.randn(N_GRID, self.model.latent_dim, generator=grid_rng).to(self.device)
+        self.grid_images = (self.x_val if len(self.x_val) else self.x_train)[:N_RECON]
+        self.state = _State()
+        if checkpoint is not None:
+            self._restore(checkpoint)
+
+    def _fast_adam(self) -> dict[str, Any]:
+        # The fused kernel updates all parameters in one op: about 20% of an MLP epoch on CPU.
+        return {"fused": True} if self.device.type in ("cpu", "cuda", "mps") else {}
+
+    def _check_folder(self, resume: bool, overwrite: bool) -> dict[str, Any] | None:
+        run = self.run_dir
+        if resume and overwrite:
+            raise VaekitError("--resume and --overwrite exclude each other")
+        if resume:
+            read_run_config(run.path)  # clear errors for a missing or foreign folder
+            if not run.last_checkpoint.is_file():
+                raise VaekitError(f"{run.path} has no checkpoint to resume from ({run.last_checkpoint})")
+            return read_checkpoint(run.last_checkpoint)
+        if run.path.exists() and not run.path.is_dir():
+            raise VaekitError(f"--out {run.path} is a file, not a folder")
+        if not run.is_empty() and not overwrite:
+            what = "another run" if run.config.exists() else "other files"
+            raise VaekitError(
+                f"{run.path} already holds {what}; pass --resume to continue it or --overwrite to replace it"
+            )
+        return None
+
+    # ----------------------------------------------------------------------------------- checkpoints
+    def run_config(self) -> dict[str, Any]:
+        return {
+            "vaekit_version": vaekit.__version__,
+            "torch_version": torch.__version__,
+            "python_version": platform.python_version(),
+            "created": getattr(self, "_created", None) or datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "device": str(self.device),
+            "epochs_completed": self.state.epoch,
+            "data": {"dataset": self.dataset_name, "data_dir": self.data_dir, **self.counts},
+            "model": self.model.config,
+            "train": asdict(self.config),
+        }
+
+    def _checkpoint(self) -> dict[str, Any]:
+        s = self.state
+        return {
+            "format": 1,
+            "config": json.dumps(self.run_config()),
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "epoch": s.epoch,
+            "step": s.step,
+            "perm": s.perm.cpu() if s.perm is not None else None,
+            "sums": s.sums.cpu() if s.sums is not None else None,
+            "seconds": s.seconds,
+            "history": json.dumps(s.history),
+            "rng": _rng_state(self.shuffle),
+        }
+
+    def _save_checkpoint(self, path: Path) -> None:
+        checkpoint = self._checkpoint()
+        atomic_write(path, lambda tmp: torch.save(checkpoint, tmp))
+
+    def _restore(self, ckpt: dict[str, Any]) -> None:
+        stored = json.loads(ckpt["config"])
+        self._created = stored.get("created")
+        self.model.load_state_dict(ckpt["model"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        for group in self.optimizer.param_groups:  # the stored lr would otherwise win over config.lr
+            group["lr"] = self.config.lr
+        self.state = _State(
+            epoch=ckpt["epoch"],
+            step=ckpt["step"],
+            perm=ckpt["perm"].to(self.device) if ckpt["perm"] is not None else None,
+            sums=ckpt["sums"].to(self.device) if ckpt["sums"] is not None else None,
+            seconds=ckpt["seconds"],
+            history=json.loads(ckpt["history"]),
+        )
+        _set_rng_state(ckpt["rng"], self.shuffle)
+
+    # ------------------------------------------------------------------------------------- training
+    def run(self) -> dict[str, Any]:
+        """Train until ``config.epochs`` are done; returns the test evaluation written to eval.json."""
+        backup = self._start_folder()
+        try:
+            with _CtrlC() as ctrl_c:
+                while self.state.epoch < self.config.epochs:
+                    self._train_epoch(ctrl_c)
+                    self._end_epoch()
+                    if backup is not None:  # the new run has its first good checkpoint
+                        shutil.rmtree(backup, ignore_errors=True)
+                        backup = None
+        finally:
+            if backup is not None:  # failed before replacing it: put the old run back
+                shutil.rmtree(self.run_dir.path, ignore_errors=True)
+                os.replace(backup, self.run_dir.path)
+        result = self.evaluate_test()
+        self.log(f"run saved in {self.run_dir.path}")
+        return result
+
+    def _start_folder(self) -> Path | None:
+        """Create the run folder; with --overwrite, move the old one aside until the first epoch is done."""
+        run, backup = self.run_dir, None
+        if self.overwrite and not run.is_empty():
+            backup = run.path.with_name(f".{run.path.name}.replaced-{os.getpid()}")
+            os.replace(run.path, backup)
+        for folder in (run.path, run.samples, run.reconstructions, run.checkpoints):
+            folder.mkdir(parents=True, exist_ok=True)
+        write_json(run.config, self.run_config())
+        return backup
+
+    def _train_epoch(self, ctrl_c: _CtrlC) -> None:
+        s, cfg, model = self.state, self.config, self.model
+        n = len(self.x_train)
+        n_batches = math.ceil(n / cfg.batch_size)
+        if s.step == 0:
+            s.perm = torch.randperm(n, generator=self.shuffle).to(self.device)
+            s.sums = torch.zeros(len(TERMS) + 1, dtype=torch.float64, device=self.device)
+            s.seconds = 0.0
+        model.train()
+        start = time.perf_counter()
+        bar = tqdm(total=n_batches, initial=s.step, desc=f"epoch {s.epoch + 1}/{cfg.epochs}",
+                   leave=False, disable=not self.progress, dynamic_ncols=True)
+        with bar:
+            while s.step < n_batches:
+                index = s.perm[s.step * cfg.batch_size : (s.step + 1) * cfg.batch_size]
+                objective, terms = model.loss(self.x_train[index], kl_weight=cfg.beta)
+                self.optimizer.zero_grad(set_to_none=True)
+                objective.backward()
+                self.optimizer.step()
+                batch_terms = torch.stack([terms[t] for t in TERMS]).double() * len(index)
+                s.sums += torch.cat([batch_terms, batch_terms.new_tensor([len(index)])])
+                s.step += 1
+                bar.update(1)
+                if s.step % 20 == 0 or s.step == n_batches or ctrl_c.pressed:
+                    running = s.sums[0].item() / s.sums[-1].item()
+                    self._check_finite(running)
+                    bar.set_postfix(loss=f"{running:.2f}")
+                if ctrl_c.pressed:
+                    s.seconds += time.perf_counter() - start
+                    self._save_checkpoint(self.run_dir.last_checkpoint)
+                    raise TrainingInterrupted(
+                        f"interrupted in epoch {s.epoch + 1} at step {s.step}/{n_batches}; checkpoint "
+                        f"saved, continue with: vaekit train --resume --out {self.run_dir.path}"
+                    )
+        s.seconds += time.perf_counter() - start
+
+    def _check_finite(self, value: float) -> None:
+        if not math.isfinite(value):
+            raise VaekitError(
+                f"the training loss became {value} in epoch {self.state.epoch + 1}; stopped. The last good "
+                f"checkpoint (after epoch {self.state.epoch}) is kept in {self.run_dir.last_checkpoint}; "
+                "try a lower --lr"
+            )
+
+    def _end_epoch(self) -> None:
+        s, run = self.state, self.run_dir
+        start = time.perf_counter()
+        train = (s.sums[:-1] / s.sums[-1]).tolist()
+        self._check_finite(train[0])
+        val = elbo_terms(self.model, self.x_val, seed=self.config.seed) if len(self.x_val) else None
+        seconds = s.seconds + time.perf_counter() - start
+        epoch = s.epoch + 1
+        record = {"epoch": epoch, "train_loss": train[0], "train_recon": train[1], "train_kl": train[2],
+                  "val_loss": val["loss"] if val else None, "val_recon": val["recon"] if val else None,
+                  "val_kl": val["kl"] if val else None, "seconds": round(seconds, 3)}
+        s.history.append(record)
+        s.epoch, s.step, s.perm, s.sums, s.seconds = epoch, 0, None, None, 0.0
+        # The checkpoint goes first: the other files are always rebuilt from it on resume.
+        self._save_checkpoint(run.last_checkpoint)
+        if self.config.save_every and epoch % self.config.save_every == 0:
+            self._save_checkpoint(run.checkpoints / f"epoch_{epoch:03d}.pt")
+        save_model(self.model, run.model)
+        write_json(run.config, self.run_config())
+        write_text(run.metrics, "".join(json.dumps(h) + "\n" for h in s.history))
+        self._save_pictures(epoch)
+        val_text = f"  val {record['val_loss']:.2f}" if val else ""
+        self.log(f"epoch {epoch:3d}/{self.config.epochs}  train {train[0]:.2f} (recon {train[1]:.2f} + "
+                 f"kl {train[2]:.2f}){val_text}  {seconds:.2f}s")
+
+    def _save_pictures(self, epoch: int) -> None:
+        run, model = self.run_dir, self.model
+        model.eval()
+        with torch.no_grad():
+            plots.save_grid(model.decode(self.grid_z), run.sample_grid(epoch), ncol=8)
+            plots.save_reconstructions(self.grid_images, model.reconstruct(self.grid_images),
+                                       run.reconstruction_grid(epoch))
+        plots.save_loss_curve(self.state.history, run.loss_curve)
+
+    def evaluate_test(self) -> dict[str, Any]:
+        terms = elbo_terms(self.model, self.x_test, seed=self.config.seed)
+        result = {f"test_{k}": v for k, v in terms.items()}
+        result.update(split="test", n_images=len(self.x_test), epochs_trained=self.state.epoch)
+        write_json(self.run_dir.eval, result)
+        self.log(f"test loss {result['test_loss']:.2f} (recon {result['test_recon']:.2f} + "
+                 f"kl {result['test_kl']:.2f}) over {len(self.x_test)} images")
+        return result
+
+
+def train(config: TrainConfig, out: str | os.PathLike | None = None, **kwargs: Any) -> Path:
+    """Train a new run into ``out`` (default runs/<dataset>-<model>-<time>); returns the run folder."""
+    out = Path(out) if out is not None else default_run_dir(config)
+    Trainer(config, out, **kwargs).run()
+    return out
+
+
+def resume(out: str | os.PathLike, epochs: int | None = None, **overrides: Any) -> Path:
+    """Continue the run in ``out`` from its last checkpoint, to ``epochs`` in total if given."""
+    stored = read_run_config(Path(out))
+    config = TrainConfig.from_dict(stored["train"])
+    if epochs is not None:
+        config.epochs = epochs
+    for key, value in overrides.items():
+        if key in ("progress", "log"):
+            continue
+        setattr(config, key, value)
+    kwargs = {k: v for k, v in overrides.items() if k in ("progress", "log")}
+    Trainer(config, out, resume=True, **kwargs).run()
+    return Path(out)
