@@ -72,8 +72,11 @@ _FIXED_ON_RESUME = ("dataset", "model", "latent_dim", "hidden", "batch_size", "b
 
 
 def _add_train(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("train", help="train a model into a run folder",
-                       description="Train a VAE. Defaults: MNIST, MLP 784-400-20, 10 epochs, Adam 1e-3, batch 128.")
+    p = sub.add_parser(
+        "train",
+        help="train a model into a run folder",
+        description="Train a VAE. Defaults: MNIST, MLP 784-400-20, 10 epochs, Adam 1e-3, batch 128.",
+    )
     # Defaults are None so that --resume can tell what was given; TrainConfig holds the real defaults.
     p.add_argument("--dataset", choices=sorted(DATASETS), help="mnist (downloaded once) or digits (offline)")
     p.add_argument("--data-dir", help="data folder (default $VAEKIT_DATA, else the user cache folder)")
@@ -87,7 +90,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, help="random seed: the same seed gives the same numbers (default 0)")
     p.add_argument("--val-fraction", type=_fraction, help="share of training images held out (default 0.1)")
     p.add_argument("--device", choices=DEVICES, help="auto (default), cpu, cuda or mps")
-    p.add_argument("--save-every", type=_positive_int, help="also keep checkpoints/epoch_NNN.pt every N epochs")
+    p.add_argument("--save-every", type=_positive_int, help="keep checkpoints/epoch_NNN.pt every N epochs")
     p.add_argument("--out", help="run folder (default runs/<dataset>-<model>-<time>)")
     group = p.add_mutually_exclusive_group()
     group.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
@@ -201,7 +204,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:  # usage errors, --help, --version: a return code for in-process callers
+        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     try:
         return args.func(args)
     except VaekitError as exc:

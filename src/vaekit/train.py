@@ -192,8 +192,12 @@ class Trainer:
         train_set, val_set = split_train_val(dataset.train, config.val_fraction, config.seed)
         if checkpoint is None:
             torch.manual_seed(config.seed)
-            model_config = {"name": config.model, "image_shape": list(dataset.image_shape),
-                            "latent_dim": config.latent_dim, "hidden": config.hidden}
+            model_config = {
+                "name": config.model,
+                "image_shape": list(dataset.image_shape),
+                "latent_dim": config.latent_dim,
+                "hidden": config.hidden,
+            }
         else:
             model_config = json.loads(checkpoint["config"])["model"]
         self.model: VAE = build_model(model_config).to(self.device)
@@ -209,6 +213,7 @@ class Trainer:
         self.grid_z = torch.randn(N_GRID, self.model.latent_dim, generator=grid_rng).to(self.device)
         self.grid_images = (self.x_val if len(self.x_val) else self.x_train)[:N_RECON]
         self.state = _State()
+        self._created = datetime.now(timezone.utc).isoformat(timespec="seconds")
         if checkpoint is not None:
             self._restore(checkpoint)
 
@@ -240,7 +245,7 @@ class Trainer:
             "vaekit_version": vaekit.__version__,
             "torch_version": torch.__version__,
             "python_version": platform.python_version(),
-            "created": getattr(self, "_created", None) or datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "created": self._created,
             "device": str(self.device),
             "epochs_completed": self.state.epoch,
             "data": {"dataset": self.dataset_name, "data_dir": self.data_dir, **self.counts},
@@ -326,8 +331,14 @@ class Trainer:
             s.seconds = 0.0
         model.train()
         start = time.perf_counter()
-        bar = tqdm(total=n_batches, initial=s.step, desc=f"epoch {s.epoch + 1}/{cfg.epochs}",
-                   leave=False, disable=not self.progress, dynamic_ncols=True)
+        bar = tqdm(
+            total=n_batches,
+            initial=s.step,
+            desc=f"epoch {s.epoch + 1}/{cfg.epochs}",
+            leave=False,
+            disable=not self.progress,
+            dynamic_ncols=True,
+        )
         with bar:
             while s.step < n_batches:
                 index = s.perm[s.step * cfg.batch_size : (s.step + 1) * cfg.batch_size]
@@ -368,9 +379,16 @@ class Trainer:
         val = elbo_terms(self.model, self.x_val, seed=self.config.seed) if len(self.x_val) else None
         seconds = s.seconds + time.perf_counter() - start
         epoch = s.epoch + 1
-        record = {"epoch": epoch, "train_loss": train[0], "train_recon": train[1], "train_kl": train[2],
-                  "val_loss": val["loss"] if val else None, "val_recon": val["recon"] if val else None,
-                  "val_kl": val["kl"] if val else None, "seconds": round(seconds, 3)}
+        record = {
+            "epoch": epoch,
+            "train_loss": train[0],
+            "train_recon": train[1],
+            "train_kl": train[2],
+            "val_loss": val["loss"] if val else None,
+            "val_recon": val["recon"] if val else None,
+            "val_kl": val["kl"] if val else None,
+            "seconds": round(seconds, 3),
+        }
         s.history.append(record)
         s.epoch, s.step, s.perm, s.sums, s.seconds = epoch, 0, None, None, 0.0
         # The checkpoint goes first: the other files are always rebuilt from it on resume.
@@ -382,16 +400,19 @@ class Trainer:
         write_text(run.metrics, "".join(json.dumps(h) + "\n" for h in s.history))
         self._save_pictures(epoch)
         val_text = f"  val {record['val_loss']:.2f}" if val else ""
-        self.log(f"epoch {epoch:3d}/{self.config.epochs}  train {train[0]:.2f} (recon {train[1]:.2f} + "
-                 f"kl {train[2]:.2f}){val_text}  {seconds:.2f}s")
+        self.log(
+            f"epoch {epoch:3d}/{self.config.epochs}  train {train[0]:.2f} (recon {train[1]:.2f} + "
+            f"kl {train[2]:.2f}){val_text}  {seconds:.2f}s"
+        )
 
     def _save_pictures(self, epoch: int) -> None:
         run, model = self.run_dir, self.model
         model.eval()
         with torch.no_grad():
             plots.save_grid(model.decode(self.grid_z), run.sample_grid(epoch), ncol=8)
-            plots.save_reconstructions(self.grid_images, model.reconstruct(self.grid_images),
-                                       run.reconstruction_grid(epoch))
+            plots.save_reconstructions(
+                self.grid_images, model.reconstruct(self.grid_images), run.reconstruction_grid(epoch)
+            )
         plots.save_loss_curve(self.state.history, run.loss_curve)
 
     def evaluate_test(self) -> dict[str, Any]:
@@ -399,8 +420,10 @@ class Trainer:
         result = {f"test_{k}": v for k, v in terms.items()}
         result.update(split="test", n_images=len(self.x_test), epochs_trained=self.state.epoch)
         write_json(self.run_dir.eval, result)
-        self.log(f"test loss {result['test_loss']:.2f} (recon {result['test_recon']:.2f} + "
-                 f"kl {result['test_kl']:.2f}) over {len(self.x_test)} images")
+        self.log(
+            f"test loss {result['test_loss']:.2f} (recon {result['test_recon']:.2f} + "
+            f"kl {result['test_kl']:.2f}) over {len(self.x_test)} images"
+        )
         return result
 
 

@@ -34,7 +34,7 @@ def download(urls: Sequence[str], dest: str | os.PathLike, md5: str, timeout: fl
         try:
             with urllib.request.urlopen(url, timeout=timeout) as response:
 
-                def write(tmp: Path, response=response) -> None:
+                def write(tmp: Path, response=response, url=url) -> None:
                     digest = hashlib.md5()
                     with open(tmp, "wb") as f:
                         while chunk := response.read(1 << 20):
@@ -47,6 +47,8 @@ def download(urls: Sequence[str], dest: str | os.PathLike, md5: str, timeout: fl
 
                 atomic_write(dest, write)
                 return dest
-        except (urllib.error.URLError, OSError) as exc:  # HTTPError is a URLError
+        except urllib.error.HTTPError as exc:
+            failures.append(f"{url} (HTTP {exc.code})")
+        except (urllib.error.URLError, OSError) as exc:
             failures.append(f"{url} ({getattr(exc, 'reason', exc)})")
     raise VaekitError(f"could not download {dest.name}: " + "; ".join(failures))

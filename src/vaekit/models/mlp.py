@@ -13,7 +13,7 @@ from vaekit.models.base import VAE
 def _mlp(sizes: Sequence[int]) -> list[nn.Module]:
     """Linear layers between consecutive sizes, each followed by ReLU."""
     layers: list[nn.Module] = []
-    for n_in, n_out in zip(sizes[:-1], sizes[1:]):
+    for n_in, n_out in zip(sizes[:-1], sizes[1:], strict=True):
         layers += [nn.Linear(n_in, n_out), nn.ReLU()]
     return layers
 

@@ -1,0 +1,125 @@
+"""Shared fixtures: tiny IDX datasets written on the fly, a tiny trained run, a local HTTP server."""
+
+from __future__ import annotations
+
+import gzip
+import http.server
+import shutil
+import struct
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from vaekit.train import TrainConfig, Trainer
+
+SHARED_MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
+
+
+def idx_bytes(array: np.ndarray) -> bytes:
+    """The IDX encoding of a uint8 array: magic (0, 0, 0x08, ndim), big-endian sizes, data."""
+    assert array.dtype == np.uint8
+    return bytes([0, 0, 0x08, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape) + array.tobytes()
+
+
+def write_idx(path: Path, array: np.ndarray, compress: bool = True) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = idx_bytes(array)
+    path.write_bytes(gzip.compress(data) if compress else data)
+    return path
+
+
+def tiny_digit_images(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """n 28x28 uint8 images of bars whose position encodes the label: learnable, generated."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 10, n).astype(np.uint8)
+    images = np.zeros((n, 28, 28), dtype=np.uint8)
+    for i, label in enumerate(labels):
+        images[i, 2 + 2 * label : 5 + 2 * label, 4:24] = 255
+    images = np.clip(images.astype(int) + rng.integers(0, 30, images.shape), 0, 255).astype(np.uint8)
+    return images, labels
+
+
+def write_tiny_mnist(folder: Path, n_train: int = 96, n_test: int = 40) -> Path:
+    for prefix, n, seed in (("train", n_train, 0), ("t10k", n_test, 1)):
+        images, labels = tiny_digit_images(n, seed)
+        write_idx(folder / f"{prefix}-images-idx3-ubyte.gz", images)
+        write_idx(folder / f"{prefix}-labels-idx1-ubyte.gz", labels)
+    return folder
+
+
+@pytest.fixture
+def tiny_mnist(tmp_path: Path) -> Path:
+    return write_tiny_mnist(tmp_path / "data")
+
+
+@pytest.fixture
+def shared_mnist() -> Path:
+    if not (SHARED_MNIST / "t10k-images-idx3-ubyte.gz").is_file():
+        pytest.skip("../shared/data/mnist is not beside this checkout")
+    return SHARED_MNIST
+
+
+def tiny_config(**overrides) -> TrainConfig:
+    values = dict(dataset="digits", hidden=[32], latent_dim=2, epochs=2, batch_size=64, seed=0)
+    values.update(overrides)
+    return TrainConfig(**values)
+
+
+def quiet_trainer(config: TrainConfig, out: Path, **kwargs) -> Trainer:
+    return Trainer(config, out, progress=False, log=lambda line: None, **kwargs)
+
+
+@pytest.fixture(scope="session")
+def trained_run_template(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("template") / "run"
+    quiet_trainer(tiny_config(), out).run()
+    return out
+
+
+@pytest.fixture
+def trained_run(trained_run_template: Path, tmp_path: Path) -> Path:
+    """A fresh copy of a tiny trained digits run (2 epochs), safe to modify."""
+    return Path(shutil.copytree(trained_run_template, tmp_path / "run"))
+
+
+def folder_snapshot(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+class _Handler(http.server.SimpleHTTPRequestHandler):
+    def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+        if self.path.startswith("/error/"):
+            self.send_error(500, "server exploded")
+            return
+        super().do_GET()
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+@pytest.fixture
+def http_server(tmp_path: Path):
+    """Serves a fresh folder on 127.0.0.1; yields (base_url, folder). /error/* answers 500."""
+    root = tmp_path / "served"
+    root.mkdir()
+    server = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", 0), lambda *a, **k: _Handler(*a, directory=str(root), **k)
+    )
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/", root
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture(autouse=True)
+def _seeded_and_isolated(monkeypatch, tmp_path: Path):
+    """No test reads or writes the user's cache or talks to a real mirror by accident."""
+    torch.manual_seed(0)
+    monkeypatch.setenv("VAEKIT_DATA", str(tmp_path / "cache"))
+    monkeypatch.delenv("VAEKIT_MIRROR", raising=False)

@@ -1,0 +1,182 @@
+"""The vaekit command end to end on tiny data, and its answers to bad input."""
+
+import dataclasses
+import gzip
+import json
+import subprocess
+import sys
+
+import pytest
+from PIL import Image
+
+from tests.conftest import folder_snapshot
+from vaekit.cli import main
+
+
+def vaekit(*args, cwd=None):
+    return subprocess.run(
+        [sys.executable, "-m", "vaekit", *map(str, args)],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=300,
+    )
+
+
+def test_end_to_end_on_tiny_mnist_files(tiny_mnist, tmp_path):
+    out = tmp_path / "runs" / "z2"
+    done = vaekit(
+        "train",
+        "--dataset",
+        "mnist",
+        "--data-dir",
+        tiny_mnist,
+        "--latent-dim",
+        "2",
+        "--hidden",
+        "64,32",
+        "--epochs",
+        "3",
+        "--batch-size",
+        "16",
+        "--out",
+        out,
+    )
+    assert done.returncode == 0, done.stderr
+    epoch_lines = [line for line in done.stdout.splitlines() if line.startswith("epoch")]
+    assert len(epoch_lines) == 3
+    metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    # the printed figures are the ones stored
+    assert f"train {metrics[-1]['train_loss']:.2f}" in epoch_lines[-1]
+    assert f"val {metrics[-1]['val_loss']:.2f}" in epoch_lines[-1]
+    saved = json.loads((out / "eval.json").read_text())
+    assert f"test loss {saved['test_loss']:.2f}" in done.stdout
+    config = json.loads((out / "config.json").read_text())
+    assert config["model"]["hidden"] == [64, 32] and config["data"]["n_test"] == 40
+
+    sample = vaekit("sample", out, "--n", "64", "--out", tmp_path / "samples.png")
+    assert sample.returncode == 0, sample.stderr
+    with Image.open(tmp_path / "samples.png") as picture:
+        assert picture.size == (2 * (8 * 30 + 2), 2 * (8 * 30 + 2))  # 8x8 grid of 28 px + 2 pad, 2x
+
+    recon = vaekit("reconstruct", out, "--n", "16", "--out", tmp_path / "recon.png")
+    assert recon.returncode == 0, recon.stderr
+    with Image.open(tmp_path / "recon.png") as picture:
+        assert picture.size == (2 * (8 * 30 + 2), 2 * (4 * 30 + 2))  # 2 pairs of rows of 8
+
+    evaluated = vaekit("evaluate", out)
+    assert evaluated.returncode == 0, evaluated.stderr
+    assert json.loads(evaluated.stdout)["test_loss"] == saved["test_loss"]
+
+
+def test_resume_continues_and_refuses_changed_settings(trained_run, capsys):
+    assert main(["train", "--resume", "--out", str(trained_run), "--epochs", "3", "--no-progress"]) == 0
+    assert "epoch   3/3" in capsys.readouterr().out
+    assert main(["train", "--resume", "--out", str(trained_run), "--epochs", "3"]) == 0
+    assert "already trained 3 epochs" in capsys.readouterr().out
+    assert main(["train", "--resume", "--out", str(trained_run), "--latent-dim", "7"]) == 1
+    assert "cannot change on --resume" in capsys.readouterr().err
+
+
+def _truncate(path):
+    raw = gzip.decompress(path.read_bytes())
+    path.write_bytes(gzip.compress(raw[:-500]))
+
+
+def _corrupt(path):
+    path.write_bytes(b"\x1f\x8b" + bytes(range(256)) * 4)  # gzip magic, then no valid stream
+
+
+BAD_TRAIN = [
+    (["--dataset", "cifar"], "invalid choice"),
+    (["--epochs", "0"], "--epochs: must be >= 1"),
+    (["--batch-size", "-3"], "--batch-size: must be >= 1"),
+    (["--latent-dim", "0"], "--latent-dim: must be >= 1"),
+    (["--lr", "nan"], "--lr: must be a finite number"),
+    (["--lr", "0"], "--lr: must be a positive number"),
+    (["--lr", "fast"], "--lr: expected a number"),
+    (["--val-fraction", "1"], "--val-fraction: must be in [0, 1)"),
+    (["--val-fraction", "-0.1"], "--val-fraction: must be in [0, 1)"),
+    (["--hidden", "400,x"], "--hidden: expected sizes"),
+    (["--resume"], "--resume needs --out"),
+]
+
+
+@pytest.mark.parametrize("args, message", BAD_TRAIN)
+def test_bad_train_options(args, message, capsys):
+    code = main(["train", "--dataset", "digits", *args])
+    err = capsys.readouterr().err
+    assert code != 0 and message in err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (lambda d: (d / "train-images-idx3-ubyte.gz").unlink(), "could not download"),
+        (lambda d: _truncate(d / "t10k-images-idx3-ubyte.gz"), "truncated data file"),
+        (lambda d: _corrupt(d / "train-labels-idx1-ubyte.gz"), "corrupt data file"),
+        (
+            lambda d: (d / "t10k-labels-idx1-ubyte.gz").write_bytes(
+                (d / "train-labels-idx1-ubyte.gz").read_bytes()
+            ),
+            "40 images but t10k-labels-idx1-ubyte.gz 96 labels",
+        ),
+    ],
+)
+def test_bad_data_files(tiny_mnist, tmp_path, monkeypatch, capsys, damage, message):
+    monkeypatch.setenv("VAEKIT_MIRROR", "http://127.0.0.1:9/")  # nothing listens: fail fast, offline
+    from vaekit.data import mnist
+
+    monkeypatch.setitem(mnist.IDX_SPECS, "mnist", dataclasses.replace(mnist.MNIST, mirrors=()))
+    damage(tiny_mnist)
+    code = main(["train", "--dataset", "mnist", "--data-dir", str(tiny_mnist), "--out", str(tmp_path / "r")])
+    err = capsys.readouterr().err
+    assert code == 1 and message in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize(
+    "make_bad, command, message",
+    [
+        (lambda run: None, ["train", "--dataset", "digits", "--out", "{run}"], "already holds another run"),
+        (
+            lambda run: (run / "model.safetensors").write_bytes(b"junk"),
+            ["sample", "{run}"],
+            "corrupt weights",
+        ),
+        (
+            lambda run: (run / "config.json").write_text(
+                (run / "config.json").read_text().replace('"latent_dim": 2', '"latent_dim": 9')
+            ),
+            ["reconstruct", "{run}"],
+            "do not match its config",
+        ),
+        (lambda run: None, ["sample", "{run}", "--n", "0"], "--n: must be >= 1"),
+        (lambda run: None, ["reconstruct", "{run}", "--n", "100000"], "more than the 359 images"),
+        (lambda run: None, ["sample", "{run}/missing"], "does not exist"),
+        (lambda run: None, ["evaluate", "{run}/missing"], "does not exist"),
+        (
+            lambda run: (run / "checkpoints" / "last.pt").write_bytes(b"junk"),
+            ["train", "--resume", "--out", "{run}", "--epochs", "5"],
+            "corrupt checkpoint",
+        ),
+    ],
+)
+def test_bad_run_commands_leave_the_run_alone(
+    trained_run, tmp_path, capsys, make_bad, command, message, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)
+    make_bad(trained_run)
+    before = folder_snapshot(trained_run)
+    code = main([part.format(run=trained_run) for part in command])
+    err = capsys.readouterr().err
+    assert code != 0 and message in err, err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert folder_snapshot(trained_run) == before
+    assert not (tmp_path / "samples.png").exists() and not (tmp_path / "reconstructions.png").exists()
+
+
+def test_usage_error_is_one_line():
+    done = vaekit("train", "--no-such-option")
+    assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1

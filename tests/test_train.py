@@ -1,0 +1,198 @@
+"""The training loop: reproducibility, exact resume (after epochs, Ctrl-C, a hard kill), NaN, folders."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from tests.conftest import folder_snapshot, quiet_trainer, tiny_config
+from vaekit.errors import VaekitError
+from vaekit.models import LossOutput
+from vaekit.train import TrainingInterrupted, resume
+
+
+def weights(run):
+    return load_file(str(run / "model.safetensors"))
+
+
+def metrics(run):
+    lines = (run / "metrics.jsonl").read_text().splitlines()
+    return [{k: v for k, v in json.loads(line).items() if k != "seconds"} for line in lines]
+
+
+def assert_same_run(a, b):
+    wa, wb = weights(a), weights(b)
+    assert wa.keys() == wb.keys()
+    for key in wa:
+        assert torch.equal(wa[key], wb[key]), key
+    assert metrics(a) == metrics(b)
+    assert json.loads((a / "eval.json").read_text()) == json.loads((b / "eval.json").read_text())
+
+
+def test_run_folder_layout(tmp_path):
+    out = tmp_path / "run"
+    quiet_trainer(tiny_config(epochs=2, save_every=1), out).run()
+    for name in (
+        "config.json",
+        "model.safetensors",
+        "metrics.jsonl",
+        "loss_curve.png",
+        "eval.json",
+        "samples/epoch_001.png",
+        "samples/epoch_002.png",
+        "reconstructions/epoch_002.png",
+        "checkpoints/last.pt",
+        "checkpoints/epoch_001.pt",
+        "checkpoints/epoch_002.pt",
+    ):
+        assert (out / name).is_file(), name
+    config = json.loads((out / "config.json").read_text())
+    assert config["train"]["seed"] == 0 and config["train"]["lr"] == 1e-3
+    assert config["model"] == {"name": "mlp", "image_shape": [1, 8, 8], "latent_dim": 2, "hidden": [32]}
+    assert config["torch_version"] == torch.__version__ and config["vaekit_version"]
+    assert config["epochs_completed"] == 2 and config["data"]["n_train"] + config["data"]["n_val"] == 1438
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [1, 2]
+    for r in rows:
+        assert set(r) >= {"epoch", "train_loss", "train_recon", "train_kl", "val_loss", "seconds"}
+        assert r["train_loss"] == pytest.approx(r["train_recon"] + r["train_kl"])
+    assert set(json.loads((out / "eval.json").read_text())) >= {"test_loss", "test_recon", "test_kl"}
+
+
+def test_same_seed_same_numbers_other_seed_other_numbers(tmp_path):
+    for name, seed in (("a", 0), ("b", 0), ("c", 1)):
+        quiet_trainer(tiny_config(seed=seed), tmp_path / name).run()
+    assert_same_run(tmp_path / "a", tmp_path / "b")
+    assert metrics(tmp_path / "a") != metrics(tmp_path / "c")
+
+
+def test_resume_extends_a_finished_run_exactly(tmp_path):
+    quiet_trainer(tiny_config(epochs=3), tmp_path / "straight").run()
+    quiet_trainer(tiny_config(epochs=1), tmp_path / "resumed").run()
+    resume(tmp_path / "resumed", epochs=3, progress=False, log=lambda line: None)
+    assert_same_run(tmp_path / "straight", tmp_path / "resumed")
+    assert len(list((tmp_path / "resumed" / "samples").iterdir())) == 3
+
+
+def test_ctrl_c_saves_the_position_inside_the_epoch_and_resume_is_exact(tmp_path):
+    quiet_trainer(tiny_config(epochs=2), tmp_path / "straight").run()
+    trainer = quiet_trainer(tiny_config(epochs=2), tmp_path / "stopped")
+    real_loss, calls = trainer.model.loss, []
+
+    def loss_then_ctrl_c(*args, **kwargs):
+        calls.append("generator" not in kwargs)  # validation passes a generator; training does not
+        if sum(calls) == 27 and calls[-1]:  # epoch 2 (21 steps an epoch), mid-way
+            os.kill(os.getpid(), signal.SIGINT)
+        return real_loss(*args, **kwargs)
+
+    trainer.model.loss = loss_then_ctrl_c
+    with pytest.raises(TrainingInterrupted, match="epoch 2 at step 6/21"):
+        trainer.run()
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
+    ckpt = torch.load(tmp_path / "stopped" / "checkpoints" / "last.pt", weights_only=True)
+    assert (ckpt["epoch"], ckpt["step"]) == (1, 6)
+    resume(tmp_path / "stopped", progress=False, log=lambda line: None)
+    assert_same_run(tmp_path / "straight", tmp_path / "stopped")
+
+
+def test_hard_kill_then_resume_is_exact(tmp_path):
+    """SIGKILL a real training process between epochs; resuming gives the uninterrupted run's weights."""
+    out = tmp_path / "killed"
+    cmd = [
+        sys.executable,
+        "-m",
+        "vaekit",
+        "train",
+        "--dataset",
+        "digits",
+        "--hidden",
+        "32",
+        "--latent-dim",
+        "2",
+        "--batch-size",
+        "64",
+        "--epochs",
+        "400",
+        "--out",
+        str(out),
+        "--no-progress",
+    ]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + 60
+    while time.time() < deadline and not (out / "metrics.jsonl").exists():
+        time.sleep(0.05)
+    time.sleep(0.3)
+    proc.kill()
+    proc.wait()
+    done = torch.load(out / "checkpoints" / "last.pt", weights_only=True)["epoch"]
+    assert 1 <= done < 400, "the process should have been killed part-way"
+    resume(out, epochs=done + 1, progress=False, log=lambda line: None)
+    quiet_trainer(tiny_config(epochs=done + 1), tmp_path / "straight").run()
+    assert_same_run(tmp_path / "straight", out)
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
+    trainer = quiet_trainer(tiny_config(epochs=3), tmp_path / "run")
+    real_loss, calls = trainer.model.loss, []
+
+    def loss_nan_in_epoch_2(*args, **kwargs):
+        calls.append("generator" not in kwargs)
+        objective, terms = real_loss(*args, **kwargs)
+        if sum(calls) > 21:
+            return LossOutput(objective * float("nan"), {k: v * float("nan") for k, v in terms.items()})
+        return LossOutput(objective, terms)
+
+    trainer.model.loss = loss_nan_in_epoch_2
+    with pytest.raises(VaekitError, match="became nan in epoch 2.*after epoch 1"):
+        trainer.run()
+    ckpt = torch.load(tmp_path / "run" / "checkpoints" / "last.pt", weights_only=True)
+    assert ckpt["epoch"] == 1 and all(torch.isfinite(v).all() for v in ckpt["model"].values())
+    assert all(torch.isfinite(v).all() for v in weights(tmp_path / "run").values())
+
+
+def test_existing_run_is_refused_and_left_alone(trained_run):
+    before = folder_snapshot(trained_run)
+    with pytest.raises(VaekitError, match="already holds another run"):
+        quiet_trainer(tiny_config(), trained_run)
+    assert folder_snapshot(trained_run) == before
+
+
+def test_overwrite_that_fails_restores_the_old_run(trained_run):
+    before = folder_snapshot(trained_run)
+    trainer = quiet_trainer(tiny_config(epochs=1), trained_run, overwrite=True)
+    trainer.model.loss = lambda *a, **k: (_ for _ in ()).throw(RuntimeError("boom"))
+    with pytest.raises(RuntimeError, match="boom"):
+        trainer.run()
+    assert folder_snapshot(trained_run) == before
+    assert [p.name for p in trained_run.parent.iterdir()] == ["run"]  # no backup left behind
+
+
+def test_overwrite_replaces(trained_run):
+    quiet_trainer(tiny_config(epochs=1, latent_dim=3), trained_run, overwrite=True).run()
+    assert json.loads((trained_run / "config.json").read_text())["model"]["latent_dim"] == 3
+    assert not (trained_run / "samples" / "epoch_002.png").exists()
+
+
+@pytest.mark.parametrize(
+    "field, value, message",
+    [
+        ("epochs", 0, "epochs must be"),
+        ("batch_size", -1, "batch size"),
+        ("latent_dim", 0, "latent dim"),
+        ("lr", float("nan"), "learning rate"),
+        ("lr", 0.0, "learning rate"),
+        ("val_fraction", 1.0, "val fraction"),
+        ("hidden", [], "hidden"),
+        ("device", "tpu", "unknown device"),
+    ],
+)
+def test_bad_settings_are_refused_before_anything_is_written(tmp_path, field, value, message):
+    with pytest.raises(VaekitError, match=message):
+        quiet_trainer(tiny_config(**{field: value}), tmp_path / "run")
+    assert not (tmp_path / "run").exists()
