@@ -196,3 +196,10 @@ def test_bad_settings_are_refused_before_anything_is_written(tmp_path, field, va
     with pytest.raises(VaekitError, match=message):
         quiet_trainer(tiny_config(**{field: value}), tmp_path / "run")
     assert not (tmp_path / "run").exists()
+
+
+def test_run_files_get_the_usual_permissions(trained_run_template):
+    umask = os.umask(0)
+    os.umask(umask)
+    for name in ("config.json", "model.safetensors", "metrics.jsonl", "checkpoints/last.pt"):
+        assert (trained_run_template / name).stat().st_mode & 0o777 == 0o666 & ~umask, name

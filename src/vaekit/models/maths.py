@@ -19,7 +19,10 @@ def reparameterize(
     Differentiable in mu and logvar (the reparameterisation trick, Kingma & Welling 2013, sec. 2.4).
     Shapes: mu, logvar [B, D] -> z [B, D].
     """
-    eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
+    if generator is None:
+        eps = torch.randn_like(mu)
+    else:
+        eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
     return mu + torch.exp(0.5 * logvar) * eps
 
 

@@ -1,0 +1,197 @@
+"""Shared pieces of the benchmarks: the baseline "tutorial pipeline", data loading, result writing.
+
+The baseline is the classic pytorch/examples MNIST VAE (vae/main.py), rebuilt without torchvision:
+a per-sample Dataset that makes one PIL image per item and converts it as torchvision's ToTensor
+does, a DataLoader at batch 128, the tutorial's 784-400-20 model, summed BCE + KL loss and Adam.
+Both benchmark scripts import it from here so that they measure the very same baseline.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_DATA_DIR = REPO_ROOT.parent / "shared" / "data" / "mnist"
+RESULTS_DIR = REPO_ROOT / "benchmarks" / "results"
+MNIST_FILES = (
+    "train-images-idx3-ubyte.gz",
+    "train-labels-idx1-ubyte.gz",
+    "t10k-images-idx3-ubyte.gz",
+    "t10k-labels-idx1-ubyte.gz",
+)
+BATCH_SIZE = 128
+
+
+# ------------------------------------------------------------------------------------------ data
+def check_data_dir(data_dir: Path) -> None:
+    """Exit with a one-line message (code 1) unless ``data_dir`` holds the four MNIST IDX files.
+
+    Checked here because vaekit's loader would otherwise try to download missing files.
+    """
+    if not data_dir.is_dir():
+        sys.exit(f"error: MNIST data folder {data_dir} not found (pass --data-dir)")
+    missing = [
+        name for name in MNIST_FILES if not any((data_dir / n).is_file() for n in (name, name[:-3]))
+    ]
+    if missing:
+        sys.exit(f"error: MNIST data folder {data_dir} lacks {', '.join(missing)}")
+
+
+class TutorialMNIST(Dataset):
+    """torchvision.datasets.MNIST with transform=ToTensor(), step for step, without torchvision.
+
+    Like torchvision, the images are one uint8 tensor [N, 28, 28] and the labels one int64 tensor;
+    each item indexes them, wraps the image in a PIL image and converts it back (ToTensor).
+    """
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor) -> None:
+        assert images.dtype == torch.uint8 and images.ndim == 3, images.shape
+        self.data = images
+        self.targets = labels
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        # torchvision/datasets/mnist.py, MNIST.__getitem__
+        img, target = self.data[index], int(self.targets[index])
+        img = Image.fromarray(img.numpy(), mode="L")
+        return to_tensor(img), target
+
+
+def to_tensor(pic: Image.Image) -> torch.Tensor:
+    """torchvision.transforms.functional.to_tensor for a PIL image of mode "L"."""
+    img = torch.from_numpy(np.array(pic, np.uint8, copy=True))
+    img = img.view(pic.size[1], pic.size[0], len(pic.getbands()))
+    img = img.permute((2, 0, 1)).contiguous()
+    return img.to(dtype=torch.get_default_dtype()).div(255)
+
+
+def tutorial_datasets(data_dir: Path) -> tuple[TutorialMNIST, TutorialMNIST]:
+    """(train, test) as per-sample datasets over uint8 tensors, loaded by vaekit's IDX reader."""
+    from vaekit.data import load_dataset
+
+    ds = load_dataset("mnist", data_dir)
+    return (
+        TutorialMNIST(ds.train.images.squeeze(1).contiguous(), ds.train.labels),
+        TutorialMNIST(ds.test.images.squeeze(1).contiguous(), ds.test.labels),
+    )
+
+
+def tutorial_loader(dataset: TutorialMNIST, shuffle: bool) -> DataLoader:
+    """The tutorial's loader: batch 128, single process (num_workers=0, as it runs on CPU)."""
+    return DataLoader(dataset, batch_size=BATCH_SIZE, shuffle=shuffle)
+
+
+# ----------------------------------------------------------------------------------------- model
+class TutorialVAE(nn.Module):
+    """pytorch/examples vae/main.py, layer for layer."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(784, 400)
+        self.fc21 = nn.Linear(400, 20)
+        self.fc22 = nn.Linear(400, 20)
+        self.fc3 = nn.Linear(20, 400)
+        self.fc4 = nn.Linear(400, 784)
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h1 = F.relu(self.fc1(x))
+        return self.fc21(h1), self.fc22(h1)
+
+    def reparameterize(self, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+        std = torch.exp(0.5 * logvar)
+        eps = torch.randn_like(std)
+        return mu + eps * std
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        h3 = F.relu(self.fc3(z))
+        return torch.sigmoid(self.fc4(h3))
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        mu, logvar = self.encode(x.view(-1, 784))
+        z = self.reparameterize(mu, logvar)
+        return self.decode(z), mu, logvar
+
+
+def tutorial_loss(
+    recon_x: torch.Tensor, x: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor
+) -> torch.Tensor:
+    """Summed (not averaged) BCE over pixels and images, plus the summed analytic KL."""
+    bce = F.binary_cross_entropy(recon_x, x.view(-1, 784), reduction="sum")
+    kld = -0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp())
+    return bce + kld
+
+
+def tutorial_optimizer(model: nn.Module) -> torch.optim.Optimizer:
+    return torch.optim.Adam(model.parameters(), lr=1e-3)
+
+
+def tutorial_train_epoch(model: TutorialVAE, optimizer: torch.optim.Optimizer, loader: DataLoader) -> float:
+    """One epoch exactly as the tutorial's train(): returns the summed loss / number of images."""
+    model.train()
+    train_loss = 0.0
+    for data, _ in loader:
+        optimizer.zero_grad()
+        recon_batch, mu, logvar = model(data)
+        loss = tutorial_loss(recon_batch, data, mu, logvar)
+        loss.backward()
+        train_loss += loss.item()
+        optimizer.step()
+    return train_loss / len(loader.dataset)
+
+
+def tutorial_test_loss(model: TutorialVAE, loader: DataLoader) -> float:
+    """The tutorial's test(): eval mode, no grad, one sampled z per image, summed loss / images."""
+    model.eval()
+    test_loss = 0.0
+    with torch.no_grad():
+        for data, _ in loader:
+            recon_batch, mu, logvar = model(data)
+            test_loss += tutorial_loss(recon_batch, data, mu, logvar).item()
+    return test_loss / len(loader.dataset)
+
+
+# --------------------------------------------------------------------------------------- results
+def write_results(name: str, results: dict[str, Any]) -> Path:
+    """Write ``results`` to benchmarks/results/<name>.json atomically (temp file, then os.replace)."""
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    path = RESULTS_DIR / f"{name}.json"
+    fd, tmp = tempfile.mkstemp(dir=RESULTS_DIR, prefix=f".{name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(results, f, indent=2)
+            f.write("\n")
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; results are meant to be read by anyone
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def format_table(header: list[str], rows: list[list[str]]) -> str:
+    """A plain fixed-width table: first column left-aligned, the others right-aligned."""
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+
+    def line(cells: list[str]) -> str:
+        parts = [
+            str(c).ljust(w) if i == 0 else str(c).rjust(w)
+            for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+        ]
+        return "  ".join(parts)
+
+    rule = "  ".join("-" * w for w in widths)
+    return "\n".join([line(header), rule, *(line(r) for r in rows)])

@@ -1,0 +1,302 @@
+"""Seconds per training epoch of the 784-400-20 MLP VAE at batch 128 on CPU: tutorial vs vaekit.
+
+Why: vaekit claims to train the classic MNIST VAE faster than the pytorch/examples tutorial on the
+same hardware. Three pipelines train over the same 12,000 MNIST training images:
+
+  (a) tutorial        per-sample PIL Dataset + DataLoader + the tutorial's model, summed loss, Adam
+  (b) tutorial loader the same per-sample DataLoader feeding vaekit's model and (fused) optimizer,
+                      which isolates what the data pipeline costs
+  (c) vaekit          Trainer._train_epoch: shuffled index into one float tensor, vaekit's model
+
+Each is warmed up with one full epoch, then timed for --rounds rounds; the three run interleaved in
+every round (the order rotates from round to round), so that slow spells of a shared machine hit all
+three alike. Reported: median seconds per epoch, images/s, ratios a/c and b/c, and achieved FLOP/s
+(matmul FLOPs counted by torch.utils.flop_counter, over the exact batch sizes of an epoch) against
+this machine's float32 matmul peak. Results: benchmarks/results/epoch_speed.json.
+
+Run from the repository root:  .venv/bin/python benchmarks/epoch_speed.py [--rounds 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import os
+import platform
+import statistics
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Callable
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import torch
+from _common import (
+    BATCH_SIZE,
+    DEFAULT_DATA_DIR,
+    TutorialVAE,
+    check_data_dir,
+    format_table,
+    tutorial_datasets,
+    tutorial_loader,
+    tutorial_loss,
+    tutorial_optimizer,
+    tutorial_train_epoch,
+    write_results,
+)
+from torch.utils.data import DataLoader
+from torch.utils.flop_counter import FlopCounterMode
+
+from vaekit.train import TrainConfig, Trainer, _CtrlC
+
+PIPELINES = ("tutorial", "tutorial_vaekit_model", "vaekit")
+LABELS = {
+    "tutorial": "(a) tutorial",
+    "tutorial_vaekit_model": "(b) tutorial loader + vaekit model",
+    "vaekit": "(c) vaekit",
+}
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR, help="MNIST IDX gz folder")
+    parser.add_argument("--rounds", type=int, default=5, help="timed rounds of one epoch per pipeline")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--peak-sizes", type=str, default="1024,2048,4096", help="square matmul sizes for the peak"
+    )
+    parser.add_argument("--peak-repeats", type=int, default=5, help="timed matmuls per size (best counts)")
+    args = parser.parse_args()
+    if args.rounds < 1 or args.peak_repeats < 1:
+        parser.error("--rounds and --peak-repeats must be >= 1")
+    return args
+
+
+def quiet(message: str) -> None:
+    """A Trainer log that prints nothing."""
+
+
+def vaekit_model_on_loader(trainer: Trainer, loader: DataLoader) -> float:
+    """(b): one epoch of vaekit's model and optimizer, batches from the tutorial's per-sample loader."""
+    model, optimizer = trainer.model, trainer.optimizer
+    model.train()
+    total = torch.zeros((), dtype=torch.float64)
+    for data, _ in loader:
+        objective, terms = model.loss(data)
+        optimizer.zero_grad(set_to_none=True)
+        objective.backward()
+        optimizer.step()
+        total += terms["loss"].double() * len(data)
+    return total.item() / len(loader.dataset)
+
+
+def epoch_batch_sizes(n: int, batch_size: int) -> list[int]:
+    return [min(batch_size, n - start) for start in range(0, n, batch_size)]
+
+
+def step_flops(step: Callable[[torch.Tensor], None], batch: torch.Tensor) -> int:
+    """FLOPs of one training step (forward, backward, optimizer step) as FlopCounterMode counts them.
+
+    FlopCounterMode counts matrix products (and convolutions) only; the elementwise work of the loss,
+    the activations and Adam is not counted, which is the usual convention for "model FLOPs".
+    """
+    with FlopCounterMode(display=False) as counter:
+        step(batch)
+    return int(counter.get_total_flops())
+
+
+def tutorial_step_fn(model: TutorialVAE) -> Callable[[torch.Tensor], None]:
+    model = copy.deepcopy(model)  # counting must not move the model that is being timed
+    optimizer = tutorial_optimizer(model)
+
+    def step(x: torch.Tensor) -> None:
+        optimizer.zero_grad()
+        recon, mu, logvar = model(x)
+        tutorial_loss(recon, x, mu, logvar).backward()
+        optimizer.step()
+
+    return step
+
+
+def vaekit_step_fn(trainer: Trainer) -> Callable[[torch.Tensor], None]:
+    model = copy.deepcopy(trainer.model)
+    optimizer = type(trainer.optimizer)(model.parameters(), **trainer.optimizer.defaults)
+
+    def step(x: torch.Tensor) -> None:
+        objective, _ = model.loss(x)
+        optimizer.zero_grad(set_to_none=True)
+        objective.backward()
+        optimizer.step()
+
+    return step
+
+
+def flops_per_epoch(
+    step: Callable[[torch.Tensor], None], x: torch.Tensor, sizes: list[int]
+) -> dict[str, Any]:
+    """Counted FLOPs for every distinct batch size of an epoch, and their total over the epoch."""
+    per_size = {size: step_flops(step, x[:size]) for size in sorted(set(sizes))}
+    total = sum(count * per_size[size] for size, count in Counter(sizes).items())
+    return {"per_step": {str(k): v for k, v in per_size.items()}, "per_epoch": total}
+
+
+def matmul_peak(sizes: list[int], repeats: int) -> dict[int, float]:
+    """Best float32 square-matmul rate (2 n^3 / seconds) for each n, at the default thread count."""
+    rates = {}
+    for n in sizes:
+        a, b, out = torch.randn(n, n), torch.randn(n, n), torch.empty(n, n)
+        torch.mm(a, b, out=out)  # warm-up
+        best = float("inf")
+        for _ in range(repeats):
+            start = time.perf_counter()
+            torch.mm(a, b, out=out)
+            best = min(best, time.perf_counter() - start)
+        rates[n] = 2 * n**3 / best
+    return rates
+
+
+def main() -> None:
+    args = parse_args()
+    load_start = os.getloadavg()
+    data_dir = args.data_dir.resolve()
+    check_data_dir(data_dir)
+    threads = torch.get_num_threads()
+    print(f"torch {torch.__version__}, {threads} threads, data {data_dir}")
+
+    train_set, _ = tutorial_datasets(data_dir)
+    n_images = len(train_set)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        config = dict(dataset="mnist", data_dir=str(data_dir), epochs=1, seed=args.seed, val_fraction=0.0)
+        trainer_b = Trainer(TrainConfig(**config), Path(tmp) / "run_b", progress=False, log=quiet)
+        trainer_c = Trainer(TrainConfig(**config), Path(tmp) / "run_c", progress=False, log=quiet)
+        # The same images on both sides (vaekit holds them in its own shuffled order).
+        assert len(trainer_c.x_train) == n_images, (len(trainer_c.x_train), n_images)
+        pixel_sum = int(trainer_c.x_train.mul(255).round().to(torch.int64).sum())
+        assert pixel_sum == int(train_set.data.sum(dtype=torch.int64)), "different training images"
+        assert trainer_c.config.batch_size == BATCH_SIZE
+
+        torch.manual_seed(args.seed)
+        model_a = TutorialVAE()
+        optimizer_a = tutorial_optimizer(model_a)
+        loader_a = tutorial_loader(train_set, shuffle=True)
+        loader_b = tutorial_loader(train_set, shuffle=True)
+        ctrl_c = _CtrlC()  # only its .pressed flag (False) is read; never entered
+
+        def run_c() -> None:
+            trainer_c._train_epoch(ctrl_c)
+            trainer_c.state.step = 0  # the next call starts a fresh epoch
+
+        runners: dict[str, Callable[[], Any]] = {
+            "tutorial": lambda: tutorial_train_epoch(model_a, optimizer_a, loader_a),
+            "tutorial_vaekit_model": lambda: vaekit_model_on_loader(trainer_b, loader_b),
+            "vaekit": run_c,
+        }
+
+        warmup = {}
+        for name in PIPELINES:
+            start = time.perf_counter()
+            runners[name]()
+            warmup[name] = time.perf_counter() - start
+        print("warm-up epoch: " + ", ".join(f"{LABELS[k]} {v:.3f}s" for k, v in warmup.items()))
+
+        times: dict[str, list[float]] = {name: [] for name in PIPELINES}
+        orders = []
+        for r in range(args.rounds):
+            order = PIPELINES[r % 3 :] + PIPELINES[: r % 3]
+            orders.append(list(order))
+            for name in order:
+                start = time.perf_counter()
+                runners[name]()
+                times[name].append(time.perf_counter() - start)
+            print(f"round {r + 1}/{args.rounds}: " + ", ".join(f"{k} {times[k][-1]:.3f}s" for k in PIPELINES))
+
+        sizes = epoch_batch_sizes(n_images, BATCH_SIZE)
+        x = trainer_c.x_train
+        flops = {
+            "tutorial": flops_per_epoch(tutorial_step_fn(model_a), x, sizes),
+            "vaekit": flops_per_epoch(vaekit_step_fn(trainer_c), x, sizes),
+        }
+        flops["tutorial_vaekit_model"] = flops["vaekit"]  # the same model and optimizer as (c)
+
+    peak_by_n = matmul_peak([int(s) for s in args.peak_sizes.split(",")], args.peak_repeats)
+    peak = max(peak_by_n.values())
+
+    median = {name: statistics.median(times[name]) for name in PIPELINES}
+    achieved = {name: flops[name]["per_epoch"] / median[name] for name in PIPELINES}
+    results: dict[str, Any] = {
+        "benchmark": "epoch_speed",
+        "what": "seconds per training epoch, MLP 784-400-20 VAE, batch 128, CPU, same training images",
+        "tutorial_s": median["tutorial"],
+        "tutorial_vaekit_model_s": median["tutorial_vaekit_model"],
+        "vaekit_s": median["vaekit"],
+        "speedup_vs_tutorial": median["tutorial"] / median["vaekit"],
+        "speedup_vs_tutorial_loader": median["tutorial_vaekit_model"] / median["vaekit"],
+        "images_per_s": {name: n_images / median[name] for name in PIPELINES},
+        "min_s": {name: min(times[name]) for name in PIPELINES},
+        "n_images": n_images,
+        "batch_size": BATCH_SIZE,
+        "steps_per_epoch": len(sizes),
+        "rounds": args.rounds,
+        "threads": threads,
+        "flops_per_epoch": flops["vaekit"]["per_epoch"],
+        "flops_per_step": flops["vaekit"]["per_step"],
+        "tutorial_flops_per_epoch": flops["tutorial"]["per_epoch"],
+        "tutorial_flops_per_step": flops["tutorial"]["per_step"],
+        "flops_note": "FlopCounterMode counts matmuls only (forward + backward); Adam, elementwise: 0",
+        "vaekit_flops_per_s": achieved["vaekit"],
+        "tutorial_flops_per_s": achieved["tutorial"],
+        "tutorial_vaekit_model_flops_per_s": achieved["tutorial_vaekit_model"],
+        "matmul_peak_flops_per_s": peak,
+        "matmul_peak_by_n": {str(k): v for k, v in peak_by_n.items()},
+        "matmul_peak_repeats": args.peak_repeats,
+        "fraction_of_peak": achieved["vaekit"] / peak,
+        "tutorial_fraction_of_peak": achieved["tutorial"] / peak,
+        "warmup_s": warmup,
+        "raw_times_s": times,
+        "round_orders": orders,
+        "torch_version": torch.__version__,
+        "python_version": platform.python_version(),
+        "machine": platform.machine(),
+        "processor": platform.processor(),
+        "seed": args.seed,
+        "data_dir": str(data_dir),
+        "load_average_start": load_start,
+        "load_average_end": os.getloadavg(),
+        "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    path = write_results("epoch_speed", results)
+
+    rows = [
+        [
+            LABELS[name],
+            f"{median[name]:.3f}",
+            f"{min(times[name]):.3f}",
+            f"{n_images / median[name]:,.0f}",
+            f"{median[name] / median['vaekit']:.2f}x",
+            f"{achieved[name] / 1e9:.1f}",
+            f"{achieved[name] / peak:.1%}",
+        ]
+        for name in PIPELINES
+    ]
+    header = ["pipeline", "median s", "min s", "images/s", "vs (c)", "GFLOP/s", "of peak"]
+    print()
+    print(f"one epoch over {n_images:,} images, batch {BATCH_SIZE}, {threads} threads, {args.rounds} rounds")
+    print(format_table(header, rows))
+    print(
+        f"counted FLOPs per epoch {flops['vaekit']['per_epoch'] / 1e9:.2f} G (vaekit), "
+        f"{flops['tutorial']['per_epoch'] / 1e9:.2f} G (tutorial); float32 matmul peak "
+        + ", ".join(f"n={n}: {r / 1e9:.1f}" for n, r in peak_by_n.items())
+        + " GFLOP/s"
+    )
+    print(
+        f"speedup vs tutorial (a/c): {results['speedup_vs_tutorial']:.2f}x; "
+        f"vs tutorial loader (b/c): {results['speedup_vs_tutorial_loader']:.2f}x"
+    )
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
