@@ -56,6 +56,7 @@ def test_run_folder_layout(tmp_path):
     assert config["train"]["seed"] == 0 and config["train"]["lr"] == 1e-3
     assert config["model"] == {"name": "mlp", "image_shape": [1, 8, 8], "latent_dim": 2, "hidden": [32]}
     assert config["torch_version"] == torch.__version__ and config["vaekit_version"]
+    assert config["data"]["data_dir"] == os.environ["VAEKIT_DATA"]  # the default, resolved
     assert config["epochs_completed"] == 2 and config["data"]["n_train"] + config["data"]["n_val"] == 1438
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in rows] == [1, 2]

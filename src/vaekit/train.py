@@ -28,7 +28,7 @@ from tqdm import tqdm
 import vaekit
 from vaekit import plots
 from vaekit.atomic import atomic_write, write_json, write_text
-from vaekit.data import load_dataset, split_train_val
+from vaekit.data import default_data_dir, load_dataset, split_train_val
 from vaekit.devices import DEVICES, resolve_device
 from vaekit.errors import VaekitError
 from vaekit.evaluate import elbo_terms
@@ -197,9 +197,9 @@ class Trainer:
         # Everything that can fail on bad input happens here, before the run folder is touched.
         self.device = resolve_device(config.device)
         self.config = config
-        data_dir = Path(config.data_dir) if config.data_dir else None
+        data_dir = Path(config.data_dir) if config.data_dir else default_data_dir()
         dataset = load_dataset(config.dataset, data_dir)
-        self.data_dir = str(data_dir.resolve()) if data_dir else None
+        self.data_dir = str(data_dir.resolve())
         train_set, val_set = split_train_val(dataset.train, config.val_fraction, config.seed)
         if checkpoint is None:
             torch.manual_seed(config.seed)
