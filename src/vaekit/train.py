@@ -301,6 +301,13 @@ class Trainer:
     def run(self) -> dict[str, Any]:
         """Train until ``config.epochs`` are done; returns the test evaluation written to eval.json."""
         backup = self._start_folder()
+        n_params = sum(p.numel() for p in self.model.parameters())
+        counts = self.counts
+        self.log(
+            f"training {self.model.name} ({n_params:,} parameters) on {self.dataset_name}: "
+            f"{counts['n_train']:,} train / {counts['n_val']:,} val images, {self.device}, "
+            f"into {self.run_dir.path}"
+        )
         try:
             with _CtrlC() as ctrl_c:
                 while self.state.epoch < self.config.epochs:
