@@ -37,6 +37,20 @@ def elbo_terms(model: VAE, images: torch.Tensor, batch_size: int = 1000, seed: i
     return {"loss": loss, "recon": recon, "kl": kl}
 
 
+def eval_record(terms: dict[str, float], split: str, n_images: int, epochs: int | None) -> dict[str, Any]:
+    """The eval.json entries of one split: ``{split}_loss``, ``{split}_recon``, ``{split}_kl``, and counts."""
+    record: dict[str, Any] = {f"{split}_{k}": v for k, v in terms.items()}
+    record.update(split=split, n_images=n_images, epochs_trained=epochs)
+    return record
+
+
+def write_eval(run: Path, record: dict[str, Any]) -> None:
+    """Merge ``record`` into run/eval.json, so that a val evaluation keeps the test figures beside it."""
+    path = run / "eval.json"
+    previous = json.loads(path.read_text()) if path.is_file() else {}
+    write_json(path, {**previous, **record})
+
+
 def evaluate_run(
     run: str | os.PathLike,
     split: str = "test",
@@ -62,9 +76,7 @@ def evaluate_run(
         if len(images) == 0:
             raise VaekitError(f"run {run} was trained with no validation split")
     terms = elbo_terms(model, images.as_float(dev), seed=config["train"]["seed"])
-    result = {f"{split}_{k}": v for k, v in terms.items()}
-    result.update(split=split, n_images=len(images), epochs_trained=config.get("epochs_completed"))
-    if write:  # merged, so that a val evaluation keeps the test figures beside it
-        previous = json.loads((run / "eval.json").read_text()) if (run / "eval.json").is_file() else {}
-        write_json(run / "eval.json", {**previous, **result})
+    result = eval_record(terms, split, len(images), config.get("epochs_completed"))
+    if write:
+        write_eval(run, result)
     return result

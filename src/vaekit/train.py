@@ -31,7 +31,7 @@ from vaekit.atomic import atomic_write, write_json, write_text
 from vaekit.data import default_data_dir, load_dataset, split_train_val
 from vaekit.devices import DEVICES, resolve_device
 from vaekit.errors import VaekitError
-from vaekit.evaluate import elbo_terms
+from vaekit.evaluate import elbo_terms, eval_record, write_eval
 from vaekit.models import VAE, build_model
 from vaekit.saving import read_checkpoint, read_run_config, save_model
 
@@ -435,9 +435,8 @@ class Trainer:
 
     def evaluate_test(self) -> dict[str, Any]:
         terms = elbo_terms(self.model, self.x_test, seed=self.config.seed)
-        result = {f"test_{k}": v for k, v in terms.items()}
-        result.update(split="test", n_images=len(self.x_test), epochs_trained=self.state.epoch)
-        write_json(self.run_dir.eval, result)
+        result = eval_record(terms, "test", len(self.x_test), self.state.epoch)
+        write_eval(self.run_dir.path, result)
         self.log(
             f"test loss {result['test_loss']:.2f} (recon {result['test_recon']:.2f} + "
             f"kl {result['test_kl']:.2f}) over {len(self.x_test)} images"
