@@ -204,3 +204,12 @@ def test_run_files_get_the_usual_permissions(trained_run_template):
     os.umask(umask)
     for name in ("config.json", "model.safetensors", "metrics.jsonl", "checkpoints/last.pt"):
         assert (trained_run_template / name).stat().st_mode & 0o777 == 0o666 & ~umask, name
+
+
+def test_resume_refuses_changes_to_what_the_run_is_built_on(trained_run):
+    before = folder_snapshot(trained_run)
+    with pytest.raises(VaekitError, match="--beta 4.0 differs from the run's 1.0"):
+        resume(trained_run, epochs=3, beta=4.0, progress=False, log=lambda line: None)
+    with pytest.raises(VaekitError, match="unknown training setting 'colour'"):
+        resume(trained_run, colour=True)
+    assert folder_snapshot(trained_run) == before

@@ -67,10 +67,6 @@ def _hidden(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"expected sizes like 400 or 512,256: {exc}") from None
 
 
-# Options whose value is fixed by the run once it exists; --resume refuses a different one.
-_FIXED_ON_RESUME = ("dataset", "model", "latent_dim", "hidden", "batch_size", "beta", "seed", "val_fraction")
-
-
 def _add_train(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "train",
@@ -100,23 +96,14 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from vaekit.saving import read_run_config
-    from vaekit.train import TrainConfig, Trainer, TrainingInterrupted, default_run_dir
+    from vaekit.train import TrainConfig, Trainer, TrainingInterrupted, default_run_dir, resumed_config
 
     given = {k: v for k, v in vars(args).items() if k in TrainConfig.__dataclass_fields__ and v is not None}
     progress = False if args.no_progress else None
     if args.resume:
         if args.out is None:
             raise VaekitError("--resume needs --out RUN, the run folder to continue")
-        config = TrainConfig.from_dict(read_run_config(Path(args.out))["train"])
-        for key in _FIXED_ON_RESUME:
-            if key in given and given[key] != getattr(config, key):
-                raise VaekitError(
-                    f"--{key.replace('_', '-')} {given[key]} differs from the run's {getattr(config, key)}; "
-                    "it cannot change on --resume"
-                )
-        for key, value in given.items():
-            setattr(config, key, value)
+        config = resumed_config(args.out, **given)
         out = Path(args.out)
     else:
         config = TrainConfig(**given)

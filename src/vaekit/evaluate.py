@@ -44,9 +44,8 @@ def eval_record(terms: dict[str, float], split: str, n_images: int, epochs: int 
     return record
 
 
-def write_eval(run: Path, record: dict[str, Any]) -> None:
-    """Merge ``record`` into run/eval.json, so that a val evaluation keeps the test figures beside it."""
-    path = run / "eval.json"
+def write_eval(path: Path, record: dict[str, Any]) -> None:
+    """Merge ``record`` into the eval.json at ``path``, so that a val evaluation keeps the test figures."""
     previous = json.loads(path.read_text()) if path.is_file() else {}
     write_json(path, {**previous, **record})
 
@@ -78,5 +77,5 @@ def evaluate_run(
     terms = elbo_terms(model, images.as_float(dev), seed=config["train"]["seed"])
     result = eval_record(terms, split, len(images), config.get("epochs_completed"))
     if write:
-        write_eval(run, result)
+        write_eval(run / "eval.json", result)
     return result

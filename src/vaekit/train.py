@@ -436,7 +436,7 @@ class Trainer:
     def evaluate_test(self) -> dict[str, Any]:
         terms = elbo_terms(self.model, self.x_test, seed=self.config.seed)
         result = eval_record(terms, "test", len(self.x_test), self.state.epoch)
-        write_eval(self.run_dir.path, result)
+        write_eval(self.run_dir.eval, result)
         self.log(
             f"test loss {result['test_loss']:.2f} (recon {result['test_recon']:.2f} + "
             f"kl {result['test_kl']:.2f}) over {len(self.x_test)} images"
@@ -451,16 +451,31 @@ def train(config: TrainConfig, out: str | os.PathLike | None = None, **kwargs: A
     return out
 
 
-def resume(out: str | os.PathLike, epochs: int | None = None, **overrides: Any) -> Path:
-    """Continue the run in ``out`` from its last checkpoint, to ``epochs`` in total if given."""
-    stored = read_run_config(Path(out))
-    config = TrainConfig.from_dict(stored["train"])
-    if epochs is not None:
-        config.epochs = epochs
-    for key, value in overrides.items():
-        if key in ("progress", "log"):
-            continue
+# Settings a run is built on; a resume that asks for another value is refused, not applied.
+FIXED_ON_RESUME = ("dataset", "model", "latent_dim", "hidden", "batch_size", "beta", "seed", "val_fraction")
+
+
+def resumed_config(out: str | os.PathLike, **changes: Any) -> TrainConfig:
+    """The stored config of the run in ``out`` with ``changes`` (epochs, lr, device, data_dir, save_every).
+
+    A change to a setting in FIXED_ON_RESUME is an error, as is an unknown setting.
+    """
+    config = TrainConfig.from_dict(read_run_config(Path(out))["train"])
+    for key, value in changes.items():
+        if key not in TrainConfig.__dataclass_fields__:
+            raise VaekitError(f"unknown training setting {key!r}")
+        if key in FIXED_ON_RESUME and value != getattr(config, key):
+            raise VaekitError(
+                f"--{key.replace('_', '-')} {value} differs from the run's {getattr(config, key)}; "
+                "it cannot change on --resume"
+            )
         setattr(config, key, value)
-    kwargs = {k: v for k, v in overrides.items() if k in ("progress", "log")}
-    Trainer(config, out, resume=True, **kwargs).run()
+    return config
+
+
+def resume(
+    out: str | os.PathLike, progress: bool | None = None, log: Callable[[str], None] = print, **changes: Any
+) -> Path:
+    """Continue the run in ``out`` from its last checkpoint; ``epochs=N`` extends it to N in total."""
+    Trainer(resumed_config(out, **changes), out, resume=True, progress=progress, log=log).run()
     return Path(out)
