@@ -111,7 +111,7 @@ def train_vaekit(config: TrainConfig, out: Path) -> dict[str, Any]:
         "test_kl": result["test_kl"],
         "train_loss": history[-1]["train_loss"],
         "n_train": trainer.counts["n_train"],
-        "n_test": result["n_images"],
+        "n_test": result["test_n_images"],
         "val_fraction": config.val_fraction,
         "train_loss_per_epoch": [h["train_loss"] for h in history],
         "val_loss_per_epoch": [h["val_loss"] for h in history],

@@ -43,15 +43,15 @@ def pytest_approx(value):
 def test_evaluate_run_reproduces_the_end_of_training_figures(trained_run):
     saved = json.loads((trained_run / "eval.json").read_text())
     again = evaluate_run(trained_run, device="cpu")
-    assert again["test_loss"] == saved["test_loss"] and again["n_images"] == 359
+    assert again["test_loss"] == saved["test_loss"] and again["test_n_images"] == 359
 
 
 def test_val_split_is_added_beside_the_test_figures(trained_run):
     result = evaluate_run(trained_run, split="val", device="cpu")
     _, val = split_train_val(load_dataset("digits").train, 0.1, seed=0)
-    assert result["n_images"] == len(val) == 144
+    assert result["val_n_images"] == len(val) == 144
     stored = json.loads((trained_run / "eval.json").read_text())
-    assert {"test_loss", "val_loss"} <= set(stored)
+    assert {"test_loss", "val_loss"} <= set(stored) and stored["test_n_images"] == 359
     last_epoch = json.loads((trained_run / "metrics.jsonl").read_text().splitlines()[-1])
     assert abs(stored["val_loss"] - last_epoch["val_loss"]) < 1e-4
 

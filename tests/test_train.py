@@ -54,7 +54,14 @@ def test_run_folder_layout(tmp_path):
         assert (out / name).is_file(), name
     config = json.loads((out / "config.json").read_text())
     assert config["train"]["seed"] == 0 and config["train"]["lr"] == 1e-3
-    assert config["model"] == {"name": "mlp", "image_shape": [1, 8, 8], "latent_dim": 2, "hidden": [32]}
+    assert config["model"] == {
+        "name": "mlp",
+        "image_shape": [1, 8, 8],
+        "latent_dim": 2,
+        "hidden": [32],
+        "likelihood": "bernoulli",
+        "decoder_std": None,
+    }
     assert config["torch_version"] == torch.__version__ and config["vaekit_version"]
     assert config["data"]["data_dir"] == os.environ["VAEKIT_DATA"]  # the default, resolved
     assert config["epochs_completed"] == 2 and config["data"]["n_train"] + config["data"]["n_val"] == 1438

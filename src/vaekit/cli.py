@@ -6,15 +6,16 @@ import argparse
 import json
 import math
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
 
-from vaekit.data import DATASETS, load_dataset, split_train_val
+from vaekit.data import DATASETS
 from vaekit.devices import DEVICES, resolve_device
 from vaekit.errors import VaekitError
 from vaekit.models import MODELS
+from vaekit.models.base import LIKELIHOODS, OBJECTIVES
 
 EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
 
@@ -46,7 +47,7 @@ def _finite_float(text: str) -> float:
     return value
 
 
-def _learning_rate(text: str) -> float:
+def _positive_float(text: str) -> float:
     value = _finite_float(text)
     if value <= 0:
         raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
@@ -60,11 +61,31 @@ def _fraction(text: str) -> float:
     return value
 
 
-def _hidden(text: str) -> list[int]:
+def _sizes(example: str) -> Callable[[str], list[int]]:
+    def parse(text: str) -> list[int]:
+        try:
+            return [_positive_int(part.strip()) for part in text.split(",")]
+        except argparse.ArgumentTypeError as exc:
+            raise argparse.ArgumentTypeError(f"expected sizes like {example}: {exc}") from None
+
+    return parse
+
+
+def _non_negative_float(text: str) -> float:
+    value = _finite_float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
     try:
-        return [_positive_int(part.strip()) for part in text.split(",")]
-    except argparse.ArgumentTypeError as exc:
-        raise argparse.ArgumentTypeError(f"expected sizes like 400 or 512,256: {exc}") from None
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
 
 
 def _add_train(sub: argparse._SubParsersAction) -> None:
@@ -77,14 +98,39 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dataset", choices=sorted(DATASETS), help="mnist (downloaded once) or digits (offline)")
     p.add_argument("--data-dir", help="data folder (default $VAEKIT_DATA, else the user cache folder)")
     p.add_argument("--model", choices=sorted(MODELS), help="model family (default mlp)")
-    p.add_argument("--latent-dim", type=_positive_int, help="latent dimensions (default 20)")
-    p.add_argument("--hidden", type=_hidden, help="hidden layer sizes, e.g. 400 or 512,256 (default 400)")
+    p.add_argument(
+        "--latent-dim", type=_positive_int, help="latent dimensions (default 20; vqvae: code size 16)"
+    )
+    p.add_argument(
+        "--hidden", type=_sizes("400 or 512,256"), help="mlp/cvae hidden layer sizes (default 400)"
+    )
+    p.add_argument("--channels", type=_sizes("32,64"), help="conv/vqvae channels per layer (default 32,64)")
+    p.add_argument("--likelihood", choices=LIKELIHOODS, help="pixel model: bernoulli (default) or gaussian")
+    p.add_argument(
+        "--decoder-std", type=_positive_float, help="fixed std of the gaussian likelihood (default: learned)"
+    )
+    p.add_argument("--codebook-size", type=_positive_int, help="vqvae: number of codes (default 128)")
     p.add_argument("--epochs", type=_positive_int, help="total epochs; with --resume, a larger value extends")
     p.add_argument("--batch-size", type=_positive_int, help="images per step (default 128)")
-    p.add_argument("--lr", type=_learning_rate, help="Adam learning rate (default 1e-3)")
-    p.add_argument("--beta", type=_finite_float, help="weight of the KL term (default 1)")
+    p.add_argument("--lr", type=_positive_float, help="Adam learning rate (default 1e-3)")
+    p.add_argument("--beta", type=_non_negative_float, help="weight of the KL term, beta-VAE (default 1)")
+    p.add_argument(
+        "--kl-warmup", type=_non_negative_int, help="epochs over which the KL weight rises to beta"
+    )
+    p.add_argument("--free-bits", type=_non_negative_float, help="minimum KL in nats per latent dimension")
+    p.add_argument("--objective", choices=OBJECTIVES, help="elbo (default) or iwae (Burda et al. 2015)")
+    p.add_argument("--k", type=_positive_int, help="importance samples of --objective iwae (default 5)")
     p.add_argument("--seed", type=int, help="random seed: the same seed gives the same numbers (default 0)")
     p.add_argument("--val-fraction", type=_fraction, help="share of training images held out (default 0.1)")
+    p.add_argument(
+        "--augment", action="store_true", default=None, help="random rotations and shifts of training batches"
+    )
+    p.add_argument(
+        "--early-stopping",
+        type=_positive_int,
+        metavar="PATIENCE",
+        help="stop when the val loss has not improved for PATIENCE epochs; the run keeps the best model",
+    )
     p.add_argument("--device", choices=DEVICES, help="auto (default), cpu, cuda or mps")
     p.add_argument("--save-every", type=_positive_int, help="keep checkpoints/epoch_NNN.pt every N epochs")
     p.add_argument("--out", help="run folder (default runs/<dataset>-<model>-<time>)")
@@ -109,8 +155,13 @@ def _train(args: argparse.Namespace) -> int:
         config = TrainConfig(**given)
         out = Path(args.out) if args.out else default_run_dir(config)
     trainer = Trainer(config, out, resume=args.resume, overwrite=args.overwrite, progress=progress)
-    if trainer.state.epoch >= config.epochs and trainer.state.step == 0:
-        print(f"{out} has already trained {trainer.state.epoch} epochs; pass a larger --epochs to extend it")
+    if trainer.finished:
+        if trainer.stopped_early:
+            print(f"{out} stopped early after {trainer.state.epoch} epochs; raise --early-stopping to go on")
+        else:
+            print(
+                f"{out} has already trained {trainer.state.epoch} epochs; pass a larger --epochs to extend it"
+            )
         return 0
     try:
         trainer.run()
@@ -132,27 +183,33 @@ def _sample(args: argparse.Namespace) -> int:
 
     model = load(args.run, device=resolve_device(args.device))
     generator = torch.Generator(device=model.device).manual_seed(args.seed)
-    plots.save_grid(model.sample(args.n, generator=generator), args.out)
-    print(f"{args.n} samples written to {args.out}")
+    if model.conditional and args.label is None:
+        # one row per class, as many columns as --n allows (8 by default)
+        per_class = math.ceil(args.n / model.num_classes) if args.n is not None else 8
+        images = model.sample(per_class * model.num_classes, generator=generator)
+        plots.save_grid(images, args.out, ncol=per_class)
+        what = f"{per_class} samples of each of the {model.num_classes} classes"
+    else:
+        n = args.n if args.n is not None else 64
+        plots.save_grid(model.sample(n, label=args.label, generator=generator), args.out)
+        what = f"{n} samples" + (f" of class {args.label}" if args.label is not None else "")
+    print(f"{what} written to {args.out}")
     return 0
 
 
 def _reconstruct(args: argparse.Namespace) -> int:
     from vaekit import load, plots
+    from vaekit.evaluate import run_split
     from vaekit.saving import read_run_config
 
     device = resolve_device(args.device)
     model = load(args.run, device=device)
-    config = read_run_config(Path(args.run))
-    dataset = load_dataset(config["data"]["dataset"], args.data_dir or config["data"]["data_dir"])
-    if args.split == "test":
-        images = dataset.test
-    else:
-        _, images = split_train_val(dataset.train, config["train"]["val_fraction"], config["train"]["seed"])
+    images = run_split(read_run_config(Path(args.run)), args.split, args.data_dir)
     if args.n > len(images):
         raise VaekitError(f"--n {args.n} is more than the {len(images)} images of the {args.split} split")
-    originals = images.subset(torch.arange(args.n)).as_float(device)
-    plots.save_reconstructions(originals, model.reconstruct(originals), args.out)
+    chosen = images.subset(torch.arange(args.n))
+    originals = chosen.as_float(device)
+    plots.save_reconstructions(originals, model.reconstruct(originals, chosen.labels.to(device)), args.out)
     print(f"{args.n} {args.split} images and their reconstructions written to {args.out}")
     return 0
 
@@ -165,6 +222,22 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train_prior(args: argparse.Namespace) -> int:
+    from vaekit.train_prior import train_prior
+
+    train_prior(
+        args.run,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        seed=args.seed,
+        device=args.device,
+        overwrite=args.overwrite,
+        progress=False if args.no_progress else None,
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="vaekit", description="Variational autoencoders: train, sample, evaluate.")
     from vaekit import __version__
@@ -173,7 +246,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     _add_train(sub)
     p = _add_run_command(sub, "sample", "draw new images from a trained model into a PNG grid")
-    p.add_argument("--n", type=_positive_int, default=64, help="number of images (default 64)")
+    p.add_argument("--n", type=_positive_int, help="number of images (default 64; cvae: 8 per class)")
+    p.add_argument("--label", type=_non_negative_int, help="class to draw, for a conditional model (cvae)")
     p.add_argument("--seed", type=int, default=0, help="seed of the latent draws (default 0)")
     p.add_argument("--out", default="samples.png", help="PNG file (default samples.png)")
     p.set_defaults(func=_sample)
@@ -187,6 +261,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", choices=("test", "val"), default="test")
     p.add_argument("--data-dir", help="data folder, if not where the run found it")
     p.set_defaults(func=_evaluate)
+    p = _add_run_command(sub, "train-prior", "fit the autoregressive prior of a vqvae run, so it can sample")
+    p.add_argument(
+        "--epochs", type=_positive_int, default=20, help="epochs over the training codes (default 20)"
+    )
+    p.add_argument("--batch-size", type=_positive_int, default=128, help="code grids per step (default 128)")
+    p.add_argument("--lr", type=_positive_float, default=1e-3, help="Adam learning rate (default 1e-3)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--overwrite", action="store_true", help="replace the run's existing prior")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=_train_prior)
     return parser
 
 

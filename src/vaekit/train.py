@@ -7,6 +7,7 @@ last epoch exactly as if it had never stopped; Ctrl-C also saves the position in
 
 from __future__ import annotations
 
+import inspect
 import json
 import math
 import os
@@ -29,15 +30,20 @@ import vaekit
 from vaekit import plots
 from vaekit.atomic import atomic_write, write_json, write_text
 from vaekit.data import default_data_dir, load_dataset, split_train_val
+from vaekit.data.augment import random_affine
 from vaekit.devices import DEVICES, resolve_device
 from vaekit.errors import VaekitError
-from vaekit.evaluate import elbo_terms, eval_record, write_eval
-from vaekit.models import VAE, build_model
-from vaekit.saving import read_checkpoint, read_run_config, save_model
+from vaekit.evaluate import elbo_terms, eval_options, eval_record, write_eval
+from vaekit.models import MODELS, VAE, GaussianVAE, build_model
+from vaekit.models.base import LIKELIHOODS, OBJECTIVES
+from vaekit.saving import read_checkpoint, read_run_config, read_safetensors, save_model
 
-N_GRID = 64  # sample grid: 8 x 8 images from fixed latents
+N_GRID_COLUMNS = 8  # sample grid: 8 x 8 images (8 per class for a conditional model) from fixed latents
 N_RECON = 8  # reconstruction grid: 8 fixed validation images over their reconstructions
-TERMS = ("loss", "recon", "kl")
+TERMS = ("loss", "recon", "kl")  # every model's first three loss terms; models may add more
+DEFAULT_IWAE_K = 5
+# Settings that shape the model; None leaves the model's own default (see the model classes).
+MODEL_SETTINGS = ("latent_dim", "hidden", "channels", "likelihood", "decoder_std", "codebook_size")
 
 
 @dataclass
@@ -47,39 +53,122 @@ class TrainConfig:
     dataset: str = "mnist"
     data_dir: str | None = None
     model: str = "mlp"
-    latent_dim: int = 20
-    hidden: list[int] = field(default_factory=lambda: [400])
+    latent_dim: int | None = None
+    hidden: list[int] | None = None
+    channels: list[int] | None = None
+    likelihood: str | None = None
+    decoder_std: float | None = None
+    codebook_size: int | None = None
+    beta: float = 1.0
+    kl_warmup: int = 0
+    free_bits: float = 0.0
+    objective: str = "elbo"
+    k: int | None = None
     epochs: int = 10
     batch_size: int = 128
     lr: float = 1e-3
-    beta: float = 1.0
     seed: int = 0
     val_fraction: float = 0.1
+    augment: bool = False
+    early_stopping: int = 0
     device: str = "auto"
     save_every: int = 0
 
     def validate(self) -> None:
-        for name in ("epochs", "batch_size", "latent_dim"):
+        """Refuse bad values and options that do not apply to the model; fills in the IWAE k."""
+        if self.model not in MODELS:
+            raise VaekitError(f"unknown model {self.model!r}; choose from {', '.join(sorted(MODELS))}")
+        model_class = MODELS[self.model]
+        accepted = inspect.signature(model_class.__init__).parameters
+        for name in MODEL_SETTINGS:
+            if getattr(self, name) is not None and name not in accepted:
+                raise VaekitError(f"--{_flag(name)} does not apply to model {self.model}")
+        for name in ("epochs", "batch_size", "latent_dim", "codebook_size"):
             value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
+            if value is not None and (not isinstance(value, int) or value < 1):
                 raise VaekitError(f"{name.replace('_', ' ')} must be an integer >= 1, got {value!r}")
-        if not self.hidden or any(not isinstance(h, int) or h < 1 for h in self.hidden):
-            raise VaekitError(f"hidden layer sizes must be integers >= 1, got {self.hidden!r}")
+        for name in ("hidden", "channels"):
+            sizes = getattr(self, name)
+            if sizes is not None and (not sizes or any(not isinstance(h, int) or h < 1 for h in sizes)):
+                raise VaekitError(f"{name} sizes must be integers >= 1, got {sizes!r}")
+        if self.likelihood is not None and self.likelihood not in LIKELIHOODS:
+            raise VaekitError(f"unknown likelihood {self.likelihood!r}; choose from {', '.join(LIKELIHOODS)}")
+        if self.decoder_std is not None:
+            if self.likelihood != "gaussian":
+                raise VaekitError("--decoder-std applies to --likelihood gaussian only")
+            if not (math.isfinite(self.decoder_std) and self.decoder_std > 0):
+                raise VaekitError(f"decoder std must be a positive number, got {self.decoder_std!r}")
         if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
             raise VaekitError(f"learning rate must be a positive finite number, got {self.lr!r}")
         if not (math.isfinite(self.beta) and self.beta >= 0):
             raise VaekitError(f"beta must be a finite number >= 0, got {self.beta!r}")
+        if not isinstance(self.kl_warmup, int) or self.kl_warmup < 0:
+            raise VaekitError(f"KL warm-up must be a whole number of epochs >= 0, got {self.kl_warmup!r}")
+        if not (math.isfinite(self.free_bits) and self.free_bits >= 0):
+            raise VaekitError(f"free bits must be a finite number of nats >= 0, got {self.free_bits!r}")
+        if self.objective not in OBJECTIVES:
+            raise VaekitError(f"unknown objective {self.objective!r}; choose from {', '.join(OBJECTIVES)}")
+        self._validate_objective(model_class)
         if not 0.0 <= self.val_fraction < 1.0:
             raise VaekitError(f"val fraction must be in [0, 1), got {self.val_fraction!r}")
+        if not isinstance(self.early_stopping, int) or self.early_stopping < 0:
+            raise VaekitError(f"early stopping patience must be an integer >= 0, got {self.early_stopping!r}")
+        if self.early_stopping and self.val_fraction == 0:
+            raise VaekitError("--early-stopping watches the validation loss: it needs --val-fraction > 0")
         if self.save_every < 0:
             raise VaekitError(f"save every must be >= 0 epochs, got {self.save_every!r}")
         if self.device not in DEVICES:
             raise VaekitError(f"unknown device {self.device!r}; choose from {', '.join(DEVICES)}")
 
+    def _validate_objective(self, model_class: type) -> None:
+        elbo_options = [
+            flag
+            for flag, given in (
+                ("--beta", self.beta != 1.0),
+                ("--kl-warmup", self.kl_warmup > 0),
+                ("--free-bits", self.free_bits > 0),
+            )
+            if given
+        ]
+        if not issubclass(model_class, GaussianVAE):
+            gaussian_models = ", ".join(n for n, c in sorted(MODELS.items()) if issubclass(c, GaussianVAE))
+            for flag, given in (
+                *((f, True) for f in elbo_options),
+                ("--objective iwae", self.objective == "iwae"),
+                ("--k", self.k is not None),
+            ):
+                if given:
+                    raise VaekitError(
+                        f"{flag} applies to the Gaussian-latent models ({gaussian_models}), not {self.model}"
+                    )
+        if self.objective == "iwae":
+            if elbo_options:
+                raise VaekitError(f"{elbo_options[0]} applies to the elbo objective, not iwae")
+            self.k = DEFAULT_IWAE_K if self.k is None else self.k
+            if not isinstance(self.k, int) or self.k < 1:
+                raise VaekitError(f"--k must be an integer >= 1, got {self.k!r}")
+        elif self.k is not None:
+            raise VaekitError("--k (importance samples) applies to --objective iwae only")
+
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in values.items() if k in known})
+
+
+def _flag(name: str) -> str:
+    return name.replace("_", "-")
+
+
+def model_config(config: TrainConfig, image_shape: tuple[int, ...], num_classes: int) -> dict[str, Any]:
+    """The config of a new model for ``config`` on images of ``image_shape`` (settings left None are
+    left to the model's defaults)."""
+    accepted = inspect.signature(MODELS[config.model].__init__).parameters
+    values: dict[str, Any] = {"name": config.model, "image_shape": list(image_shape)}
+    if "num_classes" in accepted:
+        values["num_classes"] = num_classes
+    values.update({k: getattr(config, k) for k in MODEL_SETTINGS if getattr(config, k) is not None})
+    return values
 
 
 class TrainingInterrupted(Exception):
@@ -118,9 +207,12 @@ class _State:
     epoch: int = 0
     step: int = 0
     perm: torch.Tensor | None = None
-    sums: torch.Tensor | None = None
+    sums: torch.Tensor | None = None  # per-image sums of the loss terms named in ``terms``
+    terms: list[str] = field(default_factory=list)
     seconds: float = 0.0
     history: list[dict[str, Any]] = field(default_factory=list)
+    best_loss: float | None = None  # the lowest validation loss so far, and its epoch
+    best_epoch: int | None = None
 
 
 def default_run_dir(config: TrainConfig) -> Path:
@@ -203,26 +295,22 @@ class Trainer:
         train_set, val_set = split_train_val(dataset.train, config.val_fraction, config.seed)
         if checkpoint is None:
             torch.manual_seed(config.seed)
-            model_config = {
-                "name": config.model,
-                "image_shape": list(dataset.image_shape),
-                "latent_dim": config.latent_dim,
-                "hidden": config.hidden,
-            }
+            config_of_model = model_config(config, dataset.image_shape, dataset.num_classes)
         else:
-            model_config = json.loads(checkpoint["config"])["model"]
-        self.model: VAE = build_model(model_config).to(self.device)
+            config_of_model = json.loads(checkpoint["config"])["model"]
+        self.model: VAE = build_model(config_of_model).to(self.device)
         self.optimizer = _adam(self.model, config.lr)
         self.shuffle = torch.Generator().manual_seed(config.seed)
-        self.x_train = train_set.as_float(self.device)
-        self.x_val = val_set.as_float(self.device)
-        self.x_test = dataset.test.as_float(self.device)
+        self.x_train, self.y_train = train_set.as_float(self.device), train_set.labels.to(self.device)
+        self.x_val, self.y_val = val_set.as_float(self.device), val_set.labels.to(self.device)
+        self.x_test, self.y_test = dataset.test.as_float(self.device), dataset.test.labels.to(self.device)
         self.counts = {"n_train": len(train_set), "n_val": len(val_set), "n_test": len(dataset.test)}
         self.dataset_name = dataset.name
-        # Fixed inputs for the per-epoch pictures, so that progress is visible across epochs.
-        grid_rng = torch.Generator().manual_seed(config.seed + 1)
-        self.grid_z = torch.randn(N_GRID, self.model.latent_dim, generator=grid_rng).to(self.device)
-        self.grid_images = (self.x_val if len(self.x_val) else self.x_train)[:N_RECON]
+        self.eval_options = eval_options(asdict(config))
+        # Fixed images for the per-epoch reconstructions, so that progress is visible across epochs.
+        grid_source = val_set if len(val_set) else train_set
+        self.grid_images = grid_source.images[:N_RECON].to(self.device).float().div_(255.0)
+        self.grid_labels = grid_source.labels[:N_RECON].to(self.device)
         self.state = _State()
         self._created = datetime.now(timezone.utc).isoformat(timespec="seconds")
         if checkpoint is not None:
@@ -271,8 +359,10 @@ class Trainer:
             "step": s.step,
             "perm": s.perm.cpu() if s.perm is not None else None,
             "sums": s.sums.cpu() if s.sums is not None else None,
+            "terms": json.dumps(s.terms),
             "seconds": s.seconds,
             "history": json.dumps(s.history),
+            "best": json.dumps({"loss": s.best_loss, "epoch": s.best_epoch}),
             "rng": _rng_state(self.shuffle),
         }
 
@@ -294,7 +384,10 @@ class Trainer:
             sums=ckpt["sums"].to(self.device) if ckpt["sums"] is not None else None,
             seconds=ckpt["seconds"],
             history=json.loads(ckpt["history"]),
+            terms=json.loads(ckpt.get("terms", json.dumps(TERMS))),
         )
+        best = json.loads(ckpt.get("best", "{}"))
+        self.state.best_loss, self.state.best_epoch = best.get("loss"), best.get("epoch")
         _set_rng_state(ckpt["rng"], self.shuffle)
 
     # ------------------------------------------------------------------------------------- training
@@ -310,7 +403,7 @@ class Trainer:
         )
         try:
             with _CtrlC() as ctrl_c:
-                while self.state.epoch < self.config.epochs:
+                while not self.finished:
                     self._train_epoch(ctrl_c)
                     self._end_epoch()
                     if backup is not None:  # the new run has its first good checkpoint
@@ -320,9 +413,28 @@ class Trainer:
             if backup is not None:  # failed before replacing it: put the old run back
                 shutil.rmtree(self.run_dir.path, ignore_errors=True)
                 os.replace(backup, self.run_dir.path)
+        s = self.state
+        if self.stopped_early:
+            self.log(
+                f"early stopping: the validation loss has not improved for {s.epoch - s.best_epoch} epochs; "
+                f"the run keeps the model of epoch {s.best_epoch} (val {s.best_loss:.2f})"
+            )
+        if self.config.early_stopping:  # evaluate the model the folder holds: the best, not the last
+            state, _ = read_safetensors(self.run_dir.model)
+            self.model.load_state_dict(state)
         result = self.evaluate_test()
         self.log(f"run saved in {self.run_dir.path}")
         return result
+
+    @property
+    def stopped_early(self) -> bool:
+        s, patience = self.state, self.config.early_stopping
+        return bool(patience) and s.best_epoch is not None and s.epoch - s.best_epoch >= patience
+
+    @property
+    def finished(self) -> bool:
+        """All epochs are done, or early stopping has ended the run (and no epoch is half done)."""
+        return self.state.step == 0 and (self.state.epoch >= self.config.epochs or self.stopped_early)
 
     def _start_folder(self) -> Path | None:
         """Create the run folder; with --overwrite, move the old one aside until the first epoch is done."""
@@ -341,7 +453,7 @@ class Trainer:
         n_batches = math.ceil(n / cfg.batch_size)
         if s.step == 0:
             s.perm = torch.randperm(n, generator=self.shuffle).to(self.device)
-            s.sums = torch.zeros(len(TERMS), dtype=torch.float64, device=self.device)
+            s.sums = None
             s.seconds = 0.0
         model.train()
         start = time.perf_counter()
@@ -356,12 +468,18 @@ class Trainer:
         with bar:
             while s.step < n_batches:
                 index = s.perm[s.step * cfg.batch_size : (s.step + 1) * cfg.batch_size]
-                objective, terms = model.loss(self.x_train.index_select(0, index), kl_weight=cfg.beta)
+                x = self.x_train.index_select(0, index)
+                if cfg.augment:
+                    x = random_affine(x)
+                objective, terms = model.loss(x, self.y_train.index_select(0, index), **self._loss_options())
                 self.optimizer.zero_grad(set_to_none=True)
                 objective.backward()
                 self.optimizer.step()
-                # per-image sums, kept on the device: no synchronisation in the hot loop
-                s.sums.add_(torch.stack([terms[t] for t in TERMS]), alpha=len(index))
+                # per-image sums of every term, kept on the device: no synchronisation in the hot loop
+                if s.sums is None:
+                    s.sums = torch.zeros(len(terms), dtype=torch.float64, device=self.device)
+                s.sums.add_(torch.stack(list(terms.values())), alpha=len(index))
+                s.terms = list(terms)
                 s.step += 1
                 bar.update(1)
                 if s.step % 20 == 0 or s.step == n_batches or ctrl_c.pressed:
@@ -376,6 +494,21 @@ class Trainer:
                         f"saved, continue with: vaekit train --resume --out {self.run_dir.path}"
                     )
         s.seconds += time.perf_counter() - start
+
+    def kl_weight(self) -> float:
+        """beta, reached linearly over the first ``kl_warmup`` epochs (step by step) from 0."""
+        cfg, s = self.config, self.state
+        if not cfg.kl_warmup:
+            return cfg.beta
+        n_batches = math.ceil(len(self.x_train) / cfg.batch_size)
+        return cfg.beta * min(1.0, (s.epoch + s.step / n_batches) / cfg.kl_warmup)
+
+    def _loss_options(self) -> dict[str, Any]:
+        if not isinstance(self.model, GaussianVAE):
+            return {}
+        cfg = self.config
+        iwae_k = cfg.k if cfg.objective == "iwae" else 1
+        return {"kl_weight": self.kl_weight(), "free_bits": cfg.free_bits, "iwae_k": iwae_k}
 
     def _images_seen(self) -> int:
         """Images trained on so far in this epoch (only the last batch may be short)."""
@@ -392,50 +525,67 @@ class Trainer:
     def _end_epoch(self) -> None:
         s, run = self.state, self.run_dir
         start = time.perf_counter()
-        train = (s.sums / self._images_seen()).tolist()
-        self._check_finite(train[0])
-        val = elbo_terms(self.model, self.x_val, seed=self.config.seed) if len(self.x_val) else None
+        train = dict(zip(s.terms, (s.sums / self._images_seen()).tolist(), strict=True))
+        self._check_finite(train["loss"])
+        kl_weight = self.kl_weight() if isinstance(self.model, GaussianVAE) else None
+        val = None
+        if len(self.x_val):
+            val = elbo_terms(self.model, self.x_val, self.y_val, seed=self.config.seed, **self.eval_options)
         seconds = s.seconds + time.perf_counter() - start
         epoch = s.epoch + 1
-        record = {
-            "epoch": epoch,
-            "train_loss": train[0],
-            "train_recon": train[1],
-            "train_kl": train[2],
-            "val_loss": val["loss"] if val else None,
-            "val_recon": val["recon"] if val else None,
-            "val_kl": val["kl"] if val else None,
-            "seconds": round(seconds, 3),
-        }
+        record: dict[str, Any] = {"epoch": epoch}
+        record.update({f"train_{k}": v for k, v in train.items()})
+        record.update({f"val_{k}": (val[k] if val else None) for k in train})
+        record.update(kl_weight=kl_weight, seconds=round(seconds, 3))
         s.history.append(record)
+        improved = val is None or s.best_loss is None or val["loss"] < s.best_loss
+        if improved:
+            s.best_loss, s.best_epoch = (val["loss"] if val else None), epoch
         s.epoch, s.step, s.perm, s.sums, s.seconds = epoch, 0, None, None, 0.0
         # The checkpoint goes first: the other files are always rebuilt from it on resume.
         self._save_checkpoint(run.last_checkpoint)
         if self.config.save_every and epoch % self.config.save_every == 0:
             self._save_checkpoint(run.checkpoints / f"epoch_{epoch:03d}.pt")
-        save_model(self.model, run.model)
+        if improved or not self.config.early_stopping:  # with early stopping the folder holds the best
+            save_model(self.model, run.model)
         write_json(run.config, self.run_config())
         write_text(run.metrics, "".join(json.dumps(h) + "\n" for h in s.history))
         self._save_pictures(epoch)
-        val_text = f"  val {record['val_loss']:.2f}" if val else ""
-        self.log(
-            f"epoch {epoch:3d}/{self.config.epochs}  train {train[0]:.2f} (recon {train[1]:.2f} + "
-            f"kl {train[2]:.2f}){val_text}  {seconds:.2f}s"
+        self.log(self._epoch_line(record, train, val))
+
+    def _epoch_line(
+        self, record: dict[str, Any], train: dict[str, float], val: dict[str, float] | None
+    ) -> str:
+        line = (
+            f"epoch {record['epoch']:3d}/{self.config.epochs}  train {train['loss']:.2f} "
+            f"(recon {train['recon']:.2f} + kl {train['kl']:.2f})"
         )
+        if val:
+            line += f"  val {val['loss']:.2f}"
+        line += "".join(f"  {k} {v:.2f}" for k, v in (val or train).items() if k not in TERMS)
+        if record["kl_weight"] is not None and record["kl_weight"] != 1.0:
+            line += f"  kl weight {record['kl_weight']:.3g}"
+        return line + f"  {record['seconds']:.2f}s"
 
     def _save_pictures(self, epoch: int) -> None:
         run, model = self.run_dir, self.model
         model.eval()
         with torch.no_grad():
-            plots.save_grid(model.decode(self.grid_z), run.sample_grid(epoch), ncol=8)
-            plots.save_reconstructions(
-                self.grid_images, model.reconstruct(self.grid_images), run.reconstruction_grid(epoch)
-            )
+            if model.can_sample:
+                # The same seed every epoch: the same latents, so the grids show the model changing.
+                generator = torch.Generator(device=self.device).manual_seed(self.config.seed + 1)
+                n = N_GRID_COLUMNS * (model.num_classes if model.conditional else N_GRID_COLUMNS)
+                samples = model.sample(n, generator=generator)
+                plots.save_grid(samples, run.sample_grid(epoch), ncol=N_GRID_COLUMNS)
+            recons = model.reconstruct(self.grid_images, self.grid_labels)
+            plots.save_reconstructions(self.grid_images, recons, run.reconstruction_grid(epoch))
         plots.save_loss_curve(self.state.history, run.loss_curve)
 
     def evaluate_test(self) -> dict[str, Any]:
-        terms = elbo_terms(self.model, self.x_test, seed=self.config.seed)
+        terms = elbo_terms(self.model, self.x_test, self.y_test, seed=self.config.seed, **self.eval_options)
         result = eval_record(terms, "test", len(self.x_test), self.state.epoch)
+        if self.config.early_stopping:
+            result["best_epoch"] = self.state.best_epoch
         write_eval(self.run_dir.eval, result)
         self.log(
             f"test loss {result['test_loss']:.2f} (recon {result['test_recon']:.2f} + "
@@ -452,7 +602,21 @@ def train(config: TrainConfig, out: str | os.PathLike | None = None, **kwargs: A
 
 
 # Settings a run is built on; a resume that asks for another value is refused, not applied.
-FIXED_ON_RESUME = ("dataset", "model", "latent_dim", "hidden", "batch_size", "beta", "seed", "val_fraction")
+# (epochs, lr, device, data_dir, save_every and early_stopping may change.)
+FIXED_ON_RESUME = (
+    "dataset",
+    "model",
+    *MODEL_SETTINGS,
+    "beta",
+    "kl_warmup",
+    "free_bits",
+    "objective",
+    "k",
+    "batch_size",
+    "seed",
+    "val_fraction",
+    "augment",
+)
 
 
 def resumed_config(out: str | os.PathLike, **changes: Any) -> TrainConfig:
@@ -460,16 +624,20 @@ def resumed_config(out: str | os.PathLike, **changes: Any) -> TrainConfig:
 
     A change to a setting in FIXED_ON_RESUME is an error, as is an unknown setting.
     """
-    config = TrainConfig.from_dict(read_run_config(Path(out))["train"])
+    stored = read_run_config(Path(out))
+    config = TrainConfig.from_dict(stored["train"])
     for key, value in changes.items():
         if key not in TrainConfig.__dataclass_fields__:
             raise VaekitError(f"unknown training setting {key!r}")
-        if key in FIXED_ON_RESUME and value != getattr(config, key):
+        current = getattr(config, key)
+        if current is None and key in MODEL_SETTINGS:  # the run took the model's default
+            current = stored["model"].get(key)
+        if key in FIXED_ON_RESUME and value != current:
             raise VaekitError(
-                f"--{key.replace('_', '-')} {value} differs from the run's {getattr(config, key)}; "
-                "it cannot change on --resume"
+                f"--{_flag(key)} {value} differs from the run's {current}; it cannot change on --resume"
             )
-        setattr(config, key, value)
+        if key not in MODEL_SETTINGS:
+            setattr(config, key, value)
     return config
 
 

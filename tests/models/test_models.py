@@ -1,18 +1,29 @@
-"""One test set for every registered model, on a tiny config."""
+"""One test set for every registered model on a tiny config, then what is particular to each family."""
+
+import math
 
 import pytest
 import torch
+from torch.distributions import Bernoulli, Normal
 
+from tests.conftest import quiet_trainer, tiny_config
 from vaekit import load, save_model
 from vaekit.errors import VaekitError
-from vaekit.models import MLPVAE, MODELS, build_model
+from vaekit.models import MLPVAE, MODELS, ConvVAE, GaussianVAE, build_model
 
-TINY = {"image_shape": [1, 8, 8], "latent_dim": 3, "hidden": [16]}
+# Every registered model needs an entry here: its smallest sensible config on 8x8 images.
+TINY = {
+    "mlp": {"hidden": [16]},
+    "conv": {"channels": [8, 16]},
+    "cvae": {"hidden": [16], "num_classes": 3},
+    "vqvae": {"channels": [4, 8], "codebook_size": 8},
+}
+GAUSSIAN = sorted(name for name, cls in MODELS.items() if issubclass(cls, GaussianVAE))
 
 
-def tiny(name: str):
+def tiny(name: str, **overrides):
     torch.manual_seed(0)
-    return build_model({"name": name, **TINY})
+    return build_model({"name": name, "image_shape": [1, 8, 8], "latent_dim": 3, **TINY[name], **overrides})
 
 
 @pytest.fixture
@@ -21,65 +32,163 @@ def images():
     return (torch.rand(12, 1, 8, 8) > 0.6).float()
 
 
-@pytest.mark.parametrize("name", sorted(MODELS))
-def test_shapes(name, images):
-    model = tiny(name)
-    mu, logvar = model.encode(images)
-    assert mu.shape == logvar.shape == (12, 3)
-    assert model.decode(mu).shape == images.shape
-    out = model.decode(torch.randn(5, 3))
-    assert out.min() >= 0 and out.max() <= 1
-    assert model.sample(4).shape == (4, 1, 8, 8)
-    assert model.reconstruct(images).shape == images.shape
+@pytest.fixture
+def labels():
+    return torch.arange(12) % 3
+
+
+def test_every_registered_model_has_a_tiny_config():
+    assert set(MODELS) == set(TINY)
 
 
 @pytest.mark.parametrize("name", sorted(MODELS))
-def test_loss_is_finite_and_differentiable(name, images):
+def test_shapes(name, images, labels):
     model = tiny(name)
-    objective, terms = model.loss(images)
-    assert torch.isfinite(objective) and set(terms) >= {"loss", "recon", "kl"}
+    latent = model.encode(images, labels)
+    assert model.decode(latent[0] if isinstance(latent, tuple) else latent, labels).shape == images.shape
+    recon = model.reconstruct(images, labels)
+    assert recon.shape == images.shape and recon.min() >= 0 and recon.max() <= 1
+    if model.can_sample:
+        samples = model.sample(4)
+        assert samples.shape == (4, 1, 8, 8) and samples.min() >= 0 and samples.max() <= 1
+    else:
+        with pytest.raises(VaekitError):
+            model.sample(4)
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_loss_is_finite_and_differentiable(name, images, labels):
+    model = tiny(name)
+    objective, terms = model.loss(images, labels)
+    assert torch.isfinite(objective) and list(terms)[:3] == ["loss", "recon", "kl"]
+    assert all(torch.isfinite(v) and v.dim() == 0 and not v.requires_grad for v in terms.values())
     torch.testing.assert_close(terms["loss"], terms["recon"] + terms["kl"])
     objective.backward()
     for pname, p in model.named_parameters():
-        assert p.grad is not None and torch.isfinite(p.grad).all(), pname
+        assert p.grad is not None and torch.isfinite(p.grad).all() and p.grad.abs().sum() > 0, pname
 
 
 @pytest.mark.parametrize("name", sorted(MODELS))
-def test_kl_weight_changes_the_objective_not_the_reported_loss(name, images):
-    model = tiny(name)
-    g = lambda: torch.Generator().manual_seed(0)  # noqa: E731
-    plain = model.loss(images, generator=g())
-    beta = model.loss(images, kl_weight=4.0, generator=g())
-    torch.testing.assert_close(plain.terms["loss"], beta.terms["loss"])
-    torch.testing.assert_close(beta.objective, plain.terms["recon"] + 4.0 * plain.terms["kl"])
-
-
-@pytest.mark.parametrize("name", sorted(MODELS))
-def test_loss_falls_over_a_few_steps(name, images):
+def test_loss_falls_over_a_few_steps(name, images, labels):
     model = tiny(name)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
-    g = torch.Generator().manual_seed(0)
-    before = model.loss(images, generator=g).terms["loss"]
-    for _ in range(30):
+    model.eval()
+    before = model.loss(images, labels, generator=torch.Generator().manual_seed(0)).terms["loss"]
+    model.train()
+    for _ in range(100):
         optimizer.zero_grad()
-        model.loss(images).objective.backward()
+        model.loss(images, labels).objective.backward()
         optimizer.step()
-    after = model.loss(images, generator=g.manual_seed(0)).terms["loss"]
+    model.eval()
+    after = model.loss(images, labels, generator=torch.Generator().manual_seed(0)).terms["loss"]
     assert after < before - 5
 
 
 @pytest.mark.parametrize("name", sorted(MODELS))
-def test_save_load_round_trip(name, images, tmp_path):
-    model = tiny(name).eval()
+def test_save_load_round_trip_gives_identical_outputs(name, images, labels, tmp_path):
+    model = tiny(name)
+    model.loss(images, labels)  # a training-mode pass, so that any running statistics are not at init
+    model.eval()
     save_model(model, tmp_path / "m.safetensors")
     loaded = load(tmp_path / "m.safetensors")
     assert type(loaded) is type(model) and loaded.config == model.config
-    z = torch.randn(3, 3)
-    assert torch.equal(loaded.decode(z), model.decode(z))
-    assert torch.equal(loaded.encode(images)[0], model.encode(images)[0])
+    assert torch.equal(loaded.reconstruct(images, labels), model.reconstruct(images, labels))
+    if model.can_sample:
+        g = lambda: torch.Generator().manual_seed(3)  # noqa: E731
+        assert torch.equal(loaded.sample(5, generator=g()), model.sample(5, generator=g()))
+    a = loaded.loss(images, labels, generator=torch.Generator().manual_seed(0)).terms
+    b = model.loss(images, labels, generator=torch.Generator().manual_seed(0)).terms
+    assert a == b
 
 
-def test_loss_against_a_hand_computation():
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_resume_is_exact(name, tmp_path):
+    """Two epochs straight equal one epoch, a resume, and a second epoch: same weights and metrics."""
+    settings = {"hidden": None, **{k: v for k, v in TINY[name].items() if k != "num_classes"}}
+    config = lambda epochs: tiny_config(model=name, latent_dim=3, epochs=epochs, **settings)  # noqa: E731
+    quiet_trainer(config(2), tmp_path / "straight").run()
+    quiet_trainer(config(1), tmp_path / "resumed").run()
+    quiet_trainer(config(2), tmp_path / "resumed", resume=True).run()
+    straight, resumed = (load(tmp_path / run).state_dict() for run in ("straight", "resumed"))
+    assert all(torch.equal(straight[k], resumed[k]) for k in straight)
+    metrics = [(tmp_path / run / "metrics.jsonl").read_text().splitlines() for run in ("straight", "resumed")]
+    strip = lambda line: {k: v for k, v in __import__("json").loads(line).items() if k != "seconds"}  # noqa: E731
+    assert [strip(line) for line in metrics[0]] == [strip(line) for line in metrics[1]]
+
+
+# ----------------------------------------------------------------------------- Gaussian-latent models
+@pytest.mark.parametrize("name", GAUSSIAN)
+def test_kl_weight_changes_the_objective_not_the_reported_loss(name, images, labels):
+    model = tiny(name)
+    g = lambda: torch.Generator().manual_seed(0)  # noqa: E731
+    plain = model.loss(images, labels, generator=g())
+    beta = model.loss(images, labels, kl_weight=4.0, generator=g())
+    torch.testing.assert_close(plain.terms["loss"], beta.terms["loss"])
+    torch.testing.assert_close(beta.objective, plain.terms["recon"] + 4.0 * plain.terms["kl"])
+
+
+@pytest.mark.parametrize("name", GAUSSIAN)
+def test_free_bits_floor_each_dimension_of_the_objective(name, images, labels):
+    model = tiny(name)
+    g = lambda: torch.Generator().manual_seed(0)  # noqa: E731
+    mu, logvar = model.encode(images, labels)
+    kl_dims = (0.5 * (mu**2 + logvar.exp() - 1 - logvar)).mean(0)
+    out = model.loss(images, labels, free_bits=0.5, generator=g())
+    expected = out.terms["recon"] + kl_dims.clamp(min=0.5).sum()
+    torch.testing.assert_close(out.objective, expected)
+    torch.testing.assert_close(out.terms["loss"], model.loss(images, labels, generator=g()).terms["loss"])
+
+
+@pytest.mark.parametrize("name", GAUSSIAN)
+def test_iwae_objective_against_torch_distributions(name, images, labels):
+    """The k=4 IWAE bound recomputed with torch.distributions from the same draws of z."""
+    model, k = tiny(name), 4
+    out = model.loss(images, labels, iwae_k=k, generator=torch.Generator().manual_seed(0))
+    mu, logvar = model.encode(images, labels)
+    eps = torch.randn(k, *mu.shape, generator=torch.Generator().manual_seed(0))
+    z = mu + (0.5 * logvar).exp() * eps
+    log_w = torch.stack(
+        [
+            Bernoulli(logits=model.decode_logits(z[i], labels)).log_prob(images).flatten(1).sum(1)
+            + Normal(0.0, 1.0).log_prob(z[i]).sum(1)
+            - Normal(mu, (0.5 * logvar).exp()).log_prob(z[i]).sum(1)
+            for i in range(k)
+        ]
+    )
+    bound = (log_w.exp().mean(0)).log()
+    torch.testing.assert_close(out.objective, -bound.mean(), rtol=1e-4, atol=1e-3)
+    torch.testing.assert_close(out.terms["iwae"], -bound.mean(), rtol=1e-4, atol=1e-3)
+    assert out.terms["iwae"] <= out.terms["recon"] + (-log_w.mean() - out.terms["recon"]) + 1e-4  # Jensen
+
+
+@pytest.mark.parametrize("name", GAUSSIAN)
+def test_gaussian_likelihood_against_torch_distributions(name, images, labels):
+    for decoder_std in (None, 0.3):
+        model = tiny(name, likelihood="gaussian", decoder_std=decoder_std)
+        x = torch.rand_like(images)
+        out = model.loss(x, labels, generator=torch.Generator().manual_seed(0))
+        mu, logvar = model.encode(x, labels)
+        z = mu + (0.5 * logvar).exp() * torch.randn(mu.shape, generator=torch.Generator().manual_seed(0))
+        std = torch.tensor(0.3) if decoder_std else model.log_std.exp()
+        mean = model.decode(z, labels)
+        expected = -Normal(mean, std).log_prob(x).flatten(1).sum(1).mean()
+        torch.testing.assert_close(out.terms["recon"], expected)
+        assert ("log_std" in dict(model.named_parameters())) == (decoder_std is None)
+
+
+def test_learned_decoder_std_moves_towards_the_residual_scale(images):
+    model = tiny("mlp", likelihood="gaussian")
+    optimizer = torch.optim.Adam(model.parameters(), lr=2e-2)
+    x = images * 0.8 + 0.1
+    for _ in range(150):
+        optimizer.zero_grad()
+        model.loss(x).objective.backward()
+        optimizer.step()
+    residual = (model.reconstruct(x) - x).pow(2).mean().sqrt()
+    assert model.log_std.exp().item() < 0.6 and model.log_std.exp() > 0.3 * residual
+
+
+def test_mlp_loss_against_a_hand_computation():
     """The MLP VAE's loss, recomputed with plain tensor maths from its weights."""
     model = MLPVAE(image_shape=(1, 2, 2), latent_dim=1, hidden=(3,))
     x = torch.tensor([[[[0.0, 1.0], [0.5, 1.0]]]])
@@ -112,8 +221,89 @@ def test_hidden_layers_shape_the_network():
     ]
 
 
+# ----------------------------------------------------------------------------------------- conv
+def test_conv_default_layers_on_mnist():
+    model = ConvVAE(latent_dim=16)
+    convs = [
+        (type(m).__name__, m.in_channels, m.out_channels) for m in model.modules() if hasattr(m, "stride")
+    ]
+    assert convs == [
+        (
+            "Conv2d",
+            1,
+            32,
+        ),
+        ("Conv2d", 32, 64),
+        ("ConvTranspose2d", 64, 32),
+        ("ConvTranspose2d", 32, 1),
+    ]
+    assert model.posterior.in_features == 64 * 7 * 7 and model.posterior.out_features == 32
+    x = torch.rand(2, 1, 28, 28)
+    assert model.encoder(x).shape == (2, 64 * 7 * 7)
+    assert model.reconstruct(x).shape == x.shape
+
+
+@pytest.mark.parametrize("shape", [(1, 8, 8), (1, 32, 32), (3, 32, 32), (1, 16, 24)])
+def test_conv_works_on_other_sizes(shape):
+    model = build_model({"name": "conv", "image_shape": list(shape), "latent_dim": 4, "channels": [4, 8]})
+    x = torch.rand(3, *shape)
+    assert model.reconstruct(x).shape == x.shape and torch.isfinite(model.loss(x).objective)
+
+
+def test_conv_refuses_sizes_it_cannot_halve():
+    with pytest.raises(VaekitError, match="divide by 4; got 30x30"):
+        build_model({"name": "conv", "image_shape": [1, 30, 30], "latent_dim": 4})
+    build_model({"name": "conv", "image_shape": [1, 30, 30], "latent_dim": 4, "channels": [8]})  # 30 / 2 = 15
+
+
+# ----------------------------------------------------------------------------------------- cvae
+def test_cvae_label_reaches_encoder_and_decoder(images, labels):
+    model = tiny("cvae")
+    z = torch.randn(4, 3)
+    by_label = [model.decode(z, torch.full((4,), c)) for c in range(3)]
+    assert not torch.allclose(by_label[0], by_label[1]) and not torch.allclose(by_label[1], by_label[2])
+    mu_a, _ = model.encode(images, labels)
+    mu_b, _ = model.encode(images, (labels + 1) % 3)
+    assert not torch.allclose(mu_a, mu_b)
+
+
+def test_cvae_sample_labels():
+    model = tiny("cvae")
+    g = lambda: torch.Generator().manual_seed(0)  # noqa: E731
+    z = torch.randn(6, 3, generator=g())
+    torch.testing.assert_close(model.sample(6, label=2, generator=g()), model.decode(z, torch.full((6,), 2)))
+    torch.testing.assert_close(
+        model.sample(6, generator=g()), model.decode(z, torch.tensor([0, 0, 1, 1, 2, 2]))
+    )
+    with pytest.raises(VaekitError, match="label must be in 0..2"):
+        model.sample(2, label=3)
+    with pytest.raises(VaekitError, match="needs the class labels"):
+        model.encode(torch.rand(2, 1, 8, 8))
+
+
+@pytest.mark.parametrize("name", sorted(n for n, cls in MODELS.items() if not cls.conditional))
+def test_unconditional_models_refuse_a_label(name):
+    with pytest.raises(VaekitError, match="not conditional"):
+        tiny(name).sample(2, label=1)
+
+
 def test_unknown_model_and_bad_config():
     with pytest.raises(VaekitError, match="unknown model"):
         build_model({"name": "nope"})
     with pytest.raises(VaekitError, match="invalid config"):
         build_model({"name": "mlp", "image_shape": [1, 8, 8], "latent_dim": 2, "colour": True})
+    with pytest.raises(VaekitError, match="decoder_std applies to the gaussian likelihood"):
+        build_model({"name": "mlp", "image_shape": [1, 8, 8], "latent_dim": 2, "decoder_std": 0.1})
+    with pytest.raises(VaekitError, match="likelihood must be one of"):
+        build_model({"name": "mlp", "image_shape": [1, 8, 8], "latent_dim": 2, "likelihood": "poisson"})
+
+
+def test_log_weights_average_to_the_elbo_and_bound_rises_with_k(images):
+    """E[log w] is the ELBO (Monte Carlo over many draws) and the IWAE bound rises with k."""
+    model = tiny("mlp").eval()
+    x = images[:2]
+    log_w, _ = model.log_weights(x, None, 4000, torch.Generator().manual_seed(0))
+    elbo = -model.loss(x).terms["loss"]
+    assert abs(log_w.mean() - elbo) < 0.1 * abs(elbo.item()) ** 0.5 + 0.1
+    bounds = [torch.logsumexp(log_w[:k], 0).mean() - math.log(k) for k in (1, 10, 100, 1000)]
+    assert bounds == sorted(bounds)

@@ -5,10 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from vaekit.errors import VaekitError
-from vaekit.models.base import VAE, LossOutput
+from vaekit.models.base import VAE, GaussianVAE, LossOutput
+from vaekit.models.conv import ConvVAE
+from vaekit.models.cvae import ConditionalVAE
 from vaekit.models.mlp import MLPVAE
 
-MODELS: dict[str, type[VAE]] = {cls.name: cls for cls in (MLPVAE,)}
+MODELS: dict[str, type[VAE]] = {cls.name: cls for cls in (MLPVAE, ConvVAE, ConditionalVAE)}
 
 
 def build_model(config: dict[str, Any]) -> VAE:
@@ -23,4 +25,13 @@ def build_model(config: dict[str, Any]) -> VAE:
         raise VaekitError(f"invalid config for model {name!r}: {exc}") from None
 
 
-__all__ = ["MODELS", "VAE", "LossOutput", "MLPVAE", "build_model"]
+__all__ = [
+    "MODELS",
+    "VAE",
+    "GaussianVAE",
+    "LossOutput",
+    "MLPVAE",
+    "ConvVAE",
+    "ConditionalVAE",
+    "build_model",
+]

@@ -1,77 +1,220 @@
-"""The interface every vaekit model shares, and the Gaussian-latent, Bernoulli-pixel VAE built on it."""
+"""The interface every vaekit model shares, and the Gaussian-latent VAE that most models build on."""
 
 from __future__ import annotations
 
+import math
 from typing import Any, ClassVar, NamedTuple
 
 import torch
 from torch import nn
 
-from vaekit.models.maths import bernoulli_nll, gaussian_kl, reparameterize
+from vaekit.errors import VaekitError
+from vaekit.models.maths import (
+    bernoulli_nll,
+    free_bits_kl,
+    gaussian_kl_per_dim,
+    gaussian_nll,
+    iwae_bound,
+    log_normal,
+    log_standard_normal,
+    reparameterize,
+)
+
+LIKELIHOODS = ("bernoulli", "gaussian")
+OBJECTIVES = ("elbo", "iwae")  # what a GaussianVAE can train on: the ELBO, or the IWAE bound (iwae_k > 1)
+Posterior = tuple[torch.Tensor, torch.Tensor]  # mean and log-variance, each [B, latent_dim]
+MIN_LOG_STD = math.log(1e-3)  # floor of a learned decoder std: keeps the density of flat pixels finite
 
 
 class LossOutput(NamedTuple):
-    """``objective``: the scalar to minimise (batch mean). ``terms``: detached batch means, per image:
-    ``loss`` (the negative ELBO, whatever the KL weight), ``recon`` and ``kl``."""
+    """``objective``: the scalar to minimise (batch mean). ``terms``: detached batch means, per image,
+    starting with ``loss`` (the negative ELBO, whatever the objective), ``recon`` and ``kl``; models add
+    their own (``iwae``, ``perplexity``, ...)."""
 
     objective: torch.Tensor
     terms: dict[str, torch.Tensor]
 
 
 class VAE(nn.Module):
-    """A VAE with z ~ N(0, I) prior, diagonal Gaussian posterior and Bernoulli pixel likelihood.
+    """What every model offers: encode, decode, loss, sample, reconstruct, and a config that rebuilds it.
 
-    Subclasses build their layers in ``__init__`` (after calling ``super().__init__`` with the keyword
-    arguments that rebuild them, which become ``self.config``) and define ``encode`` and
-    ``decode_logits``; everything else (loss, sampling, reconstruction, saving) comes from here.
+    Subclasses build their layers in ``__init__`` after calling ``super().__init__`` with the keyword
+    arguments that rebuild them (they become ``self.config``, saved beside the weights). Pixels are
+    modelled by ``likelihood``: independent Bernoullis, or Gaussians with a fixed ``decoder_std`` or, if
+    it is None, one learned standard deviation shared by all pixels. Either way the decoder network
+    outputs logits whose sigmoid is the pixel mean, so ``decode`` returns images in [0, 1].
     """
 
     name: ClassVar[str]
+    conditional: ClassVar[bool] = False  # True: encoder and decoder see the class label
 
     def __init__(self, **config: Any) -> None:
         super().__init__()
         self.config = {"name": self.name, **config}
         self.image_shape = tuple(config["image_shape"])
+        if len(self.image_shape) != 3 or min(self.image_shape) < 1:
+            raise ValueError(f"image_shape must be [channels, height, width], got {config['image_shape']}")
         self.latent_dim = int(config["latent_dim"])
+        if self.latent_dim < 1:
+            raise ValueError(f"latent_dim must be >= 1, got {self.latent_dim}")
+        self.num_classes = int(config.get("num_classes", 0))
+        self.likelihood = config.get("likelihood", "bernoulli")
+        decoder_std = config.get("decoder_std")
+        if self.likelihood not in LIKELIHOODS:
+            raise ValueError(f"likelihood must be one of {', '.join(LIKELIHOODS)}, got {self.likelihood!r}")
+        if self.likelihood == "bernoulli" and decoder_std is not None:
+            raise ValueError("decoder_std applies to the gaussian likelihood only")
+        if decoder_std is not None and not (math.isfinite(decoder_std) and decoder_std > 0):
+            raise ValueError(f"decoder_std must be a positive number, got {decoder_std}")
+        if self.likelihood == "gaussian" and decoder_std is None:
+            self.log_std = nn.Parameter(torch.zeros(()))
+        elif self.likelihood == "gaussian":
+            self.register_buffer("log_std", torch.tensor(math.log(decoder_std)), persistent=False)
 
-    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Images [B, C, H, W] in [0, 1] -> posterior mean and log-variance, each [B, latent_dim]."""
+    # ------------------------------------------------------------------------- the model interface
+    def encode(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> Any:
+        """Images [B, C, H, W] in [0, 1] -> the latent representation (model-specific)."""
         raise NotImplementedError
 
-    def decode_logits(self, z: torch.Tensor) -> torch.Tensor:
-        """Latents [B, latent_dim] -> pixel logits [B, C, H, W]."""
+    def decode_logits(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """Latents -> pixel logits [B, C, H, W] (sigmoid gives the pixel means)."""
         raise NotImplementedError
 
-    def decode(self, z: torch.Tensor) -> torch.Tensor:
-        """Latents [B, latent_dim] -> pixel probabilities [B, C, H, W]."""
-        return torch.sigmoid(self.decode_logits(z))
+    def decode(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """Latents -> pixel means [B, C, H, W] in [0, 1]."""
+        return torch.sigmoid(self.decode_logits(z, labels))
 
-    def loss(
-        self, x: torch.Tensor, kl_weight: float = 1.0, generator: torch.Generator | None = None
-    ) -> LossOutput:
-        """Negative ELBO per image: Bernoulli NLL of x under one z ~ q(z|x), plus KL(q || p).
+    def loss(self, x: torch.Tensor, labels: torch.Tensor | None = None, **options: Any) -> LossOutput:
+        raise NotImplementedError
 
-        The objective weights the KL by ``kl_weight`` (beta-VAE, Higgins et al. 2017); ``generator``
-        draws z (the global RNG if None).
-        """
-        mu, logvar = self.encode(x)
-        recon = bernoulli_nll(self.decode_logits(reparameterize(mu, logvar, generator)), x)
-        kl = gaussian_kl(mu, logvar)
-        objective = (recon + kl_weight * kl).mean()
-        terms = {"loss": (recon + kl).mean(), "recon": recon.mean(), "kl": kl.mean()}
-        return LossOutput(objective, {k: v.detach() for k, v in terms.items()})
+    def sample(
+        self, n: int, label: int | None = None, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        """n new images (pixel means) drawn from the model."""
+        raise NotImplementedError
 
-    @torch.no_grad()
-    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        """n images (pixel probabilities) decoded from z ~ N(0, I)."""
-        z = torch.randn(n, self.latent_dim, generator=generator, device=self.device)
-        return self.decode(z)
+    def reconstruct(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """Pixel means decoded from each image's most likely latent."""
+        raise NotImplementedError
 
-    @torch.no_grad()
-    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
-        """Pixel probabilities decoded from the posterior mean of each image."""
-        return self.decode(self.encode(x)[0])
+    @property
+    def can_sample(self) -> bool:
+        return True
 
     @property
     def device(self) -> torch.device:
         return next(self.parameters()).device
+
+    # --------------------------------------------------------------------------- shared helpers
+    def recon_nll(self, logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """-log p(x | decoder output) per image under the model's pixel likelihood. [B, ...] -> [B]."""
+        if self.likelihood == "bernoulli":
+            return bernoulli_nll(logits, x)
+        return gaussian_nll(torch.sigmoid(logits), self.log_std.clamp(min=MIN_LOG_STD), x)
+
+    def one_hot(self, labels: torch.Tensor | None) -> torch.Tensor:
+        """One-hot float [B, num_classes] of a conditional model's labels (an error if they are missing)."""
+        if labels is None:
+            raise VaekitError(f"model {self.name} is conditional: it needs the class labels")
+        if labels.numel() and (labels.min() < 0 or labels.max() >= self.num_classes):
+            raise VaekitError(f"labels must be in 0..{self.num_classes - 1}")
+        return nn.functional.one_hot(labels.long(), self.num_classes).float()
+
+    def sample_labels(self, n: int, label: int | None) -> torch.Tensor | None:
+        """Labels for ``n`` samples: None for an unconditional model, ``label`` repeated, or (no label)
+        the classes in equal consecutive blocks, so that a grid of rows x classes has a row per class."""
+        if not self.conditional:
+            if label is not None:
+                raise VaekitError(f"model {self.name} is not conditional: a label does not apply to it")
+            return None
+        if label is not None:
+            if not 0 <= label < self.num_classes:
+                raise VaekitError(f"label must be in 0..{self.num_classes - 1}, got {label}")
+            return torch.full((n,), label, dtype=torch.long, device=self.device)
+        return torch.arange(n, device=self.device) * self.num_classes // n
+
+
+class GaussianVAE(VAE):
+    """A VAE with z ~ N(0, I) prior and diagonal Gaussian posterior q(z|x) = N(mu, diag(exp(logvar))).
+
+    Subclasses define ``encode`` (-> mu, logvar, each [B, latent_dim]) and ``decode_logits``; the
+    objectives (ELBO with KL weight and free bits, or the IWAE bound), sampling and reconstruction
+    come from here.
+    """
+
+    def encode(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> Posterior:
+        """Images [B, C, H, W] in [0, 1] -> posterior mean and log-variance, each [B, latent_dim]."""
+        raise NotImplementedError
+
+    def loss(
+        self,
+        x: torch.Tensor,
+        labels: torch.Tensor | None = None,
+        *,
+        kl_weight: float = 1.0,
+        free_bits: float = 0.0,
+        iwae_k: int = 1,
+        generator: torch.Generator | None = None,
+    ) -> LossOutput:
+        """Negative ELBO per image: -log p(x | z) for one z ~ q(z|x), plus KL(q(z|x) || p(z)).
+
+        The objective weights the KL by ``kl_weight`` (beta-VAE, Higgins et al. 2017) and, with
+        ``free_bits`` > 0, floors each latent dimension's batch-mean KL at that many nats. With
+        ``iwae_k`` > 1 the objective is instead the negative IWAE bound with k samples (Burda et al.
+        2015), reported as the extra term ``iwae``; the ELBO terms are then averaged over the k draws.
+        ``generator`` draws z (the global RNG if None).
+        """
+        mu, logvar = self.encode(x, labels)
+        kl_dims = gaussian_kl_per_dim(mu, logvar)
+        kl = kl_dims.sum(dim=1)
+        if iwae_k > 1:
+            log_weights, recon = self.log_weights(x, labels, iwae_k, generator, posterior=(mu, logvar))
+            bound = iwae_bound(log_weights)
+            objective = -bound.mean()
+            recon = recon.mean(dim=0)
+            extra = {"iwae": -bound.mean()}
+        else:
+            z = reparameterize(mu, logvar, generator)
+            recon = self.recon_nll(self.decode_logits(z, labels), x)
+            kl_term = free_bits_kl(kl_dims, free_bits) if free_bits > 0 else kl.mean()
+            objective = recon.mean() + kl_weight * kl_term
+            extra = {}
+        terms = {"loss": (recon + kl).mean(), "recon": recon.mean(), "kl": kl.mean(), **extra}
+        return LossOutput(objective, {k: v.detach() for k, v in terms.items()})
+
+    def log_weights(
+        self,
+        x: torch.Tensor,
+        labels: torch.Tensor | None,
+        k: int,
+        generator: torch.Generator | None = None,
+        posterior: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Importance weights log w_i = log p(x | z_i) + log p(z_i) - log q(z_i | x) for k draws z_i ~ q(z|x).
+
+        Returns (log_weights, recon) with recon_i = -log p(x | z_i), both [k, B]; ``iwae_bound`` of the
+        first is the IWAE bound. ``posterior`` passes an already computed (mu, logvar).
+        """
+        mu, logvar = posterior if posterior is not None else self.encode(x, labels)
+        batch = len(x)
+        z = reparameterize(mu.expand(k, *mu.shape), logvar.expand(k, *logvar.shape), generator)  # [k, B, D]
+        repeated = None if labels is None else labels.repeat(k)
+        logits = self.decode_logits(z.reshape(k * batch, -1), repeated)
+        recon = self.recon_nll(logits, x.repeat(k, *([1] * (x.dim() - 1)))).view(k, batch)
+        log_w = -recon + log_standard_normal(z) - log_normal(z, mu, logvar)
+        return log_w, recon
+
+    @torch.no_grad()
+    def sample(
+        self, n: int, label: int | None = None, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        """n images (pixel means) decoded from z ~ N(0, I); a conditional model draws class ``label``,
+        or without one, every class in turn."""
+        labels = self.sample_labels(n, label)
+        z = torch.randn(n, self.latent_dim, generator=generator, device=self.device)
+        return self.decode(z, labels)
+
+    @torch.no_grad()
+    def reconstruct(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """Pixel means decoded from the posterior mean of each image."""
+        return self.decode(self.encode(x, labels)[0], labels)

@@ -1,14 +1,20 @@
 """The mathematics every Gaussian-latent VAE shares, as pure functions of tensors.
 
-Reference: Kingma & Welling, "Auto-Encoding Variational Bayes" (2013), arXiv:1312.6114.
-Each function returns one value per example (reduced over everything but the batch dimension);
-averaging over the batch is the caller's choice.
+References: Kingma & Welling, "Auto-Encoding Variational Bayes" (2013), arXiv:1312.6114;
+Burda, Grosse & Salakhutdinov, "Importance Weighted Autoencoders" (2015), arXiv:1509.00519;
+Kingma et al., "Improved Variational Inference with Inverse Autoregressive Flow" (2016), arXiv:1606.04934.
+Unless a docstring says otherwise, each function returns one value per example (reduced over
+everything but the batch dimensions); averaging over the batch is the caller's choice.
 """
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
+
+LOG_2PI = math.log(2 * math.pi)
 
 
 def reparameterize(
@@ -17,21 +23,49 @@ def reparameterize(
     """Draw z ~ N(mu, diag(exp(logvar))) as z = mu + exp(logvar / 2) * eps, eps ~ N(0, I).
 
     Differentiable in mu and logvar (the reparameterisation trick, Kingma & Welling 2013, sec. 2.4).
-    Shapes: mu, logvar [B, D] -> z [B, D].
+    Shapes: mu, logvar [..., D] -> z [..., D] (e.g. [k, B, D] for k draws per image).
     """
     if generator is None:
-        eps = torch.randn_like(mu)
+        eps = torch.randn(mu.shape, device=mu.device, dtype=mu.dtype)
     else:
         eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
     return mu + torch.exp(0.5 * logvar) * eps
 
 
-def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
-    """KL( N(mu, diag(exp(logvar))) || N(0, I) ) = -1/2 * sum_j (1 + logvar_j - mu_j^2 - exp(logvar_j)).
+def gaussian_kl_per_dim(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """KL( N(mu_j, exp(logvar_j)) || N(0, 1) ) = -1/2 (1 + logvar_j - mu_j^2 - exp(logvar_j)) per dimension.
 
-    Kingma & Welling 2013, appendix B. Shapes: mu, logvar [B, D] -> [B], summed over D, in nats.
+    Kingma & Welling 2013, appendix B. Shapes: mu, logvar [B, D] -> [B, D], in nats (no reduction).
     """
-    return -0.5 * torch.sum(1.0 + logvar - mu.pow(2) - logvar.exp(), dim=1)
+    return -0.5 * (1.0 + logvar - mu.pow(2) - logvar.exp())
+
+
+def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """KL( N(mu, diag(exp(logvar))) || N(0, I) ): ``gaussian_kl_per_dim`` summed over D. [B, D] -> [B]."""
+    return gaussian_kl_per_dim(mu, logvar).sum(dim=-1)
+
+
+def free_bits_kl(kl_per_dim: torch.Tensor, free_bits: float) -> torch.Tensor:
+    """The KL term with free bits: sum_j max(lambda, mean_batch KL_j) (Kingma et al. 2016, appendix C.8).
+
+    A dimension whose batch-average KL is below ``free_bits`` (lambda, nats) contributes the constant
+    lambda and so gets no gradient pushing it further towards the prior, which keeps latent units from
+    collapsing early in training. Shapes: kl_per_dim [B, D] -> a scalar (already a batch mean).
+    """
+    return kl_per_dim.mean(dim=0).clamp(min=free_bits).sum()
+
+
+def log_normal(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """log N(z; mu, diag(exp(logvar))) = -1/2 sum_j (log 2pi + logvar_j + (z_j - mu_j)^2 / exp(logvar_j)).
+
+    Shapes broadcast: z [..., D] with mu, logvar [..., D] -> [...], in nats.
+    """
+    return -0.5 * (LOG_2PI + logvar + (z - mu).pow(2) * torch.exp(-logvar)).sum(dim=-1)
+
+
+def log_standard_normal(z: torch.Tensor) -> torch.Tensor:
+    """log N(z; 0, I) = -1/2 sum_j (log 2pi + z_j^2). Shapes: [..., D] -> [...], in nats."""
+    return -0.5 * (LOG_2PI + z.pow(2)).sum(dim=-1)
 
 
 def bernoulli_nll(logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -43,3 +77,27 @@ def bernoulli_nll(logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """
     bce = F.binary_cross_entropy_with_logits(logits, x, reduction="none")
     return bce.flatten(1).sum(dim=1)
+
+
+def gaussian_nll(mean: torch.Tensor, log_std: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """-log N(x; mean, sigma^2) = sum_i [log sigma_i + 1/2 log 2pi + (x_i - mean_i)^2 / (2 sigma_i^2)].
+
+    sigma = exp(log_std).
+
+    The Gaussian decoder likelihood; ``log_std`` broadcasts against ``mean`` (a scalar for one shared
+    standard deviation, or per pixel). A density, not a probability: for a small std it is negative.
+    Shapes: mean, x [B, ...] -> [B], in nats.
+    """
+    log_std = log_std.expand_as(mean)
+    nll = log_std + 0.5 * LOG_2PI + 0.5 * (x - mean).pow(2) * torch.exp(-2.0 * log_std)
+    return nll.flatten(1).sum(dim=1)
+
+
+def iwae_bound(log_weights: torch.Tensor) -> torch.Tensor:
+    """The importance-weighted bound L_k = log (1/k) sum_i w_i, from log w_i = log p(x, z_i) - log q(z_i | x).
+
+    Burda et al. 2015, eq. 8; computed with log-sum-exp, so it stays finite for weights far below
+    exp(-100). L_1 is the ELBO and L_k rises towards log p(x) as k grows.
+    Shapes: log_weights [k, B] -> [B], in nats.
+    """
+    return torch.logsumexp(log_weights, dim=0) - math.log(log_weights.shape[0])
