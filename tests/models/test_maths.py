@@ -2,10 +2,21 @@
 
 import math
 
+import pytest
 import torch
 from torch.distributions import Bernoulli, Normal, kl_divergence
 
-from vaekit.models.maths import bernoulli_nll, gaussian_kl, reparameterize
+from vaekit.models.maths import (
+    bernoulli_nll,
+    free_bits_kl,
+    gaussian_kl,
+    gaussian_kl_per_dim,
+    gaussian_nll,
+    iwae_bound,
+    log_normal,
+    log_standard_normal,
+    reparameterize,
+)
 
 
 def test_gaussian_kl_matches_torch_distributions():
@@ -55,3 +66,48 @@ def test_reparameterize_generator_is_reproducible():
     a = reparameterize(mu, logvar, torch.Generator().manual_seed(5))
     b = reparameterize(mu, logvar, torch.Generator().manual_seed(5))
     assert torch.equal(a, b)
+
+
+def test_gaussian_kl_per_dim_sums_to_the_kl():
+    mu, logvar = torch.randn(4, 6), torch.randn(4, 6)
+    per_dim = gaussian_kl_per_dim(mu, logvar)
+    expected = kl_divergence(Normal(mu, (0.5 * logvar).exp()), Normal(0.0, 1.0))
+    torch.testing.assert_close(per_dim, expected)
+    torch.testing.assert_close(per_dim.sum(1), gaussian_kl(mu, logvar))
+
+
+def test_free_bits_by_hand():
+    # two dimensions with batch-mean KLs 0.1 and 2.0: with lambda = 0.5 the term is 0.5 + 2.0
+    kl_dims = torch.tensor([[0.0, 1.0], [0.2, 3.0]])
+    assert free_bits_kl(kl_dims, 0.5).item() == pytest.approx(2.5)
+    assert free_bits_kl(kl_dims, 0.0).item() == pytest.approx(kl_dims.sum(1).mean().item())
+
+
+def test_free_bits_stop_the_gradient_of_dimensions_below_the_floor():
+    kl_dims = torch.tensor([[0.1, 3.0]], requires_grad=True)
+    free_bits_kl(kl_dims, 0.5).backward()
+    assert kl_dims.grad.tolist() == [[0.0, 1.0]]
+
+
+def test_log_normal_and_standard_normal_match_torch_distributions():
+    z, mu, logvar = torch.randn(3, 5, 4), torch.randn(5, 4), torch.randn(5, 4)
+    expected = Normal(mu, (0.5 * logvar).exp()).log_prob(z).sum(-1)
+    torch.testing.assert_close(log_normal(z, mu, logvar), expected)
+    torch.testing.assert_close(log_standard_normal(z), Normal(0.0, 1.0).log_prob(z).sum(-1))
+
+
+def test_gaussian_nll_matches_torch_distributions():
+    mean, x = torch.rand(4, 1, 3, 3), torch.rand(4, 1, 3, 3)
+    for log_std in (torch.tensor(-1.3), torch.randn(1, 3, 3)):
+        expected = -Normal(mean, log_std.exp()).log_prob(x).flatten(1).sum(1)
+        torch.testing.assert_close(gaussian_nll(mean, log_std, x), expected)
+
+
+def test_iwae_bound_is_the_log_mean_weight_and_stays_finite():
+    log_w = torch.randn(7, 3)
+    torch.testing.assert_close(iwae_bound(log_w), log_w.exp().mean(0).log())
+    # weights around exp(-1000) underflow when exponentiated; the log-sum-exp form does not
+    tiny = torch.tensor([[-1000.0], [-1001.0]])
+    expected = -1000.0 + math.log((1 + math.exp(-1.0)) / 2)
+    assert iwae_bound(tiny).item() == pytest.approx(expected)
+    assert iwae_bound(log_w[:1]).tolist() == log_w[0].tolist()  # k = 1: the ELBO estimate itself
