@@ -42,9 +42,7 @@ def check_data_dir(data_dir: Path) -> None:
     """
     if not data_dir.is_dir():
         sys.exit(f"error: MNIST data folder {data_dir} not found (pass --data-dir)")
-    missing = [
-        name for name in MNIST_FILES if not any((data_dir / n).is_file() for n in (name, name[:-3]))
-    ]
+    missing = [name for name in MNIST_FILES if not any((data_dir / n).is_file() for n in (name, name[:-3]))]
     if missing:
         sys.exit(f"error: MNIST data folder {data_dir} lacks {', '.join(missing)}")
 

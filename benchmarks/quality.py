@@ -216,8 +216,10 @@ def main() -> None:
     data_dir = args.data_dir.resolve()
     check_data_dir(data_dir)
     test_images = load_dataset("mnist", data_dir).test.images
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.epochs} epochs, "
-          f"seeds {args.seeds}, data {data_dir}")
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.epochs} epochs, "
+        f"seeds {args.seeds}, data {data_dir}"
+    )
 
     per_seed: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as tmp:

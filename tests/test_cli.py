@@ -99,6 +99,19 @@ BAD_TRAIN = [
     (["--val-fraction", "-0.1"], "--val-fraction: must be in [0, 1)"),
     (["--hidden", "400,x"], "--hidden: expected sizes"),
     (["--resume"], "--resume needs --out"),
+    (["--beta", "-1"], "--beta: must be >= 0"),
+    (["--kl-warmup", "1.5"], "--kl-warmup: expected an integer"),
+    (["--free-bits", "nan"], "--free-bits: must be a finite number"),
+    (["--objective", "vimco"], "invalid choice"),
+    (["--channels", "32,0"], "--channels: expected sizes like 32,64"),
+    (["--decoder-std", "0"], "--decoder-std: must be a positive number"),
+    (["--early-stopping", "0"], "--early-stopping: must be >= 1"),
+    (["--model", "vqvae", "--beta", "4"], "--beta applies to the Gaussian-latent models (conv, cvae, mlp)"),
+    (["--model", "vqvae", "--k", "5"], "--k applies to the Gaussian-latent models"),
+    (["--model", "conv", "--hidden", "64"], "--hidden does not apply to model conv"),
+    (["--model", "conv", "--channels", "4,4,4,4"], "sides must divide by 16; got 8x8"),
+    (["--k", "5"], "--k (importance samples) applies to --objective iwae only"),
+    (["--likelihood", "bernoulli", "--decoder-std", "0.1"], "--decoder-std applies to --likelihood gaussian"),
 ]
 
 
@@ -153,6 +166,9 @@ def test_bad_data_files(tiny_mnist, tmp_path, monkeypatch, capsys, damage, messa
             "do not match its config",
         ),
         (lambda run: None, ["sample", "{run}", "--n", "0"], "--n: must be >= 1"),
+        (lambda run: None, ["sample", "{run}", "--label", "3"], "model mlp is not conditional"),
+        (lambda run: None, ["sample", "{run}", "--label", "-1"], "--label: must be >= 0"),
+        (lambda run: None, ["train-prior", "{run}"], "for vqvae runs only"),
         (lambda run: None, ["reconstruct", "{run}", "--n", "100000"], "more than the 359 images"),
         (lambda run: None, ["sample", "{run}/missing"], "does not exist"),
         (lambda run: None, ["evaluate", "{run}/missing"], "does not exist"),
@@ -180,3 +196,18 @@ def test_bad_run_commands_leave_the_run_alone(
 def test_usage_error_is_one_line():
     done = vaekit("train", "--no-such-option")
     assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1
+
+
+def test_conditional_model_from_the_command_line(tmp_path, capsys):
+    out = tmp_path / "cvae"
+    args = ["train", "--dataset", "digits", "--model", "cvae", "--epochs", "1", "--out", str(out)]
+    assert main([*args, "--no-progress", "--latent-dim", "2"]) == 0
+    assert main(["sample", str(out), "--label", "7", "--n", "12", "--out", str(tmp_path / "sevens.png")]) == 0
+    assert "12 samples of class 7" in capsys.readouterr().out
+    assert main(["sample", str(out), "--out", str(tmp_path / "all.png")]) == 0
+    assert "8 samples of each of the 10 classes" in capsys.readouterr().out
+    with Image.open(tmp_path / "all.png") as picture:
+        assert picture.size[1] / picture.size[0] == pytest.approx((10 * 10 + 2) / (8 * 10 + 2))
+    assert main(["sample", str(out), "--label", "10"]) == 1
+    assert "label must be in 0..9" in capsys.readouterr().err
+    assert main(["reconstruct", str(out), "--n", "4", "--out", str(tmp_path / "r.png")]) == 0

@@ -15,7 +15,7 @@ from vaekit.data import DATASETS
 from vaekit.devices import DEVICES, resolve_device
 from vaekit.errors import VaekitError
 from vaekit.models import MODELS
-from vaekit.models.base import LIKELIHOODS, OBJECTIVES
+from vaekit.models.base import LIKELIHOODS, OBJECTIVES, PRECISIONS
 
 EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
 
@@ -130,6 +130,9 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
         type=_positive_int,
         metavar="PATIENCE",
         help="stop when the val loss has not improved for PATIENCE epochs; the run keeps the best model",
+    )
+    p.add_argument(
+        "--precision", choices=PRECISIONS, help="fp32 (default) or bf16 mixed precision in training steps"
     )
     p.add_argument("--device", choices=DEVICES, help="auto (default), cpu, cuda or mps")
     p.add_argument("--save-every", type=_positive_int, help="keep checkpoints/epoch_NNN.pt every N epochs")

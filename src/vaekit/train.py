@@ -35,7 +35,7 @@ from vaekit.devices import DEVICES, resolve_device
 from vaekit.errors import VaekitError
 from vaekit.evaluate import elbo_terms, eval_options, eval_record, write_eval
 from vaekit.models import MODELS, VAE, GaussianVAE, build_model
-from vaekit.models.base import LIKELIHOODS, OBJECTIVES
+from vaekit.models.base import LIKELIHOODS, OBJECTIVES, PRECISIONS
 from vaekit.saving import read_checkpoint, read_run_config, read_safetensors, save_model
 
 N_GRID_COLUMNS = 8  # sample grid: 8 x 8 images (8 per class for a conditional model) from fixed latents
@@ -70,6 +70,7 @@ class TrainConfig:
     seed: int = 0
     val_fraction: float = 0.1
     augment: bool = False
+    precision: str = "fp32"
     early_stopping: int = 0
     device: str = "auto"
     save_every: int = 0
@@ -117,6 +118,8 @@ class TrainConfig:
             raise VaekitError("--early-stopping watches the validation loss: it needs --val-fraction > 0")
         if self.save_every < 0:
             raise VaekitError(f"save every must be >= 0 epochs, got {self.save_every!r}")
+        if self.precision not in PRECISIONS:
+            raise VaekitError(f"unknown precision {self.precision!r}; choose from {', '.join(PRECISIONS)}")
         if self.device not in DEVICES:
             raise VaekitError(f"unknown device {self.device!r}; choose from {', '.join(DEVICES)}")
 
@@ -471,7 +474,10 @@ class Trainer:
                 x = self.x_train.index_select(0, index)
                 if cfg.augment:
                     x = random_affine(x)
-                objective, terms = model.loss(x, self.y_train.index_select(0, index), **self._loss_options())
+                with self._autocast():
+                    objective, terms = model.loss(
+                        x, self.y_train.index_select(0, index), **self._loss_options()
+                    )
                 self.optimizer.zero_grad(set_to_none=True)
                 objective.backward()
                 self.optimizer.step()
@@ -494,6 +500,15 @@ class Trainer:
                         f"saved, continue with: vaekit train --resume --out {self.run_dir.path}"
                     )
         s.seconds += time.perf_counter() - start
+
+    def _autocast(self) -> torch.autocast:
+        """bf16 mixed precision for the training step's convolutions and matmuls, if asked for.
+
+        Weights, optimizer state and the loss terms stay float32 (the models compute their likelihoods
+        and KL in float32), and evaluation always runs in float32.
+        """
+        enabled = self.config.precision == "bf16"
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=enabled)
 
     def kl_weight(self) -> float:
         """beta, reached linearly over the first ``kl_warmup`` epochs (step by step) from 0."""

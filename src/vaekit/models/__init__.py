@@ -9,8 +9,9 @@ from vaekit.models.base import VAE, GaussianVAE, LossOutput
 from vaekit.models.conv import ConvVAE
 from vaekit.models.cvae import ConditionalVAE
 from vaekit.models.mlp import MLPVAE
+from vaekit.models.vqvae import VQVAE
 
-MODELS: dict[str, type[VAE]] = {cls.name: cls for cls in (MLPVAE, ConvVAE, ConditionalVAE)}
+MODELS: dict[str, type[VAE]] = {cls.name: cls for cls in (MLPVAE, ConvVAE, ConditionalVAE, VQVAE)}
 
 
 def build_model(config: dict[str, Any]) -> VAE:
@@ -33,5 +34,6 @@ __all__ = [
     "MLPVAE",
     "ConvVAE",
     "ConditionalVAE",
+    "VQVAE",
     "build_model",
 ]

@@ -21,6 +21,7 @@ from vaekit.models.maths import (
 )
 
 LIKELIHOODS = ("bernoulli", "gaussian")
+PRECISIONS = ("fp32", "bf16")  # of training steps; bf16 is autocast mixed precision
 OBJECTIVES = ("elbo", "iwae")  # what a GaussianVAE can train on: the ELBO, or the IWAE bound (iwae_k > 1)
 Posterior = tuple[torch.Tensor, torch.Tensor]  # mean and log-variance, each [B, latent_dim]
 MIN_LOG_STD = math.log(1e-3)  # floor of a learned decoder std: keeps the density of flat pixels finite
@@ -107,7 +108,11 @@ class VAE(nn.Module):
 
     # --------------------------------------------------------------------------- shared helpers
     def recon_nll(self, logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        """-log p(x | decoder output) per image under the model's pixel likelihood. [B, ...] -> [B]."""
+        """-log p(x | decoder output) per image under the model's pixel likelihood. [B, ...] -> [B].
+
+        Computed in float32 even under bf16 autocast: a sum over hundreds of pixels needs the precision.
+        """
+        logits = logits.float()
         if self.likelihood == "bernoulli":
             return bernoulli_nll(logits, x)
         return gaussian_nll(torch.sigmoid(logits), self.log_std.clamp(min=MIN_LOG_STD), x)
@@ -164,7 +169,7 @@ class GaussianVAE(VAE):
         2015), reported as the extra term ``iwae``; the ELBO terms are then averaged over the k draws.
         ``generator`` draws z (the global RNG if None).
         """
-        mu, logvar = self.encode(x, labels)
+        mu, logvar = (t.float() for t in self.encode(x, labels))  # float32 also under autocast
         kl_dims = gaussian_kl_per_dim(mu, logvar)
         kl = kl_dims.sum(dim=1)
         if iwae_k > 1:
@@ -195,7 +200,7 @@ class GaussianVAE(VAE):
         Returns (log_weights, recon) with recon_i = -log p(x | z_i), both [k, B]; ``iwae_bound`` of the
         first is the IWAE bound. ``posterior`` passes an already computed (mu, logvar).
         """
-        mu, logvar = posterior if posterior is not None else self.encode(x, labels)
+        mu, logvar = (t.float() for t in (posterior if posterior is not None else self.encode(x, labels)))
         batch = len(x)
         z = reparameterize(mu.expand(k, *mu.shape), logvar.expand(k, *logvar.shape), generator)  # [k, B, D]
         repeated = None if labels is None else labels.repeat(k)

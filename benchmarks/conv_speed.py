@@ -1,0 +1,184 @@
+"""Seconds per training epoch of the convolutional VAE (z=16) at batch 128 on CPU: tutorial-style vs vaekit.
+
+Why: the issue asks vaekit's conv VAE to train at least 2x as fast as the tutorial-style pipeline for
+the same model. Four pipelines train the same ConvVAE over the same 12,000 MNIST training images:
+
+  (a) tutorial         per-sample PIL Dataset + DataLoader (as torchvision's MNIST + ToTensor), the
+                       model's loss, torch.optim.Adam with its defaults, loss.item() every step
+  (b) tutorial loader  the same loader feeding vaekit's step (fused Adam, no per-step sync): what the
+                       data pipeline alone costs
+  (c) vaekit fp32      Trainer._train_epoch: shuffled index into one float tensor, float32 throughout
+  (d) vaekit bf16      the same with --precision bf16 (autocast: convolutions and matmuls in bfloat16,
+                       weights, optimizer and loss terms in float32)
+
+Each is warmed up with one epoch, then timed for --rounds rounds, interleaved (the order rotates
+each round) so that slow spells of a shared machine hit all alike; medians are reported, and ratios
+against (a). Whether bf16 costs quality is measured by benchmarks/models.py (the conv z=16 rows).
+Results: benchmarks/results/conv_speed.json.
+
+Run from the repository root:  .venv/bin/python benchmarks/conv_speed.py [--rounds 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import torch
+from _common import (
+    BATCH_SIZE,
+    DEFAULT_DATA_DIR,
+    check_data_dir,
+    format_table,
+    tutorial_datasets,
+    tutorial_loader,
+    write_results,
+)
+from torch.utils.data import DataLoader
+
+from vaekit.train import TrainConfig, Trainer, _CtrlC
+
+PIPELINES = ("tutorial", "tutorial_loader", "vaekit_fp32", "vaekit_bf16")
+LABELS = {
+    "tutorial": "(a) tutorial-style",
+    "tutorial_loader": "(b) tutorial loader + vaekit step",
+    "vaekit_fp32": "(c) vaekit fp32",
+    "vaekit_bf16": "(d) vaekit bf16",
+}
+LATENT_DIM = 16
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR, help="MNIST IDX gz folder")
+    parser.add_argument("--rounds", type=int, default=5, help="timed rounds of one epoch per pipeline")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    if args.rounds < 1:
+        parser.error("--rounds must be >= 1")
+    return args
+
+
+def tutorial_epoch(trainer: Trainer, loader: DataLoader) -> float:
+    """(a): the tutorial's train() loop around the conv VAE, with the default (foreach) Adam."""
+    model, optimizer = trainer.model, trainer.optimizer
+    model.train()
+    train_loss = 0.0
+    for data, _ in loader:
+        optimizer.zero_grad()
+        loss = model.loss(data).objective
+        loss.backward()
+        train_loss += loss.item() * len(data)
+        optimizer.step()
+    return train_loss / len(loader.dataset)
+
+
+def loader_epoch(trainer: Trainer, loader: DataLoader) -> None:
+    """(b): batches from the per-sample loader, vaekit's step."""
+    model, optimizer = trainer.model, trainer.optimizer
+    model.train()
+    for data, _ in loader:
+        objective, _ = model.loss(data)
+        optimizer.zero_grad(set_to_none=True)
+        objective.backward()
+        optimizer.step()
+
+
+def main() -> None:
+    args = parse_args()
+    load_start = os.getloadavg()
+    data_dir = args.data_dir.resolve()
+    check_data_dir(data_dir)
+    threads = torch.get_num_threads()
+    print(f"torch {torch.__version__}, {threads} threads, data {data_dir}")
+    train_set, _ = tutorial_datasets(data_dir)
+    n_images = len(train_set)
+
+    with tempfile.TemporaryDirectory() as tmp:
+
+        def trainer(name: str, **settings: Any) -> Trainer:
+            config = TrainConfig(
+                dataset="mnist", data_dir=str(data_dir), model="conv", latent_dim=LATENT_DIM,
+                epochs=1, seed=args.seed, val_fraction=0.0, **settings,
+            )  # fmt: skip
+            return Trainer(config, Path(tmp) / name, progress=False, log=lambda line: None)
+
+        trainers = {name: trainer(name) for name in ("tutorial", "tutorial_loader", "vaekit_fp32")}
+        trainers["vaekit_bf16"] = trainer("vaekit_bf16", precision="bf16")
+        a = trainers["tutorial"]
+        a.optimizer = torch.optim.Adam(a.model.parameters(), lr=1e-3)  # the tutorial's optimizer
+        assert len(trainers["vaekit_fp32"].x_train) == n_images
+        ctrl_c = _CtrlC()  # only its .pressed flag (False) is read; never entered
+
+        def vaekit_epoch(t: Trainer) -> Callable[[], None]:
+            def run() -> None:
+                t._train_epoch(ctrl_c)
+                t.state.step = 0  # the next call starts a fresh epoch
+
+            return run
+
+        loader_a = tutorial_loader(train_set, shuffle=True)
+        loader_b = tutorial_loader(train_set, shuffle=True)
+        runners: dict[str, Callable[[], Any]] = {
+            "tutorial": lambda: tutorial_epoch(a, loader_a),
+            "tutorial_loader": lambda: loader_epoch(trainers["tutorial_loader"], loader_b),
+            "vaekit_fp32": vaekit_epoch(trainers["vaekit_fp32"]),
+            "vaekit_bf16": vaekit_epoch(trainers["vaekit_bf16"]),
+        }
+        warmup = {}
+        for name in PIPELINES:
+            start = time.perf_counter()
+            runners[name]()
+            warmup[name] = time.perf_counter() - start
+        print("warm-up epoch: " + ", ".join(f"{LABELS[k]} {v:.2f}s" for k, v in warmup.items()))
+        times: dict[str, list[float]] = {name: [] for name in PIPELINES}
+        for r in range(args.rounds):
+            order = PIPELINES[r % len(PIPELINES) :] + PIPELINES[: r % len(PIPELINES)]
+            for name in order:
+                start = time.perf_counter()
+                runners[name]()
+                times[name].append(time.perf_counter() - start)
+            print(f"round {r + 1}/{args.rounds}: " + ", ".join(f"{k} {times[k][-1]:.2f}s" for k in PIPELINES))
+
+    median = {name: statistics.median(times[name]) for name in PIPELINES}
+    results: dict[str, Any] = {
+        "benchmark": "conv_speed",
+        "what": f"seconds per training epoch, ConvVAE (32,64 channels, z={LATENT_DIM}), batch 128, CPU",
+        "median_s": median,
+        "speedup_vs_tutorial": {name: median["tutorial"] / median[name] for name in PIPELINES},
+        "images_per_s": {name: n_images / median[name] for name in PIPELINES},
+        "raw_times_s": times,
+        "warmup_s": warmup,
+        "n_images": n_images,
+        "batch_size": BATCH_SIZE,
+        "rounds": args.rounds,
+        "threads": threads,
+        "torch_version": torch.__version__,
+        "python_version": platform.python_version(),
+        "processor": platform.processor() or platform.machine(),
+        "load_average_start": load_start,
+        "load_average_end": os.getloadavg(),
+        "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    path = write_results("conv_speed", results)
+    rows = [
+        [LABELS[n], f"{median[n]:.2f}", f"{min(times[n]):.2f}", f"{n_images / median[n]:,.0f}",
+         f"{median['tutorial'] / median[n]:.2f}x"]
+        for n in PIPELINES
+    ]  # fmt: skip
+    print()
+    print(f"one epoch over {n_images:,} images, batch {BATCH_SIZE}, {threads} threads, {args.rounds} rounds")
+    print(format_table(["pipeline", "median s", "min s", "images/s", "speedup vs (a)"], rows))
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()

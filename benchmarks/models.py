@@ -1,0 +1,300 @@
+"""The model family side by side on MNIST: test loss, seconds per epoch, parameters, pictures.
+
+Trains each model of the table below with vaekit's defaults otherwise (Adam 1e-3, batch 128,
+val_fraction 0.1, seed 0) for the same number of epochs on the same data, then writes
+
+  benchmarks/results/models.json   every figure, with the environment
+  docs/models.md                   the table, the checks and the sample / reconstruction grids
+  docs/models/*.png                the grids (copied from each run folder)
+
+The checks the issue asks for are computed here, not eyeballed:
+  - the conv VAE's test loss against the MLP VAE's at the same latent size (16) and epochs;
+  - the CVAE's samples for label d classified by a small CNN trained on the training images (its
+    test accuracy is reported beside it): the share recognised as d, per class and overall.
+
+The VQ-VAE's loss is recon + KL with KL = -log p(codes) under its learned prior (trained here with
+vaekit.train_prior after the VQ-VAE), a bound on -log p(x) like the others' negative ELBO.
+
+Run from the repository root:  .venv/bin/python benchmarks/models.py [--epochs 10] [--data-dir DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import torch
+from _common import DEFAULT_DATA_DIR, REPO_ROOT, check_data_dir, format_table, write_results
+from torch import nn
+
+from vaekit import load
+from vaekit.data import load_dataset
+from vaekit.evaluate import evaluate_run
+from vaekit.train import TrainConfig, Trainer
+from vaekit.train_prior import train_prior
+
+DOCS = REPO_ROOT / "docs"
+# (slug, label, settings): the issue's seven models, plus mlp z=16 to compare the conv VAE at its size.
+MODELS: list[tuple[str, str, dict[str, Any]]] = [
+    ("mlp_z2", "mlp z=2", {"model": "mlp", "latent_dim": 2}),
+    ("mlp_z16", "mlp z=16", {"model": "mlp", "latent_dim": 16}),
+    ("mlp_z20", "mlp z=20", {"model": "mlp", "latent_dim": 20}),
+    ("conv_z16", "conv z=16", {"model": "conv", "latent_dim": 16}),
+    ("cvae_z20", "cvae z=20", {"model": "cvae", "latent_dim": 20}),
+    ("beta4_z20", "mlp z=20, beta=4", {"model": "mlp", "latent_dim": 20, "beta": 4.0}),
+    ("iwae5_z20", "mlp z=20, iwae k=5", {"model": "mlp", "latent_dim": 20, "objective": "iwae", "k": 5}),
+    ("vqvae", "vqvae 7x7 codes, K=128", {"model": "vqvae"}),
+]
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR, help="MNIST IDX gz folder")
+    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--prior-epochs", type=int, default=20, help="epochs of the VQ-VAE's prior")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--only", help="comma-separated slugs to run (default: all)")
+    return parser.parse_args()
+
+
+# ------------------------------------------------------------------------------ a digit classifier
+class DigitClassifier(nn.Module):
+    """A small CNN: two 3x3 conv + max-pool stages, then two linear layers."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Conv2d(1, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Flatten(), nn.Linear(64 * 7 * 7, 128), nn.ReLU(), nn.Linear(128, 10),
+        )  # fmt: skip
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+def train_classifier(x: torch.Tensor, y: torch.Tensor, seed: int, epochs: int = 4) -> DigitClassifier:
+    torch.manual_seed(seed)
+    model = DigitClassifier()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    for _ in range(epochs):
+        for index in torch.randperm(len(x)).split(128):
+            loss = nn.functional.cross_entropy(model(x[index]), y[index])
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+    return model.eval()
+
+
+@torch.no_grad()
+def predict(model: DigitClassifier, x: torch.Tensor) -> torch.Tensor:
+    return torch.cat([model(chunk).argmax(1) for chunk in x.split(1000)])
+
+
+# ------------------------------------------------------------------------------------------- runs
+def train_one(settings: dict[str, Any], data_dir: Path, out: Path, epochs: int, seed: int) -> dict[str, Any]:
+    config = TrainConfig(dataset="mnist", data_dir=str(data_dir), epochs=epochs, seed=seed, **settings)
+    lines: list[str] = []
+    start = time.perf_counter()
+    Trainer(config, out, progress=False, log=lines.append).run()
+    wall = time.perf_counter() - start
+    metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    model = load(out)
+    return {
+        "settings": settings,
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "seconds_per_epoch": statistics.median(m["seconds"] for m in metrics),
+        "wall_seconds": wall,
+        "eval": json.loads((out / "eval.json").read_text()),
+        "last_epoch": metrics[-1],
+        "log": lines,
+    }
+
+
+def cvae_label_accuracy(run: Path, classifier: DigitClassifier, per_class: int = 1000) -> dict[str, Any]:
+    model = load(run)
+    generator = torch.Generator().manual_seed(0)
+    per_label = {}
+    for digit in range(10):
+        samples = model.sample(per_class, label=digit, generator=generator)
+        per_label[digit] = (predict(classifier, samples) == digit).float().mean().item()
+    return {"overall": statistics.mean(per_label.values()), "per_label": per_label, "per_class": per_class}
+
+
+def copy_grids(slug: str, run: Path, epochs: int) -> dict[str, str]:
+    """The last epoch's sample and reconstruction grids into docs/models/ (vqvae: the prior's samples)."""
+    (DOCS / "models").mkdir(parents=True, exist_ok=True)
+    pictures = {}
+    samples = run / "samples" / f"epoch_{epochs:03d}.png"
+    if not samples.exists():
+        samples = run / "samples" / "prior.png"
+    for kind, source in (
+        ("samples", samples),
+        ("reconstructions", run / "reconstructions" / f"epoch_{epochs:03d}.png"),
+    ):
+        target = DOCS / "models" / f"{slug}_{kind}.png"
+        shutil.copyfile(source, target)
+        pictures[kind] = str(target.relative_to(DOCS))
+    return pictures
+
+
+# ------------------------------------------------------------------------------------------ report
+def write_markdown(results: dict[str, Any]) -> Path:
+    rows = results["models"]
+    lines = [
+        "# The model family on MNIST",
+        "",
+        "Produced by `.venv/bin/python benchmarks/models.py` (figures: `benchmarks/results/models.json`).",
+        f"Data: `{results['data_dir_name']}`, {results['n_train']:,} training images "
+        f"({results['n_val']:,} of them held out for validation) and the {results['n_test']:,} official test "
+        f"images; {results['epochs']} epochs, batch 128, Adam 1e-3, seed {results['seed']}, "
+        f"{results['threads']} CPU threads (torch {results['torch_version']}).",
+        "",
+        "Test loss: the negative ELBO in nats per image (one z per image), recon + KL; lower is better. "
+        "For the VQ-VAE the KL is -log p(codes) under its learned prior, so its loss is the same kind of "
+        "bound on -log p(x). The IWAE run also reports its k=5 bound, which is tighter than its ELBO.",
+        "",
+        "| model | parameters | s / epoch | test loss | recon | KL | also |",
+        "|---|---:|---:|---:|---:|---:|---|",
+    ]
+    for slug, label, _ in MODELS:
+        if slug not in rows:
+            continue
+        r = rows[slug]
+        e = r["eval"]
+        also = []
+        if "test_iwae" in e:
+            also.append(f"-IWAE k=5 bound {e['test_iwae']:.2f}")
+        if "test_perplexity" in e:
+            also.append(f"code perplexity {e['test_perplexity']:.1f}, dead codes {e['test_dead_codes']:.0f}")
+        if "label_accuracy" in r:
+            also.append(f"samples recognised as their label: {r['label_accuracy']['overall']:.1%}")
+        lines.append(
+            f"| {label} | {r['parameters']:,} | {r['seconds_per_epoch']:.2f} | {e['test_loss']:.2f} | "
+            f"{e['test_recon']:.2f} | {e['test_kl']:.2f} | {'; '.join(also)} |"
+        )
+    checks = results["checks"]
+    lines += ["", "## Checks", ""]
+    if "conv_vs_mlp" in checks:
+        c = checks["conv_vs_mlp"]
+        verdict = "beats" if c["conv"] < c["mlp"] else "does NOT beat"
+        lines.append(
+            f"- The conv VAE (z=16) {verdict} the MLP VAE (z=16) after {results['epochs']} epochs: test loss "
+            f"{c['conv']:.2f} vs {c['mlp']:.2f} nats ({c['mlp'] - c['conv']:+.2f})."
+        )
+    if "cvae_labels" in checks:
+        c = checks["cvae_labels"]
+        per = ", ".join(f"{d}: {a:.0%}" for d, a in c["per_label"].items())
+        lines.append(
+            f"- CVAE samples for `--label d` are classified as d {c['overall']:.1%} of the time "
+            f"({c['per_class']:,} samples per digit; {per}). The classifier, a small CNN trained on the "
+            f"same training images, has {c['classifier_test_accuracy']:.2%} test accuracy."
+        )
+    lines += ["", "## Samples and reconstructions", ""]
+    lines.append(
+        "Reconstructions: originals (odd rows) over their reconstructions (even rows), validation images."
+    )
+    lines.append("")
+    for slug, label, _ in MODELS:
+        if slug in rows:
+            pics = rows[slug]["pictures"]
+            lines += [
+                f"### {label}",
+                "",
+                f"![{label} samples]({pics['samples']}) "
+                f"![{label} reconstructions]({pics['reconstructions']})",
+                "",
+            ]
+    path = DOCS / "models.md"
+    tmp = path.with_suffix(".md.tmp")
+    tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+    return path
+
+
+def main() -> None:
+    args = parse_args()
+    data_dir = args.data_dir.resolve()
+    check_data_dir(data_dir)
+    chosen = set(args.only.split(",")) if args.only else {slug for slug, _, _ in MODELS}
+    dataset = load_dataset("mnist", data_dir)
+    results: dict[str, Any] = {
+        "benchmark": "models",
+        "epochs": args.epochs,
+        "seed": args.seed,
+        "data_dir_name": data_dir.name,
+        "n_train": len(dataset.train),
+        "n_val": round(len(dataset.train) * 0.1),
+        "n_test": len(dataset.test),
+        "threads": torch.get_num_threads(),
+        "torch_version": torch.__version__,
+        "python_version": platform.python_version(),
+        "processor": platform.processor() or platform.machine(),
+        "models": {},
+        "checks": {},
+    }
+    print(f"training the classifier for the CVAE check on {len(dataset.train):,} images")
+    x_train, y_train = dataset.train.as_float(), dataset.train.labels
+    classifier = train_classifier(x_train, y_train, args.seed)
+    classifier_accuracy = (
+        (predict(classifier, dataset.test.as_float()) == dataset.test.labels).float().mean().item()
+    )
+    print(f"classifier test accuracy {classifier_accuracy:.2%}")
+
+    with tempfile.TemporaryDirectory() as tmp:
+        for slug, label, settings in MODELS:
+            if slug not in chosen:
+                continue
+            run = Path(tmp) / slug
+            row = train_one(settings, data_dir, run, args.epochs, args.seed)
+            if settings["model"] == "vqvae":
+                start = time.perf_counter()
+                row["prior"] = train_prior(
+                    run, epochs=args.prior_epochs, seed=args.seed, progress=False, log=lambda s: None
+                )
+                row["prior_seconds"] = time.perf_counter() - start
+                row["eval_uniform_prior"] = row["eval"]
+                row["eval"] = evaluate_run(run, device="cpu")
+            if settings["model"] == "cvae":
+                row["label_accuracy"] = cvae_label_accuracy(run, classifier)
+            row["pictures"] = copy_grids(slug, run, args.epochs)
+            results["models"][slug] = row
+            e = row["eval"]
+            print(
+                f"{label:24s} test {e['test_loss']:.2f} "
+                f"(recon {e['test_recon']:.2f} + kl {e['test_kl']:.2f})  "
+                f"{row['seconds_per_epoch']:.2f} s/epoch  {row['parameters']:,} parameters"
+            )
+    models = results["models"]
+    if "conv_z16" in models and "mlp_z16" in models:
+        results["checks"]["conv_vs_mlp"] = {
+            "conv": models["conv_z16"]["eval"]["test_loss"],
+            "mlp": models["mlp_z16"]["eval"]["test_loss"],
+        }
+    if "cvae_z20" in models:
+        results["checks"]["cvae_labels"] = {
+            **models["cvae_z20"]["label_accuracy"],
+            "classifier_test_accuracy": classifier_accuracy,
+        }
+    results["finished"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    path = write_results("models", results)
+    table = [
+        [slug, f"{r['parameters']:,}", f"{r['seconds_per_epoch']:.2f}", f"{r['eval']['test_loss']:.2f}"]
+        for slug, r in models.items()
+    ]
+    print()
+    print(format_table(["model", "parameters", "s/epoch", "test loss"], table))
+    print(f"wrote {path} and {write_markdown(results)}")
+
+
+if __name__ == "__main__":
+    main()
