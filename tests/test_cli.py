@@ -211,3 +211,22 @@ def test_conditional_model_from_the_command_line(tmp_path, capsys):
     assert main(["sample", str(out), "--label", "10"]) == 1
     assert "label must be in 0..9" in capsys.readouterr().err
     assert main(["reconstruct", str(out), "--n", "4", "--out", str(tmp_path / "r.png")]) == 0
+
+
+def test_vqvae_and_its_prior_from_the_command_line(tmp_path, capsys):
+    out = tmp_path / "vq"
+    train = ["train", "--dataset", "digits", "--model", "vqvae", "--channels", "8,16", "--latent-dim", "4"]
+    assert main([*train, "--codebook-size", "16", "--epochs", "1", "--no-progress", "--out", str(out)]) == 0
+    assert main(["sample", str(out)]) == 1
+    assert "vaekit train-prior" in capsys.readouterr().err
+    assert main(["train-prior", str(out), "--epochs", "1", "--width", "30", "--no-progress"]) == 1
+    assert "multiple of 4" in capsys.readouterr().err
+    assert (
+        main(["train-prior", str(out), "--epochs", "1", "--width", "16", "--depth", "1", "--no-progress"])
+        == 0
+    )
+    assert "with the prior" in capsys.readouterr().out
+    assert main(["train-prior", str(out), "--epochs", "1"]) == 1
+    assert "already has a prior; pass --overwrite" in capsys.readouterr().err
+    assert main(["sample", str(out), "--n", "16", "--out", str(tmp_path / "s.png")]) == 0
+    assert (tmp_path / "s.png").is_file()

@@ -78,6 +78,7 @@ def test_iwae_k_defaults_to_5():
         ({"model": "vqvae", "hidden": None, "kl_warmup": 2}, "--kl-warmup applies to the Gaussian-latent"),
         ({"model": "vqvae", "hidden": None, "objective": "iwae"}, "--objective iwae applies to the Gaussian"),
         ({"model": "vqvae", "hidden": None, "k": 5}, "--k applies to the Gaussian-latent models"),
+        ({"model": "vqvae", "hidden": None, "precision": "bf16"}, "--precision bf16 applies to the Gaussian"),
         ({"k": 5}, "--k .* applies to --objective iwae only"),
         ({"objective": "iwae", "beta": 2.0}, "--beta applies to the elbo objective, not iwae"),
         ({"objective": "iwae", "free_bits": 0.5}, "--free-bits applies to the elbo objective"),

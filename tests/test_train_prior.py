@@ -41,7 +41,12 @@ def test_train_prior_attaches_a_prior_and_saves_the_run(vqvae_run):
     assert result["uniform_nll"] == pytest.approx(4 * math.log(16))
     assert result["val_nll"] < result["uniform_nll"]  # the codes are far from uniform; the prior sees it
     assert result["val_bits_per_code"] == pytest.approx(result["val_nll"] / (4 * math.log(2)))
-    assert len(lines) == 4 and "prior epoch   2/2" in lines[2] and "bits/code" in lines[2]
+    assert len(lines) == 5 and "prior epoch   2/2" in lines[2] and "bits/code" in lines[2]
+    # the run's test figures are re-evaluated: the kl term is now -log p(codes) under the prior
+    evaluation = json.loads((vqvae_run / "eval.json").read_text())
+    assert evaluation["test_kl"] == result["test_kl"] < result["uniform_nll"]
+    assert evaluation["test_loss"] == pytest.approx(evaluation["test_recon"] + evaluation["test_kl"])
+    assert f"test loss {result['test_loss']:.2f}" in lines[4]
 
     metrics = [json.loads(line) for line in (vqvae_run / "prior_metrics.jsonl").read_text().splitlines()]
     assert [m["epoch"] for m in metrics] == [1, 2]
@@ -110,3 +115,14 @@ def test_other_runs_are_refused_untouched(trained_run, tmp_path):
     assert folder_snapshot(trained_run) == snapshot
     with pytest.raises(VaekitError, match="does not exist"):
         train_prior(tmp_path / "missing", **QUICK, log=lambda line: None)
+
+
+def test_resuming_the_autoencoder_drops_the_prior_and_says_so(vqvae_run):
+    from vaekit.train import resume
+
+    train_prior(vqvae_run, **QUICK, log=lambda line: None)
+    lines = []
+    resume(vqvae_run, epochs=2, progress=False, log=lines.append)
+    assert "prior over codes is dropped" in lines[0]
+    assert not load(vqvae_run).can_sample
+    assert json.loads((vqvae_run / "config.json").read_text())["model"]["prior"] is None

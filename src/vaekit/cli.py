@@ -234,6 +234,8 @@ def _train_prior(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         lr=args.lr,
         seed=args.seed,
+        width=args.width,
+        depth=args.depth,
         device=args.device,
         overwrite=args.overwrite,
         progress=False if args.no_progress else None,
@@ -271,6 +273,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=_positive_int, default=128, help="code grids per step (default 128)")
     p.add_argument("--lr", type=_positive_float, default=1e-3, help="Adam learning rate (default 1e-3)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--width", type=_positive_int, default=64, help="transformer width, a multiple of 4 (64)")
+    p.add_argument("--depth", type=_positive_int, default=2, help="transformer blocks (default 2)")
     p.add_argument("--overwrite", action="store_true", help="replace the run's existing prior")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_train_prior)

@@ -139,6 +139,8 @@ class TrainConfig:
                 *((f, True) for f in elbo_options),
                 ("--objective iwae", self.objective == "iwae"),
                 ("--k", self.k is not None),
+                # nearest-code search and codebook averages need float32; bf16 would pick other codes
+                ("--precision bf16", self.precision == "bf16"),
             ):
                 if given:
                     raise VaekitError(
@@ -301,6 +303,8 @@ class Trainer:
             config_of_model = model_config(config, dataset.image_shape, dataset.num_classes)
         else:
             config_of_model = json.loads(checkpoint["config"])["model"]
+        # A VQ-VAE's prior (vaekit train-prior) is fitted to codes that further training changes.
+        self.drops_prior = checkpoint is not None and bool(read_run_config(Path(out))["model"].get("prior"))
         self.model: VAE = build_model(config_of_model).to(self.device)
         self.optimizer = _adam(self.model, config.lr)
         self.shuffle = torch.Generator().manual_seed(config.seed)
@@ -397,6 +401,11 @@ class Trainer:
     def run(self) -> dict[str, Any]:
         """Train until ``config.epochs`` are done; returns the test evaluation written to eval.json."""
         backup = self._start_folder()
+        if self.drops_prior:
+            self.log(
+                "note: the run's prior over codes is dropped, as training changes the codes; fit a new one "
+                "with vaekit train-prior"
+            )
         n_params = sum(p.numel() for p in self.model.parameters())
         counts = self.counts
         self.log(

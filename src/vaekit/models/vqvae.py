@@ -15,9 +15,10 @@ Conv2d(16,64,3,1,1) ReLU ConvTranspose2d(64,32,4,2,1) ReLU ConvTranspose2d(32,1,
 - Dead codes are restarted (not in the paper; Dhariwal et al. 2020, Jukebox, do the same): a code whose
   usage N_k falls to DEAD_FRACTION of the mean usage is moved onto a randomly chosen encoder output of
   the batch. Usage is compared with the mean, so the rule is the same for any batch, grid or codebook
-  size and as the moving averages warm up from zero; a fresh codebook counts as all dead, so the first
-  training batch seeds every code from the data. On MNIST (2 epochs) this lifts the codes in use from
-  about 30 to all 128 and lowers the reconstruction NLL by several nats.
+  size and as the moving averages warm up from zero. A fresh codebook has zero usage, so after the
+  first training batch every code is either the mean of the encoder outputs it won or a restarted one.
+  On MNIST (defaults, 2 epochs on 10,800 images) the restarts raise the codes used on the validation
+  images from 10 to 111 of 128 and lower their reconstruction NLL from 91 to 77 nats.
 
 The posterior is one-hot, q(c|x) = [c = c*(x)], so the ELBO is log p(x|c*) - KL(q || p) with
 KL = -log p(c*) (q has no entropy): ``loss`` = recon + kl bounds -log p(x) like the Gaussian models'.
