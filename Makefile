@@ -26,6 +26,8 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/epoch_speed.py
 	$(PY) benchmarks/quality.py
+	$(PY) benchmarks/conv_speed.py
+	$(PY) benchmarks/models.py
 
 clean:
 	rm -rf $(VENV) src/*.egg-info

@@ -230,3 +230,40 @@ def test_vqvae_and_its_prior_from_the_command_line(tmp_path, capsys):
     assert "already has a prior; pass --overwrite" in capsys.readouterr().err
     assert main(["sample", str(out), "--n", "16", "--out", str(tmp_path / "s.png")]) == 0
     assert (tmp_path / "s.png").is_file()
+
+
+@pytest.mark.parametrize(
+    "model, options",
+    [
+        ("mlp", ["--hidden", "16"]),
+        ("conv", ["--channels", "4,8"]),
+        ("cvae", ["--hidden", "16"]),
+        ("vqvae", ["--channels", "4,8", "--codebook-size", "8"]),
+    ],
+)
+def test_every_command_works_with_every_model(model, options, tmp_path, capsys):
+    out = tmp_path / model
+    base = [
+        "train",
+        "--dataset",
+        "digits",
+        "--model",
+        model,
+        *options,
+        "--latent-dim",
+        "2",
+        "--out",
+        str(out),
+    ]
+    assert main([*base, "--epochs", "1", "--no-progress"]) == 0
+    assert main([*base, "--epochs", "2", "--no-progress", "--resume"]) == 0
+    assert main(["reconstruct", str(out), "--n", "4", "--out", str(tmp_path / "r.png")]) == 0
+    capsys.readouterr()
+    assert main(["evaluate", str(out), "--split", "val"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["val_loss"] == pytest.approx(result["val_recon"] + result["val_kl"])
+    last = json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])
+    assert result["val_loss"] == pytest.approx(last["val_loss"], abs=1e-4)
+    if model == "vqvae":
+        assert main(["train-prior", str(out), "--epochs", "1", "--width", "8", "--depth", "1"]) == 0
+    assert main(["sample", str(out), "--n", "10", "--out", str(tmp_path / "s.png")]) == 0
