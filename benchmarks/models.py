@@ -118,6 +118,7 @@ def train_one(settings: dict[str, Any], data_dir: Path, out: Path, epochs: int, 
     model = load(out)
     return {
         "settings": settings,
+        "model_config": model.config,
         "parameters": sum(p.numel() for p in model.parameters()),
         "seconds_per_epoch": statistics.median(m["seconds"] for m in metrics),
         "wall_seconds": wall,
@@ -135,10 +136,6 @@ def cvae_label_accuracy(run: Path, classifier: DigitClassifier, per_class: int =
         samples = model.sample(per_class, label=digit, generator=generator)
         per_label[digit] = (predict(classifier, samples) == digit).float().mean().item()
     return {"overall": statistics.mean(per_label.values()), "per_label": per_label, "per_class": per_class}
-
-
-def load_latent_dim(row: dict[str, Any]) -> int:
-    return row["settings"].get("latent_dim", 2)
 
 
 def copy_grids(slug: str, run: Path, epochs: int) -> dict[str, str]:
@@ -304,7 +301,7 @@ def main() -> None:
             results["checks"][f"labels_{slug}"] = {
                 **models[slug]["label_accuracy"],
                 "classifier_test_accuracy": classifier_accuracy,
-                "latent_dim": load_latent_dim(models[slug]),
+                "latent_dim": models[slug]["model_config"]["latent_dim"],
             }
     results["finished"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
     path = write_results("models", results)
