@@ -64,9 +64,15 @@ def test_end_to_end_on_tiny_mnist_files(tiny_mnist, tmp_path):
     with Image.open(tmp_path / "recon.png") as picture:
         assert picture.size == (2 * (8 * 30 + 2), 2 * (4 * 30 + 2))  # 2 pairs of rows of 8
 
-    evaluated = vaekit("evaluate", out)
+    evaluated = vaekit("evaluate", out, "--json")
     assert evaluated.returncode == 0, evaluated.stderr
     assert json.loads(evaluated.stdout)["test_loss"] == saved["test_loss"]
+    table = vaekit("evaluate", out, "--iwae-k", "50")
+    assert table.returncode == 0, table.stderr
+    stored = json.loads((out / "eval.json").read_text())
+    assert "test_loss" in table.stdout and f"{stored['iwae_nll']:.2f}" in table.stdout
+    assert stored["iwae_k"] == 50 and stored["iwae_nll"] < stored["test_loss"] + 0.5
+    assert len(stored["kl_per_dim"]) == 2 and 0 <= stored["active_units"] <= 2
 
 
 def test_resume_continues_and_refuses_changed_settings(trained_run, capsys):
@@ -259,7 +265,7 @@ def test_every_command_works_with_every_model(model, options, tmp_path, capsys):
     assert main([*base, "--epochs", "2", "--no-progress", "--resume"]) == 0
     assert main(["reconstruct", str(out), "--n", "4", "--out", str(tmp_path / "r.png")]) == 0
     capsys.readouterr()
-    assert main(["evaluate", str(out), "--split", "val"]) == 0
+    assert main(["evaluate", str(out), "--split", "val", "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["val_loss"] == pytest.approx(result["val_recon"] + result["val_kl"])
     last = json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])
@@ -267,3 +273,15 @@ def test_every_command_works_with_every_model(model, options, tmp_path, capsys):
     if model == "vqvae":
         assert main(["train-prior", str(out), "--epochs", "1", "--width", "8", "--depth", "1"]) == 0
     assert main(["sample", str(out), "--n", "10", "--out", str(tmp_path / "s.png")]) == 0
+
+
+def test_evaluate_warns_of_posterior_collapse(tmp_path, capsys):
+    out = tmp_path / "collapsed"
+    # beta = 50 pushes every latent unit to the prior
+    args = ["train", "--dataset", "digits", "--hidden", "16", "--latent-dim", "4", "--beta", "50"]
+    assert main([*args, "--epochs", "2", "--no-progress", "--out", str(out)]) == 0
+    capsys.readouterr()
+    assert main(["evaluate", str(out)]) == 0
+    captured = capsys.readouterr()
+    assert "active_units" in captured.out
+    assert "latent units are active" in captured.err and "collapsed to the prior" in captured.err

@@ -1,12 +1,17 @@
 """Evaluation numbers against an independent recomputation from the saved weights."""
 
 import json
+import math
 
+import pytest
 import torch
 from safetensors.torch import load_file
+from torch.distributions import MultivariateNormal
 
 from vaekit.data import load_dataset, split_train_val
-from vaekit.evaluate import elbo_terms, evaluate_run
+from vaekit.evaluate import bits_per_dim, elbo_terms, evaluate_run, iwae_nll, latent_statistics
+from vaekit.models import GaussianVAE
+from vaekit.models.maths import gaussian_nll
 
 
 def independent_test_loss(run, images, seed):
@@ -64,3 +69,90 @@ def test_elbo_terms_does_not_touch_the_global_rng(trained_run):
     state = torch.get_rng_state()
     elbo_terms(model, images)
     assert torch.equal(torch.get_rng_state(), state)
+
+
+# ------------------------------------------------------------------ the log-likelihood estimator
+class LinearGaussianVAE(GaussianVAE):
+    """x = W z + b + sigma * noise, z ~ N(0, I): log p(x) = log N(x; b, W W^T + sigma^2 I) exactly.
+
+    Its encoder is the exact posterior's mean with a deliberately wider variance, so that importance
+    sampling has work to do (with the exact posterior every weight would equal p(x)).
+    """
+
+    name = "linear-test"
+
+    def __init__(
+        self, n_pixels: int = 6, latent_dim: int = 2, sigma: float = 0.3, widen: float = 2.0
+    ) -> None:
+        super().__init__(image_shape=[1, 1, n_pixels], latent_dim=latent_dim)
+        g = torch.Generator().manual_seed(0)
+        self.W = torch.randn(n_pixels, latent_dim, generator=g)
+        self.b = torch.randn(n_pixels, generator=g) * 0.1
+        self.sigma = sigma
+        precision = torch.eye(latent_dim) + self.W.T @ self.W / sigma**2
+        self.post_cov = torch.linalg.inv(precision)
+        self.gain = self.post_cov @ self.W.T / sigma**2
+        self.post_logvar = (self.post_cov.diagonal() * widen).log()  # diagonal, wider than exact
+        self.dummy = torch.nn.Parameter(torch.zeros(()))  # .device needs a parameter
+
+    def encode(self, x, labels=None):
+        mu = (x.flatten(1) - self.b) @ self.gain.T
+        return mu, self.post_logvar.expand_as(mu)
+
+    def decode_logits(self, z, labels=None):
+        return (z @ self.W.T + self.b).view(-1, *self.image_shape)
+
+    def recon_nll(self, logits, x):  # an identity mean: the model stays linear
+        return gaussian_nll(logits.float(), torch.tensor(math.log(self.sigma)), x)
+
+    def exact_log_likelihood(self, x):
+        cov = self.W @ self.W.T + self.sigma**2 * torch.eye(len(self.b))
+        return MultivariateNormal(self.b, cov).log_prob(x.flatten(1))
+
+
+def test_iwae_estimate_matches_the_exact_likelihood_of_a_linear_gaussian_model():
+    model = LinearGaussianVAE()
+    x = (torch.randn(20, 2, generator=torch.Generator().manual_seed(1)) @ model.W.T + model.b).view(
+        20, 1, 1, 6
+    )
+    x = x + 0.3 * torch.randn(x.shape, generator=torch.Generator().manual_seed(2))
+    exact = -model.exact_log_likelihood(x).double()
+    estimate = iwae_nll(model, x, k=5000, max_decodes=4096)
+    assert (estimate - exact).abs().max() < 0.1, (estimate - exact).abs().max()
+    elbo = -model.loss(x, generator=torch.Generator().manual_seed(0)).terms["loss"]
+    k1 = iwae_nll(model, x, k=1).mean()
+    assert estimate.mean() < k1 and exact.mean() <= estimate.mean() + 0.05  # bounds ordered
+    assert abs(-elbo - k1) < 1.0  # k = 1 is a one-sample ELBO estimate
+
+
+def test_iwae_estimate_falls_with_k_and_chunks_do_not_change_it(trained_run):
+    import vaekit
+
+    model = vaekit.load(trained_run)
+    images = load_dataset("digits").test.as_float()[:50]
+    by_k = [iwae_nll(model, images, k=k).mean().item() for k in (1, 10, 100, 1000)]
+    # falls with k in expectation: each step within Monte Carlo noise, and clearly from k=1 to k=1000
+    assert all(later <= earlier + 0.01 for earlier, later in zip(by_k[:-1], by_k[1:], strict=True)), by_k
+    assert by_k[0] - by_k[-1] > 0.3, by_k
+    whole = iwae_nll(model, images, k=300, max_decodes=10**6)
+    chunked = iwae_nll(model, images, k=300, max_decodes=128)
+    assert (whole - chunked).abs().max() < 0.5  # the same estimator, other draws
+    state = torch.get_rng_state()
+    iwae_nll(model, images[:5], k=10)
+    assert torch.equal(torch.get_rng_state(), state)
+
+
+def test_latent_statistics_find_unused_units():
+    model = LinearGaussianVAE(n_pixels=6, latent_dim=2)
+    model.gain = model.gain.clone()
+    model.gain[1] = 0  # the second unit's mean ignores the input: inactive
+    x = torch.randn(500, 1, 1, 6, generator=torch.Generator().manual_seed(0))
+    stats = latent_statistics(model, x)
+    assert stats["active_units"] == 1 and stats["latent_dim"] == 2
+    mu, logvar = model.encode(x)
+    expected = (0.5 * (mu**2 + logvar.exp() - 1 - logvar)).mean(0)
+    assert stats["kl_per_dim"] == pytest.approx(expected.tolist(), rel=1e-5)
+
+
+def test_bits_per_dim():
+    assert bits_per_dim(784 * math.log(2), (1, 28, 28)) == pytest.approx(1.0)

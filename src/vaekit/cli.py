@@ -218,10 +218,19 @@ def _reconstruct(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from vaekit.evaluate import evaluate_run
+    from vaekit.evaluate import collapse_warning, evaluate_run, format_result
+    from vaekit.saving import read_run_config
 
-    result = evaluate_run(args.run, split=args.split, data_dir=args.data_dir, device=args.device)
-    print(json.dumps(result, indent=2))
+    result = evaluate_run(
+        args.run, split=args.split, data_dir=args.data_dir, device=args.device, iwae_k=args.iwae_k
+    )
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        print(format_result(result))
+    warning = collapse_warning(result, read_run_config(Path(args.run))["model"]["latent_dim"])
+    if warning:
+        print(warning, file=sys.stderr)
     return 0
 
 
@@ -262,8 +271,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", help="data folder, if not where the run found it")
     p.add_argument("--out", default="reconstructions.png", help="PNG file (default reconstructions.png)")
     p.set_defaults(func=_reconstruct)
-    p = _add_run_command(sub, "evaluate", "test-set loss and its parts, as JSON and in RUN/eval.json")
+    p = _add_run_command(
+        sub, "evaluate", "test-set loss, its parts and latent statistics, into RUN/eval.json"
+    )
     p.add_argument("--split", choices=("test", "val"), default="test")
+    p.add_argument(
+        "--iwae-k",
+        type=_non_negative_int,
+        default=0,
+        help="also estimate -log p(x) by importance sampling with K samples per image (e.g. 5000)",
+    )
+    p.add_argument("--json", action="store_true", help="print the result as JSON instead of a table")
     p.add_argument("--data-dir", help="data folder, if not where the run found it")
     p.set_defaults(func=_evaluate)
     p = _add_run_command(sub, "train-prior", "fit the autoregressive prior of a vqvae run, so it can sample")

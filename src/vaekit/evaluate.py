@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,8 @@ from vaekit.atomic import write_json
 from vaekit.data import ImageSet, load_dataset, split_train_val
 from vaekit.devices import resolve_device
 from vaekit.errors import VaekitError
-from vaekit.models import VAE
+from vaekit.models import VAE, GaussianVAE
+from vaekit.models.maths import gaussian_kl_per_dim
 from vaekit.saving import load, read_run_config
 
 
@@ -45,6 +47,83 @@ def elbo_terms(
             totals[name] = totals.get(name, 0.0) + value.double() * len(batch)
     model.train(was_training)
     return {name: (total / max(len(images), 1)).item() for name, total in totals.items()}
+
+
+@torch.no_grad()
+def iwae_nll(
+    model: GaussianVAE,
+    images: torch.Tensor,
+    labels: torch.Tensor | None = None,
+    k: int = 5000,
+    seed: int = 0,
+    max_decodes: int = 32768,
+) -> torch.Tensor:
+    """Importance-sampled estimate of -log p(x) per image: -L_k with k draws z_i ~ q(z|x) (Burda et al. 2015).
+
+    -log p(x) ~= -log (1/k) sum_i p(x, z_i) / q(z_i | x). For each image the k log-weights are taken in
+    chunks of at most ``max_decodes`` decoded images in all (images x draws), and combined by a running
+    log-sum-exp, so memory stays bounded whatever k is and nothing underflows. In expectation -L_k is
+    above -log p(x), falls with k and is at most the negative ELBO. Draws come from a generator seeded
+    with ``seed`` (the global RNG is untouched). Shapes: images [N, C, H, W] -> [N], nats, float64.
+    """
+    if k < 1:
+        raise VaekitError(f"the number of importance samples must be >= 1, got {k}")
+    was_training = model.training
+    model.eval()
+    generator = torch.Generator(device=images.device).manual_seed(seed)
+    batch = max(1, min(len(images), max_decodes // min(k, max_decodes)))
+    chunk = max(1, max_decodes // batch)
+    out = torch.empty(len(images), dtype=torch.float64, device=images.device)
+    for start in range(0, len(images), batch):
+        x = images[start : start + batch]
+        y = None if labels is None else labels[start : start + batch]
+        posterior = tuple(t.float() for t in model.encode(x, y))
+        total = torch.full((len(x),), -math.inf, dtype=torch.float64, device=x.device)
+        for done in range(0, k, chunk):
+            log_w, _ = model.log_weights(x, y, min(chunk, k - done), generator, posterior=posterior)
+            total = torch.logaddexp(total, torch.logsumexp(log_w.double(), dim=0))
+        out[start : start + len(x)] = -(total - math.log(k))
+    model.train(was_training)
+    return out
+
+
+@torch.no_grad()
+def latent_statistics(
+    model: GaussianVAE,
+    images: torch.Tensor,
+    labels: torch.Tensor | None = None,
+    batch_size: int = 1000,
+    threshold: float = 0.01,
+) -> dict[str, Any]:
+    """Active units and the KL per latent dimension over ``images``.
+
+    A unit u is active when Cov_x(E_q(u|x)[u]) > ``threshold`` (Burda et al. 2015, sec. 5.2: the posterior
+    mean moves with the input); a unit whose mean does not is unused by the model (posterior collapse).
+    ``kl_per_dim``: KL(q(z_j|x) || N(0, 1)) averaged over the images, nats, one per dimension.
+    """
+    was_training = model.training
+    model.eval()
+    means, kls = [], []
+    for start in range(0, len(images), batch_size):
+        y = None if labels is None else labels[start : start + batch_size]
+        mu, logvar = (t.float() for t in model.encode(images[start : start + batch_size], y))
+        means.append(mu.double())
+        kls.append(gaussian_kl_per_dim(mu, logvar).double().sum(0))
+    model.train(was_training)
+    mu = torch.cat(means)
+    variance = mu.var(dim=0, unbiased=False)
+    kl_per_dim = (torch.stack(kls).sum(0) / len(images)).tolist()
+    return {
+        "active_units": int((variance > threshold).sum()),
+        "latent_dim": model.latent_dim,
+        "posterior_mean_variance": variance.tolist(),
+        "kl_per_dim": kl_per_dim,
+    }
+
+
+def bits_per_dim(nats_per_image: float, image_shape: tuple[int, ...]) -> float:
+    """Nats per image -> bits per pixel (and channel): divide by the pixel count and by ln 2."""
+    return nats_per_image / (math.prod(image_shape) * math.log(2))
 
 
 def eval_options(train_config: dict[str, Any]) -> dict[str, Any]:
@@ -86,25 +165,68 @@ def evaluate_run(
     data_dir: str | os.PathLike | None = None,
     device: str = "auto",
     write: bool = True,
+    iwae_k: int = 0,
 ) -> dict[str, Any]:
     """Evaluate a run folder's model on its dataset's ``split`` (test or val); merge it into eval.json.
 
     Keys: ``{split}_loss``, ``{split}_recon``, ``{split}_kl`` and the model's other terms (nats per
-    image), ``{split}_n_images``, ``epochs_trained``.
+    image), ``{split}_n_images``, ``epochs_trained``, ``{split}_bits_per_dim`` (of the negative ELBO);
+    for Gaussian-latent models ``active_units`` and ``kl_per_dim``, and with ``iwae_k`` > 0 the
+    importance-sampled ``iwae_nll`` (nats per image, k = ``iwae_k``) and its ``bits_per_dim``. Keys
+    without a split prefix are the test split's; a val evaluation prefixes them with ``val_``.
     """
     run = Path(run)
     config = read_run_config(run)
     images = run_split(config, split, data_dir)
     dev = resolve_device(device)
     model = load(run, device=dev)
-    terms = elbo_terms(
-        model,
-        images.as_float(dev),
-        images.labels.to(dev),
-        seed=config["train"]["seed"],
-        **eval_options(config["train"]),
-    )
+    x, labels = images.as_float(dev), images.labels.to(dev)
+    seed = config["train"]["seed"]
+    terms = elbo_terms(model, x, labels, seed=seed, **eval_options(config["train"]))
     result = eval_record(terms, split, len(images), config.get("epochs_completed"))
+    prefix = "" if split == "test" else f"{split}_"
+    result[f"{split}_bits_per_dim"] = bits_per_dim(terms["loss"], model.image_shape)
+    if isinstance(model, GaussianVAE):
+        stats = latent_statistics(model, x, labels)
+        result[f"{prefix}active_units"] = stats["active_units"]
+        result[f"{prefix}kl_per_dim"] = stats["kl_per_dim"]
+        if iwae_k:
+            nll = iwae_nll(model, x, labels, k=iwae_k, seed=seed).mean().item()
+            result.update(
+                {
+                    f"{prefix}iwae_nll": nll,
+                    f"{prefix}iwae_k": iwae_k,
+                    f"{prefix}bits_per_dim": bits_per_dim(nll, model.image_shape),
+                }
+            )
+    elif iwae_k:
+        raise VaekitError(f"--iwae-k applies to the Gaussian-latent models, not {model.name}")
     if write:
         write_eval(run / "eval.json", result)
     return result
+
+
+def collapse_warning(result: dict[str, Any], latent_dim: int) -> str | None:
+    """A plain warning when few latent units carry information (posterior collapse), else None."""
+    active = next((v for k, v in result.items() if k.endswith("active_units")), None)
+    if active is None or active > max(1, latent_dim // 4):
+        return None
+    return (
+        f"warning: only {active} of {latent_dim} latent units are active (their posterior mean varies "
+        "with the input); the rest have collapsed to the prior"
+    )
+
+
+def format_result(result: dict[str, Any]) -> str:
+    """eval.json entries as an aligned two-column table; lists (kl_per_dim) rounded to 2 decimals."""
+    rows = []
+    for key, value in result.items():
+        if isinstance(value, float):
+            text = f"{value:.4f}" if abs(value) < 10 else f"{value:.2f}"
+        elif isinstance(value, list):
+            text = " ".join(f"{v:.2f}" for v in value)
+        else:
+            text = str(value)
+        rows.append((key, text))
+    width = max(len(k) for k, _ in rows)
+    return "\n".join(f"{k.ljust(width)}  {v}" for k, v in rows)
