@@ -33,3 +33,10 @@ def test_loss_curve(tmp_path):
     plots.save_loss_curve(history, tmp_path / "c.png")
     with Image.open(tmp_path / "c.png") as picture:
         assert picture.size == (600, 400)
+
+
+def test_samples_gif_holds_one_frame_per_epoch(trained_run):
+    with Image.open(trained_run / "samples.gif") as gif:
+        assert gif.n_frames == 2 and gif.info["loop"] == 0
+        with Image.open(trained_run / "samples" / "epoch_002.png") as last:
+            assert gif.size == last.size

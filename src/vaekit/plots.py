@@ -71,3 +71,20 @@ def save_loss_curve(history: Sequence[dict], path: str | os.PathLike) -> None:
     fig.tight_layout()
     atomic_write(path, lambda tmp: fig.savefig(tmp, format="png"))
     plt.close(fig)
+
+
+def save_animation(
+    frames: Sequence[str | os.PathLike], path: str | os.PathLike, ms_per_frame: int = 400
+) -> None:
+    """The PNG ``frames`` (e.g. per-epoch sample grids) as one looping GIF; the last frame lingers."""
+    images = []
+    for frame in frames:
+        with Image.open(frame) as picture:
+            images.append(picture.convert("P"))
+    durations = [ms_per_frame] * (len(images) - 1) + [ms_per_frame * 4]
+    atomic_write(
+        path,
+        lambda tmp: images[0].save(
+            tmp, format="GIF", save_all=True, append_images=images[1:], duration=durations, loop=0
+        ),
+    )

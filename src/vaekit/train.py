@@ -191,6 +191,7 @@ class RunDir:
         self.loss_curve = self.path / "loss_curve.png"
         self.eval = self.path / "eval.json"
         self.samples = self.path / "samples"
+        self.samples_gif = self.path / "samples.gif"
         self.reconstructions = self.path / "reconstructions"
         self.checkpoints = self.path / "checkpoints"
         self.last_checkpoint = self.checkpoints / "last.pt"
@@ -601,6 +602,8 @@ class Trainer:
                 n = N_GRID_COLUMNS * (model.num_classes if model.conditional else N_GRID_COLUMNS)
                 samples = model.sample(n, generator=generator)
                 plots.save_grid(samples, run.sample_grid(epoch), ncol=N_GRID_COLUMNS)
+                frames = [run.sample_grid(e) for e in range(1, epoch + 1) if run.sample_grid(e).is_file()]
+                plots.save_animation(frames, run.samples_gif)
             recons = model.reconstruct(self.grid_images, self.grid_labels)
             plots.save_reconstructions(self.grid_images, recons, run.reconstruction_grid(epoch))
         plots.save_loss_curve(self.state.history, run.loss_curve)
