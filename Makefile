@@ -28,6 +28,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/quality.py
 	$(PY) benchmarks/conv_speed.py
 	$(PY) benchmarks/models.py
+	$(PY) benchmarks/eval_speed.py --full
 
 clean:
 	rm -rf $(VENV) src/*.egg-info

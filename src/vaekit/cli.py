@@ -234,6 +234,16 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _latent(args: argparse.Namespace) -> int:
+    from vaekit.analysis import latent_scatter
+
+    result = latent_scatter(
+        args.run, out=args.out, split=args.split, n=args.n, data_dir=args.data_dir, device=args.device
+    )
+    print(f"{' and '.join(result['panels'])} of {result['n']:,} images written to {result['path']}")
+    return 0
+
+
 def _train_prior(args: argparse.Namespace) -> int:
     from vaekit.train_prior import train_prior
 
@@ -284,6 +294,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the result as JSON instead of a table")
     p.add_argument("--data-dir", help="data folder, if not where the run found it")
     p.set_defaults(func=_evaluate)
+    p = _add_run_command(sub, "latent", "scatter the latent means of test images, coloured by label")
+    p.add_argument("--n", type=_positive_int, default=2000, help="images to place (default 2000)")
+    p.add_argument("--split", choices=("test", "val"), default="test")
+    p.add_argument("--data-dir", help="data folder, if not where the run found it")
+    p.add_argument("--out", help="PNG file (default RUN/latent.png)")
+    p.set_defaults(func=_latent)
     p = _add_run_command(sub, "train-prior", "fit the autoregressive prior of a vqvae run, so it can sample")
     p.add_argument(
         "--epochs", type=_positive_int, default=20, help="epochs over the training codes (default 20)"

@@ -88,3 +88,23 @@ def save_animation(
             tmp, format="GIF", save_all=True, append_images=images[1:], duration=durations, loop=0
         ),
     )
+
+
+def save_scatter(
+    panels: Sequence[tuple[str, np.ndarray]], labels: np.ndarray, path: str | os.PathLike, title: str = ""
+) -> None:
+    """One scatter panel per (title, points [N, 2]), points coloured by their integer label, one legend."""
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 5), dpi=100, squeeze=False)
+    classes = np.unique(labels)
+    colours = plt.get_cmap("tab10" if len(classes) <= 10 else "tab20")
+    for ax, (panel_title, points) in zip(axes[0], panels, strict=True):
+        for i, c in enumerate(classes):
+            mask = labels == c
+            ax.scatter(points[mask, 0], points[mask, 1], s=4, alpha=0.7, color=colours(i), label=str(c))
+        ax.set_title(panel_title)
+    axes[0][-1].legend(title="label", markerscale=3, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png"))
+    plt.close(fig)
