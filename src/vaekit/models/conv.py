@@ -8,12 +8,47 @@ sides divide by 2^len(channels) works: 8x8 digits, 28x28, 32x32.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
 from torch import nn
 
 from vaekit.models.base import GaussianVAE, Posterior
+
+
+def feature_grid(image_shape: Sequence[int], channels: Sequence[int]) -> tuple[int, int]:
+    """The (height, width) left after ``len(channels)`` halvings; refuses sides that do not divide."""
+    if not channels or any(c < 1 for c in channels):
+        raise ValueError(f"channels must be one or more sizes >= 1, got {list(channels)}")
+    _, height, width = image_shape
+    factor = 2 ** len(channels)
+    if height % factor or width % factor:
+        raise ValueError(
+            f"{len(channels)} conv layers halve the image {len(channels)} times, so its sides must "
+            f"divide by {factor}; got {height}x{width} (use fewer --channels)"
+        )
+    return height // factor, width // factor
+
+
+def downsampling(in_channels: int, channels: Sequence[int]) -> list[nn.Module]:
+    """Conv2d(c_in, c_out, 4, 2, 1) + ReLU for each entry of ``channels``: each halves the sides."""
+    layers: list[nn.Module] = []
+    for c_in, c_out in zip([in_channels, *channels[:-1]], channels, strict=True):
+        layers += [nn.Conv2d(c_in, c_out, 4, 2, 1), nn.ReLU()]
+    return layers
+
+
+def upsampling(channels: Sequence[int], out_channels: int) -> list[nn.Module]:
+    """ConvTranspose2d(4, 2, 1) layers mirroring ``downsampling``, ReLU between them and none after
+    the last, which gives the pixel logits: each doubles the sides."""
+    sizes = [*reversed(channels), out_channels]
+    layers: list[nn.Module] = []
+    for i, (c_in, c_out) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
+        layers.append(nn.ConvTranspose2d(c_in, c_out, 4, 2, 1))
+        if i < len(channels) - 1:
+            layers.append(nn.ReLU())
+    return layers
 
 
 class ConvVAE(GaussianVAE):
@@ -34,33 +69,16 @@ class ConvVAE(GaussianVAE):
             likelihood=likelihood,
             decoder_std=decoder_std,
         )
-        in_channels, height, width = image_shape
-        factor = 2 ** len(channels)
-        if not channels or any(c < 1 for c in channels):
-            raise ValueError(f"channels must be one or more sizes >= 1, got {list(channels)}")
-        if height % factor or width % factor:
-            raise ValueError(
-                f"{len(channels)} conv layers halve the image {len(channels)} times, so its sides must "
-                f"divide by {factor}; got {height}x{width} (use fewer --channels or the mlp model)"
-            )
-        self.feature_shape = (channels[-1], height // factor, width // factor)
-        n_features = channels[-1] * (height // factor) * (width // factor)
-        down: list[nn.Module] = []
-        for c_in, c_out in zip([in_channels, *channels[:-1]], channels, strict=True):
-            down += [nn.Conv2d(c_in, c_out, 4, 2, 1), nn.ReLU()]
-        self.encoder = nn.Sequential(*down, nn.Flatten())
+        self.feature_shape = (channels[-1], *feature_grid(image_shape, channels))
+        n_features = math.prod(self.feature_shape)
+        self.encoder = nn.Sequential(*downsampling(image_shape[0], channels), nn.Flatten())
         self.posterior = nn.Linear(n_features, 2 * latent_dim)
-        up: list[nn.Module] = [
+        self.decoder = nn.Sequential(
             nn.Linear(latent_dim, n_features),
             nn.ReLU(),
             nn.Unflatten(1, self.feature_shape),
-        ]
-        reversed_channels = [*reversed(channels), in_channels]
-        for i, (c_in, c_out) in enumerate(zip(reversed_channels[:-1], reversed_channels[1:], strict=True)):
-            up.append(nn.ConvTranspose2d(c_in, c_out, 4, 2, 1))
-            if i < len(channels) - 1:  # the last layer gives logits
-                up.append(nn.ReLU())
-        self.decoder = nn.Sequential(*up)
+            *upsampling(channels, image_shape[0]),
+        )
 
     def encode(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> Posterior:
         mu, logvar = self.posterior(self.encoder(x)).chunk(2, dim=1)

@@ -38,6 +38,7 @@ from torch import nn
 
 from vaekit.errors import VaekitError
 from vaekit.models.base import VAE, LossOutput
+from vaekit.models.conv import downsampling, feature_grid, upsampling
 from vaekit.models.prior import CodePrior
 
 LAPLACE_EPS = 1e-5  # additive smoothing of the usage counts: no division by zero for an unused code
@@ -76,37 +77,22 @@ class VQVAE(VAE):
             raise ValueError(f"commitment must be a finite number >= 0, got {commitment}")
         if not 0 <= ema_decay < 1:
             raise ValueError(f"ema_decay must be in [0, 1), got {ema_decay}")
-        if not channels or any(c < 1 for c in channels):
-            raise ValueError(f"channels must be one or more sizes >= 1, got {list(channels)}")
-        in_channels, height, width = image_shape
-        factor = 2 ** len(channels)
-        if height % factor or width % factor:
-            raise ValueError(
-                f"{len(channels)} conv layers halve the image {len(channels)} times, so its sides must "
-                f"divide by {factor}; got {height}x{width} (use fewer --channels)"
-            )
         self.codebook_size = codebook_size
         self.commitment = commitment
         self.ema_decay = ema_decay
-        self.grid = (height // factor, width // factor)  # the code grid (h, w)
-
-        down: list[nn.Module] = []
-        for c_in, c_out in zip([in_channels, *channels[:-1]], channels, strict=True):
-            down += [nn.Conv2d(c_in, c_out, 4, 2, 1), nn.ReLU()]
-        self.encoder = nn.Sequential(*down, nn.Conv2d(channels[-1], latent_dim, 1))
+        self.grid = feature_grid(image_shape, channels)  # the code grid (h, w)
+        self.encoder = nn.Sequential(
+            *downsampling(image_shape[0], channels), nn.Conv2d(channels[-1], latent_dim, 1)
+        )
 
         # The codebook and its moving averages are buffers: saved with the weights, unseen by the optimizer.
         self.register_buffer("codebook", torch.randn(codebook_size, latent_dim))  # e_k, [K, D]
         self.register_buffer("ema_count", torch.zeros(codebook_size))  # N_k, [K]
         self.register_buffer("ema_sum", torch.zeros(codebook_size, latent_dim))  # m_k, [K, D]
 
-        up: list[nn.Module] = [nn.Conv2d(latent_dim, channels[-1], 3, 1, 1), nn.ReLU()]
-        reversed_channels = [*reversed(channels), in_channels]
-        for i, (c_in, c_out) in enumerate(zip(reversed_channels[:-1], reversed_channels[1:], strict=True)):
-            up.append(nn.ConvTranspose2d(c_in, c_out, 4, 2, 1))
-            if i < len(channels) - 1:  # the last layer gives logits
-                up.append(nn.ReLU())
-        self.decoder = nn.Sequential(*up)
+        self.decoder = nn.Sequential(
+            nn.Conv2d(latent_dim, channels[-1], 3, 1, 1), nn.ReLU(), *upsampling(channels, image_shape[0])
+        )
 
         self.prior: CodePrior | None = None
         if prior is not None:
