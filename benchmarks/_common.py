@@ -13,7 +13,7 @@ import os
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -21,6 +21,9 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
+
+if TYPE_CHECKING:
+    from vaekit.train import Trainer
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA_DIR = REPO_ROOT.parent / "shared" / "data" / "mnist"
@@ -160,6 +163,21 @@ def tutorial_test_loss(model: TutorialVAE, loader: DataLoader) -> float:
             recon_batch, mu, logvar = model(data)
             test_loss += tutorial_loss(recon_batch, data, mu, logvar).item()
     return test_loss / len(loader.dataset)
+
+
+def vaekit_model_on_loader(trainer: Trainer, loader: DataLoader) -> float:
+    """One epoch of a vaekit Trainer's model and optimizer on batches from a per-sample loader:
+    the tutorial's data pipeline around vaekit's step. Returns the mean loss per image."""
+    model, optimizer = trainer.model, trainer.optimizer
+    model.train()
+    total = torch.zeros((), dtype=torch.float64)
+    for data, _ in loader:
+        objective, terms = model.loss(data)
+        optimizer.zero_grad(set_to_none=True)
+        objective.backward()
+        optimizer.step()
+        total += terms["loss"].double() * len(data)
+    return total.item() / len(loader.dataset)
 
 
 # --------------------------------------------------------------------------------------- results

@@ -40,6 +40,7 @@ from _common import (
     format_table,
     tutorial_datasets,
     tutorial_loader,
+    vaekit_model_on_loader,
     write_results,
 )
 from torch.utils.data import DataLoader
@@ -81,17 +82,6 @@ def tutorial_epoch(trainer: Trainer, loader: DataLoader) -> float:
     return train_loss / len(loader.dataset)
 
 
-def loader_epoch(trainer: Trainer, loader: DataLoader) -> None:
-    """(b): batches from the per-sample loader, vaekit's step."""
-    model, optimizer = trainer.model, trainer.optimizer
-    model.train()
-    for data, _ in loader:
-        objective, _ = model.loss(data)
-        optimizer.zero_grad(set_to_none=True)
-        objective.backward()
-        optimizer.step()
-
-
 def main() -> None:
     args = parse_args()
     load_start = os.getloadavg()
@@ -129,7 +119,7 @@ def main() -> None:
         loader_b = tutorial_loader(train_set, shuffle=True)
         runners: dict[str, Callable[[], Any]] = {
             "tutorial": lambda: tutorial_epoch(a, loader_a),
-            "tutorial_loader": lambda: loader_epoch(trainers["tutorial_loader"], loader_b),
+            "tutorial_loader": lambda: vaekit_model_on_loader(trainers["tutorial_loader"], loader_b),
             "vaekit_fp32": vaekit_epoch(trainers["vaekit_fp32"]),
             "vaekit_bf16": vaekit_epoch(trainers["vaekit_bf16"]),
         }

@@ -44,9 +44,9 @@ from _common import (
     tutorial_loss,
     tutorial_optimizer,
     tutorial_train_epoch,
+    vaekit_model_on_loader,
     write_results,
 )
-from torch.utils.data import DataLoader
 from torch.utils.flop_counter import FlopCounterMode
 
 from vaekit.train import TrainConfig, Trainer, _CtrlC
@@ -76,20 +76,6 @@ def parse_args() -> argparse.Namespace:
 
 def quiet(message: str) -> None:
     """A Trainer log that prints nothing."""
-
-
-def vaekit_model_on_loader(trainer: Trainer, loader: DataLoader) -> float:
-    """(b): one epoch of vaekit's model and optimizer, batches from the tutorial's per-sample loader."""
-    model, optimizer = trainer.model, trainer.optimizer
-    model.train()
-    total = torch.zeros((), dtype=torch.float64)
-    for data, _ in loader:
-        objective, terms = model.loss(data)
-        optimizer.zero_grad(set_to_none=True)
-        objective.backward()
-        optimizer.step()
-        total += terms["loss"].double() * len(data)
-    return total.item() / len(loader.dataset)
 
 
 def epoch_batch_sizes(n: int, batch_size: int) -> list[int]:
