@@ -7,7 +7,7 @@ from PIL import Image
 
 from tests.conftest import quiet_trainer, tiny_config
 from vaekit import load
-from vaekit.analysis import latent_means, latent_scatter, project
+from vaekit.analysis import latent_means, latent_scatter, manifold, project, slerp, traverse
 from vaekit.cli import main
 from vaekit.data import load_dataset
 from vaekit.errors import VaekitError
@@ -60,3 +60,70 @@ def test_latent_refuses_discrete_codes_and_bad_input(tmp_path, trained_run, caps
     assert "discrete codes" in capsys.readouterr().err
     assert main(["latent", str(trained_run), "--n", "1"]) == 1
     assert "--n must be >= 2" in capsys.readouterr().err
+
+
+def test_manifold_of_a_2d_latent_decodes_the_normal_quantiles(trained_run):
+    result = manifold(trained_run, n=5)
+    assert result["basis"] == "z1, z2"
+    model = load(trained_run)
+    steps = torch.distributions.Normal(0.0, 1.0).icdf((torch.arange(5) + 0.5) / 5)
+    # top-left tile: lowest z1, highest z2
+    expected = model.decode(torch.tensor([[steps[0].item(), steps[-1].item()]])).detach()
+    with Image.open(trained_run / "manifold.png") as picture:
+        grid = np.asarray(picture)
+    scale = picture.size[0] // (5 * 10 + 2)
+    tile = grid[2 * scale : 10 * scale : scale, 2 * scale : 10 * scale : scale] / 255.0
+    assert np.abs(tile - expected[0, 0].numpy()).max() < 1 / 255 + 1e-6
+
+
+def test_manifold_of_a_wider_latent_uses_principal_directions_and_cvae_needs_a_label(tmp_path, capsys):
+    out = tmp_path / "run"
+    quiet_trainer(tiny_config(latent_dim=4, epochs=1), out).run()
+    assert main(["manifold", str(out), "--n", "4"]) == 0
+    assert "principal directions" in capsys.readouterr().out and (out / "manifold.png").is_file()
+    cvae = tmp_path / "cvae"
+    quiet_trainer(tiny_config(model="cvae", epochs=1), cvae).run()
+    assert main(["manifold", str(cvae)]) == 1
+    assert "needs --label" in capsys.readouterr().err
+    assert main(["manifold", str(cvae), "--label", "3", "--n", "3"]) == 0
+    assert main(["manifold", str(out), "--label", "3"]) == 1
+    assert "not conditional" in capsys.readouterr().err
+
+
+def test_slerp_keeps_the_norm_between_equal_norm_ends_and_ends_at_both():
+    a, b = torch.tensor([1.0, 0.0]), torch.tensor([0.0, 1.0])
+    path = slerp(a, b, torch.linspace(0, 1, 5))
+    torch.testing.assert_close(path[0], a)
+    torch.testing.assert_close(path[-1], b)
+    torch.testing.assert_close(path.norm(dim=1), torch.ones(5))
+    torch.testing.assert_close(slerp(a, 2 * a, torch.tensor([0.5])), torch.tensor([[1.5, 0.0]]))
+
+
+def test_interpolation_row_runs_from_one_image_to_the_other(trained_run, capsys):
+    assert main(["interpolate", str(trained_run), "--from", "0", "--to", "5", "--steps", "6", "--slerp"]) == 0
+    assert "spherical interpolation from test image 0 to 5" in capsys.readouterr().out
+    with Image.open(trained_run / "interpolation.png") as picture:
+        assert picture.size[0] / picture.size[1] == pytest.approx((8 * 10 + 2) / 12)  # 2 originals + 6
+    assert main(["interpolate", str(trained_run), "--from", "0", "--to", "100000"]) == 1
+    assert "outside the test split" in capsys.readouterr().err
+
+
+def test_traversal_varies_one_dimension_per_row(tmp_path, capsys):
+    out = tmp_path / "run"
+    quiet_trainer(tiny_config(latent_dim=3, epochs=1), out).run()
+    result = traverse(out, index=2, steps=4, limit=2.0)
+    assert result["dims"] == 3
+    model = load(out)
+    base = model.encode(load_dataset("digits").test.as_float()[2:3])[0][0]
+    z = base.repeat(4, 1)
+    z[:, 1] = torch.linspace(-2, 2, 4)
+    expected = model.decode(z).detach()  # the second row
+    with Image.open(out / "traversal.png") as picture:
+        grid = np.asarray(picture)
+        scale = picture.size[0] // (4 * 10 + 2)
+    row = 1
+    for col in range(4):
+        top, left = (2 + row * 10) * scale, (2 + col * 10) * scale
+        tile = grid[top : top + 8 * scale : scale, left : left + 8 * scale : scale] / 255.0
+        assert np.abs(tile - expected[col, 0].numpy()).max() < 1 / 255 + 1e-6
+    assert main(["traverse", str(out), "--steps", "1"]) == 2

@@ -241,6 +241,28 @@ def _latent(args: argparse.Namespace) -> int:
     return 0
 
 
+def _picture(args: argparse.Namespace) -> int:
+    from vaekit import analysis
+
+    common = dict(out=args.out, data_dir=args.data_dir, device=args.device)
+    if args.command == "manifold":
+        result = analysis.manifold(args.run, n=args.n, label=args.label, **common)
+        what = f"{args.n}x{args.n} manifold over {result['basis']}"
+    elif args.command == "interpolate":
+        result = analysis.interpolate(
+            args.run, args.start, args.end, steps=args.steps, spherical=args.slerp, **common
+        )
+        kind = "spherical" if args.slerp else "linear"
+        what = f"{kind} interpolation from test image {args.start} to {args.end}"
+    else:
+        result = analysis.traverse(
+            args.run, index=args.index, steps=args.steps, limit=args.limit, dims=args.dims, **common
+        )
+        what = f"traversal of {result['dims']} latent dimensions around test image {args.index}"
+    print(f"{what} written to {result['path']}")
+    return 0
+
+
 def _train_prior(args: argparse.Namespace) -> int:
     from vaekit.train_prior import train_prior
 
@@ -297,6 +319,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", help="data folder, if not where the run found it")
     p.add_argument("--out", help="PNG file (default RUN/latent.png)")
     p.set_defaults(func=_latent)
+    p = _add_run_command(sub, "manifold", "decode a grid of latents: the classic 2-D manifold picture")
+    p.add_argument("--out", help="PNG file (default RUN/manifold.png)")
+    p.add_argument("--data-dir", help="data folder, if not where the run found it")
+    p.set_defaults(func=_picture)
+    p.add_argument("--n", type=_int_at_least(2), default=20, help="grid side (default 20)")
+    p.add_argument("--label", type=_non_negative_int, help="class, for a conditional model (cvae)")
+    p = _add_run_command(sub, "interpolate", "decode the way from one test image's latent to another's")
+    p.add_argument("--out", help="PNG file (default RUN/interpolation.png)")
+    p.add_argument("--data-dir", help="data folder, if not where the run found it")
+    p.set_defaults(func=_picture)
+    p.add_argument("--from", dest="start", type=_non_negative_int, required=True, help="test image index")
+    p.add_argument("--to", dest="end", type=_non_negative_int, required=True, help="test image index")
+    p.add_argument("--steps", type=_int_at_least(2), default=10, help="decoded latents (default 10)")
+    p.add_argument("--slerp", action="store_true", help="spherical instead of linear interpolation")
+    p = _add_run_command(sub, "traverse", "vary one latent dimension at a time around a test image")
+    p.add_argument("--out", help="PNG file (default RUN/traversal.png)")
+    p.add_argument("--data-dir", help="data folder, if not where the run found it")
+    p.set_defaults(func=_picture)
+    p.add_argument("--index", type=_non_negative_int, default=0, help="test image index (default 0)")
+    p.add_argument("--steps", type=_int_at_least(2), default=9, help="values per dimension (default 9)")
+    p.add_argument("--limit", type=_positive_float, default=3.0, help="values from -L to L (default 3)")
+    p.add_argument("--dims", type=_positive_int, default=10, help="dimensions shown (default 10)")
     p = _add_run_command(sub, "train-prior", "fit the autoregressive prior of a vqvae run, so it can sample")
     p.add_argument(
         "--epochs", type=_positive_int, default=20, help="epochs over the training codes (default 20)"
