@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from vaekit.data import DATASETS
+from vaekit.data import BINARIZE, DATASETS
 from vaekit.devices import DEVICES, resolve_device
 from vaekit.errors import VaekitError
 from vaekit.models import MODELS
@@ -127,6 +127,11 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
         type=_positive_int,
         metavar="PATIENCE",
         help="stop when the val loss has not improved for PATIENCE epochs; the run keeps the best model",
+    )
+    p.add_argument(
+        "--binarize",
+        choices=BINARIZE,
+        help="none (default: grey levels), static (one fixed Bernoulli draw), dynamic (a new draw each time)",
     )
     p.add_argument(
         "--precision", choices=PRECISIONS, help="fp32 (default) or bf16 mixed precision in training steps"

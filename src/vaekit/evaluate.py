@@ -11,7 +11,7 @@ from typing import Any
 import torch
 
 from vaekit.atomic import write_json
-from vaekit.data import ImageSet, load_dataset, split_train_val
+from vaekit.data import ImageSet, binarize, load_dataset, split_train_val
 from vaekit.devices import resolve_device
 from vaekit.errors import VaekitError
 from vaekit.models import VAE, GaussianVAE
@@ -182,6 +182,8 @@ def evaluate_run(
     dev = resolve_device(device)
     model = load(run, device=dev)
     x, labels = images.as_float(dev), images.labels.to(dev)
+    if config["train"].get("binarize", "none") != "none":  # the same fixed binary images as training saw
+        x = binarize(x, split)
     seed = config["train"]["seed"]
     terms = elbo_terms(model, x, labels, seed=seed, **eval_options(config["train"]))
     result = eval_record(terms, split, len(images), config.get("epochs_completed"))

@@ -29,7 +29,7 @@ from tqdm import tqdm
 import vaekit
 from vaekit import plots
 from vaekit.atomic import atomic_write, write_json, write_text
-from vaekit.data import default_data_dir, load_dataset, split_train_val
+from vaekit.data import BINARIZE, binarize, default_data_dir, load_dataset, split_train_val
 from vaekit.data.augment import random_affine
 from vaekit.devices import DEVICES, resolve_device
 from vaekit.errors import VaekitError
@@ -70,6 +70,7 @@ class TrainConfig:
     seed: int = 0
     val_fraction: float = 0.1
     augment: bool = False
+    binarize: str = "none"
     precision: str = "fp32"
     early_stopping: int = 0
     device: str = "auto"
@@ -118,6 +119,8 @@ class TrainConfig:
             raise VaekitError("--early-stopping watches the validation loss: it needs --val-fraction > 0")
         if self.save_every < 0:
             raise VaekitError(f"save every must be >= 0 epochs, got {self.save_every!r}")
+        if self.binarize not in BINARIZE:
+            raise VaekitError(f"unknown binarization {self.binarize!r}; choose from {', '.join(BINARIZE)}")
         if self.precision not in PRECISIONS:
             raise VaekitError(f"unknown precision {self.precision!r}; choose from {', '.join(PRECISIONS)}")
         if self.device not in DEVICES:
@@ -312,13 +315,16 @@ class Trainer:
         self.x_train, self.y_train = train_set.as_float(self.device), train_set.labels.to(self.device)
         self.x_val, self.y_val = val_set.as_float(self.device), val_set.labels.to(self.device)
         self.x_test, self.y_test = dataset.test.as_float(self.device), dataset.test.labels.to(self.device)
+        if config.binarize != "none":  # evaluation always sees one fixed binarization
+            self.x_val, self.x_test = binarize(self.x_val, "val"), binarize(self.x_test, "test")
+        if config.binarize == "static":
+            self.x_train = binarize(self.x_train, "train")
         self.counts = {"n_train": len(train_set), "n_val": len(val_set), "n_test": len(dataset.test)}
         self.dataset_name = dataset.name
         self.eval_options = eval_options(asdict(config))
         # Fixed images for the per-epoch reconstructions, so that progress is visible across epochs.
-        grid_source = val_set if len(val_set) else train_set
-        self.grid_images = grid_source.images[:N_RECON].to(self.device).float().div_(255.0)
-        self.grid_labels = grid_source.labels[:N_RECON].to(self.device)
+        self.grid_images = (self.x_val if len(val_set) else self.x_train)[:N_RECON]
+        self.grid_labels = (self.y_val if len(val_set) else self.y_train)[:N_RECON]
         self.state = _State()
         self._created = datetime.now(timezone.utc).isoformat(timespec="seconds")
         if checkpoint is not None:
@@ -484,6 +490,8 @@ class Trainer:
                 x = self.x_train.index_select(0, index)
                 if cfg.augment:
                     x = random_affine(x)
+                if cfg.binarize == "dynamic":  # a fresh binary draw of every image, every time it is seen
+                    x = torch.bernoulli(x)
                 with self._autocast():
                     objective, terms = model.loss(
                         x, self.y_train.index_select(0, index), **self._loss_options()
@@ -643,6 +651,7 @@ FIXED_ON_RESUME = (
     "seed",
     "val_fraction",
     "augment",
+    "binarize",
 )
 
 

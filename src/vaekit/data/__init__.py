@@ -112,3 +112,16 @@ def split_train_val(data: ImageSet, val_fraction: float, seed: int) -> tuple[Ima
         raise VaekitError(f"val fraction {val_fraction} leaves no training images out of {len(data)}")
     order = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed))
     return data.subset(order[n_val:]), data.subset(order[:n_val])
+
+
+BINARIZE = ("none", "static", "dynamic")
+# Fixed binarizations use fixed seeds, not the run's: every run is trained (static) and evaluated on
+# the same binary images, so that their log-likelihoods compare.
+BINARIZE_SEEDS = {"train": 1, "val": 2, "test": 3}
+
+
+def binarize(x: torch.Tensor, split: str) -> torch.Tensor:
+    """One fixed Bernoulli draw of every pixel of ``x`` (floats in [0, 1]: p = the grey level), seeded by
+    ``split``'s entry in BINARIZE_SEEDS: the same binary images every time."""
+    generator = torch.Generator(device=x.device).manual_seed(BINARIZE_SEEDS[split])
+    return torch.bernoulli(x, generator=generator)
