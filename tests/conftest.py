@@ -85,6 +85,19 @@ def trained_run(trained_run_template: Path, tmp_path: Path) -> Path:
     return Path(shutil.copytree(trained_run_template, tmp_path / "run"))
 
 
+@pytest.fixture(scope="session")
+def digits_classifier_dir(tmp_path_factory) -> Path:
+    """A data folder holding the digits classifier of sample quality, trained once per session (~15 s).
+
+    Pass it as data_dir / --data-dir when evaluating a digits run with samples."""
+    from vaekit.data import load_dataset
+    from vaekit.quality import load_classifier
+
+    folder = tmp_path_factory.mktemp("classifier-data")
+    load_classifier(load_dataset("digits"), folder)
+    return folder
+
+
 def folder_snapshot(folder: Path) -> dict[str, bytes]:
     return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 

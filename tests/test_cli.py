@@ -64,10 +64,10 @@ def test_end_to_end_on_tiny_mnist_files(tiny_mnist, tmp_path):
     with Image.open(tmp_path / "recon.png") as picture:
         assert picture.size == (2 * (8 * 30 + 2), 2 * (4 * 30 + 2))  # 2 pairs of rows of 8
 
-    evaluated = vaekit("evaluate", out, "--json")
+    evaluated = vaekit("evaluate", out, "--json", "--samples", "0")
     assert evaluated.returncode == 0, evaluated.stderr
     assert json.loads(evaluated.stdout)["test_loss"] == saved["test_loss"]
-    table = vaekit("evaluate", out, "--iwae-k", "50")
+    table = vaekit("evaluate", out, "--iwae-k", "50", "--samples", "0")
     assert table.returncode == 0, table.stderr
     stored = json.loads((out / "eval.json").read_text())
     assert "test_loss" in table.stdout and f"{stored['iwae_nll']:.2f}" in table.stdout
@@ -265,7 +265,7 @@ def test_every_command_works_with_every_model(model, options, tmp_path, capsys):
     assert main([*base, "--epochs", "2", "--no-progress", "--resume"]) == 0
     assert main(["reconstruct", str(out), "--n", "4", "--out", str(tmp_path / "r.png")]) == 0
     capsys.readouterr()
-    assert main(["evaluate", str(out), "--split", "val", "--json"]) == 0
+    assert main(["evaluate", str(out), "--split", "val", "--json", "--samples", "0"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["val_loss"] == pytest.approx(result["val_recon"] + result["val_kl"])
     last = json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])
@@ -281,7 +281,7 @@ def test_evaluate_warns_of_posterior_collapse(tmp_path, capsys):
     args = ["train", "--dataset", "digits", "--hidden", "16", "--latent-dim", "4", "--beta", "50"]
     assert main([*args, "--epochs", "2", "--no-progress", "--out", str(out)]) == 0
     capsys.readouterr()
-    assert main(["evaluate", str(out)]) == 0
+    assert main(["evaluate", str(out), "--samples", "0"]) == 0
     captured = capsys.readouterr()
     assert "active_units" in captured.out
     assert "latent units are active" in captured.err and "collapsed to the prior" in captured.err

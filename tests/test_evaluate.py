@@ -8,8 +8,16 @@ import torch
 from safetensors.torch import load_file
 from torch.distributions import MultivariateNormal
 
+import vaekit
 from vaekit.data import load_dataset, split_train_val
-from vaekit.evaluate import bits_per_dim, elbo_terms, evaluate_run, iwae_nll, latent_statistics
+from vaekit.evaluate import (
+    bits_per_dim,
+    elbo_terms,
+    evaluate_run,
+    iwae_nll,
+    latent_statistics,
+    reconstruction_errors,
+)
 from vaekit.models import GaussianVAE
 from vaekit.models.maths import gaussian_nll
 
@@ -45,6 +53,25 @@ def pytest_approx(value):
     return pytest.approx(value, rel=1e-6)
 
 
+def test_reconstruction_errors_match_plain_tensor_maths(trained_run):
+    w = load_file(str(trained_run / "model.safetensors"))
+    test = load_dataset("digits").test.as_float()
+    x = test.flatten(1)
+    h = torch.relu(x @ w["encoder.1.weight"].T + w["encoder.1.bias"])
+    mu = (h @ w["posterior.weight"].T + w["posterior.bias"]).chunk(2, dim=1)[0]
+    logits = torch.relu(mu @ w["decoder.0.weight"].T + w["decoder.0.bias"]) @ w["decoder.2.weight"].T
+    r = torch.sigmoid(logits + w["decoder.2.bias"]).double()
+    bce = -(x * r.log() + (1 - x) * (1 - r).log()).sum(1).mean().item()
+    mse = ((r - x) ** 2).mean().item()
+    got = reconstruction_errors(vaekit.load(trained_run), test)
+    assert got["recon_bce"] == pytest.approx(bce, rel=1e-4) and got["recon_mse"] == pytest.approx(
+        mse, rel=1e-4
+    )
+    stored = evaluate_run(trained_run, device="cpu")
+    assert stored["test_recon_bce"] == pytest.approx(bce, rel=1e-4)
+    assert stored["test_recon_mse"] == pytest.approx(mse, rel=1e-4)
+
+
 def test_evaluate_run_reproduces_the_end_of_training_figures(trained_run):
     saved = json.loads((trained_run / "eval.json").read_text())
     again = evaluate_run(trained_run, device="cpu")
@@ -62,8 +89,6 @@ def test_val_split_is_added_beside_the_test_figures(trained_run):
 
 
 def test_elbo_terms_does_not_touch_the_global_rng(trained_run):
-    import vaekit
-
     model = vaekit.load(trained_run)
     images = torch.rand(20, 1, 8, 8)
     state = torch.get_rng_state()

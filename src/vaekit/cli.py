@@ -224,7 +224,13 @@ def _evaluate(args: argparse.Namespace) -> int:
     from vaekit.saving import read_run_config
 
     result = evaluate_run(
-        args.run, split=args.split, data_dir=args.data_dir, device=args.device, iwae_k=args.iwae_k
+        args.run,
+        split=args.split,
+        data_dir=args.data_dir,
+        device=args.device,
+        iwae_k=args.iwae_k,
+        samples=args.samples,
+        log=lambda note: print(note, file=sys.stderr),
     )
     if args.json:
         print(json.dumps(result, indent=2))
@@ -306,7 +312,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="reconstructions.png", help="PNG file (default reconstructions.png)")
     p.set_defaults(func=_reconstruct)
     p = _add_run_command(
-        sub, "evaluate", "test-set loss, its parts and latent statistics, into RUN/eval.json"
+        sub, "evaluate", "test-set loss, its parts, latent statistics and sample quality, into RUN/eval.json"
     )
     p.add_argument("--split", choices=("test", "val"), default="test")
     p.add_argument(
@@ -314,6 +320,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=_non_negative_int,
         default=0,
         help="also estimate -log p(x) by importance sampling with K samples per image (e.g. 5000)",
+    )
+    p.add_argument(
+        "--samples",
+        type=_non_negative_int,
+        default=10_000,
+        help="samples whose quality a digit classifier measures (default 10000; 0 skips it)",
     )
     p.add_argument("--json", action="store_true", help="print the result as JSON instead of a table")
     p.add_argument("--data-dir", help="data folder, if not where the run found it")

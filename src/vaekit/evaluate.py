@@ -5,13 +5,15 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 
 from vaekit.atomic import write_json
-from vaekit.data import ImageSet, binarize, load_dataset, split_train_val
+from vaekit.data import Dataset, ImageSet, binarize, load_dataset, split_train_val
 from vaekit.devices import resolve_device
 from vaekit.errors import VaekitError
 from vaekit.models import VAE, GaussianVAE
@@ -47,6 +49,31 @@ def elbo_terms(
             totals[name] = totals.get(name, 0.0) + value.double() * len(batch)
     model.train(was_training)
     return {name: (total / max(len(images), 1)).item() for name, total in totals.items()}
+
+
+@torch.no_grad()
+def reconstruction_errors(
+    model: VAE, images: torch.Tensor, labels: torch.Tensor | None = None, batch_size: int = 1000
+) -> dict[str, float]:
+    """How far ``model.reconstruct`` (pixel means from the most likely latent) is from the images.
+
+    ``recon_bce``: binary cross-entropy summed over pixels, averaged over images (nats per image;
+    reconstructions clamped to [1e-6, 1 - 1e-6], so a Gaussian decoder's means outside [0, 1] count as
+    the nearest valid value). ``recon_mse``: squared error averaged over pixels and images.
+    Unlike ``recon`` (an expectation over z ~ q(z|x)), both use one deterministic reconstruction.
+    """
+    was_training = model.training
+    model.eval()
+    bce = sse = 0.0
+    for start in range(0, len(images), batch_size):
+        x = images[start : start + batch_size].float()
+        y = None if labels is None else labels[start : start + batch_size]
+        r = model.reconstruct(x, y).float()
+        bce += F.binary_cross_entropy(r.clamp(1e-6, 1 - 1e-6), x, reduction="sum").double().item()
+        sse += (r - x).square().sum().double().item()
+    model.train(was_training)
+    n = max(len(images), 1)
+    return {"recon_bce": bce / n, "recon_mse": sse / (n * math.prod(images.shape[1:]))}
 
 
 @torch.no_grad()
@@ -147,11 +174,22 @@ def write_eval(path: Path, record: dict[str, Any]) -> None:
     write_json(path, {**previous, **record})
 
 
-def run_split(config: dict[str, Any], split: str, data_dir: str | os.PathLike | None = None) -> ImageSet:
+def run_data_dir(config: dict[str, Any], data_dir: str | os.PathLike | None = None) -> str | None:
+    """The data folder of a run: ``data_dir`` if given, else the one it trained from (None: the default)."""
+    return data_dir or config["data"]["data_dir"]
+
+
+def run_split(
+    config: dict[str, Any],
+    split: str,
+    data_dir: str | os.PathLike | None = None,
+    dataset: Dataset | None = None,
+) -> ImageSet:
     """The test or validation images of a run (its config.json), as it was split for training."""
     if split not in ("test", "val"):
         raise VaekitError(f"unknown split {split!r}; choose test or val")
-    dataset = load_dataset(config["data"]["dataset"], data_dir or config["data"]["data_dir"])
+    if dataset is None:
+        dataset = load_dataset(config["data"]["dataset"], run_data_dir(config, data_dir))
     if split == "test":
         return dataset.test
     _, images = split_train_val(dataset.train, config["train"]["val_fraction"], config["train"]["seed"])
@@ -167,18 +205,26 @@ def evaluate_run(
     device: str = "auto",
     write: bool = True,
     iwae_k: int = 0,
+    samples: int = 0,
+    log: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Evaluate a run folder's model on its dataset's ``split`` (test or val); merge it into eval.json.
 
     Keys: ``{split}_loss``, ``{split}_recon``, ``{split}_kl`` and the model's other terms (nats per
-    image), ``{split}_n_images``, ``epochs_trained``, ``{split}_bits_per_dim`` (of the negative ELBO);
-    for Gaussian-latent models ``active_units`` and ``kl_per_dim``, and with ``iwae_k`` > 0 the
-    importance-sampled ``iwae_nll`` (nats per image, k = ``iwae_k``) and its ``bits_per_dim``. Keys
-    without a split prefix are the test split's; a val evaluation prefixes them with ``val_``.
+    image), ``{split}_n_images``, ``epochs_trained``, ``{split}_bits_per_dim`` (of the negative ELBO),
+    ``{split}_recon_bce`` and ``{split}_recon_mse``; for Gaussian-latent models ``active_units`` and
+    ``kl_per_dim``, and with ``iwae_k`` > 0 the importance-sampled ``iwae_nll`` (nats per image,
+    k = ``iwae_k``) and its ``bits_per_dim``. With ``samples`` > 0, the sample quality of that many
+    samples against the split's images (see ``quality.sample_quality``: ``frechet_distance``,
+    ``class_histogram``, ``mode_coverage``, ``class_tv_distance``, conditional models
+    ``label_accuracy``) and the measuring classifier's ``classifier_test_accuracy``. Keys without a
+    split prefix are the test split's; a val evaluation prefixes them with ``val_``. ``log`` gets notes
+    (training the classifier, a model that cannot sample yet).
     """
     run = Path(run)
     config = read_run_config(run)
-    images = run_split(config, split, data_dir)
+    dataset = load_dataset(config["data"]["dataset"], run_data_dir(config, data_dir))
+    images = run_split(config, split, dataset=dataset)
     dev = resolve_device(device)
     model = load(run, device=dev)
     x, labels = images.as_float(dev), images.labels.to(dev)
@@ -189,6 +235,7 @@ def evaluate_run(
     result = eval_record(terms, split, len(images), config.get("epochs_completed"))
     prefix = "" if split == "test" else f"{split}_"
     result[f"{split}_bits_per_dim"] = bits_per_dim(terms["loss"], model.image_shape)
+    result.update({f"{split}_{k}": v for k, v in reconstruction_errors(model, x, labels).items()})
     if isinstance(model, GaussianVAE):
         stats = latent_statistics(model, x, labels)
         result[f"{prefix}active_units"] = stats["active_units"]
@@ -204,6 +251,16 @@ def evaluate_run(
             )
     elif iwae_k:
         raise VaekitError(f"--iwae-k applies to the Gaussian-latent models, not {model.name}")
+    if samples and not model.can_sample:
+        if log:
+            log(f"no sample quality: this {model.name} run cannot sample until vaekit train-prior has run")
+    elif samples:
+        from vaekit.quality import load_classifier, sample_quality
+
+        classifier, info = load_classifier(dataset, run_data_dir(config, data_dir), device=dev, log=log)
+        quality = sample_quality(model, classifier, images, n_samples=samples, seed=seed)
+        quality["classifier_test_accuracy"] = info["test_accuracy"]
+        result.update({f"{prefix}{k}": v for k, v in quality.items()})
     if write:
         write_eval(run / "eval.json", result)
     return result
@@ -227,7 +284,9 @@ def format_result(result: dict[str, Any]) -> str:
         if isinstance(value, float):
             text = f"{value:.4f}" if abs(value) < 10 else f"{value:.2f}"
         elif isinstance(value, list):
-            text = " ".join(f"{v:.2f}" for v in value)
+            text = " ".join(
+                "-" if v is None else f"{v:.2f}" if isinstance(v, float) else str(v) for v in value
+            )
         else:
             text = str(value)
         rows.append((key, text))
