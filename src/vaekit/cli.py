@@ -274,6 +274,24 @@ def _picture(args: argparse.Namespace) -> int:
     return 0
 
 
+def _compare(args: argparse.Namespace) -> int:
+    from vaekit.compare import compare_runs
+
+    written = compare_runs(
+        args.runs,
+        out=args.out,
+        overwrite=args.overwrite,
+        evaluate=args.evaluate,
+        iwae_k=args.iwae_k,
+        samples=args.samples,
+        data_dir=args.data_dir,
+        device=args.device,
+        log=lambda note: print(note, file=sys.stderr),
+    )
+    print(f"comparison of {len(args.runs)} runs written to {written['markdown']} and {written['html']}")
+    return 0
+
+
 def _train_prior(args: argparse.Namespace) -> int:
     from vaekit.train_prior import train_prior
 
@@ -358,6 +376,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=_int_at_least(2), default=9, help="values per dimension (default 9)")
     p.add_argument("--limit", type=_positive_float, default=3.0, help="values from -L to L (default 3)")
     p.add_argument("--dims", type=_positive_int, default=10, help="dimensions shown (default 10)")
+    p = sub.add_parser(
+        "compare",
+        help="one report (Markdown and HTML) comparing runs: figures, samples, reconstructions",
+        description="Compare runs side by side: a table of their figures (from each eval.json) and their "
+        "last sample and reconstruction grids, as report.md and a self-contained report.html.",
+    )
+    p.add_argument("runs", nargs="+", help="run folders")
+    p.add_argument("--out", default="comparison", help="report folder (default comparison)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing report folder")
+    p.add_argument("--evaluate", action="store_true", help="evaluate each run first (updates its eval.json)")
+    p.add_argument(
+        "--iwae-k", type=_non_negative_int, default=0, help="with --evaluate: -log p(x) with K samples"
+    )
+    p.add_argument(
+        "--samples", type=_non_negative_int, default=10_000, help="with --evaluate: samples measured"
+    )
+    p.add_argument("--data-dir", help="data folder, if not where the runs found it")
+    p.add_argument("--device", choices=DEVICES, default="auto")
+    p.set_defaults(func=_compare)
     p = _add_run_command(sub, "train-prior", "fit the autoregressive prior of a vqvae run, so it can sample")
     p.add_argument(
         "--epochs", type=_positive_int, default=20, help="epochs over the training codes (default 20)"

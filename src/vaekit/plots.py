@@ -12,6 +12,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from vaekit.atomic import atomic_write  # noqa: E402
@@ -64,10 +65,34 @@ def save_loss_curve(history: Sequence[dict], path: str | os.PathLike) -> None:
     ax.plot(epochs, [h["train_loss"] for h in history], marker="o", label="train")
     if any(h.get("val_loss") is not None for h in history):
         ax.plot(epochs, [h.get("val_loss") for h in history], marker="o", label="validation")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("epoch")
     ax.set_ylabel("loss (nats per image)")
     ax.grid(alpha=0.3)
     ax.legend()
+    fig.tight_layout()
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png"))
+    plt.close(fig)
+
+
+def save_loss_comparison(histories: dict[str, Sequence[dict]], path: str | os.PathLike) -> None:
+    """Several runs' loss curves on one plot: validation solid, training dashed, one colour per run."""
+    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=100)
+    colours = plt.get_cmap("tab10")
+    for i, (name, history) in enumerate(histories.items()):
+        epochs = [h["epoch"] for h in history]
+        colour = colours(i % 10)
+        ax.plot(epochs, [h["train_loss"] for h in history], linestyle="--", color=colour, alpha=0.7)
+        if any(h.get("val_loss") is not None for h in history):
+            ax.plot(epochs, [h.get("val_loss") for h in history], marker="o", color=colour, label=name)
+        else:
+            ax.plot([], [], color=colour, linestyle="--", label=f"{name} (train)")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("loss (nats per image)")
+    ax.set_title("validation (solid) and training (dashed) loss")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small")
     fig.tight_layout()
     atomic_write(path, lambda tmp: fig.savefig(tmp, format="png"))
     plt.close(fig)
