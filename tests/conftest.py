@@ -86,16 +86,21 @@ def trained_run(trained_run_template: Path, tmp_path: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
-def digits_classifier_dir(tmp_path_factory) -> Path:
-    """A data folder holding the digits classifier of sample quality, trained once per session (~15 s).
-
-    Pass it as data_dir / --data-dir when evaluating a digits run with samples."""
+def _digits_classifier_cache(tmp_path_factory) -> Path:
     from vaekit.data import load_dataset
     from vaekit.quality import load_classifier
 
-    folder = tmp_path_factory.mktemp("classifier-data")
+    folder = tmp_path_factory.mktemp("classifier-cache")
     load_classifier(load_dataset("digits"), folder)
     return folder
+
+
+@pytest.fixture
+def digits_classifier_dir(_digits_classifier_cache: Path, monkeypatch) -> Path:
+    """vaekit's data folder ($VAEKIT_DATA) for this test, holding the digits classifier of sample
+    quality, trained once per session (~15 s)."""
+    monkeypatch.setenv("VAEKIT_DATA", str(_digits_classifier_cache))
+    return _digits_classifier_cache
 
 
 def folder_snapshot(folder: Path) -> dict[str, bytes]:

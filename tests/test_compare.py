@@ -18,8 +18,8 @@ from vaekit.evaluate import evaluate_run
 def two_runs(trained_run, tmp_path, digits_classifier_dir):
     conv = tmp_path / "conv"
     quiet_trainer(tiny_config(model="conv", hidden=None, channels=[8, 16]), conv).run()
-    evaluate_run(trained_run, data_dir=digits_classifier_dir, iwae_k=20, samples=500)
-    evaluate_run(conv, data_dir=digits_classifier_dir, samples=500)
+    evaluate_run(trained_run, iwae_k=20, samples=500)
+    evaluate_run(conv, samples=500)
     return trained_run, conv
 
 
@@ -85,9 +85,7 @@ def test_missing_figures_are_dashes_with_the_command_that_adds_them(trained_run,
 def test_conditional_runs_add_label_accuracy_and_evaluate_fills_the_table(tmp_path, digits_classifier_dir):
     out = tmp_path / "cvae"
     quiet_trainer(tiny_config(model="cvae"), out).run()
-    written = compare_runs(
-        [out], out=tmp_path / "report", evaluate=True, samples=400, data_dir=digits_classifier_dir
-    )
+    written = compare_runs([out], out=tmp_path / "report", evaluate=True, samples=400)
     figures = json.loads((out / "eval.json").read_text())
     row = table(written["markdown"].read_text())["cvae"]
     assert row["label accuracy"] == f"{figures['label_accuracy']:.1%}"

@@ -65,8 +65,8 @@ def digits():
 
 
 @pytest.fixture(scope="module")
-def classifier(digits, digits_classifier_dir):
-    return load_classifier(digits, digits_classifier_dir)
+def classifier(digits, _digits_classifier_cache):
+    return load_classifier(digits, _digits_classifier_cache)
 
 
 def test_classifier_is_cached_in_the_data_folder_and_recognises_digits(digits, digits_classifier_dir):
@@ -171,14 +171,14 @@ def test_draw_samples_is_seeded_and_blocks_the_classes(digits):
 def test_evaluate_run_measures_the_samples_of_a_trained_cvae(tmp_path, digits_classifier_dir, capsys):
     out = tmp_path / "cvae"
     quiet_trainer(tiny_config(model="cvae", epochs=3), out).run()
-    result = evaluate_run(out, data_dir=digits_classifier_dir, samples=1000)
+    result = evaluate_run(out, samples=1000)
     stored = json.loads((out / "eval.json").read_text())
     for key in ("frechet_distance", "class_histogram", "mode_coverage", "label_accuracy"):
         assert stored[key] == result[key]
     assert sum(stored["class_histogram"]) == 1000 and 0 <= stored["label_accuracy"] <= 1
     assert stored["classifier_test_accuracy"] >= 0.95
     # the terminal table shows them
-    assert main(["evaluate", str(out), "--data-dir", str(digits_classifier_dir), "--samples", "1000"]) == 0
+    assert main(["evaluate", str(out), "--samples", "1000"]) == 0
     table = capsys.readouterr().out
     assert f"{stored['frechet_distance']:.2f}" in table and "label_accuracy" in table
     assert " ".join(map(str, stored["class_histogram"])) in table
@@ -189,5 +189,20 @@ def test_vqvae_without_a_prior_skips_sample_quality_with_a_note(tmp_path, digits
     config = tiny_config(model="vqvae", hidden=None, latent_dim=4, channels=[8, 8], codebook_size=8, epochs=1)
     quiet_trainer(config, out).run()
     notes = []
-    result = evaluate_run(out, data_dir=digits_classifier_dir, samples=500, log=notes.append)
+    result = evaluate_run(out, samples=500, log=notes.append)
     assert "frechet_distance" not in result and "train-prior" in notes[0]
+
+
+def test_the_classifier_is_cached_in_vaekits_data_folder_not_the_datasets(tmp_path, tiny_mnist, monkeypatch):
+    import vaekit.quality
+
+    monkeypatch.setattr(vaekit.quality, "CLASSIFIER_RECIPE", dict(CLASSIFIER_RECIPE, steps=5))
+    run = tmp_path / "mnist-run"
+    quiet_trainer(tiny_config(dataset="mnist", data_dir=str(tiny_mnist), epochs=1), run).run()
+    dataset_files = sorted(p.name for p in tiny_mnist.rglob("*"))
+    notes = []
+    result = evaluate_run(run, samples=50, log=notes.append)
+    assert sorted(p.name for p in tiny_mnist.rglob("*")) == dataset_files  # nothing written there
+    cached = list((tmp_path / "cache" / "classifiers").glob("mnist-*.safetensors"))  # $VAEKIT_DATA
+    assert len(cached) == 1 and "training the mnist digit classifier" in notes[0]
+    assert sum(result["class_histogram"]) == 50

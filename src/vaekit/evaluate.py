@@ -257,7 +257,7 @@ def evaluate_run(
     elif samples:
         from vaekit.quality import load_classifier, sample_quality
 
-        classifier, info = load_classifier(dataset, run_data_dir(config, data_dir), device=dev, log=log)
+        classifier, info = load_classifier(dataset, device=dev, log=log)
         quality = sample_quality(model, classifier, images, n_samples=samples, seed=seed)
         quality["classifier_test_accuracy"] = info["test_accuracy"]
         result.update({f"{prefix}{k}": v for k, v in quality.items()})

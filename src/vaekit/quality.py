@@ -1,8 +1,10 @@
 """Sample quality, measured: a small digit classifier, and what it says about a model's samples.
 
 The classifier is trained once per dataset (seeded, on the training split, with random rotations and
-shifts) and cached as safetensors in the data folder, keyed by a hash of its training images and recipe,
-so every run on the same data is measured with the same stick. From it:
+shifts) and cached as safetensors in vaekit's data folder (``$VAEKIT_DATA``, else the user cache
+folder), under classifiers/, keyed by a hash of its training images and recipe: every run on the same
+data is measured with the same stick, and a dataset folder given with --data-dir (perhaps a read-only
+shared copy) is never written to. From it:
 
 - the Frechet distance between classifier features of samples and of real images (FID's formula with a
   digit classifier in place of Inception, so its scale is its own: compare runs with each other);
@@ -121,16 +123,17 @@ def _fingerprint(train: ImageSet, num_classes: int, seed: int, recipe: dict[str,
     return digest.hexdigest()[:16]
 
 
-def classifier_path(dataset: Dataset, data_dir: str | os.PathLike | None, seed: int = 0) -> Path:
-    """Where the classifier of ``dataset`` is cached: DATA/classifiers/<name>-<hash of data and recipe>."""
-    root = Path(data_dir) if data_dir is not None else default_data_dir()
+def classifier_path(dataset: Dataset, cache_dir: str | os.PathLike | None = None, seed: int = 0) -> Path:
+    """Where the classifier of ``dataset`` is cached: CACHE/classifiers/<name>-<hash of data and recipe>,
+    CACHE being vaekit's data folder (see default_data_dir) unless ``cache_dir`` is given."""
+    root = Path(cache_dir) if cache_dir is not None else default_data_dir()
     key = _fingerprint(dataset.train, dataset.num_classes, seed, CLASSIFIER_RECIPE)
     return root / "classifiers" / f"{dataset.name}-{key}.safetensors"
 
 
 def load_classifier(
     dataset: Dataset,
-    data_dir: str | os.PathLike | None = None,
+    cache_dir: str | os.PathLike | None = None,
     seed: int = 0,
     device: torch.device | str = "cpu",
     log: Callable[[str], None] | None = None,
@@ -139,7 +142,7 @@ def load_classifier(
     (``test_accuracy``, ``train_images``, ``seconds``, ``path``)."""
     from vaekit.saving import read_safetensors
 
-    path = classifier_path(dataset, data_dir, seed)
+    path = classifier_path(dataset, cache_dir, seed)
     if path.is_file():
         state, metadata = read_safetensors(path)
         if CONFIG_KEY not in metadata:
@@ -153,7 +156,7 @@ def load_classifier(
             f"training the {dataset.name} digit classifier for sample quality (once; cached in {path.parent})"
         )
     start = time.perf_counter()
-    classifier = fit_classifier(dataset.train, dataset.num_classes, seed, device=device)
+    classifier = fit_classifier(dataset.train, dataset.num_classes, seed, CLASSIFIER_RECIPE, device)
     info = {
         "config": classifier.config,
         "recipe": CLASSIFIER_RECIPE,
