@@ -125,3 +125,25 @@ def test_overwrite_drops_pictures_of_runs_no_longer_compared(trained_run, tmp_pa
     compare_runs([trained_run, second], out=report)
     compare_runs([trained_run], out=report, overwrite=True)
     assert not any("second" in p.name for p in (report / "images").iterdir())
+
+
+def test_a_vqvae_with_its_prior_is_compared_with_the_prior_counted_apart(tmp_path, digits_classifier_dir):
+    from vaekit.train_prior import train_prior
+
+    out = tmp_path / "vq"
+    config = tiny_config(model="vqvae", hidden=None, latent_dim=4, channels=[8, 8], codebook_size=8)
+    quiet_trainer(config, out).run()
+    train_prior(out, epochs=1, width=8, depth=1, progress=False, log=lambda line: None)
+    written = compare_runs([out], out=tmp_path / "report", evaluate=True, samples=200)
+    markdown = written["markdown"].read_text()
+    row = table(markdown)["vq"]
+    import vaekit
+
+    model = vaekit.load(out)
+    in_prior = sum(p.numel() for p in model.prior.parameters())
+    own = sum(p.numel() for p in model.parameters()) - in_prior
+    assert row["parameters"] == f"{own:,} + prior {in_prior:,}"
+    assert row["latent"] == "2x2 codes of 8" and row["-log p(x)"] == "-"
+    assert row["Frechet distance"] == f"{json.loads((out / 'eval.json').read_text())['frechet_distance']:.2f}"
+    assert "No -log p(x) estimate" not in markdown  # it does not apply to a vqvae
+    assert "images/1-vq-samples.png" in markdown  # the prior's samples

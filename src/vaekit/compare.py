@@ -39,6 +39,16 @@ def _latent_size(model: Any) -> str:
     return str(model.latent_dim)
 
 
+def _parameters(model: Any) -> str:
+    """The parameter count; a VQ-VAE's learned prior is counted apart, as it is trained apart."""
+    total = sum(p.numel() for p in model.parameters())
+    prior = getattr(model, "prior", None)
+    if prior is None:
+        return f"{total:,}"
+    in_prior = sum(p.numel() for p in prior.parameters())
+    return f"{total - in_prior:,} + prior {in_prior:,}"
+
+
 def summarise_run(run: str | os.PathLike) -> dict[str, Any]:
     """What the report shows of one run folder: its settings, figures and picture paths."""
     run = Path(run)
@@ -59,7 +69,7 @@ def summarise_run(run: str | os.PathLike) -> dict[str, Any]:
         "binarize": config["train"].get("binarize", "none"),
         "model": model.name,
         "conditional": model.conditional,
-        "parameters": sum(p.numel() for p in model.parameters()),
+        "parameters": _parameters(model),
         "latent": _latent_size(model),
         "epochs": config.get("epochs_completed", len(history)),
         "seconds": sum(h.get("seconds", 0.0) for h in history),
@@ -100,7 +110,7 @@ def table_rows(summaries: list[dict[str, Any]]) -> tuple[list[str], list[list[st
             coverage = f"{e['mode_coverage']}/{len(e['class_histogram'])}"
         row = [
             s["name"], s["dataset"] + ("" if s["binarize"] == "none" else f" ({s['binarize']} binary)"),
-            s["model"], f"{s['parameters']:,}", s["latent"], str(s["epochs"]), _duration(s["seconds"]),
+            s["model"], s["parameters"], s["latent"], str(s["epochs"]), _duration(s["seconds"]),
             _number(e.get("test_loss")), nll, _number(e.get("frechet_distance")), coverage,
         ]  # fmt: skip
         if conditional:
