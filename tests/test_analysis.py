@@ -11,6 +11,7 @@ from vaekit.analysis import latent_means, latent_scatter, manifold, project, sle
 from vaekit.cli import main
 from vaekit.data import load_dataset
 from vaekit.errors import VaekitError
+from vaekit.evaluate import latent_statistics
 
 
 def test_latent_means_are_the_encoder_means(trained_run):
@@ -108,22 +109,31 @@ def test_interpolation_row_runs_from_one_image_to_the_other(trained_run, capsys)
     assert "outside the test split" in capsys.readouterr().err
 
 
-def test_traversal_varies_one_dimension_per_row(tmp_path, capsys):
+def test_traversal_varies_one_dimension_per_row_largest_kl_first(tmp_path, capsys):
     out = tmp_path / "run"
     quiet_trainer(tiny_config(latent_dim=3, epochs=1), out).run()
     result = traverse(out, index=2, steps=4, limit=2.0)
-    assert result["dims"] == 3
     model = load(out)
-    base = model.encode(load_dataset("digits").test.as_float()[2:3])[0][0]
-    z = base.repeat(4, 1)
-    z[:, 1] = torch.linspace(-2, 2, 4)
-    expected = model.decode(z).detach()  # the second row
+    test = load_dataset("digits").test.as_float()
+    kl = latent_statistics(model, test)["kl_per_dim"]
+    assert sorted(result["dims"]) == [0, 1, 2]
+    assert result["kl"] == sorted(kl, reverse=True)
+    assert result["kl"] == pytest.approx([kl[d] for d in result["dims"]])
+    base = model.encode(test[2:3])[0][0]
     with Image.open(out / "traversal.png") as picture:
         grid = np.asarray(picture)
-        scale = picture.size[0] // (4 * 10 + 2)
-    row = 1
-    for col in range(4):
-        top, left = (2 + row * 10) * scale, (2 + col * 10) * scale
-        tile = grid[top : top + 8 * scale : scale, left : left + 8 * scale : scale] / 255.0
-        assert np.abs(tile - expected[col, 0].numpy()).max() < 1 / 255 + 1e-6
+        scale = picture.size[1] // (3 * 10 + 2)
+        margin = picture.size[0] - (4 * 10 + 2) * scale  # the row labels' strip, left of the tiles
+    assert margin > 0 and (grid[:, :margin] < 128).any()  # labels are drawn there
+    for row, d in enumerate(result["dims"]):
+        z = base.repeat(4, 1)
+        z[:, d] = torch.linspace(-2, 2, 4)
+        expected = model.decode(z).detach()
+        for col in range(4):
+            top, left = (2 + row * 10) * scale, margin + (2 + col * 10) * scale
+            tile = grid[top : top + 8 * scale : scale, left : left + 8 * scale : scale] / 255.0
+            assert np.abs(tile - expected[col, 0].numpy()).max() < 1 / 255 + 1e-6
+    assert main(["traverse", str(out), "--dims", "2"]) == 0
+    shown = ", ".join(f"z{d + 1}" for d in result["dims"][:2])
+    assert f"traversal of {shown} (largest KL first)" in capsys.readouterr().out
     assert main(["traverse", str(out), "--steps", "1"]) == 2

@@ -186,8 +186,16 @@ def traverse(
     data_dir: str | os.PathLike | None = None,
     device: str = "auto",
 ) -> dict[str, Any]:
-    """One row per latent dimension (the first ``dims``): test image ``index``'s latent mean with that
-    dimension set to ``steps`` values from -limit to +limit, decoded. Default file: RUN/traversal.png."""
+    """One row per latent dimension: test image ``index``'s latent mean with that dimension set to
+    ``steps`` values from -limit to +limit, decoded. Default file: RUN/traversal.png.
+
+    The rows are the ``dims`` dimensions with the largest KL(q(z_j|x) || N(0, 1)) over the test images,
+    largest first, each labelled with its index and KL: in a beta-VAE most dimensions are unused, and
+    the informative ones are the ones worth looking at. Returns the file, the dimensions shown and
+    their KL (nats per image).
+    """
+    from vaekit.evaluate import latent_statistics
+
     run = Path(run)
     if steps < 2 or dims < 1 or not limit > 0:
         raise VaekitError("traverse needs --steps >= 2, --dims >= 1 and --limit > 0")
@@ -195,15 +203,18 @@ def traverse(
     images = run_split(read_run_config(run), "test", data_dir)
     if not 0 <= index < len(images):
         raise VaekitError(f"image {index} is outside the test split's 0..{len(images) - 1}")
+    stats = latent_statistics(model, images.as_float(model.device), images.labels.to(model.device))
+    kl = torch.tensor(stats["kl_per_dim"], dtype=torch.float64)
+    shown = kl.argsort(descending=True, stable=True)[: min(dims, model.latent_dim)].tolist()
     chosen = images.subset(torch.tensor([index]))
     labels = chosen.labels.to(model.device) if model.conditional else None
     base = latent_means(model, chosen.as_float(model.device), labels)[0]
-    shown = min(dims, model.latent_dim)
     values = torch.linspace(-limit, limit, steps)
-    z = base.repeat(shown * steps, 1)
-    for d in range(shown):
-        z[d * steps : (d + 1) * steps, d] = values
+    z = base.repeat(len(shown) * steps, 1)
+    for row, d in enumerate(shown):
+        z[row * steps : (row + 1) * steps, d] = values
     repeated = None if labels is None else labels.repeat(len(z))
     path = Path(out) if out is not None else run / "traversal.png"
-    plots.save_grid(model.decode(z.to(model.device), repeated), path, ncol=steps)
-    return {"path": str(path), "dims": shown, "steps": steps}
+    row_labels = [f"z{d + 1}  KL {kl[d]:.2f}" for d in shown]
+    plots.save_grid(model.decode(z.to(model.device), repeated), path, ncol=steps, row_labels=row_labels)
+    return {"path": str(path), "dims": shown, "kl": [kl[d].item() for d in shown], "steps": steps}

@@ -269,7 +269,8 @@ def _picture(args: argparse.Namespace) -> int:
         result = analysis.traverse(
             args.run, index=args.index, steps=args.steps, limit=args.limit, dims=args.dims, **common
         )
-        what = f"traversal of {result['dims']} latent dimensions around test image {args.index}"
+        shown = ", ".join(f"z{d + 1}" for d in result["dims"])
+        what = f"traversal of {shown} (largest KL first) around test image {args.index}"
     print(f"{what} written to {result['path']}")
     return 0
 
@@ -375,7 +376,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--index", type=_non_negative_int, default=0, help="test image index (default 0)")
     p.add_argument("--steps", type=_int_at_least(2), default=9, help="values per dimension (default 9)")
     p.add_argument("--limit", type=_positive_float, default=3.0, help="values from -L to L (default 3)")
-    p.add_argument("--dims", type=_positive_int, default=10, help="dimensions shown (default 10)")
+    p.add_argument(
+        "--dims", type=_positive_int, default=10, help="dimensions shown, largest KL first (default 10)"
+    )
     p = sub.add_parser(
         "compare",
         help="one report (Markdown and HTML) comparing runs: figures, samples, reconstructions",

@@ -13,7 +13,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
-from PIL import Image  # noqa: E402
+from PIL import Image, ImageDraw, ImageFont  # noqa: E402
 
 from vaekit.atomic import atomic_write  # noqa: E402
 
@@ -34,15 +34,41 @@ def image_grid(images: torch.Tensor, ncol: int, pad: int = 2) -> np.ndarray:
     return array[:, :, 0] if c == 1 else array
 
 
-def save_grid(images: torch.Tensor, path: str | os.PathLike, ncol: int | None = None) -> None:
-    """Save images [N, C, H, W] as one PNG grid (near-square unless ``ncol`` is given)."""
+def save_grid(
+    images: torch.Tensor,
+    path: str | os.PathLike,
+    ncol: int | None = None,
+    row_labels: Sequence[str] | None = None,
+) -> None:
+    """Save images [N, C, H, W] as one PNG grid (near-square unless ``ncol`` is given).
+
+    ``row_labels``, one per row, are written in a white margin left of the grid; the tiles keep their
+    places relative to the grid's own left edge.
+    """
     ncol = ncol or math.ceil(math.sqrt(len(images)))
     array = image_grid(images, ncol)
     scale = max(1, math.ceil(MIN_GRID_PIXELS / max(array.shape[:2])))
     picture = Image.fromarray(array).resize(
         (array.shape[1] * scale, array.shape[0] * scale), Image.Resampling.NEAREST
     )
+    if row_labels is not None:
+        nrow = math.ceil(len(images) / ncol)
+        if len(row_labels) != nrow:
+            raise ValueError(f"{len(row_labels)} row labels for a grid of {nrow} rows")
+        picture = _label_rows(picture, row_labels, row_height=picture.height / nrow)
     atomic_write(path, lambda tmp: picture.save(tmp, format="PNG"))
+
+
+def _label_rows(picture: Image.Image, labels: Sequence[str], row_height: float) -> Image.Image:
+    font = ImageFont.load_default(size=max(10, min(16, int(row_height * 0.6))))
+    margin = 8 + max(math.ceil(font.getlength(text)) for text in labels)
+    white = 255 if picture.mode == "L" else (255,) * len(picture.getbands())
+    labelled = Image.new(picture.mode, (picture.width + margin, picture.height), white)
+    labelled.paste(picture, (margin, 0))
+    draw = ImageDraw.Draw(labelled)
+    for row, text in enumerate(labels):
+        draw.text((margin - 4, (row + 0.5) * row_height), text, fill=0, font=font, anchor="rm")
+    return labelled
 
 
 def save_reconstructions(originals: torch.Tensor, recons: torch.Tensor, path: str | os.PathLike) -> None:
