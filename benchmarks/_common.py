@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 import sys
 import tempfile
 from pathlib import Path
@@ -181,8 +182,22 @@ def vaekit_model_on_loader(trainer: Trainer, loader: DataLoader) -> float:
 
 
 # --------------------------------------------------------------------------------------- results
+def cpu_model() -> str:
+    """The processor's model name (/proc/cpuinfo on Linux; platform's guess elsewhere). Recorded with every
+    result because timings, and float rounding in the last digits of losses, differ from CPU to CPU."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def write_results(name: str, results: dict[str, Any]) -> Path:
-    """Write ``results`` to benchmarks/results/<name>.json atomically (temp file, then os.replace)."""
+    """Write ``results``, with the CPU model and core count, to benchmarks/results/<name>.json
+    atomically (temp file, then os.replace)."""
+    results = {**results, "cpu": cpu_model(), "cpu_count": os.cpu_count()}
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     path = RESULTS_DIR / f"{name}.json"
     fd, tmp = tempfile.mkstemp(dir=RESULTS_DIR, prefix=f".{name}.", suffix=".tmp")

@@ -153,7 +153,6 @@ def main() -> None:
         "threads": threads,
         "torch_version": torch.__version__,
         "python_version": platform.python_version(),
-        "processor": platform.processor() or platform.machine(),
         "load_average_start": load_start,
         "load_average_end": os.getloadavg(),
         "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),

@@ -246,7 +246,6 @@ def main() -> None:
         "torch_version": torch.__version__,
         "python_version": platform.python_version(),
         "machine": platform.machine(),
-        "processor": platform.processor(),
         "seed": args.seed,
         "data_dir": str(data_dir),
         "load_average_start": load_start,

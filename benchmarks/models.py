@@ -230,7 +230,6 @@ def main() -> None:
         "threads": torch.get_num_threads(),
         "torch_version": torch.__version__,
         "python_version": platform.python_version(),
-        "processor": platform.processor() or platform.machine(),
         "models": {},
         "checks": {},
     }
