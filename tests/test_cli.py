@@ -3,6 +3,7 @@
 import dataclasses
 import gzip
 import json
+import re
 import subprocess
 import sys
 
@@ -70,7 +71,8 @@ def test_end_to_end_on_tiny_mnist_files(tiny_mnist, tmp_path):
     table = vaekit("evaluate", out, "--iwae-k", "50", "--samples", "0")
     assert table.returncode == 0, table.stderr
     stored = json.loads((out / "eval.json").read_text())
-    assert "test_loss" in table.stdout and f"{stored['iwae_nll']:.2f}" in table.stdout
+    assert re.search(rf"-ELBO +{stored['test_loss']:.2f} ", table.stdout)
+    assert re.search(rf"-log p\(x\), k=50 +{stored['iwae_nll']:.2f} ", table.stdout)
     assert stored["iwae_k"] == 50 and stored["iwae_nll"] < stored["test_loss"] + 0.5
     assert len(stored["kl_per_dim"]) == 2 and 0 <= stored["active_units"] <= 2
 
@@ -283,5 +285,6 @@ def test_evaluate_warns_of_posterior_collapse(tmp_path, capsys):
     capsys.readouterr()
     assert main(["evaluate", str(out), "--samples", "0"]) == 0
     captured = capsys.readouterr()
-    assert "active_units" in captured.out
+    active = json.loads((out / "eval.json").read_text())["active_units"]
+    assert re.search(rf"active units +{active} of 4\n", captured.out)
     assert "latent units are active" in captured.err and "collapsed to the prior" in captured.err

@@ -2,6 +2,7 @@
 
 import json
 import math
+import re
 
 import pytest
 import torch
@@ -14,6 +15,7 @@ from vaekit.evaluate import (
     bits_per_dim,
     elbo_terms,
     evaluate_run,
+    format_result,
     iwae_nll,
     latent_statistics,
     reconstruction_errors,
@@ -86,6 +88,13 @@ def test_val_split_is_added_beside_the_test_figures(trained_run):
     assert {"test_loss", "val_loss"} <= set(stored) and stored["test_n_images"] == 359
     last_epoch = json.loads((trained_run / "metrics.jsonl").read_text().splitlines()[-1])
     assert abs(stored["val_loss"] - last_epoch["val_loss"]) < 1e-4
+
+
+def test_val_bits_per_dim_of_the_elbo_and_of_the_likelihood_estimate_are_both_kept(trained_run):
+    result = evaluate_run(trained_run, split="val", device="cpu", iwae_k=20, write=False)
+    assert result["val_bits_per_dim"] == pytest.approx(result["val_loss"] / (64 * math.log(2)))
+    assert result["val_iwae_bits_per_dim"] == pytest.approx(result["val_iwae_nll"] / (64 * math.log(2)))
+    assert result["val_iwae_bits_per_dim"] < result["val_bits_per_dim"]
 
 
 def test_elbo_terms_does_not_touch_the_global_rng(trained_run):
@@ -181,3 +190,34 @@ def test_latent_statistics_find_unused_units():
 
 def test_bits_per_dim():
     assert bits_per_dim(784 * math.log(2), (1, 28, 28)) == pytest.approx(1.0)
+
+
+def test_the_terminal_table_labels_every_figure_and_hides_none():
+    result = {
+        "val_loss": 101.5, "val_recon": 80.25, "val_kl": 21.25, "val_n_images": 1200, "epochs_trained": 7,
+        "val_bits_per_dim": 0.18, "val_recon_bce": 79.5, "val_recon_mse": 0.0125,
+        "val_active_units": 3, "val_kl_per_dim": [1.5, 0.25, 0.125, 0.0],
+        "val_iwae_nll": 99.75, "val_iwae_k": 100, "val_iwae_bits_per_dim": 0.17, "val_perplexity": 55.5,
+        "val_frechet_distance": 12.5, "val_class_histogram": [3, 0, 7], "val_mode_coverage": 2,
+        "val_class_tv_distance": 0.25, "val_quality_samples": 10, "val_classifier_test_accuracy": 0.99,
+    }  # fmt: skip
+    table = format_result(result, split="val")
+    lines = table.splitlines()
+    assert lines[0] == "val split: 1,200 images, after 7 epochs"
+    expected = [
+        r"-ELBO +101\.50 +0\.1800 bits/dim +recon 80\.25 \+ kl 21\.25$",
+        r"-log p\(x\), k=100 +99\.75 +0\.1700 bits/dim$",
+        r"BCE per image +79\.50$",
+        r"MSE per pixel +0\.0125$",
+        r"active units +3 of 4$",
+        r"KL per dimension +1\.50 0\.25 0\.12 0\.00$",
+        r"Frechet distance +12\.50$",
+        r"samples per class +0:3 1:0 2:7$",
+        r"mode coverage +2 of 3 classes$",
+        r"class mix distance \(TV\) +0\.2500$",
+        r"sample quality \(10 samples; the classifier is 99\.00% accurate",
+        # figures the table has no place for are listed under their eval.json names
+        r"val_perplexity +55\.50$",
+    ]
+    for pattern in expected:
+        assert any(re.search(pattern, line) for line in lines), (pattern, table)

@@ -235,7 +235,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(result, indent=2))
     else:
-        print(format_result(result))
+        print(format_result(result, args.split))
     warning = collapse_warning(result, read_run_config(Path(args.run))["model"]["latent_dim"])
     if warning:
         print(warning, file=sys.stderr)

@@ -154,6 +154,12 @@ def bits_per_dim(nats_per_image: float, image_shape: tuple[int, ...]) -> float:
     return nats_per_image / (math.prod(image_shape) * math.log(2))
 
 
+def nll_bits_key(split: str) -> str:
+    """The eval.json key of -log p(x) in bits per dimension: ``bits_per_dim`` for the test split, and
+    ``val_iwae_bits_per_dim`` for val, whose ``val_bits_per_dim`` is already its -ELBO's."""
+    return "bits_per_dim" if split == "test" else f"{split}_iwae_bits_per_dim"
+
+
 def eval_options(train_config: dict[str, Any]) -> dict[str, Any]:
     """The ``model.loss`` options an evaluation of a run uses: its IWAE k, if it trained on that bound."""
     if train_config.get("objective") == "iwae":
@@ -214,12 +220,12 @@ def evaluate_run(
     image), ``{split}_n_images``, ``epochs_trained``, ``{split}_bits_per_dim`` (of the negative ELBO),
     ``{split}_recon_bce`` and ``{split}_recon_mse``; for Gaussian-latent models ``active_units`` and
     ``kl_per_dim``, and with ``iwae_k`` > 0 the importance-sampled ``iwae_nll`` (nats per image,
-    k = ``iwae_k``) and its ``bits_per_dim``. With ``samples`` > 0, the sample quality of that many
-    samples against the split's images (see ``quality.sample_quality``: ``frechet_distance``,
-    ``class_histogram``, ``mode_coverage``, ``class_tv_distance``, conditional models
-    ``label_accuracy``) and the measuring classifier's ``classifier_test_accuracy``. Keys without a
-    split prefix are the test split's; a val evaluation prefixes them with ``val_``. ``log`` gets notes
-    (training the classifier, a model that cannot sample yet).
+    k = ``iwae_k``) and its ``bits_per_dim`` (see ``nll_bits_key``). With ``samples`` > 0, the sample
+    quality of that many samples against the split's images (see ``quality.sample_quality``:
+    ``frechet_distance``, ``class_histogram``, ``mode_coverage``, ``class_tv_distance``, conditional
+    models ``label_accuracy``) and the measuring classifier's ``classifier_test_accuracy``. Keys
+    without a split prefix are the test split's; a val evaluation prefixes them with ``val_``. ``log``
+    gets notes (training the classifier, a model that cannot sample yet).
     """
     run = Path(run)
     config = read_run_config(run)
@@ -227,6 +233,8 @@ def evaluate_run(
     images = run_split(config, split, dataset=dataset)
     dev = resolve_device(device)
     model = load(run, device=dev)
+    if iwae_k and not isinstance(model, GaussianVAE):
+        raise VaekitError(f"--iwae-k applies to the Gaussian-latent models, not {model.name}")
     x, labels = images.as_float(dev), images.labels.to(dev)
     if config["train"].get("binarize", "none") != "none":  # the same fixed binary images as training saw
         x = binarize(x, split)
@@ -246,11 +254,9 @@ def evaluate_run(
                 {
                     f"{prefix}iwae_nll": nll,
                     f"{prefix}iwae_k": iwae_k,
-                    f"{prefix}bits_per_dim": bits_per_dim(nll, model.image_shape),
+                    nll_bits_key(split): bits_per_dim(nll, model.image_shape),
                 }
             )
-    elif iwae_k:
-        raise VaekitError(f"--iwae-k applies to the Gaussian-latent models, not {model.name}")
     if samples and not model.can_sample:
         if log:
             log(f"no sample quality: this {model.name} run cannot sample until vaekit train-prior has run")
@@ -277,18 +283,78 @@ def collapse_warning(result: dict[str, Any], latent_dim: int) -> str | None:
     )
 
 
-def format_result(result: dict[str, Any]) -> str:
-    """eval.json entries as an aligned two-column table; lists (kl_per_dim) rounded to 2 decimals."""
+def _text(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4f}" if abs(value) < 10 else f"{value:.2f}"
+    if isinstance(value, list):
+        return " ".join("-" if v is None else f"{v:.2f}" if isinstance(v, float) else str(v) for v in value)
+    return str(value)
+
+
+def format_result(result: dict[str, Any], split: str = "test") -> str:
+    """An evaluation (``evaluate_run``'s result) as a table for people: grouped, labelled, with units.
+
+    Every entry of ``result`` appears: those the table does not know (a model's own terms, say) are listed
+    last under their eval.json names.
+    """
+    shown: set[str] = set()
+
+    def take(key: str) -> Any:
+        shown.add(key)
+        return result.get(key)
+
+    p, q = f"{split}_", "" if split == "test" else f"{split}_"  # per-split terms; latent and sample figures
+    sections: list[tuple[str, list[tuple[str, str]]]] = []
+    rows: list[tuple[str, str]] = []
+    loss, recon, kl = take(p + "loss"), take(p + "recon"), take(p + "kl")
+    bpd = take(p + "bits_per_dim")
+    if loss is not None:
+        parts = f"   recon {recon:.2f} + kl {kl:.2f}" if recon is not None and kl is not None else ""
+        rows.append(("-ELBO", f"{loss:.2f}" + ("" if bpd is None else f"   {bpd:.4f} bits/dim") + parts))
+    nll, k, nll_bpd = take(q + "iwae_nll"), take(q + "iwae_k"), take(nll_bits_key(split))
+    if nll is not None:
+        rows.append((f"-log p(x), k={k}", f"{nll:.2f}   {nll_bpd:.4f} bits/dim"))
+    sections.append(("likelihood (nats per image, lower is better)", rows))
     rows = []
-    for key, value in result.items():
-        if isinstance(value, float):
-            text = f"{value:.4f}" if abs(value) < 10 else f"{value:.2f}"
-        elif isinstance(value, list):
-            text = " ".join(
-                "-" if v is None else f"{v:.2f}" if isinstance(v, float) else str(v) for v in value
-            )
-        else:
-            text = str(value)
-        rows.append((key, text))
-    width = max(len(k) for k, _ in rows)
-    return "\n".join(f"{k.ljust(width)}  {v}" for k, v in rows)
+    for key, label in ((p + "recon_bce", "BCE per image"), (p + "recon_mse", "MSE per pixel")):
+        if take(key) is not None:
+            rows.append((label, _text(result[key])))
+    sections.append(("reconstruction from the posterior mean", rows))
+    rows = []
+    kl_per_dim, active = take(q + "kl_per_dim"), take(q + "active_units")
+    if active is not None:
+        rows.append(("active units", f"{active} of {len(kl_per_dim)}"))
+    if kl_per_dim is not None:
+        rows.append(("KL per dimension", _text(kl_per_dim)))
+    sections.append(("latent", rows))
+    rows = []
+    histogram = take(q + "class_histogram")
+    for key, label in (
+        (q + "frechet_distance", "Frechet distance"),
+        (q + "class_tv_distance", "class mix distance (TV)"),
+    ):
+        if take(key) is not None:
+            rows.append((label, _text(result[key])))
+    if histogram is not None:
+        rows.append(("samples per class", " ".join(f"{c}:{n}" for c, n in enumerate(histogram))))
+        rows.append(("mode coverage", f"{take(q + 'mode_coverage')} of {len(histogram)} classes"))
+    if take(q + "label_accuracy") is not None:
+        rows.append(("label accuracy", f"{result[q + 'label_accuracy']:.1%}"))
+        per_class = take(q + "label_accuracy_per_class")
+        rows.append(("  per class", " ".join("-" if a is None else f"{a:.0%}" for a in per_class)))
+    count, accuracy = take(q + "quality_samples"), take(q + "classifier_test_accuracy")
+    title = "sample quality"
+    if count is not None:
+        title += f" ({count:,} samples; the classifier is {accuracy:.2%} accurate on the test set)"
+    sections.append((title, rows))
+    n, epochs = take(p + "n_images"), take("epochs_trained")
+    rows = [(key, _text(value)) for key, value in result.items() if key not in shown]
+    sections.append(("the model's other figures (eval.json names)", rows))
+
+    labels = [label for _, rows in sections for label, _ in rows]
+    width = max((len(label) for label in labels), default=0)
+    lines = [f"{split} split: {n:,} images" + ("" if epochs is None else f", after {epochs} epochs")]
+    for title, rows in sections:
+        if rows:
+            lines += ["", title] + [f"  {label.ljust(width)}  {text}" for label, text in rows]
+    return "\n".join(lines)
