@@ -101,3 +101,88 @@ def iwae_bound(log_weights: torch.Tensor) -> torch.Tensor:
     Shapes: log_weights [k, B] -> [B], in nats.
     """
     return torch.logsumexp(log_weights, dim=0) - math.log(log_weights.shape[0])
+
+
+# ----------------------------------------------------------------------------------- Gaussian mixtures
+# A mixture p(z) = sum_k pi_k N(z; mu_k, Sigma_k) with full covariances, each given by its Cholesky factor
+# L_k (lower triangular, Sigma_k = L_k L_k^T). The "ex-post density estimation" prior of Ghosh et al. 2020
+# ("From Variational to Deterministic Autoencoders", arXiv:1903.12436, sec. 4) is one such mixture fitted
+# to a trained model's latents; a per-class prior is one mixture per class, stacked along a leading axis.
+
+
+def gaussian_components_log_prob(
+    z: torch.Tensor, means: torch.Tensor, scale_tril: torch.Tensor
+) -> torch.Tensor:
+    """log N(z; mu_k, L_k L_k^T) for every component k at once.
+
+    = -1/2 (D log 2pi + |L_k^-1 (z - mu_k)|^2) - sum_j log L_k[j, j]. The whitening L_k^-1 (z - mu_k) is
+    taken for all components by one matrix product of z with the stacked L_k^-T, so the cost is a GEMM
+    of [N, D] by [D, K D], not K triangular solves per point.
+    Shapes: z [..., D], means [K, D], scale_tril [K, D, D] -> [..., K], in nats.
+    """
+    components, dim = means.shape
+    eye = torch.eye(dim, dtype=scale_tril.dtype, device=scale_tril.device).expand_as(scale_tril)
+    whiten = torch.linalg.solve_triangular(scale_tril, eye, upper=False).transpose(1, 2)  # L_k^-T [K, D, D]
+    flat = z.reshape(-1, dim).to(scale_tril.dtype)
+    y = (flat @ whiten.permute(1, 0, 2).reshape(dim, components * dim)).view(-1, components, dim)
+    y = y - torch.einsum("kd,kde->ke", means, whiten)
+    log_det = scale_tril.diagonal(dim1=1, dim2=2).log().sum(-1)  # log |L_k| = 1/2 log |Sigma_k|
+    log_prob = -0.5 * (dim * LOG_2PI + y.pow(2).sum(-1)) - log_det
+    return log_prob.view(*z.shape[:-1], components)
+
+
+def mixture_log_prob(
+    z: torch.Tensor, log_weights: torch.Tensor, means: torch.Tensor, scale_tril: torch.Tensor
+) -> torch.Tensor:
+    """log p(z) = log sum_k pi_k N(z; mu_k, Sigma_k), by log-sum-exp over the components.
+
+    ``log_weights`` are log pi_k (normalised: logsumexp = 0). Shapes: z [..., D], log_weights [K],
+    means [K, D], scale_tril [K, D, D] -> [...], in nats (in scale_tril's dtype).
+    """
+    return torch.logsumexp(gaussian_components_log_prob(z, means, scale_tril) + log_weights, dim=-1)
+
+
+def class_mixture_log_prob(
+    z: torch.Tensor,
+    class_log_weights: torch.Tensor,
+    log_weights: torch.Tensor,
+    means: torch.Tensor,
+    scale_tril: torch.Tensor,
+    labels: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """A mixture per class: log p(z | y) = log sum_k pi_yk N(z; mu_yk, Sigma_yk), or without ``labels``
+    the marginal log p(z) = log sum_y p(y) p(z | y), itself a mixture of C K components.
+
+    ``class_log_weights`` are log p(y); ``log_weights[y]`` the log pi_yk of class y. Shapes: z [B, D],
+    class_log_weights [C], log_weights [C, K], means [C, K, D], scale_tril [C, K, D, D], labels [B]
+    (long) -> [B], in nats.
+    """
+    classes, components, dim = means.shape
+    per_component = gaussian_components_log_prob(
+        z, means.reshape(-1, dim), scale_tril.reshape(-1, dim, dim)
+    ).view(len(z), classes, components)
+    per_class = torch.logsumexp(per_component + log_weights, dim=-1)  # log p(z | y) [B, C]
+    if labels is None:
+        return torch.logsumexp(per_class + class_log_weights, dim=-1)
+    return per_class.gather(1, labels.view(-1, 1).long()).squeeze(1)
+
+
+def mixture_sample(
+    log_weights: torch.Tensor,
+    means: torch.Tensor,
+    scale_tril: torch.Tensor,
+    groups: torch.Tensor,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """One draw from mixture ``groups[b]`` for each b: pick a component k ~ pi of that mixture, then
+    z = mu_k + L_k eps with eps ~ N(0, I).
+
+    The G mixtures are stacked (G = 1 for one mixture; G = C for a per-class prior). Shapes:
+    log_weights [G, K], means [G, K, D], scale_tril [G, K, D, D], groups [B] (long) -> z [B, D].
+    """
+    probs = log_weights.float().softmax(-1)[groups]  # [B, K]
+    component = torch.multinomial(probs, 1, generator=generator).squeeze(1)
+    eps = torch.randn(
+        len(groups), means.shape[-1], 1, generator=generator, device=means.device, dtype=means.dtype
+    )
+    return means[groups, component] + (scale_tril[groups, component] @ eps).squeeze(-1)
