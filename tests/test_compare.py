@@ -53,10 +53,13 @@ def test_report_shows_each_runs_own_figures_and_pictures(two_runs, tmp_path):
     # parameters: counted from the saved weights
     import vaekit
 
-    assert rows["conv"]["parameters"] == f"{sum(p.numel() for p in vaekit.load(conv).parameters()):,}"
+    conv_model = vaekit.load(conv)
+    prior_size = sum(t.numel() for t in conv_model.prior.buffers())  # the fitted mixture, counted apart
+    own = sum(p.numel() for p in conv_model.parameters())
+    assert rows["conv"]["parameters"] == f"{own:,} + prior {prior_size:,}"
     # the Markdown's pictures are copies of each run's last grids
     for run, kind in ((mlp, "samples"), (conv, "reconstructions")):
-        grid = f"{kind}/epoch_002.png"
+        grid = "samples/prior.png" if kind == "samples" else f"{kind}/epoch_002.png"  # as vaekit sample draws
         link = re.search(rf"\]\((images/[^)]*{run.name}-{kind}\.png)\)", markdown).group(1)
         assert (written["markdown"].parent / link).read_bytes() == (run / grid).read_bytes()
 
@@ -69,7 +72,7 @@ def test_html_report_is_self_contained(two_runs, tmp_path):
     assert len(sources) == 5  # loss curves, two sample grids, two reconstruction grids
     assert all(s.startswith("data:image/png;base64,") for s in sources)
     decoded = [base64.b64decode(s.split(",", 1)[1]) for s in sources]
-    assert (mlp / "samples" / "epoch_002.png").read_bytes() in decoded
+    assert (mlp / "samples" / "prior.png").read_bytes() in decoded  # samples from the fitted prior
     assert (conv / "reconstructions" / "epoch_002.png").read_bytes() in decoded
     assert page.count("<tr>") == 3 and "<th>Frechet distance</th>" in page
 
@@ -88,8 +91,9 @@ def test_conditional_runs_add_label_accuracy_and_evaluate_fills_the_table(tmp_pa
     written = compare_runs([out], out=tmp_path / "report", evaluate=True, samples=400)
     figures = json.loads((out / "eval.json").read_text())
     row = table(written["markdown"].read_text())["cvae"]
-    assert row["label accuracy"] == f"{figures['label_accuracy']:.1%}"
-    assert row["Frechet distance"] == f"{figures['frechet_distance']:.2f}"
+    assert row["label accuracy"] == f"{figures['fitted_label_accuracy']:.1%}"  # from the fitted prior
+    assert row["Frechet distance"] == f"{figures['frechet_distance']:.2f}"  # z ~ N(0, I)
+    assert row["Frechet, fitted prior"] == f"{figures['fitted_frechet_distance']:.2f}"
 
 
 def test_runs_of_different_datasets_and_shared_names_are_flagged(trained_run, tmp_path, tiny_mnist):

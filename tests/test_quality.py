@@ -126,7 +126,10 @@ class ImagePool:
     def sample_labels(self, n, label):
         return torch.arange(n) * self.num_classes // n if self.conditional else None
 
-    def sample(self, n, label=None, generator=None):
+    def samples_by_class(self, prior=None):
+        return self.conditional
+
+    def sample(self, n, label=None, generator=None, prior=None):
         pool = torch.arange(len(self.images))
         if label is not None:
             pool = pool[self.labels == (label + self.offset) % 10]
@@ -181,8 +184,12 @@ def test_evaluate_run_measures_the_samples_of_a_trained_cvae(tmp_path, digits_cl
     # the terminal table shows them
     assert main(["evaluate", str(out), "--samples", "1000"]) == 0
     table = capsys.readouterr().out
-    assert re.search(rf"Frechet distance +{stored['frechet_distance']:.2f}\n", table)
-    assert re.search(rf"label accuracy +{stored['label_accuracy']:.1%}\n", table)
+    # side by side: z ~ N(0, I), then the fitted prior
+    fd, fitted_fd = stored["frechet_distance"], stored["fitted_frechet_distance"]
+    assert re.search(rf"Frechet distance +{fd:.2f} +{fitted_fd:.2f}\n", table)
+    accuracy, fitted_accuracy = stored["label_accuracy"], stored["fitted_label_accuracy"]
+    assert re.search(rf"label accuracy +{accuracy:.1%} +{fitted_accuracy:.1%}\n", table)
+    assert re.search(rf"label swap test +{stored['label_swap_accuracy']:.1%} of latents", table)
     assert " ".join(f"{c}:{n}" for c, n in enumerate(stored["class_histogram"])) in table
 
 

@@ -36,8 +36,17 @@ def test_corrupt_weights(trained_run):
 def test_weights_that_do_not_match_the_config(trained_run):
     config = json.loads((trained_run / "config.json").read_text())
     config["model"]["latent_dim"] = 5
+    del config["model"]["prior"]
     (trained_run / "config.json").write_text(json.dumps(config))
     with pytest.raises(VaekitError, match="do not match its config"):
+        vaekit.load(trained_run)
+
+
+def test_a_fitted_prior_that_does_not_match_the_model_is_refused(trained_run):
+    config = json.loads((trained_run / "config.json").read_text())
+    config["model"]["prior"]["latent_dim"] = 5
+    (trained_run / "config.json").write_text(json.dumps(config))
+    with pytest.raises(VaekitError, match="the prior is over 5-D latents; this mlp model's are 2-D"):
         vaekit.load(trained_run)
 
 

@@ -46,6 +46,7 @@ def test_run_folder_layout(tmp_path):
         "eval.json",
         "samples/epoch_001.png",
         "samples/epoch_002.png",
+        "samples/prior.png",
         "reconstructions/epoch_002.png",
         "checkpoints/last.pt",
         "checkpoints/epoch_001.pt",
@@ -61,6 +62,8 @@ def test_run_folder_layout(tmp_path):
         "hidden": [32],
         "likelihood": "bernoulli",
         "decoder_std": None,
+        # fitted at the end of training: a mixture of 8 Gaussians per digit over the 2-D latents
+        "prior": {"kind": "gaussian_mixture", "latent_dim": 2, "components": 8, "num_classes": 10},
     }
     assert config["torch_version"] == torch.__version__ and config["vaekit_version"]
     assert config["data"]["data_dir"] == os.environ["VAEKIT_DATA"]  # the default, resolved
@@ -85,7 +88,7 @@ def test_resume_extends_a_finished_run_exactly(tmp_path):
     quiet_trainer(tiny_config(epochs=1), tmp_path / "resumed").run()
     resume(tmp_path / "resumed", epochs=3, progress=False, log=lambda line: None)
     assert_same_run(tmp_path / "straight", tmp_path / "resumed")
-    assert len(list((tmp_path / "resumed" / "samples").iterdir())) == 3
+    assert len(list((tmp_path / "resumed" / "samples").glob("epoch_*.png"))) == 3
 
 
 def test_ctrl_c_saves_the_position_inside_the_epoch_and_resume_is_exact(tmp_path):

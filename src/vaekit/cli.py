@@ -15,7 +15,7 @@ from vaekit.data import BINARIZE, DATASETS
 from vaekit.devices import DEVICES, resolve_device
 from vaekit.errors import VaekitError
 from vaekit.models import MODELS
-from vaekit.models.base import LIKELIHOODS, OBJECTIVES, PRECISIONS
+from vaekit.models.base import LIKELIHOODS, OBJECTIVES, PRECISIONS, PRIORS
 
 EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
 
@@ -138,6 +138,16 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--device", choices=DEVICES, help="auto (default), cpu, cuda or mps")
     p.add_argument("--save-every", type=_positive_int, help="keep checkpoints/epoch_NNN.pt every N epochs")
+    p.add_argument(
+        "--no-fit-prior",
+        dest="fit_prior",
+        action="store_false",
+        default=None,
+        help="do not end by fitting the Gaussian mixture prior that vaekit sample draws from",
+    )
+    p.add_argument(
+        "--prior-components", type=_positive_int, help="mixture components of the fitted prior, per class (8)"
+    )
     p.add_argument("--out", help="run folder (default runs/<dataset>-<model>-<time>)")
     group = p.add_mutually_exclusive_group()
     group.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
@@ -191,12 +201,12 @@ def _sample(args: argparse.Namespace) -> int:
     if model.conditional and args.label is None:
         # one row per class, as many columns as --n allows (8 by default)
         per_class = math.ceil(args.n / model.num_classes) if args.n is not None else 8
-        images = model.sample(per_class * model.num_classes, generator=generator)
+        images = model.sample(per_class * model.num_classes, generator=generator, prior=args.prior)
         plots.save_grid(images, args.out, ncol=per_class)
         what = f"{per_class} samples of each of the {model.num_classes} classes"
     else:
         n = args.n if args.n is not None else 64
-        plots.save_grid(model.sample(n, label=args.label, generator=generator), args.out)
+        plots.save_grid(model.sample(n, label=args.label, generator=generator, prior=args.prior), args.out)
         what = f"{n} samples" + (f" of class {args.label}" if args.label is not None else "")
     print(f"{what} written to {args.out}")
     return 0
@@ -294,19 +304,29 @@ def _compare(args: argparse.Namespace) -> int:
 
 
 def _train_prior(args: argparse.Namespace) -> int:
-    from vaekit.train_prior import train_prior
+    from vaekit.saving import read_run_config
+    from vaekit.train_prior import fit_run_prior, train_prior
 
-    train_prior(
-        args.run,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        seed=args.seed,
-        width=args.width,
-        depth=args.depth,
-        device=args.device,
-        overwrite=args.overwrite,
-        progress=False if args.no_progress else None,
+    options = vars(args)
+    code_options = ("epochs", "batch_size", "lr", "width", "depth")
+    if read_run_config(Path(args.run))["model"].get("name") == "vqvae":
+        for name in ("components", "classes"):
+            if options[name] is not None:
+                raise VaekitError(f"--{name} applies to Gaussian-latent runs (a mixture prior), not vqvae")
+        given = {k: options[k] for k in code_options if options[k] is not None}
+        progress = False if args.no_progress else None
+        train_prior(
+            args.run, seed=args.seed, device=args.device, overwrite=args.overwrite, progress=progress, **given
+        )
+        return 0
+    for name in code_options:
+        if options[name] is not None:
+            raise VaekitError(
+                f"--{name.replace('_', '-')} applies to a vqvae's prior over codes, not a mixture"
+            )
+    per_class = {None: None, "yes": True, "no": False}[args.classes]
+    fit_run_prior(
+        args.run, args.components, per_class, seed=args.seed, device=args.device, overwrite=args.overwrite
     )
     return 0
 
@@ -320,7 +340,14 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train(sub)
     p = _add_run_command(sub, "sample", "draw new images from a trained model into a PNG grid")
     p.add_argument("--n", type=_positive_int, help="number of images (default 64; cvae: 8 per class)")
-    p.add_argument("--label", type=_non_negative_int, help="class to draw, for a conditional model (cvae)")
+    p.add_argument(
+        "--label",
+        type=_non_negative_int,
+        help="class to draw (a cvae, or a model whose fitted prior has classes)",
+    )
+    p.add_argument(
+        "--prior", choices=PRIORS, help="fitted (default, if the run has one) or standard: z ~ N(0, I)"
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of the latent draws (default 0)")
     p.add_argument("--out", default="samples.png", help="PNG file (default samples.png)")
     p.set_defaults(func=_sample)
@@ -398,15 +425,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", help="data folder, if not where the runs found it")
     p.add_argument("--device", choices=DEVICES, default="auto")
     p.set_defaults(func=_compare)
-    p = _add_run_command(sub, "train-prior", "fit the autoregressive prior of a vqvae run, so it can sample")
-    p.add_argument(
-        "--epochs", type=_positive_int, default=20, help="epochs over the training codes (default 20)"
+    p = _add_run_command(
+        sub,
+        "train-prior",
+        "fit a run's prior: Gaussian mixtures over its training latents (mlp, conv, cvae), or a vqvae's "
+        "autoregressive prior over codes",
     )
-    p.add_argument("--batch-size", type=_positive_int, default=128, help="code grids per step (default 128)")
-    p.add_argument("--lr", type=_positive_float, default=1e-3, help="Adam learning rate (default 1e-3)")
+    p.add_argument(
+        "--components", type=_positive_int, help="mixture components, per class (default 8; 40 in all)"
+    )
+    p.add_argument(
+        "--classes",
+        choices=("yes", "no"),
+        help="one mixture per class (default: yes if the images have labels)",
+    )
+    p.add_argument("--epochs", type=_positive_int, help="vqvae: epochs over the training codes (default 20)")
+    p.add_argument("--batch-size", type=_positive_int, help="vqvae: code grids per step (default 128)")
+    p.add_argument("--lr", type=_positive_float, help="vqvae: Adam learning rate (default 1e-3)")
+    p.add_argument("--width", type=_positive_int, help="vqvae: transformer width, a multiple of 4 (64)")
+    p.add_argument("--depth", type=_positive_int, help="vqvae: transformer blocks (default 2)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    p.add_argument("--width", type=_positive_int, default=64, help="transformer width, a multiple of 4 (64)")
-    p.add_argument("--depth", type=_positive_int, default=2, help="transformer blocks (default 2)")
     p.add_argument("--overwrite", action="store_true", help="replace the run's existing prior")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_train_prior)

@@ -17,7 +17,6 @@ from vaekit.data import Dataset, ImageSet, binarize, load_dataset, split_train_v
 from vaekit.devices import resolve_device
 from vaekit.errors import VaekitError
 from vaekit.models import VAE, GaussianVAE
-from vaekit.models.maths import gaussian_kl_per_dim
 from vaekit.saving import load, read_run_config
 
 
@@ -84,6 +83,7 @@ def iwae_nll(
     k: int = 5000,
     seed: int = 0,
     max_decodes: int = 1024,
+    prior: str = "standard",
 ) -> torch.Tensor:
     """Importance-sampled estimate of -log p(x) per image: -L_k with k draws z_i ~ q(z|x) (Burda et al. 2015).
 
@@ -92,7 +92,9 @@ def iwae_nll(
     the CPU's cache: 1,024 ran 2.1x faster than 32,768 for the MLP VAE), combined by a running
     log-sum-exp, so memory stays bounded whatever k is and nothing underflows. In expectation -L_k is
     above -log p(x), falls with k and is at most the negative ELBO. Draws come from a generator seeded
-    with ``seed`` (the global RNG is untouched). Shapes: images [N, C, H, W] -> [N], nats, float64.
+    with ``seed`` (the global RNG is untouched). ``prior`` is p(z) in the weights: "standard", the one
+    the model was trained with, or "fitted", its fitted mixture (a different generative model, whose
+    -log p(x) this then estimates). Shapes: images [N, C, H, W] -> [N], nats, float64.
     """
     if k < 1:
         raise VaekitError(f"the number of importance samples must be >= 1, got {k}")
@@ -108,7 +110,9 @@ def iwae_nll(
         posterior = tuple(t.float() for t in model.encode(x, y))
         total = torch.full((len(x),), -math.inf, dtype=torch.float64, device=x.device)
         for done in range(0, k, chunk):
-            log_w, _ = model.log_weights(x, y, min(chunk, k - done), generator, posterior=posterior)
+            log_w, _ = model.log_weights(
+                x, y, min(chunk, k - done), generator, posterior=posterior, prior=prior
+            )
             total = torch.logaddexp(total, torch.logsumexp(log_w.double(), dim=0))
         out[start : start + len(x)] = -(total - math.log(k))
     model.train(was_training)
@@ -127,7 +131,8 @@ def latent_statistics(
 
     A unit u is active when Cov_x(E_q(u|x)[u]) > ``threshold`` (Burda et al. 2015, sec. 5.2: the posterior
     mean moves with the input); a unit whose mean does not is unused by the model (posterior collapse).
-    ``kl_per_dim``: KL(q(z_j|x) || N(0, 1)) averaged over the images, nats, one per dimension.
+    ``kl_per_dim``: KL(q(z_j|x) || p(z_j)) against the trained prior (N(0, 1), or a conditional model's
+    N(m_yj, 1)) averaged over the images, nats, one per dimension.
     """
     was_training = model.training
     model.eval()
@@ -136,7 +141,7 @@ def latent_statistics(
         y = None if labels is None else labels[start : start + batch_size]
         mu, logvar = (t.float() for t in model.encode(images[start : start + batch_size], y))
         means.append(mu.double())
-        kls.append(gaussian_kl_per_dim(mu, logvar).double().sum(0))
+        kls.append(model.kl_per_dim(mu, logvar, y).double().sum(0))
     model.train(was_training)
     mu = torch.cat(means)
     variance = mu.var(dim=0, unbiased=False)
@@ -257,16 +262,28 @@ def evaluate_run(
                     nll_bits_key(split): bits_per_dim(nll, model.image_shape),
                 }
             )
+            if model.prior is not None:  # the same estimate with the fitted mixture as p(z)
+                fitted = iwae_nll(model, x, labels, k=iwae_k, seed=seed, prior="fitted").mean().item()
+                result[f"{prefix}fitted_iwae_nll"] = fitted
     if samples and not model.can_sample:
         if log:
             log(f"no sample quality: this {model.name} run cannot sample until vaekit train-prior has run")
     elif samples:
-        from vaekit.quality import load_classifier, sample_quality
+        from vaekit.quality import label_swap_accuracy, load_classifier, sample_quality
 
         classifier, info = load_classifier(dataset, device=dev, log=log)
-        quality = sample_quality(model, classifier, images, n_samples=samples, seed=seed)
-        quality["classifier_test_accuracy"] = info["test_accuracy"]
-        result.update({f"{prefix}{k}": v for k, v in quality.items()})
+        # A Gaussian-latent model is measured with N(0, I) (unprefixed keys) and with its fitted prior
+        # (fitted_*); a vqvae with its prior over codes, the only one it has.
+        priors = [("", "standard" if isinstance(model, GaussianVAE) else None)]
+        if isinstance(model, GaussianVAE) and model.prior is not None:
+            priors.append(("fitted_", "fitted"))
+        for key_prefix, prior in priors:
+            quality = sample_quality(model, classifier, images, n_samples=samples, seed=seed, prior=prior)
+            result.update({f"{prefix}{key_prefix}{k}": v for k, v in quality.items()})
+        result[f"{prefix}classifier_test_accuracy"] = info["test_accuracy"]
+        if model.conditional:
+            swap = label_swap_accuracy(model, classifier, images, seed=seed)
+            result.update({f"{prefix}{k}": v for k, v in swap.items()})
     if write:
         write_eval(run / "eval.json", result)
     return result
@@ -289,6 +306,10 @@ def _text(value: Any) -> str:
     if isinstance(value, list):
         return " ".join("-" if v is None else f"{v:.2f}" if isinstance(v, float) else str(v) for v in value)
     return str(value)
+
+
+def _percentages(values: list[float | None]) -> str:
+    return " ".join("-" if a is None else f"{a:.0%}" for a in values)
 
 
 def format_result(result: dict[str, Any], split: str = "test") -> str:
@@ -314,6 +335,9 @@ def format_result(result: dict[str, Any], split: str = "test") -> str:
     nll, k, nll_bpd = take(q + "iwae_nll"), take(q + "iwae_k"), take(nll_bits_key(split))
     if nll is not None:
         rows.append((f"-log p(x), k={k}", f"{nll:.2f}   {nll_bpd:.4f} bits/dim"))
+    fitted_nll = take(q + "fitted_iwae_nll")
+    if fitted_nll is not None:
+        rows.append(("  with the fitted prior", f"{fitted_nll:.2f}   (p(z) = the fitted mixture, same k)"))
     sections.append(("likelihood (nats per image, lower is better)", rows))
     rows = []
     for key, label in ((p + "recon_bce", "BCE per image"), (p + "recon_mse", "MSE per pixel")):
@@ -328,24 +352,41 @@ def format_result(result: dict[str, Any], split: str = "test") -> str:
         rows.append(("KL per dimension", _text(kl_per_dim)))
     sections.append(("latent", rows))
     rows = []
-    histogram = take(q + "class_histogram")
-    for key, label in (
-        (q + "frechet_distance", "Frechet distance"),
-        (q + "class_tv_distance", "class mix distance (TV)"),
-    ):
-        if take(key) is not None:
-            rows.append((label, _text(result[key])))
-    if histogram is not None:
-        rows.append(("samples per class", " ".join(f"{c}:{n}" for c, n in enumerate(histogram))))
-        rows.append(("mode coverage", f"{take(q + 'mode_coverage')} of {len(histogram)} classes"))
-    if take(q + "label_accuracy") is not None:
-        rows.append(("label accuracy", f"{result[q + 'label_accuracy']:.1%}"))
-        per_class = take(q + "label_accuracy_per_class")
-        rows.append(("  per class", " ".join("-" if a is None else f"{a:.0%}" for a in per_class)))
+    # One column per prior the samples came from: N(0, I) (or a vqvae's code prior) and the fitted one.
+    columns = [(q, "N(0, I)")] + (
+        [(q + "fitted_", "fitted prior")] if q + "fitted_frechet_distance" in result else []
+    )
+
+    def row(label: str, key: str, show: Callable[[Any], str]) -> None:
+        values = [take(prefix + key) for prefix, _ in columns]
+        if any(v is not None for v in values):
+            rows.append((label, "".join(("-" if v is None else show(v)).ljust(18) for v in values).rstrip()))
+
+    if len(columns) > 1:
+        rows.append(("", "".join(title.ljust(18) for _, title in columns).rstrip()))
+    row("Frechet distance", "frechet_distance", _text)
+    row("class mix distance (TV)", "class_tv_distance", _text)
+    row("mode coverage", "mode_coverage", lambda v: f"{v} of {len(result[q + 'class_histogram'])} classes")
+    row("label accuracy", "label_accuracy", lambda v: f"{v:.1%}")
+    for prefix, title in columns:
+        histogram = take(prefix + "class_histogram")
+        if histogram is not None:
+            where = f" ({title})" if len(columns) > 1 else ""
+            rows.append((f"samples per class{where}", " ".join(f"{c}:{n}" for c, n in enumerate(histogram))))
+        per_class = take(prefix + "label_accuracy_per_class")
+        if per_class is not None:
+            where = f" ({title})" if len(columns) > 1 else ""
+            rows.append((f"label accuracy per class{where}", _percentages(per_class)))
+    swap = take(q + "label_swap_accuracy")
+    if swap is not None:
+        rows.append(("label swap test", f"{swap:.1%} of latents decoded with another label show it"))
+        rows.append(("  per new label", _percentages(take(q + "label_swap_accuracy_per_class"))))
     count, accuracy = take(q + "quality_samples"), take(q + "classifier_test_accuracy")
+    take(q + "fitted_quality_samples")
     title = "sample quality"
     if count is not None:
-        title += f" ({count:,} samples; the classifier is {accuracy:.2%} accurate on the test set)"
+        each = " each" if len(columns) > 1 else ""
+        title += f" ({count:,} samples{each}; the classifier is {accuracy:.2%} accurate on the test set)"
     sections.append((title, rows))
     n, epochs = take(p + "n_images"), take("epochs_trained")
     rows = [(key, _text(value)) for key, value in result.items() if key not in shown]

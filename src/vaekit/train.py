@@ -75,6 +75,8 @@ class TrainConfig:
     early_stopping: int = 0
     device: str = "auto"
     save_every: int = 0
+    fit_prior: bool = True  # Gaussian-latent models: fit a mixture prior to the training latents at the end
+    prior_components: int | None = None  # per class (None: vaekit.train_prior.DEFAULT_COMPONENTS)
 
     def validate(self) -> None:
         """Refuse bad values and options that do not apply to the model; fills in the IWAE k."""
@@ -117,6 +119,14 @@ class TrainConfig:
             raise VaekitError(f"early stopping patience must be an integer >= 0, got {self.early_stopping!r}")
         if self.early_stopping and self.val_fraction == 0:
             raise VaekitError("--early-stopping watches the validation loss: it needs --val-fraction > 0")
+        if self.prior_components is not None and (
+            isinstance(self.prior_components, bool)
+            or not isinstance(self.prior_components, int)
+            or self.prior_components < 1
+        ):
+            raise VaekitError(f"prior components must be an integer >= 1, got {self.prior_components!r}")
+        if self.prior_components is not None and not self.fit_prior:
+            raise VaekitError("--prior-components applies only when training ends by fitting the prior")
         if self.save_every < 0:
             raise VaekitError(f"save every must be >= 0 epochs, got {self.save_every!r}")
         if self.binarize not in BINARIZE:
@@ -307,9 +317,11 @@ class Trainer:
             config_of_model = model_config(config, dataset.image_shape, dataset.num_classes)
         else:
             config_of_model = json.loads(checkpoint["config"])["model"]
-        # A VQ-VAE's prior (vaekit train-prior) is fitted to codes that further training changes.
-        self.drops_prior = checkpoint is not None and bool(read_run_config(Path(out))["model"].get("prior"))
         self.model: VAE = build_model(config_of_model).to(self.device)
+        # A fitted prior (vaekit train-prior, or the end of training) belongs to latents that further
+        # training changes: a resumed run starts without it, and refits it at the end if it can.
+        had_prior = checkpoint is not None and bool(read_run_config(Path(out))["model"].get("prior"))
+        self.drops_prior = had_prior and not self.refits_prior
         self.optimizer = _adam(self.model, config.lr)
         self.shuffle = torch.Generator().manual_seed(config.seed)
         self.x_train, self.y_train = train_set.as_float(self.device), train_set.labels.to(self.device)
@@ -321,6 +333,7 @@ class Trainer:
             self.x_train = binarize(self.x_train, "train")
         self.counts = {"n_train": len(train_set), "n_val": len(val_set), "n_test": len(dataset.test)}
         self.dataset_name = dataset.name
+        self.num_classes = dataset.num_classes
         self.eval_options = eval_options(asdict(config))
         # Fixed images for the per-epoch reconstructions, so that progress is visible across epochs.
         self.grid_images = (self.x_val if len(val_set) else self.x_train)[:N_RECON]
@@ -442,8 +455,44 @@ class Trainer:
             state, _ = read_safetensors(self.run_dir.model)
             self.model.load_state_dict(state)
         result = self.evaluate_test()
+        if self.refits_prior:
+            self.fit_prior()
         self.log(f"run saved in {self.run_dir.path}")
         return result
+
+    @property
+    def refits_prior(self) -> bool:
+        return self.config.fit_prior and isinstance(self.model, GaussianVAE)
+
+    def fit_prior(self) -> None:
+        """Fit the mixture prior to the training latents and save the run with it (see train_prior)."""
+        from vaekit.train_prior import (
+            check_mixture_settings,
+            describe_mixture,
+            fit_mixture_prior,
+            save_run_with_prior,
+        )
+
+        assert isinstance(self.model, GaussianVAE)
+        x = binarize(self.x_train, "train") if self.config.binarize == "dynamic" else self.x_train
+        classes = self.num_classes
+        try:
+            components, per_class = check_mixture_settings(self.config.prior_components, None, classes)
+            if per_class:  # a tiny dataset: no more components than the rarest class has images
+                smallest = int(torch.bincount(self.y_train, minlength=classes).min())
+                if 0 < smallest < components:
+                    self.log(
+                        f"note: {components} prior components per class, but a class has {smallest} images"
+                    )
+                    components = smallest
+            info = fit_mixture_prior(
+                self.model, x, self.y_train, classes, components, per_class, self.config.seed
+            )
+        except VaekitError as exc:
+            self.log(f"note: no prior fitted ({exc}); samples come from N(0, I)")
+            return
+        save_run_with_prior(self.run_dir.path, self.model, self.run_config(), self.config.seed)
+        self.log(describe_mixture(info) + "; vaekit sample draws from it")
 
     @property
     def stopped_early(self) -> bool:

@@ -1,4 +1,8 @@
-"""The second stage of a VQ-VAE run: fit a CodePrior to the code grids of the run's training images.
+"""The second stage of a run: fit a prior to the latents of the run's training images.
+
+A Gaussian-latent model (mlp, conv, cvae) gets a MixturePrior: Gaussian mixtures over the posterior means
+of the training images, one per class where the images have labels (seconds of work; ``vaekit train``
+ends with it). A VQ-VAE gets a CodePrior, an autoregressive transformer over its code grids:
 
 van den Oord et al. 2017 (arXiv:1711.00937, sec. 3.2) train the autoencoder first with a uniform prior,
 then fit an autoregressive prior to the codes of the training set, with the autoencoder frozen. So the
@@ -23,16 +27,139 @@ from tqdm import tqdm
 
 from vaekit import plots
 from vaekit.atomic import write_json, write_text
-from vaekit.data import ImageSet, load_dataset, split_train_val
+from vaekit.data import ImageSet, binarize, load_dataset, split_train_val
 from vaekit.devices import resolve_device
 from vaekit.errors import VaekitError
 from vaekit.evaluate import evaluate_run
+from vaekit.models import VAE, GaussianVAE
+from vaekit.models.mixture import MixturePrior
 from vaekit.models.prior import CodePrior
 from vaekit.models.vqvae import VQVAE
 from vaekit.saving import load, read_run_config, save_model
 
 PRIOR_HEADS = 4
-N_SAMPLES = 64  # samples/prior.png: an 8 x 8 grid
+N_SAMPLES = 64  # samples/prior.png: an 8 x 8 grid (a conditional model: a row per class)
+# Mixture components per class (or in all, for a prior without classes); chosen by benchmarks/priors.py.
+DEFAULT_COMPONENTS = {True: 8, False: 40}
+
+
+@torch.no_grad()
+def posterior_means(
+    model: GaussianVAE, x: torch.Tensor, labels: torch.Tensor | None, batch_size: int = 1000
+) -> torch.Tensor:
+    """E_q(z|x)[z] of images x [N, C, H, W] under the model in eval mode -> [N, latent_dim], float32."""
+    model.eval()
+    chunks = []
+    for start in range(0, len(x), batch_size):
+        y = None if labels is None else labels[start : start + batch_size]
+        chunks.append(model.encode(x[start : start + batch_size], y)[0].float())
+    return torch.cat(chunks) if chunks else torch.zeros(0, model.latent_dim, device=x.device)
+
+
+def check_mixture_settings(components: Any, per_class: bool | None, num_classes: int) -> tuple[int, bool]:
+    """Resolve a mixture prior's settings: (components, per_class). ``per_class`` None means per class
+    whenever the images have labels; ``components`` None the measured default."""
+    if per_class and num_classes == 0:
+        raise VaekitError("the run's training images have no labels: a per-class prior cannot be fitted")
+    per_class = num_classes > 0 if per_class is None else per_class
+    components = DEFAULT_COMPONENTS[per_class] if components is None else components
+    if isinstance(components, bool) or not isinstance(components, int) or components < 1:
+        raise VaekitError(f"mixture components must be an integer >= 1, got {components!r}")
+    return components, per_class
+
+
+def fit_mixture_prior(
+    model: GaussianVAE,
+    x: torch.Tensor,
+    labels: torch.Tensor,
+    num_classes: int,
+    components: int | None = None,
+    per_class: bool | None = None,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Fit a MixturePrior to the posterior means of images x (with their ``labels``, of ``num_classes``;
+    0 for none) and attach it to ``model``. Returns what was fitted: ``components``, ``classes`` (0:
+    one mixture), ``latents``, ``seconds``, ``em_iterations`` (per mixture), ``converged``."""
+    components, per_class = check_mixture_settings(components, per_class, num_classes)
+    start = time.perf_counter()
+    latents = posterior_means(model, x, labels)
+    prior, fits = MixturePrior.fit(
+        latents, labels if per_class else None, components, num_classes if per_class else 0, seed
+    )
+    model.set_prior(prior)
+    return {
+        "components": components,
+        "classes": num_classes if per_class else 0,
+        "latents": len(latents),
+        "seconds": round(time.perf_counter() - start, 3),
+        "em_iterations": [f.iterations for f in fits],
+        "converged": all(f.converged for f in fits),
+    }
+
+
+def describe_mixture(info: dict[str, Any]) -> str:
+    classes = info["classes"]
+    shape = f"{classes} classes x {info['components']}" if classes else f"{info['components']}"
+    return (
+        f"fitted a Gaussian mixture prior ({shape} full-covariance components) to {info['latents']:,} "
+        f"training latents in {info['seconds']:.1f} s"
+    )
+
+
+def save_prior_samples(model: VAE, path: Path, seed: int) -> None:
+    """samples/prior.png: 8 x 8 samples from the model's prior (a conditional model: a row per class)."""
+    rows = model.num_classes if model.conditional else N_SAMPLES // 8
+    samples = model.sample(rows * 8, generator=torch.Generator(device=model.device).manual_seed(seed))
+    plots.save_grid(samples, path, ncol=8)
+
+
+def fit_run_prior(
+    run: str | os.PathLike,
+    components: int | None = None,
+    per_class: bool | None = None,
+    seed: int = 0,
+    device: str = "auto",
+    overwrite: bool = False,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Fit the mixture prior of the Gaussian-latent run in ``run`` (see ``fit_mixture_prior``) to its
+    training split, attach it and save the run (model.safetensors, config.json, samples/prior.png)."""
+    run = Path(run)
+    config = read_run_config(run)
+    dev = resolve_device(device)
+    model = load(run, dev)
+    if not isinstance(model, GaussianVAE):
+        raise VaekitError(f"{run} holds a {model.name} model; a mixture prior is for Gaussian latents")
+    if model.prior is not None and not overwrite:
+        raise VaekitError(f"{run} already has a fitted prior; pass --overwrite to fit a new one")
+    x, labels, num_classes = _training_split(run, config, dev)
+    info = fit_mixture_prior(model, x, labels, num_classes, components, per_class, seed)
+    save_run_with_prior(run, model, config, seed)
+    log(describe_mixture(info) + f"; saved in {run}")
+    return info
+
+
+def _training_split(
+    run: Path, config: dict[str, Any], device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """The run's training images (as training split them; one fixed draw if it binarized), labels, classes."""
+    try:
+        dataset = load_dataset(config["data"]["dataset"], config["data"]["data_dir"])
+        val_fraction, split_seed = config["train"]["val_fraction"], config["train"]["seed"]
+    except (KeyError, TypeError) as exc:
+        raise VaekitError(f"corrupt {run / 'config.json'}: no data or train setting {exc}") from None
+    train_set, _ = split_train_val(dataset.train, val_fraction, split_seed)
+    x = train_set.as_float(device)
+    if config["train"].get("binarize", "none") != "none":
+        x = binarize(x, "train")
+    return x, train_set.labels.to(device), dataset.num_classes
+
+
+def save_run_with_prior(run: Path, model: VAE, config: dict[str, Any], seed: int) -> None:
+    """The pictures first, the model last: config.json and model.safetensors change together."""
+    save_prior_samples(model, run / "samples" / "prior.png", seed)
+    save_model(model, run / "model.safetensors")
+    write_json(run / "config.json", {**config, "model": model.config})
 
 
 def _check_settings(epochs: Any, batch_size: Any, lr: Any, seed: Any) -> None:
@@ -100,7 +227,10 @@ def train_prior(
     dev = resolve_device(device)
     model = load(run, dev)
     if not isinstance(model, VQVAE):
-        raise VaekitError(f"{run} holds a {model.name} model; a prior is trained for vqvae runs only")
+        raise VaekitError(
+            f"{run} holds a {model.name} model; a prior over codes is trained for vqvae runs only "
+            "(a Gaussian-latent model's prior is fitted by fit_run_prior)"
+        )
     if model.can_sample and not overwrite:
         raise VaekitError(f"{run} already has a prior; pass --overwrite to train a new one")
     try:
@@ -181,12 +311,8 @@ def train_prior(
     prior.load_state_dict(best_state)
     model.set_prior(prior.eval())
     kept = best[1]
-    # The pictures and metrics first, the model last: config.json and model.safetensors change together.
-    samples = model.sample(N_SAMPLES, generator=torch.Generator(device=dev).manual_seed(seed))
     write_text(run / "prior_metrics.jsonl", "".join(json.dumps(h) + "\n" for h in history))
-    plots.save_grid(samples, run / "samples" / "prior.png", ncol=8)
-    save_model(model, run / "model.safetensors")
-    write_json(run / "config.json", {**config, "model": model.config})
+    save_run_with_prior(run, model, config, seed)
     log(f"kept the prior of epoch {kept['epoch']}; saved in {run}")
     # The kl term is now -log p(codes) under the prior: the run's test figures change with it.
     test = evaluate_run(run, split="test", device=device)

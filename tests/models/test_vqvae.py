@@ -192,7 +192,7 @@ def test_sample_needs_a_prior_and_no_label(images):
     model.set_prior(CodePrior(16, [2, 2], width=16, depth=1, heads=2))
     assert model.can_sample and model.config["prior"]["grid"] == [2, 2]
     assert model.sample(5, generator=torch.Generator().manual_seed(0)).shape == (5, 1, 8, 8)
-    with pytest.raises(ValueError, match="grids"):
+    with pytest.raises(VaekitError, match="grids"):
         model.set_prior(CodePrior(8, [2, 2]))
 
 

@@ -18,12 +18,16 @@ def build_model(config: dict[str, Any]) -> VAE:
     """Rebuild a model from its ``config`` (as stored in config.json or a checkpoint)."""
     config = dict(config)
     name = config.pop("name", None)
+    prior = config.pop("prior", None)  # fitted after training: attached, then filled by loading
     if name not in MODELS:
         raise VaekitError(f"unknown model {name!r}; choose from {', '.join(sorted(MODELS))}")
     try:
-        return MODELS[name](**config)
+        model = MODELS[name](**config)
+        if prior is not None:
+            model.set_prior(model.prior_from_config(prior))
     except (TypeError, ValueError) as exc:
         raise VaekitError(f"invalid config for model {name!r}: {exc}") from None
+    return model
 
 
 __all__ = [

@@ -21,6 +21,7 @@ from vaekit.models.maths import (
 )
 
 LIKELIHOODS = ("bernoulli", "gaussian")
+PRIORS = ("fitted", "standard")  # what samples are drawn from: the fitted prior, or the one trained with
 PRECISIONS = ("fp32", "bf16")  # of training steps; bf16 is autocast mixed precision
 OBJECTIVES = ("elbo", "iwae")  # what a GaussianVAE can train on: the ELBO, or the IWAE bound (iwae_k > 1)
 Posterior = tuple[torch.Tensor, torch.Tensor]  # mean and log-variance, each [B, latent_dim]
@@ -71,6 +72,7 @@ class VAE(nn.Module):
             self.log_std = nn.Parameter(torch.zeros(()))
         elif self.likelihood == "gaussian":
             self.register_buffer("log_std", torch.tensor(math.log(decoder_std)), persistent=False)
+        self.prior: nn.Module | None = None  # a prior fitted after training (see set_prior)
 
     # ------------------------------------------------------------------------- the model interface
     def encode(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> Any:
@@ -89,10 +91,70 @@ class VAE(nn.Module):
         raise NotImplementedError
 
     def sample(
-        self, n: int, label: int | None = None, generator: torch.Generator | None = None
+        self,
+        n: int,
+        label: int | None = None,
+        generator: torch.Generator | None = None,
+        prior: str | None = None,
     ) -> torch.Tensor:
-        """n new images (pixel means) drawn from the model."""
+        """n new images (pixel means) drawn from the model: from ``prior`` ("fitted" or "standard"; by
+        default the fitted prior if the model has one), of class ``label`` if given."""
         raise NotImplementedError
+
+    # ------------------------------------------------------------------------------ fitted priors
+    @classmethod
+    def prior_from_config(cls, config: dict[str, Any]) -> nn.Module:
+        """An empty prior of the shape ``config`` describes (its buffers are filled by loading)."""
+        raise VaekitError(f"model {cls.name} takes no prior")
+
+    def check_prior(self, prior: nn.Module) -> None:
+        """Raise VaekitError if ``prior`` is not over this model's latent space."""
+        raise NotImplementedError
+
+    def set_prior(self, prior: nn.Module) -> None:
+        """Attach a prior (a CodePrior to a vqvae, a MixturePrior to a Gaussian-latent model); its config
+        joins the model's, so ``save_model`` and ``vaekit.load`` keep it."""
+        self.check_prior(prior)
+        self.prior = prior.to(self.device)
+        self.config["prior"] = dict(prior.config)
+
+    def uses_fitted_prior(self, prior: str | None) -> bool:
+        """Whether to sample from the fitted prior, for a ``prior`` choice of None (the fitted one if
+        there is one), "fitted" or "standard"."""
+        if prior is None:
+            return self.prior is not None
+        if prior not in PRIORS:
+            raise VaekitError(f"unknown prior {prior!r}; choose from {', '.join(PRIORS)}")
+        if prior == "fitted" and self.prior is None:
+            raise VaekitError(
+                f"this {self.name} model has no fitted prior: fit one with `vaekit train-prior RUN`"
+            )
+        return prior == "fitted"
+
+    def samples_by_class(self, prior: str | None = None) -> bool:
+        """Whether samples can be asked for by class: a conditional model, or a fitted prior with classes."""
+        if self.conditional:
+            return True
+        return self.uses_fitted_prior(prior) and bool(getattr(self.prior, "has_classes", False))
+
+    def sample_classes(self, n: int, label: int | None, prior: str | None = None) -> torch.Tensor | None:
+        """The class of each of ``n`` samples: ``label`` repeated; without one, a conditional model's
+        classes in equal consecutive blocks (a grid of rows x classes has a row per class) and None for
+        an unconditional model (its fitted prior then draws classes by their training frequencies)."""
+        if not self.conditional and label is not None and not self.samples_by_class(prior):
+            why = "its prior has no classes" if self.uses_fitted_prior(prior) else (
+                "it is not conditional and samples from N(0, I)" if prior == "standard" else
+                "it is not conditional and has no fitted prior (`vaekit train-prior RUN` fits one)"
+            )  # fmt: skip
+            raise VaekitError(f"a label does not apply to this {self.name} model: {why}")
+        if not self.conditional and label is None:
+            return None
+        classes = self.num_classes if self.conditional else self.prior.num_classes
+        if label is not None:
+            if not 0 <= label < classes:
+                raise VaekitError(f"label must be in 0..{classes - 1}, got {label}")
+            return torch.full((n,), label, dtype=torch.long, device=self.device)
+        return torch.arange(n, device=self.device) * classes // n
 
     def reconstruct(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         """Pixel means decoded from each image's most likely latent."""
@@ -170,7 +232,7 @@ class GaussianVAE(VAE):
         ``generator`` draws z (the global RNG if None).
         """
         mu, logvar = (t.float() for t in self.encode(x, labels))  # float32 also under autocast
-        kl_dims = gaussian_kl_per_dim(mu, logvar)
+        kl_dims = self.kl_per_dim(mu, logvar, labels)
         kl = kl_dims.sum(dim=1)
         if iwae_k > 1:
             log_weights, recon = self.log_weights(x, labels, iwae_k, generator, posterior=(mu, logvar))
@@ -187,6 +249,53 @@ class GaussianVAE(VAE):
         terms = {"loss": (recon + kl).mean(), "recon": recon.mean(), "kl": kl.mean(), **extra}
         return LossOutput(objective, {k: v.detach() for k, v in terms.items()})
 
+    def prior_mean(self, labels: torch.Tensor | None) -> torch.Tensor | None:
+        """The mean m_y of the prior the model trains with, p(z | y) = N(m_y, I), for a model that learns
+        one per class ([B, D]); None for p(z) = N(0, I)."""
+        return None
+
+    def kl_per_dim(self, mu: torch.Tensor, logvar: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+        """KL(q(z|x) || p(z)) per dimension against the trained prior: N(mu - m_y, sigma^2) against N(0, 1),
+        the same divergence shifted by the prior's mean. [B, D] -> [B, D], nats."""
+        mean = self.prior_mean(labels)
+        return gaussian_kl_per_dim(mu if mean is None else mu - mean.float(), logvar)
+
+    @classmethod
+    def prior_from_config(cls, config: dict[str, Any]) -> nn.Module:
+        from vaekit.models.mixture import MixturePrior
+
+        return MixturePrior(**config)
+
+    def check_prior(self, prior: nn.Module) -> None:
+        from vaekit.models.mixture import MixturePrior
+
+        if not isinstance(prior, MixturePrior):
+            raise VaekitError(
+                f"a {self.name} model takes a Gaussian mixture prior, not {type(prior).__name__}"
+            )
+        if prior.latent_dim != self.latent_dim:
+            raise VaekitError(
+                f"the prior is over {prior.latent_dim}-D latents; "
+                f"this {self.name} model's are {self.latent_dim}-D"
+            )
+        if self.conditional and prior.has_classes and prior.num_classes != self.num_classes:
+            raise VaekitError(f"the prior has {prior.num_classes} classes; this model has {self.num_classes}")
+
+    def log_prior(
+        self, z: torch.Tensor, labels: torch.Tensor | None = None, prior: str = "standard"
+    ) -> torch.Tensor:
+        """log p(z) under the trained prior ("standard": N(0, I), or N(m_y, I) for a model that learns
+        class means) or the fitted prior ("fitted"; for a conditional model whose fitted prior has
+        classes, log p(z | y)). z [..., D] (k draws: [k, B, D]), labels [B] -> [...], nats."""
+        if not self.uses_fitted_prior(prior):
+            mean = self.prior_mean(labels)
+            return log_standard_normal(z if mean is None else z - mean.float())
+        by_class = self.conditional and self.prior.has_classes
+        flat = z.reshape(-1, z.shape[-1])
+        if by_class and labels is not None:
+            labels = labels.repeat(len(flat) // len(labels))  # z [k, B, D] are k draws for each of B labels
+        return self.prior.log_prob(flat, labels if by_class else None).view(z.shape[:-1]).to(z.dtype)
+
     def log_weights(
         self,
         x: torch.Tensor,
@@ -194,11 +303,13 @@ class GaussianVAE(VAE):
         k: int,
         generator: torch.Generator | None = None,
         posterior: tuple[torch.Tensor, torch.Tensor] | None = None,
+        prior: str = "standard",
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Importance weights log w_i = log p(x | z_i) + log p(z_i) - log q(z_i | x) for k draws z_i ~ q(z|x).
 
         Returns (log_weights, recon) with recon_i = -log p(x | z_i), both [k, B]; ``iwae_bound`` of the
-        first is the IWAE bound. ``posterior`` passes an already computed (mu, logvar).
+        first is the IWAE bound. ``posterior`` passes an already computed (mu, logvar); ``prior`` picks
+        p(z): the standard normal the model was trained with, or the fitted prior (see ``log_prior``).
         """
         mu, logvar = (t.float() for t in (posterior if posterior is not None else self.encode(x, labels)))
         batch = len(x)
@@ -206,18 +317,29 @@ class GaussianVAE(VAE):
         repeated = None if labels is None else labels.repeat(k)
         logits = self.decode_logits(z.reshape(k * batch, -1), repeated)
         recon = self.recon_nll(logits, x.repeat(k, *([1] * (x.dim() - 1)))).view(k, batch)
-        log_w = -recon + log_standard_normal(z) - log_normal(z, mu, logvar)
+        log_w = -recon + self.log_prior(z, labels, prior) - log_normal(z, mu, logvar)
         return log_w, recon
 
     @torch.no_grad()
     def sample(
-        self, n: int, label: int | None = None, generator: torch.Generator | None = None
+        self,
+        n: int,
+        label: int | None = None,
+        generator: torch.Generator | None = None,
+        prior: str | None = None,
     ) -> torch.Tensor:
-        """n images (pixel means) decoded from z ~ N(0, I); a conditional model draws class ``label``,
-        or without one, every class in turn."""
-        labels = self.sample_labels(n, label)
-        z = torch.randn(n, self.latent_dim, generator=generator, device=self.device)
-        return self.decode(z, labels)
+        """n images (pixel means) decoded from z ~ the fitted prior (if the model has one and ``prior`` is
+        not "standard") or z ~ N(0, I). ``label``: the class to draw, for a conditional model or a fitted
+        prior with classes (p(z | y)); without one a conditional model draws every class in turn."""
+        fitted = self.uses_fitted_prior(prior)
+        classes = self.sample_classes(n, label, prior)
+        if fitted:
+            z = self.prior.sample(n, classes if self.prior.has_classes else None, generator)
+        else:
+            z = torch.randn(n, self.latent_dim, generator=generator, device=self.device)
+            mean = self.prior_mean(classes if self.conditional else None)
+            z = z if mean is None else z + mean
+        return self.decode(z, classes if self.conditional else None)
 
     @torch.no_grad()
     def reconstruct(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:

@@ -35,6 +35,7 @@ class ConditionalVAE(GaussianVAE):
         num_classes: int = 10,
         likelihood: str = "bernoulli",
         decoder_std: float | None = None,
+        class_prior: bool = True,
     ) -> None:
         if num_classes < 2:
             raise ValueError(f"num_classes must be >= 2, got {num_classes}")
@@ -45,6 +46,7 @@ class ConditionalVAE(GaussianVAE):
             num_classes=num_classes,
             likelihood=likelihood,
             decoder_std=decoder_std,
+            class_prior=class_prior,
         )
         n_pixels = math.prod(image_shape)
         encoder_sizes = [n_pixels + num_classes, *hidden]
@@ -56,6 +58,14 @@ class ConditionalVAE(GaussianVAE):
             nn.Linear(decoder_sizes[-1], n_pixels),
             nn.Unflatten(1, tuple(image_shape)),
         )
+
+        # p(z | y) = N(m_y, I) with m_y learned, starting at 0: the prior N(0, I) until training moves it.
+        self.class_means = nn.Parameter(torch.zeros(num_classes, latent_dim)) if class_prior else None
+
+    def prior_mean(self, labels: torch.Tensor | None) -> torch.Tensor | None:
+        if self.class_means is None:
+            return None
+        return self.one_hot(labels) @ self.class_means
 
     def encode(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> Posterior:
         hidden = self.encoder(torch.cat([x.flatten(1), self.one_hot(labels)], dim=1))

@@ -58,7 +58,6 @@ class VQVAE(VAE):
         ema_decay: float = 0.99,
         likelihood: str = "bernoulli",
         decoder_std: float | None = None,
-        prior: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(
             image_shape=list(image_shape),
@@ -69,7 +68,6 @@ class VQVAE(VAE):
             ema_decay=ema_decay,
             likelihood=likelihood,
             decoder_std=decoder_std,
-            prior=dict(prior) if prior is not None else None,
         )
         if codebook_size < 2:
             raise ValueError(f"codebook_size must be >= 2, got {codebook_size}")
@@ -93,10 +91,6 @@ class VQVAE(VAE):
         self.decoder = nn.Sequential(
             nn.Conv2d(latent_dim, channels[-1], 3, 1, 1), nn.ReLU(), *upsampling(channels, image_shape[0])
         )
-
-        self.prior: CodePrior | None = None
-        if prior is not None:
-            self.set_prior(CodePrior(**prior))
 
     # ----------------------------------------------------------------------------- codes and prior
     def quantize(self, z_e: torch.Tensor) -> torch.Tensor:
@@ -122,15 +116,19 @@ class VQVAE(VAE):
         with torch.no_grad():  # the prior is fitted separately (train_prior), never by the VQ-VAE's loss
             return -self.prior.log_prob(codes)
 
-    def set_prior(self, prior: CodePrior) -> None:
-        """Attach a prior over this model's code grid; its config joins ours, so save/load keeps it."""
+    @classmethod
+    def prior_from_config(cls, config: dict[str, Any]) -> nn.Module:
+        return CodePrior(**config)
+
+    def check_prior(self, prior: nn.Module) -> None:
+        """The prior must be a CodePrior over this model's code grid."""
+        if not isinstance(prior, CodePrior):
+            raise VaekitError(f"a vqvae takes a prior over its codes, not {type(prior).__name__}")
         if prior.num_codes != self.codebook_size or prior.grid != self.grid:
-            raise ValueError(
+            raise VaekitError(
                 f"the prior is over {prior.grid} grids of {prior.num_codes} codes; this model has "
                 f"{self.grid} grids of {self.codebook_size}"
             )
-        self.prior = prior.to(self.codebook.device)
-        self.config["prior"] = dict(prior.config)
 
     @property
     def can_sample(self) -> bool:
@@ -227,9 +225,15 @@ class VQVAE(VAE):
 
     @torch.no_grad()
     def sample(
-        self, n: int, label: int | None = None, generator: torch.Generator | None = None
+        self,
+        n: int,
+        label: int | None = None,
+        generator: torch.Generator | None = None,
+        prior: str | None = None,
     ) -> torch.Tensor:
         """n images (pixel means) decoded from code grids drawn from the attached prior."""
+        if prior == "standard":
+            raise VaekitError("a vqvae samples from its prior over codes only; there is no standard prior")
         labels = self.sample_labels(n, label)
         if self.prior is None:
             raise VaekitError(
