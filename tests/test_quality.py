@@ -129,7 +129,7 @@ class ImagePool:
     def samples_by_class(self, prior=None):
         return self.conditional
 
-    def sample(self, n, label=None, generator=None, prior=None):
+    def sample(self, n, label=None, generator=None, prior=None, temperature=1.0):
         pool = torch.arange(len(self.images))
         if label is not None:
             pool = pool[self.labels == (label + self.offset) % 10]

@@ -110,7 +110,9 @@ def test_a_run_that_has_a_prior_needs_overwrite(vqvae_run):
 
 def test_other_runs_are_refused_untouched(trained_run, tmp_path):
     snapshot = folder_snapshot(trained_run)
-    with pytest.raises(VaekitError, match="holds a mlp model; a prior over codes is trained for vqvae runs only"):
+    with pytest.raises(
+        VaekitError, match="holds a mlp model; a prior over codes is trained for vqvae runs only"
+    ):
         train_prior(trained_run, **QUICK, log=lambda line: None)
     assert folder_snapshot(trained_run) == snapshot
     with pytest.raises(VaekitError, match="does not exist"):

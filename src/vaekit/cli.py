@@ -96,7 +96,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data-dir", help="data folder (default $VAEKIT_DATA, else the user cache folder)")
     p.add_argument("--model", choices=sorted(MODELS), help="model family (default mlp)")
     p.add_argument(
-        "--latent-dim", type=_positive_int, help="latent dimensions (default 20; cvae 2; vqvae: code size 16)"
+        "--latent-dim", type=_positive_int, help="latent dimensions (default 20; vqvae: code size 16)"
     )
     p.add_argument(
         "--hidden", type=_sizes("400 or 512,256"), help="mlp/cvae hidden layer sizes (default 400)"
@@ -198,17 +198,22 @@ def _sample(args: argparse.Namespace) -> int:
 
     model = load(args.run, device=resolve_device(args.device))
     generator = torch.Generator(device=model.device).manual_seed(args.seed)
+    options = {"generator": generator, "prior": args.prior, "temperature": args.temperature}
     if model.conditional and args.label is None:
         # one row per class, as many columns as --n allows (8 by default)
         per_class = math.ceil(args.n / model.num_classes) if args.n is not None else 8
-        images = model.sample(per_class * model.num_classes, generator=generator, prior=args.prior)
+        images = model.sample(per_class * model.num_classes, **options)
         plots.save_grid(images, args.out, ncol=per_class)
         what = f"{per_class} samples of each of the {model.num_classes} classes"
     else:
         n = args.n if args.n is not None else 64
-        plots.save_grid(model.sample(n, label=args.label, generator=generator, prior=args.prior), args.out)
+        plots.save_grid(model.sample(n, label=args.label, **options), args.out)
         what = f"{n} samples" + (f" of class {args.label}" if args.label is not None else "")
-    print(f"{what} written to {args.out}")
+    source = "the vqvae's prior over codes" if model.name == "vqvae" else (
+        "the fitted prior" if model.uses_fitted_prior(args.prior) else "N(0, I)"
+    )  # fmt: skip
+    heat = "" if args.temperature == 1.0 else f" at temperature {args.temperature:g}"
+    print(f"{what} from {source}{heat} written to {args.out}")
     return 0
 
 
@@ -347,6 +352,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--prior", choices=PRIORS, help="fitted (default, if the run has one) or standard: z ~ N(0, I)"
+    )
+    p.add_argument(
+        "--temperature",
+        type=_positive_float,
+        default=1.0,
+        help="scale of the prior's standard deviations (default 1; below 1: nearer its modes)",
     )
     p.add_argument("--seed", type=int, default=0, help="seed of the latent draws (default 0)")
     p.add_argument("--out", default="samples.png", help="PNG file (default samples.png)")

@@ -209,6 +209,7 @@ def draw_samples(
     batch_size: int = 1000,
     prior: str | None = None,
     by_class: bool | None = None,
+    temperature: float = 1.0,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """n samples from ``model`` (from ``prior``: see ``VAE.sample``) in batches, seeded. ``by_class``
     (default: for conditional models) asks for the classes in equal blocks, each by its label.
@@ -225,12 +226,16 @@ def draw_samples(
     for start in range(0, n, batch_size):
         count = min(batch_size, n - start)
         if labels is None:
-            images.append(model.sample(count, generator=generator, prior=prior))
+            images.append(model.sample(count, generator=generator, prior=prior, temperature=temperature))
         else:  # within a block of equal labels; blocks are split where the label changes
             block = labels[start : start + count]
             for label in block.unique_consecutive():
                 size = int((block == label).sum())
-                images.append(model.sample(size, label=int(label), generator=generator, prior=prior))
+                images.append(
+                    model.sample(
+                        size, label=int(label), generator=generator, prior=prior, temperature=temperature
+                    )
+                )
     return torch.cat(images), labels
 
 
@@ -241,9 +246,11 @@ def sample_quality(
     n_samples: int = 10_000,
     seed: int = 0,
     prior: str | None = None,
+    temperature: float = 1.0,
 ) -> dict[str, Any]:
     """The sample-quality figures of ``model`` against ``reference`` (real images, e.g. the test set),
-    for samples from ``prior`` ("standard" or "fitted"; by default the fitted one if the model has one).
+    for samples from ``prior`` ("standard" or "fitted"; by default the fitted one if the model has one)
+    at ``temperature`` (see ``VAE.sample``).
 
     - ``frechet_distance``: between classifier features of ``n_samples`` samples and of the reference;
     - ``class_histogram``: how many samples the classifier puts in each class;
@@ -258,7 +265,7 @@ def sample_quality(
     if n_samples < 2:
         raise VaekitError(f"sample quality needs at least 2 samples, got {n_samples}")
     device = next(classifier.parameters()).device
-    samples, labels = draw_samples(model, n_samples, seed, prior=prior)
+    samples, labels = draw_samples(model, n_samples, seed, prior=prior, temperature=temperature)
     fake = classify(classifier, samples.to(device))
     real = classify(classifier, reference.as_float(device))
     num_classes = classifier.config["num_classes"]
@@ -275,7 +282,9 @@ def sample_quality(
         "quality_samples": n_samples,
     }
     if labels is None and model.samples_by_class(prior):
-        samples, labels = draw_samples(model, n_samples, seed, prior=prior, by_class=True)
+        samples, labels = draw_samples(
+            model, n_samples, seed, prior=prior, by_class=True, temperature=temperature
+        )
         fake = classify(classifier, samples.to(device))
     if labels is not None:
         correct = (fake["predictions"] == labels.to(device)).double().cpu()

@@ -96,10 +96,17 @@ class VAE(nn.Module):
         label: int | None = None,
         generator: torch.Generator | None = None,
         prior: str | None = None,
+        temperature: float = 1.0,
     ) -> torch.Tensor:
         """n new images (pixel means) drawn from the model: from ``prior`` ("fitted" or "standard"; by
-        default the fitted prior if the model has one), of class ``label`` if given."""
+        default the fitted prior if the model has one), of class ``label`` if given. ``temperature``
+        below 1 draws nearer the prior's modes (scaled standard deviations; a vqvae: scaled logits)."""
         raise NotImplementedError
+
+    @staticmethod
+    def check_temperature(temperature: float) -> None:
+        if not (isinstance(temperature, (int, float)) and math.isfinite(temperature) and temperature > 0):
+            raise VaekitError(f"temperature must be a positive number, got {temperature!r}")
 
     # ------------------------------------------------------------------------------ fitted priors
     @classmethod
@@ -327,16 +334,19 @@ class GaussianVAE(VAE):
         label: int | None = None,
         generator: torch.Generator | None = None,
         prior: str | None = None,
+        temperature: float = 1.0,
     ) -> torch.Tensor:
         """n images (pixel means) decoded from z ~ the fitted prior (if the model has one and ``prior`` is
-        not "standard") or z ~ N(0, I). ``label``: the class to draw, for a conditional model or a fitted
-        prior with classes (p(z | y)); without one a conditional model draws every class in turn."""
+        not "standard") or z ~ N(0, I) (a cvae: N(m_y, I)), with standard deviations scaled by
+        ``temperature``. ``label``: the class to draw, for a conditional model or a fitted prior with
+        classes (p(z | y)); without one a conditional model draws every class in turn."""
+        self.check_temperature(temperature)
         fitted = self.uses_fitted_prior(prior)
         classes = self.sample_classes(n, label, prior)
         if fitted:
-            z = self.prior.sample(n, classes if self.prior.has_classes else None, generator)
+            z = self.prior.sample(n, classes if self.prior.has_classes else None, generator, temperature)
         else:
-            z = torch.randn(n, self.latent_dim, generator=generator, device=self.device)
+            z = temperature * torch.randn(n, self.latent_dim, generator=generator, device=self.device)
             mean = self.prior_mean(classes if self.conditional else None)
             z = z if mean is None else z + mean
         return self.decode(z, classes if self.conditional else None)

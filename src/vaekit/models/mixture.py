@@ -184,13 +184,19 @@ class MixturePrior(nn.Module):
         )
 
     def sample(
-        self, n: int, labels: torch.Tensor | None = None, generator: torch.Generator | None = None
+        self,
+        n: int,
+        labels: torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
+        temperature: float = 1.0,
     ) -> torch.Tensor:
-        """n latents [n, D]: from p(z | y) with labels [n], else from p(z) (a class drawn by p(y) first)."""
+        """n latents [n, D]: from p(z | y) with labels [n], else from p(z) (a class drawn by p(y) first).
+        ``temperature`` scales every component's standard deviations (1: the fitted mixture)."""
         self._check_labels(labels)
         if labels is None:
             labels = torch.multinomial(self.class_log_weights.exp(), n, replacement=True, generator=generator)
-        return mixture_sample(self.log_weights, self.means, self.scale_tril, labels, generator)
+        scale_tril = self.scale_tril if temperature == 1.0 else self.scale_tril * temperature
+        return mixture_sample(self.log_weights, self.means, scale_tril, labels, generator)
 
     @classmethod
     def fit(

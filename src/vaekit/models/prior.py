@@ -96,14 +96,17 @@ class CodePrior(nn.Module):
         return log_p.gather(2, flat.unsqueeze(2)).squeeze(2).sum(dim=1)
 
     @torch.no_grad()
-    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Ancestral sampling: c_0 ~ p(c_0), then each c_i ~ p(c_i | c_<i) in raster order.
+    def sample(
+        self, n: int, generator: torch.Generator | None = None, temperature: float = 1.0
+    ) -> torch.Tensor:
+        """Ancestral sampling: c_0 ~ p(c_0), then each c_i ~ p(c_i | c_<i) in raster order, with the
+        logits divided by ``temperature`` (below 1: the likelier codes more often).
 
         One network pass per position over the whole prefix (no cache: L is at most a few dozen here).
         Deterministic for a seeded ``generator`` on the prior's device. -> codes [n, h, w] (long).
         """
         codes = torch.zeros(n, 0, dtype=torch.long, device=self.position.device)
         for _ in range(self.length):
-            probs = F.softmax(self.logits(codes)[:, -1].float(), dim=-1)
+            probs = F.softmax(self.logits(codes)[:, -1].float() / temperature, dim=-1)
             codes = torch.cat([codes, torch.multinomial(probs, 1, generator=generator)], dim=1)
         return codes.view(n, *self.grid)

@@ -230,8 +230,11 @@ class VQVAE(VAE):
         label: int | None = None,
         generator: torch.Generator | None = None,
         prior: str | None = None,
+        temperature: float = 1.0,
     ) -> torch.Tensor:
-        """n images (pixel means) decoded from code grids drawn from the attached prior."""
+        """n images (pixel means) decoded from code grids drawn from the attached prior (its logits
+        divided by ``temperature``)."""
+        self.check_temperature(temperature)
         if prior == "standard":
             raise VaekitError("a vqvae samples from its prior over codes only; there is no standard prior")
         labels = self.sample_labels(n, label)
@@ -240,7 +243,7 @@ class VQVAE(VAE):
                 "this vqvae model has no prior over its codes yet, so it cannot sample: "
                 "train one with `vaekit train-prior RUN`"
             )
-        return self.decode(self.prior.sample(n, generator), labels)
+        return self.decode(self.prior.sample(n, generator, temperature), labels)
 
     @torch.no_grad()
     def reconstruct(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
