@@ -120,6 +120,8 @@ BAD_TRAIN = [
     (["--model", "conv", "--channels", "4,4,4,4"], "sides must divide by 16; got 8x8"),
     (["--k", "5"], "--k (importance samples) applies to --objective iwae only"),
     (["--likelihood", "bernoulli", "--decoder-std", "0.1"], "--decoder-std applies to --likelihood gaussian"),
+    (["--prior-components", "0"], "--prior-components: must be >= 1"),
+    (["--no-fit-prior", "--prior-components", "4"], "--prior-components applies only when training ends"),
 ]
 
 
@@ -238,6 +240,26 @@ def test_conditional_model_from_the_command_line(tmp_path, capsys):
     assert main(["reconstruct", str(out), "--n", "4", "--out", str(tmp_path / "r.png")]) == 0
 
 
+def test_a_plain_vae_samples_a_digit_through_its_fitted_prior(tmp_path, capsys):
+    out = tmp_path / "mlp"
+    args = ["train", "--dataset", "digits", "--hidden", "32", "--latent-dim", "4", "--epochs", "2"]
+    assert main([*args, "--no-progress", "--no-fit-prior", "--out", str(out)]) == 0
+    assert "fitted a Gaussian mixture prior" not in capsys.readouterr().out
+    picture = str(tmp_path / "threes.png")
+    assert main(["sample", str(out), "--label", "3", "--out", picture]) == 1
+    assert "has no fitted prior (`vaekit train-prior RUN` fits one)" in capsys.readouterr().err
+    assert main(["train-prior", str(out), "--components", "2"]) == 0
+    assert "fitted a Gaussian mixture prior (10 classes x 2 full-covariance" in capsys.readouterr().out
+    assert main(["sample", str(out), "--label", "3", "--n", "16", "--out", picture]) == 0
+    assert "16 samples of class 3 from the fitted prior written to" in capsys.readouterr().out
+    assert main(["sample", str(out), "--prior", "standard", "--temperature", "0.5", "--out", picture]) == 0
+    assert "64 samples from N(0, I) at temperature 0.5 written to" in capsys.readouterr().out
+    assert main(["train-prior", str(out), "--components", "5", "--classes", "no", "--overwrite"]) == 0
+    assert "(5 full-covariance components)" in capsys.readouterr().out
+    assert main(["sample", str(out), "--label", "3", "--out", picture]) == 1
+    assert "its prior has no classes" in capsys.readouterr().err
+
+
 def test_vqvae_and_its_prior_from_the_command_line(tmp_path, capsys):
     out = tmp_path / "vq"
     train = ["train", "--dataset", "digits", "--model", "vqvae", "--channels", "8,16", "--latent-dim", "4"]
@@ -253,6 +275,10 @@ def test_vqvae_and_its_prior_from_the_command_line(tmp_path, capsys):
     assert "with the prior" in capsys.readouterr().out
     assert main(["train-prior", str(out), "--epochs", "1"]) == 1
     assert "already has a prior; pass --overwrite" in capsys.readouterr().err
+    assert main(["train-prior", str(out), "--components", "4", "--overwrite"]) == 1
+    assert "--components applies to Gaussian-latent runs" in capsys.readouterr().err
+    assert main(["sample", str(out), "--prior", "standard"]) == 1
+    assert "no standard prior" in capsys.readouterr().err
     assert main(["sample", str(out), "--n", "16", "--out", str(tmp_path / "s.png")]) == 0
     assert (tmp_path / "s.png").is_file()
 

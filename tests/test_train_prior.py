@@ -1,4 +1,5 @@
-"""train_prior: fits a CodePrior to a vqvae run's codes, attaches it, and refuses bad input untouched."""
+"""train_prior: fits a CodePrior to a vqvae run's codes, or a mixture to a Gaussian-latent run's latents
+(also at the end of training), attaches it, and refuses bad input untouched."""
 
 import json
 import math
@@ -10,8 +11,11 @@ import torch
 
 from tests.conftest import folder_snapshot, quiet_trainer, tiny_config
 from vaekit import load
+from vaekit.data import DATASETS, Dataset, load_dataset, split_train_val
 from vaekit.errors import VaekitError
-from vaekit.train_prior import train_prior
+from vaekit.models.mixture import MixturePrior
+from vaekit.train import Trainer
+from vaekit.train_prior import fit_run_prior, posterior_means, train_prior
 
 QUICK = dict(epochs=2, batch_size=256, device="cpu", progress=False)
 
@@ -128,3 +132,95 @@ def test_resuming_the_autoencoder_drops_the_prior_and_says_so(vqvae_run):
     assert "prior over codes is dropped" in lines[0]
     assert not load(vqvae_run).can_sample
     assert "prior" not in json.loads((vqvae_run / "config.json").read_text())["model"]
+
+
+# ------------------------------------------------------------------- Gaussian-latent runs: a mixture
+def test_training_ends_with_a_fitted_prior_per_class(tmp_path):
+    lines = []
+    out = tmp_path / "run"
+    Trainer(tiny_config(), out, progress=False, log=lines.append).run()
+    model = load(out)
+    assert model.config["prior"] == {
+        "kind": "gaussian_mixture",
+        "latent_dim": 2,
+        "components": 8,
+        "num_classes": 10,
+    }
+    assert json.loads((out / "config.json").read_text())["model"]["prior"] == model.config["prior"]
+    assert (out / "samples" / "prior.png").is_file()
+    assert any("fitted a Gaussian mixture prior (10 classes x 8" in line for line in lines)
+    # the fit is of the training split's posterior means: refitting them by hand gives the same prior
+    dataset = load_dataset("digits")
+    train_set, _ = split_train_val(dataset.train, 0.1, 0)
+    means = posterior_means(model, train_set.as_float(), train_set.labels)
+    again, _ = MixturePrior.fit(means, train_set.labels, components=8, num_classes=10, seed=0)
+    torch.testing.assert_close(again.means, model.prior.means)
+    # the test loss is the trained prior's ELBO: fitting changed nothing in eval.json
+    plain = tmp_path / "plain"
+    quiet_trainer(tiny_config(fit_prior=False), plain).run()
+    assert load(plain).prior is None and not (plain / "samples" / "prior.png").exists()
+    assert json.loads((plain / "eval.json").read_text()) == json.loads((out / "eval.json").read_text())
+
+
+def test_fit_run_prior_fits_refits_with_overwrite_and_pools_on_request(trained_run):
+    before = load(trained_run)
+    with pytest.raises(VaekitError, match="already has a fitted prior; pass --overwrite"):
+        fit_run_prior(trained_run, log=lambda line: None)
+    lines = []
+    info = fit_run_prior(trained_run, components=3, per_class=False, overwrite=True, log=lines.append)
+    assert info["classes"] == 0 and info["components"] == 3 and info["latents"] == 1294
+    after = load(trained_run)
+    assert after.config["prior"]["num_classes"] == 0 and after.prior.means.shape == (1, 3, 2)
+    assert all(
+        torch.equal(before.state_dict()[k], after.state_dict()[k])
+        for k in before.state_dict()
+        if "prior" not in k
+    )
+    assert "fitted a Gaussian mixture prior (3 full-covariance components)" in lines[0]
+    with pytest.raises(VaekitError, match="its prior has no classes"):
+        after.sample(4, label=1)
+
+
+@pytest.mark.parametrize(
+    "settings, message",
+    [
+        ({"components": 0}, "components must be an integer >= 1"),
+        ({"components": 500}, "fewer than the 500 components"),
+        ({"components": 2000, "per_class": False}, "2000 mixture components are more than the 1294 latents"),
+    ],
+)
+def test_bad_mixture_settings_leave_the_run_untouched(trained_run, settings, message):
+    snapshot = folder_snapshot(trained_run)
+    with pytest.raises(VaekitError, match=message):
+        fit_run_prior(trained_run, overwrite=True, log=lambda line: None, **settings)
+    assert folder_snapshot(trained_run) == snapshot
+
+
+def test_a_per_class_prior_needs_labels(tmp_path, monkeypatch):
+    digits = load_dataset("digits")
+    unlabelled = lambda data_dir: Dataset("unlabelled", digits.train, digits.test, num_classes=0)  # noqa: E731
+    monkeypatch.setitem(DATASETS, "unlabelled", unlabelled)
+    out = tmp_path / "run"
+    quiet_trainer(tiny_config(dataset="unlabelled"), out).run()
+    assert load(out).config["prior"]["num_classes"] == 0  # training fits one mixture over all images
+    snapshot = folder_snapshot(out)
+    with pytest.raises(VaekitError, match="have no labels: a per-class prior cannot be fitted"):
+        fit_run_prior(out, per_class=True, overwrite=True, log=lambda line: None)
+    assert folder_snapshot(out) == snapshot
+
+
+def test_a_vqvae_takes_no_mixture_and_a_mlp_no_code_prior(vqvae_run, trained_run):
+    with pytest.raises(VaekitError, match="a mixture prior is for Gaussian latents"):
+        fit_run_prior(vqvae_run, log=lambda line: None)
+    with pytest.raises(VaekitError, match="a prior over codes is trained for vqvae runs only"):
+        train_prior(trained_run, **QUICK, log=lambda line: None)
+
+
+def test_resuming_a_gaussian_run_refits_its_prior_without_a_note(trained_run):
+    from vaekit.train import resume
+
+    lines = []
+    resume(trained_run, epochs=3, progress=False, log=lines.append)
+    assert not any("dropped" in line for line in lines)
+    assert any("fitted a Gaussian mixture prior" in line for line in lines)
+    assert load(trained_run).prior is not None

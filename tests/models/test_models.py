@@ -307,3 +307,115 @@ def test_log_weights_average_to_the_elbo_and_bound_rises_with_k(images):
     assert abs(log_w.mean() - elbo) < 0.1 * abs(elbo.item()) ** 0.5 + 0.1
     bounds = [torch.logsumexp(log_w[:k], 0).mean() - math.log(k) for k in (1, 10, 100, 1000)]
     assert bounds == sorted(bounds)
+
+
+# ------------------------------------------------------------------------------------ fitted priors
+def fitted(name: str, images, labels, per_class: bool = True):
+    """A tiny model with a mixture prior fitted to its latents of ``images`` (3 classes)."""
+    from vaekit.train_prior import fit_mixture_prior
+
+    model = tiny(name).eval()
+    fit_mixture_prior(model, images, labels, 3, components=2, per_class=per_class)
+    return model
+
+
+@pytest.mark.parametrize("name", GAUSSIAN)
+def test_a_fitted_prior_is_saved_loaded_and_sampled(name, images, labels, tmp_path):
+    model = fitted(name, images, labels)
+    assert model.config["prior"] == {
+        "kind": "gaussian_mixture",
+        "latent_dim": 3,
+        "components": 2,
+        "num_classes": 3,
+    }
+    save_model(model, tmp_path / "m.safetensors")
+    loaded = load(tmp_path / "m.safetensors")
+    assert torch.equal(loaded.prior.scale_tril, model.prior.scale_tril)
+    g = lambda: torch.Generator().manual_seed(3)  # noqa: E731
+    assert torch.equal(loaded.sample(6, generator=g()), model.sample(6, generator=g()))
+    assert torch.equal(loaded.sample(6, label=1, generator=g()), model.sample(6, label=1, generator=g()))
+    # the default draws from the fitted prior: the same as asking for it, not N(0, I)
+    assert torch.equal(model.sample(6, generator=g()), model.sample(6, generator=g(), prior="fitted"))
+    assert not torch.equal(model.sample(6, generator=g()), model.sample(6, generator=g(), prior="standard"))
+
+
+@pytest.mark.parametrize("name", GAUSSIAN)
+def test_samples_of_a_label_decode_latents_of_that_class_mixture(name, images, labels):
+    model = fitted(name, images, labels)
+    classes = torch.full((5,), 2)
+    z = model.prior.sample(5, classes, torch.Generator().manual_seed(1))
+    expected = model.decode(z, classes if model.conditional else None)
+    torch.testing.assert_close(model.sample(5, label=2, generator=torch.Generator().manual_seed(1)), expected)
+    # temperature scales the draws about the component means
+    cold = model.prior.sample(5, classes, torch.Generator().manual_seed(1), temperature=0.5)
+    torch.testing.assert_close(
+        model.sample(5, label=2, generator=torch.Generator().manual_seed(1), temperature=0.5),
+        model.decode(cold, classes if model.conditional else None),
+    )
+
+
+@pytest.mark.parametrize("name", GAUSSIAN)
+def test_importance_weights_use_the_chosen_prior(name, images, labels):
+    model = fitted(name, images, labels)
+    mu, logvar = model.encode(images, labels)
+    for prior in ("standard", "fitted"):
+        log_w, recon = model.log_weights(images, labels, 4, torch.Generator().manual_seed(0), prior=prior)
+        g = torch.Generator().manual_seed(0)  # the same draws as log_weights took
+        eps = torch.randn(4, *mu.shape, generator=g)
+        z = mu + (0.5 * logvar).exp() * eps
+        log_q = Normal(mu, (0.5 * logvar).exp()).log_prob(z).sum(-1)
+        flat, repeated = z.reshape(-1, 3), labels.repeat(4)
+        if prior == "standard":
+            mean = model.prior_mean(labels)
+            log_p = Normal(0.0, 1.0).log_prob(z - (0 if mean is None else mean)).sum(-1)
+        else:
+            log_p = model.prior.log_prob(flat, repeated if model.conditional else None).view(4, -1)
+        torch.testing.assert_close(log_w, -recon + log_p - log_q, rtol=1e-5, atol=1e-4)
+
+
+def test_labels_and_priors_that_do_not_apply_are_refused(images, labels):
+    plain = tiny("mlp")
+    with pytest.raises(VaekitError, match="no fitted prior"):
+        plain.sample(2, label=1)
+    with pytest.raises(VaekitError, match="no fitted prior"):
+        plain.sample(2, prior="fitted")
+    with pytest.raises(VaekitError, match="unknown prior 'best'"):
+        plain.sample(2, prior="best")
+    with pytest.raises(VaekitError, match="temperature must be a positive number"):
+        plain.sample(2, temperature=0.0)
+    model = fitted("mlp", images, labels)
+    with pytest.raises(VaekitError, match="samples from N\\(0, I\\)"):
+        model.sample(2, label=1, prior="standard")
+    with pytest.raises(VaekitError, match="label must be in 0..2"):
+        model.sample(2, label=3)
+    pooled = fitted("mlp", images, labels, per_class=False)
+    assert pooled.config["prior"]["num_classes"] == 0 and pooled.sample(2).shape == (2, 1, 8, 8)
+    with pytest.raises(VaekitError, match="its prior has no classes"):
+        pooled.sample(2, label=1)
+    from vaekit.models.mixture import MixturePrior
+
+    with pytest.raises(VaekitError, match="the prior is over 4-D latents; this mlp model's are 3-D"):
+        plain.set_prior(MixturePrior(4, 2))
+
+
+def test_the_cvae_trains_against_its_class_means(images, labels):
+    """p(z | y) = N(m_y, I): the KL per dimension and log p(z | y) against torch.distributions."""
+    model = tiny("cvae")
+    with torch.no_grad():
+        model.class_means.copy_(torch.randn(3, 3))
+    mu, logvar = model.encode(images, labels)
+    q = Normal(mu, (0.5 * logvar).exp())
+    p = Normal(model.class_means[labels], 1.0)
+    torch.testing.assert_close(model.kl_per_dim(mu, logvar, labels), torch.distributions.kl_divergence(q, p))
+    z = torch.randn(12, 3)
+    torch.testing.assert_close(model.log_prior(z, labels), p.log_prob(z).sum(-1))
+    # the trained prior's samples of class 1 are N(m_1, I); the loss's KL is the shifted one
+    model.decode = lambda z, labels=None: z  # look at the latents themselves
+    z = model.sample(20_000, label=1, prior="standard", generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(z.mean(0), model.class_means[1].detach(), atol=0.03, rtol=0)
+    torch.testing.assert_close(z.std(0), torch.ones(3), atol=0.03, rtol=0)
+    _, terms = model.loss(images, labels, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(terms["kl"], torch.distributions.kl_divergence(q, p).sum(-1).mean())
+    assert model.class_means.requires_grad  # learned with the model
+    without = tiny("cvae", class_prior=False)
+    assert without.class_means is None and without.prior_mean(labels) is None
