@@ -29,6 +29,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/conv_speed.py
 	$(PY) benchmarks/models.py
 	$(PY) benchmarks/eval_speed.py --full
+	$(PY) benchmarks/priors.py
 
 clean:
 	rm -rf $(VENV) src/*.egg-info

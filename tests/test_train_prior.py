@@ -15,7 +15,7 @@ from vaekit.data import DATASETS, Dataset, load_dataset, split_train_val
 from vaekit.errors import VaekitError
 from vaekit.models.mixture import MixturePrior
 from vaekit.train import Trainer
-from vaekit.train_prior import fit_run_prior, posterior_means, train_prior
+from vaekit.train_prior import fit_run_prior, posterior_moments, train_prior
 
 QUICK = dict(epochs=2, batch_size=256, device="cpu", progress=False)
 
@@ -152,7 +152,7 @@ def test_training_ends_with_a_fitted_prior_per_class(tmp_path):
     # the fit is of the training split's posterior means: refitting them by hand gives the same prior
     dataset = load_dataset("digits")
     train_set, _ = split_train_val(dataset.train, 0.1, 0)
-    means = posterior_means(model, train_set.as_float(), train_set.labels)
+    means, _ = posterior_moments(model, train_set.as_float(), train_set.labels)
     again, _ = MixturePrior.fit(means, train_set.labels, components=8, num_classes=10, seed=0)
     torch.testing.assert_close(again.means, model.prior.means)
     # the test loss is the trained prior's ELBO: fitting changed nothing in eval.json
@@ -160,6 +160,21 @@ def test_training_ends_with_a_fitted_prior_per_class(tmp_path):
     quiet_trainer(tiny_config(fit_prior=False), plain).run()
     assert load(plain).prior is None and not (plain / "samples" / "prior.png").exists()
     assert json.loads((plain / "eval.json").read_text()) == json.loads((out / "eval.json").read_text())
+
+
+def test_the_aggregate_target_widens_every_component_by_the_posterior_variances(trained_run):
+    means_only = load(trained_run).prior
+    info = fit_run_prior(trained_run, target="aggregate", overwrite=True, log=lambda line: None)
+    assert info["target"] == "aggregate"
+    wider = load(trained_run).prior
+    torch.testing.assert_close(wider.means, means_only.means)  # the same EM fit, then widened
+    covariance = lambda p: p.scale_tril @ p.scale_tril.transpose(-1, -2)  # noqa: E731
+    added = (covariance(wider) - covariance(means_only)).diagonal(dim1=-2, dim2=-1)
+    assert (added > 0).all()
+    off_diagonal = covariance(wider) - covariance(means_only) - torch.diag_embed(added)
+    assert off_diagonal.abs().max() < 1e-5
+    with pytest.raises(VaekitError, match="unknown prior target 'best'"):
+        fit_run_prior(trained_run, target="best", overwrite=True, log=lambda line: None)
 
 
 def test_fit_run_prior_fits_refits_with_overwrite_and_pools_on_request(trained_run):
@@ -176,7 +191,7 @@ def test_fit_run_prior_fits_refits_with_overwrite_and_pools_on_request(trained_r
         for k in before.state_dict()
         if "prior" not in k
     )
-    assert "fitted a Gaussian mixture prior (3 full-covariance components)" in lines[0]
+    assert "fitted a Gaussian mixture prior (3 full-covariance components) to the posterior means" in lines[0]
     with pytest.raises(VaekitError, match="its prior has no classes"):
         after.sample(4, label=1)
 

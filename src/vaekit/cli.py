@@ -315,7 +315,7 @@ def _train_prior(args: argparse.Namespace) -> int:
     options = vars(args)
     code_options = ("epochs", "batch_size", "lr", "width", "depth")
     if read_run_config(Path(args.run))["model"].get("name") == "vqvae":
-        for name in ("components", "classes"):
+        for name in ("components", "classes", "target"):
             if options[name] is not None:
                 raise VaekitError(f"--{name} applies to Gaussian-latent runs (a mixture prior), not vqvae")
         given = {k: options[k] for k in code_options if options[k] is not None}
@@ -330,9 +330,8 @@ def _train_prior(args: argparse.Namespace) -> int:
                 f"--{name.replace('_', '-')} applies to a vqvae's prior over codes, not a mixture"
             )
     per_class = {None: None, "yes": True, "no": False}[args.classes]
-    fit_run_prior(
-        args.run, args.components, per_class, seed=args.seed, device=args.device, overwrite=args.overwrite
-    )
+    target = args.target or "means"
+    fit_run_prior(args.run, args.components, per_class, args.seed, args.device, args.overwrite, target=target)
     return 0
 
 
@@ -449,6 +448,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--classes",
         choices=("yes", "no"),
         help="one mixture per class (default: yes if the images have labels)",
+    )
+    p.add_argument(
+        "--target",
+        choices=("means", "aggregate"),
+        help="fit the posterior means (default: clearer samples) or the aggregate posterior "
+        "(better -log p(x))",
     )
     p.add_argument("--epochs", type=_positive_int, help="vqvae: epochs over the training codes (default 20)")
     p.add_argument("--batch-size", type=_positive_int, help="vqvae: code grids per step (default 128)")

@@ -27,7 +27,7 @@ from tqdm import tqdm
 
 from vaekit import plots
 from vaekit.atomic import write_json, write_text
-from vaekit.data import ImageSet, binarize, load_dataset, split_train_val
+from vaekit.data import Dataset, ImageSet, binarize, load_dataset, split_train_val
 from vaekit.devices import resolve_device
 from vaekit.errors import VaekitError
 from vaekit.evaluate import evaluate_run
@@ -41,19 +41,27 @@ PRIOR_HEADS = 4
 N_SAMPLES = 64  # samples/prior.png: an 8 x 8 grid (a conditional model: a row per class)
 # Mixture components per class (or in all, for a prior without classes); chosen by benchmarks/priors.py.
 DEFAULT_COMPONENTS = {True: 8, False: 40}
+# What the mixture is fitted to: the posterior means (the default: the clearer samples), or the aggregate
+# posterior E_x q(z|x), the means' spread plus the posterior variances (a closer density: better -log p(x)).
+TARGETS = ("means", "aggregate")
 
 
 @torch.no_grad()
-def posterior_means(
+def posterior_moments(
     model: GaussianVAE, x: torch.Tensor, labels: torch.Tensor | None, batch_size: int = 1000
-) -> torch.Tensor:
-    """E_q(z|x)[z] of images x [N, C, H, W] under the model in eval mode -> [N, latent_dim], float32."""
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Posterior means and variances of images x [N, C, H, W] under the model in eval mode, each
+    [N, latent_dim], float32."""
     model.eval()
-    chunks = []
+    means, variances = [], []
     for start in range(0, len(x), batch_size):
         y = None if labels is None else labels[start : start + batch_size]
-        chunks.append(model.encode(x[start : start + batch_size], y)[0].float())
-    return torch.cat(chunks) if chunks else torch.zeros(0, model.latent_dim, device=x.device)
+        mu, logvar = model.encode(x[start : start + batch_size], y)
+        means.append(mu.float())
+        variances.append(logvar.float().exp())
+    if not means:
+        return (torch.zeros(0, model.latent_dim, device=x.device),) * 2
+    return torch.cat(means), torch.cat(variances)
 
 
 def check_mixture_settings(components: Any, per_class: bool | None, num_classes: int) -> tuple[int, bool]:
@@ -76,19 +84,30 @@ def fit_mixture_prior(
     components: int | None = None,
     per_class: bool | None = None,
     seed: int = 0,
+    target: str = "means",
 ) -> dict[str, Any]:
     """Fit a MixturePrior to the posterior means of images x (with their ``labels``, of ``num_classes``;
-    0 for none) and attach it to ``model``. Returns what was fitted: ``components``, ``classes`` (0:
-    one mixture), ``latents``, ``seconds``, ``em_iterations`` (per mixture), ``converged``."""
+    0 for none) and attach it to ``model``; ``target`` "aggregate" widens each component by the posterior
+    variances it covers (see ``fit_gaussian_mixture``'s spread). Returns what was fitted: ``components``,
+    ``classes`` (0: one mixture), ``target``, ``latents``, ``seconds``, ``em_iterations`` (per mixture),
+    ``converged``."""
     components, per_class = check_mixture_settings(components, per_class, num_classes)
+    if target not in TARGETS:
+        raise VaekitError(f"unknown prior target {target!r}; choose from {', '.join(TARGETS)}")
     start = time.perf_counter()
-    latents = posterior_means(model, x, labels)
+    latents, variances = posterior_moments(model, x, labels)
     prior, fits = MixturePrior.fit(
-        latents, labels if per_class else None, components, num_classes if per_class else 0, seed
+        latents,
+        labels if per_class else None,
+        components,
+        num_classes if per_class else 0,
+        seed,
+        spread=variances if target == "aggregate" else None,
     )
     model.set_prior(prior)
     return {
         "components": components,
+        "target": target,
         "classes": num_classes if per_class else 0,
         "latents": len(latents),
         "seconds": round(time.perf_counter() - start, 3),
@@ -100,9 +119,10 @@ def fit_mixture_prior(
 def describe_mixture(info: dict[str, Any]) -> str:
     classes = info["classes"]
     shape = f"{classes} classes x {info['components']}" if classes else f"{info['components']}"
+    target = "posterior means" if info["target"] == "means" else "aggregate posterior"
     return (
-        f"fitted a Gaussian mixture prior ({shape} full-covariance components) to {info['latents']:,} "
-        f"training latents in {info['seconds']:.1f} s"
+        f"fitted a Gaussian mixture prior ({shape} full-covariance components) to the {target} of "
+        f"{info['latents']:,} training images in {info['seconds']:.1f} s"
     )
 
 
@@ -121,6 +141,7 @@ def fit_run_prior(
     device: str = "auto",
     overwrite: bool = False,
     log: Callable[[str], None] = print,
+    target: str = "means",
 ) -> dict[str, Any]:
     """Fit the mixture prior of the Gaussian-latent run in ``run`` (see ``fit_mixture_prior``) to its
     training split, attach it and save the run (model.safetensors, config.json, samples/prior.png)."""
@@ -133,22 +154,27 @@ def fit_run_prior(
     if model.prior is not None and not overwrite:
         raise VaekitError(f"{run} already has a fitted prior; pass --overwrite to fit a new one")
     x, labels, num_classes = _training_split(run, config, dev)
-    info = fit_mixture_prior(model, x, labels, num_classes, components, per_class, seed)
+    info = fit_mixture_prior(model, x, labels, num_classes, components, per_class, seed, target)
     save_run_with_prior(run, model, config, seed)
     log(describe_mixture(info) + f"; saved in {run}")
     return info
 
 
-def _training_split(
-    run: Path, config: dict[str, Any], device: torch.device
-) -> tuple[torch.Tensor, torch.Tensor, int]:
-    """The run's training images (as training split them; one fixed draw if it binarized), labels, classes."""
+def _run_splits(run: Path, config: dict[str, Any]) -> tuple[Dataset, ImageSet, ImageSet]:
+    """The run's dataset and its training and validation images, split as training split them."""
     try:
         dataset = load_dataset(config["data"]["dataset"], config["data"]["data_dir"])
         val_fraction, split_seed = config["train"]["val_fraction"], config["train"]["seed"]
     except (KeyError, TypeError) as exc:
         raise VaekitError(f"corrupt {run / 'config.json'}: no data or train setting {exc}") from None
-    train_set, _ = split_train_val(dataset.train, val_fraction, split_seed)
+    return dataset, *split_train_val(dataset.train, val_fraction, split_seed)
+
+
+def _training_split(
+    run: Path, config: dict[str, Any], device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """The run's training images (one fixed draw if it binarized), their labels, and the class count."""
+    dataset, train_set, _ = _run_splits(run, config)
     x = train_set.as_float(device)
     if config["train"].get("binarize", "none") != "none":
         x = binarize(x, "train")
@@ -233,12 +259,7 @@ def train_prior(
         )
     if model.can_sample and not overwrite:
         raise VaekitError(f"{run} already has a prior; pass --overwrite to train a new one")
-    try:
-        dataset = load_dataset(config["data"]["dataset"], config["data"]["data_dir"])
-        val_fraction, split_seed = config["train"]["val_fraction"], config["train"]["seed"]
-    except (KeyError, TypeError) as exc:
-        raise VaekitError(f"corrupt {run / 'config.json'}: no data or train setting {exc}") from None
-    train_set, val_set = split_train_val(dataset.train, val_fraction, split_seed)
+    _, train_set, val_set = _run_splits(run, config)
     train_codes = encode_images(model, train_set, dev)
     val_codes = encode_images(model, val_set, dev)
 

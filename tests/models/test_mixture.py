@@ -117,6 +117,20 @@ def test_em_recovers_a_known_mixture_and_converges():
     torch.testing.assert_close(fit.means[order], means[means[:, 0].argsort()], atol=0.15, rtol=0)
 
 
+def test_a_spread_around_each_point_adds_the_law_of_total_variance():
+    """With one component: Cov(z) = Cov(E[z|x]) + E[Var(z|x)], the aggregate of the points' Gaussians."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(800, 3, generator=g, dtype=torch.float64) @ torch.tensor(
+        [[1.0, 0.5, 0], [0, 1, 0], [0, 0, 0.1]], dtype=torch.float64
+    )
+    spread = torch.rand(800, 3, generator=g, dtype=torch.float64)
+    plain, wide = fit_gaussian_mixture(x, 1), fit_gaussian_mixture(x, 1, spread=spread)
+    covariance = wide.scale_tril[0] @ wide.scale_tril[0].T
+    expected = torch.cov(x.T, correction=0) + 1e-6 * torch.eye(3) + torch.diag(spread.mean(0))
+    torch.testing.assert_close(covariance, expected)
+    torch.testing.assert_close(wide.means, plain.means)
+
+
 def test_em_is_seeded():
     x = torch.randn(500, 4, dtype=torch.float64)
     a, b = fit_gaussian_mixture(x, 5, seed=1), fit_gaussian_mixture(x, 5, seed=1)

@@ -102,11 +102,19 @@ def fit_gaussian_mixture(
     tol: float = 1e-3,
     reg_covar: float = REG_COVAR,
     init: torch.Tensor | None = None,
+    spread: torch.Tensor | None = None,
 ) -> MixtureFit:
     """Fit a full-covariance Gaussian mixture of ``components`` to points x [N, D] by EM.
 
     Starts from a seeded k-means clustering (or from ``init``, responsibilities [N, K]); stops when the
     mean log-likelihood changes by less than ``tol`` nats or after ``max_iter`` EM steps.
+
+    ``spread`` [N, D], if given, is a variance around each point (a posterior's, when x are posterior
+    means): each component's covariance then gains the responsibility-weighted mean of it on its
+    diagonal, Sigma_k + diag(sum_n r_nk s_n / N_k). By the law of total variance that is the covariance
+    of the points' own distributions that the component covers, so the mixture models the aggregate
+    posterior q(z) = E_x q(z|x) rather than its means alone: a latent unit the model leaves unused keeps
+    its N(0, 1) spread instead of collapsing to the covariance floor.
     """
     if not 1 <= components <= len(x):
         raise VaekitError(
@@ -128,6 +136,12 @@ def fit_gaussian_mixture(
             if abs(mean_ll - previous) < tol:
                 converged = True
                 break
+        if spread is not None:
+            log_joint = gaussian_components_log_prob(x, means, scale_tril) + log_weights
+            resp = (log_joint - torch.logsumexp(log_joint, dim=1, keepdim=True)).exp()
+            extra = resp.T @ spread.double() / (resp.sum(0) + 10 * torch.finfo(resp.dtype).eps).unsqueeze(1)
+            covariances = scale_tril @ scale_tril.transpose(1, 2) + torch.diag_embed(extra)
+            scale_tril = torch.linalg.cholesky(covariances)
     except torch.linalg.LinAlgError:
         raise VaekitError(
             "a mixture component's covariance became singular; the latents may hold repeated points: "
@@ -206,26 +220,32 @@ class MixturePrior(nn.Module):
         components: int = 10,
         num_classes: int = 0,
         seed: int = 0,
+        spread: torch.Tensor | None = None,
     ) -> tuple[MixturePrior, list[MixtureFit]]:
         """Fit to latents [N, D]: one mixture, or with ``labels`` [N] one per class of ``num_classes``,
-        weighted by the classes' frequencies. Returns the prior (on the latents' device) and the fits."""
+        weighted by the classes' frequencies; ``spread`` [N, D]: each latent's posterior variance (see
+        ``fit_gaussian_mixture``). Returns the prior (on the latents' device) and the fits."""
         if components < 1:
             raise VaekitError(f"a mixture needs at least 1 component, got {components}")
         if len(latents) < components:
             raise VaekitError(f"{components} mixture components are more than the {len(latents)} latents")
         prior = cls(latents.shape[1], components, num_classes if labels is not None else 0)
         if labels is None:
-            groups = [latents]
+            groups, spreads = [latents], [spread]
         else:
             labels = labels.to(latents.device)
             groups = [latents[labels == c] for c in range(num_classes)]
+            spreads = [None if spread is None else spread[labels == c] for c in range(num_classes)]
             for c, group in enumerate(groups):
                 if len(group) < components:
                     raise VaekitError(
                         f"class {c} has {len(group)} training images, fewer than the {components} "
                         "components of its mixture: use fewer components"
                     )
-        fits = [fit_gaussian_mixture(group, components, seed=seed + i) for i, group in enumerate(groups)]
+        fits = [
+            fit_gaussian_mixture(group, components, seed=seed + i, spread=spreads[i])
+            for i, group in enumerate(groups)
+        ]
         sizes = torch.tensor([float(len(g)) for g in groups], dtype=torch.float64)
         prior = prior.to(latents.device)
         prior.class_log_weights.copy_((sizes / sizes.sum()).log())
