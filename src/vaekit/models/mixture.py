@@ -77,21 +77,44 @@ def kmeans_assignments(x: torch.Tensor, k: int, generator: torch.Generator) -> t
     return assign
 
 
+CHUNK = 2048  # rows of x per pass in EM: [chunk, K D] intermediates stay small (in cache), whatever N is
+
+
 def m_step(
     x: torch.Tensor, resp: torch.Tensor, reg_covar: float = REG_COVAR
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Mixture parameters from responsibilities: N_k = sum_n r_nk, pi_k = N_k / N,
-    mu_k = sum_n r_nk x_n / N_k, Sigma_k = sum_n r_nk (x_n - mu_k)(x_n - mu_k)^T / N_k + reg I.
-    x [N, D], resp [N, K] -> log_weights [K], means [K, D], scale_tril [K, D, D]."""
+    mu_k = sum_n r_nk x_n / N_k, Sigma_k = sum_n r_nk x_n x_n^T / N_k - mu_k mu_k^T + reg I.
+
+    The second moments of all components come from one product of the responsibilities with the
+    points' outer products x_n x_n^T, taken CHUNK rows at a time (float64: the subtraction of
+    mu_k mu_k^T loses nothing that matters at latent scales).
+    x [N, D], resp [N, K] -> log_weights [K], means [K, D], scale_tril [K, D, D].
+    """
+    dim = x.shape[1]
     counts = resp.sum(0) + 10 * torch.finfo(resp.dtype).eps  # no empty component divides by zero
     means = resp.T @ x / counts.unsqueeze(1)
-    eye = torch.eye(x.shape[1], dtype=x.dtype, device=x.device)
-    covariances = []
-    for k in range(len(means)):  # K products of [D, N] by [N, D]: no [N, K, D] intermediate
-        diff = x - means[k]
-        covariances.append((resp[:, k : k + 1] * diff).T @ diff / counts[k] + reg_covar * eye)
-    scale_tril = torch.linalg.cholesky(torch.stack(covariances))
+    second = torch.zeros(len(counts), dim * dim, dtype=x.dtype, device=x.device)
+    for start in range(0, len(x), CHUNK):
+        rows = x[start : start + CHUNK]
+        second += resp[start : start + CHUNK].T @ (rows.unsqueeze(2) * rows.unsqueeze(1)).flatten(1)
+    eye = torch.eye(dim, dtype=x.dtype, device=x.device)
+    covariances = second.view(-1, dim, dim) / counts.view(-1, 1, 1) - means.unsqueeze(2) * means.unsqueeze(1)
+    scale_tril = torch.linalg.cholesky((covariances + covariances.transpose(1, 2)) / 2 + reg_covar * eye)
     return (counts / len(x)).log(), means, scale_tril
+
+
+def e_step(
+    x: torch.Tensor, log_weights: torch.Tensor, means: torch.Tensor, scale_tril: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Responsibilities r_nk = p(k | x_n) [N, K] and log p(x_n) [N], CHUNK rows at a time."""
+    resp, log_norm = [], []
+    for rows in x.split(CHUNK):
+        log_joint = gaussian_components_log_prob(rows, means, scale_tril) + log_weights
+        norm = torch.logsumexp(log_joint, dim=1, keepdim=True)
+        resp.append((log_joint - norm).exp())
+        log_norm.append(norm.squeeze(1))
+    return torch.cat(resp), torch.cat(log_norm)
 
 
 def fit_gaussian_mixture(
@@ -129,16 +152,14 @@ def fit_gaussian_mixture(
         mean_ll, converged, iterations = -math.inf, False, 0
         while iterations < max_iter:
             iterations += 1
-            log_joint = gaussian_components_log_prob(x, means, scale_tril) + log_weights  # [N, K]
-            log_norm = torch.logsumexp(log_joint, dim=1, keepdim=True)
-            log_weights, means, scale_tril = m_step(x, (log_joint - log_norm).exp(), reg_covar)
+            resp, log_norm = e_step(x, log_weights, means, scale_tril)
+            log_weights, means, scale_tril = m_step(x, resp, reg_covar)
             previous, mean_ll = mean_ll, log_norm.mean().item()
             if abs(mean_ll - previous) < tol:
                 converged = True
                 break
         if spread is not None:
-            log_joint = gaussian_components_log_prob(x, means, scale_tril) + log_weights
-            resp = (log_joint - torch.logsumexp(log_joint, dim=1, keepdim=True)).exp()
+            resp, _ = e_step(x, log_weights, means, scale_tril)
             extra = resp.T @ spread.double() / (resp.sum(0) + 10 * torch.finfo(resp.dtype).eps).unsqueeze(1)
             covariances = scale_tril @ scale_tril.transpose(1, 2) + torch.diag_embed(extra)
             scale_tril = torch.linalg.cholesky(covariances)
