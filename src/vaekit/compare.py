@@ -163,9 +163,10 @@ def report_notes(summaries: list[dict[str, Any]]) -> list[str]:
     )
     if any("fitted_frechet_distance" in s["eval"] for s in summaries):
         notes.append(
-            "Frechet distance and mode coverage are of samples from z ~ N(0, I); the fitted-prior columns "
-            "of samples from the run's Gaussian mixture prior fitted to its training latents (what vaekit "
-            "sample draws). Label accuracy is from the fitted prior where a run has one."
+            "Frechet distance and mode coverage are of samples from z ~ N(0, I) (a vqvae's: from its prior "
+            "over codes); the fitted-prior columns of samples from the run's Gaussian mixture prior "
+            "fitted to its training latents (what vaekit sample draws). Label accuracy is from the fitted "
+            "prior where a run has one."
         )
     return notes
 
