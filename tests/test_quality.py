@@ -97,7 +97,7 @@ def test_classifier_training_is_seeded_and_leaves_the_global_rng(digits):
 
 
 def test_another_training_set_gets_its_own_cache_file(digits, tmp_path):
-    fewer = type(digits)(digits.name, digits.train.subset(torch.arange(500)), digits.test, 10)
+    fewer = type(digits)(digits.name, digits.train.subset(torch.arange(500)), digits.test, digits.classes)
     assert classifier_path(fewer, tmp_path) != classifier_path(digits, tmp_path)
     assert classifier_path(digits, tmp_path, seed=1) != classifier_path(digits, tmp_path)
 

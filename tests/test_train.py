@@ -220,6 +220,6 @@ def test_resume_refuses_changes_to_what_the_run_is_built_on(trained_run):
     before = folder_snapshot(trained_run)
     with pytest.raises(VaekitError, match="--beta 4.0 differs from the run's 1.0"):
         resume(trained_run, epochs=3, beta=4.0, progress=False, log=lambda line: None)
-    with pytest.raises(VaekitError, match="unknown training setting 'colour'"):
-        resume(trained_run, colour=True)
+    with pytest.raises(VaekitError, match="unknown training setting 'flavour'"):
+        resume(trained_run, flavour=True)
     assert folder_snapshot(trained_run) == before

@@ -213,7 +213,7 @@ def test_bad_mixture_settings_leave_the_run_untouched(trained_run, settings, mes
 
 def test_a_per_class_prior_needs_labels(tmp_path, monkeypatch):
     digits = load_dataset("digits")
-    unlabelled = lambda data_dir: Dataset("unlabelled", digits.train, digits.test, num_classes=0)  # noqa: E731
+    unlabelled = lambda data_dir: Dataset("unlabelled", digits.train, digits.test, [])  # noqa: E731
     monkeypatch.setitem(DATASETS, "unlabelled", unlabelled)
     out = tmp_path / "run"
     quiet_trainer(tiny_config(dataset="unlabelled"), out).run()

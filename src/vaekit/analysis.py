@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from vaekit import plots
+from vaekit.data import unit_float
 from vaekit.devices import resolve_device
 from vaekit.errors import VaekitError
 from vaekit.evaluate import run_split
@@ -26,7 +27,7 @@ def latent_means(
     chunks = []
     for start in range(0, len(images), batch_size):
         y = None if labels is None else labels[start : start + batch_size]
-        chunks.append(model.encode(images[start : start + batch_size], y)[0].float().cpu())
+        chunks.append(model.encode(unit_float(images[start : start + batch_size]), y)[0].float().cpu())
     return torch.cat(chunks)
 
 

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from vaekit.atomic import write_json
-from vaekit.data import Dataset, ImageSet, binarize, load_dataset, split_train_val
+from vaekit.data import Dataset, ImageSet, binarize, load_dataset, split_train_val, unit_float
 from vaekit.devices import resolve_device
 from vaekit.errors import VaekitError
 from vaekit.models import VAE, GaussianVAE
@@ -41,7 +41,7 @@ def elbo_terms(
     generator = torch.Generator(device=images.device).manual_seed(seed)
     totals: dict[str, torch.Tensor] = {}
     for start in range(0, len(images), batch_size):
-        batch = images[start : start + batch_size]
+        batch = unit_float(images[start : start + batch_size])
         batch_labels = None if labels is None else labels[start : start + batch_size]
         terms = model.loss(batch, batch_labels, generator=generator, **options).terms
         for name, value in terms.items():
@@ -65,7 +65,7 @@ def reconstruction_errors(
     model.eval()
     bce = sse = 0.0
     for start in range(0, len(images), batch_size):
-        x = images[start : start + batch_size].float()
+        x = unit_float(images[start : start + batch_size]).float()
         y = None if labels is None else labels[start : start + batch_size]
         r = model.reconstruct(x, y).float()
         bce += F.binary_cross_entropy(r.clamp(1e-6, 1 - 1e-6), x, reduction="sum").double().item()
@@ -105,7 +105,7 @@ def iwae_nll(
     chunk = max(1, max_decodes // batch)
     out = torch.empty(len(images), dtype=torch.float64, device=images.device)
     for start in range(0, len(images), batch):
-        x = images[start : start + batch]
+        x = unit_float(images[start : start + batch])
         y = None if labels is None else labels[start : start + batch]
         posterior = tuple(t.float() for t in model.encode(x, y))
         total = torch.full((len(x),), -math.inf, dtype=torch.float64, device=x.device)
@@ -139,7 +139,7 @@ def latent_statistics(
     means, kls = [], []
     for start in range(0, len(images), batch_size):
         y = None if labels is None else labels[start : start + batch_size]
-        mu, logvar = (t.float() for t in model.encode(images[start : start + batch_size], y))
+        mu, logvar = (t.float() for t in model.encode(unit_float(images[start : start + batch_size]), y))
         means.append(mu.double())
         kls.append(model.kl_per_dim(mu, logvar, y).double().sum(0))
     model.train(was_training)
@@ -190,6 +190,22 @@ def run_data_dir(config: dict[str, Any], data_dir: str | os.PathLike | None = No
     return data_dir or config["data"]["data_dir"]
 
 
+def load_run_dataset(
+    config: dict[str, Any],
+    data_dir: str | os.PathLike | None = None,
+    log: Callable[[str], None] | None = None,
+) -> Dataset:
+    """The dataset of a run (its config.json), prepared as for training (image size, colour)."""
+    train = config["train"]
+    return load_dataset(
+        config["data"]["dataset"],
+        run_data_dir(config, data_dir),
+        image_size=train.get("image_size"),
+        colour=train.get("colour"),
+        log=log or (lambda line: None),
+    )
+
+
 def run_split(
     config: dict[str, Any],
     split: str,
@@ -200,7 +216,7 @@ def run_split(
     if split not in ("test", "val"):
         raise VaekitError(f"unknown split {split!r}; choose test or val")
     if dataset is None:
-        dataset = load_dataset(config["data"]["dataset"], run_data_dir(config, data_dir))
+        dataset = load_run_dataset(config, data_dir)
     if split == "test":
         return dataset.test
     _, images = split_train_val(dataset.train, config["train"]["val_fraction"], config["train"]["seed"])
@@ -234,15 +250,15 @@ def evaluate_run(
     """
     run = Path(run)
     config = read_run_config(run)
-    dataset = load_dataset(config["data"]["dataset"], run_data_dir(config, data_dir))
+    dataset = load_run_dataset(config, data_dir, log)
     images = run_split(config, split, dataset=dataset)
     dev = resolve_device(device)
     model = load(run, device=dev)
     if iwae_k and not isinstance(model, GaussianVAE):
         raise VaekitError(f"--iwae-k applies to the Gaussian-latent models, not {model.name}")
-    x, labels = images.as_float(dev), images.labels.to(dev)
+    x, labels = images.images.to(dev), images.labels.to(dev)  # uint8: the evaluators convert batches
     if config["train"].get("binarize", "none") != "none":  # the same fixed binary images as training saw
-        x = binarize(x, split)
+        x = binarize(unit_float(x), split)
     seed = config["train"]["seed"]
     terms = elbo_terms(model, x, labels, seed=seed, **eval_options(config["train"]))
     result = eval_record(terms, split, len(images), config.get("epochs_completed"))

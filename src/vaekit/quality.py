@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -118,7 +119,8 @@ def accuracy(classifier: DigitClassifier, data: ImageSet) -> float:
 def _fingerprint(train: ImageSet, num_classes: int, seed: int, recipe: dict[str, Any]) -> str:
     digest = hashlib.sha256(json.dumps({"recipe": recipe, "seed": seed, "classes": num_classes}).encode())
     digest.update(str(tuple(train.images.shape)).encode())
-    digest.update(train.images.contiguous().numpy().tobytes())
+    for start in range(0, len(train), 65536):  # in chunks: a memory-mapped set is never copied whole
+        digest.update(train.images[start : start + 65536].contiguous().numpy().tobytes())
     digest.update(train.labels.contiguous().numpy().tobytes())
     return digest.hexdigest()[:16]
 
@@ -128,7 +130,8 @@ def classifier_path(dataset: Dataset, cache_dir: str | os.PathLike | None = None
     CACHE being vaekit's data folder (see default_data_dir) unless ``cache_dir`` is given."""
     root = Path(cache_dir) if cache_dir is not None else default_data_dir()
     key = _fingerprint(dataset.train, dataset.num_classes, seed, CLASSIFIER_RECIPE)
-    return root / "classifiers" / f"{dataset.name}-{key}.safetensors"
+    name = re.sub(r"[^A-Za-z0-9_-]+", "_", dataset.name.rstrip("/").rsplit("/", 1)[-1])  # folder:PATH
+    return root / "classifiers" / f"{name}-{key}.safetensors"
 
 
 def load_classifier(

@@ -29,8 +29,18 @@ from tqdm import tqdm
 import vaekit
 from vaekit import plots
 from vaekit.atomic import atomic_write, write_json, write_text
-from vaekit.data import BINARIZE, binarize, default_data_dir, load_dataset, split_train_val
+from vaekit.data import (
+    BINARIZE,
+    Dataset,
+    binarize,
+    check_dataset_name,
+    default_data_dir,
+    load_dataset,
+    split_rows,
+    unit_float,
+)
 from vaekit.data.augment import random_affine
+from vaekit.data.folder import COLOURS, parse_image_size
 from vaekit.devices import DEVICES, resolve_device
 from vaekit.errors import VaekitError
 from vaekit.evaluate import elbo_terms, eval_options, eval_record, write_eval
@@ -42,6 +52,7 @@ N_GRID_COLUMNS = 8  # sample grid: 8 x 8 images (8 per class for a conditional m
 N_RECON = 8  # reconstruction grid: 8 fixed validation images over their reconstructions
 TERMS = ("loss", "recon", "kl")  # every model's first three loss terms; models may add more
 DEFAULT_IWAE_K = 5
+PRIOR_FIT_IMAGES = 60_000  # the fitted prior sees at most this many training images
 # Settings that shape the model; None leaves the model's own default (see the model classes).
 MODEL_SETTINGS = ("latent_dim", "hidden", "channels", "likelihood", "decoder_std", "codebook_size")
 
@@ -52,6 +63,8 @@ class TrainConfig:
 
     dataset: str = "mnist"
     data_dir: str | None = None
+    image_size: list[int] | None = None  # [height, width]: folder datasets are resized, shapes drawn so
+    colour: str | None = None  # "grey" or "rgb": folder datasets are converted (None: as the images are)
     model: str = "mlp"
     latent_dim: int | None = None
     hidden: list[int] | None = None
@@ -79,7 +92,13 @@ class TrainConfig:
     prior_components: int | None = None  # per class (None: vaekit.train_prior.DEFAULT_COMPONENTS)
 
     def validate(self) -> None:
-        """Refuse bad values and options that do not apply to the model; fills in the IWAE k."""
+        """Refuse bad values and options that do not apply to the model; fills in the IWAE k, makes a
+        folder dataset's path absolute and the image size [height, width]."""
+        self.dataset = check_dataset_name(self.dataset)
+        if self.image_size is not None:
+            self.image_size = parse_image_size(self.image_size)
+        if self.colour is not None and self.colour not in COLOURS:
+            raise VaekitError(f"unknown colour {self.colour!r}; choose from {', '.join(COLOURS)}")
         if self.model not in MODELS:
             raise VaekitError(f"unknown model {self.model!r}; choose from {', '.join(sorted(MODELS))}")
         model_class = MODELS[self.model]
@@ -309,9 +328,12 @@ class Trainer:
         self.device = resolve_device(config.device)
         self.config = config
         data_dir = Path(config.data_dir) if config.data_dir else default_data_dir()
-        dataset = load_dataset(config.dataset, data_dir)
+        dataset = load_dataset(
+            config.dataset, data_dir, config.image_size, config.colour, progress=self.progress, log=log
+        )
+        for note in dataset.notes:
+            log(f"note: {note}")
         self.data_dir = str(data_dir.resolve())
-        train_set, val_set = split_train_val(dataset.train, config.val_fraction, config.seed)
         if checkpoint is None:
             torch.manual_seed(config.seed)
             config_of_model = model_config(config, dataset.image_shape, dataset.num_classes)
@@ -324,24 +346,57 @@ class Trainer:
         self.drops_prior = had_prior and not self.refits_prior
         self.optimizer = _adam(self.model, config.lr)
         self.shuffle = torch.Generator().manual_seed(config.seed)
-        self.x_train, self.y_train = train_set.as_float(self.device), train_set.labels.to(self.device)
-        self.x_val, self.y_val = val_set.as_float(self.device), val_set.labels.to(self.device)
-        self.x_test, self.y_test = dataset.test.as_float(self.device), dataset.test.labels.to(self.device)
-        if config.binarize != "none":  # evaluation always sees one fixed binarization
-            self.x_val, self.x_test = binarize(self.x_val, "val"), binarize(self.x_test, "test")
-        if config.binarize == "static":
-            self.x_train = binarize(self.x_train, "train")
-        self.counts = {"n_train": len(train_set), "n_val": len(val_set), "n_test": len(dataset.test)}
+        self._place_data(dataset)
         self.dataset_name = dataset.name
+        self.classes = dataset.classes
         self.num_classes = dataset.num_classes
         self.eval_options = eval_options(asdict(config))
         # Fixed images for the per-epoch reconstructions, so that progress is visible across epochs.
-        self.grid_images = (self.x_val if len(val_set) else self.x_train)[:N_RECON]
-        self.grid_labels = (self.y_val if len(val_set) else self.y_train)[:N_RECON]
+        if len(self.x_val):
+            self.grid_images, self.grid_labels = unit_float(self.x_val[:N_RECON]), self.y_val[:N_RECON]
+        else:
+            self.grid_images, self.grid_labels = self.train_batch(torch.arange(min(N_RECON, self.n_train)))
         self.state = _State()
         self._created = datetime.now(timezone.utc).isoformat(timespec="seconds")
         if checkpoint is not None:
             self._restore(checkpoint)
+
+    def _place_data(self, dataset: Dataset) -> None:
+        """Keep the images uint8 (a quarter of float32's memory) and gather each batch by row.
+
+        ``images`` is the training storage: on the device if it fits there (a memory-mapped folder cache
+        on the CPU stays mapped, so a dataset larger than memory trains); ``train_rows`` and ``val_rows``
+        index it. Validation and test images are gathered once; evaluation converts them batch by batch.
+        """
+        cfg, dev = self.config, self.device
+        train_rows, val_rows = split_rows(len(dataset.train), cfg.val_fraction, cfg.seed)
+        images, labels = dataset.train.images, dataset.train.labels
+        self.counts = {"n_train": len(train_rows), "n_val": len(val_rows), "n_test": len(dataset.test)}
+        self.x_val, self.y_val = images[val_rows].to(dev), labels[val_rows].to(dev)
+        self.x_test, self.y_test = dataset.test.images.to(dev), dataset.test.labels.to(dev)
+        if cfg.binarize != "none":  # evaluation always sees one fixed binarization
+            self.x_val = binarize(unit_float(self.x_val), "val")
+            self.x_test = binarize(unit_float(self.x_test), "test")
+        if cfg.binarize == "static":  # one fixed draw of the training split, stored as 0 / 255
+            x = binarize(unit_float(images[train_rows].to(dev)), "train")
+            images, labels = x.mul_(255).to(torch.uint8), labels[train_rows]
+            train_rows = torch.arange(len(train_rows))
+        if dev.type == "cuda" and images.nbytes < 0.5 * torch.cuda.mem_get_info(dev)[0]:
+            images = images.to(dev)
+        elif dev.type != "cuda":
+            images = images.to(dev)  # the CPU: a no-op that keeps a mapped cache mapped
+        self.images, self.labels = images, labels.to(images.device)
+        self.train_rows, self.val_rows = train_rows.to(images.device), val_rows.to(images.device)
+
+    @property
+    def n_train(self) -> int:
+        return len(self.train_rows)
+
+    def train_batch(self, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Training images (float in [0, 1], on the device) and labels at positions ``index`` of the split."""
+        rows = self.train_rows.index_select(0, index.to(self.train_rows.device))
+        x = self.images.index_select(0, rows).to(self.device, non_blocking=True)
+        return unit_float(x), self.labels.index_select(0, rows).to(self.device, non_blocking=True)
 
     def _check_folder(self, resume: bool, overwrite: bool) -> dict[str, Any] | None:
         run = self.run_dir
@@ -474,20 +529,26 @@ class Trainer:
         )
 
         assert isinstance(self.model, GaussianVAE)
-        x = binarize(self.x_train, "train") if self.config.binarize == "dynamic" else self.x_train
+        # Up to PRIOR_FIT_IMAGES training images (a seeded choice beyond that): the mixture needs no more,
+        # and a memory-mapped dataset is gathered into memory no larger than that.
+        rows = self.train_rows
+        if len(rows) > PRIOR_FIT_IMAGES:
+            chosen = torch.randperm(len(rows), generator=torch.Generator().manual_seed(self.config.seed))
+            rows = rows[chosen[:PRIOR_FIT_IMAGES].to(rows.device)]
+        x, labels = self.images.index_select(0, rows).to(self.device), self.labels[rows].to(self.device)
+        if self.config.binarize == "dynamic":
+            x = binarize(unit_float(x), "train")
         classes = self.num_classes
         try:
             components, per_class = check_mixture_settings(self.config.prior_components, None, classes)
             if per_class:  # a tiny dataset: no more components than the rarest class has images
-                smallest = int(torch.bincount(self.y_train, minlength=classes).min())
+                smallest = int(torch.bincount(labels, minlength=classes).min())
                 if 0 < smallest < components:
                     self.log(
                         f"note: {components} prior components per class, but a class has {smallest} images"
                     )
                     components = smallest
-            info = fit_mixture_prior(
-                self.model, x, self.y_train, classes, components, per_class, self.config.seed
-            )
+            info = fit_mixture_prior(self.model, x, labels, classes, components, per_class, self.config.seed)
         except VaekitError as exc:
             self.log(f"note: no prior fitted ({exc}); samples come from N(0, I)")
             return
@@ -517,7 +578,7 @@ class Trainer:
 
     def _train_epoch(self, ctrl_c: _CtrlC) -> None:
         s, cfg, model = self.state, self.config, self.model
-        n = len(self.x_train)
+        n = self.n_train
         n_batches = math.ceil(n / cfg.batch_size)
         if s.step == 0:
             s.perm = torch.randperm(n, generator=self.shuffle).to(self.device)
@@ -536,15 +597,13 @@ class Trainer:
         with bar:
             while s.step < n_batches:
                 index = s.perm[s.step * cfg.batch_size : (s.step + 1) * cfg.batch_size]
-                x = self.x_train.index_select(0, index)
+                x, y = self.train_batch(index)
                 if cfg.augment:
                     x = random_affine(x)
                 if cfg.binarize == "dynamic":  # a fresh binary draw of every image, every time it is seen
                     x = torch.bernoulli(x)
                 with self._autocast():
-                    objective, terms = model.loss(
-                        x, self.y_train.index_select(0, index), **self._loss_options()
-                    )
+                    objective, terms = model.loss(x, y, **self._loss_options())
                 self.optimizer.zero_grad(set_to_none=True)
                 objective.backward()
                 self.optimizer.step()
@@ -582,7 +641,7 @@ class Trainer:
         cfg, s = self.config, self.state
         if not cfg.kl_warmup:
             return cfg.beta
-        n_batches = math.ceil(len(self.x_train) / cfg.batch_size)
+        n_batches = math.ceil(self.n_train / cfg.batch_size)
         return cfg.beta * min(1.0, (s.epoch + s.step / n_batches) / cfg.kl_warmup)
 
     def _loss_options(self) -> dict[str, Any]:
@@ -594,7 +653,7 @@ class Trainer:
 
     def _images_seen(self) -> int:
         """Images trained on so far in this epoch (only the last batch may be short)."""
-        return min(self.state.step * self.config.batch_size, len(self.x_train))
+        return min(self.state.step * self.config.batch_size, self.n_train)
 
     def _check_finite(self, value: float) -> None:
         if not math.isfinite(value):
@@ -689,6 +748,8 @@ def train(config: TrainConfig, out: str | os.PathLike | None = None, **kwargs: A
 # (epochs, lr, device, data_dir, save_every and early_stopping may change.)
 FIXED_ON_RESUME = (
     "dataset",
+    "image_size",
+    "colour",
     "model",
     *MODEL_SETTINGS,
     "beta",

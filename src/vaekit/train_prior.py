@@ -27,10 +27,10 @@ from tqdm import tqdm
 
 from vaekit import plots
 from vaekit.atomic import write_json, write_text
-from vaekit.data import Dataset, ImageSet, binarize, load_dataset, split_train_val
+from vaekit.data import Dataset, ImageSet, binarize, split_train_val, unit_float
 from vaekit.devices import resolve_device
 from vaekit.errors import VaekitError
-from vaekit.evaluate import evaluate_run
+from vaekit.evaluate import evaluate_run, load_run_dataset
 from vaekit.models import VAE, GaussianVAE
 from vaekit.models.mixture import MixturePrior
 from vaekit.models.prior import CodePrior
@@ -56,7 +56,7 @@ def posterior_moments(
     means, variances = [], []
     for start in range(0, len(x), batch_size):
         y = None if labels is None else labels[start : start + batch_size]
-        mu, logvar = model.encode(x[start : start + batch_size], y)
+        mu, logvar = model.encode(unit_float(x[start : start + batch_size]), y)
         means.append(mu.float())
         variances.append(logvar.float().exp())
     if not means:
@@ -163,7 +163,7 @@ def fit_run_prior(
 def _run_splits(run: Path, config: dict[str, Any]) -> tuple[Dataset, ImageSet, ImageSet]:
     """The run's dataset and its training and validation images, split as training split them."""
     try:
-        dataset = load_dataset(config["data"]["dataset"], config["data"]["data_dir"])
+        dataset = load_run_dataset(config)
         val_fraction, split_seed = config["train"]["val_fraction"], config["train"]["seed"]
     except (KeyError, TypeError) as exc:
         raise VaekitError(f"corrupt {run / 'config.json'}: no data or train setting {exc}") from None
@@ -175,9 +175,9 @@ def _training_split(
 ) -> tuple[torch.Tensor, torch.Tensor, int]:
     """The run's training images (one fixed draw if it binarized), their labels, and the class count."""
     dataset, train_set, _ = _run_splits(run, config)
-    x = train_set.as_float(device)
+    x = train_set.images.to(device)  # uint8; posterior_moments converts batches
     if config["train"].get("binarize", "none") != "none":
-        x = binarize(x, "train")
+        x = binarize(unit_float(x), "train")
     return x, train_set.labels.to(device), dataset.num_classes
 
 

@@ -1,28 +1,33 @@
 """Datasets as whole tensors: a registry of loaders, each returning uint8 images and int64 labels.
 
-Training batches by shuffled index into tensors that live on the device; nothing here runs per image.
+Training batches by shuffled index into uint8 tensors (on the device, or memory-mapped from a folder's
+cache when they are large); nothing here runs per image. Names: the registered datasets (mnist,
+fashion-mnist, kmnist, digits, shapes, shapes-rgb) and ``folder:PATH`` for any folder of images.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from vaekit.data.folder import COLOURS, load_folder, parse_image_size
 from vaekit.data.mnist import IDX_SPECS, load_idx_split
 from vaekit.errors import VaekitError
 
 
 @dataclass
 class ImageSet:
-    """Images as uint8 [N, C, H, W] and their labels as int64 [N]."""
+    """Images as uint8 [N, C, H, W] (perhaps memory-mapped), their labels as int64 [N] (-1: none), and
+    for generated data the index of each generative factor's value [N, K]."""
 
     images: torch.Tensor
     labels: torch.Tensor
+    factors: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
         if len(self.images) != len(self.labels):
@@ -32,7 +37,8 @@ class ImageSet:
         return len(self.images)
 
     def subset(self, index: torch.Tensor) -> ImageSet:
-        return ImageSet(self.images[index], self.labels[index])
+        factors = None if self.factors is None else self.factors[index]
+        return ImageSet(self.images[index], self.labels[index], factors)
 
     def as_float(self, device: torch.device | str = "cpu") -> torch.Tensor:
         """The images on ``device`` as float32 in [0, 1]."""
@@ -41,10 +47,20 @@ class ImageSet:
 
 @dataclass
 class Dataset:
+    """A dataset's splits, its class names ([] for unlabelled data), notes for the user (skipped files,
+    resizing), and for generated data the names and values of its factors."""
+
     name: str
     train: ImageSet
     test: ImageSet
-    num_classes: int
+    classes: list[str]
+    notes: list[str] = field(default_factory=list)
+    factor_names: list[str] | None = None
+    factor_values: list[np.ndarray] | None = None
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
@@ -70,7 +86,7 @@ def _load_idx(name: str, data_dir: Path) -> Dataset:
     test = _from_numpy(*load_idx_split(spec, data_dir, "test"))
     if train.images.shape[1:] != test.images.shape[1:]:
         raise VaekitError(f"{name}: train and test images differ in size")
-    return Dataset(name, train, test, num_classes=10)
+    return Dataset(name, train, test, list(spec.classes))
 
 
 def _load_digits(data_dir: Path) -> Dataset:
@@ -83,35 +99,130 @@ def _load_digits(data_dir: Path) -> Dataset:
     n_test = len(images) // 5
     test, train = order[:n_test], order[n_test:]
     labels = bunch.target.astype(np.int64)
+    classes = [str(d) for d in range(10)]
     return Dataset(
-        "digits", _from_numpy(images[train], labels[train]), _from_numpy(images[test], labels[test]), 10
+        "digits", _from_numpy(images[train], labels[train]), _from_numpy(images[test], labels[test]), classes
     )
 
 
+def _load_shapes(rgb: bool, image_size: list[int] | None) -> Dataset:
+    """Generated shapes on their full factor grid (data/shapes.py); a seeded 10% is the test split.
+    The shape is the class label; every factor is in ``factors``."""
+    from vaekit.data.shapes import SHAPE_NAMES, make_shapes
+
+    size = 64 if image_size is None else image_size[0]
+    if image_size is not None and image_size[0] != image_size[1]:
+        raise VaekitError(
+            f"shapes are drawn square: give --image-size S, not {image_size[0]}x{image_size[1]}"
+        )
+    try:
+        images, factors, names, values = make_shapes(size, rgb=rgb)
+    except ValueError as exc:
+        raise VaekitError(f"--image-size: {exc}") from None
+    labels = factors[:, names.index("shape")]
+    order = torch.randperm(len(images), generator=torch.Generator().manual_seed(0))
+    n_test = len(images) // 10
+    everything = ImageSet(torch.from_numpy(images), torch.from_numpy(labels), torch.from_numpy(factors))
+    name = "shapes-rgb" if rgb else "shapes"
+    return Dataset(
+        name, everything.subset(order[n_test:]), everything.subset(order[:n_test]), list(SHAPE_NAMES),
+        factor_names=names, factor_values=values,
+    )  # fmt: skip
+
+
+def _load_folder(
+    path: str, data_dir: Path, image_size: list[int] | None, colour: str | None, progress: bool, log
+) -> Dataset:
+    folder = load_folder(path, data_dir, image_size, colour, progress=progress, log=log)
+    images, labels = torch.from_numpy(folder.images), torch.from_numpy(folder.labels)
+    n = folder.n_train
+    train, test = ImageSet(images[:n], labels[:n]), ImageSet(images[n:], labels[n:])
+    return Dataset(folder_dataset_name(path), train, test, folder.classes, folder.notes)
+
+
+FOLDER_PREFIX = "folder:"
+# Loaders of the named datasets; each takes the data folder. folder:PATH and the options are apart.
 DATASETS: dict[str, Callable[[Path], Dataset]] = {
     "mnist": lambda data_dir: _load_idx("mnist", data_dir),
+    "fashion-mnist": lambda data_dir: _load_idx("fashion-mnist", data_dir),
+    "kmnist": lambda data_dir: _load_idx("kmnist", data_dir),
     "digits": _load_digits,
+    "shapes": lambda data_dir: _load_shapes(False, None),
+    "shapes-rgb": lambda data_dir: _load_shapes(True, None),
 }
+SIZED = ("shapes", "shapes-rgb")  # named datasets drawn at any --image-size
 
 
-def load_dataset(name: str, data_dir: str | os.PathLike | None = None) -> Dataset:
-    """Load a registered dataset, downloading it into ``data_dir`` if needed (see default_data_dir)."""
+def folder_dataset_name(path: str | os.PathLike) -> str:
+    """``folder:`` and the folder's absolute path: a run names its data wherever it was started."""
+    return FOLDER_PREFIX + str(Path(path).expanduser().resolve())
+
+
+def check_dataset_name(name: str) -> str:
+    """The canonical form of a dataset name (folder paths made absolute); an error for unknown names."""
+    if name.startswith(FOLDER_PREFIX):
+        if not name[len(FOLDER_PREFIX) :]:
+            raise VaekitError("folder: needs a path, e.g. --dataset folder:~/Pictures/faces")
+        return folder_dataset_name(name[len(FOLDER_PREFIX) :])
     if name not in DATASETS:
-        raise VaekitError(f"unknown dataset {name!r}; choose from {', '.join(sorted(DATASETS))}")
-    return DATASETS[name](Path(data_dir) if data_dir is not None else default_data_dir())
+        raise VaekitError(
+            f"unknown dataset {name!r}; choose from {', '.join(sorted(DATASETS))} or folder:PATH"
+        )
+    return name
+
+
+def load_dataset(
+    name: str,
+    data_dir: str | os.PathLike | None = None,
+    image_size: str | int | list[int] | None = None,
+    colour: str | None = None,
+    progress: bool = False,
+    log: Callable[[str], None] = print,
+) -> Dataset:
+    """Load a dataset, downloading it (or decoding a folder) into ``data_dir`` if needed (see
+    default_data_dir). ``image_size`` (S, [H, W] or "HxW") resizes a folder's images or draws the shapes
+    at that size; ``colour`` ("grey" or "rgb") converts a folder's images."""
+    name = check_dataset_name(name)
+    data_dir = Path(data_dir) if data_dir is not None else default_data_dir()
+    size = None if image_size is None else parse_image_size(image_size)
+    folder = name.startswith(FOLDER_PREFIX)
+    if colour is not None and not folder:
+        raise VaekitError(f"--grey/--rgb apply to folder: datasets, not {name}")
+    if colour is not None and colour not in COLOURS:
+        raise VaekitError(f"unknown colour {colour!r}; choose from {', '.join(COLOURS)}")
+    if size is not None and not folder and name not in SIZED:
+        raise VaekitError(f"--image-size applies to folder: datasets and {', '.join(SIZED)}, not {name}")
+    if folder:
+        return _load_folder(name[len(FOLDER_PREFIX) :], data_dir, size, colour, progress, log)
+    if name in SIZED:
+        return _load_shapes(name == "shapes-rgb", size)
+    return DATASETS[name](data_dir)
+
+
+def unit_float(x: torch.Tensor) -> torch.Tensor:
+    """uint8 images as float32 in [0, 1] (exactly ``as_float``'s values); float images unchanged. The
+    evaluators call it on each batch, so whole sets can stay uint8 (a quarter of the memory)."""
+    return x.float().div_(255.0) if x.dtype == torch.uint8 else x
+
+
+def split_rows(n: int, val_fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The rows of a seeded random split of ``n`` images: (training rows, validation rows);
+    ``val_fraction`` of them (at least one if > 0) go to validation."""
+    if not 0.0 <= val_fraction < 1.0:
+        raise VaekitError(f"val fraction must be in [0, 1), got {val_fraction}")
+    n_val = int(round(n * val_fraction))
+    if val_fraction > 0:
+        n_val = max(n_val, 1)
+    if n_val >= n:
+        raise VaekitError(f"val fraction {val_fraction} leaves no training images out of {n}")
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    return order[n_val:], order[:n_val]
 
 
 def split_train_val(data: ImageSet, val_fraction: float, seed: int) -> tuple[ImageSet, ImageSet]:
-    """A seeded random split; ``val_fraction`` of the images (at least one if > 0) go to validation."""
-    if not 0.0 <= val_fraction < 1.0:
-        raise VaekitError(f"val fraction must be in [0, 1), got {val_fraction}")
-    n_val = int(round(len(data) * val_fraction))
-    if val_fraction > 0:
-        n_val = max(n_val, 1)
-    if n_val >= len(data):
-        raise VaekitError(f"val fraction {val_fraction} leaves no training images out of {len(data)}")
-    order = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed))
-    return data.subset(order[n_val:]), data.subset(order[:n_val])
+    """The split of ``split_rows`` as two image sets (copies of the rows)."""
+    train_rows, val_rows = split_rows(len(data), val_fraction, seed)
+    return data.subset(train_rows), data.subset(val_rows)
 
 
 BINARIZE = ("none", "static", "dynamic")

@@ -1,4 +1,6 @@
-"""The MNIST family of IDX datasets: where the official files live, finding them on disk, loading them."""
+"""The MNIST family of IDX datasets (MNIST, Fashion-MNIST, KMNIST): where the official files live, finding
+them on disk, loading them. All three use the same four file names, so each is looked for in DIR/<name>/
+and torchvision's DIR/<Name>/raw/ as well as DIR itself (keep one dataset per folder)."""
 
 from __future__ import annotations
 
@@ -21,6 +23,8 @@ class IdxSpec:
     torchvision_name: str  # the folder torchvision uses: DIR/<torchvision_name>/raw/
     mirrors: tuple[str, ...]
     md5: dict[str, str]
+    classes: tuple[str, ...] = tuple(str(d) for d in range(10))
+    trouble: str = ""  # said when every mirror fails: what is known about the hosts
 
 
 MNIST = IdxSpec(
@@ -38,7 +42,42 @@ MNIST = IdxSpec(
     },
 )
 
-IDX_SPECS = {spec.name: spec for spec in (MNIST,)}
+# Zalando Research (Xiao et al. 2017); the class names are theirs.
+FASHION_MNIST = IdxSpec(
+    name="fashion-mnist",
+    torchvision_name="FashionMNIST",
+    mirrors=("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",),
+    md5={
+        "train-images-idx3-ubyte.gz": "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
+        "train-labels-idx1-ubyte.gz": "25c81989df183df01b3e8a0aad5dffbe",
+        "t10k-images-idx3-ubyte.gz": "bef4ecab320f06d8554ea6380940ec79",
+        "t10k-labels-idx1-ubyte.gz": "bb300cfdad3c16e7a12a480ee83cd310",
+    },
+    classes=(
+        "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+        "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+    ),
+)  # fmt: skip
+
+# Kuzushiji-MNIST (Clanuwat et al. 2018): ten hiragana in cursive script, romanised as in kmnist_classmap.csv.
+KMNIST = IdxSpec(
+    name="kmnist",
+    torchvision_name="KMNIST",
+    mirrors=("http://codh.rois.ac.jp/kmnist/dataset/kmnist/",),
+    md5={
+        "train-images-idx3-ubyte.gz": "bdb82020997e1d708af4cf47b453dcf7",
+        "train-labels-idx1-ubyte.gz": "e144d726b3acfaa3e44228e80efcd344",
+        "t10k-images-idx3-ubyte.gz": "5c965bf0a639b31b8f53240b1b52f4d7",
+        "t10k-labels-idx1-ubyte.gz": "7320c461ea6c1c855c0b718fb2a4b134",
+    },
+    classes=("o", "ki", "su", "tsu", "na", "ha", "ma", "ya", "re", "wo"),
+    trouble=(
+        "codh.rois.ac.jp is known to time out; try again later, set VAEKIT_MIRROR to another copy, or put "
+        "the four .gz files in DATA_DIR/kmnist/"
+    ),
+)
+
+IDX_SPECS = {spec.name: spec for spec in (MNIST, FASHION_MNIST, KMNIST)}
 _SPLIT_PREFIX = {"train": "train", "test": "t10k"}
 
 
@@ -63,7 +102,12 @@ def fetch(spec: IdxSpec, root: Path, gz_name: str) -> Path:
     if found is not None:
         return found
     dest = root / spec.name / gz_name
-    return download([m + gz_name for m in mirrors_for(spec)], dest, spec.md5[gz_name])
+    try:
+        return download([m + gz_name for m in mirrors_for(spec)], dest, spec.md5[gz_name])
+    except VaekitError as exc:
+        if spec.trouble and str(exc).startswith("could not download"):
+            raise VaekitError(f"{exc}. {spec.trouble}") from None
+        raise
 
 
 def load_idx_split(spec: IdxSpec, root: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
