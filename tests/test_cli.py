@@ -96,7 +96,6 @@ def _corrupt(path):
 
 
 BAD_TRAIN = [
-    (["--dataset", "cifar"], "invalid choice"),
     (["--epochs", "0"], "--epochs: must be >= 1"),
     (["--batch-size", "-3"], "--batch-size: must be >= 1"),
     (["--latent-dim", "0"], "--latent-dim: must be >= 1"),
@@ -117,7 +116,14 @@ BAD_TRAIN = [
     (["--model", "vqvae", "--beta", "4"], "--beta applies to the Gaussian-latent models (conv, cvae, mlp)"),
     (["--model", "vqvae", "--k", "5"], "--k applies to the Gaussian-latent models"),
     (["--model", "conv", "--hidden", "64"], "--hidden does not apply to model conv"),
-    (["--model", "conv", "--channels", "4,4,4,4"], "sides must divide by 16; got 8x8"),
+    (
+        ["--dataset", "cifar"],
+        "unknown dataset 'cifar'; choose from digits, fashion-mnist, kmnist, mnist, shapes",
+    ),
+    (["--dataset", "folder:/no/such/folder"], "image folder /no/such/folder does not exist"),
+    (["--image-size", "0"], "image size sides must be between 1 and 1024"),
+    (["--image-size", "64"], "--image-size applies to folder: datasets and shapes, shapes-rgb, not digits"),
+    (["--grey"], "--grey/--rgb apply to folder: datasets, not digits"),
     (["--k", "5"], "--k (importance samples) applies to --objective iwae only"),
     (["--likelihood", "bernoulli", "--decoder-std", "0.1"], "--decoder-std applies to --likelihood gaussian"),
     (["--prior-components", "0"], "--prior-components: must be >= 1"),

@@ -2,6 +2,7 @@
 and the refusal of options that do not apply to a model."""
 
 import json
+import math
 
 import numpy as np
 import pytest
@@ -102,9 +103,14 @@ def test_options_that_do_not_apply_are_refused(tmp_path, overrides, message):
     assert not (tmp_path / "run").exists()
 
 
-def test_conv_on_digits_is_refused_clearly_when_it_cannot_halve(tmp_path):
-    with pytest.raises(VaekitError, match="sides must divide by 16; got 8x8"):
-        quiet_trainer(tiny_config(model="conv", hidden=None, channels=[4, 4, 4, 4]), tmp_path / "run")
+def test_a_conv_deeper_than_the_image_halves_trains_on_padded_images(tmp_path):
+    """8x8 digits through four halvings: padded to 16x16 on the way in, cropped on the way out."""
+    trainer = quiet_trainer(tiny_config(model="conv", hidden=None, channels=[4, 4, 4, 4]), tmp_path / "run")
+    assert trainer.model.padding == (4, 4, 4, 4) and trainer.model.feature_shape == (4, 1, 1)
+    result = trainer.run()
+    assert math.isfinite(result["test_loss"]) and trainer.model.reconstruct(trainer.grid_images).shape[
+        1:
+    ] == (1, 8, 8)
 
 
 def test_augment_changes_training_reproducibly_and_resumes_exactly(tmp_path):

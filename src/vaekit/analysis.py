@@ -65,7 +65,8 @@ def latent_scatter(
     model = load(run, device=resolve_device(device))
     if not isinstance(model, GaussianVAE):
         raise VaekitError(f"a latent scatter needs a Gaussian latent; {model.name} has discrete codes")
-    images = run_split(read_run_config(run), split, data_dir)
+    config = read_run_config(run)
+    images = run_split(config, split, data_dir)
     chosen = images.subset(torch.arange(min(n, len(images))))
     means = latent_means(model, chosen.as_float(model.device), chosen.labels.to(model.device)).numpy()
     labels = chosen.labels.numpy()
@@ -77,7 +78,8 @@ def latent_scatter(
             (f"t-SNE of the {model.latent_dim}-D latent means", project(means, "tsne")),
         ]
     path = Path(out) if out is not None else run / "latent.png"
-    plots.save_scatter(panels, labels, path, title=f"{len(labels):,} {split} images of {run.name}")
+    title = f"{len(labels):,} {split} images of {run.name}"
+    plots.save_scatter(panels, labels, path, title=title, class_names=config["data"].get("classes"))
     return {"path": str(path), "panels": [title for title, _ in panels], "n": len(labels)}
 
 

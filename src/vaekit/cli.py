@@ -92,8 +92,24 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
         description="Train a VAE. Defaults: MNIST, MLP 784-400-20, 10 epochs, Adam 1e-3, batch 128.",
     )
     # Defaults are None so that --resume can tell what was given; TrainConfig holds the real defaults.
-    p.add_argument("--dataset", choices=sorted(DATASETS), help="mnist (downloaded once) or digits (offline)")
+    p.add_argument(
+        "--dataset",
+        metavar="NAME",
+        help=f"{', '.join(sorted(DATASETS))}, or folder:PATH for a folder of images (default mnist)",
+    )
     p.add_argument("--data-dir", help="data folder (default $VAEKIT_DATA, else the user cache folder)")
+    p.add_argument(
+        "--image-size",
+        metavar="S|HxW",
+        help="folder: resize (centre crop to the aspect, antialiased); shapes: draw at S x S (default 64)",
+    )
+    colour = p.add_mutually_exclusive_group()
+    colour.add_argument(
+        "--grey", dest="colour", action="store_const", const="grey", help="folder: convert to grey"
+    )
+    colour.add_argument(
+        "--rgb", dest="colour", action="store_const", const="rgb", help="folder: convert to RGB"
+    )
     p.add_argument("--model", choices=sorted(MODELS), help="model family (default mlp)")
     p.add_argument(
         "--latent-dim", type=_positive_int, help="latent dimensions (default 20; vqvae: code size 16)"

@@ -281,9 +281,18 @@ def evaluate_run(
             if model.prior is not None:  # the same estimate with the fitted mixture as p(z)
                 fitted = iwae_nll(model, x, labels, k=iwae_k, seed=seed, prior="fitted").mean().item()
                 result[f"{prefix}fitted_iwae_nll"] = fitted
+    if dataset.factor_names and isinstance(model, GaussianVAE):
+        scores = disentanglement_scores(model, x, labels, images.factors, dataset.factor_names)
+        result.update({f"{prefix}{k}": v for k, v in scores.items()})
     if samples and not model.can_sample:
         if log:
             log(f"no sample quality: this {model.name} run cannot sample until vaekit train-prior has run")
+    elif samples and dataset.num_classes == 0:
+        if log:
+            log(
+                f"no sample quality: {dataset.name} has no classes to train the measuring classifier on "
+                "(give the folder class subfolders to have it)"
+            )
     elif samples:
         from vaekit.quality import label_swap_accuracy, load_classifier, sample_quality
 
@@ -303,6 +312,23 @@ def evaluate_run(
     if write:
         write_eval(run / "eval.json", result)
     return result
+
+
+def disentanglement_scores(
+    model: GaussianVAE, x: torch.Tensor, labels: torch.Tensor, factors: torch.Tensor, names: list[str]
+) -> dict[str, Any]:
+    """MIG (with its term per factor, by name) and the FactorVAE score of the posterior means of images
+    ``x`` against their known ``factors`` [N, K] (value indices), as in vaekit.disentanglement."""
+    from vaekit.analysis import latent_means
+    from vaekit.disentanglement import factor_vae_score, mig
+
+    means = latent_means(model, x, labels).double().numpy()
+    gap = mig(means, factors.numpy())
+    return {
+        "mig": gap["mig"],
+        "mig_per_factor": dict(zip(names, gap["per_factor"], strict=True)),
+        "factor_vae_score": factor_vae_score(means, factors.numpy(), seed=0)["factor_vae_score"],
+    }
 
 
 def collapse_warning(result: dict[str, Any], latent_dim: int) -> str | None:
@@ -366,6 +392,12 @@ def format_result(result: dict[str, Any], split: str = "test") -> str:
         rows.append(("active units", f"{active} of {len(kl_per_dim)}"))
     if kl_per_dim is not None:
         rows.append(("KL per dimension", _text(kl_per_dim)))
+    gap, per_factor, factor_vae = take(q + "mig"), take(q + "mig_per_factor"), take(q + "factor_vae_score")
+    if gap is not None:
+        terms = "  ".join(f"{name} {value:.2f}" for name, value in per_factor.items())
+        rows.append(("MIG (Chen et al. 2018)", f"{gap:.3f}   {terms}"))
+    if factor_vae is not None:
+        rows.append(("FactorVAE score", f"{factor_vae:.1%}   (Kim & Mnih 2018; chance 1/factors)"))
     sections.append(("latent", rows))
     rows = []
     # One column per prior the samples came from: N(0, I) (or a vqvae's code prior) and the fitted one.

@@ -142,18 +142,29 @@ def save_animation(
 
 
 def save_scatter(
-    panels: Sequence[tuple[str, np.ndarray]], labels: np.ndarray, path: str | os.PathLike, title: str = ""
+    panels: Sequence[tuple[str, np.ndarray]],
+    labels: np.ndarray,
+    path: str | os.PathLike,
+    title: str = "",
+    class_names: Sequence[str] | None = None,
 ) -> None:
-    """One scatter panel per (title, points [N, 2]), points coloured by their integer label, one legend."""
+    """One scatter panel per (title, points [N, 2]), points coloured by their integer label with one
+    legend (naming each label by ``class_names`` where given); unlabelled points (label -1) in one colour
+    and no legend."""
     fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 5), dpi=100, squeeze=False)
     classes = np.unique(labels)
+    labelled = bool(len(classes)) and classes.min() >= 0
     colours = plt.get_cmap("tab10" if len(classes) <= 10 else "tab20")
     for ax, (panel_title, points) in zip(axes[0], panels, strict=True):
-        for i, c in enumerate(classes):
+        if not labelled:
+            ax.scatter(points[:, 0], points[:, 1], s=4, alpha=0.5, color="tab:blue")
+        for i, c in enumerate(classes if labelled else ()):
             mask = labels == c
-            ax.scatter(points[mask, 0], points[mask, 1], s=4, alpha=0.7, color=colours(i), label=str(c))
+            name = class_names[c] if class_names and c < len(class_names) else str(c)
+            ax.scatter(points[mask, 0], points[mask, 1], s=4, alpha=0.7, color=colours(i % 20), label=name)
         ax.set_title(panel_title)
-    axes[0][-1].legend(title="label", markerscale=3, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    if labelled:
+        axes[0][-1].legend(title="label", markerscale=3, loc="center left", bbox_to_anchor=(1.0, 0.5))
     if title:
         fig.suptitle(title)
     fig.tight_layout()

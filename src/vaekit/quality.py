@@ -39,11 +39,13 @@ from vaekit.models import VAE
 # 1,500 steps are 16 epochs of the 12,000-image MNIST subset (99.0% test accuracy), 3 of full MNIST.
 CLASSIFIER_RECIPE = {"version": 1, "steps": 1500, "batch_size": 128, "max_lr": 3e-3, "dropout": 0.3}
 FEATURE_DIM = 128
+MAX_GRID = 8  # the feature layer sees at most 64 channels x 8 x 8
 CONFIG_KEY = "vaekit_classifier"
 
 
 class DigitClassifier(nn.Module):
-    """Two 3x3 conv + 2x2 max-pool stages (32, 64 channels), a 128-unit feature layer, a linear head.
+    """Two 3x3 conv + 2x2 max-pool stages (32, 64 channels), a 128-unit feature layer, a linear head;
+    any channels and size (named for digits, its first use; it classifies shapes and folders too).
 
     ``features`` (post-ReLU, [B, 128]) are what the Frechet distance compares.
     """
@@ -54,10 +56,13 @@ class DigitClassifier(nn.Module):
         if height < 4 or width < 4:
             raise VaekitError(f"the digit classifier needs images of at least 4x4, got {height}x{width}")
         self.config = {"image_shape": list(image_shape), "num_classes": num_classes, "dropout": dropout}
+        grid = (min(height // 4, MAX_GRID), min(width // 4, MAX_GRID))
+        # Larger images are averaged down to an 8x8 grid first (only then: MNIST-sized layers are unchanged).
+        shrink = [nn.AdaptiveAvgPool2d(grid)] if grid != (height // 4, width // 4) else []
         self.features = nn.Sequential(
             nn.Conv2d(channels, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Flatten(), nn.Linear(64 * (height // 4) * (width // 4), FEATURE_DIM), nn.ReLU(),
+            nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), *shrink,
+            nn.Flatten(), nn.Linear(64 * grid[0] * grid[1], FEATURE_DIM), nn.ReLU(),
         )  # fmt: skip
         self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(FEATURE_DIM, num_classes))
 
@@ -155,9 +160,7 @@ def load_classifier(
         classifier.load_state_dict(state)
         return classifier.to(device).eval(), {**info, "path": str(path)}
     if log:
-        log(
-            f"training the {dataset.name} digit classifier for sample quality (once; cached in {path.parent})"
-        )
+        log(f"training the {dataset.name} classifier for sample quality (once; cached in {path.parent})")
     start = time.perf_counter()
     classifier = fit_classifier(dataset.train, dataset.num_classes, seed, CLASSIFIER_RECIPE, device)
     info = {

@@ -334,6 +334,11 @@ class Trainer:
         for note in dataset.notes:
             log(f"note: {note}")
         self.data_dir = str(data_dir.resolve())
+        if getattr(MODELS[config.model], "conditional", False) and dataset.num_classes < 2:
+            raise VaekitError(
+                f"the {config.model} is conditioned on class labels; {dataset.name} has "
+                f"{dataset.num_classes or 'no'} classes (a folder dataset gets them from class subfolders)"
+            )
         if checkpoint is None:
             torch.manual_seed(config.seed)
             config_of_model = model_config(config, dataset.image_shape, dataset.num_classes)
@@ -425,7 +430,13 @@ class Trainer:
             "created": self._created,
             "device": str(self.device),
             "epochs_completed": self.state.epoch,
-            "data": {"dataset": self.dataset_name, "data_dir": self.data_dir, **self.counts},
+            "data": {
+                "dataset": self.dataset_name,
+                "data_dir": self.data_dir,
+                **self.counts,
+                "image_shape": list(self.model.image_shape),
+                "classes": self.classes,
+            },
             "model": self.model.config,
             "train": asdict(self.config),
         }

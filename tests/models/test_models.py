@@ -250,10 +250,17 @@ def test_conv_works_on_other_sizes(shape):
     assert model.reconstruct(x).shape == x.shape and torch.isfinite(model.loss(x).objective)
 
 
-def test_conv_refuses_sizes_it_cannot_halve():
-    with pytest.raises(VaekitError, match="divide by 4; got 30x30"):
-        build_model({"name": "conv", "image_shape": [1, 30, 30], "latent_dim": 4})
-    build_model({"name": "conv", "image_shape": [1, 30, 30], "latent_dim": 4, "channels": [8]})  # 30 / 2 = 15
+@pytest.mark.parametrize("name", ["conv", "vqvae"])
+@pytest.mark.parametrize(("shape", "sides"), [((1, 30, 30), (1, 1, 1, 1)), ((3, 28, 21), (1, 2, 0, 0))])
+def test_conv_models_pad_sizes_that_do_not_divide_and_crop_back(name, shape, sides):
+    config = {"name": name, "image_shape": list(shape), "channels": [4, 8], "latent_dim": 4}
+    model = build_model(config)
+    assert model.padding == sides  # (left, right, top, bottom) up to multiples of 4
+    x = torch.rand(2, *shape)
+    assert model.reconstruct(x).shape == x.shape and torch.isfinite(model.loss(x).objective)
+    # the padding is zeros beyond the image: the encoder sees the image, not a stretched copy
+    padded = torch.nn.functional.pad(x, sides)
+    assert torch.equal(padded[..., sides[2] : sides[2] + shape[1], sides[0] : sides[0] + shape[2]], x)
 
 
 # ----------------------------------------------------------------------------------------- cvae

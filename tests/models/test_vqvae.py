@@ -60,13 +60,6 @@ def test_shapes(shape, channels, grid):
     assert model.reconstruct(x).shape == x.shape
 
 
-def test_sides_that_do_not_divide_are_refused():
-    with pytest.raises(ValueError, match="divide by 4; got 30x30"):
-        VQVAE(image_shape=(1, 30, 30))
-    with pytest.raises(VaekitError, match="invalid config for model 'vqvae'"):
-        build_model({"name": "vqvae", "image_shape": [1, 30, 30]})
-
-
 def test_ema_state_changes_in_training_mode_only(images):
     model = tiny()
     before = buffers(model)

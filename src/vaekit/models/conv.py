@@ -2,8 +2,9 @@
 
 Default (28x28 MNIST): encoder Conv2d(1,32,4,2,1) ReLU Conv2d(32,64,4,2,1) ReLU, flatten 64x7x7, one
 linear head for mu and logvar; decoder Linear(latent, 64x7x7) ReLU, ConvTranspose2d(64,32,4,2,1) ReLU,
-ConvTranspose2d(32,1,4,2,1) to logits. Each layer halves (or doubles) the sides, so any image whose
-sides divide by 2^len(channels) works: 8x8 digits, 28x28, 32x32.
+ConvTranspose2d(32,1,4,2,1) to logits. Each layer halves (or doubles) the sides; an image whose sides
+do not divide by 2^len(channels) is zero-padded on the way in and cropped on the way out (28x28 with
+three layers works on 32x32), so any size and any depth work.
 """
 
 from __future__ import annotations
@@ -12,23 +13,38 @@ import math
 from collections.abc import Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from vaekit.models.base import GaussianVAE, Posterior
 
 
-def feature_grid(image_shape: Sequence[int], channels: Sequence[int]) -> tuple[int, int]:
-    """The (height, width) left after ``len(channels)`` halvings; refuses sides that do not divide."""
+def padding(image_shape: Sequence[int], channels: Sequence[int]) -> tuple[int, int, int, int]:
+    """Zero padding (left, right, top, bottom) that makes the sides divide by 2^len(channels), split as
+    evenly as it goes: the encoder pads the image by it and the decoder crops its output back."""
     if not channels or any(c < 1 for c in channels):
         raise ValueError(f"channels must be one or more sizes >= 1, got {list(channels)}")
     _, height, width = image_shape
     factor = 2 ** len(channels)
-    if height % factor or width % factor:
-        raise ValueError(
-            f"{len(channels)} conv layers halve the image {len(channels)} times, so its sides must "
-            f"divide by {factor}; got {height}x{width} (use fewer --channels)"
-        )
-    return height // factor, width // factor
+    pad_h, pad_w = -height % factor, -width % factor
+    return pad_w // 2, pad_w - pad_w // 2, pad_h // 2, pad_h - pad_h // 2
+
+
+def feature_grid(image_shape: Sequence[int], channels: Sequence[int]) -> tuple[int, int]:
+    """The (height, width) left after ``len(channels)`` halvings of the padded image."""
+    left, right, top, bottom = padding(image_shape, channels)
+    _, height, width = image_shape
+    factor = 2 ** len(channels)
+    return (height + top + bottom) // factor, (width + left + right) // factor
+
+
+def pad(x: torch.Tensor, sides: tuple[int, int, int, int]) -> torch.Tensor:
+    return F.pad(x, sides) if any(sides) else x
+
+
+def crop(x: torch.Tensor, sides: tuple[int, int, int, int]) -> torch.Tensor:
+    left, right, top, bottom = sides
+    return x[..., top : x.shape[-2] - bottom, left : x.shape[-1] - right] if any(sides) else x
 
 
 def downsampling(in_channels: int, channels: Sequence[int]) -> list[nn.Module]:
@@ -69,6 +85,7 @@ class ConvVAE(GaussianVAE):
             likelihood=likelihood,
             decoder_std=decoder_std,
         )
+        self.padding = padding(image_shape, channels)
         self.feature_shape = (channels[-1], *feature_grid(image_shape, channels))
         n_features = math.prod(self.feature_shape)
         self.encoder = nn.Sequential(*downsampling(image_shape[0], channels), nn.Flatten())
@@ -81,8 +98,8 @@ class ConvVAE(GaussianVAE):
         )
 
     def encode(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> Posterior:
-        mu, logvar = self.posterior(self.encoder(x)).chunk(2, dim=1)
+        mu, logvar = self.posterior(self.encoder(pad(x, self.padding))).chunk(2, dim=1)
         return mu, logvar
 
     def decode_logits(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        return self.decoder(z)
+        return crop(self.decoder(z), self.padding)

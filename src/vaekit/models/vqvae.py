@@ -38,7 +38,7 @@ from torch import nn
 
 from vaekit.errors import VaekitError
 from vaekit.models.base import VAE, LossOutput
-from vaekit.models.conv import downsampling, feature_grid, upsampling
+from vaekit.models.conv import crop, downsampling, feature_grid, pad, padding, upsampling
 from vaekit.models.prior import CodePrior
 
 LAPLACE_EPS = 1e-5  # additive smoothing of the usage counts: no division by zero for an unused code
@@ -78,6 +78,7 @@ class VQVAE(VAE):
         self.codebook_size = codebook_size
         self.commitment = commitment
         self.ema_decay = ema_decay
+        self.padding = padding(image_shape, channels)  # sides that do not divide: padded, then cropped
         self.grid = feature_grid(image_shape, channels)  # the code grid (h, w)
         self.encoder = nn.Sequential(
             *downsampling(image_shape[0], channels), nn.Conv2d(channels[-1], latent_dim, 1)
@@ -175,11 +176,11 @@ class VQVAE(VAE):
     # ------------------------------------------------------------------------- the model interface
     def encode(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         """Images [B, C, H, W] -> codes [B, h, w] (long), the nearest code at each grid position."""
-        return self.quantize(self.encoder(x))
+        return self.quantize(self.encoder(pad(x, self.padding)))
 
     def decode_logits(self, codes: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         """Codes [B, h, w] -> pixel logits [B, C, H, W]."""
-        return self.decoder(self.embed(codes))
+        return crop(self.decoder(self.embed(codes)), self.padding)
 
     def loss(
         self, x: torch.Tensor, labels: torch.Tensor | None = None, *, generator: torch.Generator | None = None
@@ -193,11 +194,11 @@ class VQVAE(VAE):
         ``dead_codes`` (found dead at this step). ``generator`` is unused: nothing here is random
         except the restarts, which draw from the global RNG.
         """
-        z_e = self.encoder(x)
+        z_e = self.encoder(pad(x, self.padding))
         codes = self.quantize(z_e.detach())
         z_q = self.embed(codes)  # a lookup in a buffer: already sg(e)
         commitment = (z_e - z_q).pow(2).flatten(1).sum(1)
-        logits = self.decoder(z_e + (z_q - z_e).detach())  # straight-through
+        logits = crop(self.decoder(z_e + (z_q - z_e).detach()), self.padding)  # straight-through
         recon = self.recon_nll(logits, x)
         kl = self.code_nll(codes)
 
