@@ -105,7 +105,7 @@ def main() -> None:
         trainers["vaekit_bf16"] = trainer("vaekit_bf16", precision="bf16")
         a = trainers["tutorial"]
         a.optimizer = torch.optim.Adam(a.model.parameters(), lr=1e-3)  # the tutorial's optimizer
-        assert len(trainers["vaekit_fp32"].x_train) == n_images
+        assert trainers["vaekit_fp32"].n_train == n_images
         ctrl_c = _CtrlC()  # only its .pressed flag (False) is read; never entered
 
         def vaekit_epoch(t: Trainer) -> Callable[[], None]:

@@ -133,6 +133,8 @@ def scan_folder(root: Path) -> tuple[_Split, _Split | None, list[str], list[str]
     test_root = root / "test" if (root / "test").is_dir() else None
     train_root = root / "train" if test_root is not None and (root / "train").is_dir() else root
     train, classes = _scan_split(train_root, ("test",) if train_root == root else (), notes)
+    if not train.files and test_root is not None and _images_under(test_root):
+        raise VaekitError(f"no training images in {train_root}: only its test/ folder has images")
     if not train.files:
         raise VaekitError(_describe_empty(train_root))
     test = None
@@ -145,8 +147,9 @@ def scan_folder(root: Path) -> tuple[_Split, _Split | None, list[str], list[str]
         unknown = sorted(set(test_classes) - set(classes))
         if unknown:
             raise VaekitError(f"{test_root} has classes that training lacks: {', '.join(unknown)}")
-        index = {name: i for i, name in enumerate(classes)}
-        test.labels = [index[test_classes[label]] for label in test.labels]
+        if classes:  # the test folder's class numbers follow training's names
+            index = {name: i for i, name in enumerate(classes)}
+            test.labels = [index[test_classes[label]] for label in test.labels]
     return train, test, classes, notes
 
 
@@ -218,7 +221,7 @@ def _read_cache(npy: Path, description: Path, key: str) -> FolderImages | None:
     """The cache if it is whole and is the one for ``key``; None if it is missing, stale or damaged."""
     try:
         meta = json.loads(description.read_text())
-        if meta.get("key") != key or meta.get("version") != CACHE_VERSION:
+        if not isinstance(meta, dict) or meta.get("key") != key or meta.get("version") != CACHE_VERSION:
             return None
         shape = tuple(meta["shape"])
         images = np.load(npy, mmap_mode="c")  # copy-on-write: the file is never written through
@@ -227,7 +230,7 @@ def _read_cache(npy: Path, description: Path, key: str) -> FolderImages | None:
         labels = np.asarray(meta["labels"], dtype=np.int64)
         if len(labels) != shape[0]:
             return None
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, EOFError, ValueError, KeyError, TypeError, AttributeError):
         return None
     return FolderImages(images, labels, meta["n_train"], meta["classes"], meta["notes"])
 
@@ -272,6 +275,56 @@ def load_folder(
     return built
 
 
+def _settings(
+    headers: list, rows: list[int], size: list[int] | None, colour: str | None
+) -> tuple[list[int], str, str | None]:
+    """The image size and colour to decode ``rows`` at: as given, else from their headers (RGB if any
+    image has colour; the most common size, with a note when there are several)."""
+    note = None
+    if colour is None:
+        colour = "rgb" if any(headers[i][0][1] not in GREY_MODES for i in rows) else "grey"
+    if size is None:
+        sizes = Counter(headers[i][0][0] for i in rows)
+        (width, height), count = sizes.most_common(1)[0]
+        size = [height, width]
+        if len(sizes) > 1:
+            note = (
+                f"the images have {len(sizes)} sizes; all were resized to the most common, {height}x{width} "
+                f"({count:,} images); choose another with --image-size"
+            )
+    return size, colour, note
+
+
+def _decode_into(
+    tmp: Path, files: list[Path], rows: list[int], size: list[int], colour: str, progress: bool
+) -> tuple[list[int], list[tuple[Path, str]]]:
+    """Decode ``files[rows]`` into a new .npy at ``tmp``, without the rows that fail; returns the rows
+    kept and the failures."""
+    shape = (len(rows), 1 if colour == "grey" else 3, *size)
+    out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=shape)
+    ok = np.zeros(len(rows), dtype=bool)
+    decode = lambda i: _decode(files[i], (size[0], size[1]), colour)  # noqa: E731
+    failed = []
+    for row, (array, error) in enumerate(_parallel(decode, rows, "decoding", progress)):
+        if error is None:
+            out[row], ok[row] = array, True
+        else:
+            failed.append((files[rows[row]], error))
+    kept = [i for i, flag in zip(rows, ok, strict=True) if flag]
+    if failed and kept:  # compact: the unreadable rows go
+        compact = np.lib.format.open_memmap(
+            tmp.with_suffix(".compact"), mode="w+", dtype=np.uint8, shape=(len(kept), *shape[1:])
+        )
+        compact[:] = out[ok]
+        compact.flush()
+        del compact
+        os.replace(tmp.with_suffix(".compact"), tmp)
+    else:
+        out.flush()
+    del out
+    return kept, failed
+
+
 def _build_cache(
     root: Path,
     files: list[Path],
@@ -289,57 +342,38 @@ def _build_cache(
     and rename it into place; returns the images (mapped) and the skipped files with their errors."""
     log(f"decoding {len(files):,} images of {root} (once; cached in {npy.parent})")
     skipped: list[tuple[Path, str]] = []
-    headers = _parallel(_open_header, files, "reading headers", progress)
+    if size is not None and colour is not None:  # nothing to learn from the headers: decode at once
+        headers = [(None, None)] * len(files)
+    else:
+        headers = _parallel(_open_header, files, "reading headers", progress)
     good = [i for i, (_, error) in enumerate(headers) if error is None]
     skipped += [(files[i], error) for i, (_, error) in enumerate(headers) if error is not None]
     _check_skipped(root, files, skipped, good)
-    if colour is None:
-        colour = "rgb" if any(headers[i][0][1] not in GREY_MODES for i in good) else "grey"
-    if size is None:
-        sizes = Counter(headers[i][0][0] for i in good)
-        (width, height), count = sizes.most_common(1)[0]
-        size = [height, width]
-        if len(sizes) > 1:
-            notes.append(
-                f"the images have {len(sizes)} sizes; all were resized to the most common, {height}x{width} "
-                f"({count:,} images); choose another with --image-size"
-            )
-    shape = (len(good), 1 if colour == "grey" else 3, *size)
     npy.parent.mkdir(parents=True, exist_ok=True)
     tmp = npy.with_name(f".{npy.name}.{os.getpid()}.tmp")
     try:
-        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=shape)
-        ok = np.zeros(len(good), dtype=bool)
-        decode = lambda i: _decode(files[i], (size[0], size[1]), colour)  # noqa: E731
-        for row, (array, error) in enumerate(_parallel(decode, good, "decoding", progress)):
-            if error is None:
-                out[row], ok[row] = array, True
-            else:
-                skipped.append((files[good[row]], error))
-        kept = [i for i, flag in zip(good, ok, strict=True) if flag]
-        _check_skipped(root, files, skipped, kept)
-        if not ok.all():  # compact: the unreadable rows go
-            compact = np.lib.format.open_memmap(
-                tmp.with_suffix(".compact"), mode="w+", dtype=np.uint8, shape=(len(kept), *shape[1:])
-            )
-            compact[:] = out[ok]
-            del out
-            os.replace(tmp.with_suffix(".compact"), tmp)
-            out = compact
-        out.flush()
-        del out
+        chosen = _settings(headers, good, size, colour)
+        kept, failed = _decode_into(tmp, files, good, chosen[0], chosen[1], progress)
+        _check_skipped(root, files, skipped + failed, kept)
+        if failed and _settings(headers, kept, size, colour) != chosen:
+            # an unreadable image must not choose the size or colour of the readable ones: decode again
+            chosen = _settings(headers, kept, size, colour)
+            kept, _ = _decode_into(tmp, files, kept, chosen[0], chosen[1], progress)
+        skipped += failed
+        if not any(i < n_train for i in kept):
+            raise VaekitError(f"no training image of {root} could be read")
         os.replace(tmp, npy)
     finally:
         tmp.unlink(missing_ok=True)
         tmp.with_suffix(".compact").unlink(missing_ok=True)
+    if chosen[2]:
+        notes.append(chosen[2])
     if skipped:
         notes.append(f"skipped {len(skipped):,} of {len(files):,} images that could not be read")
-    n_train_kept = sum(1 for i in kept if i < n_train)
-    if n_train_kept == 0:
-        raise VaekitError(f"no training image of {root} could be read")
     images = np.load(npy, mmap_mode="c")
     kept_labels = np.asarray([labels[i] for i in kept], dtype=np.int64)
     lines = [f"{p.relative_to(root)}\t{error}" for p, error in skipped]
+    n_train_kept = sum(1 for i in kept if i < n_train)
     return FolderImages(images, kept_labels, n_train_kept, classes, notes), lines
 
 
