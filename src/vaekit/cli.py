@@ -85,6 +85,15 @@ def _non_negative_float(text: str) -> float:
     return value
 
 
+def _image_size(text: str) -> list[int]:
+    from vaekit.data.folder import parse_image_size
+
+    try:
+        return parse_image_size(text)
+    except VaekitError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _add_train(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "train",
@@ -100,6 +109,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data-dir", help="data folder (default $VAEKIT_DATA, else the user cache folder)")
     p.add_argument(
         "--image-size",
+        type=_image_size,
         metavar="S|HxW",
         help="folder: resize (centre crop to the aspect, antialiased); shapes: draw at S x S (default 64)",
     )

@@ -552,13 +552,12 @@ class Trainer:
         classes = self.num_classes
         try:
             components, per_class = check_mixture_settings(self.config.prior_components, None, classes)
-            if per_class:  # a tiny dataset: no more components than the rarest class has images
-                smallest = int(torch.bincount(labels, minlength=classes).min())
-                if 0 < smallest < components:
-                    self.log(
-                        f"note: {components} prior components per class, but a class has {smallest} images"
-                    )
-                    components = smallest
+            # a tiny dataset: no more components than the rarest class (or the whole set) has images
+            smallest = int(torch.bincount(labels, minlength=classes).min()) if per_class else len(labels)
+            if 0 < smallest < components:
+                where = "per class, but a class has" if per_class else "but there are"
+                self.log(f"note: {components} prior components {where} {smallest} images")
+                components = smallest
             info = fit_mixture_prior(self.model, x, labels, classes, components, per_class, self.config.seed)
         except VaekitError as exc:
             self.log(f"note: no prior fitted ({exc}); samples come from N(0, I)")
@@ -787,6 +786,10 @@ def resumed_config(out: str | os.PathLike, **changes: Any) -> TrainConfig:
         if key not in TrainConfig.__dataclass_fields__:
             raise VaekitError(f"unknown training setting {key!r}")
         current = getattr(config, key)
+        if key == "dataset":  # folder paths compare as absolute paths
+            value = check_dataset_name(value)
+        if key == "image_size" and value is not None:
+            value = parse_image_size(value)
         if current is None and key in MODEL_SETTINGS:  # the run took the model's default
             current = stored["model"].get(key)
         if key in FIXED_ON_RESUME and value != current:
