@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from _common import BATCH_SIZE, format_table, write_results
+from _common import BATCH_SIZE, RESULTS_DIR, format_table, write_results
 from PIL import Image, ImageOps
 from torch.utils.data import DataLoader, Dataset
 
@@ -278,7 +278,10 @@ def main() -> None:
     parser.add_argument("--memory-images", type=int, default=240_000, help="2.8 GiB at 3x64x64")
     args = parser.parse_args()
     parts = args.only.split(",")
-    results: dict[str, Any] = {"benchmark": "folders", "threads": torch.get_num_threads()}
+    previous = RESULTS_DIR / "folders.json"  # parts not run keep their last figures
+    results: dict[str, Any] = json.loads(previous.read_text()) if previous.is_file() else {}
+    results.update(benchmark="folders", threads=torch.get_num_threads())
+    results.pop("cpu", None)
     with tempfile.TemporaryDirectory(dir=os.environ.get("VAEKIT_BENCH_TMP")) as tmp:
         if "decode" in parts:
             results["decode"] = bench_decode(Path(tmp), args.png, args.png // 3)

@@ -214,7 +214,7 @@ def test_the_classifier_is_cached_in_vaekits_data_folder_not_the_datasets(tmp_pa
     result = evaluate_run(run, samples=50, log=notes.append)
     assert sorted(p.name for p in tiny_mnist.rglob("*")) == dataset_files  # nothing written there
     cached = list((tmp_path / "cache" / "classifiers").glob("mnist-*.safetensors"))  # $VAEKIT_DATA
-    assert len(cached) == 1 and "training the mnist digit classifier" in notes[0]
+    assert len(cached) == 1 and "training the mnist classifier" in notes[0]
     assert sum(result["class_histogram"]) == 50
 
 

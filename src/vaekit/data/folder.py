@@ -5,7 +5,7 @@ names in sorted order; a flat folder of images is an unlabelled set. An optional
 (and then optionally ``train/`` beside it) gives the test split; without one, a seeded 10% of the
 images is held out. PNG, JPEG, BMP and WebP, grey or colour.
 
-The first use decodes every image (in threads: PIL releases the GIL while it decodes and resizes)
+The first use decodes every image (in worker processes, a chunk of files a task)
 into ``DATA_DIR/folders/<name>-<key>.npy``, keyed by a hash of every file's path, size and
 modification time and of the preprocessing: a changed folder gets a new cache, a second run only
 lists the folder and maps the file. The cache is written beside its final name and renamed into place
@@ -15,15 +15,19 @@ trusted. Images that cannot be read are skipped, counted and listed in ``<cache>
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
+import multiprocessing
 import os
 import re
-from collections import Counter
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+import sys
+from collections import Counter, deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageOps
@@ -37,6 +41,8 @@ COLOURS = ("grey", "rgb")
 MAX_SIDE = 1024  # --image-size above this is refused: a VAE on it would not fit anyway
 MAX_SKIPPED_FRACTION = 0.1  # more unreadable images than this is an error, not a warning
 HELD_OUT_FRACTION, HELD_OUT_SEED = 0.1, 0  # the test split when the folder has no test/
+CHUNK = 64  # images per task of a worker process
+MAX_WORKERS = 16
 CACHE_VERSION = 1  # part of the key: a change to decoding makes new caches
 # PIL modes without colour; every other mode (RGB, P, CMYK, ...) is treated as colour.
 GREY_MODES = {"1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "F"}
@@ -184,19 +190,45 @@ def _decode(path: Path, size: tuple[int, int], colour: str) -> np.ndarray:
     return array[None] if array.ndim == 2 else array.transpose(2, 0, 1)
 
 
-def _parallel(function: Callable, items: list, desc: str, progress: bool) -> list:
-    """``function`` over ``items`` in threads, in order; each result is (value, None) or (None, error)."""
-
-    def safe(item):
+def _run_chunk(function: Callable, items: list) -> list[tuple[Any, str | None]]:
+    """``function`` over ``items``; each result is (value, None) or (None, the error in one line)."""
+    results: list[tuple[Any, str | None]] = []
+    for item in items:
         try:
-            return function(item), None
-        except Exception as exc:  # noqa: BLE001 - any failure of one image is that image's, reported below
-            return None, f"{type(exc).__name__}: {exc}".splitlines()[0]
+            results.append((function(item), None))
+        except Exception as exc:  # noqa: BLE001 - any failure of one image is that image's, reported later
+            results.append((None, f"{type(exc).__name__}: {exc}".splitlines()[0]))
+    return results
 
-    workers = min(16, (os.cpu_count() or 1) + 1)
-    with ThreadPoolExecutor(workers) as pool:
-        results = pool.map(safe, items, chunksize=64)
-        return list(tqdm(results, total=len(items), desc=desc, disable=not progress, leave=False))
+
+def _parallel(function: Callable, items: list, desc: str, progress: bool) -> Iterator[tuple[Any, str | None]]:
+    """``function`` over ``items`` in worker processes, ``CHUNK`` items a task, results in order as they
+    come (a few chunks ahead at most, so decoded images do not pile up in memory).
+
+    Processes, not threads: for small images most of the time is PIL's Python code, which holds the GIL.
+    On Linux they are forked (the children run PIL and numpy only, never torch); elsewhere spawned.
+    """
+    chunks = [items[i : i + CHUNK] for i in range(0, len(items), CHUNK)]
+    workers = min(len(chunks), os.cpu_count() or 1, MAX_WORKERS)
+    with tqdm(total=len(items), desc=desc, disable=not progress, leave=False) as bar:
+        if workers <= 1:
+            for chunk in chunks:
+                yield from _run_chunk(function, chunk)
+                bar.update(len(chunk))
+            return
+        context = multiprocessing.get_context("fork") if sys.platform == "linux" else None
+        with ProcessPoolExecutor(workers, mp_context=context) as pool:
+            pending: deque = deque()
+            for chunk in chunks:
+                pending.append((pool.submit(_run_chunk, function, chunk), len(chunk)))
+                if len(pending) >= 2 * workers:
+                    future, n = pending.popleft()
+                    yield from future.result()
+                    bar.update(n)
+            while pending:
+                future, n = pending.popleft()
+                yield from future.result()
+                bar.update(n)
 
 
 # -------------------------------------------------------------------------------------------- cache
@@ -303,9 +335,9 @@ def _decode_into(
     shape = (len(rows), 1 if colour == "grey" else 3, *size)
     out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=shape)
     ok = np.zeros(len(rows), dtype=bool)
-    decode = lambda i: _decode(files[i], (size[0], size[1]), colour)  # noqa: E731
+    decode = functools.partial(_decode, size=(size[0], size[1]), colour=colour)
     failed = []
-    for row, (array, error) in enumerate(_parallel(decode, rows, "decoding", progress)):
+    for row, (array, error) in enumerate(_parallel(decode, [files[i] for i in rows], "decoding", progress)):
         if error is None:
             out[row], ok[row] = array, True
         else:
@@ -345,7 +377,7 @@ def _build_cache(
     if size is not None and colour is not None:  # nothing to learn from the headers: decode at once
         headers = [(None, None)] * len(files)
     else:
-        headers = _parallel(_open_header, files, "reading headers", progress)
+        headers = list(_parallel(_open_header, files, "reading headers", progress))
     good = [i for i, (_, error) in enumerate(headers) if error is None]
     skipped += [(files[i], error) for i, (_, error) in enumerate(headers) if error is not None]
     _check_skipped(root, files, skipped, good)
