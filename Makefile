@@ -30,6 +30,8 @@ bench: $(STAMP)
 	$(PY) benchmarks/models.py
 	$(PY) benchmarks/eval_speed.py --full
 	$(PY) benchmarks/priors.py
+	$(PY) benchmarks/folders.py
+	$(PY) benchmarks/own_data.py --epochs 30 --conv-epochs 8 --likelihood-epochs 5
 
 clean:
 	rm -rf $(VENV) src/*.egg-info
