@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 
+from vaekit.errors import VaekitError
 from vaekit.train import TrainConfig, Trainer
 
 SHARED_MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
@@ -60,6 +61,15 @@ def shared_mnist() -> Path:
     if not (SHARED_MNIST / "t10k-images-idx3-ubyte.gz").is_file():
         pytest.skip("../shared/data/mnist is not beside this checkout")
     return SHARED_MNIST
+
+
+def error_of(call, *args, **kwargs) -> str:
+    """The message of the VaekitError that ``call`` raises, checked to be one line."""
+    with pytest.raises(VaekitError) as info:
+        call(*args, **kwargs)
+    message = str(info.value)
+    assert "\n" not in message
+    return message
 
 
 def tiny_config(**overrides) -> TrainConfig:

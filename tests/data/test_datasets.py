@@ -10,12 +10,11 @@ import numpy as np
 import pytest
 import torch
 
-from tests.conftest import tiny_digit_images, write_tiny_mnist
+from tests.conftest import error_of, tiny_digit_images, write_tiny_mnist
 from vaekit.data import load_dataset
 from vaekit.data import mnist as mnist_module
 from vaekit.data.mnist import FASHION_MNIST, IDX_SPECS, KMNIST
 from vaekit.data.shapes import SHAPE_NAMES
-from vaekit.errors import VaekitError
 
 FASHION_CLASSES = [
     "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
@@ -43,14 +42,6 @@ def no_download(monkeypatch) -> None:
         raise AssertionError("downloaded")
 
     monkeypatch.setattr(mnist_module, "download", refuse)
-
-
-def error_of(call, *args, **kwargs) -> str:
-    with pytest.raises(VaekitError) as info:
-        call(*args, **kwargs)
-    message = str(info.value)
-    assert "\n" not in message
-    return message
 
 
 # ------------------------------------------------------------------------------ Fashion-MNIST, KMNIST

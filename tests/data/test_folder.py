@@ -13,9 +13,9 @@ import torch
 from PIL import Image
 
 import vaekit.data.folder as folder_module
+from tests.conftest import error_of
 from vaekit.data import DATASETS, check_dataset_name, load_dataset
 from vaekit.data.folder import MAX_SIDE, load_folder
-from vaekit.errors import VaekitError
 
 
 # ------------------------------------------------------------------------------------------ helpers
@@ -53,15 +53,6 @@ def levels(images: torch.Tensor) -> list[int]:
 def cache_files(tmp_path: Path, pattern: str = "*") -> list[Path]:
     folder = tmp_path / "cache" / "folders"
     return sorted(folder.glob(pattern)) if folder.is_dir() else []
-
-
-def error_of(call, *args, **kwargs) -> str:
-    """The message of the VaekitError that ``call`` raises, checked to be one line."""
-    with pytest.raises(VaekitError) as info:
-        call(*args, **kwargs)
-    message = str(info.value)
-    assert "\n" not in message
-    return message
 
 
 def truncated_png(path: Path, shape: tuple[int, ...] = (6, 6)) -> Path:

@@ -85,11 +85,17 @@ def _is_image(path: Path) -> bool:
 
 
 def _images_under(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.rglob("*") if _is_image(p) and not _hidden(p, folder))
-
-
-def _hidden(path: Path, root: Path) -> bool:
-    return any(part.startswith(".") for part in path.relative_to(root).parts)
+    """The image files anywhere under ``folder``, sorted; hidden files and folders are skipped. os.walk
+    reads each directory once (no stat per file: the key's stat is the only one)."""
+    found = []
+    for top, dirs, names in os.walk(folder):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        found += [
+            os.path.join(top, name)
+            for name in names
+            if not name.startswith(".") and os.path.splitext(name)[1].lower() in IMAGE_SUFFIXES
+        ]
+    return [Path(p) for p in sorted(found)]
 
 
 def _subfolders(folder: Path, skip: tuple[str, ...] = ()) -> list[Path]:
