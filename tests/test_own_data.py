@@ -127,7 +127,13 @@ def _resume_error(out, capsys, *args):
 def test_shapes_evaluate_reports_mig_and_the_factor_vae_score(tmp_path):
     out = tmp_path / "run"
     config = tiny_config(
-        dataset="shapes", image_size=[24, 24], hidden=[16], latent_dim=4, epochs=1, batch_size=256
+        dataset="shapes",
+        image_size=[24, 24],
+        hidden=[16],
+        latent_dim=4,
+        epochs=1,
+        batch_size=256,
+        fit_prior=False,
     )
     quiet_trainer(config, out).run()
     result = evaluate_run(out, write=False)
