@@ -96,7 +96,7 @@ class PerImageFolder(Dataset):
 
 
 # ----------------------------------------------------------------------------------------- decode
-def bench_decode(tmp: Path, n_png: int, n_jpg: int) -> dict[str, Any]:
+def bench_decode(tmp: Path, n_png: int, n_jpg: int, rounds: int) -> dict[str, Any]:
     results = {}
     for kind, images, suffix in (
         ("png_64", sample_shapes(n_png, 64, 0), ".png"),
@@ -104,19 +104,22 @@ def bench_decode(tmp: Path, n_png: int, n_jpg: int) -> dict[str, Any]:
     ):
         folder = tmp / kind
         paths = write_folder(folder, images, suffix)
-        cache = tmp / f"cache-{kind}"
-        start = time.perf_counter()
-        load_folder(folder, cache, [64, 64], "rgb", progress=False, log=quiet)
-        build = time.perf_counter() - start
-        start = time.perf_counter()
-        mapped = load_folder(folder, cache, [64, 64], "rgb", progress=False, log=quiet)
-        reload = time.perf_counter() - start
-        assert len(mapped.images) == len(paths)
-        per_image = PerImageFolder(paths, 64)
-        start = time.perf_counter()
-        for i in range(len(per_image)):
-            per_image[i]
-        loader = time.perf_counter() - start
+        builds, reloads, loaders = [], [], []
+        for r in range(rounds):  # interleaved; medians
+            cache = tmp / f"cache-{kind}-{r}"
+            start = time.perf_counter()
+            load_folder(folder, cache, [64, 64], "rgb", progress=False, log=quiet)
+            builds.append(time.perf_counter() - start)
+            start = time.perf_counter()
+            mapped = load_folder(folder, cache, [64, 64], "rgb", progress=False, log=quiet)
+            reloads.append(time.perf_counter() - start)
+            assert len(mapped.images) == len(paths)
+            per_image = PerImageFolder(paths, 64)
+            start = time.perf_counter()
+            for i in range(len(per_image)):
+                per_image[i]
+            loaders.append(time.perf_counter() - start)
+        build, reload, loader = (statistics.median(t) for t in (builds, reloads, loaders))
         n = len(paths)
         results[kind] = {
             "n_images": n,
@@ -125,6 +128,7 @@ def bench_decode(tmp: Path, n_png: int, n_jpg: int) -> dict[str, Any]:
             "per_image_loader_pass_s": loader,
             "first_use_images_per_s": n / build,
             "per_image_loader_images_per_s": n / loader,
+            "raw_s": {"first_use": builds, "second_use": reloads, "per_image_loader": loaders},
             "first_use_speedup": loader / build,
             "second_use_speedup": loader / reload,
         }
@@ -284,7 +288,7 @@ def main() -> None:
     results.pop("cpu", None)
     with tempfile.TemporaryDirectory(dir=os.environ.get("VAEKIT_BENCH_TMP")) as tmp:
         if "decode" in parts:
-            results["decode"] = bench_decode(Path(tmp), args.png, args.png // 3)
+            results["decode"] = bench_decode(Path(tmp), args.png, args.png // 3, args.rounds)
         if "train" in parts:
             results["train"] = bench_train(Path(tmp), args.train_images, args.rounds)
         if "memory" in parts:
