@@ -12,7 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
-import vaekit.data.folder as folder_module
+import vaekit.data.decode as decode_module
 from tests.conftest import error_of
 from vaekit.data import DATASETS, check_dataset_name, load_dataset
 from vaekit.data.folder import MAX_SIDE, load_folder
@@ -340,8 +340,8 @@ def refuse_to_decode(monkeypatch) -> None:
     def refuse(*args, **kwargs):
         raise AssertionError("decoded again")
 
-    monkeypatch.setattr(folder_module, "_decode", refuse)
-    monkeypatch.setattr(folder_module, "_open_header", refuse)
+    monkeypatch.setattr(decode_module, "decode_image", refuse)
+    monkeypatch.setattr(decode_module, "open_header", refuse)
 
 
 def test_second_load_reads_the_cache_without_decoding(tmp_path, monkeypatch):

@@ -15,25 +15,18 @@ trusted. Images that cannot be read are skipped, counted and listed in ``<cache>
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
-import multiprocessing
 import os
 import re
-import sys
-from collections import Counter, deque
-from collections.abc import Callable, Iterator
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
-from PIL import Image, ImageOps
-from tqdm import tqdm
 
 from vaekit.atomic import write_json, write_text
+from vaekit.data import decode as decoding
 from vaekit.errors import VaekitError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
@@ -41,11 +34,7 @@ COLOURS = ("grey", "rgb")
 MAX_SIDE = 1024  # --image-size above this is refused: a VAE on it would not fit anyway
 MAX_SKIPPED_FRACTION = 0.1  # more unreadable images than this is an error, not a warning
 HELD_OUT_FRACTION, HELD_OUT_SEED = 0.1, 0  # the test split when the folder has no test/
-CHUNK = 64  # images per task of a worker process
-MAX_WORKERS = 16
 CACHE_VERSION = 1  # part of the key: a change to decoding makes new caches
-# PIL modes without colour; every other mode (RGB, P, CMYK, ...) is treated as colour.
-GREY_MODES = {"1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "F"}
 
 
 @dataclass
@@ -165,78 +154,6 @@ def scan_folder(root: Path) -> tuple[_Split, _Split | None, list[str], list[str]
     return train, test, classes, notes
 
 
-# ----------------------------------------------------------------------------------------- decoding
-def _open_header(path: Path) -> tuple[tuple[int, int], str]:
-    """The (width, height) and mode of an image, from its header alone; refuses decompression bombs."""
-    with Image.open(path) as image:
-        width, height = image.size
-        if width * height > Image.MAX_IMAGE_PIXELS:
-            raise ValueError(
-                f"{width}x{height} pixels is over the {Image.MAX_IMAGE_PIXELS:,} pixel limit "
-                "(a decompression bomb?)"
-            )
-        return (width, height), image.mode
-
-
-def _decode(path: Path, size: tuple[int, int], colour: str) -> np.ndarray:
-    """One image as uint8 [C, H, W]: alpha composited onto black, converted to grey or RGB, centre-cropped
-    to the target aspect and resized with antialiasing (``size`` is (height, width))."""
-    height, width = size
-    with Image.open(path) as image:
-        if image.width * image.height > Image.MAX_IMAGE_PIXELS:
-            raise ValueError("over the pixel limit (a decompression bomb?)")
-        image.draft("RGB" if colour == "rgb" else "L", (width, height))  # JPEG: decode at a reduced scale
-        if "A" in image.getbands() or "transparency" in image.info:
-            rgba = image.convert("RGBA")
-            image = Image.alpha_composite(Image.new("RGBA", rgba.size, (0, 0, 0, 255)), rgba)
-        image = image.convert("L" if colour == "grey" else "RGB")
-        if image.size != (width, height):
-            image = ImageOps.fit(image, (width, height), method=Image.Resampling.LANCZOS)
-        array = np.asarray(image, dtype=np.uint8)
-    return array[None] if array.ndim == 2 else array.transpose(2, 0, 1)
-
-
-def _run_chunk(function: Callable, items: list) -> list[tuple[Any, str | None]]:
-    """``function`` over ``items``; each result is (value, None) or (None, the error in one line)."""
-    results: list[tuple[Any, str | None]] = []
-    for item in items:
-        try:
-            results.append((function(item), None))
-        except Exception as exc:  # noqa: BLE001 - any failure of one image is that image's, reported later
-            results.append((None, f"{type(exc).__name__}: {exc}".splitlines()[0]))
-    return results
-
-
-def _parallel(function: Callable, items: list, desc: str, progress: bool) -> Iterator[tuple[Any, str | None]]:
-    """``function`` over ``items`` in worker processes, ``CHUNK`` items a task, results in order as they
-    come (a few chunks ahead at most, so decoded images do not pile up in memory).
-
-    Processes, not threads: for small images most of the time is PIL's Python code, which holds the GIL.
-    On Linux they are forked (the children run PIL and numpy only, never torch); elsewhere spawned.
-    """
-    chunks = [items[i : i + CHUNK] for i in range(0, len(items), CHUNK)]
-    workers = min(len(chunks), os.cpu_count() or 1, MAX_WORKERS)
-    with tqdm(total=len(items), desc=desc, disable=not progress, leave=False) as bar:
-        if workers <= 1:
-            for chunk in chunks:
-                yield from _run_chunk(function, chunk)
-                bar.update(len(chunk))
-            return
-        context = multiprocessing.get_context("fork") if sys.platform == "linux" else None
-        with ProcessPoolExecutor(workers, mp_context=context) as pool:
-            pending: deque = deque()
-            for chunk in chunks:
-                pending.append((pool.submit(_run_chunk, function, chunk), len(chunk)))
-                if len(pending) >= 2 * workers:
-                    future, n = pending.popleft()
-                    yield from future.result()
-                    bar.update(n)
-            while pending:
-                future, n = pending.popleft()
-                yield from future.result()
-                bar.update(n)
-
-
 # -------------------------------------------------------------------------------------------- cache
 def _key(files: list[Path], labels: list[int], n_train: int, root: Path, settings: dict) -> str:
     digest = hashlib.sha256(json.dumps({"version": CACHE_VERSION, "n_train": n_train, **settings}).encode())
@@ -313,56 +230,6 @@ def load_folder(
     return built
 
 
-def _settings(
-    headers: list, rows: list[int], size: list[int] | None, colour: str | None
-) -> tuple[list[int], str, str | None]:
-    """The image size and colour to decode ``rows`` at: as given, else from their headers (RGB if any
-    image has colour; the most common size, with a note when there are several)."""
-    note = None
-    if colour is None:
-        colour = "rgb" if any(headers[i][0][1] not in GREY_MODES for i in rows) else "grey"
-    if size is None:
-        sizes = Counter(headers[i][0][0] for i in rows)
-        (width, height), count = sizes.most_common(1)[0]
-        size = [height, width]
-        if len(sizes) > 1:
-            note = (
-                f"the images have {len(sizes)} sizes; all were resized to the most common, {height}x{width} "
-                f"({count:,} images); choose another with --image-size"
-            )
-    return size, colour, note
-
-
-def _decode_into(
-    tmp: Path, files: list[Path], rows: list[int], size: list[int], colour: str, progress: bool
-) -> tuple[list[int], list[tuple[Path, str]]]:
-    """Decode ``files[rows]`` into a new .npy at ``tmp``, without the rows that fail; returns the rows
-    kept and the failures."""
-    shape = (len(rows), 1 if colour == "grey" else 3, *size)
-    out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=shape)
-    ok = np.zeros(len(rows), dtype=bool)
-    decode = functools.partial(_decode, size=(size[0], size[1]), colour=colour)
-    failed = []
-    for row, (array, error) in enumerate(_parallel(decode, [files[i] for i in rows], "decoding", progress)):
-        if error is None:
-            out[row], ok[row] = array, True
-        else:
-            failed.append((files[rows[row]], error))
-    kept = [i for i, flag in zip(rows, ok, strict=True) if flag]
-    if failed and kept:  # compact: the unreadable rows go
-        compact = np.lib.format.open_memmap(
-            tmp.with_suffix(".compact"), mode="w+", dtype=np.uint8, shape=(len(kept), *shape[1:])
-        )
-        compact[:] = out[ok]
-        compact.flush()
-        del compact
-        os.replace(tmp.with_suffix(".compact"), tmp)
-    else:
-        out.flush()
-    del out
-    return kept, failed
-
-
 def _build_cache(
     root: Path,
     files: list[Path],
@@ -383,20 +250,20 @@ def _build_cache(
     if size is not None and colour is not None:  # nothing to learn from the headers: decode at once
         headers = [(None, None)] * len(files)
     else:
-        headers = list(_parallel(_open_header, files, "reading headers", progress))
+        headers = list(decoding.parallel(decoding.open_header, files, "reading headers", progress))
     good = [i for i, (_, error) in enumerate(headers) if error is None]
     skipped += [(files[i], error) for i, (_, error) in enumerate(headers) if error is not None]
     _check_skipped(root, files, skipped, good)
     npy.parent.mkdir(parents=True, exist_ok=True)
     tmp = npy.with_name(f".{npy.name}.{os.getpid()}.tmp")
     try:
-        chosen = _settings(headers, good, size, colour)
-        kept, failed = _decode_into(tmp, files, good, chosen[0], chosen[1], progress)
+        chosen = decoding.choose_settings(headers, good, size, colour)
+        kept, failed = decoding.decode_into(tmp, files, good, chosen[0], chosen[1], progress)
         _check_skipped(root, files, skipped + failed, kept)
-        if failed and _settings(headers, kept, size, colour) != chosen:
+        if failed and decoding.choose_settings(headers, kept, size, colour) != chosen:
             # an unreadable image must not choose the size or colour of the readable ones: decode again
-            chosen = _settings(headers, kept, size, colour)
-            kept, _ = _decode_into(tmp, files, kept, chosen[0], chosen[1], progress)
+            chosen = decoding.choose_settings(headers, kept, size, colour)
+            kept, _ = decoding.decode_into(tmp, files, kept, chosen[0], chosen[1], progress)
         skipped += failed
         if not any(i < n_train for i in kept):
             raise VaekitError(f"no training image of {root} could be read")
