@@ -250,6 +250,17 @@ def test_conv_works_on_other_sizes(shape):
     assert model.reconstruct(x).shape == x.shape and torch.isfinite(model.loss(x).objective)
 
 
+@pytest.mark.parametrize("shape", [(3, 32, 32), (3, 64, 64)])
+def test_conv_four_layers_deep_on_colour(shape):
+    """The README's --channels 32,64,128,256 depth (narrower here) on 32x32 and 64x64 RGB."""
+    model = build_model(
+        {"name": "conv", "image_shape": list(shape), "latent_dim": 4, "channels": [4, 8, 8, 16]}
+    )
+    assert model.feature_shape == (16, shape[1] // 16, shape[2] // 16) and model.padding == (0, 0, 0, 0)
+    x = torch.rand(2, *shape)
+    assert model.reconstruct(x).shape == x.shape and torch.isfinite(model.loss(x).objective)
+
+
 @pytest.mark.parametrize("name", ["conv", "vqvae"])
 @pytest.mark.parametrize(("shape", "sides"), [((1, 30, 30), (1, 1, 1, 1)), ((3, 28, 21), (1, 2, 0, 0))])
 def test_conv_models_pad_sizes_that_do_not_divide_and_crop_back(name, shape, sides):
