@@ -490,7 +490,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace the run's existing prior")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_train_prior)
+    p = sub.add_parser(
+        "serve",
+        help="explore runs' latent spaces in the browser (a local web app and its JSON API)",
+        description="Serve one or more runs: the same z is decoded by each (e.g. beta=1 against 4).",
+    )
+    p.add_argument("runs", nargs="+", metavar="RUN", help="run folders")
+    p.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine)"
+    )
+    p.add_argument("--port", type=_int_at_least(1), default=8000, help="port (default 8000)")
+    p.add_argument("--device", choices=DEVICES, default="auto")
+    p.set_defaults(func=_serve)
     return parser
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from vaekit.serve import serve
+
+    if args.port > 65535:
+        raise VaekitError(f"--port must be at most 65535, got {args.port}")
+    serve(args.runs, host=args.host, port=args.port, device=args.device)
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,0 +1,401 @@
+"""The JSON API behind ``vaekit serve``: one or more trained runs, loaded once, decoded on request.
+
+Endpoints (all documented on /docs by FastAPI): ``GET /api/info``; ``POST /api/decode`` (one latent
+vector -> PNG), ``/api/sample`` (a grid -> PNG), ``/api/encode`` (an uploaded image -> its latent),
+``/api/interpolate`` and ``/api/traverse`` (strips -> PNG), ``/api/neighbours`` (nearest test images of a
+latent), ``GET /api/test-image/{i}`` (PNG). Every input is checked at the edge: a bad request gets a 4xx
+with a one-line ``detail`` and the server answers the next one.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import numpy as np
+import torch
+from fastapi import FastAPI, File, HTTPException, UploadFile
+from fastapi.responses import JSONResponse, Response
+from PIL import Image, ImageOps
+from pydantic import BaseModel, ConfigDict, Field
+
+from vaekit.analysis import latent_means
+from vaekit.errors import VaekitError
+from vaekit.evaluate import load_run_dataset
+from vaekit.models import GaussianVAE
+from vaekit.plots import image_grid
+from vaekit.saving import load, read_run_config
+
+MAX_ABS_Z = 50.0  # a latent coordinate beyond this is an error, not a picture
+MAX_SAMPLES = 256
+MAX_STEPS = 64
+MAX_UPLOAD_BYTES = 5 * 2**20
+MAX_UPLOAD_PIXELS = 4096 * 4096
+N_REFERENCE = 2000  # test images encoded at start: the pad's scatter, neighbours, interpolation ends
+
+
+@dataclass
+class RunState:
+    """A loaded run: its model and the first test images with their latent means."""
+
+    name: str
+    model: Any
+    config: dict[str, Any]
+    images: torch.Tensor  # uint8 [N, C, H, W]
+    labels: torch.Tensor
+    means: torch.Tensor | None  # [N, D] posterior means (Gaussian latents), else None
+    kl_order: list[int]  # latent dimensions by decreasing KL over the reference images
+    kl: list[float]
+
+    @property
+    def gaussian(self) -> bool:
+        return isinstance(self.model, GaussianVAE)
+
+    @property
+    def latent_dim(self) -> int:
+        if self.gaussian:
+            return self.model.latent_dim
+        return math.prod(self.model.grid)  # a VQ-VAE: one code per grid position
+
+    def info(self, index: int) -> dict[str, Any]:
+        data = self.config["data"]
+        classes = data.get("classes") or (
+            [str(c) for c in range(self.model.num_classes)] if self.model.conditional else []
+        )
+        return {
+            "index": index,
+            "name": self.name,
+            "model": self.model.name,
+            "latent_dim": self.latent_dim,
+            "latent": "gaussian" if self.gaussian else "codes",
+            "codebook_size": None if self.gaussian else self.model.codebook_size,
+            "image_shape": list(self.model.image_shape),
+            "classes": classes,
+            "conditional": bool(self.model.conditional),
+            "dataset": data["dataset"],
+            "priors": ["standard", "fitted"]
+            if self.gaussian and self.model.prior is not None
+            else ["standard"],
+            "kl_order": self.kl_order,
+            "kl": self.kl,
+            "n_reference": len(self.images),
+        }
+
+
+def load_run_state(run: str | Path, device: torch.device, n_reference: int = N_REFERENCE) -> RunState:
+    run = Path(run)
+    config = read_run_config(run)
+    model = load(run, device)
+    dataset = load_run_dataset(config)
+    test = dataset.test
+    n = min(n_reference, len(test))
+    images, labels = test.images[:n].clone(), test.labels[:n].clone()
+    means, order, kl = None, [], []
+    if isinstance(model, GaussianVAE):
+        x = images.to(device)
+        y = labels.to(device) if model.conditional else None
+        means = latent_means(model, x, y)
+        with torch.no_grad():
+            mu, logvar = model.encode(x.float() / 255, y)
+            kl_dim = model.kl_per_dim(mu.float(), logvar.float(), y).mean(0).cpu()
+        kl = [round(float(v), 4) for v in kl_dim]
+        order = [int(i) for i in torch.argsort(kl_dim, descending=True)]
+    return RunState(run.name, model, config, images, labels, means, order, kl)
+
+
+# ------------------------------------------------------------------------------------------ requests
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    run: int = Field(0, ge=0, description="which run (the order of vaekit serve's arguments)")
+
+
+class DecodeRequest(_Request):
+    z: list[float] = Field(..., description="one latent vector (a VQ-VAE: its codes, row by row)")
+    label: int | None = Field(None, description="the class, for a conditional model")
+    format: Literal["png", "base64"] = "png"
+
+
+class SampleRequest(_Request):
+    n: int = Field(16, ge=1, le=MAX_SAMPLES)
+    seed: int = Field(0, ge=0, le=2**31 - 1)
+    temperature: float = Field(1.0, gt=0, le=10)
+    prior: Literal["fitted", "standard"] | None = None
+    label: int | None = None
+    format: Literal["png", "base64"] = "png"
+
+
+class InterpolateRequest(_Request):
+    start: int = Field(..., ge=0, description="a reference test image")
+    end: int = Field(..., ge=0)
+    steps: int = Field(8, ge=2, le=MAX_STEPS)
+    spherical: bool = False
+    format: Literal["png", "base64"] = "png"
+
+
+class TraverseRequest(_Request):
+    z: list[float]
+    dim: int = Field(..., ge=0)
+    steps: int = Field(9, ge=2, le=MAX_STEPS)
+    limit: float = Field(3.0, gt=0, le=MAX_ABS_Z)
+    label: int | None = None
+    format: Literal["png", "base64"] = "png"
+
+
+class NeighboursRequest(_Request):
+    z: list[float]
+    k: int = Field(8, ge=1, le=64)
+
+
+# ------------------------------------------------------------------------------------------- the app
+def png_bytes(images: torch.Tensor, ncol: int | None = None) -> bytes:
+    """Images [N, C, H, W] in [0, 1] as one PNG (a grid of ``ncol`` columns; a single image as it is)."""
+    if len(images) == 1:
+        array = (images[0].detach().float().clamp(0, 1).cpu() * 255).round().to(torch.uint8)
+        array = array.permute(1, 2, 0).numpy()
+        array = array[:, :, 0] if array.shape[2] == 1 else array
+    else:
+        array = image_grid(images, ncol or math.ceil(math.sqrt(len(images))))
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _picture(images: torch.Tensor, fmt: str, ncol: int | None = None, **extra: Any) -> Response:
+    start = time.perf_counter()
+    data = png_bytes(images, ncol)
+    if fmt == "base64":
+        body = {"image": "data:image/png;base64," + base64.b64encode(data).decode(), **extra}
+        return JSONResponse(body, headers={"X-Encode-Seconds": f"{time.perf_counter() - start:.6f}"})
+    headers = {k.replace("_", "-").title(): str(v) for k, v in extra.items()}
+    return Response(data, media_type="image/png", headers=headers)
+
+
+def create_app(runs: list[str | Path], device: str | torch.device = "cpu") -> FastAPI:
+    """The FastAPI app for ``runs`` (run folders), each loaded once on ``device``."""
+    if not runs:
+        raise VaekitError("vaekit serve needs at least one run folder")
+    device = torch.device(device)
+    states = [load_run_state(run, device) for run in runs]
+    app = FastAPI(title="vaekit explorer", description="Explore trained VAEs' latent spaces.")
+
+    def state(index: int) -> RunState:
+        if index >= len(states):
+            raise HTTPException(404, f"no run {index}: this server has {len(states)}")
+        return states[index]
+
+    def check_z(run: RunState, z: list[float]) -> torch.Tensor:
+        if len(z) != run.latent_dim:
+            raise HTTPException(422, f"z has {len(z)} values; run {run.name} takes {run.latent_dim}")
+        values = torch.tensor(z, dtype=torch.float64)
+        if not torch.isfinite(values).all():
+            raise HTTPException(422, "z must be finite numbers (no NaN or infinity)")
+        if not run.gaussian:
+            size = run.model.codebook_size
+            if (values != values.round()).any() or values.min() < 0 or values.max() >= size:
+                raise HTTPException(422, f"a VQ-VAE's z is its codes: whole numbers in 0..{size - 1}")
+            return values.long().view(1, *run.model.grid).to(device)
+        if values.abs().max() > MAX_ABS_Z:
+            raise HTTPException(422, f"z values must be within +-{MAX_ABS_Z:g}")
+        return values.float().view(1, -1).to(device)
+
+    def check_label(run: RunState, label: int | None, n: int) -> torch.Tensor | None:
+        if not run.model.conditional:
+            if label is not None:
+                raise HTTPException(422, f"run {run.name} ({run.model.name}) takes no label")
+            return None
+        if label is None:
+            raise HTTPException(422, f"run {run.name} is conditional: give a label")
+        if not 0 <= label < run.model.num_classes:
+            raise HTTPException(422, f"label must be in 0..{run.model.num_classes - 1}, got {label}")
+        return torch.full((n,), label, dtype=torch.long, device=device)
+
+    def decode(run: RunState, z: torch.Tensor, labels: torch.Tensor | None) -> tuple[torch.Tensor, float]:
+        start = time.perf_counter()
+        with torch.no_grad():
+            images = run.model.decode(z, labels)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        return images, time.perf_counter() - start
+
+    @app.exception_handler(VaekitError)
+    async def vaekit_error(request: Any, exc: VaekitError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=422)
+
+    @app.get("/api/info")
+    def info() -> dict[str, Any]:
+        """The runs served; the first run's latent_dim, image_shape and classes at the top level."""
+        first = states[0].info(0)
+        return {
+            "latent_dim": first["latent_dim"],
+            "image_shape": first["image_shape"],
+            "classes": first["classes"],
+            "runs": [s.info(i) for i, s in enumerate(states)],
+            "device": str(device),
+        }
+
+    @app.post("/api/decode")
+    def decode_z(request: DecodeRequest) -> Response:
+        """One latent vector -> its decoded image (pixel means) as PNG."""
+        run = state(request.run)
+        z = check_z(run, request.z)
+        images, seconds = decode(run, z, check_label(run, request.label, 1))
+        return _picture(images, request.format, decode_seconds=f"{seconds:.6f}")
+
+    @app.post("/api/sample")
+    def sample(request: SampleRequest) -> Response:
+        """A grid of ``n`` samples from the prior (fitted where the run has one, unless "standard")."""
+        run = state(request.run)
+        model = run.model
+        if request.label is not None:
+            if not (
+                model.conditional or (run.gaussian and model.prior is not None and model.prior.has_classes)
+            ):
+                raise HTTPException(422, f"run {run.name} cannot sample by class")
+            if not 0 <= request.label < len(run.info(0)["classes"]):
+                raise HTTPException(422, f"label must be in 0..{len(run.info(0)['classes']) - 1}")
+        if not model.can_sample:
+            raise HTTPException(409, f"run {run.name} cannot sample until vaekit train-prior has run")
+        generator = torch.Generator(device=device).manual_seed(request.seed)
+        start = time.perf_counter()
+        with torch.no_grad():
+            if run.gaussian:
+                images = model.sample(
+                    request.n, label=request.label, generator=generator, prior=request.prior,
+                    temperature=request.temperature,
+                )  # fmt: skip
+            else:
+                if request.prior == "fitted":
+                    raise HTTPException(422, "a VQ-VAE has one prior, over its codes: leave prior unset")
+                images = model.sample(request.n, generator=generator, temperature=request.temperature)
+        seconds = time.perf_counter() - start
+        return _picture(images, request.format, decode_seconds=f"{seconds:.6f}")
+
+    @app.post("/api/encode")
+    async def encode(
+        file: Annotated[UploadFile, File()], run: int = 0, label: int | None = None
+    ) -> dict[str, Any]:
+        """An uploaded image (PNG, JPEG, ...) -> resized and converted to the model's shape -> its latent
+        mean and log-variance (a VQ-VAE: its codes), and the reconstruction as a base64 PNG."""
+        run_state = state(run)
+        data = await file.read(MAX_UPLOAD_BYTES + 1)
+        if len(data) > MAX_UPLOAD_BYTES:
+            raise HTTPException(413, f"the upload is over {MAX_UPLOAD_BYTES // 2**20} MB")
+        x = _image_tensor(data, run_state.model.image_shape).to(device)
+        labels = check_label(run_state, label, 1)
+        with torch.no_grad():
+            if run_state.gaussian:
+                mu, logvar = run_state.model.encode(x, labels)
+                z, extra = mu.float(), {"logvar": logvar.float()[0].tolist()}
+            else:
+                z, extra = run_state.model.encode(x, labels), {}
+            recon = run_state.model.decode(z, labels)
+        flat = z[0].flatten().tolist()
+        return {
+            "z": flat,
+            **extra,
+            "reconstruction": "data:image/png;base64," + base64.b64encode(png_bytes(recon)).decode(),
+        }
+
+    @app.post("/api/interpolate")
+    def interpolate(request: InterpolateRequest) -> Response:
+        """A strip from reference test image ``start``'s latent mean to ``end``'s (linear or spherical)."""
+        run = state(request.run)
+        if run.means is None:
+            raise HTTPException(422, "interpolation needs a Gaussian latent")
+        for i in (request.start, request.end):
+            if i >= len(run.means):
+                raise HTTPException(422, f"test image {i} is not among the {len(run.means)} reference images")
+        a, b = run.means[request.start], run.means[request.end]
+        t = torch.linspace(0, 1, request.steps).unsqueeze(1)
+        if request.spherical:
+            omega = torch.arccos(torch.clamp(torch.nn.functional.cosine_similarity(a, b, dim=0), -1, 1))
+            if omega.abs() < 1e-6:
+                z = (1 - t) * a + t * b
+            else:
+                z = (torch.sin((1 - t) * omega) * a + torch.sin(t * omega) * b) / torch.sin(omega)
+        else:
+            z = (1 - t) * a + t * b
+        labels = None
+        if run.model.conditional:
+            labels = run.labels[request.start].repeat(request.steps).to(device)
+        images, seconds = decode(run, z.to(device), labels)
+        return _picture(images, request.format, ncol=request.steps, decode_seconds=f"{seconds:.6f}")
+
+    @app.post("/api/traverse")
+    def traverse(request: TraverseRequest) -> Response:
+        """Dimension ``dim`` of ``z`` swept over [-limit, +limit] in ``steps`` images."""
+        run = state(request.run)
+        if not run.gaussian:
+            raise HTTPException(422, "traversal needs a Gaussian latent")
+        z = check_z(run, request.z)
+        if request.dim >= run.latent_dim:
+            raise HTTPException(422, f"dim must be in 0..{run.latent_dim - 1}, got {request.dim}")
+        z = z.repeat(request.steps, 1)
+        z[:, request.dim] = torch.linspace(-request.limit, request.limit, request.steps, device=device)
+        labels = check_label(run, request.label, request.steps)
+        images, seconds = decode(run, z, labels)
+        return _picture(images, request.format, ncol=request.steps, decode_seconds=f"{seconds:.6f}")
+
+    @app.post("/api/neighbours")
+    def neighbours(request: NeighboursRequest) -> dict[str, Any]:
+        """The ``k`` reference test images whose latent means are nearest to ``z`` (Euclidean)."""
+        run = state(request.run)
+        if run.means is None:
+            raise HTTPException(422, "neighbours need a Gaussian latent")
+        z = check_z(run, request.z).cpu()
+        distances = torch.cdist(z, run.means.float())[0]
+        k = min(request.k, len(distances))
+        nearest = torch.topk(distances, k, largest=False)
+        return {
+            "indices": nearest.indices.tolist(),
+            "distances": [round(float(d), 5) for d in nearest.values],
+            "labels": run.labels[nearest.indices].tolist(),
+        }
+
+    @app.get("/api/test-image/{index}")
+    def test_image(index: int, run: int = 0) -> Response:
+        """Reference test image ``index`` as PNG (its label in the X-Label header)."""
+        run_state = state(run)
+        if not 0 <= index < len(run_state.images):
+            raise HTTPException(
+                404, f"test image {index} is not among the {len(run_state.images)} reference images"
+            )
+        image = run_state.images[index : index + 1].float() / 255
+        return Response(
+            png_bytes(image), media_type="image/png", headers={"X-Label": str(int(run_state.labels[index]))}
+        )
+
+    @app.get("/api/latents")
+    def latents(run: int = 0) -> dict[str, Any]:
+        """The reference images' latent means (for the pad's scatter) and labels."""
+        run_state = state(run)
+        if run_state.means is None:
+            raise HTTPException(422, "latent means need a Gaussian latent")
+        return {"means": np.round(run_state.means.numpy(), 4).tolist(), "labels": run_state.labels.tolist()}
+
+    app.state.runs = states
+    return app
+
+
+def _image_tensor(data: bytes, image_shape: tuple[int, int, int]) -> torch.Tensor:
+    """Upload bytes -> float [1, C, H, W] in [0, 1] at the model's shape (centre crop, antialiased resize)."""
+    channels, height, width = image_shape
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            if image.width * image.height > MAX_UPLOAD_PIXELS:
+                raise HTTPException(413, f"the image is over {MAX_UPLOAD_PIXELS:,} pixels")
+            image = image.convert("L" if channels == 1 else "RGB")
+            image = ImageOps.fit(image, (width, height), method=Image.Resampling.LANCZOS)
+            array = np.asarray(image, dtype=np.float32) / 255
+    except HTTPException:
+        raise
+    except Exception as exc:  # noqa: BLE001 - whatever PIL makes of the bytes, it is not an image we can use
+        raise HTTPException(415, f"the upload is not an image PIL can read ({type(exc).__name__})") from None
+    tensor = torch.from_numpy(array)
+    tensor = tensor.unsqueeze(0) if tensor.ndim == 2 else tensor.permute(2, 0, 1)
+    return tensor.unsqueeze(0)

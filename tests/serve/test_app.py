@@ -1,0 +1,160 @@
+"""The JSON API of vaekit serve, through FastAPI's test client: every endpoint, and every bad input a 4xx
+after which the server still answers."""
+
+import io
+import json
+import shutil
+import socket
+
+import numpy as np
+import pytest
+import torch
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from vaekit import load
+from vaekit.analysis import latent_means
+from vaekit.cli import main
+from vaekit.data import load_dataset
+from vaekit.serve.app import create_app
+
+
+@pytest.fixture(scope="module")
+def run(trained_run_template, tmp_path_factory):
+    out = tmp_path_factory.mktemp("serve") / "run"
+    shutil.copytree(trained_run_template, out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def client(run):
+    return TestClient(create_app([run, run]))
+
+
+def png(response) -> np.ndarray:
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"] == "image/png"
+    return np.asarray(Image.open(io.BytesIO(response.content)))
+
+
+def test_info_has_the_contract_fields(client):
+    info = client.get("/api/info").json()
+    assert info["latent_dim"] == 2 and info["image_shape"] == [1, 8, 8]
+    assert info["classes"] == [str(d) for d in range(10)]
+    assert [r["index"] for r in info["runs"]] == [0, 1] and info["runs"][0]["priors"] == [
+        "standard",
+        "fitted",
+    ]
+    assert sorted(info["runs"][0]["kl_order"]) == [0, 1]
+
+
+def test_decode_returns_the_models_own_decode_as_png(client, run):
+    z = [0.5, -1.25]
+    pixels = png(client.post("/api/decode", json={"z": z}))
+    expected = load(run).decode(torch.tensor([z]))[0, 0].mul(255).round().to(torch.uint8).numpy()
+    assert pixels.shape == (8, 8) and np.array_equal(pixels, expected)
+    body = client.post("/api/decode", json={"z": z, "format": "base64", "run": 1}).json()
+    assert body["image"].startswith("data:image/png;base64,")
+
+
+def test_sample_grid_is_seeded(client):
+    a = png(client.post("/api/sample", json={"n": 4, "seed": 3}))
+    b = png(client.post("/api/sample", json={"n": 4, "seed": 3}))
+    c = png(client.post("/api/sample", json={"n": 4, "seed": 4, "prior": "standard", "temperature": 0.5}))
+    assert a.shape == (2 * 10 + 2, 2 * 10 + 2) and np.array_equal(a, b) and not np.array_equal(a, c)
+    assert (
+        png(client.post("/api/sample", json={"n": 3, "label": 7})).shape[0] > 8
+    )  # the fitted prior's classes
+
+
+def test_encode_an_upload_gives_the_latent_mean_of_that_image(client, run):
+    digits = load_dataset("digits")
+    image = digits.test.images[0, 0].numpy()
+    buffer = io.BytesIO()
+    Image.fromarray(image).resize((32, 32), Image.Resampling.NEAREST).save(buffer, format="PNG")
+    body = client.post("/api/encode", files={"file": ("digit.png", buffer.getvalue(), "image/png")}).json()
+    model = load(run)
+    direct = latent_means(model, torch.from_numpy(image).float().div(255).view(1, 1, 8, 8))[0]
+    assert len(body["z"]) == 2 and len(body["logvar"]) == 2
+    assert np.allclose(body["z"], direct.numpy(), atol=0.15)  # resized down again with antialiasing
+    assert body["reconstruction"].startswith("data:image/png;base64,")
+
+
+def test_interpolate_traverse_neighbours_and_test_images(client):
+    strip = png(client.post("/api/interpolate", json={"start": 0, "end": 5, "steps": 6, "spherical": True}))
+    assert strip.shape == (12, 6 * 10 + 2)
+    row = png(client.post("/api/traverse", json={"z": [0, 0], "dim": 1, "steps": 5}))
+    assert row.shape == (12, 5 * 10 + 2)
+    means = client.get("/api/latents").json()["means"]
+    near = client.post("/api/neighbours", json={"z": means[3], "k": 4}).json()
+    assert near["indices"][0] == 3 and near["distances"][0] == pytest.approx(0, abs=1e-3)
+    assert png(client.get("/api/test-image/3")).shape == (8, 8)
+
+
+BAD = [
+    (
+        "post",
+        "/api/decode",
+        {"content": b"{not json", "headers": {"content-type": "application/json"}},
+        422,
+        "",
+    ),
+    ("post", "/api/decode", {"json": {"z": [1.0]}}, 422, "z has 1 values; run run takes 2"),
+    (
+        "post",
+        "/api/decode",
+        {"content": b'{"z": [NaN, 0]}', "headers": {"content-type": "application/json"}},
+        422,
+        "",
+    ),
+    ("post", "/api/decode", {"json": {"z": [1e6, 0]}}, 422, "within +-50"),
+    ("post", "/api/decode", {"json": {"z": [0, 0], "run": 7}}, 404, "no run 7"),
+    ("post", "/api/decode", {"json": {"z": [0, 0], "label": 1}}, 422, "takes no label"),
+    ("post", "/api/decode", {"json": {"z": [0, 0], "colour": "red"}}, 422, ""),
+    ("post", "/api/sample", {"json": {"n": 100000}}, 422, ""),
+    ("post", "/api/sample", {"json": {"n": 4, "label": 10}}, 422, "label must be in 0..9"),
+    ("post", "/api/sample", {"json": {"n": 4, "temperature": 0}}, 422, ""),
+    ("post", "/api/interpolate", {"json": {"start": 0, "end": 99999}}, 422, "not among"),
+    ("post", "/api/interpolate", {"json": {"start": 0, "end": 1, "steps": 1000}}, 422, ""),
+    ("post", "/api/traverse", {"json": {"z": [0, 0], "dim": 5}}, 422, "dim must be in 0..1"),
+    (
+        "post",
+        "/api/encode",
+        {"files": {"file": ("x.png", b"not an image", "image/png")}},
+        415,
+        "not an image",
+    ),
+    (
+        "post",
+        "/api/encode",
+        {"files": {"file": ("x.png", b"0" * (5 * 2**20 + 10), "image/png")}},
+        413,
+        "over 5 MB",
+    ),
+    ("get", "/api/test-image/100000", {}, 404, "not among"),
+    ("get", "/api/../../etc/passwd", {}, 404, ""),
+    ("get", "/static/..%2f..%2fpyproject.toml", {}, 404, ""),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "kwargs", "status", "message"), BAD)
+def test_bad_input_is_a_4xx_and_the_server_answers_the_next_request(
+    client, method, path, kwargs, status, message
+):
+    response = getattr(client, method)(path, **kwargs)
+    assert response.status_code == status, response.text
+    if message:
+        assert message in json.dumps(response.json()["detail"])
+    assert client.get("/api/info").status_code == 200
+
+
+def test_the_cli_refuses_a_folder_that_is_not_a_run_and_a_port_in_use(tmp_path, run, capsys):
+    assert main(["serve", str(tmp_path)]) == 1
+    assert "config.json" in capsys.readouterr().err
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert main(["serve", str(run), "--port", str(port)]) == 1
+    err = capsys.readouterr().err
+    assert f"port {port} on 127.0.0.1 is in use" in err and len(err.strip().splitlines()) == 1
