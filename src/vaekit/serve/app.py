@@ -51,6 +51,7 @@ class RunState:
     means: torch.Tensor | None  # [N, D] posterior means (Gaussian latents), else None
     kl_order: list[int]  # latent dimensions by decreasing KL over the reference images
     kl: list[float]
+    classes: list[str]  # the dataset's class names ([] for unlabelled data)
 
     @property
     def gaussian(self) -> bool:
@@ -64,9 +65,6 @@ class RunState:
 
     def info(self, index: int) -> dict[str, Any]:
         data = self.config["data"]
-        classes = data.get("classes") or (
-            [str(c) for c in range(self.model.num_classes)] if self.model.conditional else []
-        )
         return {
             "index": index,
             "name": self.name,
@@ -75,7 +73,7 @@ class RunState:
             "latent": "gaussian" if self.gaussian else "codes",
             "codebook_size": None if self.gaussian else self.model.codebook_size,
             "image_shape": list(self.model.image_shape),
-            "classes": classes,
+            "classes": self.classes,
             "conditional": bool(self.model.conditional),
             "dataset": data["dataset"],
             "priors": ["standard", "fitted"]
@@ -105,7 +103,7 @@ def load_run_state(run: str | Path, device: torch.device, n_reference: int = N_R
             kl_dim = model.kl_per_dim(mu.float(), logvar.float(), y).mean(0).cpu()
         kl = [round(float(v), 4) for v in kl_dim]
         order = [int(i) for i in torch.argsort(kl_dim, descending=True)]
-    return RunState(run.name, model, config, images, labels, means, order, kl)
+    return RunState(run.name, model, config, images, labels, means, order, kl, list(dataset.classes))
 
 
 # ------------------------------------------------------------------------------------------ requests
@@ -256,8 +254,8 @@ def create_app(runs: list[str | Path], device: str | torch.device = "cpu") -> Fa
                 model.conditional or (run.gaussian and model.prior is not None and model.prior.has_classes)
             ):
                 raise HTTPException(422, f"run {run.name} cannot sample by class")
-            if not 0 <= request.label < len(run.info(0)["classes"]):
-                raise HTTPException(422, f"label must be in 0..{len(run.info(0)['classes']) - 1}")
+            if not 0 <= request.label < len(run.classes):
+                raise HTTPException(422, f"label must be in 0..{len(run.classes) - 1}")
         if not model.can_sample:
             raise HTTPException(409, f"run {run.name} cannot sample until vaekit train-prior has run")
         generator = torch.Generator(device=device).manual_seed(request.seed)
