@@ -12,6 +12,7 @@ import torch
 from fastapi.testclient import TestClient
 from PIL import Image
 
+from tests.conftest import quiet_trainer, tiny_config
 from vaekit import load
 from vaekit.analysis import latent_means
 from vaekit.cli import main
@@ -158,3 +159,31 @@ def test_the_cli_refuses_a_folder_that_is_not_a_run_and_a_port_in_use(tmp_path, 
         assert main(["serve", str(run), "--port", str(port)]) == 1
     err = capsys.readouterr().err
     assert f"port {port} on 127.0.0.1 is in use" in err and len(err.strip().splitlines()) == 1
+
+
+def test_attribute_vector_walks_from_one_class_mean_to_the_other(client, run):
+    means = torch.tensor(client.get("/api/latents").json()["means"])
+    labels = torch.tensor(client.get("/api/latents").json()["labels"])
+    mean_0, mean_1 = means[labels == 0].mean(0), means[labels == 1].mean(0)
+    request = {"z": mean_0.tolist(), "a": {"label": 0}, "b": {"label": 1}, "steps": 3, "format": "base64"}
+    body = client.post("/api/attribute", json=request).json()
+    assert np.allclose(body["direction"], (mean_1 - mean_0).numpy(), atol=1e-3)
+    strip = png(client.post("/api/attribute", json={**request, "format": "png"}))
+    model = load(run)
+    end = model.decode(mean_1.view(1, -1))[0, 0].mul(255).round().to(torch.uint8).numpy()
+    assert np.abs(strip[2:10, 22:30].astype(int) - end.astype(int)).max() <= 1  # the third tile
+    marked = {"z": [0, 0], "a": {"indices": [0, 1]}, "b": {"indices": [2]}}
+    assert client.post("/api/attribute", json=marked).status_code == 200
+    both = {"z": [0, 0], "a": {"label": 0, "indices": [1]}, "b": {"label": 1}}
+    assert "not both or neither" in client.post("/api/attribute", json=both).json()["detail"]
+
+
+def test_every_label_needs_a_conditional_model(client, tmp_path):
+    assert "is not conditional" in client.post("/api/labels", json={"z": [0, 0]}).json()["detail"]
+    out = tmp_path / "cvae"
+    quiet_trainer(tiny_config(model="cvae", epochs=1, fit_prior=False), out).run()
+    cvae = TestClient(create_app([out]))
+    strip = png(cvae.post("/api/labels", json={"z": [0, 0]}))
+    assert strip.shape == (12, 10 * 10 + 2)
+    assert cvae.post("/api/decode", json={"z": [0, 0]}).status_code == 422  # a label is needed
+    assert png(cvae.post("/api/decode", json={"z": [0, 0], "label": 3})).shape == (8, 8)

@@ -30,6 +30,7 @@ from vaekit.evaluate import load_run_dataset
 from vaekit.models import GaussianVAE
 from vaekit.plots import image_grid
 from vaekit.saving import load, read_run_config
+from vaekit.serve.batching import DecodeBatcher
 
 MAX_ABS_Z = 50.0  # a latent coordinate beyond this is an error, not a picture
 MAX_SAMPLES = 256
@@ -149,6 +150,22 @@ class NeighboursRequest(_Request):
     k: int = Field(8, ge=1, le=64)
 
 
+class Group(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    label: int | None = None
+    indices: list[int] | None = Field(None, max_length=N_REFERENCE)
+
+
+class AttributeRequest(_Request):
+    z: list[float]
+    a: Group
+    b: Group
+    steps: int = Field(8, ge=2, le=MAX_STEPS)
+    scale: float = Field(1.0, gt=0, le=10)
+    label: int | None = None
+    format: Literal["png", "base64"] = "png"
+
+
 # ------------------------------------------------------------------------------------------- the app
 def png_bytes(images: torch.Tensor, ncol: int | None = None) -> bytes:
     """Images [N, C, H, W] in [0, 1] as one PNG (a grid of ``ncol`` columns; a single image as it is)."""
@@ -212,10 +229,17 @@ def create_app(runs: list[str | Path], device: str | torch.device = "cpu") -> Fa
             raise HTTPException(422, f"label must be in 0..{run.model.num_classes - 1}, got {label}")
         return torch.full((n,), label, dtype=torch.long, device=device)
 
+    batchers = [DecodeBatcher(s.model.decode) for s in states]
+
     def decode(run: RunState, z: torch.Tensor, labels: torch.Tensor | None) -> tuple[torch.Tensor, float]:
+        """One latent through the run's batcher (joined with concurrent requests); a strip of several
+        directly. Returns the images and the seconds the decode took."""
         start = time.perf_counter()
-        with torch.no_grad():
-            images = run.model.decode(z, labels)
+        if len(z) == 1:
+            images = batchers[states.index(run)](z, labels)
+        else:
+            with torch.no_grad():
+                images = run.model.decode(z, labels)
         if device.type == "cuda":
             torch.cuda.synchronize()
         return images, time.perf_counter() - start
@@ -338,6 +362,48 @@ def create_app(runs: list[str | Path], device: str | torch.device = "cpu") -> Fa
         labels = check_label(run, request.label, request.steps)
         images, seconds = decode(run, z, labels)
         return _picture(images, request.format, ncol=request.steps, decode_seconds=f"{seconds:.6f}")
+
+    @app.post("/api/labels")
+    def every_label(request: NeighboursRequest) -> Response:
+        """A conditional model's decoding of the same ``z`` under every label, as a strip."""
+        run = state(request.run)
+        if not run.model.conditional:
+            raise HTTPException(422, f"run {run.name} ({run.model.name}) is not conditional")
+        classes = run.model.num_classes
+        z = check_z(run, request.z).repeat(classes, 1)
+        images, seconds = decode(run, z, torch.arange(classes, device=device))
+        return _picture(images, "png", ncol=classes, decode_seconds=f"{seconds:.6f}")
+
+    @app.post("/api/attribute")
+    def attribute(request: AttributeRequest) -> Response:
+        """Walk ``z`` along the difference of two groups' mean latents (group b minus group a); a group is
+        a class or a list of reference test images. Steps from 0 to ``scale`` times the difference."""
+        run = state(request.run)
+        if run.means is None:
+            raise HTTPException(422, "attribute vectors need a Gaussian latent")
+        mean_a, mean_b = (group_mean(run, g, name) for g, name in ((request.a, "a"), (request.b, "b")))
+        direction = mean_b - mean_a
+        t = torch.linspace(0, request.scale, request.steps).unsqueeze(1)
+        z = check_z(run, request.z).cpu() + t * direction
+        labels = check_label(run, request.label, request.steps)
+        images, seconds = decode(run, z.to(device), labels)
+        return _picture(
+            images, request.format, ncol=request.steps, decode_seconds=f"{seconds:.6f}",
+            **({"direction": [round(float(v), 5) for v in direction]} if request.format == "base64" else {}),
+        )  # fmt: skip
+
+    def group_mean(run: RunState, group: Group, name: str) -> torch.Tensor:
+        if (group.label is None) == (group.indices is None):
+            raise HTTPException(422, f"group {name}: give a label or indices, not both or neither")
+        if group.label is not None:
+            chosen = run.labels == group.label
+            if not chosen.any():
+                raise HTTPException(422, f"group {name}: no reference image has label {group.label}")
+            return run.means[chosen].mean(0)
+        indices = group.indices
+        if not indices or max(indices) >= len(run.means) or min(indices) < 0:
+            raise HTTPException(422, f"group {name}: indices must be 0..{len(run.means) - 1}")
+        return run.means[indices].mean(0)
 
     @app.post("/api/neighbours")
     def neighbours(request: NeighboursRequest) -> dict[str, Any]:
