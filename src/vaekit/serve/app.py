@@ -15,14 +15,13 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 import numpy as np
 import torch
 from fastapi import FastAPI, File, HTTPException, UploadFile
 from fastapi.responses import JSONResponse, Response
 from PIL import Image, ImageOps
-from pydantic import BaseModel, ConfigDict, Field
 
 from vaekit.analysis import latent_means
 from vaekit.errors import VaekitError
@@ -31,13 +30,19 @@ from vaekit.models import GaussianVAE
 from vaekit.plots import image_grid
 from vaekit.saving import load, read_run_config
 from vaekit.serve.batching import DecodeBatcher
-
-MAX_ABS_Z = 50.0  # a latent coordinate beyond this is an error, not a picture
-MAX_SAMPLES = 256
-MAX_STEPS = 64
-MAX_UPLOAD_BYTES = 5 * 2**20
-MAX_UPLOAD_PIXELS = 4096 * 4096
-N_REFERENCE = 2000  # test images encoded at start: the pad's scatter, neighbours, interpolation ends
+from vaekit.serve.requests import (
+    MAX_ABS_Z,
+    MAX_UPLOAD_BYTES,
+    MAX_UPLOAD_PIXELS,
+    N_REFERENCE,
+    AttributeRequest,
+    DecodeRequest,
+    Group,
+    InterpolateRequest,
+    NeighboursRequest,
+    SampleRequest,
+    TraverseRequest,
+)
 
 
 @dataclass
@@ -105,65 +110,6 @@ def load_run_state(run: str | Path, device: torch.device, n_reference: int = N_R
         kl = [round(float(v), 4) for v in kl_dim]
         order = [int(i) for i in torch.argsort(kl_dim, descending=True)]
     return RunState(run.name, model, config, images, labels, means, order, kl, list(dataset.classes))
-
-
-# ------------------------------------------------------------------------------------------ requests
-class _Request(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    run: int = Field(0, ge=0, description="which run (the order of vaekit serve's arguments)")
-
-
-class DecodeRequest(_Request):
-    z: list[float] = Field(..., description="one latent vector (a VQ-VAE: its codes, row by row)")
-    label: int | None = Field(None, description="the class, for a conditional model")
-    format: Literal["png", "base64"] = "png"
-
-
-class SampleRequest(_Request):
-    n: int = Field(16, ge=1, le=MAX_SAMPLES)
-    seed: int = Field(0, ge=0, le=2**31 - 1)
-    temperature: float = Field(1.0, gt=0, le=10)
-    prior: Literal["fitted", "standard"] | None = None
-    label: int | None = None
-    format: Literal["png", "base64"] = "png"
-
-
-class InterpolateRequest(_Request):
-    start: int = Field(..., ge=0, description="a reference test image")
-    end: int = Field(..., ge=0)
-    steps: int = Field(8, ge=2, le=MAX_STEPS)
-    spherical: bool = False
-    format: Literal["png", "base64"] = "png"
-
-
-class TraverseRequest(_Request):
-    z: list[float]
-    dim: int = Field(..., ge=0)
-    steps: int = Field(9, ge=2, le=MAX_STEPS)
-    limit: float = Field(3.0, gt=0, le=MAX_ABS_Z)
-    label: int | None = None
-    format: Literal["png", "base64"] = "png"
-
-
-class NeighboursRequest(_Request):
-    z: list[float]
-    k: int = Field(8, ge=1, le=64)
-
-
-class Group(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    label: int | None = None
-    indices: list[int] | None = Field(None, max_length=N_REFERENCE)
-
-
-class AttributeRequest(_Request):
-    z: list[float]
-    a: Group
-    b: Group
-    steps: int = Field(8, ge=2, le=MAX_STEPS)
-    scale: float = Field(1.0, gt=0, le=10)
-    label: int | None = None
-    format: Literal["png", "base64"] = "png"
 
 
 # ------------------------------------------------------------------------------------------- the app
