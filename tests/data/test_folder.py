@@ -590,6 +590,7 @@ def test_only_a_test_folder(tmp_path):
 def test_test_folder_with_a_class_training_lacks(tmp_path):
     root = tmp_path / "pics"
     save(root / "train" / "a" / "x.png", grey(1))
+    save(root / "train" / "c" / "x.png", grey(1))
     save(root / "test" / "a" / "y.png", grey(1))
     save(root / "test" / "b" / "z.png", grey(1))
     message = error_of(load, root, tmp_path)
@@ -599,8 +600,25 @@ def test_test_folder_with_a_class_training_lacks(tmp_path):
 def test_test_folder_without_classes_beside_labelled_training(tmp_path):
     root = tmp_path / "pics"
     save(root / "a" / "x.png", grey(1))
+    save(root / "b" / "x.png", grey(1))
     save(root / "test" / "y.png", grey(1))
     assert "disagree" in error_of(load, root, tmp_path)
+
+
+@pytest.mark.parametrize("layout", ["one class folder", "images beside class folders"])
+def test_a_folder_of_pictures_that_is_not_one_of_classes_is_read_whole_and_unlabelled(tmp_path, layout):
+    """~/Pictures: some images loose, some in a subfolder or two; labels would be wrong, so none."""
+    root = tmp_path / "pics"
+    save(root / "holiday" / "x.png", grey(1))
+    save(root / "holiday" / "deeper" / "y.png", grey(2))
+    if layout == "images beside class folders":
+        save(root / "work" / "z.png", grey(3))
+        save(root / "loose.png", grey(4))
+    data = load(root, tmp_path)
+    n = 2 if layout == "one class folder" else 4
+    assert data.classes == [] and len(data.train) + len(data.test) == n
+    assert set(data.train.labels.tolist() + data.test.labels.tolist()) == {-1}
+    assert any("read as one unlabelled set" in note for note in data.notes)
 
 
 @pytest.mark.parametrize("size", [0, -3, "abc", 5000, MAX_SIDE + 1, "10x", "0x10", "10x20x30", "-4"])

@@ -1,7 +1,8 @@
 """Any folder of images as a dataset, decoded once into a memory-mapped uint8 cache.
 
-Layout (torchvision's ImageFolder convention): class subfolders give labels, named by the folder
-names in sorted order; a flat folder of images is an unlabelled set. An optional ``test/`` subfolder
+Layout (torchvision's ImageFolder convention): two or more class subfolders (and no images beside
+them) give labels, named by the folder names in sorted order; any other folder of images (flat, one
+subfolder, images beside subfolders) is one unlabelled set of all its images. An optional ``test/`` subfolder
 (and then optionally ``train/`` beside it) gives the test split; without one, a seeded 10% of the
 images is held out. PNG, JPEG, BMP and WebP, grey or colour.
 
@@ -99,20 +100,31 @@ class _Split:
     labels: list[int]
 
 
-def _scan_split(folder: Path, skip: tuple[str, ...], notes: list[str]) -> tuple[_Split, list[str]]:
-    """The images of one split and their class names ([] for a flat folder)."""
+def _scan_split(
+    folder: Path, skip: tuple[str, ...], notes: list[str], labelled: bool | None = None
+) -> tuple[_Split, list[str]]:
+    """The images of one split and their class names ([] for an unlabelled set). ``labelled`` None
+    decides by the layout (training); True or False follows training's decision (a test folder)."""
     loose = sorted(p for p in folder.iterdir() if _is_image(p))
     per_class = {sub.name: _images_under(sub) for sub in _subfolders(folder, skip)}
     classes = [name for name, files in per_class.items() if files]
     if not classes:
         return _Split(loose, [-1] * len(loose)), []
+    if labelled is None:
+        labelled = len(classes) >= 2 and not loose
+    if not labelled:  # a folder of pictures, not of classes (say ~/Pictures): all of them
+        everything = sorted(loose + [f for files in per_class.values() for f in files])
+        notes.append(
+            f"{folder} is read as one unlabelled set of {len(everything):,} images: class labels need two "
+            f"or more class folders and no images beside them ({len(classes)} folder(s) with images, "
+            f"{len(loose)} images directly in it)"
+        )
+        return _Split(everything, [-1] * len(everything)), []
     for name, files in per_class.items():
         if not files:
             notes.append(f"class folder {folder / name} has no images; skipped")
     if loose:
-        notes.append(
-            f"{len(loose)} images directly in {folder} are ignored: labelled images go in class folders"
-        )
+        notes.append(f"{len(loose)} images directly in {folder} are ignored: they have no class folder")
     files = [f for name in classes for f in per_class[name]]
     labels = [i for i, name in enumerate(classes) for _ in per_class[name]]
     return _Split(files, labels), classes
@@ -140,7 +152,7 @@ def scan_folder(root: Path) -> tuple[_Split, _Split | None, list[str], list[str]
         raise VaekitError(_describe_empty(train_root))
     test = None
     if test_root is not None:
-        test, test_classes = _scan_split(test_root, (), notes)
+        test, test_classes = _scan_split(test_root, (), notes, labelled=bool(classes))
         if not test.files:
             raise VaekitError(_describe_empty(test_root))
         if bool(classes) != bool(test_classes):
