@@ -23,7 +23,7 @@ from fastapi import FastAPI, File, HTTPException, UploadFile
 from fastapi.responses import JSONResponse, Response
 from PIL import Image, ImageOps
 
-from vaekit.analysis import latent_means
+from vaekit.data import unit_float
 from vaekit.errors import VaekitError
 from vaekit.evaluate import load_run_dataset
 from vaekit.models import GaussianVAE
@@ -103,10 +103,10 @@ def load_run_state(run: str | Path, device: torch.device, n_reference: int = N_R
     if isinstance(model, GaussianVAE):
         x = images.to(device)
         y = labels.to(device) if model.conditional else None
-        means = latent_means(model, x, y)
-        with torch.no_grad():
-            mu, logvar = model.encode(x.float() / 255, y)
-            kl_dim = model.kl_per_dim(mu.float(), logvar.float(), y).mean(0).cpu()
+        with torch.no_grad():  # N_REFERENCE small images: one batch gives the means and the KL
+            mu, logvar = (t.float() for t in model.encode(unit_float(x), y))
+            kl_dim = model.kl_per_dim(mu, logvar, y).mean(0).cpu()
+        means = mu.cpu()
         kl = [round(float(v), 4) for v in kl_dim]
         order = [int(i) for i in torch.argsort(kl_dim, descending=True)]
     return RunState(run.name, model, config, images, labels, means, order, kl, list(dataset.classes))
