@@ -386,10 +386,9 @@ class Trainer:
             x = binarize(unit_float(images[train_rows].to(dev)), "train")
             images, labels = x.mul_(255).to(torch.uint8), labels[train_rows]
             train_rows = torch.arange(len(train_rows))
-        if dev.type == "cuda" and images.nbytes < 0.5 * torch.cuda.mem_get_info(dev)[0]:
+        # On the CPU .to is a no-op that keeps a mapped cache mapped; a GPU takes the set if it fits.
+        if dev.type != "cuda" or images.nbytes < 0.5 * torch.cuda.mem_get_info(dev)[0]:
             images = images.to(dev)
-        elif dev.type != "cuda":
-            images = images.to(dev)  # the CPU: a no-op that keeps a mapped cache mapped
         self.images, self.labels = images, labels.to(images.device)
         self.train_rows, self.val_rows = train_rows.to(images.device), val_rows.to(images.device)
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vaekit.data.folder import COLOURS, load_folder, parse_image_size
+from vaekit.data.folder import load_folder, parse_image_size
 from vaekit.data.mnist import IDX_SPECS, load_idx_split
 from vaekit.errors import VaekitError
 
@@ -188,8 +188,6 @@ def load_dataset(
     folder = name.startswith(FOLDER_PREFIX)
     if colour is not None and not folder:
         raise VaekitError(f"--grey/--rgb apply to folder: datasets, not {name}")
-    if colour is not None and colour not in COLOURS:
-        raise VaekitError(f"unknown colour {colour!r}; choose from {', '.join(COLOURS)}")
     if size is not None and not folder and name not in SIZED:
         raise VaekitError(f"--image-size applies to folder: datasets and {', '.join(SIZED)}, not {name}")
     if folder:
