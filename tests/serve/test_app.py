@@ -187,3 +187,70 @@ def test_every_label_needs_a_conditional_model(client, tmp_path):
     assert strip.shape == (12, 10 * 10 + 2)
     assert cvae.post("/api/decode", json={"z": [0, 0]}).status_code == 422  # a label is needed
     assert png(cvae.post("/api/decode", json={"z": [0, 0], "label": 3})).shape == (8, 8)
+
+
+def test_wide_latents_get_principal_axes_that_match_scikit_learn(tmp_path):
+    from sklearn.decomposition import PCA
+
+    out = tmp_path / "wide"
+    quiet_trainer(tiny_config(latent_dim=40, epochs=1, fit_prior=False), out).run()
+    client = TestClient(create_app([out]))
+    run = client.get("/api/info").json()["runs"][0]
+    means = np.array(client.get("/api/latents").json()["means"])
+    reference = PCA(n_components=32).fit(means)
+    sliders, pad = run["sliders"], run["pad"]
+    assert len(sliders["vectors"]) == 32 and sliders["dims"] == [None] * 32  # beyond 32: principal directions
+    vectors = np.array(sliders["vectors"])
+    assert np.allclose(vectors @ vectors.T, np.eye(32), atol=1e-4)
+    # the variance along each direction is the reference's; the leading (well separated) ones match
+    # as vectors too, up to sign (the untrained trailing dimensions share near-equal variances)
+    variance = ((means - means.mean(0)) @ vectors.T).var(0, ddof=1)
+    assert np.allclose(variance, reference.explained_variance_, rtol=1e-2, atol=1e-6)
+    signs = np.sign((vectors * reference.components_).sum(1))
+    assert np.allclose(vectors[:3] * signs[:3, None], reference.components_[:3], atol=1e-3)
+    assert np.allclose(sliders["origin"], reference.mean_, atol=1e-3)
+    assert np.allclose(np.array(pad["vectors"]) * signs[:2, None], reference.components_[:2], atol=1e-3)
+    share = reference.explained_variance_ratio_[0]
+    assert sliders["names"][0] == f"PC1 · {100 * share:.0f}% var"
+
+
+def test_narrow_latents_get_one_slider_per_dimension_by_kl(client):
+    run = client.get("/api/info").json()["runs"][0]
+    assert run["sliders"]["dims"] == run["kl_order"]
+    assert run["sliders"]["vectors"] == [np.eye(2)[d].tolist() for d in run["kl_order"]]
+    assert run["pad"]["dims"] == [0, 1] and run["pad"]["origin"] == [0.0, 0.0]
+
+
+def drawing(image: np.ndarray) -> dict:
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format="PNG")
+    return {"file": ("digit.png", buffer.getvalue(), "image/png")}
+
+
+def test_class_guess_by_nearest_neighbours_then_by_the_cached_classifier(run, digits_classifier_dir):
+    digits = load_dataset("digits")
+    client = TestClient(create_app([run]))  # the classifier is cached in $VAEKIT_DATA now
+    assert client.get("/api/info").json()["runs"][0]["guess"] == "classifier"
+    from vaekit.quality import load_classifier
+
+    classifier, _ = load_classifier(digits, digits_classifier_dir)
+    images = digits.test.images[:20]
+    expected = classifier(images.float() / 255).argmax(1)
+    for image, label in zip(images, expected, strict=True):
+        guess = client.post("/api/encode", files=drawing(image[0].numpy())).json()["guess"]
+        assert guess["source"] == "classifier" and guess["label"] == int(label)
+
+
+def test_without_a_classifier_the_guess_is_the_nearest_reference_latents_vote(run, tmp_path, monkeypatch):
+    monkeypatch.setenv("VAEKIT_DATA", str(tmp_path))  # no classifier cached here
+    client = TestClient(create_app([run]))
+    latents = client.get("/api/latents").json()
+    means, labels = torch.tensor(latents["means"]), torch.tensor(latents["labels"])
+    digits = load_dataset("digits")
+    for i in range(10):
+        body = client.post("/api/encode", files=drawing(digits.test.images[i, 0].numpy())).json()
+        nearest = torch.cdist(torch.tensor([body["z"]]), means)[0].topk(10, largest=False).indices
+        votes = torch.bincount(labels[nearest], minlength=10)
+        assert body["guess"]["source"] == "neighbours"
+        assert body["guess"]["label"] == int(votes.argmax())
+        assert body["guess"]["confidence"] == pytest.approx(float(votes.max()) / 10)

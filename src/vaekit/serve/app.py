@@ -13,28 +13,23 @@ import base64
 import io
 import math
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
 import numpy as np
 import torch
 from fastapi import FastAPI, File, HTTPException, UploadFile
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
 from PIL import Image, ImageOps
 
-from vaekit.data import unit_float
 from vaekit.errors import VaekitError
-from vaekit.evaluate import load_run_dataset
-from vaekit.models import GaussianVAE
 from vaekit.plots import image_grid
-from vaekit.saving import load, read_run_config
 from vaekit.serve.batching import DecodeBatcher
 from vaekit.serve.requests import (
     MAX_ABS_Z,
     MAX_UPLOAD_BYTES,
     MAX_UPLOAD_PIXELS,
-    N_REFERENCE,
     AttributeRequest,
     DecodeRequest,
     Group,
@@ -43,73 +38,9 @@ from vaekit.serve.requests import (
     SampleRequest,
     TraverseRequest,
 )
+from vaekit.serve.state import RunState, load_run_state
 
-
-@dataclass
-class RunState:
-    """A loaded run: its model and the first test images with their latent means."""
-
-    name: str
-    model: Any
-    config: dict[str, Any]
-    images: torch.Tensor  # uint8 [N, C, H, W]
-    labels: torch.Tensor
-    means: torch.Tensor | None  # [N, D] posterior means (Gaussian latents), else None
-    kl_order: list[int]  # latent dimensions by decreasing KL over the reference images
-    kl: list[float]
-    classes: list[str]  # the dataset's class names ([] for unlabelled data)
-
-    @property
-    def gaussian(self) -> bool:
-        return isinstance(self.model, GaussianVAE)
-
-    @property
-    def latent_dim(self) -> int:
-        if self.gaussian:
-            return self.model.latent_dim
-        return math.prod(self.model.grid)  # a VQ-VAE: one code per grid position
-
-    def info(self, index: int) -> dict[str, Any]:
-        data = self.config["data"]
-        return {
-            "index": index,
-            "name": self.name,
-            "model": self.model.name,
-            "latent_dim": self.latent_dim,
-            "latent": "gaussian" if self.gaussian else "codes",
-            "codebook_size": None if self.gaussian else self.model.codebook_size,
-            "image_shape": list(self.model.image_shape),
-            "classes": self.classes,
-            "conditional": bool(self.model.conditional),
-            "dataset": data["dataset"],
-            "priors": ["standard", "fitted"]
-            if self.gaussian and self.model.prior is not None
-            else ["standard"],
-            "kl_order": self.kl_order,
-            "kl": self.kl,
-            "n_reference": len(self.images),
-        }
-
-
-def load_run_state(run: str | Path, device: torch.device, n_reference: int = N_REFERENCE) -> RunState:
-    run = Path(run)
-    config = read_run_config(run)
-    model = load(run, device)
-    dataset = load_run_dataset(config)
-    test = dataset.test
-    n = min(n_reference, len(test))
-    images, labels = test.images[:n].clone(), test.labels[:n].clone()
-    means, order, kl = None, [], []
-    if isinstance(model, GaussianVAE):
-        x = images.to(device)
-        y = labels.to(device) if model.conditional else None
-        with torch.no_grad():  # N_REFERENCE small images: one batch gives the means and the KL
-            mu, logvar = (t.float() for t in model.encode(unit_float(x), y))
-            kl_dim = model.kl_per_dim(mu, logvar, y).mean(0).cpu()
-        means = mu.cpu()
-        kl = [round(float(v), 4) for v in kl_dim]
-        order = [int(i) for i in torch.argsort(kl_dim, descending=True)]
-    return RunState(run.name, model, config, images, labels, means, order, kl, list(dataset.classes))
+STATIC = Path(__file__).parent / "static"
 
 
 # ------------------------------------------------------------------------------------------- the app
@@ -129,10 +60,12 @@ def png_bytes(images: torch.Tensor, ncol: int | None = None) -> bytes:
 def _picture(images: torch.Tensor, fmt: str, ncol: int | None = None, **extra: Any) -> Response:
     start = time.perf_counter()
     data = png_bytes(images, ncol)
+    headers = {"X-" + k.replace("_", "-").title(): str(v)
+               for k, v in extra.items() if not isinstance(v, list)}  # fmt: skip
+    headers["X-Encode-Seconds"] = f"{time.perf_counter() - start:.6f}"
     if fmt == "base64":
         body = {"image": "data:image/png;base64," + base64.b64encode(data).decode(), **extra}
-        return JSONResponse(body, headers={"X-Encode-Seconds": f"{time.perf_counter() - start:.6f}"})
-    headers = {k.replace("_", "-").title(): str(v) for k, v in extra.items()}
+        return JSONResponse(body, headers=headers)
     return Response(data, media_type="image/png", headers=headers)
 
 
@@ -212,7 +145,7 @@ def create_app(runs: list[str | Path], device: str | torch.device = "cpu") -> Fa
         run = state(request.run)
         z = check_z(run, request.z)
         images, seconds = decode(run, z, check_label(run, request.label, 1))
-        return _picture(images, request.format, decode_seconds=f"{seconds:.6f}")
+        return _picture(images, request.format, decode_seconds=round(seconds, 6))
 
     @app.post("/api/sample")
     def sample(request: SampleRequest) -> Response:
@@ -241,14 +174,15 @@ def create_app(runs: list[str | Path], device: str | torch.device = "cpu") -> Fa
                     raise HTTPException(422, "a VQ-VAE has one prior, over its codes: leave prior unset")
                 images = model.sample(request.n, generator=generator, temperature=request.temperature)
         seconds = time.perf_counter() - start
-        return _picture(images, request.format, decode_seconds=f"{seconds:.6f}")
+        return _picture(images, request.format, decode_seconds=round(seconds, 6))
 
     @app.post("/api/encode")
     async def encode(
         file: Annotated[UploadFile, File()], run: int = 0, label: int | None = None
     ) -> dict[str, Any]:
         """An uploaded image (PNG, JPEG, ...) -> resized and converted to the model's shape -> its latent
-        mean and log-variance (a VQ-VAE: its codes), and the reconstruction as a base64 PNG."""
+        mean and log-variance (a VQ-VAE: its codes), the reconstruction as a base64 PNG, and a class
+        guess (``null`` where the run has neither a cached classifier nor labelled neighbours)."""
         run_state = state(run)
         data = await file.read(MAX_UPLOAD_BYTES + 1)
         if len(data) > MAX_UPLOAD_BYTES:
@@ -262,11 +196,11 @@ def create_app(runs: list[str | Path], device: str | torch.device = "cpu") -> Fa
             else:
                 z, extra = run_state.model.encode(x, labels), {}
             recon = run_state.model.decode(z, labels)
-        flat = z[0].flatten().tolist()
         return {
-            "z": flat,
+            "z": z[0].flatten().tolist(),
             **extra,
             "reconstruction": "data:image/png;base64," + base64.b64encode(png_bytes(recon)).decode(),
+            "guess": run_state.guess(x, z if run_state.gaussian else None),
         }
 
     @app.post("/api/interpolate")
@@ -292,7 +226,7 @@ def create_app(runs: list[str | Path], device: str | torch.device = "cpu") -> Fa
         if run.model.conditional:
             labels = run.labels[request.start].repeat(request.steps).to(device)
         images, seconds = decode(run, z.to(device), labels)
-        return _picture(images, request.format, ncol=request.steps, decode_seconds=f"{seconds:.6f}")
+        return _picture(images, request.format, ncol=request.steps, decode_seconds=round(seconds, 6))
 
     @app.post("/api/traverse")
     def traverse(request: TraverseRequest) -> Response:
@@ -307,7 +241,7 @@ def create_app(runs: list[str | Path], device: str | torch.device = "cpu") -> Fa
         z[:, request.dim] = torch.linspace(-request.limit, request.limit, request.steps, device=device)
         labels = check_label(run, request.label, request.steps)
         images, seconds = decode(run, z, labels)
-        return _picture(images, request.format, ncol=request.steps, decode_seconds=f"{seconds:.6f}")
+        return _picture(images, request.format, ncol=request.steps, decode_seconds=round(seconds, 6))
 
     @app.post("/api/labels")
     def every_label(request: NeighboursRequest) -> Response:
@@ -318,7 +252,7 @@ def create_app(runs: list[str | Path], device: str | torch.device = "cpu") -> Fa
         classes = run.model.num_classes
         z = check_z(run, request.z).repeat(classes, 1)
         images, seconds = decode(run, z, torch.arange(classes, device=device))
-        return _picture(images, "png", ncol=classes, decode_seconds=f"{seconds:.6f}")
+        return _picture(images, "png", ncol=classes, decode_seconds=round(seconds, 6))
 
     @app.post("/api/attribute")
     def attribute(request: AttributeRequest) -> Response:
@@ -334,7 +268,7 @@ def create_app(runs: list[str | Path], device: str | torch.device = "cpu") -> Fa
         labels = check_label(run, request.label, request.steps)
         images, seconds = decode(run, z.to(device), labels)
         return _picture(
-            images, request.format, ncol=request.steps, decode_seconds=f"{seconds:.6f}",
+            images, request.format, ncol=request.steps, decode_seconds=round(seconds, 6),
             **({"direction": [round(float(v), 5) for v in direction]} if request.format == "base64" else {}),
         )  # fmt: skip
 
@@ -388,6 +322,12 @@ def create_app(runs: list[str | Path], device: str | torch.device = "cpu") -> Fa
             raise HTTPException(422, "latent means need a Gaussian latent")
         return {"means": np.round(run_state.means.numpy(), 4).tolist(), "labels": run_state.labels.tolist()}
 
+    @app.get("/", include_in_schema=False)
+    def page() -> FileResponse:
+        return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
+
+    # StaticFiles answers any path outside the folder (../, encoded or not) with a 404
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
     app.state.runs = states
     return app
 
