@@ -37,6 +37,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/priors.py
 	$(PY) benchmarks/folders.py
 	$(PY) benchmarks/own_data.py --epochs 30 --conv-epochs 8 --likelihood-epochs 5
+	$(PY) benchmarks/serve_load.py
 
 clean:
 	rm -rf $(VENV) src/*.egg-info

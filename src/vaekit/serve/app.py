@@ -69,8 +69,12 @@ def _picture(images: torch.Tensor, fmt: str, ncol: int | None = None, **extra: A
     return Response(data, media_type="image/png", headers=headers)
 
 
-def create_app(runs: list[str | Path], device: str | torch.device = "cpu") -> FastAPI:
-    """The FastAPI app for ``runs`` (run folders), each loaded once on ``device``."""
+def create_app(
+    runs: list[str | Path], device: str | torch.device = "cpu", batch_window: float | None = 0.0
+) -> FastAPI:
+    """The FastAPI app for ``runs`` (run folders), each loaded once on ``device``. Single decodes that
+    arrive within ``batch_window`` seconds share one batch (0: those of one turn of the event loop;
+    None: each decodes alone)."""
     if not runs:
         raise VaekitError("vaekit serve needs at least one run folder")
     device = torch.device(device)
@@ -108,20 +112,16 @@ def create_app(runs: list[str | Path], device: str | torch.device = "cpu") -> Fa
             raise HTTPException(422, f"label must be in 0..{run.model.num_classes - 1}, got {label}")
         return torch.full((n,), label, dtype=torch.long, device=device)
 
-    batchers = [DecodeBatcher(s.model.decode) for s in states]
-
     def decode(run: RunState, z: torch.Tensor, labels: torch.Tensor | None) -> tuple[torch.Tensor, float]:
-        """One latent through the run's batcher (joined with concurrent requests); a strip of several
-        directly. Returns the images and the seconds the decode took."""
+        """Latents -> images on the CPU (which waits for a GPU to finish), and the seconds it took."""
         start = time.perf_counter()
-        if len(z) == 1:
-            images = batchers[states.index(run)](z, labels)
-        else:
-            with torch.no_grad():
-                images = run.model.decode(z, labels)
-        if device.type == "cuda":
-            torch.cuda.synchronize()
+        with torch.no_grad():
+            images = run.model.decode(z, labels).cpu()
         return images, time.perf_counter() - start
+
+    batchers = [
+        DecodeBatcher(lambda z, y, run=run: decode(run, z, y)[0], batch_window or 0.0) for run in states
+    ]
 
     @app.exception_handler(VaekitError)
     async def vaekit_error(request: Any, exc: VaekitError) -> JSONResponse:
@@ -140,11 +140,17 @@ def create_app(runs: list[str | Path], device: str | torch.device = "cpu") -> Fa
         }
 
     @app.post("/api/decode")
-    def decode_z(request: DecodeRequest) -> Response:
-        """One latent vector -> its decoded image (pixel means) as PNG."""
+    async def decode_z(request: DecodeRequest) -> Response:
+        """One latent vector -> its decoded image (pixel means) as PNG. Decodes that arrive together
+        share one batch; the X-Decode-Seconds header counts the wait for the batch too."""
         run = state(request.run)
-        z = check_z(run, request.z)
-        images, seconds = decode(run, z, check_label(run, request.label, 1))
+        z, labels = check_z(run, request.z), check_label(run, request.label, 1)
+        if batch_window is None:
+            images, seconds = decode(run, z, labels)
+        else:
+            start = time.perf_counter()
+            images = await batchers[request.run](z, labels)
+            seconds = time.perf_counter() - start
         return _picture(images, request.format, decode_seconds=round(seconds, 6))
 
     @app.post("/api/sample")
