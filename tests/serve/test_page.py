@@ -88,8 +88,10 @@ def test_a_stroke_on_the_canvas_moves_the_marker_and_shows_the_servers_reconstru
     mouse.up()
     page.page.wait_for_selector("[data-testid=draw-canvas][data-busy=false]")
     page.settle()
-    # the drawing as the page holds it, encoded by the server directly: the same z and reconstruction
-    drawing = canvas.evaluate("c => c.toDataURL('image/png')").split(",", 1)[1]
+    # the drawing as the page sent it, encoded by the server directly: the same z and reconstruction
+    drawing = page.testid("model-input").get_attribute("src").split(",", 1)[1]
+    canvas_now = canvas.evaluate("c => c.toDataURL('image/png')").split(",", 1)[1]
+    assert drawing == canvas_now  # digits: sent as drawn (framing like MNIST is for MNIST's family)
     encoded = httpx.post(
         base + "/api/encode", files={"file": ("d.png", base64.b64decode(drawing), "image/png")}
     ).json()
@@ -267,3 +269,23 @@ def test_every_model_kind_gets_a_working_page(browser, other_runs):
                 assert page.errors == [] and page.foreign == [], kind
             finally:
                 page.close()
+
+
+def test_framing_like_mnist_scales_the_drawing_to_20_of_28_and_centres_its_mass(page):
+    page.page.locator("#frame").check()
+    canvas = page.testid("draw-canvas")
+    canvas.scroll_into_view_if_needed()
+    box = canvas.bounding_box()
+    mouse = page.page.mouse
+    mouse.move(box["x"] + 0.05 * box["width"], box["y"] + 0.1 * box["height"])  # a small stroke in a corner
+    mouse.down()
+    mouse.move(box["x"] + 0.15 * box["width"], box["y"] + 0.3 * box["height"], steps=6)
+    mouse.up()
+    page.page.wait_for_selector("[data-testid=draw-canvas][data-busy=false]")
+    sent = page.image("model-input")[..., 0].astype(float)  # RGBA from the canvas; grey drawing
+    rows, cols = np.nonzero(sent)
+    side = max(rows.max() - rows.min() + 1, cols.max() - cols.min() + 1)
+    assert side == pytest.approx(280 * 20 / 28, abs=3)
+    grid = np.arange(280)
+    centre = np.array([(sent.sum(1) * grid).sum(), (sent.sum(0) * grid).sum()]) / sent.sum()
+    assert np.allclose(centre, 140, atol=1.5)

@@ -302,15 +302,53 @@ function setupDrawing() {
     Object.assign(ctx, { strokeStyle: "#fff", lineWidth: canvas.width / 13, lineCap: "round", lineJoin: "round" });
     ctx.beginPath(); ctx.moveTo(...a); ctx.lineTo(...b); ctx.stroke();
   }
-  $("clear").addEventListener("click", () => { clear(); $("reconstruction").removeAttribute("src"); $("guess").textContent = ""; });
-  $("upload").addEventListener("change", () => { const file = $("upload").files[0]; if (file) encodeBlob(file); });
+  $("clear").addEventListener("click", () => {
+    clear(); ["reconstruction", "model-input"].forEach((id) => $(id).removeAttribute("src")); $("guess").textContent = "";
+  });
+  $("upload").addEventListener("change", () => {
+    const file = $("upload").files[0];
+    if (file) { $("model-input").src = URL.createObjectURL(file); encodeBlob(file); }
+  });
+  $("frame").addEventListener("change", encodeCanvas);
+}
+
+// MNIST's own framing (LeCun et al.): the digit's bounding box scaled into the central 20x20 of 28x28,
+// then shifted so that its centre of mass is the image's centre. A drawing that fills the canvas is
+// otherwise far from anything the model was trained on.
+function mnistFramed(source) {
+  const w = source.width, h = source.height, pixels = source.getContext("2d").getImageData(0, 0, w, h).data;
+  let x0 = w, y0 = h, x1 = -1, y1 = -1;
+  for (let y = 0; y < h; y++) for (let x = 0; x < w; x++) {
+    if (pixels[4 * (y * w + x)] > 0) { x0 = Math.min(x0, x); x1 = Math.max(x1, x); y0 = Math.min(y0, y); y1 = Math.max(y1, y); }
+  }
+  if (x1 < 0) return source;  // nothing drawn
+  const scale = (20 / 28) * w / Math.max(x1 - x0 + 1, y1 - y0 + 1);
+  const scaled = document.createElement("canvas"); scaled.width = w; scaled.height = h;
+  const sctx = scaled.getContext("2d");
+  sctx.fillStyle = "#000"; sctx.fillRect(0, 0, w, h);
+  const bw = (x1 - x0 + 1) * scale, bh = (y1 - y0 + 1) * scale;
+  sctx.drawImage(source, x0, y0, x1 - x0 + 1, y1 - y0 + 1, (w - bw) / 2, (h - bh) / 2, bw, bh);
+  const data = sctx.getImageData(0, 0, w, h).data;
+  let mass = 0, mx = 0, my = 0;
+  for (let y = 0; y < h; y++) for (let x = 0; x < w; x++) { const v = data[4 * (y * w + x)]; mass += v; mx += v * x; my += v * y; }
+  const framed = document.createElement("canvas"); framed.width = w; framed.height = h;
+  const fctx = framed.getContext("2d");
+  fctx.fillStyle = "#000"; fctx.fillRect(0, 0, w, h);
+  fctx.drawImage(scaled, Math.round(w / 2 - mx / mass), Math.round(h / 2 - my / mass));
+  return framed;
 }
 
 let encoding = null, encodeAgain = false;
+async function drawingBlob() {
+  const canvas = $("frame").checked ? mnistFramed($("draw")) : $("draw");
+  const url = canvas.toDataURL("image/png");
+  $("model-input").src = url;  // what the model is given, shown beside its reconstruction
+  return (await fetch(url)).blob();
+}
 function encodeCanvas() {
   if (encoding) { encodeAgain = true; return; }
   $("draw").dataset.busy = "true";  // until the latest stroke is encoded
-  encoding = new Promise((resolve) => $("draw").toBlob(resolve, "image/png")).then(encodeBlob).finally(() => {
+  encoding = drawingBlob().then(encodeBlob).finally(() => {
     encoding = null;
     if (encodeAgain) { encodeAgain = false; encodeCanvas(); } else $("draw").dataset.busy = "false";
   });
@@ -461,6 +499,7 @@ function buildControls() {
   options($("traverse-dim"), traverse);
   const groups = [["", "–"], ...classes.map((c, i) => [i, `class ${c}`]), ["marked", "marked images"]];
   options($("group-a"), groups); options($("group-b"), groups);
+  $("frame").checked = ["mnist", "kmnist", "fashion-mnist"].includes(r.dataset) && r.image_shape[0] === 1;
   const max = r.n_reference - 1;
   $("interp-a").max = max; $("interp-b").max = max;
   $("temperature").value = S.temperature; $("temperature-value").textContent = S.temperature.toFixed(2);
