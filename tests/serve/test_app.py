@@ -254,3 +254,16 @@ def test_without_a_classifier_the_guess_is_the_nearest_reference_latents_vote(ru
         assert body["guess"]["source"] == "neighbours"
         assert body["guess"]["label"] == int(votes.argmax())
         assert body["guess"]["confidence"] == pytest.approx(float(votes.max()) / 10)
+
+
+def test_the_page_and_its_files_are_served_and_nothing_outside_them(client):
+    page = client.get("/")
+    assert page.status_code == 200 and 'data-testid="latent-pad"' in page.text
+    for name in ("app.js", "style.css"):
+        assert client.get(f"/static/{name}").status_code == 200
+    # everything the page loads comes from this server: no http(s) URL outside comments and the docs link
+    for name in ("index.html", "app.js", "style.css"):
+        text = client.get("/" if name == "index.html" else f"/static/{name}").text
+        assert "http://" not in text and "https://" not in text, name
+    for path in ("/static/../app.py", "/static/%2e%2e/app.py", "/static/..%2fapp.py", "/static/missing.js"):
+        assert client.get(path).status_code == 404, path
