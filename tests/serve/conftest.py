@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import io
+import shutil
 import socket
 import subprocess
 import sys
@@ -58,6 +59,14 @@ def serving(*runs: Path, timeout: float = 60) -> Iterator[str]:
     finally:
         process.terminate()
         process.wait(10)
+
+
+@pytest.fixture(scope="module")
+def run(trained_run_template, tmp_path_factory) -> Path:
+    """This module's own copy of the tiny digits run (2-D latent, fitted prior), named "run"."""
+    out = tmp_path_factory.mktemp("serve") / "run"
+    shutil.copytree(trained_run_template, out)
+    return out
 
 
 @pytest.fixture(scope="session")

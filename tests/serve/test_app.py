@@ -3,7 +3,6 @@ after which the server still answers."""
 
 import io
 import json
-import shutil
 import socket
 
 import numpy as np
@@ -18,13 +17,6 @@ from vaekit.analysis import latent_means
 from vaekit.cli import main
 from vaekit.data import load_dataset
 from vaekit.serve.app import create_app
-
-
-@pytest.fixture(scope="module")
-def run(trained_run_template, tmp_path_factory):
-    out = tmp_path_factory.mktemp("serve") / "run"
-    shutil.copytree(trained_run_template, out)
-    return out
 
 
 @pytest.fixture(scope="module")

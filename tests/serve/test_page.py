@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import json
 import re
-import shutil
 
 import httpx
 import numpy as np
@@ -16,13 +15,6 @@ import torch
 from tests.conftest import quiet_trainer, tiny_config
 from tests.serve.conftest import Page, png_pixels, serving
 from vaekit import load
-
-
-@pytest.fixture(scope="module")
-def run(trained_run_template, tmp_path_factory):
-    out = tmp_path_factory.mktemp("page") / "digits-z2"
-    shutil.copytree(trained_run_template, out)
-    return out
 
 
 @pytest.fixture(scope="module")
