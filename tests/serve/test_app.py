@@ -16,7 +16,7 @@ from vaekit import load
 from vaekit.analysis import latent_means
 from vaekit.cli import main
 from vaekit.data import load_dataset
-from vaekit.serve.app import create_app
+from vaekit.serve.app import STATIC, create_app
 
 
 @pytest.fixture(scope="module")
@@ -251,11 +251,12 @@ def test_without_a_classifier_the_guess_is_the_nearest_reference_latents_vote(ru
 def test_the_page_and_its_files_are_served_and_nothing_outside_them(client):
     page = client.get("/")
     assert page.status_code == 200 and 'data-testid="latent-pad"' in page.text
-    for name in ("app.js", "style.css"):
-        assert client.get(f"/static/{name}").status_code == 200
-    # everything the page loads comes from this server: no http(s) URL outside comments and the docs link
-    for name in ("index.html", "app.js", "style.css"):
-        text = client.get("/" if name == "index.html" else f"/static/{name}").text
-        assert "http://" not in text and "https://" not in text, name
+    # everything the page loads comes from this server: no http(s) URL in any of its files
+    files = sorted(p.name for p in STATIC.iterdir())
+    assert {"index.html", "app.js", "state.js", "style.css"} <= set(files)
+    for name in files:
+        response = client.get(f"/static/{name}")
+        assert response.status_code == 200, name
+        assert "http://" not in response.text and "https://" not in response.text, name
     for path in ("/static/../app.py", "/static/%2e%2e/app.py", "/static/..%2fapp.py", "/static/missing.js"):
         assert client.get(path).status_code == 404, path
