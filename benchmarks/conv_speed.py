@@ -45,7 +45,7 @@ from _common import (
 )
 from torch.utils.data import DataLoader
 
-from vaekit.train import TrainConfig, Trainer, _CtrlC
+from vaekit.training import CtrlC, TrainConfig, Trainer
 
 PIPELINES = ("tutorial", "tutorial_loader", "vaekit_fp32", "vaekit_bf16")
 LABELS = {
@@ -106,7 +106,7 @@ def main() -> None:
         a = trainers["tutorial"]
         a.optimizer = torch.optim.Adam(a.model.parameters(), lr=1e-3)  # the tutorial's optimizer
         assert trainers["vaekit_fp32"].n_train == n_images
-        ctrl_c = _CtrlC()  # only its .pressed flag (False) is read; never entered
+        ctrl_c = CtrlC()  # only its .pressed flag (False) is read; never entered
 
         def vaekit_epoch(t: Trainer) -> Callable[[], None]:
             def run() -> None:

@@ -49,7 +49,7 @@ from _common import (
 )
 from torch.utils.flop_counter import FlopCounterMode
 
-from vaekit.train import TrainConfig, Trainer, _CtrlC
+from vaekit.training import CtrlC, TrainConfig, Trainer
 
 PIPELINES = ("tutorial", "tutorial_vaekit_model", "vaekit")
 LABELS = {
@@ -169,7 +169,7 @@ def main() -> None:
         optimizer_a = tutorial_optimizer(model_a)
         loader_a = tutorial_loader(train_set, shuffle=True)
         loader_b = tutorial_loader(train_set, shuffle=True)
-        ctrl_c = _CtrlC()  # only its .pressed flag (False) is read; never entered
+        ctrl_c = CtrlC()  # only its .pressed flag (False) is read; never entered
 
         def run_c() -> None:
             trainer_c._train_epoch(ctrl_c)

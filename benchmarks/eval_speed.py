@@ -35,7 +35,7 @@ from vaekit.data import load_dataset
 from vaekit.evaluate import iwae_nll
 from vaekit.models import GaussianVAE
 from vaekit.models.maths import iwae_bound
-from vaekit.train import TrainConfig, Trainer
+from vaekit.training import TrainConfig, Trainer
 
 
 def parse_args() -> argparse.Namespace:

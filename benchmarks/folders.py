@@ -142,7 +142,7 @@ def bench_decode(tmp: Path, n_png: int, n_jpg: int, rounds: int) -> dict[str, An
 # ------------------------------------------------------------------------------------------ train
 def bench_train(tmp: Path, n_images: int, rounds: int) -> dict[str, Any]:
     from vaekit.models import build_model
-    from vaekit.train import TrainConfig, Trainer, _CtrlC
+    from vaekit.training import CtrlC, TrainConfig, Trainer
 
     folder = tmp / "rgb32"
     paths = write_folder(folder, sample_shapes(n_images, 32, 2), ".png")
@@ -154,7 +154,7 @@ def bench_train(tmp: Path, n_images: int, rounds: int) -> dict[str, Any]:
         val_fraction=0.0,
     )
     trainer = Trainer(config, tmp / "run", progress=False, log=quiet)
-    ctrl_c = _CtrlC()  # only its .pressed flag (False) is read; never entered
+    ctrl_c = CtrlC()  # only its .pressed flag (False) is read; never entered
 
     def vaekit_epoch() -> None:
         trainer._train_epoch(ctrl_c)
@@ -200,7 +200,7 @@ CHILD = r"""
 import json, sys, threading, time
 import numpy as np, torch
 from vaekit.data import DATASETS, Dataset, ImageSet
-from vaekit.train import TrainConfig, Trainer
+from vaekit.training import TrainConfig, Trainer
 
 def status():
     fields = {}

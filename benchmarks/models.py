@@ -45,8 +45,8 @@ from vaekit.compare import compare_runs
 from vaekit.data import load_dataset
 from vaekit.evaluate import evaluate_run
 from vaekit.quality import classify, frechet_distance, gaussian_statistics, load_classifier
-from vaekit.train import TrainConfig, Trainer
 from vaekit.train_prior import train_prior
+from vaekit.training import TrainConfig, Trainer
 
 DOCS = REPO_ROOT / "docs"
 # (slug, label, settings): the seven models, plus mlp z=16 to compare the conv VAE at its size

@@ -29,7 +29,7 @@ from typing import Any
 from _common import REPO_ROOT, RESULTS_DIR, format_table, write_results
 
 from vaekit.evaluate import evaluate_run
-from vaekit.train import TrainConfig, train
+from vaekit.training import TrainConfig, train
 
 DOCS = REPO_ROOT / "docs"
 PARTS = ("disentanglement", "likelihood")

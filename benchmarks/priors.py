@@ -41,8 +41,8 @@ from vaekit.evaluate import evaluate_run, iwae_nll
 from vaekit.models import build_model
 from vaekit.models.mixture import MixturePrior
 from vaekit.quality import classify, load_classifier, sample_quality
-from vaekit.train import TrainConfig, Trainer, _adam, resume
 from vaekit.train_prior import fit_mixture_prior
+from vaekit.training import TrainConfig, Trainer, adam, resume
 
 DOCS = REPO_ROOT / "docs"
 MODELS = [
@@ -143,7 +143,7 @@ def bench_cvae(data_dir: Path, work: Path, classifier: Any, test: Any) -> dict[s
             ):  # the cvae of the previous release: N(0, I) prior, the same initial weights
                 torch.manual_seed(config.seed)
                 trainer.model = build_model({**trainer.model.config, "class_prior": False})
-                trainer.optimizer = _adam(trainer.model, config.lr)
+                trainer.optimizer = adam(trainer.model, config.lr)
             trainer.run()
             for epochs in (5, 10):
                 if epochs == 10:  # resuming is exact: the same as 10 epochs straight

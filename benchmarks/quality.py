@@ -49,7 +49,7 @@ from _common import (
 from safetensors.torch import load_file
 
 from vaekit.data import load_dataset
-from vaekit.train import TrainConfig, Trainer
+from vaekit.training import TrainConfig, Trainer
 
 EVAL_BATCH = 1000  # vaekit's evaluation batch size (evaluate.elbo_terms); the noise stream depends on it
 OTHER_NOISE_OFFSET = 1000  # the second recomputation draws its z with seed + this

@@ -51,7 +51,7 @@ uvicorn.run(create_app([sys.argv[1]], "cpu", batch_window=window), host="127.0.0
 
 def train_run(out: Path, data_dir: Path) -> Path:
     """The classic MNIST MLP (784-400-20), one epoch: its speed, not its quality, is measured here."""
-    from vaekit.train import TrainConfig, Trainer
+    from vaekit.training import TrainConfig, Trainer
 
     config = TrainConfig(dataset="mnist", data_dir=str(data_dir.parent), epochs=1, seed=0, fit_prior=False)
     Trainer(config, out, progress=False, log=lambda line: None).run()

@@ -17,7 +17,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from tests.serve.conftest import Page, serving  # noqa: E402 - the tests' server and browser helpers
-from vaekit.train import TrainConfig, Trainer  # noqa: E402
+from vaekit.training import TrainConfig, Trainer  # noqa: E402
 
 OUT = REPO / "docs" / "serve"
 RUNS = {

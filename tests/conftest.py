@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from vaekit.errors import VaekitError
-from vaekit.train import TrainConfig, Trainer
+from vaekit.training import TrainConfig, Trainer
 
 SHARED_MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
 

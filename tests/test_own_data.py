@@ -14,7 +14,7 @@ from vaekit import load
 from vaekit.analysis import latent_scatter
 from vaekit.cli import main
 from vaekit.evaluate import evaluate_run, format_result
-from vaekit.train import resume
+from vaekit.training import resume
 
 
 def write_images(folder, n_per_class=24, classes=("circle", "square"), size=(14, 10), flat=False):

@@ -14,7 +14,7 @@ from safetensors.torch import load_file
 from tests.conftest import folder_snapshot, quiet_trainer, tiny_config
 from vaekit.errors import VaekitError
 from vaekit.models import LossOutput
-from vaekit.train import TrainingInterrupted, resume
+from vaekit.training import TrainingInterrupted, resume
 
 
 def weights(run):

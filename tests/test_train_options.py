@@ -10,14 +10,14 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file
 
-import vaekit.train
+import vaekit.training
 from tests.conftest import quiet_trainer, tiny_config
 from vaekit import load
 from vaekit.data import load_dataset
 from vaekit.errors import VaekitError
 from vaekit.models import GaussianVAE
 from vaekit.saving import read_checkpoint
-from vaekit.train import resume
+from vaekit.training import resume
 
 
 def metrics(run):
@@ -126,7 +126,7 @@ def test_augment_changes_training_reproducibly_and_resumes_exactly(tmp_path):
 
 def scripted_val_losses(monkeypatch, losses):
     """Replace the validation loss by a script (the real terms otherwise), to steer early stopping."""
-    real, script, n_val = vaekit.train.elbo_terms, iter(losses), 144
+    real, script, n_val = vaekit.training.loop.elbo_terms, iter(losses), 144
 
     def scripted(model, images, *args, **kwargs):
         terms = real(model, images, *args, **kwargs)
@@ -134,14 +134,14 @@ def scripted_val_losses(monkeypatch, losses):
             terms["loss"] = next(script)
         return terms
 
-    monkeypatch.setattr(vaekit.train, "elbo_terms", scripted)
+    monkeypatch.setattr(vaekit.training.loop, "elbo_terms", scripted)
 
 
 def test_early_stopping_keeps_the_best_model_and_the_last_checkpoint(tmp_path, monkeypatch):
     out = tmp_path / "run"
     scripted_val_losses(monkeypatch, [50.0, 40.0, 45.0, 41.0, 39.0, 42.0, 43.0, 44.0])
     lines = []
-    trainer = vaekit.train.Trainer(
+    trainer = vaekit.training.Trainer(
         tiny_config(epochs=10, early_stopping=2, save_every=1), out, progress=False, log=lines.append
     )
     result = trainer.run()
@@ -159,7 +159,7 @@ def test_early_stopping_keeps_the_best_model_and_the_last_checkpoint(tmp_path, m
     assert evaluate_run(out, device="cpu", write=False)["test_loss"] == pytest.approx(result["test_loss"])
 
     # a resume with the same patience has nothing to do; a longer one goes on from epoch 4 (best: 5)
-    assert vaekit.train.Trainer(vaekit.train.resumed_config(out), out, resume=True).finished
+    assert vaekit.training.Trainer(vaekit.training.resumed_config(out), out, resume=True).finished
     resume(out, early_stopping=3, progress=False, log=lambda line: None)
     assert [m["epoch"] for m in metrics(out)] == [1, 2, 3, 4, 5, 6, 7, 8]
     assert json.loads((out / "eval.json").read_text())["best_epoch"] == 5

@@ -14,8 +14,8 @@ from vaekit import load
 from vaekit.data import DATASETS, Dataset, load_dataset, split_train_val
 from vaekit.errors import VaekitError
 from vaekit.models.mixture import MixturePrior
-from vaekit.train import Trainer
 from vaekit.train_prior import fit_run_prior, posterior_moments, train_prior
+from vaekit.training import Trainer
 
 QUICK = dict(epochs=2, batch_size=256, device="cpu", progress=False)
 
@@ -124,7 +124,7 @@ def test_other_runs_are_refused_untouched(trained_run, tmp_path):
 
 
 def test_resuming_the_autoencoder_drops_the_prior_and_says_so(vqvae_run):
-    from vaekit.train import resume
+    from vaekit.training import resume
 
     train_prior(vqvae_run, **QUICK, log=lambda line: None)
     lines = []
@@ -232,7 +232,7 @@ def test_a_vqvae_takes_no_mixture_and_a_mlp_no_code_prior(vqvae_run, trained_run
 
 
 def test_resuming_a_gaussian_run_refits_its_prior_without_a_note(trained_run):
-    from vaekit.train import resume
+    from vaekit.training import resume
 
     lines = []
     resume(trained_run, epochs=3, progress=False, log=lines.append)

@@ -183,7 +183,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from vaekit.train import TrainConfig, Trainer, TrainingInterrupted, default_run_dir, resumed_config
+    from vaekit.training import TrainConfig, Trainer, TrainingInterrupted, default_run_dir, resumed_config
 
     given = {k: v for k, v in vars(args).items() if k in TrainConfig.__dataclass_fields__ and v is not None}
     progress = False if args.no_progress else None

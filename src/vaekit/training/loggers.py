@@ -1,0 +1,63 @@
+"""What a run records each epoch: metrics.jsonl, the sample and reconstruction grids, the loss curve,
+and the line printed to the console."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import torch
+
+from vaekit import plots
+from vaekit.atomic import write_text
+from vaekit.models import VAE
+from vaekit.training.run_folder import TERMS, RunDir
+
+N_GRID_COLUMNS = 8  # sample grid: 8 x 8 images (8 per class for a conditional model) from fixed latents
+N_RECON = 8  # reconstruction grid: 8 fixed validation images over their reconstructions
+
+
+def write_metrics(run: RunDir, history: list[dict[str, Any]]) -> None:
+    """metrics.jsonl: one JSON object per completed epoch (rewritten whole, atomically)."""
+    write_text(run.metrics, "".join(json.dumps(h) + "\n" for h in history))
+
+
+def save_pictures(
+    model: VAE,
+    run: RunDir,
+    epoch: int,
+    seed: int,
+    grid_images: torch.Tensor,
+    grid_labels: torch.Tensor | None,
+    history: list[dict[str, Any]],
+) -> None:
+    """The epoch's sample grid (and the animation of all of them), reconstruction grid and loss curve."""
+    model.eval()
+    with torch.no_grad():
+        if model.can_sample:
+            # The same seed every epoch: the same latents, so the grids show the model changing.
+            generator = torch.Generator(device=model.device).manual_seed(seed + 1)
+            n = N_GRID_COLUMNS * (model.num_classes if model.conditional else N_GRID_COLUMNS)
+            samples = model.sample(n, generator=generator)
+            plots.save_grid(samples, run.sample_grid(epoch), ncol=N_GRID_COLUMNS)
+            frames = [run.sample_grid(e) for e in range(1, epoch + 1) if run.sample_grid(e).is_file()]
+            plots.save_animation(frames, run.samples_gif)
+        recons = model.reconstruct(grid_images, grid_labels)
+        plots.save_reconstructions(grid_images, recons, run.reconstruction_grid(epoch))
+    plots.save_loss_curve(history, run.loss_curve)
+
+
+def epoch_line(
+    record: dict[str, Any], epochs: int, train: dict[str, float], val: dict[str, float] | None
+) -> str:
+    """The console line of one epoch: the loss and its terms, train and validation, and its seconds."""
+    line = (
+        f"epoch {record['epoch']:3d}/{epochs}  train {train['loss']:.2f} "
+        f"(recon {train['recon']:.2f} + kl {train['kl']:.2f})"
+    )
+    if val:
+        line += f"  val {val['loss']:.2f}"
+    line += "".join(f"  {k} {v:.2f}" for k, v in (val or train).items() if k not in TERMS)
+    if record["kl_weight"] is not None and record["kl_weight"] != 1.0:
+        line += f"  kl weight {record['kl_weight']:.3g}"
+    return line + f"  {record['seconds']:.2f}s"

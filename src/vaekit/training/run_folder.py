@@ -1,0 +1,172 @@
+"""The run folder and its checkpoints: the folder's layout, the checks before anything is written, and
+the checkpoint that holds everything a resumed run needs (model, optimizer, position, RNG states)."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from vaekit.atomic import atomic_write, write_json
+from vaekit.errors import VaekitError
+from vaekit.saving import read_checkpoint, read_run_config
+from vaekit.training.settings import TrainConfig
+
+TERMS = ("loss", "recon", "kl")  # every model's first three loss terms; models may add more
+
+
+class RunDir:
+    """The layout of a run folder."""
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
+        self.config = self.path / "config.json"
+        self.model = self.path / "model.safetensors"
+        self.metrics = self.path / "metrics.jsonl"
+        self.loss_curve = self.path / "loss_curve.png"
+        self.eval = self.path / "eval.json"
+        self.samples = self.path / "samples"
+        self.samples_gif = self.path / "samples.gif"
+        self.reconstructions = self.path / "reconstructions"
+        self.checkpoints = self.path / "checkpoints"
+        self.last_checkpoint = self.checkpoints / "last.pt"
+
+    def sample_grid(self, epoch: int) -> Path:
+        return self.samples / f"epoch_{epoch:03d}.png"
+
+    def reconstruction_grid(self, epoch: int) -> Path:
+        return self.reconstructions / f"epoch_{epoch:03d}.png"
+
+    def is_empty(self) -> bool:
+        return not self.path.exists() or not any(self.path.iterdir())
+
+
+def default_run_dir(config: TrainConfig) -> Path:
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    return Path("runs") / f"{config.dataset}-{config.model}-{stamp}"
+
+
+def check_folder(run: RunDir, resume: bool, overwrite: bool) -> dict[str, Any] | None:
+    """Refuse a folder that --resume cannot continue or that holds something without --overwrite;
+    returns the checkpoint to resume from, or None."""
+    if resume and overwrite:
+        raise VaekitError("--resume and --overwrite exclude each other")
+    if resume:
+        read_run_config(run.path)  # clear errors for a missing or foreign folder
+        if not run.last_checkpoint.is_file():
+            raise VaekitError(f"{run.path} has no checkpoint to resume from ({run.last_checkpoint})")
+        return read_checkpoint(run.last_checkpoint)
+    if run.path.exists() and not run.path.is_dir():
+        raise VaekitError(f"--out {run.path} is a file, not a folder")
+    if not run.is_empty() and not overwrite:
+        what = "another run" if run.config.exists() else "other files"
+        raise VaekitError(
+            f"{run.path} already holds {what}; pass --resume to continue it or --overwrite to replace it"
+        )
+    return None
+
+
+def start_folder(run: RunDir, overwrite: bool, run_config: dict[str, Any]) -> Path | None:
+    """Create the run folder; with --overwrite, move the old one aside (returned) until the new run has
+    its first checkpoint."""
+    backup = None
+    if overwrite and not run.is_empty():
+        backup = run.path.with_name(f".{run.path.name}.replaced-{os.getpid()}")
+        os.replace(run.path, backup)
+    for folder in (run.path, run.samples, run.reconstructions, run.checkpoints):
+        folder.mkdir(parents=True, exist_ok=True)
+    write_json(run.config, run_config)
+    return backup
+
+
+@dataclass
+class TrainingState:
+    """Where training stands: completed epochs, and the position inside an interrupted epoch."""
+
+    epoch: int = 0
+    step: int = 0
+    perm: torch.Tensor | None = None
+    sums: torch.Tensor | None = None  # per-image sums of the loss terms named in ``terms``
+    terms: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    history: list[dict[str, Any]] = field(default_factory=list)
+    best_loss: float | None = None  # the lowest validation loss so far, and its epoch
+    best_epoch: int | None = None
+
+
+def rng_state(shuffle: torch.Generator) -> dict[str, Any]:
+    state = {"cpu": torch.get_rng_state(), "shuffle": shuffle.get_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any], shuffle: torch.Generator) -> None:
+    torch.set_rng_state(state["cpu"])
+    shuffle.set_state(state["shuffle"])
+    if "cuda" in state and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def make_checkpoint(
+    run_config: dict[str, Any],
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    state: TrainingState,
+    shuffle: torch.Generator,
+) -> dict[str, Any]:
+    """Everything a resumed run needs, as torch.save stores it (tensors, and JSON strings for the rest)."""
+    return {
+        "format": 1,
+        "config": json.dumps(run_config),
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "epoch": state.epoch,
+        "step": state.step,
+        "perm": state.perm.cpu() if state.perm is not None else None,
+        "sums": state.sums.cpu() if state.sums is not None else None,
+        "terms": json.dumps(state.terms),
+        "seconds": state.seconds,
+        "history": json.dumps(state.history),
+        "best": json.dumps({"loss": state.best_loss, "epoch": state.best_epoch}),
+        "rng": rng_state(shuffle),
+    }
+
+
+def save_checkpoint(path: Path, checkpoint: dict[str, Any]) -> None:
+    atomic_write(path, lambda tmp: torch.save(checkpoint, tmp))
+
+
+def restore_checkpoint(
+    checkpoint: dict[str, Any],
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    lr: float,
+    shuffle: torch.Generator,
+    device: torch.device,
+) -> TrainingState:
+    """Load ``checkpoint`` into the model, optimizer (at learning rate ``lr``) and shuffle generator, set
+    the global RNG states, and return the training state it records."""
+    model.load_state_dict(checkpoint["model"])
+    optimizer.load_state_dict(checkpoint["optimizer"])
+    for group in optimizer.param_groups:  # the stored lr would otherwise win over config.lr
+        group["lr"] = lr
+    on_device = {k: checkpoint[k].to(device) if checkpoint[k] is not None else None for k in ("perm", "sums")}
+    best = json.loads(checkpoint.get("best", "{}"))
+    state = TrainingState(
+        epoch=checkpoint["epoch"],
+        step=checkpoint["step"],
+        **on_device,
+        seconds=checkpoint["seconds"],
+        history=json.loads(checkpoint["history"]),
+        terms=json.loads(checkpoint.get("terms", json.dumps(TERMS))),
+        best_loss=best.get("loss"),
+        best_epoch=best.get("epoch"),
+    )
+    set_rng_state(checkpoint["rng"], shuffle)
+    return state

@@ -1,0 +1,221 @@
+"""A training run's settings: TrainConfig (every setting, checked by ``validate``), the config of the
+model it builds, and what may change when a run is resumed."""
+
+from __future__ import annotations
+
+import inspect
+import math
+import os
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from vaekit.data import BINARIZE, check_dataset_name
+from vaekit.data.folder import COLOURS, parse_image_size
+from vaekit.devices import DEVICES
+from vaekit.errors import VaekitError
+from vaekit.models import MODELS, GaussianVAE
+from vaekit.models.base import LIKELIHOODS, OBJECTIVES, PRECISIONS
+from vaekit.saving import read_run_config
+
+DEFAULT_IWAE_K = 5
+# Settings that shape the model; None leaves the model's own default (see the model classes).
+MODEL_SETTINGS = ("latent_dim", "hidden", "channels", "likelihood", "decoder_std", "codebook_size")
+
+
+@dataclass
+class TrainConfig:
+    """Every setting of a training run; the defaults are the classic MNIST VAE."""
+
+    dataset: str = "mnist"
+    data_dir: str | None = None
+    image_size: list[int] | None = None  # [height, width]: folder datasets are resized, shapes drawn so
+    colour: str | None = None  # "grey" or "rgb": folder datasets are converted (None: as the images are)
+    model: str = "mlp"
+    latent_dim: int | None = None
+    hidden: list[int] | None = None
+    channels: list[int] | None = None
+    likelihood: str | None = None
+    decoder_std: float | None = None
+    codebook_size: int | None = None
+    beta: float = 1.0
+    kl_warmup: int = 0
+    free_bits: float = 0.0
+    objective: str = "elbo"
+    k: int | None = None
+    epochs: int = 10
+    batch_size: int = 128
+    lr: float = 1e-3
+    seed: int = 0
+    val_fraction: float = 0.1
+    augment: bool = False
+    binarize: str = "none"
+    precision: str = "fp32"
+    early_stopping: int = 0
+    device: str = "auto"
+    save_every: int = 0
+    fit_prior: bool = True  # Gaussian-latent models: fit a mixture prior to the training latents at the end
+    prior_components: int | None = None  # per class (None: vaekit.train_prior.DEFAULT_COMPONENTS)
+
+    def validate(self) -> None:
+        """Refuse bad values and options that do not apply to the model; fills in the IWAE k, makes a
+        folder dataset's path absolute and the image size [height, width]."""
+        self.dataset = check_dataset_name(self.dataset)
+        if self.image_size is not None:
+            self.image_size = parse_image_size(self.image_size)
+        if self.colour is not None and self.colour not in COLOURS:
+            raise VaekitError(f"unknown colour {self.colour!r}; choose from {', '.join(COLOURS)}")
+        if self.model not in MODELS:
+            raise VaekitError(f"unknown model {self.model!r}; choose from {', '.join(sorted(MODELS))}")
+        model_class = MODELS[self.model]
+        accepted = inspect.signature(model_class.__init__).parameters
+        for name in MODEL_SETTINGS:
+            if getattr(self, name) is not None and name not in accepted:
+                raise VaekitError(f"--{flag(name)} does not apply to model {self.model}")
+        for name in ("epochs", "batch_size", "latent_dim", "codebook_size"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or value < 1):
+                raise VaekitError(f"{name.replace('_', ' ')} must be an integer >= 1, got {value!r}")
+        for name in ("hidden", "channels"):
+            sizes = getattr(self, name)
+            if sizes is not None and (not sizes or any(not isinstance(h, int) or h < 1 for h in sizes)):
+                raise VaekitError(f"{name} sizes must be integers >= 1, got {sizes!r}")
+        if self.likelihood is not None and self.likelihood not in LIKELIHOODS:
+            raise VaekitError(f"unknown likelihood {self.likelihood!r}; choose from {', '.join(LIKELIHOODS)}")
+        if self.decoder_std is not None:
+            if self.likelihood != "gaussian":
+                raise VaekitError("--decoder-std applies to --likelihood gaussian only")
+            if not (math.isfinite(self.decoder_std) and self.decoder_std > 0):
+                raise VaekitError(f"decoder std must be a positive number, got {self.decoder_std!r}")
+        if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
+            raise VaekitError(f"learning rate must be a positive finite number, got {self.lr!r}")
+        if not (math.isfinite(self.beta) and self.beta >= 0):
+            raise VaekitError(f"beta must be a finite number >= 0, got {self.beta!r}")
+        if not isinstance(self.kl_warmup, int) or self.kl_warmup < 0:
+            raise VaekitError(f"KL warm-up must be a whole number of epochs >= 0, got {self.kl_warmup!r}")
+        if not (math.isfinite(self.free_bits) and self.free_bits >= 0):
+            raise VaekitError(f"free bits must be a finite number of nats >= 0, got {self.free_bits!r}")
+        if self.objective not in OBJECTIVES:
+            raise VaekitError(f"unknown objective {self.objective!r}; choose from {', '.join(OBJECTIVES)}")
+        self._validate_objective(model_class)
+        if not 0.0 <= self.val_fraction < 1.0:
+            raise VaekitError(f"val fraction must be in [0, 1), got {self.val_fraction!r}")
+        if not isinstance(self.early_stopping, int) or self.early_stopping < 0:
+            raise VaekitError(f"early stopping patience must be an integer >= 0, got {self.early_stopping!r}")
+        if self.early_stopping and self.val_fraction == 0:
+            raise VaekitError("--early-stopping watches the validation loss: it needs --val-fraction > 0")
+        if self.prior_components is not None and (
+            isinstance(self.prior_components, bool)
+            or not isinstance(self.prior_components, int)
+            or self.prior_components < 1
+        ):
+            raise VaekitError(f"prior components must be an integer >= 1, got {self.prior_components!r}")
+        if self.prior_components is not None and not self.fit_prior:
+            raise VaekitError("--prior-components applies only when training ends by fitting the prior")
+        if self.save_every < 0:
+            raise VaekitError(f"save every must be >= 0 epochs, got {self.save_every!r}")
+        if self.binarize not in BINARIZE:
+            raise VaekitError(f"unknown binarization {self.binarize!r}; choose from {', '.join(BINARIZE)}")
+        if self.precision not in PRECISIONS:
+            raise VaekitError(f"unknown precision {self.precision!r}; choose from {', '.join(PRECISIONS)}")
+        if self.device not in DEVICES:
+            raise VaekitError(f"unknown device {self.device!r}; choose from {', '.join(DEVICES)}")
+
+    def _validate_objective(self, model_class: type) -> None:
+        elbo_options = [
+            flag
+            for flag, given in (
+                ("--beta", self.beta != 1.0),
+                ("--kl-warmup", self.kl_warmup > 0),
+                ("--free-bits", self.free_bits > 0),
+            )
+            if given
+        ]
+        if not issubclass(model_class, GaussianVAE):
+            gaussian_models = ", ".join(n for n, c in sorted(MODELS.items()) if issubclass(c, GaussianVAE))
+            for flag, given in (
+                *((f, True) for f in elbo_options),
+                ("--objective iwae", self.objective == "iwae"),
+                ("--k", self.k is not None),
+                # nearest-code search and codebook averages need float32; bf16 would pick other codes
+                ("--precision bf16", self.precision == "bf16"),
+            ):
+                if given:
+                    raise VaekitError(
+                        f"{flag} applies to the Gaussian-latent models ({gaussian_models}), not {self.model}"
+                    )
+        if self.objective == "iwae":
+            if elbo_options:
+                raise VaekitError(f"{elbo_options[0]} applies to the elbo objective, not iwae")
+            self.k = DEFAULT_IWAE_K if self.k is None else self.k
+            if not isinstance(self.k, int) or self.k < 1:
+                raise VaekitError(f"--k must be an integer >= 1, got {self.k!r}")
+        elif self.k is not None:
+            raise VaekitError("--k (importance samples) applies to --objective iwae only")
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in known})
+
+
+def flag(name: str) -> str:
+    return name.replace("_", "-")
+
+
+def model_config(config: TrainConfig, image_shape: tuple[int, ...], num_classes: int) -> dict[str, Any]:
+    """The config of a new model for ``config`` on images of ``image_shape`` (settings left None are
+    left to the model's defaults)."""
+    accepted = inspect.signature(MODELS[config.model].__init__).parameters
+    values: dict[str, Any] = {"name": config.model, "image_shape": list(image_shape)}
+    if "num_classes" in accepted:
+        values["num_classes"] = num_classes
+    values.update({k: getattr(config, k) for k in MODEL_SETTINGS if getattr(config, k) is not None})
+    return values
+
+
+# Settings a run is built on; a resume that asks for another value is refused, not applied.
+# (epochs, lr, device, data_dir, save_every and early_stopping may change.)
+FIXED_ON_RESUME = (
+    "dataset",
+    "image_size",
+    "colour",
+    "model",
+    *MODEL_SETTINGS,
+    "beta",
+    "kl_warmup",
+    "free_bits",
+    "objective",
+    "k",
+    "batch_size",
+    "seed",
+    "val_fraction",
+    "augment",
+    "binarize",
+)
+
+
+def resumed_config(out: str | os.PathLike, **changes: Any) -> TrainConfig:
+    """The stored config of the run in ``out`` with ``changes`` (epochs, lr, device, data_dir, save_every).
+
+    A change to a setting in FIXED_ON_RESUME is an error, as is an unknown setting.
+    """
+    stored = read_run_config(Path(out))
+    config = TrainConfig.from_dict(stored["train"])
+    for key, value in changes.items():
+        if key not in TrainConfig.__dataclass_fields__:
+            raise VaekitError(f"unknown training setting {key!r}")
+        current = getattr(config, key)
+        if key == "dataset":  # folder paths compare as absolute paths
+            value = check_dataset_name(value)
+        if key == "image_size" and value is not None:
+            value = parse_image_size(value)
+        if current is None and key in MODEL_SETTINGS:  # the run took the model's default
+            current = stored["model"].get(key)
+        if key in FIXED_ON_RESUME and value != current:
+            raise VaekitError(
+                f"--{flag(key)} {value} differs from the run's {current}; it cannot change on --resume"
+            )
+        if key not in MODEL_SETTINGS:
+            setattr(config, key, value)
+    return config
