@@ -174,6 +174,13 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--prior-components", type=_positive_int, help="mixture components of the fitted prior, per class (8)"
     )
+    p.add_argument(
+        "--config",
+        metavar="FILE",
+        help="settings from a TOML file's [train] table, or a run's config.json (repeats that run); "
+        "flags override it",
+    )
+    p.add_argument("--print-config", action="store_true", help="print the resolved settings as TOML and exit")
     p.add_argument("--out", help="run folder (default runs/<dataset>-<model>-<time>)")
     group = p.add_mutually_exclusive_group()
     group.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
@@ -186,6 +193,12 @@ def _train(args: argparse.Namespace) -> int:
     from vaekit.training import TrainConfig, Trainer, TrainingInterrupted, default_run_dir, resumed_config
 
     given = {k: v for k, v in vars(args).items() if k in TrainConfig.__dataclass_fields__ and v is not None}
+    if args.config is not None:
+        from vaekit.training.config_files import read_config_file
+
+        # flags win over the file; a null in the file (config.json's "the model's default") is no setting
+        in_file = {k: v for k, v in read_config_file(args.config).items() if v is not None}
+        given = {**in_file, **given}
     progress = False if args.no_progress else None
     if args.resume:
         if args.out is None:
@@ -195,6 +208,12 @@ def _train(args: argparse.Namespace) -> int:
     else:
         config = TrainConfig(**given)
         out = Path(args.out) if args.out else default_run_dir(config)
+    if args.print_config:
+        from vaekit.training.config_files import config_toml
+
+        config.validate()
+        print(config_toml(config), end="")
+        return 0
     trainer = Trainer(config, out, resume=args.resume, overwrite=args.overwrite, progress=progress)
     if trainer.finished:
         if trainer.stopped_early:

@@ -1,0 +1,109 @@
+"""Config files for ``vaekit train --config FILE``: a TOML file's ``[train]`` table, or a run's own
+config.json (its ``train`` object), so that any run can be repeated exactly. Keys are TrainConfig's
+fields, as in config.json; each value is checked against the field's type, and an unknown key, a
+wrong type or a malformed file is an error naming the key and the file. Flags override the file.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import types
+import typing
+from dataclasses import asdict, fields
+from pathlib import Path
+from typing import Any
+
+from vaekit.errors import VaekitError
+from vaekit.training.settings import TrainConfig
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - the backport of Python 3.11's tomllib
+    import tomli as tomllib
+
+TABLE = "train"
+
+
+def _matches(value: Any, hint: Any) -> bool:
+    """Whether ``value`` (as TOML or JSON gives it) is of type ``hint`` (a TrainConfig field's)."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        return any(_matches(value, a) for a in args)
+    if hint is type(None):
+        return value is None
+    if origin is list:
+        return isinstance(value, list) and all(_matches(v, args[0]) for v in value)
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:  # TOML and JSON write 1.0 as 1 too
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    return isinstance(value, hint)
+
+
+def _describe(hint: Any) -> str:
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_describe(a) for a in args if a is not type(None))
+    if origin is list:
+        return "a list of " + {int: "integers", float: "numbers", str: "strings"}.get(args[0], str(args[0]))
+    return {bool: "true or false", int: "an integer", float: "a number", str: "a string"}.get(hint, str(hint))
+
+
+def _settings_of(path: Path) -> dict[str, Any]:
+    """The raw settings table of ``path``: a run's config.json, else TOML."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise VaekitError(f"cannot read config file {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise VaekitError(f"config file {path} is not UTF-8 text") from None
+    if path.suffix == ".json":
+        try:
+            document = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise VaekitError(f"{path} is not valid JSON (line {exc.lineno}: {exc.msg})") from None
+        if not isinstance(document, dict) or not isinstance(document.get(TABLE), dict):
+            raise VaekitError(f"{path} has no {TABLE!r} object: a JSON config is a run's config.json")
+        return document[TABLE]
+    try:
+        document = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise VaekitError(f"{path} is not valid TOML ({exc})") from None
+    others = [key for key in document if key != TABLE]
+    if others:
+        raise VaekitError(f"{path}: unknown key or table {others[0]!r}; settings go in a [{TABLE}] table")
+    if not isinstance(document.get(TABLE), dict):
+        raise VaekitError(f"{path} has no [{TABLE}] table")
+    return document[TABLE]
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """The training settings in ``path``, each checked to be a TrainConfig field of the right type."""
+    path = Path(path)
+    settings = _settings_of(path)
+    hints = typing.get_type_hints(TrainConfig)
+    for key, value in settings.items():
+        if key not in hints:
+            known = ", ".join(f.name for f in fields(TrainConfig))
+            raise VaekitError(f"{path}: unknown setting {key!r} in [{TABLE}]; the settings are: {known}")
+        hint = hints[key]
+        if key == "image_size":  # like --image-size: 64, "64x48" or [64, 48]
+            hint = int | str | list[int] | None
+        if not _matches(value, hint):
+            raise VaekitError(f"{path}: {key} must be {_describe(hint)}, got {value!r}")
+        if float in typing.get_args(hint) + (hint,) and isinstance(value, int):
+            settings[key] = float(value)  # beta = 4 is the 4.0 that --beta 4 gives
+    return dict(settings)
+
+
+def config_toml(config: TrainConfig) -> str:
+    """``config`` as a TOML ``[train]`` table that read_config_file reads back to the same config
+    (settings left None, the model's own defaults, are left out: TOML has no null)."""
+    lines = [f"[{TABLE}]"]
+    for key, value in asdict(config).items():
+        if value is not None:  # JSON's strings, numbers, booleans and lists are TOML's too
+            lines.append(f"{key} = {json.dumps(value)}")
+    return "\n".join(lines) + "\n"
