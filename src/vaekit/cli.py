@@ -175,6 +175,12 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
         "--prior-components", type=_positive_int, help="mixture components of the fitted prior, per class (8)"
     )
     p.add_argument(
+        "--tensorboard",
+        action="store_true",
+        default=None,
+        help="write TensorBoard event files to the run's tb/ folder (pip install 'vaekit[tb]')",
+    )
+    p.add_argument(
         "--config",
         metavar="FILE",
         help="settings from a TOML file's [train] table, or a run's config.json (repeats that run); "

@@ -6,10 +6,13 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import numpy as np
 import torch
+from PIL import Image
 
 from vaekit import plots
 from vaekit.atomic import write_text
+from vaekit.errors import VaekitError
 from vaekit.models import VAE
 from vaekit.training.run_folder import TERMS, RunDir
 
@@ -61,3 +64,65 @@ def epoch_line(
     if record["kl_weight"] is not None and record["kl_weight"] != 1.0:
         line += f"  kl weight {record['kl_weight']:.3g}"
     return line + f"  {record['seconds']:.2f}s"
+
+
+class TensorBoardLogger:
+    """``--tensorboard``: event files in the run's tb/ folder for TensorBoard (rank 0 only).
+
+    Scalars per step (every loss term of every step, the KL weight, the learning rate, images per
+    second), per epoch (the train and validation terms, seconds), the epoch's sample and reconstruction
+    grids, histograms of the validation images' posterior means and log-variances, and at the end an
+    embedding of test latents with labels and thumbnails for the projector. A resumed run purges what a
+    killed one logged after its checkpoint, so the curves carry no step twice.
+    """
+
+    def __init__(self, run: RunDir, purge_step: int | None = None) -> None:
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:  # torch's writer needs the tensorboard package
+            raise VaekitError("--tensorboard needs TensorBoard: pip install 'vaekit[tb]'") from None
+        self.run = run
+        self.writer = SummaryWriter(log_dir=str(run.tensorboard), purge_step=purge_step)
+
+    def steps(self, first_step: int, terms: list[str], values: list[list[float]], scalars: dict[str, float]):
+        """The loss terms of steps ``first_step``, ``first_step + 1``, ... and ``scalars`` at the last."""
+        for offset, row in enumerate(values):
+            for name, value in zip(terms, row, strict=True):
+                self.writer.add_scalar(f"step/{name}", value, first_step + offset)
+        last = first_step + len(values) - 1
+        for name, value in scalars.items():
+            self.writer.add_scalar(f"step/{name}", value, last)
+
+    def epoch(
+        self,
+        record: dict[str, Any],
+        global_step: int,
+        means: torch.Tensor | None,
+        logvars: torch.Tensor | None,
+    ) -> None:
+        epoch = record["epoch"]
+        for key, value in record.items():
+            if key != "epoch" and value is not None:
+                self.writer.add_scalar(f"epoch/{key}", value, epoch)
+        for name, path in (
+            ("samples", self.run.sample_grid(epoch)),
+            ("reconstructions", self.run.reconstruction_grid(epoch)),
+        ):
+            if path.is_file():
+                with Image.open(path) as picture:
+                    array = np.asarray(picture.convert("RGB"))
+                self.writer.add_image(name, array, epoch, dataformats="HWC")
+        if means is not None:
+            self.writer.add_histogram("posterior/mean", means, global_step)
+            self.writer.add_histogram("posterior/logvar", logvars, global_step)
+        self.writer.flush()
+
+    def embedding(self, means: torch.Tensor, labels: list[str], thumbnails: torch.Tensor, step: int) -> None:
+        """Latent means [N, D] with their class names and images [N, C, H, W] in [0, 1] for the projector."""
+        self.writer.add_embedding(
+            means, metadata=labels, label_img=thumbnails, global_step=step, tag="test_latents"
+        )
+        self.writer.flush()
+
+    def close(self) -> None:
+        self.writer.close()

@@ -35,7 +35,7 @@ from vaekit.errors import VaekitError
 from vaekit.evaluate import elbo_terms, eval_options, eval_record, write_eval
 from vaekit.models import MODELS, VAE, GaussianVAE, build_model
 from vaekit.saving import read_run_config, read_safetensors, save_model
-from vaekit.training.loggers import N_RECON, epoch_line, save_pictures, write_metrics
+from vaekit.training.loggers import N_RECON, TensorBoardLogger, epoch_line, save_pictures, write_metrics
 from vaekit.training.run_folder import (
     RunDir,
     TrainingState,
@@ -146,6 +146,10 @@ class Trainer:
             self.grid_images, self.grid_labels = self.train_batch(torch.arange(min(N_RECON, self.n_train)))
         self.state = TrainingState()
         self._created = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        self.tensorboard: TensorBoardLogger | None = None
+        if config.tensorboard:  # checked now: a missing package is an error before the folder is touched
+            purge = None if checkpoint is None else checkpoint["epoch"] * self.n_batches + checkpoint["step"]
+            self.tensorboard = TensorBoardLogger(self.run_dir, purge_step=purge)
         if checkpoint is not None:
             self._created = json.loads(checkpoint["config"]).get("created")
             self.state = restore_checkpoint(
@@ -238,6 +242,8 @@ class Trainer:
                         shutil.rmtree(backup, ignore_errors=True)
                         backup = None
         finally:
+            if self.tensorboard is not None:  # what an interrupted run logged stays readable
+                self.tensorboard.writer.flush()
             if backup is not None:  # failed before replacing it: put the old run back
                 shutil.rmtree(self.run_dir.path, ignore_errors=True)
                 os.replace(backup, self.run_dir.path)
@@ -251,6 +257,9 @@ class Trainer:
             state, _ = read_safetensors(self.run_dir.model)
             self.model.load_state_dict(state)
         result = self.evaluate_test()
+        if self.tensorboard is not None:
+            self._log_embedding()
+            self.tensorboard.close()
         if self.refits_prior:
             self.fit_prior()
         self.log(f"run saved in {self.run_dir.path}")
@@ -307,14 +316,14 @@ class Trainer:
 
     def _train_epoch(self, ctrl_c: CtrlC) -> None:
         s, cfg, model = self.state, self.config, self.model
-        n = self.n_train
-        n_batches = math.ceil(n / cfg.batch_size)
+        n, n_batches = self.n_train, self.n_batches
         if s.step == 0:
             s.perm = torch.randperm(n, generator=self.shuffle).to(self.device)
             s.sums = None
             s.seconds = 0.0
         model.train()
         start = time.perf_counter()
+        logged, logged_at = [], (s.step, start)  # TensorBoard: the terms of the steps since the last write
         bar = tqdm(
             total=n_batches,
             initial=s.step,
@@ -339,14 +348,20 @@ class Trainer:
                 # per-image sums of every term, kept on the device: no synchronisation in the hot loop
                 if s.sums is None:
                     s.sums = torch.zeros(len(terms), dtype=torch.float64, device=self.device)
-                s.sums.add_(torch.stack(list(terms.values())), alpha=len(index))
+                values = torch.stack(list(terms.values()))
+                s.sums.add_(values, alpha=len(index))
                 s.terms = list(terms)
+                if self.tensorboard is not None:
+                    logged.append(values.detach())
                 s.step += 1
                 bar.update(1)
                 if s.step % 20 == 0 or s.step == n_batches or ctrl_c.pressed:
                     running = s.sums[0].item() / self._images_seen()
                     self._check_finite(running)
                     bar.set_postfix(loss=f"{running:.2f}")
+                    if self.tensorboard is not None and logged:
+                        logged_at = self._log_steps(logged, logged_at)
+                        logged = []
                 if ctrl_c.pressed:
                     s.seconds += time.perf_counter() - start
                     self._save_checkpoint(self.run_dir.last_checkpoint)
@@ -355,6 +370,40 @@ class Trainer:
                         f"saved, continue with: vaekit train --resume --out {self.run_dir.path}"
                     )
         s.seconds += time.perf_counter() - start
+
+    @property
+    def n_batches(self) -> int:
+        return math.ceil(self.n_train / self.config.batch_size)
+
+    def _log_steps(self, logged: list[torch.Tensor], since: tuple[int, float]) -> tuple[int, float]:
+        """Write the terms of the steps since ``since`` (step, time) to TensorBoard in one transfer."""
+        s, now = self.state, time.perf_counter()
+        first_step = s.epoch * self.n_batches + s.step - len(logged)
+        images = min(s.step * self.config.batch_size, self.n_train) - min(
+            since[0] * self.config.batch_size, self.n_train
+        )
+        scalars = {
+            "lr": self.optimizer.param_groups[0]["lr"],
+            "images_per_second": images / max(now - since[1], 1e-9),
+        }
+        if isinstance(self.model, GaussianVAE):
+            scalars["kl_weight"] = self.kl_weight()
+        self.tensorboard.steps(first_step, s.terms, torch.stack(logged).tolist(), scalars)
+        return s.step, now
+
+    def _log_embedding(self, n: int = 1000) -> None:
+        """The first ``n`` test images' latent means (a VQ-VAE: its encoder's output, flattened)."""
+        x, y = self.x_test[:n], self.y_test[:n]
+        with torch.no_grad():
+            images = unit_float(x)
+            if isinstance(self.model, GaussianVAE):
+                means = self.model.encode(images, y if self.model.conditional else None)[0].float()
+            else:
+                means = self.model.embed(self.model.encode(images)).flatten(1).float()
+        names = [self.classes[i] if 0 <= i < len(self.classes) else "-" for i in y.tolist()]
+        self.tensorboard.embedding(
+            means.cpu(), names, images.float().cpu(), self.state.epoch * self.n_batches
+        )
 
     def _autocast(self) -> torch.autocast:
         """bf16 mixed precision for the training step's convolutions and matmuls, if asked for.
@@ -370,8 +419,7 @@ class Trainer:
         cfg, s = self.config, self.state
         if not cfg.kl_warmup:
             return cfg.beta
-        n_batches = math.ceil(self.n_train / cfg.batch_size)
-        return cfg.beta * min(1.0, (s.epoch + s.step / n_batches) / cfg.kl_warmup)
+        return cfg.beta * min(1.0, (s.epoch + s.step / self.n_batches) / cfg.kl_warmup)
 
     def _loss_options(self) -> dict[str, Any]:
         if not isinstance(self.model, GaussianVAE):
@@ -421,6 +469,13 @@ class Trainer:
         write_json(run.config, self.run_config())
         write_metrics(run, s.history)
         save_pictures(self.model, run, epoch, self.config.seed, self.grid_images, self.grid_labels, s.history)
+        if self.tensorboard is not None:
+            means = logvars = None
+            if isinstance(self.model, GaussianVAE) and len(self.x_val):
+                with torch.no_grad():
+                    x, y = self.x_val[:1000], self.y_val[:1000]
+                    means, logvars = self.model.encode(unit_float(x), y if self.model.conditional else None)
+            self.tensorboard.epoch(record, epoch * self.n_batches, means, logvars)
         self.log(epoch_line(record, self.config.epochs, train, val))
 
     def evaluate_test(self) -> dict[str, Any]:

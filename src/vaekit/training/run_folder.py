@@ -35,6 +35,7 @@ class RunDir:
         self.reconstructions = self.path / "reconstructions"
         self.checkpoints = self.path / "checkpoints"
         self.last_checkpoint = self.checkpoints / "last.pt"
+        self.tensorboard = self.path / "tb"
 
     def sample_grid(self, epoch: int) -> Path:
         return self.samples / f"epoch_{epoch:03d}.png"

@@ -55,6 +55,7 @@ class TrainConfig:
     device: str = "auto"
     save_every: int = 0
     fit_prior: bool = True  # Gaussian-latent models: fit a mixture prior to the training latents at the end
+    tensorboard: bool = False  # event files in the run's tb/ folder (needs vaekit[tb])
     prior_components: int | None = None  # per class (None: vaekit.train_prior.DEFAULT_COMPONENTS)
 
     def validate(self) -> None:
