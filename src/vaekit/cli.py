@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -196,7 +197,15 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from vaekit.training import TrainConfig, Trainer, TrainingInterrupted, default_run_dir, resumed_config
+    from vaekit.training import (
+        RunDir,
+        TrainConfig,
+        Trainer,
+        TrainingInterrupted,
+        default_run_dir,
+        distributed,
+        resumed_config,
+    )
 
     given = {k: v for k, v in vars(args).items() if k in TrainConfig.__dataclass_fields__ and v is not None}
     if args.config is not None:
@@ -206,6 +215,13 @@ def _train(args: argparse.Namespace) -> int:
         in_file = {k: v for k, v in read_config_file(args.config).items() if v is not None}
         given = {**in_file, **given}
     progress = False if args.no_progress else None
+    if distributed.torchrun_ranks().enabled:
+        if args.out is None:  # each process would name its own folder by the clock
+            raise VaekitError("under torchrun, give the run folder with --out")
+        if distributed.restart_count() > 0 and RunDir(args.out).last_checkpoint.is_file():
+            # torchrun restarted the workers after a failure (--max-restarts): go on from the checkpoint
+            args.resume, args.overwrite = True, False
+            print(f"restart {distributed.restart_count()}: resuming {args.out} from its last checkpoint")
     if args.resume:
         if args.out is None:
             raise VaekitError("--resume needs --out RUN, the run folder to continue")
@@ -546,11 +562,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     try:
         return args.func(args)
-    except VaekitError as exc:
-        print(f"vaekit {args.command}: error: {exc}", file=sys.stderr)
-        return EXIT_ERROR
-    except OSError as exc:  # permissions, full disk: the user's to fix, not a bug
-        print(f"vaekit {args.command}: error: {exc}", file=sys.stderr)
+    except (VaekitError, OSError) as exc:  # OSError: permissions, full disk: the user's to fix, not a bug
+        rank = os.environ.get("RANK") if os.environ.get("WORLD_SIZE", "1") != "1" else None
+        where = f" (rank {rank})" if rank is not None else ""  # under torchrun: which process failed
+        print(f"vaekit {args.command}{where}: error: {exc}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
         print(f"vaekit {args.command}: interrupted", file=sys.stderr)

@@ -229,6 +229,7 @@ class GaussianVAE(VAE):
         free_bits: float = 0.0,
         iwae_k: int = 1,
         generator: torch.Generator | None = None,
+        noise_rows: tuple[int, int] | None = None,
     ) -> LossOutput:
         """Negative ELBO per image: -log p(x | z) for one z ~ q(z|x), plus KL(q(z|x) || p(z)).
 
@@ -236,19 +237,22 @@ class GaussianVAE(VAE):
         ``free_bits`` > 0, floors each latent dimension's batch-mean KL at that many nats. With
         ``iwae_k`` > 1 the objective is instead the negative IWAE bound with k samples (Burda et al.
         2015), reported as the extra term ``iwae``; the ELBO terms are then averaged over the k draws.
-        ``generator`` draws z (the global RNG if None).
+        ``generator`` draws z (the global RNG if None); ``noise_rows`` (start, total): this batch is
+        rows start.. of a batch of total images whose noise is drawn whole (see ``reparameterize``).
         """
         mu, logvar = (t.float() for t in self.encode(x, labels))  # float32 also under autocast
         kl_dims = self.kl_per_dim(mu, logvar, labels)
         kl = kl_dims.sum(dim=1)
         if iwae_k > 1:
-            log_weights, recon = self.log_weights(x, labels, iwae_k, generator, posterior=(mu, logvar))
+            log_weights, recon = self.log_weights(
+                x, labels, iwae_k, generator, posterior=(mu, logvar), noise_rows=noise_rows
+            )
             bound = iwae_bound(log_weights)
             objective = -bound.mean()
             recon = recon.mean(dim=0)
             extra = {"iwae": -bound.mean()}
         else:
-            z = reparameterize(mu, logvar, generator)
+            z = reparameterize(mu, logvar, generator, noise_rows)
             recon = self.recon_nll(self.decode_logits(z, labels), x)
             kl_term = free_bits_kl(kl_dims, free_bits) if free_bits > 0 else kl.mean()
             objective = recon.mean() + kl_weight * kl_term
@@ -311,6 +315,7 @@ class GaussianVAE(VAE):
         generator: torch.Generator | None = None,
         posterior: tuple[torch.Tensor, torch.Tensor] | None = None,
         prior: str = "standard",
+        noise_rows: tuple[int, int] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Importance weights log w_i = log p(x | z_i) + log p(z_i) - log q(z_i | x) for k draws z_i ~ q(z|x).
 
@@ -320,7 +325,9 @@ class GaussianVAE(VAE):
         """
         mu, logvar = (t.float() for t in (posterior if posterior is not None else self.encode(x, labels)))
         batch = len(x)
-        z = reparameterize(mu.expand(k, *mu.shape), logvar.expand(k, *logvar.shape), generator)  # [k, B, D]
+        z = reparameterize(
+            mu.expand(k, *mu.shape), logvar.expand(k, *logvar.shape), generator, noise_rows
+        )  # [k, B, D]
         repeated = None if labels is None else labels.repeat(k)
         logits = self.decode_logits(z.reshape(k * batch, -1), repeated)
         recon = self.recon_nll(logits, x.repeat(k, *([1] * (x.dim() - 1)))).view(k, batch)

@@ -18,17 +18,22 @@ LOG_2PI = math.log(2 * math.pi)
 
 
 def reparameterize(
-    mu: torch.Tensor, logvar: torch.Tensor, generator: torch.Generator | None = None
+    mu: torch.Tensor,
+    logvar: torch.Tensor,
+    generator: torch.Generator | None = None,
+    rows: tuple[int, int] | None = None,
 ) -> torch.Tensor:
     """Draw z ~ N(mu, diag(exp(logvar))) as z = mu + exp(logvar / 2) * eps, eps ~ N(0, I).
 
     Differentiable in mu and logvar (the reparameterisation trick, Kingma & Welling 2013, sec. 2.4).
-    Shapes: mu, logvar [..., D] -> z [..., D] (e.g. [k, B, D] for k draws per image).
+    Shapes: mu, logvar [..., B, D] -> z [..., B, D] (e.g. [k, B, D] for k draws per image).
+    ``rows = (start, total)``: draw the noise of a batch of ``total`` images and keep rows start..start+B,
+    so that data-parallel ranks, each with its share of a batch, use exactly one process's noise.
     """
-    if generator is None:
-        eps = torch.randn(mu.shape, device=mu.device, dtype=mu.dtype)
-    else:
-        eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
+    shape = mu.shape if rows is None else (*mu.shape[:-2], rows[1], mu.shape[-1])
+    eps = torch.randn(shape, generator=generator, device=mu.device, dtype=mu.dtype)
+    if rows is not None:
+        eps = eps[..., rows[0] : rows[0] + mu.shape[-2], :]
     return mu + torch.exp(0.5 * logvar) * eps
 
 

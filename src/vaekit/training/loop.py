@@ -35,6 +35,7 @@ from vaekit.errors import VaekitError
 from vaekit.evaluate import elbo_terms, eval_options, eval_record, write_eval
 from vaekit.models import MODELS, VAE, GaussianVAE, build_model
 from vaekit.saving import read_run_config, read_safetensors, save_model
+from vaekit.training import distributed
 from vaekit.training.loggers import N_RECON, TensorBoardLogger, epoch_line, save_pictures, write_metrics
 from vaekit.training.run_folder import (
     RunDir,
@@ -103,17 +104,25 @@ class Trainer:
     ) -> None:
         config.validate()
         self.run_dir = RunDir(out)
+        # under torchrun: join the job; only rank 0 speaks and writes
+        self.ranks, self.device = distributed.setup(resolve_device(config.device))
+        if not self.ranks.main:
+            log, progress = (lambda line: None), False
         self.log = log
         self.progress = sys.stderr.isatty() if progress is None else progress
         self.overwrite = overwrite
-        checkpoint = check_folder(self.run_dir, resume, overwrite)
         # Everything that can fail on bad input happens here, before the run folder is touched.
-        self.device = resolve_device(config.device)
+        checkpoint, had_prior = self._read_folder(resume, overwrite)
         self.config = config
         data_dir = Path(config.data_dir) if config.data_dir else default_data_dir()
+        first = self.ranks.local_rank == 0  # one process a machine downloads or builds a folder's cache
+        if not first:
+            distributed.barrier(self.ranks)
         dataset = load_dataset(
             config.dataset, data_dir, config.image_size, config.colour, progress=self.progress, log=log
         )
+        if first:
+            distributed.barrier(self.ranks)
         for note in dataset.notes:
             log(f"note: {note}")
         self.data_dir = str(data_dir.resolve())
@@ -130,9 +139,9 @@ class Trainer:
         self.model: VAE = build_model(config_of_model).to(self.device)
         # A fitted prior (vaekit train-prior, or the end of training) belongs to latents that further
         # training changes: a resumed run starts without it, and refits it at the end if it can.
-        had_prior = checkpoint is not None and bool(read_run_config(Path(out))["model"].get("prior"))
         self.drops_prior = had_prior and not self.refits_prior
         self.optimizer = adam(self.model, config.lr)
+        self.loss_of = distributed.loss_function(self.model, self.ranks, self.device)
         self.shuffle = torch.Generator().manual_seed(config.seed)
         self._place_data(dataset)
         self.dataset_name = dataset.name
@@ -147,7 +156,9 @@ class Trainer:
         self.state = TrainingState()
         self._created = datetime.now(timezone.utc).isoformat(timespec="seconds")
         self.tensorboard: TensorBoardLogger | None = None
-        if config.tensorboard:  # checked now: a missing package is an error before the folder is touched
+        if (
+            config.tensorboard and self.ranks.main
+        ):  # checked now: a missing package is an error before the folder is touched
             purge = None if checkpoint is None else checkpoint["epoch"] * self.n_batches + checkpoint["step"]
             self.tensorboard = TensorBoardLogger(self.run_dir, purge_step=purge)
         if checkpoint is not None:
@@ -155,6 +166,24 @@ class Trainer:
             self.state = restore_checkpoint(
                 checkpoint, self.model, self.optimizer, config.lr, self.shuffle, self.device
             )
+
+    def _read_folder(self, resume: bool, overwrite: bool) -> tuple[dict[str, Any] | None, bool]:
+        """Rank 0 checks the run folder and reads the checkpoint to resume from; every rank gets it
+        (and rank 0's error, so that all stop with the same message)."""
+        found: Any = (None, False)
+        if self.ranks.main:
+            try:
+                checkpoint = check_folder(self.run_dir, resume, overwrite)
+                prior = checkpoint is not None and bool(
+                    read_run_config(self.run_dir.path)["model"].get("prior")
+                )
+                found = (checkpoint, prior)
+            except VaekitError as exc:
+                found = exc
+        found = distributed.broadcast(found, self.ranks)
+        if isinstance(found, VaekitError):
+            raise found
+        return found
 
     def _place_data(self, dataset: Dataset) -> None:
         """Keep the images uint8 (a quarter of float32's memory) and gather each batch by row.
@@ -220,7 +249,7 @@ class Trainer:
     # ------------------------------------------------------------------------------------- training
     def run(self) -> dict[str, Any]:
         """Train until ``config.epochs`` are done; returns the test evaluation written to eval.json."""
-        backup = start_folder(self.run_dir, self.overwrite, self.run_config())
+        backup = start_folder(self.run_dir, self.overwrite, self.run_config()) if self.ranks.main else None
         if self.drops_prior:
             self.log(
                 "note: the run's prior over codes is dropped, as training changes the codes; fit a new one "
@@ -253,6 +282,9 @@ class Trainer:
                 f"early stopping: the validation loss has not improved for {s.epoch - s.best_epoch} epochs; "
                 f"the run keeps the model of epoch {s.best_epoch} (val {s.best_loss:.2f})"
             )
+        distributed.finish(self.ranks)  # what follows is rank 0's alone
+        if not self.ranks.main:
+            return {}
         if self.config.early_stopping:  # evaluate the model the folder holds: the best, not the last
             state, _ = read_safetensors(self.run_dir.model)
             self.model.load_state_dict(state)
@@ -335,13 +367,20 @@ class Trainer:
         with bar:
             while s.step < n_batches:
                 index = s.perm[s.step * cfg.batch_size : (s.step + 1) * cfg.batch_size]
-                x, y = self.train_batch(index)
+                mine, first_row = distributed.share(index, self.ranks)  # this rank's part of the batch
+                fraction = len(mine) / len(index) if len(mine) < len(index) else 1 / self.ranks.world_size
+                x, y = self.train_batch(mine)
                 if cfg.augment:
                     x = random_affine(x)
                 if cfg.binarize == "dynamic":  # a fresh binary draw of every image, every time it is seen
                     x = torch.bernoulli(x)
                 with self._autocast():
-                    objective, terms = model.loss(x, y, **self._loss_options())
+                    options = self._loss_options()
+                    if self.ranks.enabled and isinstance(model, GaussianVAE):  # one process's noise
+                        options["noise_rows"] = (first_row, len(index))
+                    objective, terms = self.loss_of(x, y, options)
+                if self.ranks.enabled:  # DDP averages gradients over ranks: weigh each by its share
+                    objective = objective * (fraction * self.ranks.world_size)
                 self.optimizer.zero_grad(set_to_none=True)
                 objective.backward()
                 self.optimizer.step()
@@ -349,14 +388,14 @@ class Trainer:
                 if s.sums is None:
                     s.sums = torch.zeros(len(terms), dtype=torch.float64, device=self.device)
                 values = torch.stack(list(terms.values()))
-                s.sums.add_(values, alpha=len(index))
+                s.sums.add_(values, alpha=fraction * len(index))
                 s.terms = list(terms)
                 if self.tensorboard is not None:
                     logged.append(values.detach())
                 s.step += 1
                 bar.update(1)
                 if s.step % 20 == 0 or s.step == n_batches or ctrl_c.pressed:
-                    running = s.sums[0].item() / self._images_seen()
+                    running = distributed.all_reduce_sum(s.sums, self.ranks)[0].item() / self._images_seen()
                     self._check_finite(running)
                     bar.set_postfix(loss=f"{running:.2f}")
                     if self.tensorboard is not None and logged:
@@ -364,7 +403,8 @@ class Trainer:
                         logged = []
                 if ctrl_c.pressed:
                     s.seconds += time.perf_counter() - start
-                    self._save_checkpoint(self.run_dir.last_checkpoint)
+                    if self.ranks.main:
+                        self._save_checkpoint(self.run_dir.last_checkpoint)
                     raise TrainingInterrupted(
                         f"interrupted in epoch {s.epoch + 1} at step {s.step}/{n_batches}; checkpoint "
                         f"saved, continue with: vaekit train --resume --out {self.run_dir.path}"
@@ -443,7 +483,8 @@ class Trainer:
     def _end_epoch(self) -> None:
         s, run = self.state, self.run_dir
         start = time.perf_counter()
-        train = dict(zip(s.terms, (s.sums / self._images_seen()).tolist(), strict=True))
+        sums = distributed.all_reduce_sum(s.sums, self.ranks)  # every rank's share of the epoch
+        train = dict(zip(s.terms, (sums / self._images_seen()).tolist(), strict=True))
         self._check_finite(train["loss"])
         kl_weight = self.kl_weight() if isinstance(self.model, GaussianVAE) else None
         val = None
@@ -460,6 +501,8 @@ class Trainer:
         if improved:
             s.best_loss, s.best_epoch = (val["loss"] if val else None), epoch
         s.epoch, s.step, s.perm, s.sums, s.seconds = epoch, 0, None, None, 0.0
+        if not self.ranks.main:  # rank 0 writes the folder; the others go on to the next epoch
+            return
         # The checkpoint goes first: the other files are always rebuilt from it on resume.
         self._save_checkpoint(run.last_checkpoint)
         if self.config.save_every and epoch % self.config.save_every == 0:
