@@ -221,7 +221,8 @@ def _train(args: argparse.Namespace) -> int:
         if distributed.restart_count() > 0 and RunDir(args.out).last_checkpoint.is_file():
             # torchrun restarted the workers after a failure (--max-restarts): go on from the checkpoint
             args.resume, args.overwrite = True, False
-            print(f"restart {distributed.restart_count()}: resuming {args.out} from its last checkpoint")
+            if distributed.torchrun_ranks().main:
+                print(f"restart {distributed.restart_count()}: resuming {args.out} from its last checkpoint")
     if args.resume:
         if args.out is None:
             raise VaekitError("--resume needs --out RUN, the run folder to continue")

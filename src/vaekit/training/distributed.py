@@ -73,8 +73,26 @@ def setup(device: torch.device) -> tuple[Ranks, torch.device]:
         raise VaekitError(f"distributed training runs on CPUs (gloo) or CUDA GPUs (NCCL), not {device.type}")
     if not dist.is_initialized():
         backend = "nccl" if device.type == "cuda" else "gloo"
-        dist.init_process_group(backend, timeout=TIMEOUT)
+        dist.init_process_group(
+            backend, store=_store(ranks), rank=ranks.rank, world_size=ranks.world_size, timeout=TIMEOUT
+        )
     return ranks, device
+
+
+def _store(ranks: Ranks) -> dist.Store:
+    """torchrun's key-value store, under a prefix of its own for each restart of the workers: with the
+    default keys, workers restarted by --max-restarts read the dead workers' addresses and never meet."""
+    try:
+        host, port = os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"])
+    except (KeyError, ValueError):
+        raise VaekitError(
+            "run distributed training with torchrun (MASTER_ADDR and MASTER_PORT are not set)"
+        ) from None
+    hosted_by_agent = os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True"
+    store = dist.TCPStore(
+        host, port, ranks.world_size, is_master=not hosted_by_agent and ranks.main, timeout=TIMEOUT
+    )
+    return dist.PrefixStore(f"vaekit/restart_{restart_count()}", store)
 
 
 def share(index: torch.Tensor, ranks: Ranks) -> tuple[torch.Tensor, int]:

@@ -1,0 +1,129 @@
+"""Data-parallel training under torchrun (gloo, 2 processes on this CPU): the same numbers as one
+process, resume with another number of processes, an elastic restart that resumes by itself, and a
+failing rank that stops the job with a clear message."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from vaekit.models.maths import reparameterize
+from vaekit.training.distributed import Ranks, share
+
+TORCHRUN = Path(sys.executable).parent / "torchrun"
+TINY = ["--dataset", "digits", "--hidden", "32", "--latent-dim", "2", "--batch-size", "64", "--no-progress"]
+
+
+def torchrun(nproc: int, *args: str, restarts: int = 0, **popen) -> subprocess.Popen:
+    command = [str(TORCHRUN), "--standalone", f"--nproc-per-node={nproc}", f"--max-restarts={restarts}"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen(
+        [*command, "-m", "vaekit", "train", *TINY, *args], env=env, text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, **popen,
+    )  # fmt: skip
+
+
+def finish(process: subprocess.Popen, timeout: float = 120) -> str:
+    output, _ = process.communicate(timeout=timeout)
+    return output
+
+
+def history(run: Path) -> list[dict]:
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_shares_cover_each_batch_once_and_a_short_batch_is_taken_whole():
+    index = torch.arange(10)
+    parts = [share(index, Ranks(r, 3, r)) for r in range(3)]
+    assert torch.equal(torch.cat([p for p, _ in parts]), index)
+    assert [start for _, start in parts] == [0, 4, 7]
+    short = torch.arange(2)
+    assert all(torch.equal(share(short, Ranks(r, 3, r))[0], short) for r in range(3))
+
+
+def test_noise_rows_are_the_rows_of_the_whole_batchs_noise():
+    mu, logvar = torch.zeros(10, 3), torch.zeros(10, 3)
+    whole = reparameterize(mu, logvar, torch.Generator().manual_seed(1))
+    part = reparameterize(mu[4:7], logvar[4:7], torch.Generator().manual_seed(1), rows=(4, 10))
+    assert torch.equal(part, whole[4:7])
+    k = reparameterize(
+        mu[4:7].expand(2, 3, 3), logvar[4:7].expand(2, 3, 3), torch.Generator().manual_seed(1), rows=(4, 10)
+    )
+    assert torch.equal(
+        k,
+        reparameterize(mu.expand(2, 10, 3), logvar.expand(2, 10, 3), torch.Generator().manual_seed(1))[
+            :, 4:7
+        ],
+    )
+
+
+def test_two_processes_give_one_process_numbers_and_resume_with_another_count(tmp_path):
+    one, two = tmp_path / "one", tmp_path / "two"
+    out_one = finish(torchrun(1, "--epochs", "3", "--out", str(one)))
+    out_two = finish(torchrun(2, "--epochs", "3", "--out", str(two)))
+    assert "run saved" in out_one and "run saved" in out_two, out_two
+    for a, b in zip(history(one), history(two), strict=True):
+        for key in ("train_loss", "train_recon", "train_kl", "val_loss"):
+            assert b[key] == pytest.approx(a[key], rel=1e-4), key
+    test_one = json.loads((one / "eval.json").read_text())["test_loss"]
+    test_two = json.loads((two / "eval.json").read_text())["test_loss"]
+    assert abs(test_one - test_two) < 1e-3
+    weights_one, weights_two = load_file(one / "model.safetensors"), load_file(two / "model.safetensors")
+    assert all(torch.allclose(weights_one[k], weights_two[k], atol=1e-4) for k in weights_one)
+    assert not (two / "tb").exists() and len(history(two)) == 3  # one writer, no duplicate records
+    # a 2-process run resumed by one process (and extended) matches the one-process run extended
+    finish(torchrun(1, "--epochs", "4", "--resume", "--out", str(one)))
+    finish(torchrun(1, "--epochs", "4", "--resume", "--out", str(two)))
+    assert history(two)[-1]["train_loss"] == pytest.approx(history(one)[-1]["train_loss"], rel=1e-4)
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="finds the workers through /proc")
+def test_an_elastic_restart_resumes_from_the_last_checkpoint(tmp_path):
+    run = tmp_path / "run"
+    process = torchrun(2, "--epochs", "20", "--no-fit-prior", "--out", str(run), restarts=1)
+    deadline = time.monotonic() + 60
+    while not (run / "checkpoints" / "last.pt").is_file() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    workers = _children(process.pid)
+    assert len(workers) == 2, workers
+    os.kill(max(workers), signal.SIGKILL)  # one worker dies mid-run
+    output = finish(process, timeout=240)
+    assert process.returncode == 0, output[-2000:]
+    assert "restart 1: resuming" in output and "run saved" in output
+    epochs = [h["epoch"] for h in history(run)]
+    assert epochs == list(range(1, 21))
+
+
+def test_a_failing_rank_stops_the_job_with_a_clear_message(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "notes.txt").write_text("mine")
+    start = time.monotonic()
+    process = torchrun(2, "--epochs", "2", "--out", str(run))
+    output = finish(process, timeout=120)
+    assert process.returncode != 0 and time.monotonic() - start < 100
+    assert "(rank 0): error:" in output and "already holds other files" in output
+    assert "(rank 1): error:" in output  # rank 0's refusal reaches every rank: none is left waiting
+    assert (run / "notes.txt").read_text() == "mine" and len(list(run.iterdir())) == 1
