@@ -223,3 +223,27 @@ def test_resume_refuses_changes_to_what_the_run_is_built_on(trained_run):
     with pytest.raises(VaekitError, match="unknown training setting 'flavour'"):
         resume(trained_run, flavour=True)
     assert folder_snapshot(trained_run) == before
+
+
+def test_the_loss_curve_and_animation_are_drawn_sparingly_but_always_for_the_last_epoch(
+    tmp_path, monkeypatch
+):
+    from PIL import Image
+
+    import vaekit.training.loop as loop
+
+    drawn = []
+    original = loop.save_summaries
+    monkeypatch.setattr(loop, "SUMMARY_SECONDS", 1e9)  # only the first epoch, then the end
+    monkeypatch.setattr(
+        loop,
+        "save_summaries",
+        lambda run, epoch, history: (drawn.append(epoch), original(run, epoch, history)),
+    )
+    out = tmp_path / "run"
+    quiet_trainer(tiny_config(epochs=4, fit_prior=False), out).run()
+    assert drawn == [1, 4]
+    assert all((out / "samples" / f"epoch_{e:03d}.png").is_file() for e in range(1, 5))  # every epoch's grid
+    with Image.open(out / "samples.gif") as gif:
+        assert gif.n_frames == 4
+    assert (out / "loss_curve.png").is_file()

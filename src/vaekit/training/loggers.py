@@ -18,6 +18,7 @@ from vaekit.training.run_folder import TERMS, RunDir
 
 N_GRID_COLUMNS = 8  # sample grid: 8 x 8 images (8 per class for a conditional model) from fixed latents
 N_RECON = 8  # reconstruction grid: 8 fixed validation images over their reconstructions
+SUMMARY_SECONDS = 10.0  # the loss curve and the samples' animation are redrawn at most this often
 
 
 def write_metrics(run: RunDir, history: list[dict[str, Any]]) -> None:
@@ -25,16 +26,15 @@ def write_metrics(run: RunDir, history: list[dict[str, Any]]) -> None:
     write_text(run.metrics, "".join(json.dumps(h) + "\n" for h in history))
 
 
-def save_pictures(
+def save_grids(
     model: VAE,
     run: RunDir,
     epoch: int,
     seed: int,
     grid_images: torch.Tensor,
     grid_labels: torch.Tensor | None,
-    history: list[dict[str, Any]],
 ) -> None:
-    """The epoch's sample grid (and the animation of all of them), reconstruction grid and loss curve."""
+    """The epoch's sample grid and reconstruction grid (a few milliseconds: every epoch)."""
     model.eval()
     with torch.no_grad():
         if model.can_sample:
@@ -43,10 +43,17 @@ def save_pictures(
             n = N_GRID_COLUMNS * (model.num_classes if model.conditional else N_GRID_COLUMNS)
             samples = model.sample(n, generator=generator)
             plots.save_grid(samples, run.sample_grid(epoch), ncol=N_GRID_COLUMNS)
-            frames = [run.sample_grid(e) for e in range(1, epoch + 1) if run.sample_grid(e).is_file()]
-            plots.save_animation(frames, run.samples_gif)
         recons = model.reconstruct(grid_images, grid_labels)
         plots.save_reconstructions(grid_images, recons, run.reconstruction_grid(epoch))
+
+
+def save_summaries(run: RunDir, epoch: int, history: list[dict[str, Any]]) -> None:
+    """The loss curve and the animation of every sample grid so far: a matplotlib figure and a GIF of
+    all epochs cost far more than an epoch's grids, so the loop draws them every SUMMARY_SECONDS and
+    whenever training stops (the last epoch is always drawn)."""
+    frames = [run.sample_grid(e) for e in range(1, epoch + 1) if run.sample_grid(e).is_file()]
+    if frames:
+        plots.save_animation(frames, run.samples_gif)
     plots.save_loss_curve(history, run.loss_curve)
 
 

@@ -36,7 +36,15 @@ from vaekit.evaluate import elbo_terms, eval_options, eval_record, write_eval
 from vaekit.models import MODELS, VAE, GaussianVAE, build_model
 from vaekit.saving import read_run_config, read_safetensors, save_model
 from vaekit.training import distributed
-from vaekit.training.loggers import N_RECON, TensorBoardLogger, epoch_line, save_pictures, write_metrics
+from vaekit.training.loggers import (
+    N_RECON,
+    SUMMARY_SECONDS,
+    TensorBoardLogger,
+    epoch_line,
+    save_grids,
+    save_summaries,
+    write_metrics,
+)
 from vaekit.training.run_folder import (
     RunDir,
     TrainingState,
@@ -155,6 +163,7 @@ class Trainer:
             self.grid_images, self.grid_labels = self.train_batch(torch.arange(min(N_RECON, self.n_train)))
         self.state = TrainingState()
         self._created = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        self._summaries_at = (-1, -float("inf"))  # (epoch, time) the loss curve and animation were drawn
         self.tensorboard: TensorBoardLogger | None = None
         if (
             config.tensorboard and self.ranks.main
@@ -271,6 +280,8 @@ class Trainer:
                         shutil.rmtree(backup, ignore_errors=True)
                         backup = None
         finally:
+            if self.ranks.main and self._summaries_at[0] != self.state.epoch:  # the last epoch is drawn
+                self._save_summaries()
             if self.tensorboard is not None:  # what an interrupted run logged stays readable
                 self.tensorboard.writer.flush()
             if backup is not None:  # failed before replacing it: put the old run back
@@ -411,6 +422,11 @@ class Trainer:
                     )
         s.seconds += time.perf_counter() - start
 
+    def _save_summaries(self) -> None:
+        if self.state.epoch:
+            save_summaries(self.run_dir, self.state.epoch, self.state.history)
+        self._summaries_at = (self.state.epoch, time.monotonic())
+
     @property
     def n_batches(self) -> int:
         return math.ceil(self.n_train / self.config.batch_size)
@@ -511,7 +527,9 @@ class Trainer:
             save_model(self.model, run.model)
         write_json(run.config, self.run_config())
         write_metrics(run, s.history)
-        save_pictures(self.model, run, epoch, self.config.seed, self.grid_images, self.grid_labels, s.history)
+        save_grids(self.model, run, epoch, self.config.seed, self.grid_images, self.grid_labels)
+        if time.monotonic() - self._summaries_at[1] >= SUMMARY_SECONDS:
+            self._save_summaries()
         if self.tensorboard is not None:
             means = logvars = None
             if isinstance(self.model, GaussianVAE) and len(self.x_val):
