@@ -44,10 +44,13 @@ def history(run: Path) -> list[dict]:
 def test_shares_cover_each_batch_once_and_a_short_batch_is_taken_whole():
     index = torch.arange(10)
     parts = [share(index, Ranks(r, 3, r)) for r in range(3)]
-    assert torch.equal(torch.cat([p for p, _ in parts]), index)
-    assert [start for _, start in parts] == [0, 4, 7]
+    assert torch.equal(torch.cat([p for p, _, _ in parts]), index)
+    assert [start for _, start, _ in parts] == [0, 4, 7]
+    assert sum(fraction for _, _, fraction in parts) == pytest.approx(1.0)
     short = torch.arange(2)
-    assert all(torch.equal(share(short, Ranks(r, 3, r))[0], short) for r in range(3))
+    for r in range(3):
+        mine, start, fraction = share(short, Ranks(r, 3, r))
+        assert torch.equal(mine, short) and start == 0 and fraction == pytest.approx(1 / 3)
 
 
 def test_noise_rows_are_the_rows_of_the_whole_batchs_noise():

@@ -95,15 +95,18 @@ def _store(ranks: Ranks) -> dist.Store:
     return dist.PrefixStore(f"vaekit/restart_{restart_count()}", store)
 
 
-def share(index: torch.Tensor, ranks: Ranks) -> tuple[torch.Tensor, int]:
-    """This rank's part of a global batch ``index`` (near-equal contiguous parts, rank 0 first) and
-    where it starts in the batch. A batch smaller than the job (a short last one) is taken whole by
-    every rank, each then standing for 1/world of it, so that no rank has an empty batch."""
-    if not ranks.enabled or len(index) < ranks.world_size:
-        return index, 0
+def share(index: torch.Tensor, ranks: Ranks) -> tuple[torch.Tensor, int, float]:
+    """This rank's part of a global batch ``index`` (near-equal contiguous parts, rank 0 first), where
+    it starts in the batch, and the fraction of the batch it stands for. A batch smaller than the job
+    (a short last one) is taken whole by every rank, each standing for 1/world of it, so that no rank
+    has an empty batch."""
+    if not ranks.enabled:
+        return index, 0, 1.0
+    if len(index) < ranks.world_size:
+        return index, 0, 1.0 / ranks.world_size
     sizes = [len(part) for part in index.tensor_split(ranks.world_size)]
     start = sum(sizes[: ranks.rank])
-    return index[start : start + sizes[ranks.rank]], start
+    return index[start : start + sizes[ranks.rank]], start, sizes[ranks.rank] / len(index)
 
 
 def all_reduce_sum(tensor: torch.Tensor, ranks: Ranks) -> torch.Tensor:

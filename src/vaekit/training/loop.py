@@ -378,8 +378,7 @@ class Trainer:
         with bar:
             while s.step < n_batches:
                 index = s.perm[s.step * cfg.batch_size : (s.step + 1) * cfg.batch_size]
-                mine, first_row = distributed.share(index, self.ranks)  # this rank's part of the batch
-                fraction = len(mine) / len(index) if len(mine) < len(index) else 1 / self.ranks.world_size
+                mine, first_row, fraction = distributed.share(index, self.ranks)  # this rank's part
                 x, y = self.train_batch(mine)
                 if cfg.augment:
                     x = random_affine(x)
