@@ -160,7 +160,7 @@ def main() -> None:
         trainer_c = Trainer(TrainConfig(**config), Path(tmp) / "run_c", progress=False, log=quiet)
         # The same images on both sides (vaekit holds them in its own shuffled order).
         assert trainer_c.n_train == n_images, (trainer_c.n_train, n_images)
-        pixel_sum = int(trainer_c.images[trainer_c.train_rows].sum(dtype=torch.int64))
+        pixel_sum = int(trainer_c.data.images[trainer_c.data.train_rows].sum(dtype=torch.int64))
         assert pixel_sum == int(train_set.data.sum(dtype=torch.int64)), "different training images"
         assert trainer_c.config.batch_size == BATCH_SIZE
 
@@ -200,7 +200,7 @@ def main() -> None:
             print(f"round {r + 1}/{args.rounds}: " + ", ".join(f"{k} {times[k][-1]:.3f}s" for k in PIPELINES))
 
         sizes = epoch_batch_sizes(n_images, BATCH_SIZE)
-        x = trainer_c.images[trainer_c.train_rows].float().div_(255)
+        x = trainer_c.data.images[trainer_c.data.train_rows].float().div_(255)
         flops = {
             "tutorial": flops_per_epoch(tutorial_step_fn(model_a), x, sizes),
             "vaekit": flops_per_epoch(vaekit_step_fn(trainer_c), x, sizes),

@@ -110,7 +110,7 @@ def train_vaekit(config: TrainConfig, out: Path) -> dict[str, Any]:
         "test_recon": result["test_recon"],
         "test_kl": result["test_kl"],
         "train_loss": history[-1]["train_loss"],
-        "n_train": trainer.counts["n_train"],
+        "n_train": trainer.data.counts["n_train"],
         "n_test": result["test_n_images"],
         "val_fraction": config.val_fraction,
         "train_loss_per_epoch": [h["train_loss"] for h in history],

@@ -76,7 +76,7 @@ def test_resized_and_grey(colour_folder, tmp_path):
         ),
         tmp_path / "run",
     )
-    assert trainer.model.image_shape == (1, 6, 6) and trainer.images.dtype == torch.uint8
+    assert trainer.model.image_shape == (1, 6, 6) and trainer.data.images.dtype == torch.uint8
 
 
 def test_an_unlabelled_folder_trains_one_mixture_and_says_why_there_is_no_sample_quality(tmp_path):

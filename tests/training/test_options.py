@@ -237,7 +237,7 @@ def test_binarized_training_and_evaluation(tmp_path, monkeypatch):
         trainer.run()
         runs[mode] = out
         assert all(set(x.unique().tolist()) <= {0.0, 1.0} for x in seen)
-        assert set(trainer.x_test.unique().tolist()) == {0.0, 1.0}
+        assert set(trainer.data.x_test.unique().tolist()) == {0.0, 1.0}
         first, second = seen  # one batch per epoch: the whole shuffled training set
         if mode == "static":  # the same binary images in another order
             assert torch.equal(first.sum(0), second.sum(0))

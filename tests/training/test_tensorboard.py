@@ -51,7 +51,7 @@ def test_tensorboard_logs_steps_epochs_pictures_histograms_and_the_embedding(tmp
     assert [e.step for e in acc.Images("samples")] == [1, 2]
     assert {"posterior/mean", "posterior/logvar"} <= set(tags["histograms"])
     projector = next((run / "tb").glob("*/test_latents"))
-    n_test = min(1000, len(trainer.x_test))
+    n_test = min(1000, len(trainer.data.x_test))
     assert len((projector / "metadata.tsv").read_text().splitlines()) == n_test
     assert len((projector / "tensors.tsv").read_text().splitlines()) == n_test
     assert (projector / "sprite.png").is_file() and (run / "tb" / "projector_config.pbtxt").is_file()

@@ -28,7 +28,7 @@ from tqdm import tqdm
 
 import vaekit
 from vaekit.atomic import write_json
-from vaekit.data import Dataset, binarize, default_data_dir, load_dataset, split_rows, unit_float
+from vaekit.data import binarize, default_data_dir, load_dataset, unit_float
 from vaekit.data.augment import random_affine
 from vaekit.devices import resolve_device
 from vaekit.errors import VaekitError
@@ -36,6 +36,7 @@ from vaekit.evaluate import elbo_terms, eval_options, eval_record, write_eval
 from vaekit.models import MODELS, VAE, GaussianVAE, build_model
 from vaekit.saving import read_run_config, read_safetensors, save_model
 from vaekit.training import distributed
+from vaekit.training.data import place_data
 from vaekit.training.loggers import (
     N_RECON,
     SUMMARY_SECONDS,
@@ -151,14 +152,17 @@ class Trainer:
         self.optimizer = adam(self.model, config.lr)
         self.loss_of = distributed.loss_function(self.model, self.ranks, self.device)
         self.shuffle = torch.Generator().manual_seed(config.seed)
-        self._place_data(dataset)
+        self.data = place_data(dataset, config.val_fraction, config.seed, config.binarize, self.device)
         self.dataset_name = dataset.name
         self.classes = dataset.classes
         self.num_classes = dataset.num_classes
         self.eval_options = eval_options(asdict(config))
         # Fixed images for the per-epoch reconstructions, so that progress is visible across epochs.
-        if len(self.x_val):
-            self.grid_images, self.grid_labels = unit_float(self.x_val[:N_RECON]), self.y_val[:N_RECON]
+        if len(self.data.x_val):
+            self.grid_images, self.grid_labels = (
+                unit_float(self.data.x_val[:N_RECON]),
+                self.data.y_val[:N_RECON],
+            )
         else:
             self.grid_images, self.grid_labels = self.train_batch(torch.arange(min(N_RECON, self.n_train)))
         self.state = TrainingState()
@@ -194,41 +198,13 @@ class Trainer:
             raise found
         return found
 
-    def _place_data(self, dataset: Dataset) -> None:
-        """Keep the images uint8 (a quarter of float32's memory) and gather each batch by row.
-
-        ``images`` is the training storage: on the device if it fits there (a memory-mapped folder cache
-        on the CPU stays mapped, so a dataset larger than memory trains); ``train_rows`` and ``val_rows``
-        index it. Validation and test images are gathered once; evaluation converts them batch by batch.
-        """
-        cfg, dev = self.config, self.device
-        train_rows, val_rows = split_rows(len(dataset.train), cfg.val_fraction, cfg.seed)
-        images, labels = dataset.train.images, dataset.train.labels
-        self.counts = {"n_train": len(train_rows), "n_val": len(val_rows), "n_test": len(dataset.test)}
-        self.x_val, self.y_val = images[val_rows].to(dev), labels[val_rows].to(dev)
-        self.x_test, self.y_test = dataset.test.images.to(dev), dataset.test.labels.to(dev)
-        if cfg.binarize != "none":  # evaluation always sees one fixed binarization
-            self.x_val = binarize(unit_float(self.x_val), "val")
-            self.x_test = binarize(unit_float(self.x_test), "test")
-        if cfg.binarize == "static":  # one fixed draw of the training split, stored as 0 / 255
-            x = binarize(unit_float(images[train_rows].to(dev)), "train")
-            images, labels = x.mul_(255).to(torch.uint8), labels[train_rows]
-            train_rows = torch.arange(len(train_rows))
-        # On the CPU .to is a no-op that keeps a mapped cache mapped; a GPU takes the set if it fits.
-        if dev.type != "cuda" or images.nbytes < 0.5 * torch.cuda.mem_get_info(dev)[0]:
-            images = images.to(dev)
-        self.images, self.labels = images, labels.to(images.device)
-        self.train_rows, self.val_rows = train_rows.to(images.device), val_rows.to(images.device)
-
     @property
     def n_train(self) -> int:
-        return len(self.train_rows)
+        return self.data.n_train
 
     def train_batch(self, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Training images (float in [0, 1], on the device) and labels at positions ``index`` of the split."""
-        rows = self.train_rows.index_select(0, index.to(self.train_rows.device))
-        x = self.images.index_select(0, rows).to(self.device, non_blocking=True)
-        return unit_float(x), self.labels.index_select(0, rows).to(self.device, non_blocking=True)
+        return self.data.batch(index)
 
     # ----------------------------------------------------------------------------------- checkpoints
     def run_config(self) -> dict[str, Any]:
@@ -242,7 +218,7 @@ class Trainer:
             "data": {
                 "dataset": self.dataset_name,
                 "data_dir": self.data_dir,
-                **self.counts,
+                **self.data.counts,
                 "image_shape": list(self.model.image_shape),
                 "classes": self.classes,
             },
@@ -265,7 +241,7 @@ class Trainer:
                 "with vaekit train-prior"
             )
         n_params = sum(p.numel() for p in self.model.parameters())
-        counts = self.counts
+        counts = self.data.counts
         self.log(
             f"training {self.model.name} ({n_params:,} parameters) on {self.dataset_name}: "
             f"{counts['n_train']:,} train / {counts['n_val']:,} val images, {self.device}, "
@@ -324,11 +300,14 @@ class Trainer:
         assert isinstance(self.model, GaussianVAE)
         # Up to PRIOR_FIT_IMAGES training images (a seeded choice beyond that): the mixture needs no more,
         # and a memory-mapped dataset is gathered into memory no larger than that.
-        rows = self.train_rows
+        rows = self.data.train_rows
         if len(rows) > PRIOR_FIT_IMAGES:
             chosen = torch.randperm(len(rows), generator=torch.Generator().manual_seed(self.config.seed))
             rows = rows[chosen[:PRIOR_FIT_IMAGES].to(rows.device)]
-        x, labels = self.images.index_select(0, rows).to(self.device), self.labels[rows].to(self.device)
+        x, labels = (
+            self.data.images.index_select(0, rows).to(self.device),
+            self.data.labels[rows].to(self.device),
+        )
         if self.config.binarize == "dynamic":
             x = binarize(unit_float(x), "train")
         classes = self.num_classes
@@ -448,7 +427,7 @@ class Trainer:
 
     def _log_embedding(self, n: int = 1000) -> None:
         """The first ``n`` test images' latent means (a VQ-VAE: its encoder's output, flattened)."""
-        x, y = self.x_test[:n], self.y_test[:n]
+        x, y = self.data.x_test[:n], self.data.y_test[:n]
         with torch.no_grad():
             images = unit_float(x)
             if isinstance(self.model, GaussianVAE):
@@ -503,8 +482,10 @@ class Trainer:
         self._check_finite(train["loss"])
         kl_weight = self.kl_weight() if isinstance(self.model, GaussianVAE) else None
         val = None
-        if len(self.x_val):
-            val = elbo_terms(self.model, self.x_val, self.y_val, seed=self.config.seed, **self.eval_options)
+        if len(self.data.x_val):
+            val = elbo_terms(
+                self.model, self.data.x_val, self.data.y_val, seed=self.config.seed, **self.eval_options
+            )
         seconds = s.seconds + time.perf_counter() - start
         epoch = s.epoch + 1
         record: dict[str, Any] = {"epoch": epoch}
@@ -531,22 +512,24 @@ class Trainer:
             self._save_summaries()
         if self.tensorboard is not None:
             means = logvars = None
-            if isinstance(self.model, GaussianVAE) and len(self.x_val):
+            if isinstance(self.model, GaussianVAE) and len(self.data.x_val):
                 with torch.no_grad():
-                    x, y = self.x_val[:1000], self.y_val[:1000]
+                    x, y = self.data.x_val[:1000], self.data.y_val[:1000]
                     means, logvars = self.model.encode(unit_float(x), y if self.model.conditional else None)
             self.tensorboard.epoch(record, epoch * self.n_batches, means, logvars)
         self.log(epoch_line(record, self.config.epochs, train, val))
 
     def evaluate_test(self) -> dict[str, Any]:
-        terms = elbo_terms(self.model, self.x_test, self.y_test, seed=self.config.seed, **self.eval_options)
-        result = eval_record(terms, "test", len(self.x_test), self.state.epoch)
+        terms = elbo_terms(
+            self.model, self.data.x_test, self.data.y_test, seed=self.config.seed, **self.eval_options
+        )
+        result = eval_record(terms, "test", len(self.data.x_test), self.state.epoch)
         if self.config.early_stopping:
             result["best_epoch"] = self.state.best_epoch
         write_eval(self.run_dir.eval, result)
         self.log(
             f"test loss {result['test_loss']:.2f} (recon {result['test_recon']:.2f} + "
-            f"kl {result['test_kl']:.2f}) over {len(self.x_test)} images"
+            f"kl {result['test_kl']:.2f}) over {len(self.data.x_test)} images"
         )
         return result
 

@@ -1,0 +1,62 @@
+"""A run's images as the loop uses them: uint8 tensors (a quarter of float32's memory) gathered by row.
+
+``images`` is the training storage: on the device if it fits there (a memory-mapped folder cache on
+the CPU stays mapped, so a dataset larger than memory trains); ``train_rows`` and ``val_rows`` index
+it. Validation and test images are gathered once; evaluation converts them batch by batch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from vaekit.data import Dataset, binarize, split_rows, unit_float
+
+
+@dataclass
+class TrainingData:
+    images: torch.Tensor  # uint8 [N, C, H, W]: the training storage
+    labels: torch.Tensor
+    train_rows: torch.Tensor  # the training split's rows of ``images``
+    val_rows: torch.Tensor
+    x_val: torch.Tensor  # validation and test images (uint8, or float 0 / 1 when binarized)
+    y_val: torch.Tensor
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+    counts: dict[str, int]  # n_train, n_val, n_test
+    device: torch.device
+
+    @property
+    def n_train(self) -> int:
+        return len(self.train_rows)
+
+    def batch(self, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Training images (float in [0, 1], on the device) and labels at positions ``index`` of the split."""
+        rows = self.train_rows.index_select(0, index.to(self.train_rows.device))
+        x = self.images.index_select(0, rows).to(self.device, non_blocking=True)
+        return unit_float(x), self.labels.index_select(0, rows).to(self.device, non_blocking=True)
+
+
+def place_data(
+    dataset: Dataset, val_fraction: float, seed: int, binarization: str, device: torch.device
+) -> TrainingData:
+    """Split ``dataset``'s training set (seeded), binarize as asked, and put what fits on ``device``."""
+    train_rows, val_rows = split_rows(len(dataset.train), val_fraction, seed)
+    images, labels = dataset.train.images, dataset.train.labels
+    counts = {"n_train": len(train_rows), "n_val": len(val_rows), "n_test": len(dataset.test)}
+    x_val, y_val = images[val_rows].to(device), labels[val_rows].to(device)
+    x_test, y_test = dataset.test.images.to(device), dataset.test.labels.to(device)
+    if binarization != "none":  # evaluation always sees one fixed binarization
+        x_val, x_test = binarize(unit_float(x_val), "val"), binarize(unit_float(x_test), "test")
+    if binarization == "static":  # one fixed draw of the training split, stored as 0 / 255
+        x = binarize(unit_float(images[train_rows].to(device)), "train")
+        images, labels = x.mul_(255).to(torch.uint8), labels[train_rows]
+        train_rows = torch.arange(len(train_rows))
+    # On the CPU .to is a no-op that keeps a mapped cache mapped; a GPU takes the set if it fits.
+    if device.type != "cuda" or images.nbytes < 0.5 * torch.cuda.mem_get_info(device)[0]:
+        images = images.to(device)
+    return TrainingData(
+        images, labels.to(images.device), train_rows.to(images.device), val_rows.to(images.device),
+        x_val, y_val, x_test, y_test, counts, device,
+    )  # fmt: skip
