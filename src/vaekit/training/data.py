@@ -37,6 +37,15 @@ class TrainingData:
         x = self.images.index_select(0, rows).to(self.device, non_blocking=True)
         return unit_float(x), self.labels.index_select(0, rows).to(self.device, non_blocking=True)
 
+    def sample_of_train(self, limit: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The training split's images (uint8, on the device) and labels, or a seeded choice of ``limit``
+        of them: a memory-mapped dataset is gathered into memory no larger than that."""
+        rows = self.train_rows
+        if len(rows) > limit:
+            chosen = torch.randperm(len(rows), generator=torch.Generator().manual_seed(seed))
+            rows = rows[chosen[:limit].to(rows.device)]
+        return self.images.index_select(0, rows).to(self.device), self.labels[rows].to(self.device)
+
 
 def place_data(
     dataset: Dataset, val_fraction: float, seed: int, binarization: str, device: torch.device

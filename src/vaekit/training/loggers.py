@@ -12,8 +12,9 @@ from PIL import Image
 
 from vaekit import plots
 from vaekit.atomic import write_text
+from vaekit.data import unit_float
 from vaekit.errors import VaekitError
-from vaekit.models import VAE
+from vaekit.models import VAE, GaussianVAE
 from vaekit.training.run_folder import TERMS, RunDir
 
 N_GRID_COLUMNS = 8  # sample grid: 8 x 8 images (8 per class for a conditional model) from fixed latents
@@ -101,33 +102,46 @@ class TensorBoardLogger:
             self.writer.add_scalar(f"step/{name}", value, last)
 
     def epoch(
-        self,
-        record: dict[str, Any],
-        global_step: int,
-        means: torch.Tensor | None,
-        logvars: torch.Tensor | None,
+        self, record: dict[str, Any], global_step: int, model: VAE, x_val: torch.Tensor, y_val: torch.Tensor
     ) -> None:
+        """The epoch's scalars and grids, and histograms of the first 1,000 validation images' posterior
+        means and log-variances (Gaussian latents)."""
         epoch = record["epoch"]
         for key, value in record.items():
             if key != "epoch" and value is not None:
                 self.writer.add_scalar(f"epoch/{key}", value, epoch)
-        for name, path in (
+        grids = (
             ("samples", self.run.sample_grid(epoch)),
             ("reconstructions", self.run.reconstruction_grid(epoch)),
-        ):
+        )
+        for name, path in grids:
             if path.is_file():
                 with Image.open(path) as picture:
                     array = np.asarray(picture.convert("RGB"))
                 self.writer.add_image(name, array, epoch, dataformats="HWC")
-        if means is not None:
+        if isinstance(model, GaussianVAE) and len(x_val):
+            with torch.no_grad():
+                labels = y_val[:1000] if model.conditional else None
+                means, logvars = model.encode(unit_float(x_val[:1000]), labels)
             self.writer.add_histogram("posterior/mean", means, global_step)
             self.writer.add_histogram("posterior/logvar", logvars, global_step)
         self.writer.flush()
 
-    def embedding(self, means: torch.Tensor, labels: list[str], thumbnails: torch.Tensor, step: int) -> None:
-        """Latent means [N, D] with their class names and images [N, C, H, W] in [0, 1] for the projector."""
+    def embedding(
+        self, model: VAE, x: torch.Tensor, y: torch.Tensor, classes: list[str], step: int, n: int = 1000
+    ) -> None:
+        """The first ``n`` test images' latent means (a VQ-VAE: its quantized codes, flattened) with their
+        class names and thumbnails, for TensorBoard's projector."""
+        x, y = x[:n], y[:n]
+        with torch.no_grad():
+            images = unit_float(x)
+            if isinstance(model, GaussianVAE):
+                means = model.encode(images, y if model.conditional else None)[0].float()
+            else:
+                means = model.embed(model.encode(images)).flatten(1).float()
+        names = [classes[i] if 0 <= i < len(classes) else "-" for i in y.tolist()]
         self.writer.add_embedding(
-            means, metadata=labels, label_img=thumbnails, global_step=step, tag="test_latents"
+            means.cpu(), metadata=names, label_img=images.float().cpu(), global_step=step, tag="test_latents"
         )
         self.writer.flush()
 

@@ -277,7 +277,8 @@ class Trainer:
             self.model.load_state_dict(state)
         result = self.evaluate_test()
         if self.tensorboard is not None:
-            self._log_embedding()
+            step = self.state.epoch * self.n_batches
+            self.tensorboard.embedding(self.model, self.data.x_test, self.data.y_test, self.classes, step)
             self.tensorboard.close()
         if self.refits_prior:
             self.fit_prior()
@@ -300,14 +301,7 @@ class Trainer:
         assert isinstance(self.model, GaussianVAE)
         # Up to PRIOR_FIT_IMAGES training images (a seeded choice beyond that): the mixture needs no more,
         # and a memory-mapped dataset is gathered into memory no larger than that.
-        rows = self.data.train_rows
-        if len(rows) > PRIOR_FIT_IMAGES:
-            chosen = torch.randperm(len(rows), generator=torch.Generator().manual_seed(self.config.seed))
-            rows = rows[chosen[:PRIOR_FIT_IMAGES].to(rows.device)]
-        x, labels = (
-            self.data.images.index_select(0, rows).to(self.device),
-            self.data.labels[rows].to(self.device),
-        )
+        x, labels = self.data.sample_of_train(PRIOR_FIT_IMAGES, self.config.seed)
         if self.config.binarize == "dynamic":
             x = binarize(unit_float(x), "train")
         classes = self.num_classes
@@ -425,20 +419,6 @@ class Trainer:
         self.tensorboard.steps(first_step, s.terms, torch.stack(logged).tolist(), scalars)
         return s.step, now
 
-    def _log_embedding(self, n: int = 1000) -> None:
-        """The first ``n`` test images' latent means (a VQ-VAE: its encoder's output, flattened)."""
-        x, y = self.data.x_test[:n], self.data.y_test[:n]
-        with torch.no_grad():
-            images = unit_float(x)
-            if isinstance(self.model, GaussianVAE):
-                means = self.model.encode(images, y if self.model.conditional else None)[0].float()
-            else:
-                means = self.model.embed(self.model.encode(images)).flatten(1).float()
-        names = [self.classes[i] if 0 <= i < len(self.classes) else "-" for i in y.tolist()]
-        self.tensorboard.embedding(
-            means.cpu(), names, images.float().cpu(), self.state.epoch * self.n_batches
-        )
-
     def _autocast(self) -> torch.autocast:
         """bf16 mixed precision for the training step's convolutions and matmuls, if asked for.
 
@@ -511,12 +491,9 @@ class Trainer:
         if time.monotonic() - self._summaries_at[1] >= SUMMARY_SECONDS:
             self._save_summaries()
         if self.tensorboard is not None:
-            means = logvars = None
-            if isinstance(self.model, GaussianVAE) and len(self.data.x_val):
-                with torch.no_grad():
-                    x, y = self.data.x_val[:1000], self.data.y_val[:1000]
-                    means, logvars = self.model.encode(unit_float(x), y if self.model.conditional else None)
-            self.tensorboard.epoch(record, epoch * self.n_batches, means, logvars)
+            self.tensorboard.epoch(
+                record, epoch * self.n_batches, self.model, self.data.x_val, self.data.y_val
+            )
         self.log(epoch_line(record, self.config.epochs, train, val))
 
     def evaluate_test(self) -> dict[str, Any]:
