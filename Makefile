@@ -30,6 +30,7 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/epoch_speed.py
+	$(PY) benchmarks/run_speed.py
 	$(PY) benchmarks/quality.py
 	$(PY) benchmarks/conv_speed.py
 	$(PY) benchmarks/models.py

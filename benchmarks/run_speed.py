@@ -1,0 +1,143 @@
+"""A whole training run, tutorial against vaekit: MLP 784-400-20, batch 128, 12,000 MNIST images.
+
+Why: issue 13 asks that a whole 10-epoch run be at least 2x faster than the tutorial's, and that the
+end-of-epoch work (validation, checkpoint, weights, metrics, pictures) stay under 10% of an epoch.
+
+  tutorial   pytorch/examples vae/main.py step for step: per-sample Dataset + DataLoader, train(), then
+             test() over the 10,000 test images and the two pictures it saves every epoch (8 test images
+             over their reconstructions, 64 samples), from loading the data to the last epoch
+  vaekit     Trainer(config, folder).run(): loading, every epoch's training, validation, checkpoint,
+             weights, metrics and pictures, the test evaluation, and the fitted prior at the end (also
+             timed without it, --no-fit-prior, which is what the tutorial does not do)
+
+Rounds alternate the pipelines; medians. vaekit's epochs are also split into training and end-of-epoch
+seconds (from metrics.jsonl's seconds and the loop's own clock). Results: benchmarks/results/run_speed.json.
+Run alone (no other torch process) from the repository root:
+    .venv/bin/python benchmarks/run_speed.py [--epochs 10] [--rounds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from _common import (
+    DEFAULT_DATA_DIR,
+    TutorialVAE,
+    check_data_dir,
+    format_table,
+    tutorial_datasets,
+    tutorial_loader,
+    tutorial_optimizer,
+    tutorial_test_loss,
+    tutorial_train_epoch,
+    write_results,
+)
+
+from vaekit import plots
+from vaekit.training import TrainConfig, Trainer
+
+
+def tutorial_run(data_dir: Path, epochs: int, out: Path) -> float:
+    start = time.perf_counter()
+    train, test = tutorial_datasets(data_dir)
+    train_loader, test_loader = tutorial_loader(train, True), tutorial_loader(test, False)
+    torch.manual_seed(1)
+    model = TutorialVAE()
+    optimizer = tutorial_optimizer(model)
+    for epoch in range(1, epochs + 1):
+        tutorial_train_epoch(model, optimizer, train_loader)
+        tutorial_test_loss(model, test_loader)
+        with torch.no_grad():  # the tutorial's two save_image calls of every epoch
+            data, _ = next(iter(test_loader))
+            recon, _, _ = model(data[:8])
+            comparison = torch.cat([data[:8], recon.view(8, 1, 28, 28)])
+            plots.save_grid(comparison, out / f"reconstruction_{epoch}.png", ncol=8)
+            sample = model.decode(torch.randn(64, 20)).view(64, 1, 28, 28)
+            plots.save_grid(sample, out / f"sample_{epoch}.png", ncol=8)
+    return time.perf_counter() - start
+
+
+def vaekit_run(data_dir: Path, epochs: int, out: Path, fit_prior: bool) -> dict[str, Any]:
+    start = time.perf_counter()
+    config = TrainConfig(dataset="mnist", data_dir=str(data_dir.parent), epochs=epochs, fit_prior=fit_prior)
+    trainer = Trainer(config, out, overwrite=True, progress=False, log=lambda line: None)
+    train_seconds, end_seconds = [], []
+    train_epoch, end_epoch = trainer._train_epoch, trainer._end_epoch
+
+    def timed_train(ctrl_c: Any) -> None:
+        t = time.perf_counter()
+        train_epoch(ctrl_c)
+        train_seconds.append(time.perf_counter() - t)
+
+    def timed_end() -> None:
+        t = time.perf_counter()
+        end_epoch()
+        end_seconds.append(time.perf_counter() - t)
+
+    trainer._train_epoch, trainer._end_epoch = timed_train, timed_end
+    trainer.run()
+    return {
+        "seconds": time.perf_counter() - start,
+        "train_epoch_s": statistics.median(train_seconds),
+        "end_of_epoch_s": statistics.median(end_seconds),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
+    args = parser.parse_args()
+    check_data_dir(args.data_dir)
+    torch.set_num_threads(torch.get_num_threads())
+    times: dict[str, list[float]] = {"tutorial": [], "vaekit": [], "vaekit_no_prior": []}
+    splits: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        for round_ in range(args.rounds):
+            order = ["tutorial", "vaekit", "vaekit_no_prior"]
+            order = order[round_ % 3 :] + order[: round_ % 3]
+            for name in order:
+                out = root / f"{name}-{round_}"
+                out.mkdir()
+                if name == "tutorial":
+                    times[name].append(tutorial_run(args.data_dir, args.epochs, out))
+                else:
+                    result = vaekit_run(args.data_dir, args.epochs, out, fit_prior=name == "vaekit")
+                    times[name].append(result["seconds"])
+                    splits.append(result)
+                print(f"round {round_ + 1}: {name} {times[name][-1]:.2f} s", flush=True)
+    median = {name: statistics.median(values) for name, values in times.items()}
+    train_epoch = statistics.median(s["train_epoch_s"] for s in splits)
+    end_epoch = statistics.median(s["end_of_epoch_s"] for s in splits)
+    results = {
+        "benchmark": "run_speed",
+        "what": f"a whole {args.epochs}-epoch run, MLP 784-400-20, batch 128, 12,000 MNIST images, CPU",
+        "epochs": args.epochs,
+        "rounds": args.rounds,
+        "median_s": median,
+        "raw_s": times,
+        "speedup_vs_tutorial": {k: median["tutorial"] / median[k] for k in ("vaekit", "vaekit_no_prior")},
+        "vaekit_train_epoch_s": train_epoch,
+        "vaekit_end_of_epoch_s": end_epoch,
+        "end_of_epoch_share": end_epoch / (train_epoch + end_epoch),
+        "threads": torch.get_num_threads(),
+    }
+    rows = [[name, f"{median[name]:.2f}", f"{median['tutorial'] / median[name]:.2f}x"] for name in times]
+    print(format_table(["pipeline", f"s / {args.epochs}-epoch run", "vs tutorial"], rows))
+    print(
+        f"vaekit epoch: training {train_epoch:.3f} s + end of epoch {end_epoch:.3f} s "
+        f"({100 * results['end_of_epoch_share']:.1f}% of the epoch)"
+    )
+    print(f"results: {write_results('run_speed', results)}")
+
+
+if __name__ == "__main__":
+    main()
