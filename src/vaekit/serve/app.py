@@ -23,6 +23,7 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from PIL import Image, ImageOps
 
+from vaekit.analysis import slerp
 from vaekit.errors import VaekitError
 from vaekit.plots import image_grid
 from vaekit.serve.batching import DecodeBatcher
@@ -159,9 +160,7 @@ def create_app(
         run = state(request.run)
         model = run.model
         if request.label is not None:
-            if not (
-                model.conditional or (run.gaussian and model.prior is not None and model.prior.has_classes)
-            ):
+            if not model.samples_by_class(request.prior):
                 raise HTTPException(422, f"run {run.name} cannot sample by class")
             if not 0 <= request.label < len(run.classes):
                 raise HTTPException(422, f"label must be in 0..{len(run.classes) - 1}")
@@ -219,15 +218,8 @@ def create_app(
             if i >= len(run.means):
                 raise HTTPException(422, f"test image {i} is not among the {len(run.means)} reference images")
         a, b = run.means[request.start], run.means[request.end]
-        t = torch.linspace(0, 1, request.steps).unsqueeze(1)
-        if request.spherical:
-            omega = torch.arccos(torch.clamp(torch.nn.functional.cosine_similarity(a, b, dim=0), -1, 1))
-            if omega.abs() < 1e-6:
-                z = (1 - t) * a + t * b
-            else:
-                z = (torch.sin((1 - t) * omega) * a + torch.sin(t * omega) * b) / torch.sin(omega)
-        else:
-            z = (1 - t) * a + t * b
+        t = torch.linspace(0, 1, request.steps)
+        z = slerp(a, b, t) if request.spherical else a + t[:, None] * (b - a)
         labels = None
         if run.model.conditional:
             labels = run.labels[request.start].repeat(request.steps).to(device)

@@ -134,9 +134,7 @@ class RunState:
             "dataset": data["dataset"],
             "priors": ["standard", "fitted"] if self.gaussian and model.prior is not None else ["standard"],
             "can_sample": bool(model.can_sample),
-            "samples_by_class": bool(
-                model.conditional or (self.gaussian and model.prior is not None and model.prior.has_classes)
-            ),
+            "samples_by_class": model.samples_by_class(),
             "kl_order": self.kl_order,
             "kl": self.kl,
             "n_reference": len(self.images),

@@ -339,7 +339,7 @@ class Trainer:
             s.seconds = 0.0
         model.train()
         start = time.perf_counter()
-        logged, logged_at = [], (s.step, start)  # TensorBoard: the terms of the steps since the last write
+        logged, logged_at = [], (self._images_seen(), start)  # TensorBoard: steps since the last write
         bar = tqdm(
             total=n_batches,
             initial=s.step,
@@ -404,20 +404,17 @@ class Trainer:
         return math.ceil(self.n_train / self.config.batch_size)
 
     def _log_steps(self, logged: list[torch.Tensor], since: tuple[int, float]) -> tuple[int, float]:
-        """Write the terms of the steps since ``since`` (step, time) to TensorBoard in one transfer."""
-        s, now = self.state, time.perf_counter()
+        """Write the terms of the steps since ``since`` (images seen, time) to TensorBoard in one transfer."""
+        s, now, seen = self.state, time.perf_counter(), self._images_seen()
         first_step = s.epoch * self.n_batches + s.step - len(logged)
-        images = min(s.step * self.config.batch_size, self.n_train) - min(
-            since[0] * self.config.batch_size, self.n_train
-        )
         scalars = {
             "lr": self.optimizer.param_groups[0]["lr"],
-            "images_per_second": images / max(now - since[1], 1e-9),
+            "images_per_second": (seen - since[0]) / max(now - since[1], 1e-9),
         }
         if isinstance(self.model, GaussianVAE):
             scalars["kl_weight"] = self.kl_weight()
         self.tensorboard.steps(first_step, s.terms, torch.stack(logged).tolist(), scalars)
-        return s.step, now
+        return seen, now
 
     def _autocast(self) -> torch.autocast:
         """bf16 mixed precision for the training step's convolutions and matmuls, if asked for.

@@ -119,7 +119,7 @@ function buildControls() {
   $("interp-a").max = max; $("interp-b").max = max;
   $("temperature").value = S.temperature; $("temperature-value").textContent = S.temperature.toFixed(2);
   const isGaussian = gaussian();
-  ["pad-box", "sliders", "random-z", "origin-z", "walk-section"].forEach((id) => { $(id).hidden = !isGaussian; });
+  ["sliders", "random-z", "origin-z", "walk-section"].forEach((id) => { $(id).hidden = !isGaussian; });
   $("neighbours").hidden = !isGaussian; $("neighbours").previousElementSibling.hidden = !isGaussian;
   $("pad-box").hidden = !isGaussian || !r.pad;
   $("pad-axes").textContent = r.pad ? `pad: ${r.pad.names[0]} → right, ${r.pad.names[1]} ↑ up; ${r.n_reference} test images` : "";
@@ -147,10 +147,10 @@ function wire() {
   $("group-b").addEventListener("change", () => { S.groupB = $("group-b").value; selectTool("attribute"); });
   $("attr-scale").addEventListener("change", () => { S.scale = Math.min(Math.max(+$("attr-scale").value || 1, 0.5), 5); selectTool("attribute"); });
   $("clear-marks").addEventListener("click", () => { S.marks = { a: new Set(), b: new Set() }; selectTool("attribute"); refreshNeighbours(); });
-  window.addEventListener("hashchange", () => { if (location.hash.slice(1) !== lastHash()) start(readHash()); });
+  // a URL pasted or edited by hand (the page's own rewrites use replaceState, which fires no hashchange)
+  window.addEventListener("hashchange", () => start(readHash()));
 }
 function clampIndex(value) { return Math.min(Math.max(Math.trunc(+value) || 0, 0), run().n_reference - 1); }
-function lastHash() { return new URLSearchParams(location.hash.slice(1)).toString(); }
 
 async function initialZ() {
   if (gaussian()) return S.latents[S.primary].means[0].slice();  // the first test image: a real picture

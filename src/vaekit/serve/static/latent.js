@@ -96,7 +96,6 @@ export function buildSliders() {
     const input = label.querySelector("input");
     Object.assign(input, { min: -limit, max: limit, id: `slider-${i}` });
     input.dataset.testid = `latent-slider-${id}`; input.dataset.axis = i;
-    input.setAttribute("data-testid", `latent-slider-${id}`);
     input.setAttribute("aria-label", name);
     input.addEventListener("input", () => { moveAlong(axes, i, +input.value); zChanged(`slider-${i}`); });
     box.appendChild(label);
