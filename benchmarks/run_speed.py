@@ -96,7 +96,6 @@ def main() -> None:
     parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
     args = parser.parse_args()
     check_data_dir(args.data_dir)
-    torch.set_num_threads(torch.get_num_threads())
     times: dict[str, list[float]] = {"tutorial": [], "vaekit": [], "vaekit_no_prior": []}
     splits: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as tmp:
