@@ -247,3 +247,38 @@ def test_the_loss_curve_and_animation_are_drawn_sparingly_but_always_for_the_las
     with Image.open(out / "samples.gif") as gif:
         assert gif.n_frames == 4
     assert (out / "loss_curve.png").is_file()
+
+
+def test_conv_models_train_on_channels_last_weights_and_save_them_as_they_are(tmp_path):
+    import vaekit
+
+    config = tiny_config(model="conv", hidden=None, channels=[4, 8], epochs=1)
+    trainer = quiet_trainer(config, tmp_path / "run")
+    convs = [m for m in trainer.model.modules() if isinstance(m, torch.nn.Conv2d | torch.nn.ConvTranspose2d)]
+    assert convs and all(m.weight.is_contiguous(memory_format=torch.channels_last) for m in convs)
+    assert not convs[1].weight.is_contiguous()  # the layout really differs from the default
+    trainer.run()
+    loaded = vaekit.load(tmp_path / "run").state_dict()
+    for key, value in trainer.model.state_dict().items():
+        assert torch.equal(loaded[key], value), key
+
+
+def test_a_conv_run_resumes_exactly(tmp_path):
+    config = dict(model="conv", hidden=None, channels=[4, 8], fit_prior=False)
+    quiet_trainer(tiny_config(epochs=2, **config), tmp_path / "whole").run()
+    quiet_trainer(tiny_config(epochs=1, **config), tmp_path / "parts").run()
+    resume(tmp_path / "parts", epochs=2, progress=False, log=lambda line: None)
+    assert_same_run(tmp_path / "whole", tmp_path / "parts")
+
+
+def test_bf16_on_a_cpu_without_bf16_units_is_called_out(tmp_path, monkeypatch):
+    from vaekit.training import loop
+
+    lines = []
+    monkeypatch.setattr(loop, "cpu_has_bf16", lambda: False)
+    loop.Trainer(tiny_config(precision="bf16"), tmp_path / "run", progress=False, log=lines.append)
+    assert any("no native bfloat16" in line for line in lines)
+    monkeypatch.setattr(loop, "cpu_has_bf16", lambda: True)
+    lines.clear()
+    loop.Trainer(tiny_config(precision="bf16"), tmp_path / "run2", progress=False, log=lines.append)
+    assert not any("bfloat16" in line for line in lines)
