@@ -49,7 +49,7 @@ from _common import (
 )
 from torch.utils.flop_counter import FlopCounterMode
 
-from vaekit.training import CtrlC, TrainConfig, Trainer
+from vaekit.training import Adam, CtrlC, TrainConfig, Trainer
 
 PIPELINES = ("tutorial", "tutorial_vaekit_model", "vaekit")
 LABELS = {
@@ -108,7 +108,7 @@ def tutorial_step_fn(model: TutorialVAE) -> Callable[[torch.Tensor], None]:
 
 def vaekit_step_fn(trainer: Trainer) -> Callable[[torch.Tensor], None]:
     model = copy.deepcopy(trainer.model)
-    optimizer = type(trainer.optimizer)(model.parameters(), **trainer.optimizer.defaults)
+    optimizer = Adam(model.parameters(), lr=trainer.config.lr)
 
     def step(x: torch.Tensor) -> None:
         objective, _ = model.loss(x)

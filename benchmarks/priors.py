@@ -42,7 +42,7 @@ from vaekit.models import build_model
 from vaekit.models.mixture import MixturePrior
 from vaekit.quality import classify, load_classifier, sample_quality
 from vaekit.train_prior import fit_mixture_prior
-from vaekit.training import TrainConfig, Trainer, adam, resume
+from vaekit.training import Adam, TrainConfig, Trainer, resume
 
 DOCS = REPO_ROOT / "docs"
 MODELS = [
@@ -143,7 +143,7 @@ def bench_cvae(data_dir: Path, work: Path, classifier: Any, test: Any) -> dict[s
             ):  # the cvae of the previous release: N(0, I) prior, the same initial weights
                 torch.manual_seed(config.seed)
                 trainer.model = build_model({**trainer.model.config, "class_prior": False})
-                trainer.optimizer = adam(trainer.model, config.lr)
+                trainer.optimizer = Adam(trainer.model.parameters(), lr=config.lr)
             trainer.run()
             for epochs in (5, 10):
                 if epochs == 10:  # resuming is exact: the same as 10 epochs straight

@@ -1,8 +1,10 @@
-"""Training runs: settings.py (TrainConfig, what may change on resume), run_folder.py (the folder and
-its checkpoints), loop.py (the Trainer: one plain, model-agnostic loop), loggers.py (metrics, pictures,
-the console line)."""
+"""Training runs: settings.py (TrainConfig, what may change on resume), config_files.py (--config),
+run_folder.py (the folder and its checkpoints), data.py (datasets placed on the device), loop.py (the
+Trainer: one plain, model-agnostic loop), optim.py (Adam), loggers.py (metrics, pictures, TensorBoard,
+the console line), distributed.py (torchrun)."""
 
-from vaekit.training.loop import PRIOR_FIT_IMAGES, CtrlC, Trainer, TrainingInterrupted, adam, resume, train
+from vaekit.training.loop import PRIOR_FIT_IMAGES, CtrlC, Trainer, TrainingInterrupted, resume, train
+from vaekit.training.optim import Adam
 from vaekit.training.run_folder import TERMS, RunDir, default_run_dir
 from vaekit.training.settings import (
     FIXED_ON_RESUME,
@@ -13,6 +15,7 @@ from vaekit.training.settings import (
 )
 
 __all__ = [
+    "Adam",
     "FIXED_ON_RESUME",
     "MODEL_SETTINGS",
     "PRIOR_FIT_IMAGES",
@@ -22,7 +25,6 @@ __all__ = [
     "TrainConfig",
     "Trainer",
     "TrainingInterrupted",
-    "adam",
     "default_run_dir",
     "model_config",
     "resume",

@@ -46,6 +46,7 @@ from vaekit.training.loggers import (
     save_summaries,
     write_metrics,
 )
+from vaekit.training.optim import Adam
 from vaekit.training.run_folder import (
     RunDir,
     TrainingState,
@@ -64,17 +65,6 @@ CONVOLUTIONS = (torch.nn.Conv2d, torch.nn.ConvTranspose2d)
 
 class TrainingInterrupted(Exception):
     """Ctrl-C stopped training; a checkpoint at the exact position was saved."""
-
-
-def adam(model: torch.nn.Module, lr: float) -> torch.optim.Adam:
-    """Adam with the fused kernel (one op for all parameters: about 20% of an MLP epoch on CPU).
-
-    Fused Adam on the CPU needs torch >= 2.4; older versions refuse it at construction.
-    """
-    try:
-        return torch.optim.Adam(model.parameters(), lr=lr, fused=True)
-    except RuntimeError:
-        return torch.optim.Adam(model.parameters(), lr=lr)
 
 
 def cpu_has_bf16() -> bool:
@@ -168,7 +158,7 @@ class Trainer:
         # A fitted prior (vaekit train-prior, or the end of training) belongs to latents that further
         # training changes: a resumed run starts without it, and refits it at the end if it can.
         self.drops_prior = had_prior and not self.refits_prior
-        self.optimizer = adam(self.model, config.lr)
+        self.optimizer = Adam(self.model.parameters(), lr=config.lr)
         self.loss_of = distributed.loss_function(self.model, self.ranks, self.device)
         self.shuffle = torch.Generator().manual_seed(config.seed)
         self.data = place_data(dataset, config.val_fraction, config.seed, config.binarize, self.device)

@@ -15,6 +15,7 @@ import torch
 from vaekit.atomic import atomic_write, write_json
 from vaekit.errors import VaekitError
 from vaekit.saving import read_checkpoint, read_run_config
+from vaekit.training.optim import Adam
 from vaekit.training.settings import TrainConfig
 
 TERMS = ("loss", "recon", "kl")  # every model's first three loss terms; models may add more
@@ -117,7 +118,7 @@ def set_rng_state(state: dict[str, Any], shuffle: torch.Generator) -> None:
 def make_checkpoint(
     run_config: dict[str, Any],
     model: torch.nn.Module,
-    optimizer: torch.optim.Optimizer,
+    optimizer: Adam,
     state: TrainingState,
     shuffle: torch.Generator,
 ) -> dict[str, Any]:
@@ -146,7 +147,7 @@ def save_checkpoint(path: Path, checkpoint: dict[str, Any]) -> None:
 def restore_checkpoint(
     checkpoint: dict[str, Any],
     model: torch.nn.Module,
-    optimizer: torch.optim.Optimizer,
+    optimizer: Adam,
     lr: float,
     shuffle: torch.Generator,
     device: torch.device,
