@@ -19,3 +19,12 @@ def resolve_device(name: str) -> torch.device:
     if (name == "cuda" and not cuda) or (name == "mps" and not mps):
         raise VaekitError(f"device {name!r} is not available on this machine")
     return torch.device(name)
+
+
+def cpu_has_bf16() -> bool:
+    """Whether oneDNN has native bfloat16 kernels on this CPU. Without them (AVX2-only CPUs) a bf16
+    step of the conv VAE measured 535-875 ms against 65 ms in fp32 (AMD EPYC, 2 cores)."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return True  # cannot tell: say nothing

@@ -160,6 +160,36 @@ def fit_run_prior(
     return info
 
 
+def fit_prior_after_training(
+    run: Path,
+    model: GaussianVAE,
+    config: dict[str, Any],
+    x: torch.Tensor,
+    labels: torch.Tensor,
+    num_classes: int,
+    components: int | None,
+    seed: int,
+    log: Callable[[str], None],
+) -> None:
+    """The end of ``vaekit train``: fit the mixture prior to the training images ``x`` and save the run
+    (``config``: its config.json) with it. A dataset too small for the mixture gets fewer components, or
+    (with a note) no prior, rather than failing the finished run."""
+    try:
+        components, per_class = check_mixture_settings(components, None, num_classes)
+        # a tiny dataset: no more components than the rarest class (or the whole set) has images
+        smallest = int(torch.bincount(labels, minlength=num_classes).min()) if per_class else len(labels)
+        if 0 < smallest < components:
+            where = "per class, but a class has" if per_class else "but there are"
+            log(f"note: {components} prior components {where} {smallest} images")
+            components = smallest
+        info = fit_mixture_prior(model, x, labels, num_classes, components, per_class, seed)
+    except VaekitError as exc:
+        log(f"note: no prior fitted ({exc}); samples come from N(0, I)")
+        return
+    save_run_with_prior(run, model, config, seed)
+    log(describe_mixture(info) + "; vaekit sample draws from it")
+
+
 def _run_splits(run: Path, config: dict[str, Any]) -> tuple[Dataset, ImageSet, ImageSet]:
     """The run's dataset and its training and validation images, split as training split them."""
     try:

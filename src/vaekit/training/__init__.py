@@ -1,9 +1,10 @@
 """Training runs: settings.py (TrainConfig, what may change on resume), config_files.py (--config),
 run_folder.py (the folder and its checkpoints), data.py (datasets placed on the device), loop.py (the
-Trainer: one plain, model-agnostic loop), optim.py (Adam), loggers.py (metrics, pictures, TensorBoard,
-the console line), distributed.py (torchrun)."""
+Trainer: one plain, model-agnostic loop), interrupt.py (Ctrl-C), optim.py (Adam), loggers.py (metrics,
+pictures, TensorBoard, the console line), distributed.py (torchrun)."""
 
-from vaekit.training.loop import PRIOR_FIT_IMAGES, CtrlC, Trainer, TrainingInterrupted, resume, train
+from vaekit.training.interrupt import CtrlC, TrainingInterrupted
+from vaekit.training.loop import PRIOR_FIT_IMAGES, Trainer, resume, train
 from vaekit.training.optim import Adam
 from vaekit.training.run_folder import TERMS, RunDir, default_run_dir
 from vaekit.training.settings import (

@@ -7,11 +7,41 @@ it. Validation and test images are gathered once; evaluation converts them batch
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
-from vaekit.data import Dataset, binarize, split_rows, unit_float
+from vaekit.data import Dataset, binarize, default_data_dir, load_dataset, split_rows, unit_float
+from vaekit.errors import VaekitError
+from vaekit.models import MODELS
+from vaekit.training import distributed
+from vaekit.training.settings import TrainConfig
+
+
+def load_training_dataset(
+    config: TrainConfig, ranks: distributed.Ranks, progress: bool, log: Callable[[str], None]
+) -> tuple[Dataset, Path]:
+    """The dataset of ``config`` and the data folder it came from. Under torchrun the first process on
+    each machine downloads it (or builds a folder's cache) while the others wait, then they read it."""
+    data_dir = Path(config.data_dir) if config.data_dir else default_data_dir()
+    first = ranks.local_rank == 0
+    if not first:
+        distributed.barrier(ranks)
+    dataset = load_dataset(
+        config.dataset, data_dir, config.image_size, config.colour, progress=progress, log=log
+    )
+    if first:
+        distributed.barrier(ranks)
+    for note in dataset.notes:
+        log(f"note: {note}")
+    if getattr(MODELS[config.model], "conditional", False) and dataset.num_classes < 2:
+        raise VaekitError(
+            f"the {config.model} is conditioned on class labels; {dataset.name} has "
+            f"{dataset.num_classes or 'no'} classes (a folder dataset gets them from class subfolders)"
+        )
+    return dataset, data_dir
 
 
 @dataclass

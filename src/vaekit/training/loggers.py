@@ -4,6 +4,7 @@ and the line printed to the console."""
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import numpy as np
@@ -92,14 +93,30 @@ class TensorBoardLogger:
         self.run = run
         self.writer = SummaryWriter(log_dir=str(run.tensorboard), purge_step=purge_step)
 
-    def steps(self, first_step: int, terms: list[str], values: list[list[float]], scalars: dict[str, float]):
-        """The loss terms of steps ``first_step``, ``first_step + 1``, ... and ``scalars`` at the last."""
-        for offset, row in enumerate(values):
+    def start_steps(self, images_seen: int) -> None:
+        """A new stretch of steps begins (an epoch, or a resumed one) with ``images_seen`` in the epoch."""
+        self.pending: list[torch.Tensor] = []
+        self.since = (images_seen, time.perf_counter())
+
+    def add_step(self, values: torch.Tensor) -> None:
+        """One step's loss terms, kept on the device until ``write_steps``."""
+        self.pending.append(values.detach())
+
+    def write_steps(self, last_step: int, terms: list[str], images_seen: int, scalars: dict[str, float]):
+        """The pending steps' terms (ending at global step ``last_step``) in one transfer, and at the last
+        ``scalars`` with the images per second since the last write."""
+        if not self.pending:
+            return
+        now = time.perf_counter()
+        rate = (images_seen - self.since[0]) / max(now - self.since[1], 1e-9)
+        scalars = {**scalars, "images_per_second": rate}
+        first_step = last_step - len(self.pending) + 1
+        for offset, row in enumerate(torch.stack(self.pending).tolist()):
             for name, value in zip(terms, row, strict=True):
                 self.writer.add_scalar(f"step/{name}", value, first_step + offset)
-        last = first_step + len(values) - 1
         for name, value in scalars.items():
-            self.writer.add_scalar(f"step/{name}", value, last)
+            self.writer.add_scalar(f"step/{name}", value, last_step)
+        self.start_steps(images_seen)
 
     def epoch(
         self, record: dict[str, Any], global_step: int, model: VAE, x_val: torch.Tensor, y_val: torch.Tensor

@@ -13,9 +13,7 @@ import math
 import os
 import platform
 import shutil
-import signal
 import sys
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict
@@ -28,15 +26,16 @@ from tqdm import tqdm
 
 import vaekit
 from vaekit.atomic import write_json
-from vaekit.data import binarize, default_data_dir, load_dataset, unit_float
+from vaekit.data import binarize, unit_float
 from vaekit.data.augment import random_affine
-from vaekit.devices import resolve_device
+from vaekit.devices import cpu_has_bf16, resolve_device
 from vaekit.errors import VaekitError
 from vaekit.evaluate import elbo_terms, eval_options, eval_record, write_eval
-from vaekit.models import MODELS, VAE, GaussianVAE, build_model
-from vaekit.saving import read_run_config, read_safetensors, save_model
+from vaekit.models import VAE, GaussianVAE, build_model
+from vaekit.saving import read_safetensors, save_model
 from vaekit.training import distributed
-from vaekit.training.data import place_data
+from vaekit.training.data import load_training_dataset, place_data
+from vaekit.training.interrupt import CtrlC, TrainingInterrupted
 from vaekit.training.loggers import (
     N_RECON,
     SUMMARY_SECONDS,
@@ -50,9 +49,9 @@ from vaekit.training.optim import Adam
 from vaekit.training.run_folder import (
     RunDir,
     TrainingState,
-    check_folder,
     default_run_dir,
     make_checkpoint,
+    open_folder,
     restore_checkpoint,
     save_checkpoint,
     start_folder,
@@ -61,41 +60,6 @@ from vaekit.training.settings import TrainConfig, model_config, resumed_config
 
 PRIOR_FIT_IMAGES = 60_000  # the fitted prior sees at most this many training images
 CONVOLUTIONS = (torch.nn.Conv2d, torch.nn.ConvTranspose2d)
-
-
-class TrainingInterrupted(Exception):
-    """Ctrl-C stopped training; a checkpoint at the exact position was saved."""
-
-
-def cpu_has_bf16() -> bool:
-    """Whether oneDNN has native bfloat16 kernels on this CPU. Without them (AVX2-only CPUs) a bf16
-    step of the conv VAE measured 535-875 ms against 65 ms in fp32 (AMD EPYC, 2 cores)."""
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return True  # cannot tell: say nothing
-
-
-class CtrlC:
-    """Turns the first Ctrl-C into a flag checked between steps (a second one interrupts at once)."""
-
-    def __init__(self) -> None:
-        self.pressed = False
-        self._previous: Any = None
-
-    def __enter__(self) -> CtrlC:
-        if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGINT, self._handle)
-        return self
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        if self.pressed:
-            raise KeyboardInterrupt
-        self.pressed = True
-
-    def __exit__(self, *exc: Any) -> None:
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
 
 
 class Trainer:
@@ -121,30 +85,15 @@ class Trainer:
         self.progress = sys.stderr.isatty() if progress is None else progress
         self.overwrite = overwrite
         # Everything that can fail on bad input happens here, before the run folder is touched.
-        checkpoint, had_prior = self._read_folder(resume, overwrite)
+        checkpoint, had_prior = open_folder(self.run_dir, resume, overwrite, self.ranks)
         self.config = config
-        data_dir = Path(config.data_dir) if config.data_dir else default_data_dir()
-        first = self.ranks.local_rank == 0  # one process a machine downloads or builds a folder's cache
-        if not first:
-            distributed.barrier(self.ranks)
-        dataset = load_dataset(
-            config.dataset, data_dir, config.image_size, config.colour, progress=self.progress, log=log
-        )
-        if first:
-            distributed.barrier(self.ranks)
-        for note in dataset.notes:
-            log(f"note: {note}")
+        dataset, data_dir = load_training_dataset(config, self.ranks, self.progress, log)
         if config.precision == "bf16" and self.device.type == "cpu" and not cpu_has_bf16():
             log(
                 "note: this CPU has no native bfloat16 arithmetic (no AVX512-BF16 or AMX): "
                 "--precision bf16 runs many times slower than fp32 here"
             )
         self.data_dir = str(data_dir.resolve())
-        if getattr(MODELS[config.model], "conditional", False) and dataset.num_classes < 2:
-            raise VaekitError(
-                f"the {config.model} is conditioned on class labels; {dataset.name} has "
-                f"{dataset.num_classes or 'no'} classes (a folder dataset gets them from class subfolders)"
-            )
         if checkpoint is None:
             torch.manual_seed(config.seed)
             config_of_model = model_config(config, dataset.image_shape, dataset.num_classes)
@@ -188,24 +137,6 @@ class Trainer:
             self.state = restore_checkpoint(
                 checkpoint, self.model, self.optimizer, config.lr, self.shuffle, self.device
             )
-
-    def _read_folder(self, resume: bool, overwrite: bool) -> tuple[dict[str, Any] | None, bool]:
-        """Rank 0 checks the run folder and reads the checkpoint to resume from; every rank gets it
-        (and rank 0's error, so that all stop with the same message)."""
-        found: Any = (None, False)
-        if self.ranks.main:
-            try:
-                checkpoint = check_folder(self.run_dir, resume, overwrite)
-                prior = checkpoint is not None and bool(
-                    read_run_config(self.run_dir.path)["model"].get("prior")
-                )
-                found = (checkpoint, prior)
-            except VaekitError as exc:
-                found = exc
-        found = distributed.broadcast(found, self.ranks)
-        if isinstance(found, VaekitError):
-            raise found
-        return found
 
     @property
     def n_train(self) -> int:
@@ -300,34 +231,19 @@ class Trainer:
 
     def fit_prior(self) -> None:
         """Fit the mixture prior to the training latents and save the run with it (see train_prior)."""
-        from vaekit.train_prior import (
-            check_mixture_settings,
-            describe_mixture,
-            fit_mixture_prior,
-            save_run_with_prior,
-        )
+        from vaekit.train_prior import fit_prior_after_training
 
-        assert isinstance(self.model, GaussianVAE)
         # Up to PRIOR_FIT_IMAGES training images (a seeded choice beyond that): the mixture needs no more,
         # and a memory-mapped dataset is gathered into memory no larger than that.
         x, labels = self.data.sample_of_train(PRIOR_FIT_IMAGES, self.config.seed)
         if self.config.binarize == "dynamic":
             x = binarize(unit_float(x), "train")
-        classes = self.num_classes
-        try:
-            components, per_class = check_mixture_settings(self.config.prior_components, None, classes)
-            # a tiny dataset: no more components than the rarest class (or the whole set) has images
-            smallest = int(torch.bincount(labels, minlength=classes).min()) if per_class else len(labels)
-            if 0 < smallest < components:
-                where = "per class, but a class has" if per_class else "but there are"
-                self.log(f"note: {components} prior components {where} {smallest} images")
-                components = smallest
-            info = fit_mixture_prior(self.model, x, labels, classes, components, per_class, self.config.seed)
-        except VaekitError as exc:
-            self.log(f"note: no prior fitted ({exc}); samples come from N(0, I)")
-            return
-        save_run_with_prior(self.run_dir.path, self.model, self.run_config(), self.config.seed)
-        self.log(describe_mixture(info) + "; vaekit sample draws from it")
+        assert isinstance(self.model, GaussianVAE)
+        components, seed = self.config.prior_components, self.config.seed
+        run = self.run_dir.path
+        fit_prior_after_training(
+            run, self.model, self.run_config(), x, labels, self.num_classes, components, seed, self.log
+        )
 
     @property
     def stopped_early(self) -> bool:
@@ -348,7 +264,8 @@ class Trainer:
             s.seconds = 0.0
         model.train()
         start = time.perf_counter()
-        logged, logged_at = [], (self._images_seen(), start)  # TensorBoard: steps since the last write
+        if self.tensorboard is not None:
+            self.tensorboard.start_steps(self._images_seen())
         bar = tqdm(
             total=n_batches,
             initial=s.step,
@@ -383,16 +300,16 @@ class Trainer:
                 s.sums.add_(values, alpha=fraction * len(index))
                 s.terms = list(terms)
                 if self.tensorboard is not None:
-                    logged.append(values.detach())
+                    self.tensorboard.add_step(values)
                 s.step += 1
                 bar.update(1)
                 if s.step % 20 == 0 or s.step == n_batches or ctrl_c.pressed:
                     running = distributed.all_reduce_sum(s.sums, self.ranks)[0].item() / self._images_seen()
                     self._check_finite(running)
                     bar.set_postfix(loss=f"{running:.2f}")
-                    if self.tensorboard is not None and logged:
-                        logged_at = self._log_steps(logged, logged_at)
-                        logged = []
+                    if self.tensorboard is not None:
+                        last_step = s.epoch * n_batches + s.step - 1
+                        self.tensorboard.write_steps(last_step, s.terms, self._images_seen(), self._scalars())
                 if ctrl_c.pressed:
                     s.seconds += time.perf_counter() - start
                     if self.ranks.main:
@@ -412,18 +329,12 @@ class Trainer:
     def n_batches(self) -> int:
         return math.ceil(self.n_train / self.config.batch_size)
 
-    def _log_steps(self, logged: list[torch.Tensor], since: tuple[int, float]) -> tuple[int, float]:
-        """Write the terms of the steps since ``since`` (images seen, time) to TensorBoard in one transfer."""
-        s, now, seen = self.state, time.perf_counter(), self._images_seen()
-        first_step = s.epoch * self.n_batches + s.step - len(logged)
-        scalars = {
-            "lr": self.optimizer.param_groups[0]["lr"],
-            "images_per_second": (seen - since[0]) / max(now - since[1], 1e-9),
-        }
+    def _scalars(self) -> dict[str, float]:
+        """The learning rate and KL weight, for TensorBoard."""
+        scalars = {"lr": self.optimizer.param_groups[0]["lr"]}
         if isinstance(self.model, GaussianVAE):
             scalars["kl_weight"] = self.kl_weight()
-        self.tensorboard.steps(first_step, s.terms, torch.stack(logged).tolist(), scalars)
-        return seen, now
+        return scalars
 
     def _autocast(self) -> torch.autocast:
         """bf16 mixed precision for the training step's convolutions and matmuls, if asked for.

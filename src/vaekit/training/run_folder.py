@@ -15,6 +15,7 @@ import torch
 from vaekit.atomic import atomic_write, write_json
 from vaekit.errors import VaekitError
 from vaekit.saving import read_checkpoint, read_run_config
+from vaekit.training import distributed
 from vaekit.training.optim import Adam
 from vaekit.training.settings import TrainConfig
 
@@ -113,6 +114,25 @@ def set_rng_state(state: dict[str, Any], shuffle: torch.Generator) -> None:
     shuffle.set_state(state["shuffle"])
     if "cuda" in state and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def open_folder(
+    run_dir: RunDir, resume: bool, overwrite: bool, ranks: distributed.Ranks
+) -> tuple[dict[str, Any] | None, bool]:
+    """``check_folder`` on rank 0, whose answer every rank gets: the checkpoint to resume from (None for
+    a new run) and whether the run has a fitted prior; or rank 0's error, so that all stop with it."""
+    found: Any = (None, False)
+    if ranks.main:
+        try:
+            checkpoint = check_folder(run_dir, resume, overwrite)
+            prior = checkpoint is not None and bool(read_run_config(run_dir.path)["model"].get("prior"))
+            found = (checkpoint, prior)
+        except VaekitError as exc:
+            found = exc
+    found = distributed.broadcast(found, ranks)
+    if isinstance(found, VaekitError):
+        raise found
+    return found
 
 
 def make_checkpoint(

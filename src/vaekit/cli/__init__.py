@@ -1,0 +1,44 @@
+"""The ``vaekit`` command: each subcommand parses its options and calls library code.
+
+arguments.py (argument types), train.py (``vaekit train``), runs.py (the commands on trained runs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+from vaekit.cli.arguments import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_USAGE, Parser
+from vaekit.cli.runs import add_run_commands
+from vaekit.cli.train import add_train_command
+from vaekit.errors import VaekitError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = Parser(prog="vaekit", description="Variational autoencoders: train, sample, evaluate.")
+    from vaekit import __version__
+
+    parser.add_argument("--version", action="version", version=f"vaekit {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
+    add_train_command(sub)
+    add_run_commands(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:  # usage errors, --help, --version: a return code for in-process callers
+        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+    try:
+        return args.func(args)
+    except (VaekitError, OSError) as exc:  # OSError: permissions, full disk: the user's to fix, not a bug
+        rank = os.environ.get("RANK") if os.environ.get("WORLD_SIZE", "1") != "1" else None
+        where = f" (rank {rank})" if rank is not None else ""  # under torchrun: which process failed
+        print(f"vaekit {args.command}{where}: error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print(f"vaekit {args.command}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED

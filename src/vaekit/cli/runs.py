@@ -1,0 +1,312 @@
+"""The commands that work on trained runs: sample, reconstruct, evaluate, the latent pictures, compare,
+train-prior and serve. Each parses its options and calls library code."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+
+import torch
+
+from vaekit.cli.arguments import int_at_least, non_negative_int, positive_float, positive_int
+from vaekit.devices import DEVICES, resolve_device
+from vaekit.errors import VaekitError
+from vaekit.models.base import PRIORS
+
+
+def add_run_command(sub: argparse._SubParsersAction, name: str, help: str) -> argparse.ArgumentParser:
+    p = sub.add_parser(name, help=help, description=help)
+    p.add_argument("run", help="run folder")
+    p.add_argument("--device", choices=DEVICES, default="auto")
+    return p
+
+
+def _sample(args: argparse.Namespace) -> int:
+    from vaekit import load, plots
+
+    model = load(args.run, device=resolve_device(args.device))
+    generator = torch.Generator(device=model.device).manual_seed(args.seed)
+    options = {"generator": generator, "prior": args.prior, "temperature": args.temperature}
+    if model.conditional and args.label is None:
+        # one row per class, as many columns as --n allows (8 by default)
+        per_class = math.ceil(args.n / model.num_classes) if args.n is not None else 8
+        images = model.sample(per_class * model.num_classes, **options)
+        plots.save_grid(images, args.out, ncol=per_class)
+        what = f"{per_class} samples of each of the {model.num_classes} classes"
+    else:
+        n = args.n if args.n is not None else 64
+        plots.save_grid(model.sample(n, label=args.label, **options), args.out)
+        what = f"{n} samples" + (f" of class {args.label}" if args.label is not None else "")
+    source = "the vqvae's prior over codes" if model.name == "vqvae" else (
+        "the fitted prior" if model.uses_fitted_prior(args.prior) else "N(0, I)"
+    )  # fmt: skip
+    heat = "" if args.temperature == 1.0 else f" at temperature {args.temperature:g}"
+    print(f"{what} from {source}{heat} written to {args.out}")
+    return 0
+
+
+def _reconstruct(args: argparse.Namespace) -> int:
+    from vaekit import load, plots
+    from vaekit.evaluate import run_split
+    from vaekit.saving import read_run_config
+
+    device = resolve_device(args.device)
+    model = load(args.run, device=device)
+    images = run_split(read_run_config(Path(args.run)), args.split, args.data_dir)
+    if args.n > len(images):
+        raise VaekitError(f"--n {args.n} is more than the {len(images)} images of the {args.split} split")
+    chosen = images.subset(torch.arange(args.n))
+    originals = chosen.as_float(device)
+    plots.save_reconstructions(originals, model.reconstruct(originals, chosen.labels.to(device)), args.out)
+    print(f"{args.n} {args.split} images and their reconstructions written to {args.out}")
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from vaekit.evaluate import collapse_warning, evaluate_run, format_result
+    from vaekit.saving import read_run_config
+
+    result = evaluate_run(
+        args.run,
+        split=args.split,
+        data_dir=args.data_dir,
+        device=args.device,
+        iwae_k=args.iwae_k,
+        samples=args.samples,
+        log=lambda note: print(note, file=sys.stderr),
+    )
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        print(format_result(result, args.split))
+    warning = collapse_warning(result, read_run_config(Path(args.run))["model"]["latent_dim"])
+    if warning:
+        print(warning, file=sys.stderr)
+    return 0
+
+
+def _latent(args: argparse.Namespace) -> int:
+    from vaekit.analysis import latent_scatter
+
+    result = latent_scatter(
+        args.run, out=args.out, split=args.split, n=args.n, data_dir=args.data_dir, device=args.device
+    )
+    print(f"{' and '.join(result['panels'])} of {result['n']:,} images written to {result['path']}")
+    return 0
+
+
+def _picture(args: argparse.Namespace) -> int:
+    from vaekit import analysis
+
+    common = dict(out=args.out, data_dir=args.data_dir, device=args.device)
+    if args.command == "manifold":
+        result = analysis.manifold(args.run, n=args.n, label=args.label, **common)
+        what = f"{args.n}x{args.n} manifold over {result['basis']}"
+    elif args.command == "interpolate":
+        result = analysis.interpolate(
+            args.run, args.start, args.end, steps=args.steps, spherical=args.slerp, **common
+        )
+        kind = "spherical" if args.slerp else "linear"
+        what = f"{kind} interpolation from test image {args.start} to {args.end}"
+    else:
+        result = analysis.traverse(
+            args.run, index=args.index, steps=args.steps, limit=args.limit, dims=args.dims, **common
+        )
+        shown = ", ".join(f"z{d + 1}" for d in result["dims"])
+        what = f"traversal of {shown} (largest KL first) around test image {args.index}"
+    print(f"{what} written to {result['path']}")
+    return 0
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from vaekit.compare import compare_runs
+
+    written = compare_runs(
+        args.runs,
+        out=args.out,
+        overwrite=args.overwrite,
+        evaluate=args.evaluate,
+        iwae_k=args.iwae_k,
+        samples=args.samples,
+        data_dir=args.data_dir,
+        device=args.device,
+        log=lambda note: print(note, file=sys.stderr),
+    )
+    print(f"comparison of {len(args.runs)} runs written to {written['markdown']} and {written['html']}")
+    return 0
+
+
+def _train_prior(args: argparse.Namespace) -> int:
+    from vaekit.saving import read_run_config
+    from vaekit.train_prior import fit_run_prior, train_prior
+
+    options = vars(args)
+    code_options = ("epochs", "batch_size", "lr", "width", "depth")
+    if read_run_config(Path(args.run))["model"].get("name") == "vqvae":
+        for name in ("components", "classes", "target"):
+            if options[name] is not None:
+                raise VaekitError(f"--{name} applies to Gaussian-latent runs (a mixture prior), not vqvae")
+        given = {k: options[k] for k in code_options if options[k] is not None}
+        progress = False if args.no_progress else None
+        train_prior(
+            args.run, seed=args.seed, device=args.device, overwrite=args.overwrite, progress=progress, **given
+        )
+        return 0
+    for name in code_options:
+        if options[name] is not None:
+            raise VaekitError(
+                f"--{name.replace('_', '-')} applies to a vqvae's prior over codes, not a mixture"
+            )
+    per_class = {None: None, "yes": True, "no": False}[args.classes]
+    target = args.target or "means"
+    fit_run_prior(args.run, args.components, per_class, args.seed, args.device, args.overwrite, target=target)
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from vaekit.serve import serve
+
+    if args.port > 65535:
+        raise VaekitError(f"--port must be at most 65535, got {args.port}")
+    serve(args.runs, host=args.host, port=args.port, device=args.device)
+    return 0
+
+
+def add_run_commands(sub: argparse._SubParsersAction) -> None:
+    p = add_run_command(sub, "sample", "draw new images from a trained model into a PNG grid")
+    p.add_argument("--n", type=positive_int, help="number of images (default 64; cvae: 8 per class)")
+    p.add_argument(
+        "--label",
+        type=non_negative_int,
+        help="class to draw (a cvae, or a model whose fitted prior has classes)",
+    )
+    p.add_argument(
+        "--prior", choices=PRIORS, help="fitted (default, if the run has one) or standard: z ~ N(0, I)"
+    )
+    p.add_argument(
+        "--temperature",
+        type=positive_float,
+        default=1.0,
+        help="scale of the prior's standard deviations (default 1; below 1: nearer its modes)",
+    )
+    p.add_argument("--seed", type=int, default=0, help="seed of the latent draws (default 0)")
+    p.add_argument("--out", default="samples.png", help="PNG file (default samples.png)")
+    p.set_defaults(func=_sample)
+    p = add_run_command(sub, "reconstruct", "originals over their reconstructions, as a PNG grid")
+    p.add_argument("--n", type=positive_int, default=16, help="number of images (default 16)")
+    p.add_argument("--split", choices=("test", "val"), default="test")
+    p.add_argument("--data-dir", help="data folder, if not where the run found it")
+    p.add_argument("--out", default="reconstructions.png", help="PNG file (default reconstructions.png)")
+    p.set_defaults(func=_reconstruct)
+    p = add_run_command(
+        sub, "evaluate", "test-set loss, its parts, latent statistics and sample quality, into RUN/eval.json"
+    )
+    p.add_argument("--split", choices=("test", "val"), default="test")
+    p.add_argument(
+        "--iwae-k",
+        type=non_negative_int,
+        default=0,
+        help="also estimate -log p(x) by importance sampling with K samples per image (e.g. 5000)",
+    )
+    p.add_argument(
+        "--samples",
+        type=non_negative_int,
+        default=10_000,
+        help="samples whose quality a digit classifier measures (default 10000; 0 skips it)",
+    )
+    p.add_argument("--json", action="store_true", help="print the result as JSON instead of a table")
+    p.add_argument("--data-dir", help="data folder, if not where the run found it")
+    p.set_defaults(func=_evaluate)
+    p = add_run_command(sub, "latent", "scatter the latent means of test images, coloured by label")
+    p.add_argument("--n", type=positive_int, default=2000, help="images to place (default 2000)")
+    p.add_argument("--split", choices=("test", "val"), default="test")
+    p.add_argument("--data-dir", help="data folder, if not where the run found it")
+    p.add_argument("--out", help="PNG file (default RUN/latent.png)")
+    p.set_defaults(func=_latent)
+    p = add_run_command(sub, "manifold", "decode a grid of latents: the classic 2-D manifold picture")
+    p.add_argument("--out", help="PNG file (default RUN/manifold.png)")
+    p.add_argument("--data-dir", help="data folder, if not where the run found it")
+    p.set_defaults(func=_picture)
+    p.add_argument("--n", type=int_at_least(2), default=20, help="grid side (default 20)")
+    p.add_argument("--label", type=non_negative_int, help="class, for a conditional model (cvae)")
+    p = add_run_command(sub, "interpolate", "decode the way from one test image's latent to another's")
+    p.add_argument("--out", help="PNG file (default RUN/interpolation.png)")
+    p.add_argument("--data-dir", help="data folder, if not where the run found it")
+    p.set_defaults(func=_picture)
+    p.add_argument("--from", dest="start", type=non_negative_int, required=True, help="test image index")
+    p.add_argument("--to", dest="end", type=non_negative_int, required=True, help="test image index")
+    p.add_argument("--steps", type=int_at_least(2), default=10, help="decoded latents (default 10)")
+    p.add_argument("--slerp", action="store_true", help="spherical instead of linear interpolation")
+    p = add_run_command(sub, "traverse", "vary one latent dimension at a time around a test image")
+    p.add_argument("--out", help="PNG file (default RUN/traversal.png)")
+    p.add_argument("--data-dir", help="data folder, if not where the run found it")
+    p.set_defaults(func=_picture)
+    p.add_argument("--index", type=non_negative_int, default=0, help="test image index (default 0)")
+    p.add_argument("--steps", type=int_at_least(2), default=9, help="values per dimension (default 9)")
+    p.add_argument("--limit", type=positive_float, default=3.0, help="values from -L to L (default 3)")
+    p.add_argument(
+        "--dims", type=positive_int, default=10, help="dimensions shown, largest KL first (default 10)"
+    )
+    p = sub.add_parser(
+        "compare",
+        help="one report (Markdown and HTML) comparing runs: figures, samples, reconstructions",
+        description="Compare runs side by side: a table of their figures (from each eval.json) and their "
+        "last sample and reconstruction grids, as report.md and a self-contained report.html.",
+    )
+    p.add_argument("runs", nargs="+", help="run folders")
+    p.add_argument("--out", default="comparison", help="report folder (default comparison)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing report folder")
+    p.add_argument("--evaluate", action="store_true", help="evaluate each run first (updates its eval.json)")
+    p.add_argument(
+        "--iwae-k", type=non_negative_int, default=0, help="with --evaluate: -log p(x) with K samples"
+    )
+    p.add_argument(
+        "--samples", type=non_negative_int, default=10_000, help="with --evaluate: samples measured"
+    )
+    p.add_argument("--data-dir", help="data folder, if not where the runs found it")
+    p.add_argument("--device", choices=DEVICES, default="auto")
+    p.set_defaults(func=_compare)
+    p = add_run_command(
+        sub,
+        "train-prior",
+        "fit a run's prior: Gaussian mixtures over its training latents (mlp, conv, cvae), or a vqvae's "
+        "autoregressive prior over codes",
+    )
+    p.add_argument(
+        "--components", type=positive_int, help="mixture components, per class (default 8; 40 in all)"
+    )
+    p.add_argument(
+        "--classes",
+        choices=("yes", "no"),
+        help="one mixture per class (default: yes if the images have labels)",
+    )
+    p.add_argument(
+        "--target",
+        choices=("means", "aggregate"),
+        help="fit the posterior means (default: clearer samples) or the aggregate posterior "
+        "(better -log p(x))",
+    )
+    p.add_argument("--epochs", type=positive_int, help="vqvae: epochs over the training codes (default 20)")
+    p.add_argument("--batch-size", type=positive_int, help="vqvae: code grids per step (default 128)")
+    p.add_argument("--lr", type=positive_float, help="vqvae: Adam learning rate (default 1e-3)")
+    p.add_argument("--width", type=positive_int, help="vqvae: transformer width, a multiple of 4 (64)")
+    p.add_argument("--depth", type=positive_int, help="vqvae: transformer blocks (default 2)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--overwrite", action="store_true", help="replace the run's existing prior")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=_train_prior)
+    p = sub.add_parser(
+        "serve",
+        help="explore runs' latent spaces in the browser (a local web app and its JSON API)",
+        description="Serve one or more runs: the same z is decoded by each (e.g. beta=1 against 4).",
+    )
+    p.add_argument("runs", nargs="+", metavar="RUN", help="run folders")
+    p.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine)"
+    )
+    p.add_argument("--port", type=int_at_least(1), default=8000, help="port (default 8000)")
+    p.add_argument("--device", choices=DEVICES, default="auto")
+    p.set_defaults(func=_serve)

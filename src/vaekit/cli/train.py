@@ -1,0 +1,179 @@
+"""``vaekit train``: its options (None where not given, so that --resume and --config can tell) and
+the command, which resolves the settings and hands them to the Trainer."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from vaekit.cli.arguments import (
+    EXIT_INTERRUPTED,
+    fraction,
+    image_size,
+    non_negative_float,
+    non_negative_int,
+    positive_float,
+    positive_int,
+    sizes,
+)
+from vaekit.data import BINARIZE, DATASETS
+from vaekit.devices import DEVICES
+from vaekit.errors import VaekitError
+from vaekit.models import MODELS
+from vaekit.models.base import LIKELIHOODS, OBJECTIVES, PRECISIONS
+
+
+def add_train_command(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "train",
+        help="train a model into a run folder",
+        description="Train a VAE. Defaults: MNIST, MLP 784-400-20, 10 epochs, Adam 1e-3, batch 128.",
+    )
+    # Defaults are None so that --resume can tell what was given; TrainConfig holds the real defaults.
+    p.add_argument(
+        "--dataset",
+        metavar="NAME",
+        help=f"{', '.join(sorted(DATASETS))}, or folder:PATH for a folder of images (default mnist)",
+    )
+    p.add_argument("--data-dir", help="data folder (default $VAEKIT_DATA, else the user cache folder)")
+    p.add_argument(
+        "--image-size",
+        type=image_size,
+        metavar="S|HxW",
+        help="folder: resize (centre crop to the aspect, antialiased); shapes: draw at S x S (default 64)",
+    )
+    colour = p.add_mutually_exclusive_group()
+    colour.add_argument(
+        "--grey", dest="colour", action="store_const", const="grey", help="folder: convert to grey"
+    )
+    colour.add_argument(
+        "--rgb", dest="colour", action="store_const", const="rgb", help="folder: convert to RGB"
+    )
+    p.add_argument("--model", choices=sorted(MODELS), help="model family (default mlp)")
+    p.add_argument(
+        "--latent-dim", type=positive_int, help="latent dimensions (default 20; vqvae: code size 16)"
+    )
+    p.add_argument("--hidden", type=sizes("400 or 512,256"), help="mlp/cvae hidden layer sizes (default 400)")
+    p.add_argument("--channels", type=sizes("32,64"), help="conv/vqvae channels per layer (default 32,64)")
+    p.add_argument("--likelihood", choices=LIKELIHOODS, help="pixel model: bernoulli (default) or gaussian")
+    p.add_argument(
+        "--decoder-std", type=positive_float, help="fixed std of the gaussian likelihood (default: learned)"
+    )
+    p.add_argument("--codebook-size", type=positive_int, help="vqvae: number of codes (default 128)")
+    p.add_argument("--epochs", type=positive_int, help="total epochs; with --resume, a larger value extends")
+    p.add_argument("--batch-size", type=positive_int, help="images per step (default 128)")
+    p.add_argument("--lr", type=positive_float, help="Adam learning rate (default 1e-3)")
+    p.add_argument("--beta", type=non_negative_float, help="weight of the KL term, beta-VAE (default 1)")
+    p.add_argument("--kl-warmup", type=non_negative_int, help="epochs over which the KL weight rises to beta")
+    p.add_argument("--free-bits", type=non_negative_float, help="minimum KL in nats per latent dimension")
+    p.add_argument("--objective", choices=OBJECTIVES, help="elbo (default) or iwae (Burda et al. 2015)")
+    p.add_argument("--k", type=positive_int, help="importance samples of --objective iwae (default 5)")
+    p.add_argument("--seed", type=int, help="random seed: the same seed gives the same numbers (default 0)")
+    p.add_argument("--val-fraction", type=fraction, help="share of training images held out (default 0.1)")
+    p.add_argument(
+        "--augment", action="store_true", default=None, help="random rotations and shifts of training batches"
+    )
+    p.add_argument(
+        "--early-stopping",
+        type=positive_int,
+        metavar="PATIENCE",
+        help="stop when the val loss has not improved for PATIENCE epochs; the run keeps the best model",
+    )
+    p.add_argument(
+        "--binarize",
+        choices=BINARIZE,
+        help="none (default: grey levels), static (one fixed Bernoulli draw), dynamic (a new draw each time)",
+    )
+    p.add_argument(
+        "--precision", choices=PRECISIONS, help="fp32 (default) or bf16 mixed precision in training steps"
+    )
+    p.add_argument("--device", choices=DEVICES, help="auto (default), cpu, cuda or mps")
+    p.add_argument("--save-every", type=positive_int, help="keep checkpoints/epoch_NNN.pt every N epochs")
+    p.add_argument(
+        "--no-fit-prior",
+        dest="fit_prior",
+        action="store_false",
+        default=None,
+        help="do not end by fitting the Gaussian mixture prior that vaekit sample draws from",
+    )
+    p.add_argument(
+        "--prior-components", type=positive_int, help="mixture components of the fitted prior, per class (8)"
+    )
+    p.add_argument(
+        "--tensorboard",
+        action="store_true",
+        default=None,
+        help="write TensorBoard event files to the run's tb/ folder (pip install 'vaekit[tb]')",
+    )
+    p.add_argument(
+        "--config",
+        metavar="FILE",
+        help="settings from a TOML file's [train] table, or a run's config.json (repeats that run); "
+        "flags override it",
+    )
+    p.add_argument("--print-config", action="store_true", help="print the resolved settings as TOML and exit")
+    p.add_argument("--out", help="run folder (default runs/<dataset>-<model>-<time>)")
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
+    group.add_argument("--overwrite", action="store_true", help="replace the run in --out")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=run_train)
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from vaekit.training import (
+        RunDir,
+        TrainConfig,
+        Trainer,
+        TrainingInterrupted,
+        default_run_dir,
+        distributed,
+        resumed_config,
+    )
+
+    given = {k: v for k, v in vars(args).items() if k in TrainConfig.__dataclass_fields__ and v is not None}
+    if args.config is not None:
+        from vaekit.training.config_files import read_config_file
+
+        # flags win over the file; a null in the file (config.json's "the model's default") is no setting
+        in_file = {k: v for k, v in read_config_file(args.config).items() if v is not None}
+        given = {**in_file, **given}
+    progress = False if args.no_progress else None
+    if distributed.torchrun_ranks().enabled:
+        if args.out is None:  # each process would name its own folder by the clock
+            raise VaekitError("under torchrun, give the run folder with --out")
+        if distributed.restart_count() > 0 and RunDir(args.out).last_checkpoint.is_file():
+            # torchrun restarted the workers after a failure (--max-restarts): go on from the checkpoint
+            args.resume, args.overwrite = True, False
+            if distributed.torchrun_ranks().main:
+                print(f"restart {distributed.restart_count()}: resuming {args.out} from its last checkpoint")
+    if args.resume:
+        if args.out is None:
+            raise VaekitError("--resume needs --out RUN, the run folder to continue")
+        config = resumed_config(args.out, **given)
+        out = Path(args.out)
+    else:
+        config = TrainConfig(**given)
+        out = Path(args.out) if args.out else default_run_dir(config)
+    if args.print_config:
+        from vaekit.training.config_files import config_toml
+
+        config.validate()
+        print(config_toml(config), end="")
+        return 0
+    trainer = Trainer(config, out, resume=args.resume, overwrite=args.overwrite, progress=progress)
+    if trainer.finished:
+        if trainer.stopped_early:
+            print(f"{out} stopped early after {trainer.state.epoch} epochs; raise --early-stopping to go on")
+        else:
+            print(
+                f"{out} has already trained {trainer.state.epoch} epochs; pass a larger --epochs to extend it"
+            )
+        return 0
+    try:
+        trainer.run()
+    except TrainingInterrupted as exc:
+        print(f"vaekit train: {exc}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    return 0
