@@ -171,12 +171,22 @@ def report_notes(summaries: list[dict[str, Any]]) -> list[str]:
     return notes
 
 
-def markdown_report(summaries: list[dict[str, Any]], images: dict[tuple[int, str], str]) -> str:
+Extra = tuple[str, list[str], list[list[str]]]  # a further table: (title, header, rows)
+
+
+def markdown_report(
+    summaries: list[dict[str, Any]], images: dict[tuple[int, str], str], extra: Extra | None = None
+) -> str:
     header, rows = table_rows(summaries)
     lines = ["# vaekit run comparison", ""]
     lines += ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
     lines += [""] + [f"- {note}" for note in report_notes(summaries)] + [""]
+    if extra is not None:
+        title, extra_header, extra_rows = extra
+        lines += [f"## {title}", "", "| " + " | ".join(extra_header) + " |"]
+        lines += ["|" + "|".join("---" for _ in extra_header) + "|"]
+        lines += ["| " + " | ".join(row) + " |" for row in extra_rows] + [""]
     if ("curves", "") in images:
         lines += ["## Loss curves", "", f"![loss curves]({images[('curves', '')]})", ""]
     for kind, title in (("samples", "Samples"), ("reconstructions", "Reconstructions (originals above)")):
@@ -206,7 +216,9 @@ def _data_uri(path: Path) -> str:
     return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode("ascii")
 
 
-def html_report(summaries: list[dict[str, Any]], images: dict[tuple[int, str], Path]) -> str:
+def html_report(
+    summaries: list[dict[str, Any]], images: dict[tuple[int, str], Path], extra: Extra | None = None
+) -> str:
     """One self-contained page: the table, the notes and every image embedded as a data URI."""
     header, rows = table_rows(summaries)
     esc = html.escape
@@ -224,6 +236,13 @@ def html_report(summaries: list[dict[str, Any]], images: dict[tuple[int, str], P
             "<li>" + "".join(f"<code>{p}</code>" if i % 2 else p for i, p in enumerate(pieces)) + "</li>"
         )
     parts.append("</ul>")
+    if extra is not None:
+        title, extra_header, extra_rows = extra
+        parts += [f"<h2>{esc(title)}</h2>", "<table><thead><tr>"]
+        parts += [f"<th>{esc(h)}</th>" for h in extra_header] + ["</tr></thead><tbody>"]
+        for row in extra_rows:
+            parts += ["<tr>"] + [f"<td>{esc(cell)}</td>" for cell in row] + ["</tr>"]
+        parts.append("</tbody></table>")
     if ("curves", "") in images:
         curves = _data_uri(images[("curves", "")])
         parts += ["<h2>Loss curves</h2>", f'<img src="{curves}" alt="loss curves" style="max-width:720px">']
@@ -259,8 +278,10 @@ def compare_runs(
     data_dir: str | os.PathLike | None = None,
     device: str = "auto",
     log: Callable[[str], None] | None = None,
+    extra: Extra | None = None,
 ) -> dict[str, Path]:
     """Write a comparison of ``runs`` into the folder ``out``: report.md, images/ and report.html.
+    ``extra`` (title, header, rows): a further table after the figures (vaekit sweep's trials).
 
     ``out`` must not exist unless ``overwrite``. With ``evaluate``, each run is first evaluated on its
     test split (as ``vaekit evaluate RUN --iwae-k K --samples N``), which updates its eval.json.
@@ -307,6 +328,6 @@ def compare_runs(
         plots.save_loss_comparison({s["name"]: s["history"] for s in summaries}, curves)
         sources[("curves", "")], relative[("curves", "")] = curves, "images/loss_curves.png"
     written = {"markdown": out / "report.md", "html": out / "report.html", "images": image_dir}
-    write_text(written["markdown"], markdown_report(summaries, relative))
-    write_text(written["html"], html_report(summaries, sources))
+    write_text(written["markdown"], markdown_report(summaries, relative, extra))
+    write_text(written["html"], html_report(summaries, sources, extra))
     return written

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 from vaekit.cli.arguments import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_USAGE, Parser
 from vaekit.cli.runs import add_run_commands
-from vaekit.cli.train import add_train_command
+from vaekit.cli.train import add_sweep_command, add_train_command
 from vaekit.errors import VaekitError
 
 
@@ -24,6 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
     add_train_command(sub)
     add_run_commands(sub)
+    add_sweep_command(sub)
     return parser
 
 

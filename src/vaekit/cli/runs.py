@@ -175,6 +175,13 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export(args: argparse.Namespace) -> int:
+    from vaekit.export import export_onnx
+
+    export_onnx(args.run, args.out, overwrite=args.overwrite)
+    return 0
+
+
 def add_run_commands(sub: argparse._SubParsersAction) -> None:
     p = add_run_command(sub, "sample", "draw new images from a trained model into a PNG grid")
     p.add_argument("--n", type=positive_int, help="number of images (default 64; cvae: 8 per class)")
@@ -310,3 +317,14 @@ def add_run_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--port", type=int_at_least(1), default=8000, help="port (default 8000)")
     p.add_argument("--device", choices=DEVICES, default="auto")
     p.set_defaults(func=_serve)
+    p = sub.add_parser(
+        "export",
+        help="write a run's encoder and decoder as ONNX graphs for onnxruntime (pip install 'vaekit[onnx]')",
+        description="Export a run as encoder.onnx and decoder.onnx (a dynamic batch axis) and export.json "
+        "(shapes and preprocessing); both graphs are checked against PyTorch in onnxruntime.",
+    )
+    p.add_argument("run", help="run folder")
+    p.add_argument("--format", choices=("onnx",), default="onnx", help="onnx (the only format so far)")
+    p.add_argument("--out", required=True, help="folder for the exported files")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out folder")
+    p.set_defaults(func=_export)

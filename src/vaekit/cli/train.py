@@ -177,3 +177,27 @@ def run_train(args: argparse.Namespace) -> int:
         print(f"vaekit train: {exc}", file=sys.stderr)
         return EXIT_INTERRUPTED
     return 0
+
+
+def add_sweep_command(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "sweep",
+        help="search hyperparameters with Optuna, each trial a run folder (pip install 'vaekit[sweep]')",
+        description="Run trials of a sweep file ([train] fixed settings, [search] ranges and choices) "
+        "into a sweep folder; a second worker given the same --out joins the same study.",
+    )
+    p.add_argument("--config", required=True, metavar="FILE", help="the sweep file (TOML)")
+    p.add_argument("--trials", type=positive_int, required=True, help="trials this worker runs")
+    p.add_argument("--out", required=True, help="sweep folder (shared by the workers of one study)")
+    p.add_argument(
+        "--storage",
+        help="Optuna storage URL shared across machines, e.g. postgresql://... (default: DIR's journal)",
+    )
+    p.set_defaults(func=run_sweep_command)
+
+
+def run_sweep_command(args: argparse.Namespace) -> int:
+    from vaekit.sweep import run_sweep
+
+    run_sweep(args.config, args.out, args.trials, storage=args.storage)
+    return 0

@@ -103,7 +103,7 @@ class VQVAE(VAE):
         distances = (
             flat.pow(2).sum(1, keepdim=True) - 2 * flat @ self.codebook.T + self.codebook.pow(2).sum(1)
         )
-        return distances.argmin(dim=1).view(len(z_e), *z_e.shape[2:])
+        return distances.argmin(dim=1).view(z_e.shape[0], *z_e.shape[2:])  # shape[0]: a batch ONNX keeps open
 
     def embed(self, codes: torch.Tensor) -> torch.Tensor:
         """Codebook vectors of a code grid. codes [B, h, w] -> [B, D, h, w]."""

@@ -83,12 +83,16 @@ def _settings_of(path: Path) -> dict[str, Any]:
 def read_config_file(path: str | Path) -> dict[str, Any]:
     """The training settings in ``path``, each checked to be a TrainConfig field of the right type."""
     path = Path(path)
-    settings = _settings_of(path)
+    return check_settings(_settings_of(path), path)
+
+
+def check_settings(settings: dict[str, Any], path: Path, table: str = TABLE) -> dict[str, Any]:
+    """``settings`` (the ``[table]`` of the file ``path``) checked key by key against TrainConfig."""
     hints = typing.get_type_hints(TrainConfig)
     for key, value in settings.items():
         if key not in hints:
             known = ", ".join(f.name for f in fields(TrainConfig))
-            raise VaekitError(f"{path}: unknown setting {key!r} in [{TABLE}]; the settings are: {known}")
+            raise VaekitError(f"{path}: unknown setting {key!r} in [{table}]; the settings are: {known}")
         hint = hints[key]
         if key == "image_size":  # like --image-size: 64, "64x48" or [64, 48]
             hint = int | str | list[int] | None

@@ -74,8 +74,12 @@ class Trainer:
         overwrite: bool = False,
         progress: bool | None = None,
         log: Callable[[str], None] = print,
+        on_epoch: Callable[[dict[str, Any]], None] | None = None,
     ) -> None:
+        """``on_epoch``: called on rank 0 with each finished epoch's metrics record (vaekit sweep prunes
+        trials from it); an exception it raises stops the run with the epoch saved."""
         config.validate()
+        self.on_epoch = on_epoch
         self.run_dir = RunDir(out)
         # under torchrun: join the job; only rank 0 speaks and writes
         self.ranks, self.device = distributed.setup(resolve_device(config.device))
@@ -412,6 +416,8 @@ class Trainer:
                 record, epoch * self.n_batches, self.model, self.data.x_val, self.data.y_val
             )
         self.log(epoch_line(record, self.config.epochs, train, val))
+        if self.on_epoch is not None:
+            self.on_epoch(record)
 
     def evaluate_test(self) -> dict[str, Any]:
         terms = elbo_terms(
