@@ -1,6 +1,7 @@
 """vaekit export: every registered model's encoder and decoder in onnxruntime against PyTorch."""
 
 import json
+import os
 import sys
 
 import numpy as np
@@ -99,6 +100,9 @@ def test_an_existing_folder_is_kept_unless_overwrite(exported, tmp_path, capsys)
     assert "onnxruntime matches PyTorch" in capsys.readouterr().out
     assert sorted(p.name for p in out.iterdir()) == ["decoder.onnx", "encoder.onnx", "export.json"]
     assert not list(tmp_path.glob(".onnx-*"))  # no staging folder left behind
+    umask = os.umask(0)
+    os.umask(umask)
+    assert out.stat().st_mode & 0o777 == 0o777 & ~umask  # an ordinary folder, not mkdtemp's private one
 
 
 def test_bad_input_is_a_one_line_error(tmp_path, capsys, monkeypatch):

@@ -221,6 +221,9 @@ def export_onnx(
     run_config = read_run_config(run)
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    staging.chmod(0o777 & ~umask)  # mkdtemp makes it private; the export is an ordinary folder
     try:
         example = _example(model, 2, torch.Generator().manual_seed(0))  # batch 2: 1 could be taken as fixed
         description = describe(model, run_config)
