@@ -45,7 +45,7 @@ from typing import Any
 
 from vaekit.atomic import write_json, write_text
 from vaekit.errors import VaekitError
-from vaekit.training.config_files import check_settings, tomllib
+from vaekit.training.config_files import check_settings, parse_toml, read_text_file, tomllib
 from vaekit.training.settings import TrainConfig
 
 LOG_SCALED = ("lr", "beta", "free_bits", "decoder_std", "batch_size")
@@ -165,16 +165,8 @@ def _choice(name: str, values: Any, where: str) -> Dimension:
 def read_sweep_file(path: str | os.PathLike) -> Sweep:
     """Parse and check a sweep file: [train] as in --config, [search], and the optional [sweep]."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise VaekitError(f"cannot read sweep file {path}: {exc.strerror or exc}") from None
-    except UnicodeDecodeError:
-        raise VaekitError(f"sweep file {path} is not UTF-8 text") from None
-    try:
-        document = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise VaekitError(f"{path} is not valid TOML ({exc})") from None
+    text = read_text_file(path, "sweep file")
+    document = parse_toml(text, path)
     others = [key for key in document if key not in ("train", "search", "sweep")]
     if others:
         raise VaekitError(

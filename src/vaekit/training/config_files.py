@@ -52,14 +52,26 @@ def _describe(hint: Any) -> str:
     return {bool: "true or false", int: "an integer", float: "a number", str: "a string"}.get(hint, str(hint))
 
 
+def read_text_file(path: Path, what: str = "config file") -> str:
+    """The UTF-8 text of ``path``, or a one-line error naming it as ``what``."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise VaekitError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise VaekitError(f"{what} {path} is not UTF-8 text") from None
+
+
+def parse_toml(text: str, path: Path) -> dict[str, Any]:
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise VaekitError(f"{path} is not valid TOML ({exc})") from None
+
+
 def _settings_of(path: Path) -> dict[str, Any]:
     """The raw settings table of ``path``: a run's config.json, else TOML."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise VaekitError(f"cannot read config file {path}: {exc.strerror or exc}") from None
-    except UnicodeDecodeError:
-        raise VaekitError(f"config file {path} is not UTF-8 text") from None
+    text = read_text_file(path)
     if path.suffix == ".json":
         try:
             document = json.loads(text)
@@ -68,10 +80,7 @@ def _settings_of(path: Path) -> dict[str, Any]:
         if not isinstance(document, dict) or not isinstance(document.get(TABLE), dict):
             raise VaekitError(f"{path} has no {TABLE!r} object: a JSON config is a run's config.json")
         return document[TABLE]
-    try:
-        document = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise VaekitError(f"{path} is not valid TOML ({exc})") from None
+    document = parse_toml(text, path)
     others = [key for key in document if key != TABLE]
     if others:
         raise VaekitError(f"{path}: unknown key or table {others[0]!r}; settings go in a [{TABLE}] table")
