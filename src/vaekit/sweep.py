@@ -297,7 +297,8 @@ def run_sweep(
     study_name = options.get("study", "vaekit")
     url = storage or options.get("storage")
     try:
-        study = optuna.load_study(study_name=study_name, storage=_storage(folder, url))
+        shared = _storage(folder, url)
+        study = optuna.load_study(study_name=study_name, storage=shared)
         joined = True
     except KeyError:
         joined = False
@@ -310,7 +311,7 @@ def run_sweep(
     sampler = optuna.samplers.TPESampler(seed=seed)
     study = optuna.create_study(
         study_name=study_name,
-        storage=_storage(folder, url),
+        storage=shared,
         sampler=sampler,
         pruner=pruner,
         direction="minimize",
