@@ -174,19 +174,28 @@ def report_notes(summaries: list[dict[str, Any]]) -> list[str]:
 Extra = tuple[str, list[str], list[list[str]]]  # a further table: (title, header, rows)
 
 
+def markdown_table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows]) + "\n"
+
+
+def html_table(header: list[str], rows: list[list[str]]) -> list[str]:
+    esc = html.escape
+    parts = ["<table><thead><tr>"] + [f"<th>{esc(h)}</th>" for h in header] + ["</tr></thead><tbody>"]
+    for row in rows:
+        parts += ["<tr>"] + [f"<td>{esc(cell)}</td>" for cell in row] + ["</tr>"]
+    return parts + ["</tbody></table>"]
+
+
 def markdown_report(
     summaries: list[dict[str, Any]], images: dict[tuple[int, str], str], extra: Extra | None = None
 ) -> str:
     header, rows = table_rows(summaries)
-    lines = ["# vaekit run comparison", ""]
-    lines += ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    lines = ["# vaekit run comparison", "", markdown_table(header, rows).rstrip()]
     lines += [""] + [f"- {note}" for note in report_notes(summaries)] + [""]
     if extra is not None:
         title, extra_header, extra_rows = extra
-        lines += [f"## {title}", "", "| " + " | ".join(extra_header) + " |"]
-        lines += ["|" + "|".join("---" for _ in extra_header) + "|"]
-        lines += ["| " + " | ".join(row) + " |" for row in extra_rows] + [""]
+        lines += [f"## {title}", "", markdown_table(extra_header, extra_rows)]
     if ("curves", "") in images:
         lines += ["## Loss curves", "", f"![loss curves]({images[('curves', '')]})", ""]
     for kind, title in (("samples", "Samples"), ("reconstructions", "Reconstructions (originals above)")):
@@ -224,11 +233,7 @@ def html_report(
     esc = html.escape
     parts = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">']
     parts += ["<title>vaekit run comparison</title>", f"<style>{_STYLE}</style></head><body>"]
-    parts += ["<h1>vaekit run comparison</h1>", "<table><thead><tr>"]
-    parts += [f"<th>{esc(h)}</th>" for h in header] + ["</tr></thead><tbody>"]
-    for row in rows:
-        parts += ["<tr>"] + [f"<td>{esc(cell)}</td>" for cell in row] + ["</tr>"]
-    parts += ["</tbody></table><ul>"]
+    parts += ["<h1>vaekit run comparison</h1>", *html_table(header, rows), "<ul>"]
     # notes carry `command` spans in Markdown; show them as code
     for note in report_notes(summaries):
         pieces = esc(note).split("`")
@@ -238,11 +243,7 @@ def html_report(
     parts.append("</ul>")
     if extra is not None:
         title, extra_header, extra_rows = extra
-        parts += [f"<h2>{esc(title)}</h2>", "<table><thead><tr>"]
-        parts += [f"<th>{esc(h)}</th>" for h in extra_header] + ["</tr></thead><tbody>"]
-        for row in extra_rows:
-            parts += ["<tr>"] + [f"<td>{esc(cell)}</td>" for cell in row] + ["</tr>"]
-        parts.append("</tbody></table>")
+        parts += [f"<h2>{esc(title)}</h2>", *html_table(extra_header, extra_rows)]
     if ("curves", "") in images:
         curves = _data_uri(images[("curves", "")])
         parts += ["<h2>Loss curves</h2>", f'<img src="{curves}" alt="loss curves" style="max-width:720px">']
