@@ -195,3 +195,9 @@ def test_the_cli_refuses_bad_input_in_one_line(tmp_path, capsys):
     assert (tmp_path / "taken" / "file.txt").read_text() == "mine"
     assert main(["sweep", "--config", str(tmp_path / "missing.toml"), "--trials", "1", "--out", "x"]) == 1
     assert main(["sweep", "--config", "x", "--trials", "0", "--out", "x"]) == 2
+
+
+def test_a_layer_size_choice_that_is_not_sizes_is_a_one_line_error(tmp_path):
+    path = sweep_file(tmp_path, 'hidden = {choices = ["16", "wide"]}')
+    path.write_text(path.read_text().replace("hidden = [16]\n", ""))
+    assert "does not make a valid run" in error_of(read_sweep_file, path)

@@ -44,6 +44,7 @@ from pathlib import Path
 from typing import Any
 
 from vaekit.atomic import write_json, write_text
+from vaekit.compare import compare_runs, markdown_table
 from vaekit.errors import VaekitError
 from vaekit.training.config_files import check_settings, parse_toml, read_text_file, tomllib
 from vaekit.training.settings import TrainConfig
@@ -210,8 +211,8 @@ def _corners(search: list[Dimension]) -> list[dict[str, Any]]:
 
 
 def _trial_config(sweep: Sweep, params: dict[str, Any], where: str = "sweep") -> TrainConfig:
-    values = {**sweep.train, **{k: _setting_value(k, v) for k, v in params.items()}}
     try:
+        values = {**sweep.train, **{k: _setting_value(k, v) for k, v in params.items()}}
         config = TrainConfig(**values)
         config.validate()
     except (TypeError, ValueError, VaekitError) as exc:
@@ -411,14 +412,9 @@ def trials_table(summary: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     return header, rows
 
 
-def _markdown_table(header: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows]) + "\n"
-
-
 def _write_summary(folder: Path, summary: dict[str, Any], log: Callable[[str], None]) -> None:
     header, rows = trials_table(summary)
-    table = _markdown_table(header, rows)
+    table = markdown_table(header, rows)
     best = summary["best"]
     if best:
         headline = (
@@ -432,8 +428,6 @@ def _write_summary(folder: Path, summary: dict[str, Any], log: Callable[[str], N
     log(headline)
     finished = [folder / r["run"] for r in summary["trials"] if r["state"] == "complete"]
     if finished:
-        from vaekit.compare import compare_runs
-
         try:
             compare_runs(
                 finished, out=folder / "comparison", overwrite=True, extra=("Sweep trials", header, rows)
