@@ -32,7 +32,7 @@ from _common import DEFAULT_DATA_DIR, check_data_dir, write_results
 
 from vaekit import load
 from vaekit.data import load_dataset
-from vaekit.evaluate import iwae_nll
+from vaekit.evaluation.likelihood import iwae_nll
 from vaekit.models import GaussianVAE
 from vaekit.models.maths import iwae_bound
 from vaekit.training import TrainConfig, Trainer

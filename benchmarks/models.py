@@ -41,12 +41,13 @@ import torch
 from _common import DEFAULT_DATA_DIR, REPO_ROOT, check_data_dir, format_table, write_results
 
 from vaekit import load
-from vaekit.compare import compare_runs
 from vaekit.data import load_dataset
-from vaekit.evaluate import evaluate_run
-from vaekit.quality import classify, frechet_distance, gaussian_statistics, load_classifier
-from vaekit.train_prior import train_prior
+from vaekit.evaluation.classifier import classify, load_classifier
+from vaekit.evaluation.compare import compare_runs
+from vaekit.evaluation.quality import frechet_distance, gaussian_statistics
+from vaekit.evaluation.runs import evaluate_run
 from vaekit.training import TrainConfig, Trainer
+from vaekit.training.code_prior import train_prior
 
 DOCS = REPO_ROOT / "docs"
 # (slug, label, settings): the seven models, plus mlp z=16 to compare the conv VAE at its size

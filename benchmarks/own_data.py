@@ -28,7 +28,7 @@ from typing import Any
 
 from _common import REPO_ROOT, RESULTS_DIR, format_table, write_results
 
-from vaekit.evaluate import evaluate_run
+from vaekit.evaluation.runs import evaluate_run
 from vaekit.training import TrainConfig, train
 
 DOCS = REPO_ROOT / "docs"
@@ -66,7 +66,7 @@ def disentanglement(tmp: Path, epochs: int, data_dir: str, conv_epochs: int) -> 
                 f"-ELBO {r['test_loss']:.2f} ({r['train_s']:.0f}s)"
             )
             picture = DOCS / "own_data" / f"shapes-{model}-beta{beta:g}-traverse.png"
-            from vaekit.analysis import traverse
+            from vaekit.evaluation.pictures import traverse
 
             traverse(out, out=picture, steps=9)
     return rows

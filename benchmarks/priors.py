@@ -35,14 +35,17 @@ from typing import Any
 import torch
 from _common import DEFAULT_DATA_DIR, REPO_ROOT, check_data_dir, write_results
 
-from vaekit import load, plots
+from vaekit import load
 from vaekit.data import load_dataset, split_train_val
-from vaekit.evaluate import evaluate_run, iwae_nll
+from vaekit.evaluation.classifier import classify, load_classifier
+from vaekit.evaluation.likelihood import iwae_nll
+from vaekit.evaluation.quality import sample_quality
+from vaekit.evaluation.runs import evaluate_run
 from vaekit.models import build_model
-from vaekit.models.mixture import MixturePrior
-from vaekit.quality import classify, load_classifier, sample_quality
-from vaekit.train_prior import fit_mixture_prior
+from vaekit.models.priors.mixture import MixturePrior
 from vaekit.training import Adam, TrainConfig, Trainer, resume
+from vaekit.training.priors import fit_mixture_prior
+from vaekit.utils import plots
 
 DOCS = REPO_ROOT / "docs"
 MODELS = [

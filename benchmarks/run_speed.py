@@ -39,8 +39,8 @@ from _common import (
     write_results,
 )
 
-from vaekit import plots
 from vaekit.training import TrainConfig, Trainer
+from vaekit.utils import plots
 
 
 def tutorial_run(data_dir: Path, epochs: int, out: Path) -> float:

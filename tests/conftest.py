@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 import torch
 
-from vaekit.errors import VaekitError
 from vaekit.training import TrainConfig, Trainer
+from vaekit.utils.errors import VaekitError
 
 SHARED_MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
 
@@ -98,7 +98,7 @@ def trained_run(trained_run_template: Path, tmp_path: Path) -> Path:
 @pytest.fixture(scope="session")
 def _digits_classifier_cache(tmp_path_factory) -> Path:
     from vaekit.data import load_dataset
-    from vaekit.quality import load_classifier
+    from vaekit.evaluation.classifier import load_classifier
 
     folder = tmp_path_factory.mktemp("classifier-cache")
     load_classifier(load_dataset("digits"), folder)

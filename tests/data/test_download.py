@@ -5,7 +5,7 @@ import pytest
 
 from vaekit.data import load_dataset
 from vaekit.data.download import download
-from vaekit.errors import VaekitError
+from vaekit.utils.errors import VaekitError
 
 
 def _serve(root, name: str, data: bytes) -> str:

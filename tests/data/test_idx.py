@@ -5,7 +5,7 @@ import pytest
 
 from tests.conftest import idx_bytes, write_idx
 from vaekit.data.idx import read_idx
-from vaekit.errors import VaekitError
+from vaekit.utils.errors import VaekitError
 
 
 @pytest.mark.parametrize("compress", [True, False])

@@ -5,7 +5,7 @@ import torch
 from tests.conftest import write_idx, write_tiny_mnist
 from vaekit.data import load_dataset, split_train_val
 from vaekit.data.mnist import MNIST, find_file, verify_files
-from vaekit.errors import VaekitError
+from vaekit.utils.errors import VaekitError
 
 
 @pytest.mark.parametrize("layout", ["", "mnist", "MNIST/raw"])

@@ -8,8 +8,8 @@ from torch.distributions import Bernoulli, Normal
 
 from tests.conftest import quiet_trainer, tiny_config
 from vaekit import load, save_model
-from vaekit.errors import VaekitError
 from vaekit.models import MLPVAE, MODELS, ConvVAE, GaussianVAE, build_model
+from vaekit.utils.errors import VaekitError
 
 # Every registered model needs an entry here: its smallest sensible config on 8x8 images.
 TINY = {
@@ -330,7 +330,7 @@ def test_log_weights_average_to_the_elbo_and_bound_rises_with_k(images):
 # ------------------------------------------------------------------------------------ fitted priors
 def fitted(name: str, images, labels, per_class: bool = True):
     """A tiny model with a mixture prior fitted to its latents of ``images`` (3 classes)."""
-    from vaekit.train_prior import fit_mixture_prior
+    from vaekit.training.priors import fit_mixture_prior
 
     model = tiny(name).eval()
     fit_mixture_prior(model, images, labels, 3, components=2, per_class=per_class)
@@ -410,7 +410,7 @@ def test_labels_and_priors_that_do_not_apply_are_refused(images, labels):
     assert pooled.config["prior"]["num_classes"] == 0 and pooled.sample(2).shape == (2, 1, 8, 8)
     with pytest.raises(VaekitError, match="its prior has no classes"):
         pooled.sample(2, label=1)
-    from vaekit.models.mixture import MixturePrior
+    from vaekit.models.priors.mixture import MixturePrior
 
     with pytest.raises(VaekitError, match="the prior is over 4-D latents; this mlp model's are 3-D"):
         plain.set_prior(MixturePrior(4, 2))

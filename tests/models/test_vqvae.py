@@ -8,10 +8,10 @@ import torch
 from torch import nn
 
 from vaekit import load, save_model
-from vaekit.errors import VaekitError
 from vaekit.models import VQVAE, build_model
-from vaekit.models.prior import CodePrior
+from vaekit.models.priors.codes import CodePrior
 from vaekit.models.vqvae import DEAD_FRACTION, LAPLACE_EPS
+from vaekit.utils.errors import VaekitError
 
 TINY = {"image_shape": [1, 8, 8], "latent_dim": 4, "codebook_size": 16, "channels": [8, 16]}
 TERMS = ["loss", "recon", "kl", "commitment", "perplexity", "dead_codes"]

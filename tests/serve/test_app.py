@@ -13,9 +13,9 @@ from PIL import Image
 
 from tests.conftest import quiet_trainer, tiny_config
 from vaekit import load
-from vaekit.analysis import latent_means
 from vaekit.cli import main
 from vaekit.data import load_dataset
+from vaekit.evaluation.latents import latent_means
 from vaekit.serve.app import STATIC, create_app
 
 
@@ -223,7 +223,7 @@ def test_class_guess_by_nearest_neighbours_then_by_the_cached_classifier(run, di
     digits = load_dataset("digits")
     client = TestClient(create_app([run]))  # the classifier is cached in $VAEKIT_DATA now
     assert client.get("/api/info").json()["runs"][0]["guess"] == "classifier"
-    from vaekit.quality import load_classifier
+    from vaekit.evaluation.classifier import load_classifier
 
     classifier, _ = load_classifier(digits, digits_classifier_dir)
     images = digits.test.images[:20]

@@ -12,9 +12,9 @@ import torch
 from safetensors.torch import load_file
 
 from tests.conftest import folder_snapshot, quiet_trainer, tiny_config
-from vaekit.errors import VaekitError
 from vaekit.models import LossOutput
 from vaekit.training import TrainingInterrupted, resume
+from vaekit.utils.errors import VaekitError
 
 
 def weights(run):

@@ -14,10 +14,10 @@ import vaekit.training
 from tests.conftest import quiet_trainer, tiny_config
 from vaekit import load
 from vaekit.data import load_dataset
-from vaekit.errors import VaekitError
 from vaekit.models import GaussianVAE
-from vaekit.saving import read_checkpoint
 from vaekit.training import resume
+from vaekit.utils.errors import VaekitError
+from vaekit.utils.files import read_checkpoint
 
 
 def metrics(run):
@@ -154,7 +154,7 @@ def test_early_stopping_keeps_the_best_model_and_the_last_checkpoint(tmp_path, m
     assert last["epoch"] == 4 and not all(torch.equal(last["model"][k], held[k]) for k in last["model"])
     assert result["best_epoch"] == 2 and json.loads((out / "eval.json").read_text())["best_epoch"] == 2
     # the test figures are those of the model the folder holds
-    from vaekit.evaluate import evaluate_run
+    from vaekit.evaluation.runs import evaluate_run
 
     assert evaluate_run(out, device="cpu", write=False)["test_loss"] == pytest.approx(result["test_loss"])
 
@@ -244,7 +244,7 @@ def test_binarized_training_and_evaluation(tmp_path, monkeypatch):
         else:  # new draws
             assert not torch.equal(first.sum(0), second.sum(0))
     # vaekit evaluate binarizes the test images the same way: it reproduces the end-of-training figure
-    from vaekit.evaluate import evaluate_run
+    from vaekit.evaluation.runs import evaluate_run
 
     for out in runs.values():
         stored = json.loads((out / "eval.json").read_text())["test_loss"]

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from vaekit.cli.arguments import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_USAGE, Parser
 from vaekit.cli.runs import add_run_commands
 from vaekit.cli.train import add_sweep_command, add_train_command
-from vaekit.errors import VaekitError
+from vaekit.utils.errors import VaekitError
 
 
 def build_parser() -> argparse.ArgumentParser:

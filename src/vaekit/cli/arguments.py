@@ -6,7 +6,7 @@ import argparse
 import math
 from collections.abc import Callable
 
-from vaekit.errors import VaekitError
+from vaekit.utils.errors import VaekitError
 
 EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
 

@@ -12,9 +12,9 @@ from pathlib import Path
 import torch
 
 from vaekit.cli.arguments import int_at_least, non_negative_int, positive_float, positive_int
-from vaekit.devices import DEVICES, resolve_device
-from vaekit.errors import VaekitError
 from vaekit.models.base import PRIORS
+from vaekit.utils.devices import DEVICES, resolve_device
+from vaekit.utils.errors import VaekitError
 
 
 def add_run_command(sub: argparse._SubParsersAction, name: str, help: str) -> argparse.ArgumentParser:
@@ -25,7 +25,8 @@ def add_run_command(sub: argparse._SubParsersAction, name: str, help: str) -> ar
 
 
 def _sample(args: argparse.Namespace) -> int:
-    from vaekit import load, plots
+    from vaekit import load
+    from vaekit.utils import plots
 
     model = load(args.run, device=resolve_device(args.device))
     generator = torch.Generator(device=model.device).manual_seed(args.seed)
@@ -49,9 +50,10 @@ def _sample(args: argparse.Namespace) -> int:
 
 
 def _reconstruct(args: argparse.Namespace) -> int:
-    from vaekit import load, plots
-    from vaekit.evaluate import run_split
-    from vaekit.saving import read_run_config
+    from vaekit import load
+    from vaekit.evaluation.runs import run_split
+    from vaekit.utils import plots
+    from vaekit.utils.files import read_run_config
 
     device = resolve_device(args.device)
     model = load(args.run, device=device)
@@ -66,8 +68,9 @@ def _reconstruct(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from vaekit.evaluate import collapse_warning, evaluate_run, format_result
-    from vaekit.saving import read_run_config
+    from vaekit.evaluation.report import collapse_warning, format_result
+    from vaekit.evaluation.runs import evaluate_run
+    from vaekit.utils.files import read_run_config
 
     result = evaluate_run(
         args.run,
@@ -89,7 +92,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _latent(args: argparse.Namespace) -> int:
-    from vaekit.analysis import latent_scatter
+    from vaekit.evaluation.pictures import latent_scatter
 
     result = latent_scatter(
         args.run, out=args.out, split=args.split, n=args.n, data_dir=args.data_dir, device=args.device
@@ -99,20 +102,20 @@ def _latent(args: argparse.Namespace) -> int:
 
 
 def _picture(args: argparse.Namespace) -> int:
-    from vaekit import analysis
+    from vaekit.evaluation import pictures
 
     common = dict(out=args.out, data_dir=args.data_dir, device=args.device)
     if args.command == "manifold":
-        result = analysis.manifold(args.run, n=args.n, label=args.label, **common)
+        result = pictures.manifold(args.run, n=args.n, label=args.label, **common)
         what = f"{args.n}x{args.n} manifold over {result['basis']}"
     elif args.command == "interpolate":
-        result = analysis.interpolate(
+        result = pictures.interpolate(
             args.run, args.start, args.end, steps=args.steps, spherical=args.slerp, **common
         )
         kind = "spherical" if args.slerp else "linear"
         what = f"{kind} interpolation from test image {args.start} to {args.end}"
     else:
-        result = analysis.traverse(
+        result = pictures.traverse(
             args.run, index=args.index, steps=args.steps, limit=args.limit, dims=args.dims, **common
         )
         shown = ", ".join(f"z{d + 1}" for d in result["dims"])
@@ -122,7 +125,7 @@ def _picture(args: argparse.Namespace) -> int:
 
 
 def _compare(args: argparse.Namespace) -> int:
-    from vaekit.compare import compare_runs
+    from vaekit.evaluation.compare import compare_runs
 
     written = compare_runs(
         args.runs,
@@ -140,8 +143,9 @@ def _compare(args: argparse.Namespace) -> int:
 
 
 def _train_prior(args: argparse.Namespace) -> int:
-    from vaekit.saving import read_run_config
-    from vaekit.train_prior import fit_run_prior, train_prior
+    from vaekit.training.code_prior import train_prior
+    from vaekit.training.priors import fit_run_prior
+    from vaekit.utils.files import read_run_config
 
     options = vars(args)
     code_options = ("epochs", "batch_size", "lr", "width", "depth")
@@ -176,7 +180,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from vaekit.export import export_onnx
+    from vaekit.export.onnx import export_onnx
 
     export_onnx(args.run, args.out, overwrite=args.overwrite)
     return 0

@@ -18,10 +18,10 @@ from vaekit.cli.arguments import (
     sizes,
 )
 from vaekit.data import BINARIZE, DATASETS
-from vaekit.devices import DEVICES
-from vaekit.errors import VaekitError
 from vaekit.models import MODELS
 from vaekit.models.base import LIKELIHOODS, OBJECTIVES, PRECISIONS
+from vaekit.utils.devices import DEVICES
+from vaekit.utils.errors import VaekitError
 
 
 def add_train_command(sub: argparse._SubParsersAction) -> None:
@@ -197,7 +197,7 @@ def add_sweep_command(sub: argparse._SubParsersAction) -> None:
 
 
 def run_sweep_command(args: argparse.Namespace) -> int:
-    from vaekit.sweep import run_sweep
+    from vaekit.sweep.run import run_sweep
 
     run_sweep(args.config, args.out, args.trials, storage=args.storage)
     return 0

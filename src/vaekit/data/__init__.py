@@ -17,7 +17,7 @@ import torch
 
 from vaekit.data.folder import load_folder, parse_image_size
 from vaekit.data.mnist import IDX_SPECS, load_idx_split
-from vaekit.errors import VaekitError
+from vaekit.utils.errors import VaekitError
 
 
 @dataclass

@@ -9,8 +9,8 @@ import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 
-from vaekit.atomic import atomic_write
-from vaekit.errors import VaekitError
+from vaekit.utils.atomic import atomic_write
+from vaekit.utils.errors import VaekitError
 
 
 def md5sum(path: str | os.PathLike, chunk_size: int = 1 << 20) -> str:

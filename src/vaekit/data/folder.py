@@ -26,9 +26,9 @@ from pathlib import Path
 
 import numpy as np
 
-from vaekit.atomic import write_json, write_text
 from vaekit.data import decode as decoding
-from vaekit.errors import VaekitError
+from vaekit.utils.atomic import write_json, write_text
+from vaekit.utils.errors import VaekitError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 COLOURS = ("grey", "rgb")

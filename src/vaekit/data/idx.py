@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vaekit.errors import VaekitError
+from vaekit.utils.errors import VaekitError
 
 _DTYPES = {
     0x08: np.dtype(np.uint8),

@@ -12,7 +12,7 @@ import numpy as np
 
 from vaekit.data.download import download, md5sum
 from vaekit.data.idx import read_idx
-from vaekit.errors import VaekitError
+from vaekit.utils.errors import VaekitError
 
 
 @dataclass(frozen=True)

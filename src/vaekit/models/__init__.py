@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from vaekit.errors import VaekitError
 from vaekit.models.base import VAE, GaussianVAE, LossOutput
 from vaekit.models.conv import ConvVAE
 from vaekit.models.cvae import ConditionalVAE
 from vaekit.models.mlp import MLPVAE
 from vaekit.models.vqvae import VQVAE
+from vaekit.utils.errors import VaekitError
 
 MODELS: dict[str, type[VAE]] = {cls.name: cls for cls in (MLPVAE, ConvVAE, ConditionalVAE, VQVAE)}
 

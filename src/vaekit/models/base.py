@@ -8,7 +8,6 @@ from typing import Any, ClassVar, NamedTuple
 import torch
 from torch import nn
 
-from vaekit.errors import VaekitError
 from vaekit.models.maths import (
     bernoulli_nll,
     free_bits_kl,
@@ -19,6 +18,7 @@ from vaekit.models.maths import (
     log_standard_normal,
     reparameterize,
 )
+from vaekit.utils.errors import VaekitError
 
 LIKELIHOODS = ("bernoulli", "gaussian")
 PRIORS = ("fitted", "standard")  # what samples are drawn from: the fitted prior, or the one trained with
@@ -275,12 +275,12 @@ class GaussianVAE(VAE):
 
     @classmethod
     def prior_from_config(cls, config: dict[str, Any]) -> nn.Module:
-        from vaekit.models.mixture import MixturePrior
+        from vaekit.models.priors.mixture import MixturePrior
 
         return MixturePrior(**config)
 
     def check_prior(self, prior: nn.Module) -> None:
-        from vaekit.models.mixture import MixturePrior
+        from vaekit.models.priors.mixture import MixturePrior
 
         if not isinstance(prior, MixturePrior):
             raise VaekitError(

@@ -36,10 +36,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vaekit.errors import VaekitError
 from vaekit.models.base import VAE, LossOutput
 from vaekit.models.conv import crop, downsampling, feature_grid, pad, padding, upsampling
-from vaekit.models.prior import CodePrior
+from vaekit.models.priors.codes import CodePrior
+from vaekit.utils.errors import VaekitError
 
 LAPLACE_EPS = 1e-5  # additive smoothing of the usage counts: no division by zero for an unused code
 DEAD_FRACTION = 0.1  # a code used at most a tenth as much as the average code is dead

@@ -7,8 +7,8 @@ import os
 import socket
 from pathlib import Path
 
-from vaekit.errors import VaekitError
-from vaekit.saving import read_run_config
+from vaekit.utils.errors import VaekitError
+from vaekit.utils.files import read_run_config
 
 
 def check_port(host: str, port: int) -> None:
@@ -39,7 +39,7 @@ def serve(
         raise VaekitError(
             f"vaekit serve needs FastAPI and uvicorn: pip install 'vaekit[serve]' ({exc.name})"
         ) from None
-    from vaekit.devices import resolve_device
+    from vaekit.utils.devices import resolve_device
 
     app = create_app(list(runs), resolve_device(device))
     print(f"serving {len(runs)} run{'s' if len(runs) > 1 else ''} on http://{host}:{port}/ (API docs: /docs)")

@@ -23,9 +23,7 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from PIL import Image, ImageOps
 
-from vaekit.analysis import slerp
-from vaekit.errors import VaekitError
-from vaekit.plots import image_grid
+from vaekit.evaluation.latents import slerp
 from vaekit.serve.batching import DecodeBatcher
 from vaekit.serve.requests import (
     MAX_ABS_Z,
@@ -40,6 +38,8 @@ from vaekit.serve.requests import (
     TraverseRequest,
 )
 from vaekit.serve.state import RunState, load_run_state
+from vaekit.utils.errors import VaekitError
+from vaekit.utils.plots import image_grid
 
 STATIC = Path(__file__).parent / "static"
 

@@ -11,10 +11,11 @@ from typing import Any
 import torch
 
 from vaekit.data import Dataset, unit_float
-from vaekit.evaluate import load_run_dataset
+from vaekit.evaluation.runs import load_run_dataset
 from vaekit.models import GaussianVAE
-from vaekit.saving import load, read_run_config
+from vaekit.models.saving import load
 from vaekit.serve.requests import N_REFERENCE
+from vaekit.utils.files import read_run_config
 
 MAX_SLIDERS = 32  # one slider a dimension up to this; beyond it, the leading principal directions
 NEIGHBOUR_VOTES = 10  # the k of the k-nearest-neighbour class guess
@@ -149,7 +150,7 @@ def cached_classifier(dataset: Dataset, device: torch.device) -> Any:
     never trains one: that takes minutes), else None."""
     if dataset.num_classes < 2:
         return None
-    from vaekit.quality import classifier_path, load_classifier
+    from vaekit.evaluation.classifier import classifier_path, load_classifier
 
     if not classifier_path(dataset).is_file():
         return None

@@ -14,8 +14,8 @@ from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
 
-from vaekit.errors import VaekitError
 from vaekit.training.settings import TrainConfig
+from vaekit.utils.errors import VaekitError
 
 if sys.version_info >= (3, 11):
     import tomllib

@@ -14,10 +14,10 @@ from pathlib import Path
 import torch
 
 from vaekit.data import Dataset, binarize, default_data_dir, load_dataset, split_rows, unit_float
-from vaekit.errors import VaekitError
 from vaekit.models import MODELS
 from vaekit.training import distributed
 from vaekit.training.settings import TrainConfig
+from vaekit.utils.errors import VaekitError
 
 
 def load_training_dataset(

@@ -23,7 +23,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from vaekit.errors import VaekitError
+from vaekit.utils.errors import VaekitError
 
 TIMEOUT = timedelta(minutes=10)  # a collective that waits longer than this fails rather than hangs
 

@@ -11,12 +11,12 @@ import numpy as np
 import torch
 from PIL import Image
 
-from vaekit import plots
-from vaekit.atomic import write_text
 from vaekit.data import unit_float
-from vaekit.errors import VaekitError
 from vaekit.models import VAE, GaussianVAE
 from vaekit.training.run_folder import TERMS, RunDir
+from vaekit.utils import plots
+from vaekit.utils.atomic import write_text
+from vaekit.utils.errors import VaekitError
 
 N_GRID_COLUMNS = 8  # sample grid: 8 x 8 images (8 per class for a conditional model) from fixed latents
 N_RECON = 8  # reconstruction grid: 8 fixed validation images over their reconstructions

@@ -25,14 +25,12 @@ import torch
 from tqdm import tqdm
 
 import vaekit
-from vaekit.atomic import write_json
 from vaekit.data import binarize, unit_float
 from vaekit.data.augment import random_affine
-from vaekit.devices import cpu_has_bf16, resolve_device
-from vaekit.errors import VaekitError
-from vaekit.evaluate import elbo_terms, eval_options, eval_record, write_eval
+from vaekit.evaluation.likelihood import elbo_terms
+from vaekit.evaluation.runs import eval_options, eval_record, write_eval
 from vaekit.models import VAE, GaussianVAE, build_model
-from vaekit.saving import read_safetensors, save_model
+from vaekit.models.saving import save_model
 from vaekit.training import distributed
 from vaekit.training.data import load_training_dataset, place_data
 from vaekit.training.interrupt import CtrlC, TrainingInterrupted
@@ -57,6 +55,10 @@ from vaekit.training.run_folder import (
     start_folder,
 )
 from vaekit.training.settings import TrainConfig, model_config, resumed_config
+from vaekit.utils.atomic import write_json
+from vaekit.utils.devices import cpu_has_bf16, resolve_device
+from vaekit.utils.errors import VaekitError
+from vaekit.utils.files import read_safetensors
 
 PRIOR_FIT_IMAGES = 60_000  # the fitted prior sees at most this many training images
 CONVOLUTIONS = (torch.nn.Conv2d, torch.nn.ConvTranspose2d)
@@ -235,7 +237,7 @@ class Trainer:
 
     def fit_prior(self) -> None:
         """Fit the mixture prior to the training latents and save the run with it (see train_prior)."""
-        from vaekit.train_prior import fit_prior_after_training
+        from vaekit.training.priors import fit_prior_after_training
 
         # Up to PRIOR_FIT_IMAGES training images (a seeded choice beyond that): the mixture needs no more,
         # and a memory-mapped dataset is gathered into memory no larger than that.

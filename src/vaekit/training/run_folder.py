@@ -12,12 +12,12 @@ from typing import Any
 
 import torch
 
-from vaekit.atomic import atomic_write, write_json
-from vaekit.errors import VaekitError
-from vaekit.saving import read_checkpoint, read_run_config
 from vaekit.training import distributed
 from vaekit.training.optim import Adam
 from vaekit.training.settings import TrainConfig
+from vaekit.utils.atomic import atomic_write, write_json
+from vaekit.utils.errors import VaekitError
+from vaekit.utils.files import read_checkpoint, read_run_config
 
 TERMS = ("loss", "recon", "kl")  # every model's first three loss terms; models may add more
 

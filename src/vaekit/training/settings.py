@@ -12,11 +12,11 @@ from typing import Any
 
 from vaekit.data import BINARIZE, check_dataset_name
 from vaekit.data.folder import COLOURS, parse_image_size
-from vaekit.devices import DEVICES
-from vaekit.errors import VaekitError
 from vaekit.models import MODELS, GaussianVAE
 from vaekit.models.base import LIKELIHOODS, OBJECTIVES, PRECISIONS
-from vaekit.saving import read_run_config
+from vaekit.utils.devices import DEVICES
+from vaekit.utils.errors import VaekitError
+from vaekit.utils.files import read_run_config
 
 DEFAULT_IWAE_K = 5
 # Settings that shape the model; None leaves the model's own default (see the model classes).

@@ -1,0 +1,124 @@
+"""How likely a model finds images: the negative ELBO and its parts, reconstruction errors, and the
+importance-sampled -log p(x) (Burda et al. 2015), in nats per image and bits per dimension."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from vaekit.data import unit_float
+from vaekit.models import VAE, GaussianVAE
+from vaekit.utils.errors import VaekitError
+
+
+@torch.no_grad()
+def elbo_terms(
+    model: VAE,
+    images: torch.Tensor,
+    labels: torch.Tensor | None = None,
+    batch_size: int = 1000,
+    seed: int = 0,
+    **options: Any,
+) -> dict[str, float]:
+    """Per-image means of every term of ``model.loss`` (``loss`` = negative ELBO, ``recon``, ``kl``, and
+    the model's own, e.g. ``iwae``) over ``images`` (float, [0, 1]) with their ``labels``.
+
+    ``options`` go to ``model.loss`` (e.g. ``iwae_k``). z is drawn from a generator seeded with ``seed``,
+    so the estimate is reproducible and draws nothing from the global RNG (training's noise stream is
+    left as it was). Sums are kept in float64.
+    """
+    was_training = model.training
+    model.eval()
+    generator = torch.Generator(device=images.device).manual_seed(seed)
+    totals: dict[str, torch.Tensor] = {}
+    for start in range(0, len(images), batch_size):
+        batch = unit_float(images[start : start + batch_size])
+        batch_labels = None if labels is None else labels[start : start + batch_size]
+        terms = model.loss(batch, batch_labels, generator=generator, **options).terms
+        for name, value in terms.items():
+            totals[name] = totals.get(name, 0.0) + value.double() * len(batch)
+    model.train(was_training)
+    return {name: (total / max(len(images), 1)).item() for name, total in totals.items()}
+
+
+@torch.no_grad()
+def reconstruction_errors(
+    model: VAE, images: torch.Tensor, labels: torch.Tensor | None = None, batch_size: int = 1000
+) -> dict[str, float]:
+    """How far ``model.reconstruct`` (pixel means from the most likely latent) is from the images.
+
+    ``recon_bce``: binary cross-entropy summed over pixels, averaged over images (nats per image;
+    reconstructions clamped to [1e-6, 1 - 1e-6], so a Gaussian decoder's means outside [0, 1] count as
+    the nearest valid value). ``recon_mse``: squared error averaged over pixels and images.
+    Unlike ``recon`` (an expectation over z ~ q(z|x)), both use one deterministic reconstruction.
+    """
+    was_training = model.training
+    model.eval()
+    bce = sse = 0.0
+    for start in range(0, len(images), batch_size):
+        x = unit_float(images[start : start + batch_size]).float()
+        y = None if labels is None else labels[start : start + batch_size]
+        r = model.reconstruct(x, y).float()
+        bce += F.binary_cross_entropy(r.clamp(1e-6, 1 - 1e-6), x, reduction="sum").double().item()
+        sse += (r - x).square().sum().double().item()
+    model.train(was_training)
+    n = max(len(images), 1)
+    return {"recon_bce": bce / n, "recon_mse": sse / (n * math.prod(images.shape[1:]))}
+
+
+@torch.no_grad()
+def iwae_nll(
+    model: GaussianVAE,
+    images: torch.Tensor,
+    labels: torch.Tensor | None = None,
+    k: int = 5000,
+    seed: int = 0,
+    max_decodes: int = 1024,
+    prior: str = "standard",
+) -> torch.Tensor:
+    """Importance-sampled estimate of -log p(x) per image: -L_k with k draws z_i ~ q(z|x) (Burda et al. 2015).
+
+    -log p(x) ~= -log (1/k) sum_i p(x, z_i) / q(z_i | x). For each image the k log-weights are taken in
+    chunks of at most ``max_decodes`` decoded images in all (images x draws; small chunks stay in
+    the CPU's cache: 1,024 ran 2.1x faster than 32,768 for the MLP VAE), combined by a running
+    log-sum-exp, so memory stays bounded whatever k is and nothing underflows. In expectation -L_k is
+    above -log p(x), falls with k and is at most the negative ELBO. Draws come from a generator seeded
+    with ``seed`` (the global RNG is untouched). ``prior`` is p(z) in the weights: "standard", the one
+    the model was trained with, or "fitted", its fitted mixture (a different generative model, whose
+    -log p(x) this then estimates). Shapes: images [N, C, H, W] -> [N], nats, float64.
+    """
+    if k < 1:
+        raise VaekitError(f"the number of importance samples must be >= 1, got {k}")
+    was_training = model.training
+    model.eval()
+    generator = torch.Generator(device=images.device).manual_seed(seed)
+    batch = max(1, min(len(images), max_decodes // min(k, max_decodes)))
+    chunk = max(1, max_decodes // batch)
+    out = torch.empty(len(images), dtype=torch.float64, device=images.device)
+    for start in range(0, len(images), batch):
+        x = unit_float(images[start : start + batch])
+        y = None if labels is None else labels[start : start + batch]
+        posterior = tuple(t.float() for t in model.encode(x, y))
+        total = torch.full((len(x),), -math.inf, dtype=torch.float64, device=x.device)
+        for done in range(0, k, chunk):
+            log_w, _ = model.log_weights(
+                x, y, min(chunk, k - done), generator, posterior=posterior, prior=prior
+            )
+            total = torch.logaddexp(total, torch.logsumexp(log_w.double(), dim=0))
+        out[start : start + len(x)] = -(total - math.log(k))
+    model.train(was_training)
+    return out
+
+
+def bits_per_dim(nats_per_image: float, image_shape: tuple[int, ...]) -> float:
+    """Nats per image -> bits per pixel (and channel): divide by the pixel count and by ln 2."""
+    return nats_per_image / (math.prod(image_shape) * math.log(2))
+
+
+def nll_bits_key(split: str) -> str:
+    """The eval.json key of -log p(x) in bits per dimension: ``bits_per_dim`` for the test split, and
+    ``val_iwae_bits_per_dim`` for val, whose ``val_bits_per_dim`` is already its -ELBO's."""
+    return "bits_per_dim" if split == "test" else f"{split}_iwae_bits_per_dim"

@@ -1,0 +1,177 @@
+"""Sample quality, measured: what the cached classifier (``evaluation.classifier``) says of a model's samples.
+
+- the Frechet distance between classifier features of samples and of real images (FID's formula with a
+  digit classifier in place of Inception, so its scale is its own: compare runs with each other);
+- the class histogram of samples: which digits a model draws and how often (mode coverage);
+- for conditional models, how often a sample is recognised as the class it was asked for.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from vaekit.data import ImageSet
+from vaekit.evaluation.classifier import DigitClassifier, classify
+from vaekit.models import VAE
+from vaekit.utils.errors import VaekitError
+
+
+# ------------------------------------------------------------------------------- the measures
+def gaussian_statistics(features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean [F] and covariance [F, F] (unbiased, divided by N - 1) of features [N, F], in float64."""
+    if len(features) < 2:
+        raise VaekitError("a covariance needs at least 2 feature vectors")
+    features = features.double()
+    return features.mean(0), torch.cov(features.T).reshape(features.shape[1], features.shape[1])
+
+
+def frechet_distance(
+    mu1: torch.Tensor, sigma1: torch.Tensor, mu2: torch.Tensor, sigma2: torch.Tensor
+) -> float:
+    """Squared Frechet (2-Wasserstein) distance between N(mu1, sigma1) and N(mu2, sigma2):
+
+        d^2 = |mu1 - mu2|^2 + Tr(sigma1) + Tr(sigma2) - 2 Tr((sigma1 sigma2)^(1/2))
+
+    (Dowson & Landau 1982; as FID, Heusel et al. 2017). The trace of the matrix square root is taken as
+    Tr((S1^(1/2) S2 S1^(1/2))^(1/2)), the same number, computed with symmetric eigendecompositions
+    (negative round-off eigenvalues clipped to 0), so it is real and stable. Shapes: [F], [F, F]; float64.
+    """
+    mu1, sigma1, mu2, sigma2 = (t.double() for t in (mu1, sigma1, mu2, sigma2))
+    values, vectors = torch.linalg.eigh(sigma1)
+    root1 = (vectors * values.clamp(min=0).sqrt()) @ vectors.T
+    middle = root1 @ sigma2 @ root1
+    trace_root = torch.linalg.eigvalsh((middle + middle.T) / 2).clamp(min=0).sqrt().sum()
+    distance = (mu1 - mu2).square().sum() + sigma1.trace() + sigma2.trace() - 2 * trace_root
+    return max(distance.item(), 0.0)
+
+
+@torch.no_grad()
+def draw_samples(
+    model: VAE,
+    n: int,
+    seed: int = 0,
+    batch_size: int = 1000,
+    prior: str | None = None,
+    by_class: bool | None = None,
+    temperature: float = 1.0,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """n samples from ``model`` (from ``prior``: see ``VAE.sample``) in batches, seeded. ``by_class``
+    (default: for conditional models) asks for the classes in equal blocks, each by its label.
+    Returns (images [n, C, H, W], the requested labels [n] or None)."""
+    if not model.can_sample:
+        raise VaekitError(f"this {model.name} model cannot sample yet (a vqvae needs vaekit train-prior)")
+    generator = torch.Generator(device=model.device).manual_seed(seed)
+    by_class = model.conditional if by_class is None else by_class
+    labels = None
+    if by_class:
+        classes = model.num_classes if model.conditional else model.prior.num_classes
+        labels = torch.arange(n, device=model.device) * classes // n
+    images = []
+    for start in range(0, n, batch_size):
+        count = min(batch_size, n - start)
+        if labels is None:
+            images.append(model.sample(count, generator=generator, prior=prior, temperature=temperature))
+        else:  # within a block of equal labels; blocks are split where the label changes
+            block = labels[start : start + count]
+            for label in block.unique_consecutive():
+                size = int((block == label).sum())
+                images.append(
+                    model.sample(
+                        size, label=int(label), generator=generator, prior=prior, temperature=temperature
+                    )
+                )
+    return torch.cat(images), labels
+
+
+def sample_quality(
+    model: VAE,
+    classifier: DigitClassifier,
+    reference: ImageSet,
+    n_samples: int = 10_000,
+    seed: int = 0,
+    prior: str | None = None,
+    temperature: float = 1.0,
+) -> dict[str, Any]:
+    """The sample-quality figures of ``model`` against ``reference`` (real images, e.g. the test set),
+    for samples from ``prior`` ("standard" or "fitted"; by default the fitted one if the model has one)
+    at ``temperature`` (see ``VAE.sample``).
+
+    - ``frechet_distance``: between classifier features of ``n_samples`` samples and of the reference;
+    - ``class_histogram``: how many samples the classifier puts in each class;
+    - ``mode_coverage``: the classes drawn at least half as often as they occur in the reference;
+    - ``class_tv_distance``: total variation between the samples' class frequencies and the reference's
+      (0: the same mix; 1: disjoint);
+    - models that draw a requested class (conditional ones, and any with a fitted prior per class):
+      ``label_accuracy``, the share of samples recognised as their requested class, and
+      ``label_accuracy_per_class``. An unconditional model's other figures are of samples drawn
+      without labels (classes as often as in training); these of another n_samples drawn by class.
+    """
+    if n_samples < 2:
+        raise VaekitError(f"sample quality needs at least 2 samples, got {n_samples}")
+    device = next(classifier.parameters()).device
+    samples, labels = draw_samples(model, n_samples, seed, prior=prior, temperature=temperature)
+    fake = classify(classifier, samples.to(device))
+    real = classify(classifier, reference.as_float(device))
+    num_classes = classifier.config["num_classes"]
+    histogram = torch.bincount(fake["predictions"], minlength=num_classes).cpu()
+    share = histogram.double() / n_samples
+    real_share = torch.bincount(reference.labels, minlength=num_classes).double() / len(reference)
+    result: dict[str, Any] = {
+        "frechet_distance": frechet_distance(
+            *gaussian_statistics(fake["features"]), *gaussian_statistics(real["features"])
+        ),
+        "class_histogram": histogram.tolist(),
+        "mode_coverage": int((share >= real_share / 2).sum()),
+        "class_tv_distance": 0.5 * (share - real_share).abs().sum().item(),
+        "quality_samples": n_samples,
+    }
+    if labels is None and model.samples_by_class(prior):
+        samples, labels = draw_samples(
+            model, n_samples, seed, prior=prior, by_class=True, temperature=temperature
+        )
+        fake = classify(classifier, samples.to(device))
+    if labels is not None:
+        correct = (fake["predictions"] == labels.to(device)).double().cpu()
+        labels = labels.cpu()
+        result["label_accuracy"] = correct.mean().item()
+        result["label_accuracy_per_class"] = [
+            correct[labels == c].mean().item() if (labels == c).any() else None for c in range(num_classes)
+        ]
+    return result
+
+
+@torch.no_grad()
+def label_swap_accuracy(
+    model: VAE, classifier: DigitClassifier, images: ImageSet, seed: int = 0, batch_size: int = 1000
+) -> dict[str, Any]:
+    """The swap test of a conditional model: how much its decoder relies on the label.
+
+    Each image is encoded with its own label, and its posterior mean decoded with another label, drawn
+    uniformly (seeded) from the rest; ``label_swap_accuracy`` is the share of those decodings the
+    classifier recognises as the new label (1: the label decides the class; near 0: the latent does),
+    ``label_swap_accuracy_per_class`` the same by new label.
+    """
+    if not model.conditional:
+        raise VaekitError(f"the swap test is for conditional models; {model.name} is not one")
+    device = next(classifier.parameters()).device
+    generator = torch.Generator().manual_seed(seed)
+    classes = model.num_classes
+    new_labels = (images.labels + torch.randint(1, classes, (len(images),), generator=generator)) % classes
+    model.eval()
+    predictions = []
+    for start in range(0, len(images), batch_size):
+        x = images.images[start : start + batch_size].to(model.device).float().div_(255.0)
+        y = images.labels[start : start + batch_size].to(model.device)
+        z = model.encode(x, y)[0]
+        swapped = model.decode(z, new_labels[start : start + batch_size].to(model.device))
+        predictions.append(classify(classifier, swapped.to(device))["predictions"].cpu())
+    correct = (torch.cat(predictions) == new_labels).double() if predictions else torch.zeros(0)
+    return {
+        "label_swap_accuracy": correct.mean().item(),
+        "label_swap_accuracy_per_class": [
+            correct[new_labels == c].mean().item() if (new_labels == c).any() else None
+            for c in range(classes)
+        ],
+    }

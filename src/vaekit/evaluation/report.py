@@ -1,0 +1,126 @@
+"""An evaluation as people read it: ``format_result``'s grouped table with units, and the collapse warning."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from vaekit.evaluation.likelihood import nll_bits_key
+
+
+def collapse_warning(result: dict[str, Any], latent_dim: int) -> str | None:
+    """A plain warning when few latent units carry information (posterior collapse), else None."""
+    active = next((v for k, v in result.items() if k.endswith("active_units")), None)
+    if active is None or active > max(1, latent_dim // 4):
+        return None
+    return (
+        f"warning: only {active} of {latent_dim} latent units are active (their posterior mean varies "
+        "with the input); the rest have collapsed to the prior"
+    )
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4f}" if abs(value) < 10 else f"{value:.2f}"
+    if isinstance(value, list):
+        return " ".join("-" if v is None else f"{v:.2f}" if isinstance(v, float) else str(v) for v in value)
+    return str(value)
+
+
+def _percentages(values: list[float | None]) -> str:
+    return " ".join("-" if a is None else f"{a:.0%}" for a in values)
+
+
+def format_result(result: dict[str, Any], split: str = "test") -> str:
+    """An evaluation (``evaluate_run``'s result) as a table for people: grouped, labelled, with units.
+
+    Every entry of ``result`` appears: those the table does not know (a model's own terms, say) are listed
+    last under their eval.json names.
+    """
+    shown: set[str] = set()
+
+    def take(key: str) -> Any:
+        shown.add(key)
+        return result.get(key)
+
+    p, q = f"{split}_", "" if split == "test" else f"{split}_"  # per-split terms; latent and sample figures
+    sections: list[tuple[str, list[tuple[str, str]]]] = []
+    rows: list[tuple[str, str]] = []
+    loss, recon, kl = take(p + "loss"), take(p + "recon"), take(p + "kl")
+    bpd = take(p + "bits_per_dim")
+    if loss is not None:
+        parts = f"   recon {recon:.2f} + kl {kl:.2f}" if recon is not None and kl is not None else ""
+        rows.append(("-ELBO", f"{loss:.2f}" + ("" if bpd is None else f"   {bpd:.4f} bits/dim") + parts))
+    nll, k, nll_bpd = take(q + "iwae_nll"), take(q + "iwae_k"), take(nll_bits_key(split))
+    if nll is not None:
+        rows.append((f"-log p(x), k={k}", f"{nll:.2f}   {nll_bpd:.4f} bits/dim"))
+    fitted_nll = take(q + "fitted_iwae_nll")
+    if fitted_nll is not None:
+        rows.append(("  with the fitted prior", f"{fitted_nll:.2f}   (p(z) = the fitted mixture, same k)"))
+    sections.append(("likelihood (nats per image, lower is better)", rows))
+    rows = []
+    for key, label in ((p + "recon_bce", "BCE per image"), (p + "recon_mse", "MSE per pixel")):
+        if take(key) is not None:
+            rows.append((label, _text(result[key])))
+    sections.append(("reconstruction from the posterior mean", rows))
+    rows = []
+    kl_per_dim, active = take(q + "kl_per_dim"), take(q + "active_units")
+    if active is not None:
+        rows.append(("active units", f"{active} of {len(kl_per_dim)}"))
+    if kl_per_dim is not None:
+        rows.append(("KL per dimension", _text(kl_per_dim)))
+    gap, per_factor, factor_vae = take(q + "mig"), take(q + "mig_per_factor"), take(q + "factor_vae_score")
+    if gap is not None:
+        terms = "  ".join(f"{name} {value:.2f}" for name, value in per_factor.items())
+        rows.append(("MIG (Chen et al. 2018)", f"{gap:.3f}   {terms}"))
+    if factor_vae is not None:
+        rows.append(("FactorVAE score", f"{factor_vae:.1%}   (Kim & Mnih 2018; chance 1/factors)"))
+    sections.append(("latent", rows))
+    rows = []
+    # One column per prior the samples came from: N(0, I) (or a vqvae's code prior) and the fitted one.
+    columns = [(q, "N(0, I)")] + (
+        [(q + "fitted_", "fitted prior")] if q + "fitted_frechet_distance" in result else []
+    )
+
+    def row(label: str, key: str, show: Callable[[Any], str]) -> None:
+        values = [take(prefix + key) for prefix, _ in columns]
+        if any(v is not None for v in values):
+            rows.append((label, "".join(("-" if v is None else show(v)).ljust(18) for v in values).rstrip()))
+
+    if len(columns) > 1:
+        rows.append(("", "".join(title.ljust(18) for _, title in columns).rstrip()))
+    row("Frechet distance", "frechet_distance", _text)
+    row("class mix distance (TV)", "class_tv_distance", _text)
+    row("mode coverage", "mode_coverage", lambda v: f"{v} of {len(result[q + 'class_histogram'])} classes")
+    row("label accuracy", "label_accuracy", lambda v: f"{v:.1%}")
+    for prefix, title in columns:
+        histogram = take(prefix + "class_histogram")
+        if histogram is not None:
+            where = f" ({title})" if len(columns) > 1 else ""
+            rows.append((f"samples per class{where}", " ".join(f"{c}:{n}" for c, n in enumerate(histogram))))
+        per_class = take(prefix + "label_accuracy_per_class")
+        if per_class is not None:
+            where = f" ({title})" if len(columns) > 1 else ""
+            rows.append((f"label accuracy per class{where}", _percentages(per_class)))
+    swap = take(q + "label_swap_accuracy")
+    if swap is not None:
+        rows.append(("label swap test", f"{swap:.1%} of latents decoded with another label show it"))
+        rows.append(("  per new label", _percentages(take(q + "label_swap_accuracy_per_class"))))
+    count, accuracy = take(q + "quality_samples"), take(q + "classifier_test_accuracy")
+    take(q + "fitted_quality_samples")
+    title = "sample quality"
+    if count is not None:
+        each = " each" if len(columns) > 1 else ""
+        title += f" ({count:,} samples{each}; the classifier is {accuracy:.2%} accurate on the test set)"
+    sections.append((title, rows))
+    n, epochs = take(p + "n_images"), take("epochs_trained")
+    rows = [(key, _text(value)) for key, value in result.items() if key not in shown]
+    sections.append(("the model's other figures (eval.json names)", rows))
+
+    labels = [label for _, rows in sections for label, _ in rows]
+    width = max((len(label) for label in labels), default=0)
+    lines = [f"{split} split: {n:,} images" + ("" if epochs is None else f", after {epochs} epochs")]
+    for title, rows in sections:
+        if rows:
+            lines += ["", title] + [f"  {label.ljust(width)}  {text}" for label, text in rows]
+    return "\n".join(lines)

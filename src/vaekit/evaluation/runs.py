@@ -1,0 +1,207 @@
+"""Evaluating a run folder: its model on its dataset's test or validation split, merged into eval.json.
+
+``evaluate_run`` gathers the figures of ``evaluation.likelihood`` (ELBO, -log p(x)), ``evaluation.latents``
+(active units, KL per dimension), ``evaluation.quality`` (samples) and ``evaluation.disentanglement``
+(MIG, FactorVAE score) for one run, as ``vaekit evaluate`` prints them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from vaekit.data import Dataset, ImageSet, binarize, load_dataset, split_train_val, unit_float
+from vaekit.evaluation.latents import latent_statistics
+from vaekit.evaluation.likelihood import (
+    bits_per_dim,
+    elbo_terms,
+    iwae_nll,
+    nll_bits_key,
+    reconstruction_errors,
+)
+from vaekit.models import GaussianVAE
+from vaekit.models.saving import load
+from vaekit.utils.atomic import write_json
+from vaekit.utils.devices import resolve_device
+from vaekit.utils.errors import VaekitError
+from vaekit.utils.files import read_run_config
+
+
+def eval_options(train_config: dict[str, Any]) -> dict[str, Any]:
+    """The ``model.loss`` options an evaluation of a run uses: its IWAE k, if it trained on that bound."""
+    if train_config.get("objective") == "iwae":
+        return {"iwae_k": train_config["k"]}
+    return {}
+
+
+def eval_record(terms: dict[str, float], split: str, n_images: int, epochs: int | None) -> dict[str, Any]:
+    """The eval.json entries of one split: ``{split}_{term}`` for each term and ``{split}_n_images``."""
+    record: dict[str, Any] = {f"{split}_{k}": v for k, v in terms.items()}
+    record.update({f"{split}_n_images": n_images, "epochs_trained": epochs})
+    return record
+
+
+def write_eval(path: Path, record: dict[str, Any]) -> None:
+    """Merge ``record`` into the eval.json at ``path``, so that a val evaluation keeps the test figures."""
+    previous = json.loads(path.read_text()) if path.is_file() else {}
+    write_json(path, {**previous, **record})
+
+
+def run_data_dir(config: dict[str, Any], data_dir: str | os.PathLike | None = None) -> str | None:
+    """The data folder of a run: ``data_dir`` if given, else the one it trained from (None: the default)."""
+    return data_dir or config["data"]["data_dir"]
+
+
+def load_run_dataset(
+    config: dict[str, Any],
+    data_dir: str | os.PathLike | None = None,
+    log: Callable[[str], None] | None = None,
+) -> Dataset:
+    """The dataset of a run (its config.json), prepared as for training (image size, colour)."""
+    train = config["train"]
+    return load_dataset(
+        config["data"]["dataset"],
+        run_data_dir(config, data_dir),
+        image_size=train.get("image_size"),
+        colour=train.get("colour"),
+        log=log or (lambda line: None),
+    )
+
+
+def run_split(
+    config: dict[str, Any],
+    split: str,
+    data_dir: str | os.PathLike | None = None,
+    dataset: Dataset | None = None,
+) -> ImageSet:
+    """The test or validation images of a run (its config.json), as it was split for training."""
+    if split not in ("test", "val"):
+        raise VaekitError(f"unknown split {split!r}; choose test or val")
+    if dataset is None:
+        dataset = load_run_dataset(config, data_dir)
+    if split == "test":
+        return dataset.test
+    _, images = split_train_val(dataset.train, config["train"]["val_fraction"], config["train"]["seed"])
+    if len(images) == 0:
+        raise VaekitError("the run was trained with no validation split")
+    return images
+
+
+def evaluate_run(
+    run: str | os.PathLike,
+    split: str = "test",
+    data_dir: str | os.PathLike | None = None,
+    device: str = "auto",
+    write: bool = True,
+    iwae_k: int = 0,
+    samples: int = 0,
+    log: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Evaluate a run folder's model on its dataset's ``split`` (test or val); merge it into eval.json.
+
+    Keys: ``{split}_loss``, ``{split}_recon``, ``{split}_kl`` and the model's other terms (nats per
+    image), ``{split}_n_images``, ``epochs_trained``, ``{split}_bits_per_dim`` (of the negative ELBO),
+    ``{split}_recon_bce`` and ``{split}_recon_mse``; for Gaussian-latent models ``active_units`` and
+    ``kl_per_dim``, and with ``iwae_k`` > 0 the importance-sampled ``iwae_nll`` (nats per image,
+    k = ``iwae_k``) and its ``bits_per_dim`` (see ``nll_bits_key``). With ``samples`` > 0, the sample
+    quality of that many samples against the split's images (see ``quality.sample_quality``:
+    ``frechet_distance``, ``class_histogram``, ``mode_coverage``, ``class_tv_distance``, conditional
+    models ``label_accuracy``) and the measuring classifier's ``classifier_test_accuracy``. Keys
+    without a split prefix are the test split's; a val evaluation prefixes them with ``val_``. ``log``
+    gets notes (training the classifier, a model that cannot sample yet).
+    """
+    run = Path(run)
+    config = read_run_config(run)
+    dataset = load_run_dataset(config, data_dir, log)
+    images = run_split(config, split, dataset=dataset)
+    dev = resolve_device(device)
+    model = load(run, device=dev)
+    if iwae_k and not isinstance(model, GaussianVAE):
+        raise VaekitError(f"--iwae-k applies to the Gaussian-latent models, not {model.name}")
+    x, labels = images.images.to(dev), images.labels.to(dev)  # uint8: the evaluators convert batches
+    if config["train"].get("binarize", "none") != "none":  # the same fixed binary images as training saw
+        x = binarize(unit_float(x), split)
+    seed = config["train"]["seed"]
+    terms = elbo_terms(model, x, labels, seed=seed, **eval_options(config["train"]))
+    result = eval_record(terms, split, len(images), config.get("epochs_completed"))
+    prefix = "" if split == "test" else f"{split}_"
+    result[f"{split}_bits_per_dim"] = bits_per_dim(terms["loss"], model.image_shape)
+    result.update({f"{split}_{k}": v for k, v in reconstruction_errors(model, x, labels).items()})
+    if isinstance(model, GaussianVAE):
+        stats = latent_statistics(model, x, labels)
+        result[f"{prefix}active_units"] = stats["active_units"]
+        result[f"{prefix}kl_per_dim"] = stats["kl_per_dim"]
+        if iwae_k:
+            nll = iwae_nll(model, x, labels, k=iwae_k, seed=seed).mean().item()
+            result.update(
+                {
+                    f"{prefix}iwae_nll": nll,
+                    f"{prefix}iwae_k": iwae_k,
+                    nll_bits_key(split): bits_per_dim(nll, model.image_shape),
+                }
+            )
+            if model.prior is not None:  # the same estimate with the fitted mixture as p(z)
+                fitted = iwae_nll(model, x, labels, k=iwae_k, seed=seed, prior="fitted").mean().item()
+                result[f"{prefix}fitted_iwae_nll"] = fitted
+    if dataset.factor_names and isinstance(model, GaussianVAE):
+        scores = disentanglement_scores(model, x, labels, images.factors, dataset.factor_names)
+        result.update({f"{prefix}{k}": v for k, v in scores.items()})
+    if samples and not model.can_sample:
+        if log:
+            log(f"no sample quality: this {model.name} run cannot sample until vaekit train-prior has run")
+    elif samples and dataset.num_classes == 0:
+        if log:
+            log(
+                f"no sample quality: {dataset.name} has no classes to train the measuring classifier on "
+                "(give the folder class subfolders to have it)"
+            )
+    elif samples:
+        from vaekit.evaluation.classifier import load_classifier
+        from vaekit.evaluation.quality import label_swap_accuracy, sample_quality
+
+        classifier, info = load_classifier(dataset, device=dev, log=log)
+        # A Gaussian-latent model is measured with N(0, I) (unprefixed keys) and with its fitted prior
+        # (fitted_*); a vqvae with its prior over codes, the only one it has.
+        priors = [("", "standard" if isinstance(model, GaussianVAE) else None)]
+        if isinstance(model, GaussianVAE) and model.prior is not None:
+            priors.append(("fitted_", "fitted"))
+        for key_prefix, prior in priors:
+            quality = sample_quality(model, classifier, images, n_samples=samples, seed=seed, prior=prior)
+            result.update({f"{prefix}{key_prefix}{k}": v for k, v in quality.items()})
+        result[f"{prefix}classifier_test_accuracy"] = info["test_accuracy"]
+        if model.conditional:
+            swap = label_swap_accuracy(model, classifier, images, seed=seed)
+            result.update({f"{prefix}{k}": v for k, v in swap.items()})
+    if write:
+        write_eval(run / "eval.json", result)
+    return result
+
+
+def disentanglement_scores(
+    model: GaussianVAE, x: torch.Tensor, labels: torch.Tensor, factors: torch.Tensor, names: list[str]
+) -> dict[str, Any]:
+    """MIG (with its term per factor, by name) and the FactorVAE score of the posterior means of images
+    ``x`` against their known ``factors`` [N, K] (value indices), as in vaekit.disentanglement."""
+    from vaekit.evaluation.disentanglement import factor_vae_score, mig
+    from vaekit.evaluation.latents import latent_means
+
+    means = latent_means(model, x, labels).double().numpy()
+    gap = mig(means, factors.numpy())
+    return {
+        "mig": gap["mig"],
+        "mig_per_factor": dict(zip(names, gap["per_factor"], strict=True)),
+        "factor_vae_score": factor_vae_score(means, factors.numpy(), seed=0)["factor_vae_score"],
+    }
+
+
+
+
+
+
+
+

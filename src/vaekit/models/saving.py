@@ -1,0 +1,73 @@
+"""A model on disk is its config (JSON) plus its weights (safetensors); checkpoints carry the config too.
+
+``vaekit.load`` rebuilds any registered model, fitted prior included, from a run folder, a safetensors
+file or a checkpoint; no file is unpickled (see ``vaekit.utils.files``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import torch
+from safetensors.torch import save_file
+
+from vaekit.models import VAE, build_model
+from vaekit.utils.atomic import atomic_write
+from vaekit.utils.errors import VaekitError
+from vaekit.utils.files import read_checkpoint, read_run_config, read_safetensors
+
+CONFIG_KEY = "vaekit_model_config"
+
+
+def save_model(model: VAE, path: str | os.PathLike) -> None:
+    """Write the weights as safetensors, with the model config in the file's metadata."""
+    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    metadata = {CONFIG_KEY: json.dumps(model.config)}
+    atomic_write(path, lambda tmp: save_file(state, tmp, metadata=metadata))
+
+
+def _load_weights(model: VAE, state: dict[str, torch.Tensor], source: Path) -> VAE:
+    expected = model.state_dict()
+    problems = [k for k in expected if k not in state] + [k for k in state if k not in expected]
+    problems += [
+        f"{k} {tuple(state[k].shape)} != {tuple(v.shape)}"
+        for k, v in expected.items()
+        if k in state and state[k].shape != v.shape
+    ]
+    if problems:
+        raise VaekitError(f"weights in {source} do not match its config: {', '.join(problems[:3])}")
+    model.load_state_dict(state)
+    return model.eval()
+
+
+
+
+
+
+
+
+def load(path: str | os.PathLike, device: str | torch.device = "cpu") -> VAE:
+    """Rebuild a trained model from a run folder, a ``.safetensors`` file or a ``.pt`` checkpoint.
+
+    A run folder is read as its config.json plus model.safetensors. The model comes back in eval mode.
+    """
+    path = Path(path)
+    if path.is_dir():
+        config = read_run_config(path)["model"]
+        state, _ = read_safetensors(path / "model.safetensors")
+        source = path / "model.safetensors"
+    elif path.suffix == ".safetensors":
+        state, metadata = read_safetensors(path)
+        if CONFIG_KEY not in metadata:
+            raise VaekitError(f"{path} carries no vaekit model config")
+        config, source = json.loads(metadata[CONFIG_KEY]), path
+    elif path.suffix == ".pt":
+        ckpt = read_checkpoint(path)
+        config, state, source = json.loads(ckpt["config"])["model"], ckpt["model"], path
+    elif not path.exists():
+        raise VaekitError(f"{path} does not exist")
+    else:
+        raise VaekitError(f"cannot load {path}: expected a run folder, .safetensors or .pt file")
+    return _load_weights(build_model(config), state, source).to(device)

@@ -1,0 +1,165 @@
+"""``vaekit sweep``: hyperparameter search with Optuna, every trial a normal run folder.
+
+``run_sweep`` reads the sweep file (``sweep.spec``), opens or joins the study in its storage, trains each
+trial as a run folder under DIR/trials/, prunes on the validation loss after each epoch, and ends with
+the trials table and comparison report (``sweep.report``).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from vaekit.sweep.report import summarise, write_summary
+from vaekit.sweep.spec import Dimension, Sweep, read_sweep_file, trial_config
+from vaekit.training.config_files import tomllib
+from vaekit.training.settings import TrainConfig
+from vaekit.utils.atomic import write_text
+from vaekit.utils.errors import VaekitError
+
+
+# ------------------------------------------------------------------------------------------- Optuna
+def _optuna() -> Any:
+    try:
+        import optuna
+    except ImportError:
+        raise VaekitError("vaekit sweep needs Optuna: pip install 'vaekit[sweep]'") from None
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # the sweep prints its own lines
+    return optuna
+
+
+def suggest(trial: Any, dimension: Dimension) -> Any:
+    """The trial's value of ``dimension``, drawn by the study's sampler."""
+    if dimension.kind == "choice":
+        return trial.suggest_categorical(dimension.name, dimension.choices)
+    if dimension.kind == "int":
+        return trial.suggest_int(dimension.name, int(dimension.low), int(dimension.high), log=dimension.log)
+    return trial.suggest_float(dimension.name, dimension.low, dimension.high, log=dimension.log)
+
+
+def _storage(folder: Path, url: str | None) -> Any:
+    if url:  # an RDB URL (PostgreSQL, MySQL, SQLite) that workers on several machines reach
+        return url
+    optuna = _optuna()
+    from optuna.storages.journal import JournalFileBackend
+
+    return optuna.storages.JournalStorage(JournalFileBackend(str(folder / "journal.log")))
+
+
+def _prepare_folder(folder: Path, sweep: Sweep) -> None:
+    """A new sweep folder gets the sweep file; a worker joining one must bring the same file."""
+    kept = folder / "sweep.toml"
+    if kept.is_file():
+        if tomllib.loads(kept.read_text(encoding="utf-8")) != tomllib.loads(sweep.text):
+            raise VaekitError(f"{folder} is a sweep of another sweep file ({kept}); give another --out")
+        return
+    if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
+        raise VaekitError(f"{folder} exists and is not a sweep folder; give another --out")
+    (folder / "trials").mkdir(parents=True, exist_ok=True)
+    write_text(kept, sweep.text)
+
+
+def trial_folder(folder: Path, number: int) -> Path:
+    return folder / "trials" / f"{number:04d}"
+
+
+def run_sweep(
+    sweep_file: str | os.PathLike,
+    out: str | os.PathLike,
+    trials: int,
+    storage: str | None = None,
+    pruner: Any = None,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Run ``trials`` trials of the sweep in ``sweep_file`` into the sweep folder ``out``, joining the
+    study that other workers on the same folder (or ``storage``) run; returns the summary of every
+    trial in the study (``summary["best"]``: the best finished one). ``pruner``: an Optuna pruner in
+    place of the file's (for the API and tests)."""
+    if trials < 1:
+        raise VaekitError(f"--trials must be >= 1, got {trials}")
+    sweep = read_sweep_file(sweep_file)
+    optuna = _optuna()
+    folder = Path(out)
+    _prepare_folder(folder, sweep)
+    options = sweep.options
+    if pruner is None:
+        pruner = (
+            optuna.pruners.MedianPruner(
+                n_startup_trials=options.get("startup_trials", 2),
+                n_warmup_steps=options.get("warmup_epochs", 1),
+            )
+            if options.get("pruner", "median") == "median"
+            else optuna.pruners.NopPruner()
+        )
+    study_name = options.get("study", "vaekit")
+    url = storage or options.get("storage")
+    try:
+        shared = _storage(folder, url)
+        study = optuna.load_study(study_name=study_name, storage=shared)
+        joined = True
+    except KeyError:
+        joined = False
+        study = None
+    except Exception as exc:  # an unreachable database, a missing driver
+        raise VaekitError(f"cannot open the study storage: {str(exc).splitlines()[0]}") from None
+    seed = options.get("seed")
+    if seed is not None and joined:  # a second worker with the same seed would repeat the first's draws
+        seed += len(study.trials)
+    sampler = optuna.samplers.TPESampler(seed=seed)
+    study = optuna.create_study(
+        study_name=study_name,
+        storage=shared,
+        sampler=sampler,
+        pruner=pruner,
+        direction="minimize",
+        load_if_exists=True,
+    )
+    log(f"sweep {study_name} in {folder}: " + "; ".join(d.describe() for d in sweep.search))
+
+    def objective(trial: Any) -> float:
+        params = {d.name: suggest(trial, d) for d in sweep.search}
+        config = trial_config(sweep, params)
+        run = trial_folder(folder, trial.number)
+        trial.set_user_attr("run", str(run.relative_to(folder)))
+        shown = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items())
+        log(f"trial {trial.number}: {shown}")
+        return _train_trial(trial, config, run, optuna, log)
+
+    study.optimize(objective, n_trials=trials, catch=(VaekitError,))
+    summary = summarise(study, folder)
+    write_summary(folder, summary, log)
+    return summary
+
+
+def _train_trial(
+    trial: Any, config: TrainConfig, run: Path, optuna: Any, log: Callable[[str], None]
+) -> float:
+    from vaekit.training import Trainer
+
+    def report(record: dict[str, Any]) -> None:
+        trial.report(record["val_loss"], record["epoch"])
+        if trial.should_prune():
+            log(f"trial {trial.number}: pruned after epoch {record['epoch']} (val {record['val_loss']:.2f})")
+            raise optuna.TrialPruned()
+
+    start = time.perf_counter()
+    trainer = Trainer(config, run, progress=False, log=lambda line: None, on_epoch=report)
+    try:
+        trainer.run()
+    except VaekitError as exc:
+        log(f"trial {trial.number}: failed: {exc}")
+        raise
+    s = trainer.state
+    value = s.best_loss if config.early_stopping else s.history[-1]["val_loss"]
+    seconds = time.perf_counter() - start
+    log(f"trial {trial.number}: val loss {value:.2f} after {s.epoch} epochs, {seconds:.1f} s")
+    return float(value)
+
+
+
+
+
+

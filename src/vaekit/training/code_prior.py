@@ -1,0 +1,200 @@
+"""Training a VQ-VAE run's prior over its codes (``vaekit train-prior`` on a vqvae run).
+
+van den Oord et al. 2017 (arXiv:1711.00937, sec. 3.2) train the autoencoder first with a uniform prior,
+then fit an autoregressive prior to the codes of the training set, with the autoencoder frozen. So the
+images are encoded once; the prior (``models.priors.codes.CodePrior``) trains on whole tensors of codes,
+batched by shuffled index, and the epoch with the best validation NLL is kept. Attaching it makes the
+model sample and turns its ``kl`` term from the uniform bound h w log K into the prior's -log p(c).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm import tqdm
+
+from vaekit.data import ImageSet
+from vaekit.evaluation.runs import evaluate_run
+from vaekit.models.priors.codes import CodePrior
+from vaekit.models.saving import load
+from vaekit.models.vqvae import VQVAE
+from vaekit.training.priors import run_splits, save_run_with_prior
+from vaekit.utils.atomic import write_text
+from vaekit.utils.devices import resolve_device
+from vaekit.utils.errors import VaekitError
+from vaekit.utils.files import read_run_config
+
+PRIOR_HEADS = 4
+
+
+def _check_settings(epochs: Any, batch_size: Any, lr: Any, seed: Any) -> None:
+    for name, value in (("epochs", epochs), ("batch size", batch_size)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise VaekitError(f"{name} must be an integer >= 1, got {value!r}")
+    if isinstance(lr, bool) or not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
+        raise VaekitError(f"learning rate must be a positive finite number, got {lr!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise VaekitError(f"seed must be an integer >= 0, got {seed!r}")
+
+
+@torch.no_grad()
+def encode_images(
+    model: VQVAE, images: ImageSet, device: torch.device, batch_size: int = 1000
+) -> torch.Tensor:
+    """The code grids of ``images`` under the frozen model, long [N, h, w] on ``device``."""
+    model.eval()
+    x = images.as_float(device)
+    codes = [model.encode(x[start : start + batch_size]) for start in range(0, len(x), batch_size)]
+    return torch.cat(codes) if codes else torch.zeros(0, *model.grid, dtype=torch.long, device=device)
+
+
+@torch.no_grad()
+def prior_nll(prior: CodePrior, codes: torch.Tensor, batch_size: int = 1000) -> float:
+    """Mean -log p(c) over ``codes`` [N, h, w], in nats per image (summed in float64)."""
+    total = torch.zeros((), dtype=torch.float64, device=codes.device)
+    for start in range(0, len(codes), batch_size):
+        total -= prior.log_prob(codes[start : start + batch_size]).double().sum()
+    return total.item() / len(codes)
+
+
+def train_prior(
+    run: str | os.PathLike,
+    epochs: int = 20,
+    batch_size: int = 128,
+    lr: float = 1e-3,
+    seed: int = 0,
+    width: int = 64,
+    depth: int = 2,
+    device: str = "auto",
+    overwrite: bool = False,
+    progress: bool | None = None,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Train a prior over the codes of the vqvae run in ``run``, attach it and save the run.
+
+    Writes model.safetensors and config.json (the model now carries the prior), prior_metrics.jsonl
+    (a line per epoch) and samples/prior.png. Returns the kept epoch's figures: ``train_nll`` and
+    ``val_nll`` in nats per image, ``*_bits_per_code`` (the same divided by h w ln 2), ``best_epoch``,
+    ``epochs`` and ``uniform_nll`` (h w log K, the uniform prior's), and the run's new test figures
+    (``test_loss`` etc., also merged into eval.json). ``width`` and ``depth`` size the transformer: the
+    defaults (64, 2) train in about a third of the time of (128, 4) on a CPU, for about 1.6 nats per
+    image more on MNIST. ``overwrite`` replaces a prior.
+    """
+    # Every check comes first: bad input leaves the run folder as it was.
+    _check_settings(epochs, batch_size, lr, seed)
+    for name, value in (("width", width), ("depth", depth)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise VaekitError(f"prior {name} must be an integer >= 1, got {value!r}")
+    if width % PRIOR_HEADS:
+        raise VaekitError(f"prior width must be a multiple of {PRIOR_HEADS} (attention heads), got {width}")
+    run = Path(run)
+    config = read_run_config(run)
+    dev = resolve_device(device)
+    model = load(run, dev)
+    if not isinstance(model, VQVAE):
+        raise VaekitError(
+            f"{run} holds a {model.name} model; a prior over codes is trained for vqvae runs only "
+            "(a Gaussian-latent model's prior is fitted by fit_run_prior)"
+        )
+    if model.can_sample and not overwrite:
+        raise VaekitError(f"{run} already has a prior; pass --overwrite to train a new one")
+    _, train_set, val_set = run_splits(run, config)
+    train_codes = encode_images(model, train_set, dev)
+    val_codes = encode_images(model, val_set, dev)
+
+    # Seeded, without touching the global RNG: the same seed gives the same prior.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        prior = CodePrior(
+            num_codes=model.codebook_size, grid=list(model.grid), width=width, depth=depth, heads=PRIOR_HEADS
+        ).to(dev)
+    shuffle = torch.Generator().manual_seed(seed)
+    optimizer = torch.optim.Adam(prior.parameters(), lr=lr)
+    per_code = prior.length * math.log(2)  # nats per image -> bits per code
+    uniform = prior.length * math.log(model.codebook_size)
+    n_params = sum(p.numel() for p in prior.parameters())
+    show = sys.stderr.isatty() if progress is None else progress
+    log(
+        f"training a prior ({n_params:,} parameters) over {model.grid[0]}x{model.grid[1]} grids of "
+        f"{model.codebook_size} codes: {len(train_codes):,} train / {len(val_codes):,} val images; "
+        f"the uniform prior gives {uniform:.2f} nats per image"
+    )
+
+    history: list[dict[str, Any]] = []
+    best_state, best = None, None
+    n_batches = math.ceil(len(train_codes) / batch_size)
+    for epoch in range(1, epochs + 1):
+        start = time.perf_counter()
+        prior.train()
+        perm = torch.randperm(len(train_codes), generator=shuffle).to(dev)
+        total = torch.zeros((), dtype=torch.float64, device=dev)  # summed on the device: no sync per step
+        for step in tqdm(
+            range(n_batches), desc=f"prior epoch {epoch}/{epochs}", leave=False, disable=not show
+        ):
+            batch = train_codes.index_select(0, perm[step * batch_size : (step + 1) * batch_size])
+            nll = -prior.log_prob(batch)
+            optimizer.zero_grad(set_to_none=True)
+            nll.mean().backward()
+            optimizer.step()
+            total += nll.detach().double().sum()
+        prior.eval()
+        train_nll = total.item() / len(train_codes)  # the running mean over the epoch, as train does
+        if not math.isfinite(train_nll):
+            raise VaekitError(
+                f"the prior's training loss became {train_nll} in epoch {epoch}; try a lower --lr"
+            )
+        val_nll = prior_nll(prior, val_codes) if len(val_codes) else None
+        record = {
+            "epoch": epoch,
+            "train_nll": train_nll,
+            "train_bits_per_code": train_nll / per_code,
+            "val_nll": val_nll,
+            "val_bits_per_code": val_nll / per_code if val_nll is not None else None,
+            "seconds": round(time.perf_counter() - start, 3),
+        }
+        history.append(record)
+        score = val_nll if val_nll is not None else train_nll  # without a val split: the best train NLL
+        if best is None or score < best[0]:
+            best = (score, record)
+            best_state = {k: v.detach().clone() for k, v in prior.state_dict().items()}
+        val_text = (
+            f"  val {val_nll:.2f} ({record['val_bits_per_code']:.3f} bits/code)"
+            if val_nll is not None
+            else ""
+        )
+        log(
+            f"prior epoch {epoch:3d}/{epochs}  train {train_nll:.2f} nats/image "
+            f"({record['train_bits_per_code']:.3f} bits/code){val_text}  {record['seconds']:.2f}s"
+        )
+
+    assert best is not None and best_state is not None
+    prior.load_state_dict(best_state)
+    model.set_prior(prior.eval())
+    kept = best[1]
+    write_text(run / "prior_metrics.jsonl", "".join(json.dumps(h) + "\n" for h in history))
+    save_run_with_prior(run, model, config, seed)
+    log(f"kept the prior of epoch {kept['epoch']}; saved in {run}")
+    # The kl term is now -log p(codes) under the prior: the run's test figures change with it.
+    test = evaluate_run(run, split="test", device=device)
+    log(
+        f"test loss {test['test_loss']:.2f} (recon {test['test_recon']:.2f} + kl {test['test_kl']:.2f}) "
+        f"over {test['test_n_images']} images, with the prior"
+    )
+    return {
+        **test,
+        "epochs": epochs,
+        "best_epoch": kept["epoch"],
+        "train_nll": kept["train_nll"],
+        "train_bits_per_code": kept["train_bits_per_code"],
+        "val_nll": kept["val_nll"],
+        "val_bits_per_code": kept["val_bits_per_code"],
+        "uniform_nll": uniform,
+    }

@@ -1,0 +1,73 @@
+"""vaekit.load: run folders, safetensors files and checkpoints; corrupt and mismatched files."""
+
+import json
+
+import pytest
+import torch
+
+import vaekit
+from vaekit.models import MLPVAE
+from vaekit.utils.errors import VaekitError
+
+
+def test_load_from_run_folder_safetensors_and_checkpoint_agree(trained_run):
+    z = torch.randn(4, 2)
+    from_run = vaekit.load(trained_run)
+    assert isinstance(from_run, MLPVAE) and not from_run.training
+    for path in (trained_run / "model.safetensors", trained_run / "checkpoints" / "last.pt"):
+        assert torch.equal(vaekit.load(path).decode(z), from_run.decode(z))
+
+
+def test_python_api_shapes(trained_run):
+    m = vaekit.load(trained_run)
+    x = torch.rand(5, 1, 8, 8)
+    mu, logvar = m.encode(x)
+    assert mu.shape == logvar.shape == (5, 2)
+    assert m.decode(mu).shape == (5, 1, 8, 8) and m.sample(3).shape == (3, 1, 8, 8)
+    assert m.reconstruct(x).shape == (5, 1, 8, 8)
+
+
+def test_corrupt_weights(trained_run):
+    (trained_run / "model.safetensors").write_bytes(b"\x00garbage" * 10)
+    with pytest.raises(VaekitError, match="corrupt weights file"):
+        vaekit.load(trained_run)
+
+
+def test_weights_that_do_not_match_the_config(trained_run):
+    config = json.loads((trained_run / "config.json").read_text())
+    config["model"]["latent_dim"] = 5
+    del config["model"]["prior"]
+    (trained_run / "config.json").write_text(json.dumps(config))
+    with pytest.raises(VaekitError, match="do not match its config"):
+        vaekit.load(trained_run)
+
+
+def test_a_fitted_prior_that_does_not_match_the_model_is_refused(trained_run):
+    config = json.loads((trained_run / "config.json").read_text())
+    config["model"]["prior"]["latent_dim"] = 5
+    (trained_run / "config.json").write_text(json.dumps(config))
+    with pytest.raises(VaekitError, match="the prior is over 5-D latents; this mlp model's are 2-D"):
+        vaekit.load(trained_run)
+
+
+def test_corrupt_checkpoint(trained_run):
+    path = trained_run / "checkpoints" / "last.pt"
+    path.write_bytes(path.read_bytes()[:200])
+    with pytest.raises(VaekitError, match="corrupt checkpoint"):
+        vaekit.load(path)
+
+
+def test_missing_and_foreign_folders(tmp_path):
+    with pytest.raises(VaekitError, match="does not exist"):
+        vaekit.load(tmp_path / "nope")
+    with pytest.raises(VaekitError, match="not a vaekit run folder"):
+        vaekit.load(tmp_path)
+    (tmp_path / "config.json").write_text("{not json")
+    with pytest.raises(VaekitError, match="corrupt"):
+        vaekit.load(tmp_path)
+
+
+def test_checkpoint_holds_no_pickled_objects(trained_run):
+    # weights_only=True admits only tensors and plain containers; it would refuse anything else
+    ckpt = torch.load(trained_run / "checkpoints" / "last.pt", weights_only=True)
+    assert json.loads(ckpt["config"])["model"]["name"] == "mlp"
