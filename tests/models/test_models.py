@@ -384,7 +384,7 @@ def test_importance_weights_use_the_chosen_prior(name, images, labels):
         log_q = Normal(mu, (0.5 * logvar).exp()).log_prob(z).sum(-1)
         flat, repeated = z.reshape(-1, 3), labels.repeat(4)
         if prior == "standard":
-            mean = model.prior_mean(labels)
+            mean = model.trained_prior.mean(labels)
             log_p = Normal(0.0, 1.0).log_prob(z - (0 if mean is None else mean)).sum(-1)
         else:
             log_p = model.prior.log_prob(flat, repeated if model.conditional else None).view(4, -1)
@@ -420,20 +420,20 @@ def test_the_cvae_trains_against_its_class_means(images, labels):
     """p(z | y) = N(m_y, I): the KL per dimension and log p(z | y) against torch.distributions."""
     model = tiny("cvae")
     with torch.no_grad():
-        model.class_means.copy_(torch.randn(3, 3))
+        model.trained_prior.means.copy_(torch.randn(3, 3))
     mu, logvar = model.encode(images, labels)
     q = Normal(mu, (0.5 * logvar).exp())
-    p = Normal(model.class_means[labels], 1.0)
+    p = Normal(model.trained_prior.means[labels], 1.0)
     torch.testing.assert_close(model.kl_per_dim(mu, logvar, labels), torch.distributions.kl_divergence(q, p))
     z = torch.randn(12, 3)
     torch.testing.assert_close(model.log_prior(z, labels), p.log_prob(z).sum(-1))
     # the trained prior's samples of class 1 are N(m_1, I); the loss's KL is the shifted one
     model.decode = lambda z, labels=None: z  # look at the latents themselves
     z = model.sample(20_000, label=1, prior="standard", generator=torch.Generator().manual_seed(0))
-    torch.testing.assert_close(z.mean(0), model.class_means[1].detach(), atol=0.03, rtol=0)
+    torch.testing.assert_close(z.mean(0), model.trained_prior.means[1].detach(), atol=0.03, rtol=0)
     torch.testing.assert_close(z.std(0), torch.ones(3), atol=0.03, rtol=0)
     _, terms = model.loss(images, labels, generator=torch.Generator().manual_seed(0))
     torch.testing.assert_close(terms["kl"], torch.distributions.kl_divergence(q, p).sum(-1).mean())
-    assert model.class_means.requires_grad  # learned with the model
+    assert model.trained_prior.means.requires_grad  # learned with the model
     without = tiny("cvae", class_prior=False)
-    assert without.class_means is None and without.prior_mean(labels) is None
+    assert not any(without.trained_prior.parameters()) and without.trained_prior.mean(labels) is None

@@ -71,3 +71,25 @@ def test_checkpoint_holds_no_pickled_objects(trained_run):
     # weights_only=True admits only tensors and plain containers; it would refuse anything else
     ckpt = torch.load(trained_run / "checkpoints" / "last.pt", weights_only=True)
     assert json.loads(ckpt["config"])["model"]["name"] == "mlp"
+
+
+def test_weights_saved_before_a_rename_still_load(tmp_path):
+    """A cvae saved by release 0.1 named its class means ``class_means``; they now live in the trained
+    prior (``trained_prior.means``). Its safetensors file and its checkpoint's state both still load."""
+    from safetensors.torch import load_file, save_file
+
+    from vaekit.models import ConditionalVAE
+    from vaekit.models.saving import CONFIG_KEY, save_model
+
+    model = ConditionalVAE(image_shape=(1, 8, 8), latent_dim=3, hidden=(16,), num_classes=3)
+    with torch.no_grad():
+        model.trained_prior.means.copy_(torch.randn(3, 3))
+    save_model(model, tmp_path / "new.safetensors")
+    state = load_file(tmp_path / "new.safetensors")
+    state["class_means"] = state.pop("trained_prior.means")  # the file as release 0.1 wrote it
+    save_file(state, tmp_path / "old.safetensors", metadata={CONFIG_KEY: json.dumps(model.config)})
+    old = vaekit.load(tmp_path / "old.safetensors")
+    assert torch.equal(old.trained_prior.means, model.trained_prior.means)
+    again = ConditionalVAE(image_shape=(1, 8, 8), latent_dim=3, hidden=(16,), num_classes=3)
+    again.load_state_dict(dict(state))  # a checkpoint's "model" entry goes through load_state_dict
+    assert torch.equal(again.trained_prior.means, model.trained_prior.means)

@@ -19,7 +19,8 @@ from vaekit.cli.arguments import (
 )
 from vaekit.data import BINARIZE, DATASETS
 from vaekit.models import MODELS
-from vaekit.models.base import LIKELIHOODS, OBJECTIVES, PRECISIONS
+from vaekit.models.base import LIKELIHOODS, PRECISIONS
+from vaekit.models.objectives import OBJECTIVES
 from vaekit.utils.devices import DEVICES
 from vaekit.utils.errors import VaekitError
 

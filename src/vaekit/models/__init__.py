@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from vaekit.models.base import VAE, GaussianVAE, LossOutput
+from vaekit.models.base import VAE, LossOutput
 from vaekit.models.conv import ConvVAE
 from vaekit.models.cvae import ConditionalVAE
+from vaekit.models.gaussian import GaussianVAE
 from vaekit.models.mlp import MLPVAE
 from vaekit.models.vqvae import VQVAE
 from vaekit.utils.errors import VaekitError

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vaekit.models.base import GaussianVAE, Posterior
+from vaekit.models.gaussian import GaussianVAE, Posterior
 
 
 def padding(image_shape: Sequence[int], channels: Sequence[int]) -> tuple[int, int, int, int]:

@@ -23,13 +23,15 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from vaekit.models.base import GaussianVAE, Posterior
+from vaekit.models.gaussian import GaussianVAE, Posterior
 from vaekit.models.mlp import mlp_layers
+from vaekit.models.priors.standard import ClassMeanPrior
 
 
 class ConditionalVAE(GaussianVAE):
     name = "cvae"
     conditional = True
+    renamed_weights = {"class_means": "trained_prior.means"}  # before the priors/ parts (release 0.1)
 
     def __init__(
         self,
@@ -52,6 +54,11 @@ class ConditionalVAE(GaussianVAE):
             decoder_std=decoder_std,
             class_prior=class_prior,
         )
+        # p(z | y) = N(m_y, I) with m_y learned, starting at 0: the prior N(0, I) until training moves it.
+        # It takes the standard prior's place, first among the parts: the class means' parameter comes
+        # first, as it always has, and a checkpoint's optimizer state follows the parameters' order.
+        if class_prior:
+            self.trained_prior = ClassMeanPrior(latent_dim, num_classes)
         n_pixels = math.prod(image_shape)
         encoder_sizes = [n_pixels + num_classes, *hidden]
         self.encoder = nn.Sequential(*mlp_layers(encoder_sizes))
@@ -63,13 +70,6 @@ class ConditionalVAE(GaussianVAE):
             nn.Unflatten(1, tuple(image_shape)),
         )
 
-        # p(z | y) = N(m_y, I) with m_y learned, starting at 0: the prior N(0, I) until training moves it.
-        self.class_means = nn.Parameter(torch.zeros(num_classes, latent_dim)) if class_prior else None
-
-    def prior_mean(self, labels: torch.Tensor | None) -> torch.Tensor | None:
-        if self.class_means is None:
-            return None
-        return self.one_hot(labels) @ self.class_means
 
     def encode(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> Posterior:
         hidden = self.encoder(torch.cat([x.flatten(1), self.one_hot(labels)], dim=1))

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from vaekit.models.base import GaussianVAE, Posterior
+from vaekit.models.gaussian import GaussianVAE, Posterior
 
 
 def mlp_layers(sizes: Sequence[int]) -> list[nn.Module]:

@@ -29,6 +29,7 @@ def save_model(model: VAE, path: str | os.PathLike) -> None:
 
 
 def _load_weights(model: VAE, state: dict[str, torch.Tensor], source: Path) -> VAE:
+    state = model.upgrade_state_dict(dict(state))
     expected = model.state_dict()
     problems = [k for k in expected if k not in state] + [k for k in state if k not in expected]
     problems += [

@@ -13,7 +13,8 @@ from typing import Any
 from vaekit.data import BINARIZE, check_dataset_name
 from vaekit.data.folder import COLOURS, parse_image_size
 from vaekit.models import MODELS, GaussianVAE
-from vaekit.models.base import LIKELIHOODS, OBJECTIVES, PRECISIONS
+from vaekit.models.base import LIKELIHOODS, PRECISIONS
+from vaekit.models.objectives import OBJECTIVES
 from vaekit.utils.devices import DEVICES
 from vaekit.utils.errors import VaekitError
 from vaekit.utils.files import read_run_config
