@@ -1,20 +1,17 @@
-"""Shared pieces of the benchmarks: the baseline "tutorial pipeline", data loading, result writing.
+"""Shared pieces of the benchmarks: the baseline "tutorial pipeline" and the MNIST data it reads.
 
 The baseline is the classic pytorch/examples MNIST VAE (vae/main.py), rebuilt without torchvision:
 a per-sample Dataset that makes one PIL image per item and converts it as torchvision's ToTensor
 does, a DataLoader at batch 128, the tutorial's 784-400-20 model, summed BCE + KL loss and Adam.
-Both benchmark scripts import it from here so that they measure the very same baseline.
+The benchmarks import it from here so that they all measure the very same baseline. Timing, statistics
+and result writing are in harness.py.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import platform
 import sys
-import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -28,7 +25,6 @@ if TYPE_CHECKING:
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA_DIR = REPO_ROOT.parent / "shared" / "data" / "mnist"
-RESULTS_DIR = REPO_ROOT / "benchmarks" / "results"
 MNIST_FILES = (
     "train-images-idx3-ubyte.gz",
     "train-labels-idx1-ubyte.gz",
@@ -138,6 +134,7 @@ def tutorial_loss(
 
 
 def tutorial_optimizer(model: nn.Module) -> torch.optim.Optimizer:
+    """The tutorial's optimizer: torch.optim.Adam at lr 1e-3, its other settings left at their defaults."""
     return torch.optim.Adam(model.parameters(), lr=1e-3)
 
 
@@ -179,50 +176,3 @@ def vaekit_model_on_loader(trainer: Trainer, loader: DataLoader) -> float:
         optimizer.step()
         total += terms["loss"].double() * len(data)
     return total.item() / len(loader.dataset)
-
-
-# --------------------------------------------------------------------------------------- results
-def cpu_model() -> str:
-    """The processor's model name (/proc/cpuinfo on Linux; platform's guess elsewhere). Recorded with every
-    result because timings, and float rounding in the last digits of losses, differ from CPU to CPU."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def write_results(name: str, results: dict[str, Any]) -> Path:
-    """Write ``results``, with the CPU model and core count, to benchmarks/results/<name>.json
-    atomically (temp file, then os.replace)."""
-    results = {**results, "cpu": cpu_model(), "cpu_count": os.cpu_count()}
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    path = RESULTS_DIR / f"{name}.json"
-    fd, tmp = tempfile.mkstemp(dir=RESULTS_DIR, prefix=f".{name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(results, f, indent=2)
-            f.write("\n")
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; results are meant to be read by anyone
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
-def format_table(header: list[str], rows: list[list[str]]) -> str:
-    """A plain fixed-width table: first column left-aligned, the others right-aligned."""
-    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-
-    def line(cells: list[str]) -> str:
-        parts = [
-            str(c).ljust(w) if i == 0 else str(c).rjust(w)
-            for i, (c, w) in enumerate(zip(cells, widths, strict=True))
-        ]
-        return "  ".join(parts)
-
-    rule = "  ".join("-" * w for w in widths)
-    return "\n".join([line(header), rule, *(line(r) for r in rows)])

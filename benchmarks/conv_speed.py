@@ -24,13 +24,8 @@ Run from the repository root:  .venv/bin/python benchmarks/conv_speed.py [--roun
 from __future__ import annotations
 
 import argparse
-import os
-import platform
-import statistics
 import tempfile
-import time
 from collections.abc import Callable
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -38,11 +33,25 @@ import torch
 from _common import (
     BATCH_SIZE,
     DEFAULT_DATA_DIR,
+    TutorialMNIST,
     check_data_dir,
-    format_table,
     tutorial_datasets,
     tutorial_loader,
     vaekit_model_on_loader,
+)
+from harness import (
+    environment,
+    format_seconds,
+    format_table,
+    interleaved,
+    load_average,
+    medians,
+    quiet,
+    rates,
+    round_printer,
+    run_stamp,
+    speedups,
+    warm_up,
     write_results,
 )
 from torch.utils.data import DataLoader
@@ -85,9 +94,67 @@ def tutorial_epoch(trainer: Trainer, loader: DataLoader) -> float:
     return train_loss / len(loader.dataset)
 
 
+def make_trainers(data_dir: Path, seed: int, tmp: Path) -> dict[str, Trainer]:
+    """A trainer per pipeline, all with the same config and initial weights (bf16 aside)."""
+
+    def trainer(name: str, **settings: Any) -> Trainer:
+        config = TrainConfig(
+            dataset="mnist", data_dir=str(data_dir), model="conv", latent_dim=LATENT_DIM,
+            epochs=1, seed=seed, val_fraction=0.0, **settings,
+        )  # fmt: skip
+        return Trainer(config, tmp / name, progress=False, log=quiet)
+
+    trainers = {name: trainer(name) for name in PIPELINES[:-1]}
+    # The tutorial builds its model plainly (NCHW weights); (c') isolates vaekit's channels-last.
+    for name in ("tutorial", "tutorial_loader", "vaekit_fp32_nchw"):
+        trainers[name].model.to(memory_format=torch.contiguous_format)
+    trainers["vaekit_bf16"] = trainer("vaekit_bf16", precision="bf16")
+    a = trainers["tutorial"]
+    a.optimizer = torch.optim.Adam(a.model.parameters(), lr=1e-3)  # the tutorial's optimizer
+    return trainers
+
+
+def make_runners(trainers: dict[str, Trainer], train_set: TutorialMNIST) -> dict[str, Callable[[], Any]]:
+    """One epoch of each pipeline as a callable."""
+    ctrl_c = CtrlC()  # only its .pressed flag (False) is read; never entered
+
+    def vaekit_epoch(t: Trainer) -> Callable[[], None]:
+        def run() -> None:
+            t._train_epoch(ctrl_c)
+            t.state.step = 0  # the next call starts a fresh epoch
+
+        return run
+
+    loader_a = tutorial_loader(train_set, shuffle=True)
+    loader_b = tutorial_loader(train_set, shuffle=True)
+    return {
+        "tutorial": lambda: tutorial_epoch(trainers["tutorial"], loader_a),
+        "tutorial_loader": lambda: vaekit_model_on_loader(trainers["tutorial_loader"], loader_b),
+        "vaekit_fp32_nchw": vaekit_epoch(trainers["vaekit_fp32_nchw"]),
+        "vaekit_fp32": vaekit_epoch(trainers["vaekit_fp32"]),
+        "vaekit_bf16": vaekit_epoch(trainers["vaekit_bf16"]),
+    }
+
+
+def print_report(results: dict[str, Any], times: dict[str, list[float]]) -> None:
+    """The table of medians, minima, images/s and speedups against (a)."""
+    median, n_images = results["median_s"], results["n_images"]
+    rows = [
+        [LABELS[n], f"{median[n]:.2f}", f"{min(times[n]):.2f}", f"{n_images / median[n]:,.0f}",
+         f"{results['speedup_vs_tutorial'][n]:.2f}x"]
+        for n in PIPELINES
+    ]  # fmt: skip
+    print()
+    print(
+        f"one epoch over {n_images:,} images, batch {BATCH_SIZE}, {results['threads']} threads, "
+        f"{results['rounds']} rounds"
+    )
+    print(format_table(["pipeline", "median s", "min s", "images/s", "speedup vs (a)"], rows))
+
+
 def main() -> None:
     args = parse_args()
-    load_start = os.getloadavg()
+    load_start = load_average()
     data_dir = args.data_dir.resolve()
     check_data_dir(data_dir)
     threads = torch.get_num_threads()
@@ -96,83 +163,31 @@ def main() -> None:
     n_images = len(train_set)
 
     with tempfile.TemporaryDirectory() as tmp:
-
-        def trainer(name: str, **settings: Any) -> Trainer:
-            config = TrainConfig(
-                dataset="mnist", data_dir=str(data_dir), model="conv", latent_dim=LATENT_DIM,
-                epochs=1, seed=args.seed, val_fraction=0.0, **settings,
-            )  # fmt: skip
-            return Trainer(config, Path(tmp) / name, progress=False, log=lambda line: None)
-
-        trainers = {name: trainer(name) for name in PIPELINES[:-1]}
-        # The tutorial builds its model plainly (NCHW weights); (c') isolates vaekit's channels-last.
-        for name in ("tutorial", "tutorial_loader", "vaekit_fp32_nchw"):
-            trainers[name].model.to(memory_format=torch.contiguous_format)
-        trainers["vaekit_bf16"] = trainer("vaekit_bf16", precision="bf16")
-        a = trainers["tutorial"]
-        a.optimizer = torch.optim.Adam(a.model.parameters(), lr=1e-3)  # the tutorial's optimizer
+        trainers = make_trainers(data_dir, args.seed, Path(tmp))
         assert trainers["vaekit_fp32"].n_train == n_images
-        ctrl_c = CtrlC()  # only its .pressed flag (False) is read; never entered
+        runners = make_runners(trainers, train_set)
+        warmup = warm_up(runners)
+        print("warm-up epoch: " + format_seconds(warmup, digits=2, labels=LABELS))
+        times = interleaved(args.rounds, runners, on_round=round_printer(args.rounds, digits=2))
 
-        def vaekit_epoch(t: Trainer) -> Callable[[], None]:
-            def run() -> None:
-                t._train_epoch(ctrl_c)
-                t.state.step = 0  # the next call starts a fresh epoch
-
-            return run
-
-        loader_a = tutorial_loader(train_set, shuffle=True)
-        loader_b = tutorial_loader(train_set, shuffle=True)
-        runners: dict[str, Callable[[], Any]] = {
-            "tutorial": lambda: tutorial_epoch(a, loader_a),
-            "tutorial_loader": lambda: vaekit_model_on_loader(trainers["tutorial_loader"], loader_b),
-            "vaekit_fp32_nchw": vaekit_epoch(trainers["vaekit_fp32_nchw"]),
-            "vaekit_fp32": vaekit_epoch(trainers["vaekit_fp32"]),
-            "vaekit_bf16": vaekit_epoch(trainers["vaekit_bf16"]),
-        }
-        warmup = {}
-        for name in PIPELINES:
-            start = time.perf_counter()
-            runners[name]()
-            warmup[name] = time.perf_counter() - start
-        print("warm-up epoch: " + ", ".join(f"{LABELS[k]} {v:.2f}s" for k, v in warmup.items()))
-        times: dict[str, list[float]] = {name: [] for name in PIPELINES}
-        for r in range(args.rounds):
-            order = PIPELINES[r % len(PIPELINES) :] + PIPELINES[: r % len(PIPELINES)]
-            for name in order:
-                start = time.perf_counter()
-                runners[name]()
-                times[name].append(time.perf_counter() - start)
-            print(f"round {r + 1}/{args.rounds}: " + ", ".join(f"{k} {times[k][-1]:.2f}s" for k in PIPELINES))
-
-    median = {name: statistics.median(times[name]) for name in PIPELINES}
+    median = medians(times)
     results: dict[str, Any] = {
         "benchmark": "conv_speed",
         "what": f"seconds per training epoch, ConvVAE (32,64 channels, z={LATENT_DIM}), batch 128, CPU",
         "median_s": median,
-        "speedup_vs_tutorial": {name: median["tutorial"] / median[name] for name in PIPELINES},
-        "images_per_s": {name: n_images / median[name] for name in PIPELINES},
+        "speedup_vs_tutorial": speedups(median, "tutorial"),
+        "images_per_s": rates(n_images, median),
         "raw_times_s": times,
         "warmup_s": warmup,
         "n_images": n_images,
         "batch_size": BATCH_SIZE,
         "rounds": args.rounds,
         "threads": threads,
-        "torch_version": torch.__version__,
-        "python_version": platform.python_version(),
-        "load_average_start": load_start,
-        "load_average_end": os.getloadavg(),
-        "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        **environment("torch_version", "python_version"),
+        **run_stamp(load_start),
     }
     path = write_results("conv_speed", results)
-    rows = [
-        [LABELS[n], f"{median[n]:.2f}", f"{min(times[n]):.2f}", f"{n_images / median[n]:,.0f}",
-         f"{median['tutorial'] / median[n]:.2f}x"]
-        for n in PIPELINES
-    ]  # fmt: skip
-    print()
-    print(f"one epoch over {n_images:,} images, batch {BATCH_SIZE}, {threads} threads, {args.rounds} rounds")
-    print(format_table(["pipeline", "median s", "min s", "images/s", "speedup vs (a)"], rows))
+    print_report(results, times)
     print(f"wrote {path}")
 
 

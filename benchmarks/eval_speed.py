@@ -1,4 +1,5 @@
-"""Throughput of the importance-sampled log-likelihood estimate: vaekit.evaluate.iwae_nll vs a naive loop.
+"""Throughput of the importance-sampled log-likelihood estimate: vaekit.evaluation.likelihood.iwae_nll vs a
+naive loop.
 
 Why: an IWAE estimate with k=5000 over the 10,000 MNIST test images decodes 50 million latents; it has
 to be batched to finish in minutes on a CPU. Both sides estimate -log p(x) for the same images with the
@@ -20,15 +21,14 @@ from __future__ import annotations
 
 import argparse
 import math
-import platform
 import tempfile
-import time
-from datetime import datetime, timezone
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
-from _common import DEFAULT_DATA_DIR, check_data_dir, write_results
+from _common import DEFAULT_DATA_DIR, check_data_dir
+from harness import environment, interleaved, quiet, rates, speedups, timed, utc_now, write_results
 
 from vaekit import load
 from vaekit.data import load_dataset
@@ -50,12 +50,52 @@ def parse_args() -> argparse.Namespace:
 
 @torch.no_grad()
 def naive_nll(model: GaussianVAE, images: torch.Tensor, k: int, seed: int) -> torch.Tensor:
+    """-log p(x) per image, one image per forward pass: its k latents drawn and decoded at once."""
     generator = torch.Generator().manual_seed(seed)
     out = []
     for x in images:
         log_w, _ = model.log_weights(x[None], None, k, generator)
         out.append(-iwae_bound(log_w.double())[0])
     return torch.stack(out)
+
+
+def side_by_side(model: GaussianVAE, images: torch.Tensor, k: int) -> dict[str, Any]:
+    """Both estimates over the same images, one after the other (one round: each takes seconds to
+    minutes, long enough that a second round would add little but time)."""
+    estimates: dict[str, float] = {}
+
+    def recorded(name: str, estimator: Callable[[], torch.Tensor]) -> Callable[[], None]:
+        def run() -> None:
+            estimates[name] = estimator().mean().item()
+
+        return run
+
+    times = interleaved(
+        1,
+        {
+            "naive": recorded("naive", lambda: naive_nll(model, images, k, seed=1)),
+            "vaekit": recorded("vaekit", lambda: iwae_nll(model, images, k=k, seed=1)),
+        },
+    )
+    timings = {name: seconds for name, (seconds,) in times.items()}
+    for name, seconds in timings.items():
+        print(
+            f"{name:7s} {seconds:7.2f} s  {len(images) * k / seconds:12,.0f} image-samples/s  "
+            f"-log p(x) {estimates[name]:.3f}"
+        )
+    return {"seconds": timings, "estimates": estimates}
+
+
+def full_test_set(model: GaussianVAE, test: torch.Tensor, k: int) -> dict[str, Any]:
+    """The wall time of k importance samples over every test image, with the estimate."""
+    nll, seconds = timed(lambda: iwae_nll(model, test, k=k, seed=0))
+    print(f"k={k} over {len(test):,} test images: {seconds:.0f} s, -log p(x) {nll.mean():.2f} nats")
+    return {
+        "images": len(test),
+        "seconds": seconds,
+        "iwae_nll": nll.mean().item(),
+        "bits_per_dim": nll.mean().item() / (784 * math.log(2)),
+    }
 
 
 def main() -> None:
@@ -65,50 +105,26 @@ def main() -> None:
     test = load_dataset("mnist", data_dir).test.as_float()
     with tempfile.TemporaryDirectory() as tmp:
         config = TrainConfig(dataset="mnist", data_dir=str(data_dir), epochs=args.epochs)
-        Trainer(config, Path(tmp) / "run", progress=False, log=lambda line: None).run()
+        Trainer(config, Path(tmp) / "run", progress=False, log=quiet).run()
         model = load(Path(tmp) / "run")
-    images = test[: args.images]
-    timings: dict[str, float] = {}
-    estimates: dict[str, float] = {}
-    for name, estimate in (
-        ("naive", lambda: naive_nll(model, images, args.k, seed=1)),
-        ("vaekit", lambda: iwae_nll(model, images, k=args.k, seed=1)),
-    ):
-        start = time.perf_counter()
-        estimates[name] = estimate().mean().item()
-        timings[name] = time.perf_counter() - start
-        rate = args.images * args.k / timings[name]
-        print(
-            f"{name:7s} {timings[name]:7.2f} s  {rate:12,.0f} image-samples/s  "
-            f"-log p(x) {estimates[name]:.3f}"
-        )
+    measured = side_by_side(model, test[: args.images], args.k)
+    timings = measured["seconds"]
     results: dict[str, Any] = {
         "benchmark": "eval_speed",
         "k": args.k,
         "images": args.images,
         "seconds": timings,
-        "image_samples_per_s": {n: args.images * args.k / t for n, t in timings.items()},
-        "speedup": timings["naive"] / timings["vaekit"],
-        "nll_estimates": estimates,
+        "image_samples_per_s": rates(args.images * args.k, timings),
+        "speedup": speedups(timings, "vaekit")["naive"],
+        "nll_estimates": measured["estimates"],
         "model": model.config,
         "epochs": args.epochs,
-        "threads": torch.get_num_threads(),
-        "torch_version": torch.__version__,
-        "python_version": platform.python_version(),
+        **environment("threads", "torch_version", "python_version"),
     }
     print(f"vaekit is {results['speedup']:.1f}x faster")
     if args.full:
-        start = time.perf_counter()
-        nll = iwae_nll(model, test, k=args.k, seed=0)
-        seconds = time.perf_counter() - start
-        results["full"] = {
-            "images": len(test),
-            "seconds": seconds,
-            "iwae_nll": nll.mean().item(),
-            "bits_per_dim": nll.mean().item() / (784 * math.log(2)),
-        }
-        print(f"k={args.k} over {len(test):,} test images: {seconds:.0f} s, -log p(x) {nll.mean():.2f} nats")
-    results["finished"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        results["full"] = full_test_set(model, test, args.k)
+    results["finished"] = utc_now()
     print(f"wrote {write_results('eval_speed', results)}")
 
 

@@ -24,17 +24,26 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
-import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from _common import BATCH_SIZE, RESULTS_DIR, format_table, write_results
+from _common import BATCH_SIZE
+from harness import (
+    format_table,
+    interleaved,
+    medians,
+    quiet,
+    read_results,
+    round_printer,
+    speedups,
+    write_results,
+)
 from PIL import Image, ImageOps
 from torch.utils.data import DataLoader, Dataset
 
@@ -42,10 +51,6 @@ from vaekit.data.folder import load_folder
 from vaekit.data.shapes import make_shapes
 
 PARTS = ("decode", "train", "memory")
-
-
-def quiet(line: str) -> None:
-    pass
 
 
 # ------------------------------------------------------------------------------------------- data
@@ -63,6 +68,7 @@ def write_folder(folder: Path, images: np.ndarray, suffix: str, classes: int = 4
 
 
 def sample_shapes(n: int, size: int, seed: int) -> np.ndarray:
+    """n distinct generated shapes-rgb images [n, 3, size, size] (uint8), drawn with ``seed``."""
     images, *_ = make_shapes(size, rgb=True)
     return images[np.random.default_rng(seed).choice(len(images), n, replace=False)]
 
@@ -96,30 +102,41 @@ class PerImageFolder(Dataset):
 
 
 # ----------------------------------------------------------------------------------------- decode
+def time_decode(folder: Path, paths: list[Path], rounds: int) -> dict[str, list[float]]:
+    """Seconds of vaekit's first and second use of ``folder`` and of one pass of the per-image loader,
+    per round. Not rotated: the second use maps the cache that the first use of its round built."""
+    caches: list[Path] = []  # a new cache each round, so that every first use builds one
+    per_image = PerImageFolder(paths, 64)
+
+    def first_use() -> None:
+        caches.append(folder.parent / f"cache-{folder.name}-{len(caches)}")
+        load_folder(folder, caches[-1], [64, 64], "rgb", progress=False, log=quiet)
+
+    def second_use() -> None:
+        mapped = load_folder(folder, caches[-1], [64, 64], "rgb", progress=False, log=quiet)
+        assert len(mapped.images) == len(paths)
+
+    def per_image_loader() -> None:
+        for i in range(len(per_image)):
+            per_image[i]
+
+    contenders = {"first_use": first_use, "second_use": second_use, "per_image_loader": per_image_loader}
+    return interleaved(rounds, contenders, rotate=False)
+
+
 def bench_decode(tmp: Path, n_png: int, n_jpg: int, rounds: int) -> dict[str, Any]:
+    """Images per second of a folder's first and second use by vaekit against the per-image loader, for
+    64x64 PNGs and for 256x256 JPEGs resized to 64x64; medians of ``rounds`` rounds."""
     results = {}
     for kind, images, suffix in (
         ("png_64", sample_shapes(n_png, 64, 0), ".png"),
         ("jpeg_256_to_64", photo_like(n_jpg, 256, 1), ".jpg"),
     ):
-        folder = tmp / kind
-        paths = write_folder(folder, images, suffix)
-        builds, reloads, loaders = [], [], []
-        for r in range(rounds):  # interleaved; medians
-            cache = tmp / f"cache-{kind}-{r}"
-            start = time.perf_counter()
-            load_folder(folder, cache, [64, 64], "rgb", progress=False, log=quiet)
-            builds.append(time.perf_counter() - start)
-            start = time.perf_counter()
-            mapped = load_folder(folder, cache, [64, 64], "rgb", progress=False, log=quiet)
-            reloads.append(time.perf_counter() - start)
-            assert len(mapped.images) == len(paths)
-            per_image = PerImageFolder(paths, 64)
-            start = time.perf_counter()
-            for i in range(len(per_image)):
-                per_image[i]
-            loaders.append(time.perf_counter() - start)
-        build, reload, loader = (statistics.median(t) for t in (builds, reloads, loaders))
+        paths = write_folder(tmp / kind, images, suffix)
+        times = time_decode(tmp / kind, paths, rounds)
+        median = medians(times)
+        build, reload, loader = median["first_use"], median["second_use"], median["per_image_loader"]
+        speedup = speedups(median, "per_image_loader")
         n = len(paths)
         results[kind] = {
             "n_images": n,
@@ -128,9 +145,9 @@ def bench_decode(tmp: Path, n_png: int, n_jpg: int, rounds: int) -> dict[str, An
             "per_image_loader_pass_s": loader,
             "first_use_images_per_s": n / build,
             "per_image_loader_images_per_s": n / loader,
-            "raw_s": {"first_use": builds, "second_use": reloads, "per_image_loader": loaders},
-            "first_use_speedup": loader / build,
-            "second_use_speedup": loader / reload,
+            "raw_s": times,
+            "first_use_speedup": speedup["first_use"],
+            "second_use_speedup": speedup["second_use"],
         }
         print(
             f"{kind}: {n:,} images; first use {build:.2f}s ({n / build:,.0f}/s), second {reload:.3f}s, "
@@ -140,8 +157,30 @@ def bench_decode(tmp: Path, n_png: int, n_jpg: int, rounds: int) -> dict[str, An
 
 
 # ------------------------------------------------------------------------------------------ train
-def bench_train(tmp: Path, n_images: int, rounds: int) -> dict[str, Any]:
+def tutorial_epoch_fn(paths: list[Path]) -> Callable[[], None]:
+    """One epoch of the tutorial pipeline: the per-image loader in a DataLoader, the conv VAE, Adam."""
     from vaekit.models import build_model
+
+    torch.manual_seed(0)
+    model = build_model({"name": "conv", "image_shape": [3, 32, 32]})
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    loader = DataLoader(PerImageFolder(paths, 32), batch_size=BATCH_SIZE, shuffle=True)
+
+    def tutorial_epoch() -> None:
+        model.train()
+        for x, _ in loader:
+            objective, terms = model.loss(x)
+            optimizer.zero_grad()
+            objective.backward()
+            optimizer.step()
+            terms["loss"].item()  # the tutorial's per-step train_loss += loss.item()
+
+    return tutorial_epoch
+
+
+def bench_train(tmp: Path, n_images: int, rounds: int) -> dict[str, Any]:
+    """Seconds per epoch of the conv VAE on 32x32 RGB PNGs: the tutorial pipeline against vaekit's
+    Trainer on the cache; one warm-up epoch each, then ``rounds`` interleaved rounds, medians."""
     from vaekit.training import CtrlC, TrainConfig, Trainer
 
     folder = tmp / "rgb32"
@@ -160,38 +199,16 @@ def bench_train(tmp: Path, n_images: int, rounds: int) -> dict[str, Any]:
         trainer._train_epoch(ctrl_c)
         trainer.state.step = 0
 
-    torch.manual_seed(0)
-    model = build_model({"name": "conv", "image_shape": [3, 32, 32]})
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-    train_paths = paths[: trainer.n_train]  # the same number of images on both sides
-    loader = DataLoader(PerImageFolder(train_paths, 32), batch_size=BATCH_SIZE, shuffle=True)
-
-    def tutorial_epoch() -> None:
-        model.train()
-        for x, _ in loader:
-            objective, terms = model.loss(x)
-            optimizer.zero_grad()
-            objective.backward()
-            optimizer.step()
-            terms["loss"].item()  # the tutorial's per-step train_loss += loss.item()
-
-    runners = {"tutorial": tutorial_epoch, "vaekit": vaekit_epoch}
-    for run in runners.values():  # warm-up
-        run()
-    times: dict[str, list[float]] = {name: [] for name in runners}
-    for r in range(rounds):
-        for name in list(runners)[r % 2 :] + list(runners)[: r % 2]:
-            start = time.perf_counter()
-            runners[name]()
-            times[name].append(time.perf_counter() - start)
-        print(f"round {r + 1}/{rounds}: " + ", ".join(f"{k} {v[-1]:.2f}s" for k, v in times.items()))
-    median = {name: statistics.median(t) for name, t in times.items()}
+    # the same number of images on both sides
+    runners = {"tutorial": tutorial_epoch_fn(paths[: trainer.n_train]), "vaekit": vaekit_epoch}
+    times = interleaved(rounds, runners, warmup=True, on_round=round_printer(rounds, digits=2))
+    median = medians(times)
     return {
         "n_images": trainer.n_train,
         "model": "conv 32,64 z=20, 3x32x32, batch 128",
         "median_s": median,
         "raw_times_s": times,
-        "speedup": median["tutorial"] / median["vaekit"],
+        "speedup": speedups(median, "tutorial")["vaekit"],
     }
 
 
@@ -201,6 +218,7 @@ import json, sys, threading, time
 import numpy as np, torch
 from vaekit.data import DATASETS, Dataset, ImageSet
 from vaekit.training import TrainConfig, Trainer
+from harness import quiet, timed  # on PYTHONPATH: the benchmarks folder
 
 def status():
     fields = {}
@@ -228,15 +246,15 @@ def big(data_dir):
 DATASETS["big"] = big
 config = TrainConfig(dataset="big", model="mlp", hidden=[64], latent_dim=8, epochs=1, batch_size=256,
                      val_fraction=0.01, fit_prior=False)
-start = time.perf_counter()
-Trainer(config, sys.argv[3], progress=False, log=lambda line: None).run()
-seconds = time.perf_counter() - start
+_, seconds = timed(lambda: Trainer(config, sys.argv[3], progress=False, log=quiet).run())
 done = True
 print(json.dumps({"peak": peak, "baseline": baseline, "seconds": seconds}))
 """
 
 
 def bench_memory(tmp: Path, n_images: int) -> dict[str, Any]:
+    """Peak memory of a child process training one epoch on a mapped cache of ``n_images`` images:
+    anonymous memory grown against file pages, beside the cache's size."""
     images, *_ = make_shapes(64, rgb=True)
     path = tmp / "big.npy"
     out = np.lib.format.open_memmap(path, mode="w+", dtype=np.uint8, shape=(n_images, *images.shape[1:]))
@@ -273,6 +291,25 @@ def bench_memory(tmp: Path, n_images: int) -> dict[str, Any]:
     return result
 
 
+def print_summary(results: dict[str, Any]) -> None:
+    """The decode table and the training speed, from this run or, for parts not run, the last one."""
+    if "decode" in results:
+        rows = [
+            [kind, f"{r['n_images']:,}", f"{r['per_image_loader_images_per_s']:,.0f}",
+             f"{r['first_use_images_per_s']:,.0f}", f"{r['first_use_speedup']:.1f}x",
+             f"{r['second_use_s']:.3f}", f"{r['second_use_speedup']:.0f}x"]
+            for kind, r in results["decode"].items()
+        ]  # fmt: skip
+        header = ["folder", "images", "per-image img/s", "first use img/s", "x", "second use s", "x"]
+        print(format_table(header, rows))
+    if "train" in results:
+        t = results["train"]
+        print(
+            f"32x32 RGB conv epoch over {t['n_images']:,} images: tutorial {t['median_s']['tutorial']:.2f}s, "
+            f"vaekit {t['median_s']['vaekit']:.2f}s: {t['speedup']:.2f}x"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", default=",".join(PARTS), help="comma-separated parts: decode,train,memory")
@@ -282,10 +319,8 @@ def main() -> None:
     parser.add_argument("--memory-images", type=int, default=240_000, help="2.8 GiB at 3x64x64")
     args = parser.parse_args()
     parts = args.only.split(",")
-    previous = RESULTS_DIR / "folders.json"  # parts not run keep their last figures
-    results: dict[str, Any] = json.loads(previous.read_text()) if previous.is_file() else {}
+    results = read_results("folders")  # parts not run keep their last figures
     results.update(benchmark="folders", threads=torch.get_num_threads())
-    results.pop("cpu", None)
     with tempfile.TemporaryDirectory(dir=os.environ.get("VAEKIT_BENCH_TMP")) as tmp:
         if "decode" in parts:
             results["decode"] = bench_decode(Path(tmp), args.png, args.png // 3, args.rounds)
@@ -294,24 +329,7 @@ def main() -> None:
         if "memory" in parts:
             results["memory"] = bench_memory(Path(tmp), args.memory_images)
     path = write_results("folders", results)
-    if "decode" in results:
-        rows = [
-            [kind, f"{r['n_images']:,}", f"{r['per_image_loader_images_per_s']:,.0f}",
-             f"{r['first_use_images_per_s']:,.0f}", f"{r['first_use_speedup']:.1f}x",
-             f"{r['second_use_s']:.3f}", f"{r['second_use_speedup']:.0f}x"]
-            for kind, r in results["decode"].items()
-        ]  # fmt: skip
-        print(
-            format_table(
-                ["folder", "images", "per-image img/s", "first use img/s", "x", "second use s", "x"], rows
-            )
-        )
-    if "train" in results:
-        t = results["train"]
-        print(
-            f"32x32 RGB conv epoch over {t['n_images']:,} images: tutorial {t['median_s']['tutorial']:.2f}s, "
-            f"vaekit {t['median_s']['vaekit']:.2f}s: {t['speedup']:.2f}x"
-        )
+    print_summary(results)
     print(f"wrote {path}")
 
 

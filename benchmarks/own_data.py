@@ -22,11 +22,11 @@ import argparse
 import json
 import shutil
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
-from _common import REPO_ROOT, RESULTS_DIR, format_table, write_results
+from _common import REPO_ROOT
+from harness import format_table, quiet, read_results, timed, write_document, write_results
 
 from vaekit.evaluation.runs import evaluate_run
 from vaekit.training import TrainConfig, train
@@ -35,20 +35,17 @@ DOCS = REPO_ROOT / "docs"
 PARTS = ("disentanglement", "likelihood")
 
 
-def quiet(line: str) -> None:
-    pass
-
-
 def run(out: Path, samples: int = 0, **settings: Any) -> dict[str, Any]:
+    """Train with ``settings``, then vaekit evaluate (with ``samples`` samples for their quality)."""
     config = TrainConfig(**settings)
-    start = time.perf_counter()
-    train(config, out, progress=False, log=quiet)
-    seconds = time.perf_counter() - start
+    _, seconds = timed(lambda: train(config, out, progress=False, log=quiet))
     result = evaluate_run(out, samples=samples, log=print)
     return {"settings": settings, "train_s": seconds, **result}
 
 
 def disentanglement(tmp: Path, epochs: int, data_dir: str, conv_epochs: int) -> list[dict[str, Any]]:
+    """MIG, FactorVAE score and test -ELBO of the MLP (and, with --conv-epochs, the conv VAE) on shapes
+    at beta 1 and 4, with a latent traversal picture of each into docs/own_data/."""
     rows = []
     models = [("mlp", {"epochs": epochs})]
     if conv_epochs:
@@ -95,7 +92,69 @@ def likelihood(tmp: Path, epochs: int, data_dir: str, samples: int) -> list[dict
     return rows
 
 
-def write_docs(results: dict[str, Any]) -> None:
+def disentanglement_lines(rows: list[dict[str, Any]]) -> list[str]:
+    """The shapes section of docs/own_data.md: the table and the traversal pictures."""
+    table = [
+        [f"{r['settings']['model']} beta={r['settings']['beta']:g}", f"{r['mig']:.3f}",
+         f"{r['factor_vae_score']:.1%}", f"{r['test_loss']:.2f}", f"{r['test_kl']:.2f}",
+         "  ".join(f"{k} {v:.2f}" for k, v in r["mig_per_factor"].items())]
+        for r in rows
+    ]  # fmt: skip
+    epochs = " / ".join(sorted({f"{r['settings']['model']} {r['settings']['epochs']}" for r in rows}))
+    lines = [
+        f"## Shapes (32x32, 46,080 images, z=10, epochs: {epochs}): beta = 1 against beta = 4",
+        "",
+        "MIG (Chen et al. 2018) and the FactorVAE score (Kim & Mnih 2018; chance is 20% with five "
+        "factors) on the 4,608 test images, from `vaekit evaluate`.",
+        "",
+        "```",
+        format_table(["model", "MIG", "FactorVAE", "-ELBO", "KL", "MIG per factor"], table),
+        "```",
+        "",
+    ]
+    for r in rows:
+        tag = f"shapes-{r['settings']['model']}-beta{r['settings']['beta']:g}"
+        lines.append(f"![{tag}](own_data/{tag}-traverse.png)")
+    return lines + [""]
+
+
+def likelihood_lines(rows: list[dict[str, Any]]) -> list[str]:
+    """The colour section of docs/own_data.md: reconstruction errors (and sample quality) per likelihood."""
+    measured = any("frechet_distance" in r for r in rows)  # only with --samples
+    table = [
+        [f"{r.get('data', 'shapes-rgb')} {r['settings']['likelihood']}", f"{r['test_recon_mse']:.5f}",
+         f"{r['test_recon_bce']:.1f}"]
+        + ([f"{r['frechet_distance']:.2f}", f"{r['fitted_frechet_distance']:.2f}"] if measured else [])
+        for r in rows
+    ]  # fmt: skip
+    header = ["data, likelihood", "recon MSE/pixel", "recon BCE/image"]
+    header += ["Frechet N(0,I)", "Frechet fitted"] if measured else []
+    epochs = rows[0]["settings"]["epochs"]
+    return [
+        "## Colour: the Bernoulli against the Gaussian likelihood "
+        f"(conv 16,32, {epochs} epochs; shapes-rgb at 24x24, photo-like stand-ins at 32x32)",
+        "",
+        "Reconstruction errors of the test images from their posterior means (the -ELBOs of a discrete "
+        "and a continuous likelihood do not compare). The photo-like images are smooth random colour "
+        "fields with pixel noise (6,000, generated: no photographs can be downloaded here).",
+        "",
+        "```",
+        format_table(header, table),
+        "```",
+        "",
+        "Fitted-prior samples, Bernoulli then Gaussian, shapes-rgb and photo-like:",
+        "",
+        "![bernoulli](own_data/shapes-rgb-bernoulli-samples.png) "
+        "![gaussian](own_data/shapes-rgb-gaussian-samples.png)",
+        "",
+        "![bernoulli](own_data/photo-like-bernoulli-samples.png) "
+        "![gaussian](own_data/photo-like-gaussian-samples.png)",
+        "",
+    ]
+
+
+def write_docs(results: dict[str, Any]) -> Path:
+    """docs/own_data.md: a section for each part that has results (this run's or the last ones)."""
     lines = [
         "# Beyond MNIST: disentanglement and colour, measured",
         "",
@@ -104,65 +163,10 @@ def write_docs(results: dict[str, Any]) -> None:
         "",
     ]
     if "disentanglement" in results:
-        rows = [
-            [f"{r['settings']['model']} beta={r['settings']['beta']:g}", f"{r['mig']:.3f}",
-             f"{r['factor_vae_score']:.1%}", f"{r['test_loss']:.2f}", f"{r['test_kl']:.2f}",
-             "  ".join(f"{k} {v:.2f}" for k, v in r["mig_per_factor"].items())]
-            for r in results["disentanglement"]
-        ]  # fmt: skip
-        epochs = " / ".join(
-            sorted(
-                {f"{r['settings']['model']} {r['settings']['epochs']}" for r in results["disentanglement"]}
-            )
-        )
-        lines += [
-            f"## Shapes (32x32, 46,080 images, z=10, epochs: {epochs}): beta = 1 against beta = 4",
-            "",
-            "MIG (Chen et al. 2018) and the FactorVAE score (Kim & Mnih 2018; chance is 20% with five "
-            "factors) on the 4,608 test images, from `vaekit evaluate`.",
-            "",
-            "```",
-            format_table(["model", "MIG", "FactorVAE", "-ELBO", "KL", "MIG per factor"], rows),
-            "```",
-            "",
-        ]
-        for r in results["disentanglement"]:
-            tag = f"shapes-{r['settings']['model']}-beta{r['settings']['beta']:g}"
-            lines.append(f"![{tag}](own_data/{tag}-traverse.png)")
-        lines.append("")
+        lines += disentanglement_lines(results["disentanglement"])
     if "likelihood" in results:
-        measured = any("frechet_distance" in r for r in results["likelihood"])  # only with --samples
-        rows = [
-            [f"{r.get('data', 'shapes-rgb')} {r['settings']['likelihood']}", f"{r['test_recon_mse']:.5f}",
-             f"{r['test_recon_bce']:.1f}"]
-            + ([f"{r['frechet_distance']:.2f}", f"{r['fitted_frechet_distance']:.2f}"] if measured else [])
-            for r in results["likelihood"]
-        ]  # fmt: skip
-        header = ["data, likelihood", "recon MSE/pixel", "recon BCE/image"]
-        header += ["Frechet N(0,I)", "Frechet fitted"] if measured else []
-        epochs = results["likelihood"][0]["settings"]["epochs"]
-        lines += [
-            "## Colour: the Bernoulli against the Gaussian likelihood "
-            f"(conv 16,32, {epochs} epochs; shapes-rgb at 24x24, photo-like stand-ins at 32x32)",
-            "",
-            "Reconstruction errors of the test images from their posterior means (the -ELBOs of a discrete "
-            "and a continuous likelihood do not compare). The photo-like images are smooth random colour "
-            "fields with pixel noise (6,000, generated: no photographs can be downloaded here).",
-            "",
-            "```",
-            format_table(header, rows),
-            "```",
-            "",
-            "Fitted-prior samples, Bernoulli then Gaussian, shapes-rgb and photo-like:",
-            "",
-            "![bernoulli](own_data/shapes-rgb-bernoulli-samples.png) "
-            "![gaussian](own_data/shapes-rgb-gaussian-samples.png)",
-            "",
-            "![bernoulli](own_data/photo-like-bernoulli-samples.png) "
-            "![gaussian](own_data/photo-like-gaussian-samples.png)",
-            "",
-        ]
-    (DOCS / "own_data.md").write_text("\n".join(lines))
+        lines += likelihood_lines(results["likelihood"])
+    return write_document(DOCS / "own_data.md", lines)
 
 
 def main() -> None:
@@ -177,8 +181,7 @@ def main() -> None:
     parser.add_argument("--data-dir", default=None, help="where the classifier is cached (default: vaekit's)")
     args = parser.parse_args()
     parts = args.only.split(",")
-    path = RESULTS_DIR / "own_data.json"
-    results: dict[str, Any] = json.loads(path.read_text()) if path.is_file() else {}
+    results = read_results("own_data")  # parts not run keep their last figures
     results["benchmark"] = "own_data"
     with tempfile.TemporaryDirectory() as tmp:
         if "disentanglement" in parts:
@@ -187,10 +190,9 @@ def main() -> None:
             )
         if "likelihood" in parts:
             results["likelihood"] = likelihood(Path(tmp), args.likelihood_epochs, args.data_dir, args.samples)
-    results.pop("cpu", None)
-    write_results("own_data", results)
-    write_docs(json.loads(path.read_text()))
-    print(f"wrote {path} and {DOCS / 'own_data.md'}")
+    path = write_results("own_data", results)
+    docs = write_docs(json.loads(path.read_text()))  # as written: with the machine's stamp
+    print(f"wrote {path} and {docs}")
 
 
 if __name__ == "__main__":

@@ -23,12 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
-import statistics
 import tempfile
-import time
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -38,14 +33,13 @@ from _common import (
     DEFAULT_DATA_DIR,
     TutorialVAE,
     check_data_dir,
-    format_table,
     tutorial_datasets,
     tutorial_loader,
     tutorial_optimizer,
     tutorial_test_loss,
     tutorial_train_epoch,
-    write_results,
 )
+from harness import environment, format_table, load_average, mean_std, quiet, run_stamp, timed, write_results
 from safetensors.torch import load_file
 
 from vaekit.data import load_dataset
@@ -71,24 +65,25 @@ def parse_args() -> argparse.Namespace:
     return args
 
 
-def quiet(message: str) -> None:
-    """A Trainer log that prints nothing."""
-
-
 # ----------------------------------------------------------------------------------- training runs
 def train_tutorial(data_dir: Path, seed: int, epochs: int) -> dict[str, Any]:
-    """The tutorial's main loop: train one epoch, then test, E times; the last test loss counts."""
+    """The tutorial's main loop: train one epoch, then test, E times; the last test loss counts.
+    "seconds" times the training and testing, not the loading of the data."""
     train_set, test_set = tutorial_datasets(data_dir)
-    start = time.perf_counter()
-    torch.manual_seed(seed)
-    model = TutorialVAE()
-    optimizer = tutorial_optimizer(model)
-    train_loader = tutorial_loader(train_set, shuffle=True)
-    test_loader = tutorial_loader(test_set, shuffle=False)
-    train_losses, test_losses = [], []
-    for _ in range(epochs):
-        train_losses.append(tutorial_train_epoch(model, optimizer, train_loader))
-        test_losses.append(tutorial_test_loss(model, test_loader))
+
+    def train_and_test() -> tuple[list[float], list[float]]:
+        torch.manual_seed(seed)
+        model = TutorialVAE()
+        optimizer = tutorial_optimizer(model)
+        train_loader = tutorial_loader(train_set, shuffle=True)
+        test_loader = tutorial_loader(test_set, shuffle=False)
+        train_losses, test_losses = [], []
+        for _ in range(epochs):
+            train_losses.append(tutorial_train_epoch(model, optimizer, train_loader))
+            test_losses.append(tutorial_test_loss(model, test_loader))
+        return train_losses, test_losses
+
+    (train_losses, test_losses), seconds = timed(train_and_test)
     return {
         "test_loss": test_losses[-1],
         "train_loss": train_losses[-1],
@@ -96,14 +91,13 @@ def train_tutorial(data_dir: Path, seed: int, epochs: int) -> dict[str, Any]:
         "n_test": len(test_set),
         "test_loss_per_epoch": test_losses,
         "train_loss_per_epoch": train_losses,
-        "seconds": time.perf_counter() - start,
+        "seconds": seconds,
     }
 
 
 def train_vaekit(config: TrainConfig, out: Path) -> dict[str, Any]:
-    start = time.perf_counter()
-    trainer = Trainer(config, out, progress=False, log=quiet)
-    result = trainer.run()
+    """A vaekit run (training, then its test evaluation) and the figures of its history."""
+    (trainer, result), seconds = timed(lambda: run_trainer(config, out))
     history = trainer.state.history
     return {
         "test_loss": result["test_loss"],
@@ -115,8 +109,14 @@ def train_vaekit(config: TrainConfig, out: Path) -> dict[str, Any]:
         "val_fraction": config.val_fraction,
         "train_loss_per_epoch": [h["train_loss"] for h in history],
         "val_loss_per_epoch": [h["val_loss"] for h in history],
-        "seconds": time.perf_counter() - start,
+        "seconds": seconds,
     }
+
+
+def run_trainer(config: TrainConfig, out: Path) -> tuple[Trainer, dict[str, Any]]:
+    """Train and test one vaekit run; the trainer (for its history) and the test figures."""
+    trainer = Trainer(config, out, progress=False, log=quiet)
+    return trainer, trainer.run()
 
 
 # ------------------------------------------------------------------------ independent recomputation
@@ -147,7 +147,9 @@ def recompute_test_loss(
         "decoder.2.weight": (n_pixels, hidden),
         "decoder.2.bias": (n_pixels,),
     }
-    found = {k: tuple(v.shape) for k, v in weights.items()}
+    # The fitted prior's weights (prior.*) ride along in the file; the test loss is the trained prior's
+    # -ELBO, N(0, I), so the recomputation leaves them out.
+    found = {k: tuple(v.shape) for k, v in weights.items() if not k.startswith("prior.")}
     if found != expected:
         raise SystemExit(f"error: unexpected weights in {run}: {found} (expected {expected})")
     w1, b1 = weights["encoder.1.weight"], weights["encoder.1.bias"]
@@ -196,23 +198,55 @@ def check_run(run: Path, test_images: torch.Tensor, reported: dict[str, Any]) ->
     }
 
 
+def train_seed(
+    data_dir: Path, seed: int, epochs: int, test_images: torch.Tensor, tmp: Path
+) -> dict[str, Any]:
+    """The three trainings of one seed; each vaekit run's test loss is recomputed from its folder."""
+    entry: dict[str, Any] = {"seed": seed, "tutorial": train_tutorial(data_dir, seed, epochs)}
+    for name, val_fraction in (("vaekit_val0", 0.0), ("vaekit_default", None)):
+        config = TrainConfig(dataset="mnist", data_dir=str(data_dir), epochs=epochs, seed=seed)
+        if val_fraction is not None:
+            config.val_fraction = val_fraction
+        run = tmp / f"seed{seed}-{name}" / "run"
+        entry[name] = train_vaekit(config, run)
+        entry[name]["recomputation"] = check_run(run, test_images, entry[name])
+    assert entry["vaekit_default"]["val_fraction"] == 0.1, "vaekit's default val fraction changed"
+    return entry
+
+
 # ------------------------------------------------------------------------------------------ report
-def mean_std(values: list[float]) -> dict[str, Any]:
-    return {
-        "mean": statistics.fmean(values),
-        "std": statistics.stdev(values) if len(values) > 1 else None,
-        "n": len(values),
-    }
-
-
 def fmt_mean_std(stats: dict[str, Any], digits: int = 2) -> str:
+    """Mean +- std, "n/a" for the std of a single seed."""
     std = "n/a" if stats["std"] is None else f"{stats['std']:.{digits}f}"
     return f"{stats['mean']:.{digits}f} +- {std}"
 
 
+def print_tables(epochs: int, per_seed: list[dict[str, Any]], summary: dict[str, Any]) -> None:
+    """The test losses per seed with their mean, then the independent recomputations."""
+    print()
+    print(f"test loss (nats/image) after {epochs} epochs")
+    header = ["seed", "tutorial", "vaekit val 0", "vaekit default"]
+    rows = [[str(e["seed"]), *(f"{e[m]['test_loss']:.3f}" for m in METHODS)] for e in per_seed]
+    rows.append(["mean +- std", *(fmt_mean_std(summary[m], 3) for m in METHODS)])
+    rows.append(["n train", *(str(per_seed[0][m]["n_train"]) for m in METHODS)])
+    print(format_table(header, rows))
+    print()
+    print("independent recomputation from the run folder (plain tensor maths, no vaekit model/loss code)")
+    header = ["seed", "run", "eval.json", "recomputed", "|diff|", "other noise", "other - eval"]
+    rows = []
+    for e in per_seed:
+        for m in METHODS[1:]:
+            r = e[m]["recomputation"]
+            rows.append(
+                [str(e["seed"]), m, f"{r['eval_json_test_loss']:.4f}", f"{r['recomputed_test_loss']:.4f}",
+                 f"{r['abs_diff']:.1e}", f"{r['other_noise_test_loss']:.4f}", f"{r['other_noise_diff']:+.4f}"]
+            )  # fmt: skip
+    print(format_table(header, rows))
+
+
 def main() -> None:
     args = parse_args()
-    load_start = os.getloadavg()
+    load_start = load_average()
     data_dir = args.data_dir.resolve()
     check_data_dir(data_dir)
     test_images = load_dataset("mnist", data_dir).test.images
@@ -220,20 +254,10 @@ def main() -> None:
         f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.epochs} epochs, "
         f"seeds {args.seeds}, data {data_dir}"
     )
-
     per_seed: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as tmp:
         for seed in args.seeds:
-            entry: dict[str, Any] = {"seed": seed}
-            entry["tutorial"] = train_tutorial(data_dir, seed, args.epochs)
-            for name, val_fraction in (("vaekit_val0", 0.0), ("vaekit_default", None)):
-                config = TrainConfig(dataset="mnist", data_dir=str(data_dir), epochs=args.epochs, seed=seed)
-                if val_fraction is not None:
-                    config.val_fraction = val_fraction
-                run = Path(tmp) / f"seed{seed}-{name}" / "run"
-                entry[name] = train_vaekit(config, run)
-                entry[name]["recomputation"] = check_run(run, test_images, entry[name])
-            assert entry["vaekit_default"]["val_fraction"] == 0.1, "vaekit's default val fraction changed"
+            entry = train_seed(data_dir, seed, args.epochs, test_images, Path(tmp))
             per_seed.append(entry)
             print(
                 f"seed {seed}: "
@@ -256,42 +280,12 @@ def main() -> None:
         "max_abs_other_noise_diff": max(abs(d) for d in other_diffs),
         "other_noise_seed_offset": OTHER_NOISE_OFFSET,
         "per_seed": per_seed,
-        "torch_version": torch.__version__,
-        "python_version": platform.python_version(),
-        "threads": torch.get_num_threads(),
+        **environment("torch_version", "python_version", "threads"),
         "data_dir": str(data_dir),
-        "load_average_start": load_start,
-        "load_average_end": os.getloadavg(),
-        "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        **run_stamp(load_start),
     }
     path = write_results("quality", results)
-
-    print()
-    print(f"test loss (nats/image) after {args.epochs} epochs")
-    header = ["seed", "tutorial", "vaekit val 0", "vaekit default"]
-    rows = [[str(e["seed"]), *(f"{e[m]['test_loss']:.3f}" for m in METHODS)] for e in per_seed]
-    rows.append(["mean +- std", *(fmt_mean_std(summary[m], 3) for m in METHODS)])
-    rows.append(["n train", *(str(per_seed[0][m]["n_train"]) for m in METHODS)])
-    print(format_table(header, rows))
-    print()
-    print("independent recomputation from the run folder (plain tensor maths, no vaekit model/loss code)")
-    header = ["seed", "run", "eval.json", "recomputed", "|diff|", "other noise", "other - eval"]
-    rows = []
-    for e in per_seed:
-        for m in METHODS[1:]:
-            r = e[m]["recomputation"]
-            rows.append(
-                [
-                    str(e["seed"]),
-                    m,
-                    f"{r['eval_json_test_loss']:.4f}",
-                    f"{r['recomputed_test_loss']:.4f}",
-                    f"{r['abs_diff']:.1e}",
-                    f"{r['other_noise_test_loss']:.4f}",
-                    f"{r['other_noise_diff']:+.4f}",
-                ]
-            )
-    print(format_table(header, rows))
+    print_tables(args.epochs, per_seed, summary)
     print(f"wrote {path}")
 
 

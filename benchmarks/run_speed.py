@@ -19,9 +19,9 @@ Run alone (no other torch process) from the repository root:
 from __future__ import annotations
 
 import argparse
-import statistics
+import itertools
 import tempfile
-import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -30,21 +30,32 @@ from _common import (
     DEFAULT_DATA_DIR,
     TutorialVAE,
     check_data_dir,
-    format_table,
     tutorial_datasets,
     tutorial_loader,
     tutorial_optimizer,
     tutorial_test_loss,
     tutorial_train_epoch,
+)
+from harness import (
+    format_table,
+    interleaved,
+    median,
+    medians,
+    quiet,
+    round_printer,
+    speedups,
+    timed,
     write_results,
 )
 
 from vaekit.training import TrainConfig, Trainer
 from vaekit.utils import plots
 
+PIPELINES = ("tutorial", "vaekit", "vaekit_no_prior")
 
-def tutorial_run(data_dir: Path, epochs: int, out: Path) -> float:
-    start = time.perf_counter()
+
+def tutorial_run(data_dir: Path, epochs: int, out: Path) -> None:
+    """The tutorial's main(): load the data, then train(), test() and its two pictures every epoch."""
     train, test = tutorial_datasets(data_dir)
     train_loader, test_loader = tutorial_loader(train, True), tutorial_loader(test, False)
     torch.manual_seed(1)
@@ -60,32 +71,45 @@ def tutorial_run(data_dir: Path, epochs: int, out: Path) -> float:
             plots.save_grid(comparison, out / f"reconstruction_{epoch}.png", ncol=8)
             sample = model.decode(torch.randn(64, 20)).view(64, 1, 28, 28)
             plots.save_grid(sample, out / f"sample_{epoch}.png", ncol=8)
-    return time.perf_counter() - start
 
 
-def vaekit_run(data_dir: Path, epochs: int, out: Path, fit_prior: bool) -> dict[str, Any]:
-    start = time.perf_counter()
+def vaekit_run(data_dir: Path, epochs: int, out: Path, fit_prior: bool) -> dict[str, float]:
+    """Trainer.run(), with the median seconds of its epochs' training and of their end-of-epoch work."""
     config = TrainConfig(dataset="mnist", data_dir=str(data_dir.parent), epochs=epochs, fit_prior=fit_prior)
-    trainer = Trainer(config, out, overwrite=True, progress=False, log=lambda line: None)
+    trainer = Trainer(config, out, overwrite=True, progress=False, log=quiet)
     train_seconds, end_seconds = [], []
     train_epoch, end_epoch = trainer._train_epoch, trainer._end_epoch
 
     def timed_train(ctrl_c: Any) -> None:
-        t = time.perf_counter()
-        train_epoch(ctrl_c)
-        train_seconds.append(time.perf_counter() - t)
+        train_seconds.append(timed(lambda: train_epoch(ctrl_c))[1])
 
     def timed_end() -> None:
-        t = time.perf_counter()
-        end_epoch()
-        end_seconds.append(time.perf_counter() - t)
+        end_seconds.append(timed(end_epoch)[1])
 
     trainer._train_epoch, trainer._end_epoch = timed_train, timed_end
     trainer.run()
+    return {"train_epoch_s": median(train_seconds), "end_of_epoch_s": median(end_seconds)}
+
+
+def make_runners(
+    data_dir: Path, epochs: int, root: Path, splits: list[dict[str, float]]
+) -> dict[str, Callable[[], Any]]:
+    """A whole run of each pipeline as a callable, each call into a fresh folder; the vaekit runs append
+    their training / end-of-epoch split to ``splits``."""
+    counter = itertools.count()
+
+    def fresh(name: str) -> Path:
+        out = root / f"{name}-{next(counter)}"
+        out.mkdir()
+        return out
+
+    def vaekit(name: str, fit_prior: bool) -> Callable[[], None]:
+        return lambda: splits.append(vaekit_run(data_dir, epochs, fresh(name), fit_prior))
+
     return {
-        "seconds": time.perf_counter() - start,
-        "train_epoch_s": statistics.median(train_seconds),
-        "end_of_epoch_s": statistics.median(end_seconds),
+        "tutorial": lambda: tutorial_run(data_dir, epochs, fresh("tutorial")),
+        "vaekit": vaekit("vaekit", fit_prior=True),
+        "vaekit_no_prior": vaekit("vaekit_no_prior", fit_prior=False),
     }
 
 
@@ -96,40 +120,28 @@ def main() -> None:
     parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
     args = parser.parse_args()
     check_data_dir(args.data_dir)
-    times: dict[str, list[float]] = {"tutorial": [], "vaekit": [], "vaekit_no_prior": []}
-    splits: list[dict[str, Any]] = []
+    splits: list[dict[str, float]] = []
     with tempfile.TemporaryDirectory() as tmp:
-        root = Path(tmp)
-        for round_ in range(args.rounds):
-            order = ["tutorial", "vaekit", "vaekit_no_prior"]
-            order = order[round_ % 3 :] + order[: round_ % 3]
-            for name in order:
-                out = root / f"{name}-{round_}"
-                out.mkdir()
-                if name == "tutorial":
-                    times[name].append(tutorial_run(args.data_dir, args.epochs, out))
-                else:
-                    result = vaekit_run(args.data_dir, args.epochs, out, fit_prior=name == "vaekit")
-                    times[name].append(result["seconds"])
-                    splits.append(result)
-                print(f"round {round_ + 1}: {name} {times[name][-1]:.2f} s", flush=True)
-    median = {name: statistics.median(values) for name, values in times.items()}
-    train_epoch = statistics.median(s["train_epoch_s"] for s in splits)
-    end_epoch = statistics.median(s["end_of_epoch_s"] for s in splits)
+        runners = make_runners(args.data_dir, args.epochs, Path(tmp), splits)
+        times = interleaved(args.rounds, runners, on_round=round_printer(args.rounds, digits=2))
+    median_s = medians(times)
+    train_epoch = median(s["train_epoch_s"] for s in splits)
+    end_epoch = median(s["end_of_epoch_s"] for s in splits)
+    speedup = speedups(median_s, "tutorial")
     results = {
         "benchmark": "run_speed",
         "what": f"a whole {args.epochs}-epoch run, MLP 784-400-20, batch 128, 12,000 MNIST images, CPU",
         "epochs": args.epochs,
         "rounds": args.rounds,
-        "median_s": median,
+        "median_s": median_s,
         "raw_s": times,
-        "speedup_vs_tutorial": {k: median["tutorial"] / median[k] for k in ("vaekit", "vaekit_no_prior")},
+        "speedup_vs_tutorial": {k: speedup[k] for k in ("vaekit", "vaekit_no_prior")},
         "vaekit_train_epoch_s": train_epoch,
         "vaekit_end_of_epoch_s": end_epoch,
         "end_of_epoch_share": end_epoch / (train_epoch + end_epoch),
         "threads": torch.get_num_threads(),
     }
-    rows = [[name, f"{median[name]:.2f}", f"{median['tutorial'] / median[name]:.2f}x"] for name in times]
+    rows = [[name, f"{median_s[name]:.2f}", f"{speedup[name]:.2f}x"] for name in PIPELINES]
     print(format_table(["pipeline", f"s / {args.epochs}-epoch run", "vs tutorial"], rows))
     print(
         f"vaekit epoch: training {train_epoch:.3f} s + end of epoch {end_epoch:.3f} s "

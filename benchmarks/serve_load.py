@@ -35,8 +35,8 @@ from typing import Any
 
 import aiohttp
 import httpx
-import numpy as np
-from _common import DEFAULT_DATA_DIR, check_data_dir, format_table, write_results
+from _common import DEFAULT_DATA_DIR, check_data_dir
+from harness import format_table, percentile, quiet, write_results
 
 CLIENTS = 8
 SCENARIOS = (("decode", CLIENTS), ("sample", CLIENTS), ("mixed", CLIENTS), ("single", 1))
@@ -54,11 +54,12 @@ def train_run(out: Path, data_dir: Path) -> Path:
     from vaekit.training import TrainConfig, Trainer
 
     config = TrainConfig(dataset="mnist", data_dir=str(data_dir.parent), epochs=1, seed=0, fit_prior=False)
-    Trainer(config, out, progress=False, log=lambda line: None).run()
+    Trainer(config, out, progress=False, log=quiet).run()
     return out
 
 
 def free_port() -> int:
+    """A loopback port that nothing listens on now."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
@@ -88,12 +89,15 @@ class Server:
 
 
 def request_for(kind: str, latent_dim: int, rng: random.Random) -> tuple[str, dict[str, Any]]:
+    """A request of ``kind`` ("decode" or "sample"): its path and JSON body, random by ``rng``."""
     if kind == "decode":
         return "/api/decode", {"z": [rng.gauss(0, 1) for _ in range(latent_dim)]}
     return "/api/sample", {"n": 36, "seed": rng.randrange(2**31)}
 
 
-async def load(base: str, scenario: str, clients: int, requests: int, seconds: float, latent_dim: int):
+async def load(
+    base: str, scenario: str, clients: int, requests: int, seconds: float, latent_dim: int
+) -> tuple[dict[str, list[float]], int, float]:
     """``clients`` closed-loop clients, ``requests`` each or ``seconds`` in all, whichever ends first.
     aiohttp, not httpx: its client costs the shared CPU a fraction of httpx's per request."""
     latencies: dict[str, list[float]] = {"decode": [], "sample": []}
@@ -133,18 +137,48 @@ async def load(base: str, scenario: str, clients: int, requests: int, seconds: f
 
 
 def summarise(latencies: dict[str, list[float]], errors: int, wall: float) -> dict[str, Any]:
+    """Requests per second over the scenario's wall time, and p50 / p99 latency (ms) per request kind."""
     out: dict[str, Any] = {"errors": errors, "seconds": round(wall, 2)}
     total = sum(len(v) for v in latencies.values())
     out["requests_per_second"] = round(total / wall, 1)
     for kind, values in latencies.items():
         if values:
-            ms = np.array(values) * 1000
+            ms = [1000 * v for v in values]
             out[kind] = {
                 "requests": len(values),
-                "p50_ms": round(float(np.percentile(ms, 50)), 2),
-                "p99_ms": round(float(np.percentile(ms, 99)), 2),
+                "p50_ms": round(percentile(ms, 50), 2),
+                "p99_ms": round(percentile(ms, 99), 2),
             }
     return out
+
+
+def measure_server(run: Path, window: float | None, args: argparse.Namespace) -> dict[str, dict[str, Any]]:
+    """Every scenario against one server (``window`` None: without decode batching), one after another."""
+    mode = "batched" if window is not None else "unbatched"
+    scenarios = {}
+    server = Server(run, window)
+    try:
+        latent_dim = httpx.get(server.base + "/api/info").json()["latent_dim"]
+        for scenario, clients in SCENARIOS:
+            kind = "decode" if scenario == "single" else scenario
+            latencies, errors, wall = asyncio.run(
+                load(server.base, kind, clients, args.requests, args.seconds, latent_dim)
+            )
+            scenarios[f"{scenario}/{mode}"] = {"clients": clients, **summarise(latencies, errors, wall)}
+    finally:
+        server.stop()
+    return scenarios
+
+
+def table_rows(scenarios: dict[str, dict[str, Any]]) -> list[list[Any]]:
+    """A row per scenario and request kind, for the table printed at the end."""
+    return [
+        [name, k, summary["clients"], summary[k]["requests"], summary["errors"], summary[k]["p50_ms"],
+         summary[k]["p99_ms"], summary["requests_per_second"]]
+        for name, summary in scenarios.items()
+        for k in ("decode", "sample")
+        if k in summary
+    ]  # fmt: skip
 
 
 def main() -> None:
@@ -162,32 +196,8 @@ def main() -> None:
         else:
             run = args.run
         results: dict[str, Any] = {"clients": CLIENTS, "requests_per_client": args.requests, "scenarios": {}}
-        rows = []
         for window in (0.0, None):
-            mode = "batched" if window is not None else "unbatched"
-            server = Server(run, window)
-            try:
-                latent_dim = httpx.get(server.base + "/api/info").json()["latent_dim"]
-                for scenario, clients in (
-                    ("decode", CLIENTS),
-                    ("sample", CLIENTS),
-                    ("mixed", CLIENTS),
-                    ("single", 1),
-                ):
-                    kind = "decode" if scenario == "single" else scenario
-                    latencies, errors, wall = asyncio.run(
-                        load(server.base, kind, clients, args.requests, args.seconds, latent_dim)
-                    )
-                    summary = {"clients": clients, **summarise(latencies, errors, wall)}
-                    results["scenarios"][f"{scenario}/{mode}"] = summary
-                    for k in ("decode", "sample"):
-                        if k in summary:
-                            rows.append([
-                                f"{scenario}/{mode}", k, clients, summary[k]["requests"], errors,
-                                summary[k]["p50_ms"], summary[k]["p99_ms"], summary["requests_per_second"],
-                            ])  # fmt: skip
-            finally:
-                server.stop()
+            results["scenarios"].update(measure_server(run, window, args))
     header = [
         "scenario/server",
         "request",
@@ -198,7 +208,7 @@ def main() -> None:
         "p99 ms",
         "req/s (all)",
     ]
-    print(format_table(header, rows))
+    print(format_table(header, table_rows(results["scenarios"])))
     decode_p99 = results["scenarios"]["decode/batched"]["decode"]["p99_ms"]
     print(f"decode p99 with {CLIENTS} clients: {decode_p99} ms (goal: under 50 ms)")
     path = write_results("serve_load", results)
