@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 CHROMIUM := /usr/bin/chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install demo test lint bench clean
+.PHONY: install demo test docs lint bench clean
 
 install: $(STAMP)
 
@@ -28,6 +28,10 @@ test: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks
 	$(PY) -m pytest
 
+# The documentation site (mkdocs.yml) into site/; --strict: a broken link or API reference fails the build.
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict
+
 bench: $(STAMP)
 	$(PY) benchmarks/epoch_speed.py
 	$(PY) benchmarks/run_speed.py
@@ -41,4 +45,4 @@ bench: $(STAMP)
 	$(PY) benchmarks/serve_load.py
 
 clean:
-	rm -rf $(VENV) src/*.egg-info
+	rm -rf $(VENV) src/*.egg-info site

@@ -10,7 +10,7 @@ draw the requested class:
 - the prior it trains with is p(z | y) = N(m_y, I), with class means m_y learned with the model (they
   start at 0, where it is the usual N(0, I)): the KL term is measured against the class's own mean,
   so each class's latents gather around it and the ELBO is a little tighter;
-- samples come from the per-class Gaussian mixture fitted after training (vaekit.models.mixture),
+- samples come from the per-class Gaussian mixture fitted after training (vaekit.models.priors.mixture),
   which covers where each class's latents really are.
 benchmarks/priors.py measures both; with them the default latent is 20-D, as the MLP VAE's.
 """

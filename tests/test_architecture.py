@@ -1,0 +1,99 @@
+"""The layout holds: packages import only from the layers below them, no module imports itself back,
+files and functions read in one sitting, tests mirror the source, and docs/architecture/packages.png
+is drawn from the imports as they are."""
+
+import ast
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SOURCE = ROOT / "src" / "vaekit"
+MAX_FILE_LINES = 400
+MAX_FUNCTION_LINES = 60
+
+
+def architecture():
+    spec = importlib.util.spec_from_file_location("architecture", ROOT / "docs" / "architecture.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(SOURCE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def imports(path: Path) -> set[str]:
+    """The vaekit modules a file imports, lazy imports included (``from a.b import c`` counts a.b.c where
+    c is a module)."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("vaekit"):
+            found.add(node.module)
+            found.update(f"{node.module}.{alias.name}" for alias in node.names)
+        elif isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names if alias.name.startswith("vaekit"))
+    return found
+
+
+def test_every_package_imports_only_from_the_layers_below():
+    arch = architecture()
+    packages = {p.name for p in SOURCE.iterdir() if (p / "__init__.py").is_file()}
+    assert packages == {name for layer in arch.LAYERS for name in layer}  # a new package needs a layer
+    upward = [(a, b) for a, b in arch.package_edges() if arch.layer_of(b) >= arch.layer_of(a)]
+    assert not upward, f"imports against the layering: {upward}"
+
+
+def test_no_import_cycles_between_modules():
+    files = {module_name(p): p for p in SOURCE.rglob("*.py")}
+    graph = {m: {i for i in imports(p) if i in files and i != m} for m, p in files.items()}
+    # a package's __init__ re-exports its modules: importing a package is not a cycle through them
+    graph = {m: {i for i in deps if not m.startswith(i + ".")} for m, deps in graph.items()}
+    state: dict[str, int] = {}
+
+    def visit(module: str, path: list[str]) -> None:
+        state[module] = 1
+        for dep in sorted(graph[module]):
+            if state.get(dep) == 1:
+                pytest.fail("import cycle: " + " -> ".join(path[path.index(dep) :] + [dep]))
+            if dep not in state:
+                visit(dep, path + [dep])
+        state[module] = 2
+
+    for module in sorted(graph):
+        if module not in state:
+            visit(module, [module])
+
+
+def test_files_and_functions_read_in_one_sitting():
+    long_files, long_functions = [], []
+    for path in sorted(SOURCE.rglob("*.py")):
+        text = path.read_text(encoding="utf-8")
+        if len(text.splitlines()) > MAX_FILE_LINES:
+            long_files.append(f"{path.relative_to(ROOT)} ({len(text.splitlines())})")
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                length = node.end_lineno - node.lineno + 1
+                if length > MAX_FUNCTION_LINES:
+                    long_functions.append(f"{path.relative_to(ROOT)}:{node.name} ({length})")
+    assert not long_files, f"files over {MAX_FILE_LINES} lines: {long_files}"
+    assert not long_functions, f"functions over {MAX_FUNCTION_LINES} lines: {long_functions}"
+
+
+def test_tests_mirror_the_source_tree():
+    for folder in sorted(p for p in (ROOT / "tests").rglob("*") if p.is_dir() and p.name != "__pycache__"):
+        relative = folder.relative_to(ROOT / "tests")
+        if relative.parts[0] == "benchmarks":  # the benchmarks' shared harness, outside src/
+            continue
+        assert (SOURCE / relative).is_dir(), f"tests/{relative} has no src/vaekit/{relative}"
+
+
+def test_the_package_picture_is_drawn_from_the_source(tmp_path):
+    arch = architecture()
+    arch.draw(tmp_path / "packages.png")
+    assert (tmp_path / "packages.png").stat().st_size > 10_000
+    edges = arch.package_edges()
+    assert ("training", "models") in edges and ("cli", "training") in edges
