@@ -186,7 +186,7 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_run_commands(sub: argparse._SubParsersAction) -> None:
+def _add_sample_command(sub: argparse._SubParsersAction) -> None:
     p = add_run_command(sub, "sample", "draw new images from a trained model into a PNG grid")
     p.add_argument("--n", type=positive_int, help="number of images (default 64; cvae: 8 per class)")
     p.add_argument(
@@ -206,12 +206,18 @@ def add_run_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the latent draws (default 0)")
     p.add_argument("--out", default="samples.png", help="PNG file (default samples.png)")
     p.set_defaults(func=_sample)
+
+
+def _add_reconstruct_command(sub: argparse._SubParsersAction) -> None:
     p = add_run_command(sub, "reconstruct", "originals over their reconstructions, as a PNG grid")
     p.add_argument("--n", type=positive_int, default=16, help="number of images (default 16)")
     p.add_argument("--split", choices=("test", "val"), default="test")
     p.add_argument("--data-dir", help="data folder, if not where the run found it")
     p.add_argument("--out", default="reconstructions.png", help="PNG file (default reconstructions.png)")
     p.set_defaults(func=_reconstruct)
+
+
+def _add_evaluate_command(sub: argparse._SubParsersAction) -> None:
     p = add_run_command(
         sub, "evaluate", "test-set loss, its parts, latent statistics and sample quality, into RUN/eval.json"
     )
@@ -231,36 +237,54 @@ def add_run_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print the result as JSON instead of a table")
     p.add_argument("--data-dir", help="data folder, if not where the run found it")
     p.set_defaults(func=_evaluate)
+
+
+def _add_latent_command(sub: argparse._SubParsersAction) -> None:
     p = add_run_command(sub, "latent", "scatter the latent means of test images, coloured by label")
     p.add_argument("--n", type=positive_int, default=2000, help="images to place (default 2000)")
     p.add_argument("--split", choices=("test", "val"), default="test")
     p.add_argument("--data-dir", help="data folder, if not where the run found it")
     p.add_argument("--out", help="PNG file (default RUN/latent.png)")
     p.set_defaults(func=_latent)
-    p = add_run_command(sub, "manifold", "decode a grid of latents: the classic 2-D manifold picture")
-    p.add_argument("--out", help="PNG file (default RUN/manifold.png)")
+
+
+def _add_picture_command(
+    sub: argparse._SubParsersAction, name: str, help: str, out: str
+) -> argparse.ArgumentParser:
+    """A latent-picture command (manifold, interpolate, traverse): a run, --out and --data-dir; its own
+    options follow."""
+    p = add_run_command(sub, name, help)
+    p.add_argument("--out", help=f"PNG file (default RUN/{out})")
     p.add_argument("--data-dir", help="data folder, if not where the run found it")
     p.set_defaults(func=_picture)
+    return p
+
+
+def _add_picture_commands(sub: argparse._SubParsersAction) -> None:
+    p = _add_picture_command(
+        sub, "manifold", "decode a grid of latents: the classic 2-D manifold picture", "manifold.png"
+    )
     p.add_argument("--n", type=int_at_least(2), default=20, help="grid side (default 20)")
     p.add_argument("--label", type=non_negative_int, help="class, for a conditional model (cvae)")
-    p = add_run_command(sub, "interpolate", "decode the way from one test image's latent to another's")
-    p.add_argument("--out", help="PNG file (default RUN/interpolation.png)")
-    p.add_argument("--data-dir", help="data folder, if not where the run found it")
-    p.set_defaults(func=_picture)
+    p = _add_picture_command(
+        sub, "interpolate", "decode the way from one test image's latent to another's", "interpolation.png"
+    )
     p.add_argument("--from", dest="start", type=non_negative_int, required=True, help="test image index")
     p.add_argument("--to", dest="end", type=non_negative_int, required=True, help="test image index")
     p.add_argument("--steps", type=int_at_least(2), default=10, help="decoded latents (default 10)")
     p.add_argument("--slerp", action="store_true", help="spherical instead of linear interpolation")
-    p = add_run_command(sub, "traverse", "vary one latent dimension at a time around a test image")
-    p.add_argument("--out", help="PNG file (default RUN/traversal.png)")
-    p.add_argument("--data-dir", help="data folder, if not where the run found it")
-    p.set_defaults(func=_picture)
+    p = _add_picture_command(
+        sub, "traverse", "vary one latent dimension at a time around a test image", "traversal.png"
+    )
     p.add_argument("--index", type=non_negative_int, default=0, help="test image index (default 0)")
     p.add_argument("--steps", type=int_at_least(2), default=9, help="values per dimension (default 9)")
     p.add_argument("--limit", type=positive_float, default=3.0, help="values from -L to L (default 3)")
     p.add_argument(
         "--dims", type=positive_int, default=10, help="dimensions shown, largest KL first (default 10)"
     )
+
+
+def _add_compare_command(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "compare",
         help="one report (Markdown and HTML) comparing runs: figures, samples, reconstructions",
@@ -280,6 +304,9 @@ def add_run_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data-dir", help="data folder, if not where the runs found it")
     p.add_argument("--device", choices=DEVICES, default="auto")
     p.set_defaults(func=_compare)
+
+
+def _add_train_prior_command(sub: argparse._SubParsersAction) -> None:
     p = add_run_command(
         sub,
         "train-prior",
@@ -309,6 +336,9 @@ def add_run_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace the run's existing prior")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_train_prior)
+
+
+def _add_serve_command(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "serve",
         help="explore runs' latent spaces in the browser (a local web app and its JSON API)",
@@ -321,6 +351,9 @@ def add_run_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--port", type=int_at_least(1), default=8000, help="port (default 8000)")
     p.add_argument("--device", choices=DEVICES, default="auto")
     p.set_defaults(func=_serve)
+
+
+def _add_export_command(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "export",
         help="write a run's encoder and decoder as ONNX graphs for onnxruntime (pip install 'vaekit[onnx]')",
@@ -332,3 +365,16 @@ def add_run_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="folder for the exported files")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out folder")
     p.set_defaults(func=_export)
+
+
+def add_run_commands(sub: argparse._SubParsersAction) -> None:
+    """The commands on trained runs, in the order ``vaekit --help`` lists them."""
+    _add_sample_command(sub)
+    _add_reconstruct_command(sub)
+    _add_evaluate_command(sub)
+    _add_latent_command(sub)
+    _add_picture_commands(sub)
+    _add_compare_command(sub)
+    _add_train_prior_command(sub)
+    _add_serve_command(sub)
+    _add_export_command(sub)

@@ -32,6 +32,14 @@ def add_train_command(sub: argparse._SubParsersAction) -> None:
         description="Train a VAE. Defaults: MNIST, MLP 784-400-20, 10 epochs, Adam 1e-3, batch 128.",
     )
     # Defaults are None so that --resume can tell what was given; TrainConfig holds the real defaults.
+    _add_data_arguments(p)
+    _add_model_arguments(p)
+    _add_training_arguments(p)
+    _add_run_arguments(p)
+    p.set_defaults(func=run_train)
+
+
+def _add_data_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--dataset",
         metavar="NAME",
@@ -51,6 +59,9 @@ def add_train_command(sub: argparse._SubParsersAction) -> None:
     colour.add_argument(
         "--rgb", dest="colour", action="store_const", const="rgb", help="folder: convert to RGB"
     )
+
+
+def _add_model_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", choices=sorted(MODELS), help="model family (default mlp)")
     p.add_argument(
         "--latent-dim", type=positive_int, help="latent dimensions (default 20; vqvae: code size 16)"
@@ -62,6 +73,9 @@ def add_train_command(sub: argparse._SubParsersAction) -> None:
         "--decoder-std", type=positive_float, help="fixed std of the gaussian likelihood (default: learned)"
     )
     p.add_argument("--codebook-size", type=positive_int, help="vqvae: number of codes (default 128)")
+
+
+def _add_training_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--epochs", type=positive_int, help="total epochs; with --resume, a larger value extends")
     p.add_argument("--batch-size", type=positive_int, help="images per step (default 128)")
     p.add_argument("--lr", type=positive_float, help="Adam learning rate (default 1e-3)")
@@ -91,6 +105,10 @@ def add_train_command(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--device", choices=DEVICES, help="auto (default), cpu, cuda or mps")
     p.add_argument("--save-every", type=positive_int, help="keep checkpoints/epoch_NNN.pt every N epochs")
+
+
+def _add_run_arguments(p: argparse.ArgumentParser) -> None:
+    """The prior fitted at the end, logging, where the settings come from and where the run goes."""
     p.add_argument(
         "--no-fit-prior",
         dest="fit_prior",
@@ -119,7 +137,6 @@ def add_train_command(sub: argparse._SubParsersAction) -> None:
     group.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
     group.add_argument("--overwrite", action="store_true", help="replace the run in --out")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.set_defaults(func=run_train)
 
 
 def run_train(args: argparse.Namespace) -> int:

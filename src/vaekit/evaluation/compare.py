@@ -270,6 +270,50 @@ def _names(runs: list[Path]) -> list[str]:
     return [str(run) for run in runs]
 
 
+def _checked_folders(
+    runs: list[str | os.PathLike], out: str | os.PathLike, overwrite: bool
+) -> tuple[list[Path], Path]:
+    """The run folders and the report folder, refused before any work is done where they will not do."""
+    if len(runs) < 1:
+        raise VaekitError("give at least one run folder to compare")
+    paths = [Path(run) for run in runs]
+    if len({p.resolve() for p in paths}) != len(paths):
+        raise VaekitError("a run folder is given twice")
+    out = Path(out)
+    if out.exists() and not overwrite:
+        raise VaekitError(f"{out} already exists; pass --overwrite to replace the report")
+    if out.exists() and not out.is_dir():
+        raise VaekitError(f"{out} is not a folder")
+    for run in paths:
+        read_run_config(run)  # every run folder is checked before any work is done
+    return paths, out
+
+
+def _write_images(
+    summaries: list[dict[str, Any]], image_dir: Path
+) -> tuple[dict[tuple[Any, str], Path], dict[tuple[Any, str], str]]:
+    """Each run's last samples and reconstructions copied into ``image_dir`` (emptied first), and the
+    runs' loss curves drawn there; returns the files, and their paths relative to the report, by
+    (run index, kind) (the curves: ("curves", ""))."""
+    if image_dir.exists():
+        shutil.rmtree(image_dir)  # a replaced report keeps no pictures of runs it no longer shows
+    image_dir.mkdir(parents=True)
+    sources: dict[tuple[Any, str], Path] = {}
+    relative: dict[tuple[Any, str], str] = {}
+    for i, s in enumerate(summaries):
+        for kind in ("samples", "reconstructions"):
+            if s[kind] is not None:
+                target = image_dir / f"{i + 1}-{s['run'].name}-{kind}.png"
+                data = s[kind].read_bytes()
+                atomic_write(target, lambda tmp, data=data: tmp.write_bytes(data))
+                sources[(i, kind)], relative[(i, kind)] = target, f"images/{target.name}"
+    if any(s["history"] for s in summaries):
+        curves = image_dir / "loss_curves.png"
+        plots.save_loss_comparison({s["name"]: s["history"] for s in summaries}, curves)
+        sources[("curves", "")], relative[("curves", "")] = curves, "images/loss_curves.png"
+    return sources, relative
+
+
 def compare_runs(
     runs: list[str | os.PathLike],
     out: str | os.PathLike = "comparison",
@@ -289,18 +333,7 @@ def compare_runs(
     test split (as ``vaekit evaluate RUN --iwae-k K --samples N``), which updates its eval.json.
     Returns the paths written.
     """
-    if len(runs) < 1:
-        raise VaekitError("give at least one run folder to compare")
-    paths = [Path(run) for run in runs]
-    if len({p.resolve() for p in paths}) != len(paths):
-        raise VaekitError("a run folder is given twice")
-    out = Path(out)
-    if out.exists() and not overwrite:
-        raise VaekitError(f"{out} already exists; pass --overwrite to replace the report")
-    if out.exists() and not out.is_dir():
-        raise VaekitError(f"{out} is not a folder")
-    for run in paths:
-        read_run_config(run)  # every run folder is checked before any work is done
+    paths, out = _checked_folders(runs, out, overwrite)
     if evaluate:
         from vaekit.evaluation.runs import evaluate_run
 
@@ -313,22 +346,7 @@ def compare_runs(
         summary["name"] = name
 
     image_dir = out / "images"
-    if image_dir.exists():
-        shutil.rmtree(image_dir)  # a replaced report keeps no pictures of runs it no longer shows
-    image_dir.mkdir(parents=True)
-    sources: dict[tuple[Any, str], Path] = {}
-    relative: dict[tuple[Any, str], str] = {}
-    for i, s in enumerate(summaries):
-        for kind in ("samples", "reconstructions"):
-            if s[kind] is not None:
-                target = image_dir / f"{i + 1}-{s['run'].name}-{kind}.png"
-                data = s[kind].read_bytes()
-                atomic_write(target, lambda tmp, data=data: tmp.write_bytes(data))
-                sources[(i, kind)], relative[(i, kind)] = target, f"images/{target.name}"
-    if any(s["history"] for s in summaries):
-        curves = image_dir / "loss_curves.png"
-        plots.save_loss_comparison({s["name"]: s["history"] for s in summaries}, curves)
-        sources[("curves", "")], relative[("curves", "")] = curves, "images/loss_curves.png"
+    sources, relative = _write_images(summaries, image_dir)
     written = {"markdown": out / "report.md", "html": out / "report.html", "images": image_dir}
     write_text(written["markdown"], markdown_report(summaries, relative, extra))
     write_text(written["html"], html_report(summaries, sources, extra))

@@ -31,21 +31,49 @@ def _percentages(values: list[float | None]) -> str:
     return " ".join("-" if a is None else f"{a:.0%}" for a in values)
 
 
+Rows = list[tuple[str, str]]  # (label, text) lines of one section
+
+
+class _Figures:
+    """An evaluation being formatted, and which of its entries the sections have shown so far."""
+
+    def __init__(self, result: dict[str, Any]) -> None:
+        self.result, self.shown = result, set()
+
+    def take(self, key: str) -> Any:
+        self.shown.add(key)
+        return self.result.get(key)
+
+
 def format_result(result: dict[str, Any], split: str = "test") -> str:
     """An evaluation (``evaluate_run``'s result) as a table for people: grouped, labelled, with units.
 
     Every entry of ``result`` appears: those the table does not know (a model's own terms, say) are listed
     last under their eval.json names.
     """
-    shown: set[str] = set()
-
-    def take(key: str) -> Any:
-        shown.add(key)
-        return result.get(key)
-
+    figures = _Figures(result)
     p, q = f"{split}_", "" if split == "test" else f"{split}_"  # per-split terms; latent and sample figures
-    sections: list[tuple[str, list[tuple[str, str]]]] = []
-    rows: list[tuple[str, str]] = []
+    sections: list[tuple[str, Rows]] = [
+        ("likelihood (nats per image, lower is better)", _likelihood_rows(figures, split, p, q)),
+        ("reconstruction from the posterior mean", _reconstruction_rows(figures, p)),
+        ("latent", _latent_rows(figures, q)),
+        _sample_quality_section(figures, q),
+    ]
+    n, epochs = figures.take(p + "n_images"), figures.take("epochs_trained")
+    rows = [(key, _text(value)) for key, value in result.items() if key not in figures.shown]
+    sections.append(("the model's other figures (eval.json names)", rows))
+
+    labels = [label for _, rows in sections for label, _ in rows]
+    width = max((len(label) for label in labels), default=0)
+    lines = [f"{split} split: {n:,} images" + ("" if epochs is None else f", after {epochs} epochs")]
+    for title, rows in sections:
+        if rows:
+            lines += ["", title] + [f"  {label.ljust(width)}  {text}" for label, text in rows]
+    return "\n".join(lines)
+
+
+def _likelihood_rows(figures: _Figures, split: str, p: str, q: str) -> Rows:
+    take, rows = figures.take, []
     loss, recon, kl = take(p + "loss"), take(p + "recon"), take(p + "kl")
     bpd = take(p + "bits_per_dim")
     if loss is not None:
@@ -57,13 +85,19 @@ def format_result(result: dict[str, Any], split: str = "test") -> str:
     fitted_nll = take(q + "fitted_iwae_nll")
     if fitted_nll is not None:
         rows.append(("  with the fitted prior", f"{fitted_nll:.2f}   (p(z) = the fitted mixture, same k)"))
-    sections.append(("likelihood (nats per image, lower is better)", rows))
+    return rows
+
+
+def _reconstruction_rows(figures: _Figures, p: str) -> Rows:
     rows = []
     for key, label in ((p + "recon_bce", "BCE per image"), (p + "recon_mse", "MSE per pixel")):
-        if take(key) is not None:
-            rows.append((label, _text(result[key])))
-    sections.append(("reconstruction from the posterior mean", rows))
-    rows = []
+        if figures.take(key) is not None:
+            rows.append((label, _text(figures.result[key])))
+    return rows
+
+
+def _latent_rows(figures: _Figures, q: str) -> Rows:
+    take, rows = figures.take, []
     kl_per_dim, active = take(q + "kl_per_dim"), take(q + "active_units")
     if active is not None:
         rows.append(("active units", f"{active} of {len(kl_per_dim)}"))
@@ -75,12 +109,28 @@ def format_result(result: dict[str, Any], split: str = "test") -> str:
         rows.append(("MIG (Chen et al. 2018)", f"{gap:.3f}   {terms}"))
     if factor_vae is not None:
         rows.append(("FactorVAE score", f"{factor_vae:.1%}   (Kim & Mnih 2018; chance 1/factors)"))
-    sections.append(("latent", rows))
-    rows = []
+    return rows
+
+
+def _sample_quality_section(figures: _Figures, q: str) -> tuple[str, Rows]:
+    take, result = figures.take, figures.result
     # One column per prior the samples came from: N(0, I) (or a vqvae's code prior) and the fitted one.
     columns = [(q, "N(0, I)")] + (
         [(q + "fitted_", "fitted prior")] if q + "fitted_frechet_distance" in result else []
     )
+    rows = _sample_rows(figures, q, columns)
+    count, accuracy = take(q + "quality_samples"), take(q + "classifier_test_accuracy")
+    take(q + "fitted_quality_samples")
+    title = "sample quality"
+    if count is not None:
+        each = " each" if len(columns) > 1 else ""
+        title += f" ({count:,} samples{each}; the classifier is {accuracy:.2%} accurate on the test set)"
+    return title, rows
+
+
+def _sample_rows(figures: _Figures, q: str, columns: list[tuple[str, str]]) -> Rows:
+    """The sample-quality rows, a column of figures per prior in ``columns`` (key prefix, title)."""
+    take, result, rows = figures.take, figures.result, []
 
     def row(label: str, key: str, show: Callable[[Any], str]) -> None:
         values = [take(prefix + key) for prefix, _ in columns]
@@ -94,33 +144,15 @@ def format_result(result: dict[str, Any], split: str = "test") -> str:
     row("mode coverage", "mode_coverage", lambda v: f"{v} of {len(result[q + 'class_histogram'])} classes")
     row("label accuracy", "label_accuracy", lambda v: f"{v:.1%}")
     for prefix, title in columns:
+        where = f" ({title})" if len(columns) > 1 else ""
         histogram = take(prefix + "class_histogram")
         if histogram is not None:
-            where = f" ({title})" if len(columns) > 1 else ""
             rows.append((f"samples per class{where}", " ".join(f"{c}:{n}" for c, n in enumerate(histogram))))
         per_class = take(prefix + "label_accuracy_per_class")
         if per_class is not None:
-            where = f" ({title})" if len(columns) > 1 else ""
             rows.append((f"label accuracy per class{where}", _percentages(per_class)))
     swap = take(q + "label_swap_accuracy")
     if swap is not None:
         rows.append(("label swap test", f"{swap:.1%} of latents decoded with another label show it"))
         rows.append(("  per new label", _percentages(take(q + "label_swap_accuracy_per_class"))))
-    count, accuracy = take(q + "quality_samples"), take(q + "classifier_test_accuracy")
-    take(q + "fitted_quality_samples")
-    title = "sample quality"
-    if count is not None:
-        each = " each" if len(columns) > 1 else ""
-        title += f" ({count:,} samples{each}; the classifier is {accuracy:.2%} accurate on the test set)"
-    sections.append((title, rows))
-    n, epochs = take(p + "n_images"), take("epochs_trained")
-    rows = [(key, _text(value)) for key, value in result.items() if key not in shown]
-    sections.append(("the model's other figures (eval.json names)", rows))
-
-    labels = [label for _, rows in sections for label, _ in rows]
-    width = max((len(label) for label in labels), default=0)
-    lines = [f"{split} split: {n:,} images" + ("" if epochs is None else f", after {epochs} epochs")]
-    for title, rows in sections:
-        if rows:
-            lines += ["", title] + [f"  {label.ljust(width)}  {text}" for label, text in rows]
-    return "\n".join(lines)
+    return rows

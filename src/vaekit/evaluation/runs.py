@@ -109,7 +109,7 @@ def evaluate_run(
     ``{split}_recon_bce`` and ``{split}_recon_mse``; for Gaussian-latent models ``active_units`` and
     ``kl_per_dim``, and with ``iwae_k`` > 0 the importance-sampled ``iwae_nll`` (nats per image,
     k = ``iwae_k``) and its ``bits_per_dim`` (see ``nll_bits_key``). With ``samples`` > 0, the sample
-    quality of that many samples against the split's images (see ``quality.sample_quality``:
+    quality of that many samples against the split's images (see ``evaluation.quality.sample_quality``:
     ``frechet_distance``, ``class_histogram``, ``mode_coverage``, ``class_tv_distance``, conditional
     models ``label_accuracy``) and the measuring classifier's ``classifier_test_accuracy``. Keys
     without a split prefix are the test split's; a val evaluation prefixes them with ``val_``. ``log``
@@ -137,56 +137,82 @@ def evaluate_run(
         result[f"{prefix}active_units"] = stats["active_units"]
         result[f"{prefix}kl_per_dim"] = stats["kl_per_dim"]
         if iwae_k:
-            nll = iwae_nll(model, x, labels, k=iwae_k, seed=seed).mean().item()
-            result.update(
-                {
-                    f"{prefix}iwae_nll": nll,
-                    f"{prefix}iwae_k": iwae_k,
-                    nll_bits_key(split): bits_per_dim(nll, model.image_shape),
-                }
-            )
-            if model.prior is not None:  # the same estimate with the fitted mixture as p(z)
-                fitted = iwae_nll(model, x, labels, k=iwae_k, seed=seed, prior="fitted").mean().item()
-                result[f"{prefix}fitted_iwae_nll"] = fitted
+            result.update(_iwae_figures(model, x, labels, split, iwae_k, seed))
     if dataset.factor_names and isinstance(model, GaussianVAE):
         scores = disentanglement_scores(model, x, labels, images.factors, dataset.factor_names)
         result.update({f"{prefix}{k}": v for k, v in scores.items()})
-    if samples and not model.can_sample:
+    if samples:
+        quality = _sample_figures(model, dataset, images, samples, seed, dev, log)
+        result.update({f"{prefix}{k}": v for k, v in quality.items()})
+    if write:
+        write_eval(run / "eval.json", result)
+    return result
+
+
+def _iwae_figures(
+    model: GaussianVAE, x: torch.Tensor, labels: torch.Tensor, split: str, k: int, seed: int
+) -> dict[str, Any]:
+    """-log p(x) of images ``x`` by importance sampling with ``k`` samples (nats per image, and bits per
+    dimension), and where the model has a fitted prior, the same with it as p(z); keys as eval.json's."""
+    prefix = "" if split == "test" else f"{split}_"
+    nll = iwae_nll(model, x, labels, k=k, seed=seed).mean().item()
+    figures = {
+        f"{prefix}iwae_nll": nll,
+        f"{prefix}iwae_k": k,
+        nll_bits_key(split): bits_per_dim(nll, model.image_shape),
+    }
+    if model.prior is not None:  # the same estimate with the fitted mixture as p(z)
+        fitted = iwae_nll(model, x, labels, k=k, seed=seed, prior="fitted").mean().item()
+        figures[f"{prefix}fitted_iwae_nll"] = fitted
+    return figures
+
+
+def _sample_figures(
+    model: Any,
+    dataset: Dataset,
+    images: ImageSet,
+    samples: int,
+    seed: int,
+    device: torch.device,
+    log: Callable[[str], None] | None,
+) -> dict[str, Any]:
+    """The sample quality of ``samples`` samples measured against ``images`` (keys without the split
+    prefix), or none, with a note to ``log``, where the run cannot sample or the data has no classes."""
+    if not model.can_sample:
         if log:
             log(f"no sample quality: this {model.name} run cannot sample until vaekit train-prior has run")
-    elif samples and dataset.num_classes == 0:
+        return {}
+    if dataset.num_classes == 0:
         if log:
             log(
                 f"no sample quality: {dataset.name} has no classes to train the measuring classifier on "
                 "(give the folder class subfolders to have it)"
             )
-    elif samples:
-        from vaekit.evaluation.classifier import load_classifier
-        from vaekit.evaluation.quality import label_swap_accuracy, sample_quality
+        return {}
+    from vaekit.evaluation.classifier import load_classifier
+    from vaekit.evaluation.quality import label_swap_accuracy, sample_quality
 
-        classifier, info = load_classifier(dataset, device=dev, log=log)
-        # A Gaussian-latent model is measured with N(0, I) (unprefixed keys) and with its fitted prior
-        # (fitted_*); a vqvae with its prior over codes, the only one it has.
-        priors = [("", "standard" if isinstance(model, GaussianVAE) else None)]
-        if isinstance(model, GaussianVAE) and model.prior is not None:
-            priors.append(("fitted_", "fitted"))
-        for key_prefix, prior in priors:
-            quality = sample_quality(model, classifier, images, n_samples=samples, seed=seed, prior=prior)
-            result.update({f"{prefix}{key_prefix}{k}": v for k, v in quality.items()})
-        result[f"{prefix}classifier_test_accuracy"] = info["test_accuracy"]
-        if model.conditional:
-            swap = label_swap_accuracy(model, classifier, images, seed=seed)
-            result.update({f"{prefix}{k}": v for k, v in swap.items()})
-    if write:
-        write_eval(run / "eval.json", result)
-    return result
+    classifier, info = load_classifier(dataset, device=device, log=log)
+    # A Gaussian-latent model is measured with N(0, I) (unprefixed keys) and with its fitted prior
+    # (fitted_*); a vqvae with its prior over codes, the only one it has.
+    priors = [("", "standard" if isinstance(model, GaussianVAE) else None)]
+    if isinstance(model, GaussianVAE) and model.prior is not None:
+        priors.append(("fitted_", "fitted"))
+    figures: dict[str, Any] = {}
+    for key_prefix, prior in priors:
+        quality = sample_quality(model, classifier, images, n_samples=samples, seed=seed, prior=prior)
+        figures.update({f"{key_prefix}{k}": v for k, v in quality.items()})
+    figures["classifier_test_accuracy"] = info["test_accuracy"]
+    if model.conditional:
+        figures.update(label_swap_accuracy(model, classifier, images, seed=seed))
+    return figures
 
 
 def disentanglement_scores(
     model: GaussianVAE, x: torch.Tensor, labels: torch.Tensor, factors: torch.Tensor, names: list[str]
 ) -> dict[str, Any]:
     """MIG (with its term per factor, by name) and the FactorVAE score of the posterior means of images
-    ``x`` against their known ``factors`` [N, K] (value indices), as in vaekit.disentanglement."""
+    ``x`` against their known ``factors`` [N, K] (value indices), as in vaekit.evaluation.disentanglement."""
     from vaekit.evaluation.disentanglement import factor_vae_score, mig
     from vaekit.evaluation.latents import latent_means
 
@@ -197,11 +223,3 @@ def disentanglement_scores(
         "mig_per_factor": dict(zip(names, gap["per_factor"], strict=True)),
         "factor_vae_score": factor_vae_score(means, factors.numpy(), seed=0)["factor_vae_score"],
     }
-
-
-
-
-
-
-
-

@@ -84,16 +84,28 @@ def run_sweep(
     optuna = _optuna()
     folder = Path(out)
     _prepare_folder(folder, sweep)
-    options = sweep.options
     if pruner is None:
-        pruner = (
-            optuna.pruners.MedianPruner(
-                n_startup_trials=options.get("startup_trials", 2),
-                n_warmup_steps=options.get("warmup_epochs", 1),
-            )
-            if options.get("pruner", "median") == "median"
-            else optuna.pruners.NopPruner()
+        pruner = _file_pruner(optuna, sweep.options)
+    study = _open_study(optuna, folder, sweep.options, storage, pruner)
+    log(f"sweep {study.study_name} in {folder}: " + "; ".join(d.describe() for d in sweep.search))
+    study.optimize(_objective(sweep, folder, optuna, log), n_trials=trials, catch=(VaekitError,))
+    summary = summarise(study, folder)
+    write_summary(folder, summary, log)
+    return summary
+
+
+def _file_pruner(optuna: Any, options: dict[str, Any]) -> Any:
+    """The pruner the sweep file's options name: median (the default) or none."""
+    if options.get("pruner", "median") == "median":
+        return optuna.pruners.MedianPruner(
+            n_startup_trials=options.get("startup_trials", 2),
+            n_warmup_steps=options.get("warmup_epochs", 1),
         )
+    return optuna.pruners.NopPruner()
+
+
+def _open_study(optuna: Any, folder: Path, options: dict[str, Any], storage: str | None, pruner: Any) -> Any:
+    """The sweep's study in ``storage`` (else the file's, else the folder's journal), created or joined."""
     study_name = options.get("study", "vaekit")
     url = storage or options.get("storage")
     try:
@@ -109,7 +121,7 @@ def run_sweep(
     if seed is not None and joined:  # a second worker with the same seed would repeat the first's draws
         seed += len(study.trials)
     sampler = optuna.samplers.TPESampler(seed=seed)
-    study = optuna.create_study(
+    return optuna.create_study(
         study_name=study_name,
         storage=shared,
         sampler=sampler,
@@ -117,7 +129,10 @@ def run_sweep(
         direction="minimize",
         load_if_exists=True,
     )
-    log(f"sweep {study_name} in {folder}: " + "; ".join(d.describe() for d in sweep.search))
+
+
+def _objective(sweep: Sweep, folder: Path, optuna: Any, log: Callable[[str], None]) -> Callable[[Any], float]:
+    """The study's objective: a trial's settings drawn, trained as a run under DIR/trials/, its val loss."""
 
     def objective(trial: Any) -> float:
         params = {d.name: suggest(trial, d) for d in sweep.search}
@@ -128,10 +143,7 @@ def run_sweep(
         log(f"trial {trial.number}: {shown}")
         return _train_trial(trial, config, run, optuna, log)
 
-    study.optimize(objective, n_trials=trials, catch=(VaekitError,))
-    summary = summarise(study, folder)
-    write_summary(folder, summary, log)
-    return summary
+    return objective
 
 
 def _train_trial(
@@ -157,9 +169,3 @@ def _train_trial(
     seconds = time.perf_counter() - start
     log(f"trial {trial.number}: val loss {value:.2f} after {s.epoch} epochs, {seconds:.1f} s")
     return float(value)
-
-
-
-
-
-

@@ -1,10 +1,16 @@
-"""Training runs: settings.py (TrainConfig, what may change on resume), config_files.py (--config),
-run_folder.py (the folder and its checkpoints), data.py (datasets placed on the device), loop.py (the
-Trainer: one plain, model-agnostic loop), interrupt.py (Ctrl-C), optim.py (Adam), loggers.py (metrics,
-pictures, TensorBoard, the console line), distributed.py (torchrun)."""
+"""Training runs.
 
+settings.py (TrainConfig, what may change on resume), config_files.py (--config), run_folder.py (the
+folder and its checkpoints), data.py (datasets placed on the device), loop.py (the Trainer: one plain,
+model-agnostic loop), step.py (the KL warm-up, model.loss's options, mixed precision), finish.py (the
+test evaluation and the prior after the last epoch), interrupt.py (Ctrl-C), optim.py (Adam), loggers.py
+(metrics, pictures, TensorBoard, the console line), distributed.py (torchrun), priors.py and
+code_prior.py (a run's fitted mixture prior, a VQ-VAE's prior over codes).
+"""
+
+from vaekit.training.finish import PRIOR_FIT_IMAGES
 from vaekit.training.interrupt import CtrlC, TrainingInterrupted
-from vaekit.training.loop import PRIOR_FIT_IMAGES, Trainer, resume, train
+from vaekit.training.loop import Trainer, resume, train
 from vaekit.training.optim import Adam
 from vaekit.training.run_folder import TERMS, RunDir, default_run_dir
 from vaekit.training.settings import (

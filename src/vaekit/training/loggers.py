@@ -59,6 +59,30 @@ def save_summaries(run: RunDir, epoch: int, history: list[dict[str, Any]]) -> No
     plots.save_loss_curve(history, run.loss_curve)
 
 
+def epoch_record(
+    epoch: int,
+    train: dict[str, float],
+    val: dict[str, float] | None,
+    kl_weight: float | None,
+    seconds: float,
+) -> dict[str, Any]:
+    """One line of metrics.jsonl: the epoch, each train_ and val_ term, the KL weight and the seconds."""
+    record: dict[str, Any] = {"epoch": epoch}
+    record.update({f"train_{k}": v for k, v in train.items()})
+    record.update({f"val_{k}": (val[k] if val else None) for k in train})
+    record.update(kl_weight=kl_weight, seconds=round(seconds, 3))
+    return record
+
+
+def start_line(model: Any, dataset: str, counts: dict[str, int], device: Any, out: Any) -> str:
+    """The console line that opens a run: the model and its size, the data, the device, the folder."""
+    n_params = sum(p.numel() for p in model.parameters())
+    return (
+        f"training {model.name} ({n_params:,} parameters) on {dataset}: "
+        f"{counts['n_train']:,} train / {counts['n_val']:,} val images, {device}, into {out}"
+    )
+
+
 def epoch_line(
     record: dict[str, Any], epochs: int, train: dict[str, float], val: dict[str, float] | None
 ) -> str:
@@ -92,6 +116,12 @@ class TensorBoardLogger:
             raise VaekitError("--tensorboard needs TensorBoard: pip install 'vaekit[tb]'") from None
         self.run = run
         self.writer = SummaryWriter(log_dir=str(run.tensorboard), purge_step=purge_step)
+
+    @classmethod
+    def for_run(cls, run: RunDir, checkpoint: dict[str, Any] | None, n_batches: int) -> TensorBoardLogger:
+        """The logger of a new run, or of a resumed one: that drops the steps logged after its checkpoint."""
+        purge = None if checkpoint is None else checkpoint["epoch"] * n_batches + checkpoint["step"]
+        return cls(run, purge_step=purge)
 
     def start_steps(self, images_seen: int) -> None:
         """A new stretch of steps begins (an epoch, or a resumed one) with ``images_seen`` in the epoch."""

@@ -3,7 +3,8 @@
 The loop calls ``model.loss(batch)`` and nothing else model-specific. Each epoch ends with a
 checkpoint (model, optimizer, RNG states, metrics), so a run killed at any moment resumes from its
 last epoch exactly as if it had never stopped; Ctrl-C also saves the position inside the epoch.
-Read ``Trainer.run``, ``_train_epoch`` and ``_end_epoch`` top to bottom: that is all of training.
+Read ``Trainer.run``, ``_train_epoch`` (with ``_train_step``) and ``_end_epoch`` top to bottom: that is
+all of training.
 """
 
 from __future__ import annotations
@@ -19,28 +20,31 @@ from collections.abc import Callable
 from dataclasses import asdict
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import torch
 from tqdm import tqdm
 
 import vaekit
-from vaekit.data import binarize, unit_float
+from vaekit.data import Dataset, unit_float
 from vaekit.data.augment import random_affine
 from vaekit.evaluation.likelihood import elbo_terms
-from vaekit.evaluation.runs import eval_options, eval_record, write_eval
+from vaekit.evaluation.runs import eval_options
 from vaekit.models import VAE, GaussianVAE, build_model
 from vaekit.models.saving import save_model
 from vaekit.training import distributed
 from vaekit.training.data import load_training_dataset, place_data
+from vaekit.training.finish import finish_run
 from vaekit.training.interrupt import CtrlC, TrainingInterrupted
 from vaekit.training.loggers import (
     N_RECON,
     SUMMARY_SECONDS,
     TensorBoardLogger,
     epoch_line,
+    epoch_record,
     save_grids,
     save_summaries,
+    start_line,
     write_metrics,
 )
 from vaekit.training.optim import Adam
@@ -55,13 +59,11 @@ from vaekit.training.run_folder import (
     start_folder,
 )
 from vaekit.training.settings import TrainConfig, model_config, resumed_config
+from vaekit.training.step import autocast, loss_options, place_model
+from vaekit.training.step import kl_weight as warmup_kl_weight
 from vaekit.utils.atomic import write_json
 from vaekit.utils.devices import cpu_has_bf16, resolve_device
 from vaekit.utils.errors import VaekitError
-from vaekit.utils.files import read_safetensors
-
-PRIOR_FIT_IMAGES = 60_000  # the fitted prior sees at most this many training images
-CONVOLUTIONS = (torch.nn.Conv2d, torch.nn.ConvTranspose2d)
 
 
 class Trainer:
@@ -100,16 +102,7 @@ class Trainer:
                 "--precision bf16 runs many times slower than fp32 here"
             )
         self.data_dir = str(data_dir.resolve())
-        if checkpoint is None:
-            torch.manual_seed(config.seed)
-            config_of_model = model_config(config, dataset.image_shape, dataset.num_classes)
-        else:
-            config_of_model = json.loads(checkpoint["config"])["model"]
-        self.model: VAE = build_model(config_of_model).to(self.device)
-        if self.device.type == "cpu" and any(isinstance(m, CONVOLUTIONS) for m in self.model.modules()):
-            # oneDNN's convolutions run ~20% faster on channels-last weights (benchmarks/conv_speed.py);
-            # the saved weights are the same numbers, written contiguous
-            self.model.to(memory_format=torch.channels_last)
+        self.model: VAE = self._new_model(dataset, checkpoint)
         # A fitted prior (vaekit train-prior, or the end of training) belongs to latents that further
         # training changes: a resumed run starts without it, and refits it at the end if it can.
         self.drops_prior = had_prior and not self.refits_prior
@@ -122,27 +115,35 @@ class Trainer:
         self.num_classes = dataset.num_classes
         self.eval_options = eval_options(asdict(config))
         # Fixed images for the per-epoch reconstructions, so that progress is visible across epochs.
-        if len(self.data.x_val):
-            self.grid_images, self.grid_labels = (
-                unit_float(self.data.x_val[:N_RECON]),
-                self.data.y_val[:N_RECON],
-            )
-        else:
-            self.grid_images, self.grid_labels = self.train_batch(torch.arange(min(N_RECON, self.n_train)))
+        self.grid_images, self.grid_labels = self._grid_batch()
         self.state = TrainingState()
         self._created = datetime.now(timezone.utc).isoformat(timespec="seconds")
         self._summaries_at = (-1, -float("inf"))  # (epoch, time) the loss curve and animation were drawn
-        self.tensorboard: TensorBoardLogger | None = None
-        if (
-            config.tensorboard and self.ranks.main
-        ):  # checked now: a missing package is an error before the folder is touched
-            purge = None if checkpoint is None else checkpoint["epoch"] * self.n_batches + checkpoint["step"]
-            self.tensorboard = TensorBoardLogger(self.run_dir, purge_step=purge)
+        # opened now: a missing package is an error before the folder is touched
+        self.tensorboard = None
+        if config.tensorboard and self.ranks.main:
+            self.tensorboard = TensorBoardLogger.for_run(self.run_dir, checkpoint, self.n_batches)
         if checkpoint is not None:
             self._created = json.loads(checkpoint["config"]).get("created")
             self.state = restore_checkpoint(
                 checkpoint, self.model, self.optimizer, config.lr, self.shuffle, self.device
             )
+
+    def _new_model(self, dataset: Dataset, checkpoint: dict[str, Any] | None) -> VAE:
+        """The model on the device: seeded from the settings for a new run, shaped as the checkpoint's
+        for a resumed one (whose weights the checkpoint restores later)."""
+        if checkpoint is None:
+            torch.manual_seed(self.config.seed)
+            config_of_model = model_config(self.config, dataset.image_shape, dataset.num_classes)
+        else:
+            config_of_model = json.loads(checkpoint["config"])["model"]
+        return place_model(build_model(config_of_model), self.device)
+
+    def _grid_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The first N_RECON validation images and labels (without a val split: training images)."""
+        if len(self.data.x_val):
+            return unit_float(self.data.x_val[:N_RECON]), self.data.y_val[:N_RECON]
+        return self.train_batch(torch.arange(min(N_RECON, self.n_train)))
 
     @property
     def n_train(self) -> int:
@@ -186,13 +187,7 @@ class Trainer:
                 "note: the run's prior over codes is dropped, as training changes the codes; fit a new one "
                 "with vaekit train-prior"
             )
-        n_params = sum(p.numel() for p in self.model.parameters())
-        counts = self.data.counts
-        self.log(
-            f"training {self.model.name} ({n_params:,} parameters) on {self.dataset_name}: "
-            f"{counts['n_train']:,} train / {counts['n_val']:,} val images, {self.device}, "
-            f"into {self.run_dir.path}"
-        )
+        self.log(start_line(self.model, self.dataset_name, self.data.counts, self.device, self.run_dir.path))
         try:
             with CtrlC() as ctrl_c:
                 while not self.finished:
@@ -209,47 +204,14 @@ class Trainer:
             if backup is not None:  # failed before replacing it: put the old run back
                 shutil.rmtree(self.run_dir.path, ignore_errors=True)
                 os.replace(backup, self.run_dir.path)
-        s = self.state
-        if self.stopped_early:
-            self.log(
-                f"early stopping: the validation loss has not improved for {s.epoch - s.best_epoch} epochs; "
-                f"the run keeps the model of epoch {s.best_epoch} (val {s.best_loss:.2f})"
-            )
         distributed.finish(self.ranks)  # what follows is rank 0's alone
         if not self.ranks.main:
             return {}
-        if self.config.early_stopping:  # evaluate the model the folder holds: the best, not the last
-            state, _ = read_safetensors(self.run_dir.model)
-            self.model.load_state_dict(state)
-        result = self.evaluate_test()
-        if self.tensorboard is not None:
-            step = self.state.epoch * self.n_batches
-            self.tensorboard.embedding(self.model, self.data.x_test, self.data.y_test, self.classes, step)
-            self.tensorboard.close()
-        if self.refits_prior:
-            self.fit_prior()
-        self.log(f"run saved in {self.run_dir.path}")
-        return result
+        return finish_run(self)
 
     @property
     def refits_prior(self) -> bool:
         return self.config.fit_prior and isinstance(self.model, GaussianVAE)
-
-    def fit_prior(self) -> None:
-        """Fit the mixture prior to the training latents and save the run with it (see train_prior)."""
-        from vaekit.training.priors import fit_prior_after_training
-
-        # Up to PRIOR_FIT_IMAGES training images (a seeded choice beyond that): the mixture needs no more,
-        # and a memory-mapped dataset is gathered into memory no larger than that.
-        x, labels = self.data.sample_of_train(PRIOR_FIT_IMAGES, self.config.seed)
-        if self.config.binarize == "dynamic":
-            x = binarize(unit_float(x), "train")
-        assert isinstance(self.model, GaussianVAE)
-        components, seed = self.config.prior_components, self.config.seed
-        run = self.run_dir.path
-        fit_prior_after_training(
-            run, self.model, self.run_config(), x, labels, self.num_classes, components, seed, self.log
-        )
 
     @property
     def stopped_early(self) -> bool:
@@ -262,13 +224,13 @@ class Trainer:
         return self.state.step == 0 and (self.state.epoch >= self.config.epochs or self.stopped_early)
 
     def _train_epoch(self, ctrl_c: CtrlC) -> None:
-        s, cfg, model = self.state, self.config, self.model
+        s, cfg = self.state, self.config
         n, n_batches = self.n_train, self.n_batches
         if s.step == 0:
             s.perm = torch.randperm(n, generator=self.shuffle).to(self.device)
             s.sums = None
             s.seconds = 0.0
-        model.train()
+        self.model.train()
         start = time.perf_counter()
         if self.tensorboard is not None:
             self.tensorboard.start_steps(self._images_seen())
@@ -282,49 +244,65 @@ class Trainer:
         )
         with bar:
             while s.step < n_batches:
-                index = s.perm[s.step * cfg.batch_size : (s.step + 1) * cfg.batch_size]
-                mine, first_row, fraction = distributed.share(index, self.ranks)  # this rank's part
-                x, y = self.train_batch(mine)
-                if cfg.augment:
-                    x = random_affine(x)
-                if cfg.binarize == "dynamic":  # a fresh binary draw of every image, every time it is seen
-                    x = torch.bernoulli(x)
-                with self._autocast():
-                    options = self._loss_options()
-                    if self.ranks.enabled and isinstance(model, GaussianVAE):  # one process's noise
-                        options["noise_rows"] = (first_row, len(index))
-                    objective, terms = self.loss_of(x, y, options)
-                if self.ranks.enabled:  # DDP averages gradients over ranks: weigh each by its share
-                    objective = objective * (fraction * self.ranks.world_size)
-                self.optimizer.zero_grad(set_to_none=True)
-                objective.backward()
-                self.optimizer.step()
-                # per-image sums of every term, kept on the device: no synchronisation in the hot loop
-                if s.sums is None:
-                    s.sums = torch.zeros(len(terms), dtype=torch.float64, device=self.device)
-                values = torch.stack(list(terms.values()))
-                s.sums.add_(values, alpha=fraction * len(index))
-                s.terms = list(terms)
-                if self.tensorboard is not None:
-                    self.tensorboard.add_step(values)
+                self._train_step(s.perm[s.step * cfg.batch_size : (s.step + 1) * cfg.batch_size])
                 s.step += 1
                 bar.update(1)
                 if s.step % 20 == 0 or s.step == n_batches or ctrl_c.pressed:
-                    running = distributed.all_reduce_sum(s.sums, self.ranks)[0].item() / self._images_seen()
-                    self._check_finite(running)
-                    bar.set_postfix(loss=f"{running:.2f}")
-                    if self.tensorboard is not None:
-                        last_step = s.epoch * n_batches + s.step - 1
-                        self.tensorboard.write_steps(last_step, s.terms, self._images_seen(), self._scalars())
+                    self._show_running_loss(bar)
                 if ctrl_c.pressed:
                     s.seconds += time.perf_counter() - start
-                    if self.ranks.main:
-                        self._save_checkpoint(self.run_dir.last_checkpoint)
-                    raise TrainingInterrupted(
-                        f"interrupted in epoch {s.epoch + 1} at step {s.step}/{n_batches}; checkpoint "
-                        f"saved, continue with: vaekit train --resume --out {self.run_dir.path}"
-                    )
+                    self._stop_interrupted()
         s.seconds += time.perf_counter() - start
+
+    def _train_step(self, index: torch.Tensor) -> None:
+        """One optimizer step on the training images at positions ``index`` (under torchrun, this rank's
+        share of them); adds the batch's per-image sums of the loss terms to the epoch's."""
+        s, cfg, model = self.state, self.config, self.model
+        mine, first_row, fraction = distributed.share(index, self.ranks)  # this rank's part
+        x, y = self.train_batch(mine)
+        if cfg.augment:
+            x = random_affine(x)
+        if cfg.binarize == "dynamic":  # a fresh binary draw of every image, every time it is seen
+            x = torch.bernoulli(x)
+        with autocast(self.config, self.device):
+            options = loss_options(model, cfg, self.kl_weight())
+            if self.ranks.enabled and isinstance(model, GaussianVAE):  # one process's noise
+                options["noise_rows"] = (first_row, len(index))
+            objective, terms = self.loss_of(x, y, options)
+        if self.ranks.enabled:  # DDP averages gradients over ranks: weigh each by its share
+            objective = objective * (fraction * self.ranks.world_size)
+        self.optimizer.zero_grad(set_to_none=True)
+        objective.backward()
+        self.optimizer.step()
+        # per-image sums of every term, kept on the device: no synchronisation in the hot loop
+        if s.sums is None:
+            s.sums = torch.zeros(len(terms), dtype=torch.float64, device=self.device)
+        values = torch.stack(list(terms.values()))
+        s.sums.add_(values, alpha=fraction * len(index))
+        s.terms = list(terms)
+        if self.tensorboard is not None:
+            self.tensorboard.add_step(values)
+
+    def _show_running_loss(self, bar: tqdm) -> None:
+        """The epoch's mean loss so far (over every rank) on the progress bar and in TensorBoard; an error
+        if it is not finite."""
+        s = self.state
+        running = distributed.all_reduce_sum(s.sums, self.ranks)[0].item() / self._images_seen()
+        self._check_finite(running)
+        bar.set_postfix(loss=f"{running:.2f}")
+        if self.tensorboard is not None:
+            last_step = s.epoch * self.n_batches + s.step - 1
+            self.tensorboard.write_steps(last_step, s.terms, self._images_seen(), self._scalars())
+
+    def _stop_interrupted(self) -> NoReturn:
+        """Ctrl-C: save the position inside the epoch (rank 0) and stop with how to resume."""
+        s = self.state
+        if self.ranks.main:
+            self._save_checkpoint(self.run_dir.last_checkpoint)
+        raise TrainingInterrupted(
+            f"interrupted in epoch {s.epoch + 1} at step {s.step}/{self.n_batches}; checkpoint "
+            f"saved, continue with: vaekit train --resume --out {self.run_dir.path}"
+        )
 
     def _save_summaries(self) -> None:
         if self.state.epoch:
@@ -342,28 +320,10 @@ class Trainer:
             scalars["kl_weight"] = self.kl_weight()
         return scalars
 
-    def _autocast(self) -> torch.autocast:
-        """bf16 mixed precision for the training step's convolutions and matmuls, if asked for.
-
-        Weights, optimizer state and the loss terms stay float32 (the models compute their likelihoods
-        and KL in float32), and evaluation always runs in float32.
-        """
-        enabled = self.config.precision == "bf16"
-        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=enabled)
-
     def kl_weight(self) -> float:
-        """beta, reached linearly over the first ``kl_warmup`` epochs (step by step) from 0."""
-        cfg, s = self.config, self.state
-        if not cfg.kl_warmup:
-            return cfg.beta
-        return cfg.beta * min(1.0, (s.epoch + s.step / self.n_batches) / cfg.kl_warmup)
-
-    def _loss_options(self) -> dict[str, Any]:
-        if not isinstance(self.model, GaussianVAE):
-            return {}
-        cfg = self.config
-        iwae_k = cfg.k if cfg.objective == "iwae" else 1
-        return {"kl_weight": self.kl_weight(), "free_bits": cfg.free_bits, "iwae_k": iwae_k}
+        """The KL weight of the step in progress: beta after the warm-up (``step.kl_weight``)."""
+        s = self.state
+        return warmup_kl_weight(self.config, s.epoch + s.step / self.n_batches)
 
     def _images_seen(self) -> int:
         """Images trained on so far in this epoch (only the last batch may be short)."""
@@ -391,10 +351,7 @@ class Trainer:
             )
         seconds = s.seconds + time.perf_counter() - start
         epoch = s.epoch + 1
-        record: dict[str, Any] = {"epoch": epoch}
-        record.update({f"train_{k}": v for k, v in train.items()})
-        record.update({f"val_{k}": (val[k] if val else None) for k in train})
-        record.update(kl_weight=kl_weight, seconds=round(seconds, 3))
+        record = epoch_record(epoch, train, val, kl_weight, seconds)
         s.history.append(record)
         improved = val is None or s.best_loss is None or val["loss"] < s.best_loss
         if improved:
@@ -421,19 +378,6 @@ class Trainer:
         if self.on_epoch is not None:
             self.on_epoch(record)
 
-    def evaluate_test(self) -> dict[str, Any]:
-        terms = elbo_terms(
-            self.model, self.data.x_test, self.data.y_test, seed=self.config.seed, **self.eval_options
-        )
-        result = eval_record(terms, "test", len(self.data.x_test), self.state.epoch)
-        if self.config.early_stopping:
-            result["best_epoch"] = self.state.best_epoch
-        write_eval(self.run_dir.eval, result)
-        self.log(
-            f"test loss {result['test_loss']:.2f} (recon {result['test_recon']:.2f} + "
-            f"kl {result['test_kl']:.2f}) over {len(self.data.x_test)} images"
-        )
-        return result
 
 
 def train(config: TrainConfig, out: str | os.PathLike | None = None, **kwargs: Any) -> Path:

@@ -57,7 +57,7 @@ class TrainConfig:
     save_every: int = 0
     fit_prior: bool = True  # Gaussian-latent models: fit a mixture prior to the training latents at the end
     tensorboard: bool = False  # event files in the run's tb/ folder (needs vaekit[tb])
-    prior_components: int | None = None  # per class (None: vaekit.train_prior.DEFAULT_COMPONENTS)
+    prior_components: int | None = None  # per class (None: vaekit.training.priors.DEFAULT_COMPONENTS)
 
     def validate(self) -> None:
         """Refuse bad values and options that do not apply to the model; fills in the IWAE k, makes a
@@ -67,6 +67,13 @@ class TrainConfig:
             self.image_size = parse_image_size(self.image_size)
         if self.colour is not None and self.colour not in COLOURS:
             raise VaekitError(f"unknown colour {self.colour!r}; choose from {', '.join(COLOURS)}")
+        model_class = self._validate_model()
+        self._validate_optimisation()
+        self._validate_objective(model_class)
+        self._validate_run_options()
+
+    def _validate_model(self) -> type:
+        """The model family and the settings that shape it; returns the model's class."""
         if self.model not in MODELS:
             raise VaekitError(f"unknown model {self.model!r}; choose from {', '.join(sorted(MODELS))}")
         model_class = MODELS[self.model]
@@ -89,6 +96,10 @@ class TrainConfig:
                 raise VaekitError("--decoder-std applies to --likelihood gaussian only")
             if not (math.isfinite(self.decoder_std) and self.decoder_std > 0):
                 raise VaekitError(f"decoder std must be a positive number, got {self.decoder_std!r}")
+        return model_class
+
+    def _validate_optimisation(self) -> None:
+        """The learning rate, the KL term's weighting and the objective's name."""
         if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
             raise VaekitError(f"learning rate must be a positive finite number, got {self.lr!r}")
         if not (math.isfinite(self.beta) and self.beta >= 0):
@@ -99,7 +110,10 @@ class TrainConfig:
             raise VaekitError(f"free bits must be a finite number of nats >= 0, got {self.free_bits!r}")
         if self.objective not in OBJECTIVES:
             raise VaekitError(f"unknown objective {self.objective!r}; choose from {', '.join(OBJECTIVES)}")
-        self._validate_objective(model_class)
+
+    def _validate_run_options(self) -> None:
+        """The validation split, early stopping, the fitted prior, checkpoints, binarization, precision and
+        device."""
         if not 0.0 <= self.val_fraction < 1.0:
             raise VaekitError(f"val fraction must be in [0, 1), got {self.val_fraction!r}")
         if not isinstance(self.early_stopping, int) or self.early_stopping < 0:

@@ -1,0 +1,69 @@
+"""The end of a run, after its last epoch: the model the folder keeps is evaluated on the test images
+(eval.json), its test latents go to TensorBoard's projector, and a Gaussian-latent model gets its
+fitted prior (``training.priors``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from vaekit.data import binarize, unit_float
+from vaekit.evaluation.likelihood import elbo_terms
+from vaekit.evaluation.runs import eval_record, write_eval
+from vaekit.models import GaussianVAE
+from vaekit.training.priors import fit_prior_after_training
+from vaekit.utils.files import read_safetensors
+
+PRIOR_FIT_IMAGES = 60_000  # the fitted prior sees at most this many training images
+
+
+def finish_run(trainer: Any) -> dict[str, Any]:
+    """Rank 0's work after training a ``loop.Trainer`` (typed Any: loop.py imports this module); returns
+    the test evaluation written to eval.json."""
+    s = trainer.state
+    if trainer.stopped_early:
+        trainer.log(
+            f"early stopping: the validation loss has not improved for {s.epoch - s.best_epoch} epochs; "
+            f"the run keeps the model of epoch {s.best_epoch} (val {s.best_loss:.2f})"
+        )
+    if trainer.config.early_stopping:  # evaluate the model the folder holds: the best, not the last
+        state, _ = read_safetensors(trainer.run_dir.model)
+        trainer.model.load_state_dict(state)
+    result = evaluate_test(trainer)
+    if trainer.tensorboard is not None:
+        data, step = trainer.data, trainer.state.epoch * trainer.n_batches
+        trainer.tensorboard.embedding(trainer.model, data.x_test, data.y_test, trainer.classes, step)
+        trainer.tensorboard.close()
+    if trainer.refits_prior:
+        fit_prior(trainer)
+    trainer.log(f"run saved in {trainer.run_dir.path}")
+    return result
+
+
+def evaluate_test(trainer: Any) -> dict[str, Any]:
+    """The test split's -ELBO and its terms, merged into eval.json and printed."""
+    config, data = trainer.config, trainer.data
+    terms = elbo_terms(trainer.model, data.x_test, data.y_test, seed=config.seed, **trainer.eval_options)
+    result = eval_record(terms, "test", len(data.x_test), trainer.state.epoch)
+    if config.early_stopping:
+        result["best_epoch"] = trainer.state.best_epoch
+    write_eval(trainer.run_dir.eval, result)
+    trainer.log(
+        f"test loss {result['test_loss']:.2f} (recon {result['test_recon']:.2f} + "
+        f"kl {result['test_kl']:.2f}) over {len(data.x_test)} images"
+    )
+    return result
+
+
+def fit_prior(trainer: Any) -> None:
+    """Fit the mixture prior to the training latents and save the run with it."""
+    config = trainer.config
+    # Up to PRIOR_FIT_IMAGES training images (a seeded choice beyond that): the mixture needs no more,
+    # and a memory-mapped dataset is gathered into memory no larger than that.
+    x, labels = trainer.data.sample_of_train(PRIOR_FIT_IMAGES, config.seed)
+    if config.binarize == "dynamic":
+        x = binarize(unit_float(x), "train")
+    assert isinstance(trainer.model, GaussianVAE)
+    fit_prior_after_training(
+        trainer.run_dir.path, trainer.model, trainer.run_config(), x, labels, trainer.num_classes,
+        config.prior_components, config.seed, trainer.log,
+    )  # fmt: skip
