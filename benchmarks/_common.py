@@ -88,6 +88,16 @@ def tutorial_datasets(data_dir: Path) -> tuple[TutorialMNIST, TutorialMNIST]:
     )
 
 
+def open_tutorial_mnist(data_dir: Path) -> tuple[Path, TutorialMNIST]:
+    """The checked MNIST folder (resolved) and the tutorial's training set; prints the torch version,
+    its thread count and the folder, as every speed benchmark's first line."""
+    data_dir = data_dir.resolve()
+    check_data_dir(data_dir)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, data {data_dir}")
+    train_set, _ = tutorial_datasets(data_dir)
+    return data_dir, train_set
+
+
 def tutorial_loader(dataset: TutorialMNIST, shuffle: bool) -> DataLoader:
     """The tutorial's loader: batch 128, single process (num_workers=0, as it runs on CPU)."""
     return DataLoader(dataset, batch_size=BATCH_SIZE, shuffle=shuffle)

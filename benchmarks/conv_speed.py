@@ -34,8 +34,7 @@ from _common import (
     BATCH_SIZE,
     DEFAULT_DATA_DIR,
     TutorialMNIST,
-    check_data_dir,
-    tutorial_datasets,
+    open_tutorial_mnist,
     tutorial_loader,
     vaekit_model_on_loader,
 )
@@ -155,11 +154,7 @@ def print_report(results: dict[str, Any], times: dict[str, list[float]]) -> None
 def main() -> None:
     args = parse_args()
     load_start = load_average()
-    data_dir = args.data_dir.resolve()
-    check_data_dir(data_dir)
-    threads = torch.get_num_threads()
-    print(f"torch {torch.__version__}, {threads} threads, data {data_dir}")
-    train_set, _ = tutorial_datasets(data_dir)
+    data_dir, train_set = open_tutorial_mnist(args.data_dir)
     n_images = len(train_set)
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -182,7 +177,7 @@ def main() -> None:
         "n_images": n_images,
         "batch_size": BATCH_SIZE,
         "rounds": args.rounds,
-        "threads": threads,
+        "threads": torch.get_num_threads(),
         **environment("torch_version", "python_version"),
         **run_stamp(load_start),
     }

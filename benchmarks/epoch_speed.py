@@ -33,8 +33,7 @@ from _common import (
     DEFAULT_DATA_DIR,
     TutorialMNIST,
     TutorialVAE,
-    check_data_dir,
-    tutorial_datasets,
+    open_tutorial_mnist,
     tutorial_loader,
     tutorial_loss,
     tutorial_optimizer,
@@ -276,11 +275,7 @@ def print_report(results: dict[str, Any], times: dict[str, list[float]], achieve
 def main() -> None:
     args = parse_args()
     load_start = load_average()
-    data_dir = args.data_dir.resolve()
-    check_data_dir(data_dir)
-    threads = torch.get_num_threads()
-    print(f"torch {torch.__version__}, {threads} threads, data {data_dir}")
-    train_set, _ = tutorial_datasets(data_dir)
+    data_dir, train_set = open_tutorial_mnist(args.data_dir)
     n_images = len(train_set)
     sizes = epoch_batch_sizes(n_images, BATCH_SIZE)
 
@@ -296,7 +291,7 @@ def main() -> None:
     achieved = {name: flops[name]["per_epoch"] / median[name] for name in PIPELINES}
     results: dict[str, Any] = {
         **timing_results(times, n_images, sizes, args.rounds),
-        "threads": threads,
+        "threads": torch.get_num_threads(),
         **flops_results(flops, achieved, peak_by_n, args.peak_repeats),
         "warmup_s": warmup,
         "raw_times_s": times,
