@@ -20,12 +20,10 @@ from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 
 from vaekit.serve import routes
-from vaekit.serve.routes import STATIC, png_bytes
+from vaekit.serve.routes import STATIC
 from vaekit.serve.served import ServedRuns
 from vaekit.serve.state import load_run_state
 from vaekit.utils.errors import VaekitError
-
-__all__ = ["STATIC", "ServedRuns", "create_app", "png_bytes"]
 
 
 def create_app(

@@ -220,9 +220,8 @@ def _train_epoch(
     """One epoch over ``codes`` in an order drawn from ``shuffle``; the mean training NLL per image."""
     prior.train()
     perm = torch.randperm(len(codes), generator=shuffle).to(codes.device)
-    total = torch.zeros(
-        (), dtype=torch.float64, device=codes.device
-    )  # summed on the device: no sync per step
+    # summed on the device: no synchronisation per step
+    total = torch.zeros((), dtype=torch.float64, device=codes.device)
     n_batches = math.ceil(len(codes) / batch_size)
     for step in tqdm(range(n_batches), desc=desc, leave=False, disable=not show):
         batch = codes.index_select(0, perm[step * batch_size : (step + 1) * batch_size])
