@@ -83,3 +83,16 @@ def image_size(text: str) -> list[int]:
         return parse_image_size(text)
     except VaekitError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def duration(text: str) -> float:
+    """Seconds, from 90, 90s, 15m, 1h30m (``training.settings.parse_duration``); more than 0."""
+    from vaekit.training.settings import parse_duration
+
+    try:
+        seconds = parse_duration(text)
+    except VaekitError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    if not seconds > 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0 seconds, got {text!r}")
+    return seconds

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from vaekit.cli.arguments import (
     EXIT_INTERRUPTED,
+    duration,
     fraction,
     image_size,
     non_negative_float,
@@ -21,6 +22,8 @@ from vaekit.data import BINARIZE, DATASETS
 from vaekit.models import MODELS
 from vaekit.models.base import LIKELIHOODS, PRECISIONS
 from vaekit.models.objectives import OBJECTIVES
+from vaekit.models.posteriors import POSTERIORS
+from vaekit.models.priors import TRAINED_PRIORS
 from vaekit.utils.devices import DEVICES
 from vaekit.utils.errors import VaekitError
 
@@ -73,6 +76,20 @@ def _add_model_arguments(p: argparse.ArgumentParser) -> None:
         "--decoder-std", type=positive_float, help="fixed std of the gaussian likelihood (default: learned)"
     )
     p.add_argument("--codebook-size", type=positive_int, help="vqvae: number of codes (default 128)")
+    p.add_argument(
+        "--prior",
+        choices=TRAINED_PRIORS,
+        help="the prior trained with: standard (N(0, I); cvae: N(m_y, I); default) or vamp (VampPrior)",
+    )
+    p.add_argument(
+        "--pseudo-inputs", type=positive_int, metavar="K", help="--prior vamp: pseudo-inputs, per class (500)"
+    )
+    p.add_argument(
+        "--posterior",
+        choices=POSTERIORS,
+        help="gaussian (default) or iaf (inverse autoregressive flow on it)",
+    )
+    p.add_argument("--flow-steps", type=positive_int, metavar="N", help="--posterior iaf: flow steps (2)")
 
 
 def _add_training_arguments(p: argparse.ArgumentParser) -> None:
@@ -82,8 +99,16 @@ def _add_training_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--beta", type=non_negative_float, help="weight of the KL term, beta-VAE (default 1)")
     p.add_argument("--kl-warmup", type=non_negative_int, help="epochs over which the KL weight rises to beta")
     p.add_argument("--free-bits", type=non_negative_float, help="minimum KL in nats per latent dimension")
-    p.add_argument("--objective", choices=OBJECTIVES, help="elbo (default) or iwae (Burda et al. 2015)")
+    p.add_argument(
+        "--objective",
+        choices=OBJECTIVES,
+        help="elbo (default), iwae, btcvae (--beta weighs the total correlation), factorvae, dip-i, "
+        "dip-ii, mmd (--beta 0: WAE-MMD)",
+    )
     p.add_argument("--k", type=positive_int, help="importance samples of --objective iwae (default 5)")
+    p.add_argument("--gamma", type=non_negative_float, help="factorvae: weight of the total correlation (10)")
+    p.add_argument("--lambda-od", type=non_negative_float, help="dip-i/dip-ii: off-diagonal weight (10)")
+    p.add_argument("--mmd-weight", type=non_negative_float, help="mmd: weight of MMD(q(z), p(z)) (100)")
     p.add_argument("--seed", type=int, help="random seed: the same seed gives the same numbers (default 0)")
     p.add_argument("--val-fraction", type=fraction, help="share of training images held out (default 0.1)")
     p.add_argument(
@@ -105,6 +130,13 @@ def _add_training_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--device", choices=DEVICES, help="auto (default), cpu, cuda or mps")
     p.add_argument("--save-every", type=positive_int, help="keep checkpoints/epoch_NNN.pt every N epochs")
+    p.add_argument(
+        "--max-time",
+        type=duration,
+        metavar="TIME",
+        help="stop after this much training (90s, 15m, 1h30m) at a step boundary, saved and evaluated; "
+        "--resume trains that long again",
+    )
 
 
 def _add_run_arguments(p: argparse.ArgumentParser) -> None:

@@ -108,8 +108,6 @@ def manifold(
     return {"path": str(path), "basis": basis, "n": n}
 
 
-
-
 @torch.no_grad()
 def interpolate(
     run: str | os.PathLike,

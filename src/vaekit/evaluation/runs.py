@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -46,10 +46,12 @@ def eval_record(terms: dict[str, float], split: str, n_images: int, epochs: int 
     return record
 
 
-def write_eval(path: Path, record: dict[str, Any]) -> None:
-    """Merge ``record`` into the eval.json at ``path``, so that a val evaluation keeps the test figures."""
+def write_eval(path: Path, record: dict[str, Any], drop: Iterable[str] = ()) -> None:
+    """Merge ``record`` into the eval.json at ``path``, so that a val evaluation keeps the test figures;
+    entries named in ``drop`` (figures this evaluation withheld) go, so that no earlier ones outlive it."""
     previous = json.loads(path.read_text()) if path.is_file() else {}
-    write_json(path, {**previous, **record})
+    drop = set(drop)
+    write_json(path, {**{k: v for k, v in previous.items() if k not in drop}, **record})
 
 
 def run_data_dir(config: dict[str, Any], data_dir: str | os.PathLike | None = None) -> str | None:
@@ -111,9 +113,11 @@ def evaluate_run(
     k = ``iwae_k``) and its ``bits_per_dim`` (see ``nll_bits_key``). With ``samples`` > 0, the sample
     quality of that many samples against the split's images (see ``evaluation.quality.sample_quality``:
     ``frechet_distance``, ``class_histogram``, ``mode_coverage``, ``class_tv_distance``, conditional
-    models ``label_accuracy``) and the measuring classifier's ``classifier_test_accuracy``. Keys
-    without a split prefix are the test split's; a val evaluation prefixes them with ``val_``. ``log``
-    gets notes (training the classifier, a model that cannot sample yet).
+    models ``label_accuracy``) and the measuring classifier's ``classifier_test_accuracy``; where that
+    is below ``evaluation.quality.MIN_CLASSIFIER_ACCURACY``, the accuracy alone: the figures are withheld
+    (and dropped from eval.json). Keys without a split prefix are the test split's; a val evaluation
+    prefixes them with ``val_``. ``log`` gets notes (training the classifier, a model that cannot sample
+    yet, figures withheld and why).
     """
     run = Path(run)
     config = read_run_config(run)
@@ -141,11 +145,13 @@ def evaluate_run(
     if dataset.factor_names and isinstance(model, GaussianVAE):
         scores = disentanglement_scores(model, x, labels, images.factors, dataset.factor_names)
         result.update({f"{prefix}{k}": v for k, v in scores.items()})
+    withheld: list[str] = []
     if samples:
         quality = _sample_figures(model, dataset, images, samples, seed, dev, log)
         result.update({f"{prefix}{k}": v for k, v in quality.items()})
+        withheld = [prefix + key for key in _withheld(quality)]
     if write:
-        write_eval(run / "eval.json", result)
+        write_eval(run / "eval.json", result, drop=withheld)
     return result
 
 
@@ -167,6 +173,14 @@ def _iwae_figures(
     return figures
 
 
+def _withheld(quality: dict[str, Any]) -> tuple[str, ...]:
+    """The classifier's figures (unprefixed eval.json names) if ``quality`` withheld them, else none."""
+    from vaekit.evaluation.quality import CLASSIFIER_FIGURES
+
+    withheld = "classifier_test_accuracy" in quality and "quality_samples" not in quality
+    return CLASSIFIER_FIGURES if withheld else ()
+
+
 def _sample_figures(
     model: Any,
     dataset: Dataset,
@@ -177,7 +191,8 @@ def _sample_figures(
     log: Callable[[str], None] | None,
 ) -> dict[str, Any]:
     """The sample quality of ``samples`` samples measured against ``images`` (keys without the split
-    prefix), or none, with a note to ``log``, where the run cannot sample or the data has no classes."""
+    prefix), or none, with a note to ``log``, where the run cannot sample or the data has no classes;
+    only ``classifier_test_accuracy``, with a note, where the classifier is not accurate enough."""
     if not model.can_sample:
         if log:
             log(f"no sample quality: this {model.name} run cannot sample until vaekit train-prior has run")
@@ -190,9 +205,14 @@ def _sample_figures(
             )
         return {}
     from vaekit.evaluation.classifier import load_classifier
-    from vaekit.evaluation.quality import label_swap_accuracy, sample_quality
+    from vaekit.evaluation.quality import classifier_shortfall, label_swap_accuracy, sample_quality
 
     classifier, info = load_classifier(dataset, device=device, log=log)
+    shortfall = classifier_shortfall(info["test_accuracy"], dataset.name)
+    if shortfall:
+        if log:
+            log(shortfall)
+        return {"classifier_test_accuracy": info["test_accuracy"]}
     # A Gaussian-latent model is measured with N(0, I) (unprefixed keys) and with its fitted prior
     # (fitted_*); a vqvae with its prior over codes, the only one it has.
     priors = [("", "standard" if isinstance(model, GaussianVAE) else None)]

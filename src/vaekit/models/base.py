@@ -175,6 +175,20 @@ class VAE(nn.Module):
         raise NotImplementedError
 
     @property
+    def starts_from_data(self) -> bool:
+        """Whether a new run calls ``start_from_data``."""
+        return False
+
+    def start_from_data(self, images: torch.Tensor, labels: torch.Tensor, generator: torch.Generator) -> None:
+        """Called once when a new run starts, with training images (float [0, 1]) and their labels, for a
+        part that starts from data (a VampPrior's pseudo-inputs); most models need nothing."""
+
+    def parameter_groups(self, lr: float) -> list[dict[str, Any]]:
+        """The optimizer's parameter groups (all parameters at ``lr``; a model with a part that trains at
+        its own rate, as FactorVAE's discriminator, adds a group)."""
+        return [{"params": list(self.parameters()), "lr": lr}]
+
+    @property
     def can_sample(self) -> bool:
         return True
 

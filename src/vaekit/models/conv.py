@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -77,6 +78,7 @@ class ConvVAE(GaussianVAE):
         channels: Sequence[int] = (32, 64),
         likelihood: str = "bernoulli",
         decoder_std: float | None = None,
+        **parts: Any,
     ) -> None:
         super().__init__(
             image_shape=list(image_shape),
@@ -84,6 +86,7 @@ class ConvVAE(GaussianVAE):
             channels=list(channels),
             likelihood=likelihood,
             decoder_std=decoder_std,
+            **parts,
         )
         self.padding = padding(image_shape, channels)
         self.feature_shape = (channels[-1], *feature_grid(image_shape, channels))

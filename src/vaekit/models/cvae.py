@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -42,6 +43,7 @@ class ConditionalVAE(GaussianVAE):
         likelihood: str = "bernoulli",
         decoder_std: float | None = None,
         class_prior: bool = True,
+        **parts: Any,
     ) -> None:
         if num_classes < 2:
             raise ValueError(f"num_classes must be >= 2, got {num_classes}")
@@ -53,11 +55,13 @@ class ConditionalVAE(GaussianVAE):
             likelihood=likelihood,
             decoder_std=decoder_std,
             class_prior=class_prior,
+            **parts,
         )
         # p(z | y) = N(m_y, I) with m_y learned, starting at 0: the prior N(0, I) until training moves it.
         # It takes the standard prior's place, first among the parts: the class means' parameter comes
         # first, as it always has, and a checkpoint's optimizer state follows the parameters' order.
-        if class_prior:
+        # (With --prior vamp the trained prior is a VampPrior with pseudo-inputs per class instead.)
+        if class_prior and self.config.get("trained_prior", "standard") == "standard":
             self.trained_prior = ClassMeanPrior(latent_dim, num_classes)
         n_pixels = math.prod(image_shape)
         encoder_sizes = [n_pixels + num_classes, *hidden]
@@ -69,7 +73,6 @@ class ConditionalVAE(GaussianVAE):
             nn.Linear(decoder_sizes[-1], n_pixels),
             nn.Unflatten(1, tuple(image_shape)),
         )
-
 
     def encode(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> Posterior:
         hidden = self.encoder(torch.cat([x.flatten(1), self.one_hot(labels)], dim=1))

@@ -191,3 +191,142 @@ def mixture_sample(
         len(groups), means.shape[-1], 1, generator=generator, device=means.device, dtype=means.dtype
     )
     return means[groups, component] + (scale_tril[groups, component] @ eps).squeeze(-1)
+
+
+# ------------------------------------------------------------------------- mixtures of diagonal Gaussians
+# The VampPrior (Tomczak & Welling 2018, arXiv:1705.07120) is p(z) = 1/K sum_k q(z | u_k), a uniform
+# mixture of the (diagonal Gaussian) posteriors of K learned pseudo-inputs u_k.
+
+
+def diagonal_mixture_log_prob(z: torch.Tensor, means: torch.Tensor, logvars: torch.Tensor) -> torch.Tensor:
+    """log p(z) = log (1/K) sum_k N(z; m_k, diag(exp(v_k))), per group of K equally weighted components.
+
+    Tomczak & Welling 2018, eq. 9. Shapes: z [..., D], means and logvars [G, K, D] (G groups, e.g. one
+    per class) -> [..., G], in nats.
+    """
+    groups, components, dim = means.shape
+    flat = z.reshape(-1, 1, dim)
+    per_component = log_normal(flat, means.reshape(1, -1, dim), logvars.reshape(1, -1, dim))  # [N, G K]
+    per_group = torch.logsumexp(per_component.view(-1, groups, components), dim=-1) - math.log(components)
+    return per_group.view(*z.shape[:-1], groups)
+
+
+def gauss_hermite(n: int = 16) -> tuple[torch.Tensor, torch.Tensor]:
+    """Nodes t_i and weights w_i with E_{N(m, s^2)}[f(z)] ~= sum_i w_i f(m + s t_i) (probabilists' form:
+    the Gauss-Hermite rule rescaled, t_i = sqrt(2) x_i and w_i = w_i' / sqrt(pi)). Exact for polynomial
+    f up to degree 2n - 1. Returns two float64 tensors [n]."""
+    import numpy as np
+
+    x, w = np.polynomial.hermite.hermgauss(n)
+    return torch.from_numpy(x * math.sqrt(2.0)), torch.from_numpy(w / math.sqrt(math.pi))
+
+
+def kl_per_dim_to_mixture(
+    mu: torch.Tensor, logvar: torch.Tensor, means: torch.Tensor, logvars: torch.Tensor, nodes: int = 16
+) -> torch.Tensor:
+    """KL(N(mu_j, exp(logvar_j)) || p_j) per dimension j, where p_j is the marginal of dimension j of a
+    uniform mixture of diagonal Gaussians: p_j(z) = 1/K sum_k N(z; m_kj, exp(v_kj)).
+
+    = -1/2 (1 + log 2pi + logvar_j) - E_q[log p_j(z_j)], the expectation by Gauss-Hermite quadrature
+    (``gauss_hermite``; deterministic, no draws). Shapes: mu, logvar [B, D]; means, logvars [B, K, D]
+    (each row's own mixture, e.g. its class's) or [K, D] -> [B, D], in nats.
+    """
+    t, w = (v.to(mu) for v in gauss_hermite(nodes))
+    z = mu.unsqueeze(-1) + torch.exp(0.5 * logvar).unsqueeze(-1) * t  # [B, D, n]
+    means, logvars = means.expand(len(mu), *means.shape[-2:]), logvars.expand(len(mu), *logvars.shape[-2:])
+    m, v = means.transpose(1, 2).unsqueeze(-1), logvars.transpose(1, 2).unsqueeze(-1)  # [B, D, K, 1]
+    per_component = -0.5 * (LOG_2PI + v + (z.unsqueeze(2) - m).pow(2) * torch.exp(-v))  # [B, D, K, n]
+    log_marginal = torch.logsumexp(per_component, dim=2) - math.log(means.shape[1])  # [B, D, n]
+    entropy = 0.5 * (1.0 + LOG_2PI + logvar)
+    return -entropy - (log_marginal * w).sum(-1)
+
+
+# ------------------------------------------------------------------------ the aggregate posterior q(z)
+# beta-TCVAE (Chen et al. 2018, arXiv:1802.04942) splits the KL term into the index-code mutual
+# information, the total correlation TC = KL(q(z) || prod_j q(z_j)) and the dimension-wise KL, which
+# need the aggregate posterior q(z) = 1/N sum_n q(z | x_n), estimated from a minibatch.
+
+
+def stratified_log_weights(batch: int, dataset_size: int) -> torch.Tensor:
+    """log r_ij of q(z_i) ~= sum_j r_ij q(z_i | x_j), the minibatch stratified sampling estimate (Chen et
+    al. 2018, sec. 3 and appendix C.2) for a batch of B images drawn without replacement from N.
+
+    z_i was drawn from x_i itself, so that term carries its exact share r_ii = 1/N; the other B - 1 images
+    stand for the other N - 1, r_ij = (N - 1) / (N (B - 1)). Then E[sum_j r_ij q(z_i | x_j)] = q(z_i)
+    exactly, and the weights of a row sum to 1; with B = N it is the exact aggregate posterior.
+    Shapes: -> [B, B] (float64 logs). B = 1 leaves only r_ii = 1/N.
+    """
+    if batch > dataset_size:
+        raise ValueError(f"a batch of {batch} cannot come from {dataset_size} images")
+    other = math.log(dataset_size - 1) - math.log(dataset_size * (batch - 1)) if batch > 1 else -math.inf
+    weights = torch.full((batch, batch), other, dtype=torch.float64)
+    weights.fill_diagonal_(-math.log(dataset_size))
+    return weights
+
+
+def aggregate_log_densities(
+    z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor, dataset_size: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Estimates of log q(z_i) and of sum_j log q(z_ij) (the product of the marginals) at each image's own
+    draw z_i, from the batch's diagonal Gaussian posteriors (``stratified_log_weights``).
+
+    Shapes: z, mu, logvar [B, D] -> ([B], [B]), in nats.
+    """
+    pair = -0.5 * (
+        LOG_2PI + logvar.unsqueeze(0) + (z.unsqueeze(1) - mu.unsqueeze(0)).pow(2) * torch.exp(-logvar)
+    )
+    weights = stratified_log_weights(len(z), dataset_size).to(z).unsqueeze(-1)  # [B, B, 1]
+    log_qz = torch.logsumexp(pair.sum(-1, keepdim=True) + weights, dim=1).squeeze(-1)
+    log_marginals = torch.logsumexp(pair + weights, dim=1).sum(-1)
+    return log_qz, log_marginals
+
+
+def permute_dims(z: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Each dimension's values shuffled across the batch on its own: draws from prod_j q(z_j) when z are
+    draws from q(z) (Kim & Mnih 2018, arXiv:1802.05983, algorithm 1). Shapes: [B, D] -> [B, D]."""
+    order = torch.argsort(torch.rand(z.shape, generator=generator, device=z.device), dim=0)
+    return z.gather(0, order)
+
+
+# ------------------------------------------------------------------------ moments and kernel distances
+
+
+def covariance(x: torch.Tensor) -> torch.Tensor:
+    """The batch covariance E[(x - E x)(x - E x)^T] (divided by B, as DIP-VAE's). [B, D] -> [D, D]."""
+    centred = x - x.mean(dim=0, keepdim=True)
+    return centred.T @ centred / len(x)
+
+
+def dip_penalty(cov: torch.Tensor, lambda_od: float, lambda_d: float) -> torch.Tensor:
+    """DIP-VAE's regulariser (Kumar et al. 2018, arXiv:1711.00848, eq. 6):
+    lambda_od sum_{i != j} C_ij^2 + lambda_d sum_i (C_ii - 1)^2, pushing a covariance towards I.
+    Shapes: cov [D, D] -> a scalar."""
+    diagonal = torch.diagonal(cov)
+    off_diagonal = cov - torch.diag(diagonal)
+    return lambda_od * off_diagonal.pow(2).sum() + lambda_d * (diagonal - 1.0).pow(2).sum()
+
+
+IMQ_SCALES = (0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0)
+
+
+def imq_mmd(x: torch.Tensor, y: torch.Tensor, scales: tuple[float, ...] = IMQ_SCALES) -> torch.Tensor:
+    """The unbiased estimate of MMD^2 between the distributions of x and y (Gretton et al. 2012, eq. 3)
+    under the inverse multiquadratic kernel k(a, b) = C / (C + |a - b|^2), summed over C = 2 D s for each
+    scale s (WAE, Tolstikhin et al. 2018, sec. 4; InfoVAE, Zhao et al. 2019, uses the same distance):
+
+    MMD^2 = 1/(n(n-1)) sum_{i!=j} k(x_i, x_j) + 1/(m(m-1)) sum_{i!=j} k(y_i, y_j) - 2/(nm) sum_ij k(x_i, y_j).
+    Shapes: x [n, D], y [m, D] (n, m >= 2) -> a scalar.
+    """
+    n, m, dim = len(x), len(y), x.shape[1]
+
+    def kernel_sum(a: torch.Tensor, b: torch.Tensor, same: bool) -> torch.Tensor:
+        # squared distances by the expansion, not cdist: its square root has no gradient at 0
+        distances = (a.pow(2).sum(1, keepdim=True) + b.pow(2).sum(1) - 2.0 * a @ b.T).clamp(min=0.0)
+        total = sum(2.0 * dim * s / (2.0 * dim * s + distances) for s in scales)
+        return total.sum() - (total.diagonal().sum() if same else 0.0)
+
+    return (
+        kernel_sum(x, x, True) / (n * (n - 1))
+        + kernel_sum(y, y, True) / (m * (m - 1))
+        - 2.0 * kernel_sum(x, y, False) / (n * m)
+    )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -29,6 +30,7 @@ class MLPVAE(GaussianVAE):
         hidden: Sequence[int] = (400,),
         likelihood: str = "bernoulli",
         decoder_std: float | None = None,
+        **parts: Any,
     ) -> None:
         super().__init__(
             image_shape=list(image_shape),
@@ -36,6 +38,7 @@ class MLPVAE(GaussianVAE):
             hidden=list(hidden),
             likelihood=likelihood,
             decoder_std=decoder_std,
+            **parts,
         )
         n_pixels = math.prod(image_shape)
         encoder_sizes = [n_pixels, *hidden]

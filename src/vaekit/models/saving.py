@@ -43,12 +43,6 @@ def _load_weights(model: VAE, state: dict[str, torch.Tensor], source: Path) -> V
     return model.eval()
 
 
-
-
-
-
-
-
 def load(path: str | os.PathLike, device: str | torch.device = "cpu") -> VAE:
     """Rebuild a trained model from a run folder, a ``.safetensors`` file or a ``.pt`` checkpoint.
 

@@ -69,7 +69,8 @@ def epoch_record(
     """One line of metrics.jsonl: the epoch, each train_ and val_ term, the KL weight and the seconds."""
     record: dict[str, Any] = {"epoch": epoch}
     record.update({f"train_{k}": v for k, v in train.items()})
-    record.update({f"val_{k}": (val[k] if val else None) for k in train})
+    # validation measures the -ELBO's terms; an objective's own (tc, mmd, ...) are training's alone
+    record.update({f"val_{k}": (val.get(k) if val else None) for k in train})
     record.update(kl_weight=kl_weight, seconds=round(seconds, 3))
     return record
 

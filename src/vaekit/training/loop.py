@@ -65,6 +65,8 @@ from vaekit.utils.atomic import write_json
 from vaekit.utils.devices import cpu_has_bf16, resolve_device
 from vaekit.utils.errors import VaekitError
 
+PSEUDO_INPUT_POOL = 20_000  # training images a part that starts from data chooses among
+
 
 class Trainer:
     """Holds a run's model, data and optimizer; ``run()`` trains to ``config.epochs``."""
@@ -106,10 +108,15 @@ class Trainer:
         # A fitted prior (vaekit train-prior, or the end of training) belongs to latents that further
         # training changes: a resumed run starts without it, and refits it at the end if it can.
         self.drops_prior = had_prior and not self.refits_prior
-        self.optimizer = Adam(self.model.parameters(), lr=config.lr)
+        self.optimizer = Adam(self.model.parameter_groups(config.lr), lr=config.lr)
         self.loss_of = distributed.loss_function(self.model, self.ranks, self.device)
         self.shuffle = torch.Generator().manual_seed(config.seed)
         self.data = place_data(dataset, config.val_fraction, config.seed, config.binarize, self.device)
+        if (
+            checkpoint is None and self.model.starts_from_data
+        ):  # a part that starts from the data (VampPrior's pseudo-inputs)
+            x, y = self.data.sample_of_train(PSEUDO_INPUT_POOL, config.seed)
+            self.model.start_from_data(unit_float(x), y.cpu(), torch.Generator().manual_seed(config.seed))
         self.dataset_name = dataset.name
         self.classes = dataset.classes
         self.num_classes = dataset.num_classes
@@ -117,6 +124,8 @@ class Trainer:
         # Fixed images for the per-epoch reconstructions, so that progress is visible across epochs.
         self.grid_images, self.grid_labels = self._grid_batch()
         self.state = TrainingState()
+        self.out_of_time = False  # --max-time ran out (checked at step boundaries)
+        self._started = time.monotonic()
         self._created = datetime.now(timezone.utc).isoformat(timespec="seconds")
         self._summaries_at = (-1, -float("inf"))  # (epoch, time) the loss curve and animation were drawn
         # opened now: a missing package is an error before the folder is touched
@@ -188,11 +197,16 @@ class Trainer:
                 "with vaekit train-prior"
             )
         self.log(start_line(self.model, self.dataset_name, self.data.counts, self.device, self.run_dir.path))
+        self._started = time.monotonic()
         try:
             with CtrlC() as ctrl_c:
-                while not self.finished:
+                while not self.finished and not self.out_of_time:
                     self._train_epoch(ctrl_c)
-                    self._end_epoch()
+                    if self.out_of_time:  # stopped inside the epoch: keep the position, save the model
+                        self._save_at_time_limit()
+                    else:
+                        self._end_epoch()
+                        self.out_of_time = self._time_is_up()
                     if backup is not None:  # the new run has its first good checkpoint
                         shutil.rmtree(backup, ignore_errors=True)
                         backup = None
@@ -243,9 +257,10 @@ class Trainer:
             dynamic_ncols=True,
         )
         with bar:
-            while s.step < n_batches:
+            while s.step < n_batches and not self.out_of_time:
                 self._train_step(s.perm[s.step * cfg.batch_size : (s.step + 1) * cfg.batch_size])
                 s.step += 1
+                self.out_of_time = s.step < n_batches and self._time_is_up()
                 bar.update(1)
                 if s.step % 20 == 0 or s.step == n_batches or ctrl_c.pressed:
                     self._show_running_loss(bar)
@@ -265,7 +280,7 @@ class Trainer:
         if cfg.binarize == "dynamic":  # a fresh binary draw of every image, every time it is seen
             x = torch.bernoulli(x)
         with autocast(self.config, self.device):
-            options = loss_options(model, cfg, self.kl_weight())
+            options = loss_options(model, cfg, self.epochs_done, self.n_train)
             if self.ranks.enabled and isinstance(model, GaussianVAE):  # one process's noise
                 options["noise_rows"] = (first_row, len(index))
             objective, terms = self.loss_of(x, y, options)
@@ -293,6 +308,29 @@ class Trainer:
         if self.tensorboard is not None:
             last_step = s.epoch * self.n_batches + s.step - 1
             self.tensorboard.write_steps(last_step, s.terms, self._images_seen(), self._scalars())
+
+    def _time_is_up(self) -> bool:
+        """Whether this invocation has trained ``max_time`` seconds (under torchrun every rank takes
+        rank 0's answer, so that all stop at the same step)."""
+        if self.config.max_time is None:
+            return False
+        up = time.monotonic() - self._started >= self.config.max_time
+        return bool(distributed.broadcast(up, self.ranks)) if self.ranks.enabled else up
+
+    def _save_at_time_limit(self) -> None:
+        """--max-time ran out inside an epoch: the checkpoint keeps the position (a resume goes on from
+        it exactly) and the folder the model as it is now, which the run's end then evaluates."""
+        s = self.state
+        self.log(
+            f"--max-time {self.config.max_time:g}s reached in epoch {s.epoch + 1} at step "
+            f"{s.step}/{self.n_batches}; continue with: vaekit train --resume --out {self.run_dir.path}"
+        )
+        if not self.ranks.main:
+            return
+        self._save_checkpoint(self.run_dir.last_checkpoint)
+        if not self.config.early_stopping:  # with early stopping the folder keeps the best model
+            save_model(self.model, self.run_dir.model)
+        write_json(self.run_dir.config, self.run_config())
 
     def _stop_interrupted(self) -> NoReturn:
         """Ctrl-C: save the position inside the epoch (rank 0) and stop with how to resume."""
@@ -322,8 +360,12 @@ class Trainer:
 
     def kl_weight(self) -> float:
         """The KL weight of the step in progress: beta after the warm-up (``step.kl_weight``)."""
-        s = self.state
-        return warmup_kl_weight(self.config, s.epoch + s.step / self.n_batches)
+        return warmup_kl_weight(self.config, self.epochs_done)
+
+    @property
+    def epochs_done(self) -> float:
+        """Epochs trained, the one in progress counted by its share of steps."""
+        return self.state.epoch + self.state.step / self.n_batches
 
     def _images_seen(self) -> int:
         """Images trained on so far in this epoch (only the last batch may be short)."""
@@ -377,7 +419,6 @@ class Trainer:
         self.log(epoch_line(record, self.config.epochs, train, val))
         if self.on_epoch is not None:
             self.on_epoch(record)
-
 
 
 def train(config: TrainConfig, out: str | os.PathLike | None = None, **kwargs: Any) -> Path:

@@ -17,16 +17,18 @@ from torch.optim.adam import adam as adam_update
 
 
 class Adam:
-    """Adam (Kingma & Ba 2014) over one group of parameters: m = b1 m + (1 - b1) g,
-    v = b2 v + (1 - b2) g^2, p -= lr * (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps).
+    """Adam (Kingma & Ba 2014): m = b1 m + (1 - b1) g, v = b2 v + (1 - b2) g^2,
+    p -= lr * (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps).
 
-    The fused kernel (one op for all parameters; torch >= 2.4 on CPU) where available, else foreach.
-    ``param_groups[0]["lr"]`` may be changed between steps, as with torch's optimizers.
+    ``params``: tensors (one group), or groups as torch's optimizers take them, dicts with ``params`` and
+    any of ``lr``, ``betas``, ``eps`` (a FactorVAE discriminator trains at its own rate). The fused
+    kernel (one op per group; torch >= 2.4 on CPU) where available, else foreach. A group's ``lr`` may
+    be changed between steps, as with torch's optimizers.
     """
 
     def __init__(
         self,
-        params: Iterable[torch.Tensor],
+        params: Iterable[torch.Tensor] | Iterable[dict[str, Any]],
         lr: float = 1e-3,
         betas: tuple[float, float] = (0.9, 0.999),
         eps: float = 1e-8,
@@ -34,15 +36,19 @@ class Adam:
         params = list(params)
         if not params:
             raise ValueError("Adam got an empty parameter list")
+        groups = params if isinstance(params[0], dict) else [{"params": params}]
+        defaults = {"lr": lr, "betas": tuple(betas), "eps": eps}
         self.param_groups: list[dict[str, Any]] = [
-            {"lr": lr, "betas": tuple(betas), "eps": eps, "params": params}
+            {**defaults, **group, "betas": tuple(group.get("betas", betas)), "params": list(group["params"])}
+            for group in groups
         ]
         self.state: dict[torch.Tensor, dict[str, torch.Tensor]] = {}
         self.fused = True  # until the kernel refuses (CPU before torch 2.4)
 
     @property
     def params(self) -> list[torch.Tensor]:
-        return self.param_groups[0]["params"]
+        """Every group's parameters, in order."""
+        return [p for group in self.param_groups for p in group["params"]]
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         for p in self.params:
@@ -62,8 +68,11 @@ class Adam:
 
     @torch.no_grad()
     def step(self) -> None:
-        group = self.param_groups[0]
-        params = [p for p in self.params if p.grad is not None]
+        for group in self.param_groups:
+            self._step_group(group)
+
+    def _step_group(self, group: dict[str, Any]) -> None:
+        params = [p for p in group["params"] if p.grad is not None]
         if not params:
             return
         states = [self._state_of(p) for p in params]
@@ -94,7 +103,6 @@ class Adam:
 
     # ------------------------------------------------------------------- torch.optim.Adam's layout
     def state_dict(self) -> dict[str, Any]:
-        group = self.param_groups[0]
         index = {p: i for i, p in enumerate(self.params)}
         return {
             "state": {index[p]: dict(s) for p, s in self.state.items()},
@@ -111,21 +119,25 @@ class Adam:
                     "differentiable": False,
                     "fused": True,
                     "decoupled_weight_decay": False,
-                    "params": list(range(len(self.params))),
+                    "params": [index[p] for p in group["params"]],
                 }
+                for group in self.param_groups
             ],
         }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         groups = state_dict["param_groups"]
-        if len(groups) != 1 or len(groups[0]["params"]) != len(self.params):
+        if len(groups) != len(self.param_groups) or any(
+            len(saved["params"]) != len(group["params"])
+            for saved, group in zip(groups, self.param_groups, strict=True)
+        ):
             raise ValueError("the optimizer state is for another set of parameters")
-        saved = groups[0]
-        if saved.get("amsgrad") or saved.get("weight_decay") or saved.get("maximize"):
-            raise ValueError("the optimizer state uses Adam options vaekit does not train with")
-        group = self.param_groups[0]
-        group.update(lr=saved["lr"], betas=tuple(saved["betas"]), eps=saved["eps"])
-        position = {index: p for index, p in zip(saved["params"], self.params, strict=True)}
+        position = {}
+        for saved, group in zip(groups, self.param_groups, strict=True):
+            if saved.get("amsgrad") or saved.get("weight_decay") or saved.get("maximize"):
+                raise ValueError("the optimizer state uses Adam options vaekit does not train with")
+            group.update(lr=saved["lr"], betas=tuple(saved["betas"]), eps=saved["eps"])
+            position.update(zip(saved["params"], group["params"], strict=True))
         self.state = {}
         for index, s in state_dict["state"].items():
             p = position[int(index)]

@@ -205,11 +205,3 @@ def save_run_with_prior(run: Path, model: VAE, config: dict[str, Any], seed: int
     save_prior_samples(model, run / "samples" / "prior.png", seed)
     save_model(model, run / "model.safetensors")
     write_json(run / "config.json", {**config, "model": model.config})
-
-
-
-
-
-
-
-

@@ -176,8 +176,8 @@ def restore_checkpoint(
     the global RNG states, and return the training state it records."""
     model.load_state_dict(checkpoint["model"])
     optimizer.load_state_dict(checkpoint["optimizer"])
-    for group in optimizer.param_groups:  # the stored lr would otherwise win over config.lr
-        group["lr"] = lr
+    # the stored lr would otherwise win over config.lr (a discriminator's group keeps its own)
+    optimizer.param_groups[0]["lr"] = lr
     on_device = {k: checkpoint[k].to(device) if checkpoint[k] is not None else None for k in ("perm", "sums")}
     best = json.loads(checkpoint.get("best", "{}"))
     state = TrainingState(

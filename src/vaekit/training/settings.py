@@ -6,6 +6,7 @@ from __future__ import annotations
 import inspect
 import math
 import os
+import re
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,9 @@ from vaekit.data.folder import COLOURS, parse_image_size
 from vaekit.models import MODELS, GaussianVAE
 from vaekit.models.base import LIKELIHOODS, PRECISIONS
 from vaekit.models.objectives import OBJECTIVES
+from vaekit.models.objectives.factorvae import DEFAULT_DISCRIMINATOR
+from vaekit.models.posteriors import POSTERIORS
+from vaekit.models.priors import TRAINED_PRIORS
 from vaekit.utils.devices import DEVICES
 from vaekit.utils.errors import VaekitError
 from vaekit.utils.files import read_run_config
@@ -22,6 +26,13 @@ from vaekit.utils.files import read_run_config
 DEFAULT_IWAE_K = 5
 # Settings that shape the model; None leaves the model's own default (see the model classes).
 MODEL_SETTINGS = ("latent_dim", "hidden", "channels", "likelihood", "decoder_std", "codebook_size")
+# The Gaussian-latent models' parts (models/gaussian.py) and the objectives' own weights, with the
+# defaults they take when their part or objective is chosen.
+DEFAULT_PSEUDO_INPUTS = 500  # Tomczak & Welling 2018 used K = 500 on MNIST
+DEFAULT_FLOW_STEPS = 2
+OBJECTIVE_WEIGHTS = {"gamma": ("factorvae",), "lambda_od": ("dip-i", "dip-ii"), "mmd_weight": ("mmd",)}
+DEFAULT_WEIGHTS = {"gamma": 10.0, "lambda_od": 10.0, "mmd_weight": 100.0}
+BATCH_OBJECTIVES = ("btcvae", "factorvae", "dip-i", "dip-ii", "mmd")  # estimate from the batch: B >= 2
 
 
 @dataclass
@@ -44,6 +55,13 @@ class TrainConfig:
     free_bits: float = 0.0
     objective: str = "elbo"
     k: int | None = None
+    prior: str = "standard"  # the prior trained with: standard (N(0, I); a cvae: N(m_y, I)) or vamp
+    pseudo_inputs: int | None = None  # vamp: pseudo-inputs (per class for a cvae)
+    posterior: str = "gaussian"  # gaussian or iaf (a flow on top of it)
+    flow_steps: int | None = None  # iaf: steps of the flow
+    gamma: float | None = None  # factorvae: weight of the total correlation
+    lambda_od: float | None = None  # dip-i, dip-ii: weight of the off-diagonal covariance
+    mmd_weight: float | None = None  # mmd: weight of the MMD between q(z) and p(z)
     epochs: int = 10
     batch_size: int = 128
     lr: float = 1e-3
@@ -55,6 +73,7 @@ class TrainConfig:
     early_stopping: int = 0
     device: str = "auto"
     save_every: int = 0
+    max_time: float | None = None  # seconds of training in this invocation; stops at a step boundary
     fit_prior: bool = True  # Gaussian-latent models: fit a mixture prior to the training latents at the end
     tensorboard: bool = False  # event files in the run's tb/ folder (needs vaekit[tb])
     prior_components: int | None = None  # per class (None: vaekit.training.priors.DEFAULT_COMPONENTS)
@@ -70,6 +89,7 @@ class TrainConfig:
         model_class = self._validate_model()
         self._validate_optimisation()
         self._validate_objective(model_class)
+        self._validate_parts(model_class)
         self._validate_run_options()
 
     def _validate_model(self) -> type:
@@ -148,18 +168,20 @@ class TrainConfig:
             if given
         ]
         if not issubclass(model_class, GaussianVAE):
-            gaussian_models = ", ".join(n for n, c in sorted(MODELS.items()) if issubclass(c, GaussianVAE))
-            for flag, given in (
+            for flag_given, given in (
                 *((f, True) for f in elbo_options),
-                ("--objective iwae", self.objective == "iwae"),
+                (f"--objective {self.objective}", self.objective != "elbo"),
                 ("--k", self.k is not None),
                 # nearest-code search and codebook averages need float32; bf16 would pick other codes
                 ("--precision bf16", self.precision == "bf16"),
             ):
                 if given:
                     raise VaekitError(
-                        f"{flag} applies to the Gaussian-latent models ({gaussian_models}), not {self.model}"
+                        f"{flag_given} applies to the Gaussian-latent models ({gaussian_models()}), "
+                        f"not {self.model}"
                     )
+        if self.free_bits > 0 and self.objective not in ("elbo", "iwae"):
+            raise VaekitError(f"--free-bits applies to the elbo objective, not {self.objective}")
         if self.objective == "iwae":
             if elbo_options:
                 raise VaekitError(f"{elbo_options[0]} applies to the elbo objective, not iwae")
@@ -168,6 +190,71 @@ class TrainConfig:
                 raise VaekitError(f"--k must be an integer >= 1, got {self.k!r}")
         elif self.k is not None:
             raise VaekitError("--k (importance samples) applies to --objective iwae only")
+
+    def _validate_parts(self, model_class: type) -> None:
+        """The trained prior, the posterior and the objectives' own weights: known, positive, given only
+        with what they belong to, and combinations that have a meaning; fills in their defaults."""
+        if self.prior not in TRAINED_PRIORS:
+            raise VaekitError(f"unknown prior {self.prior!r}; choose from {', '.join(TRAINED_PRIORS)}")
+        if self.posterior not in POSTERIORS:
+            raise VaekitError(f"unknown posterior {self.posterior!r}; choose from {', '.join(POSTERIORS)}")
+        gaussian = issubclass(model_class, GaussianVAE)
+        for given, what in (
+            (self.prior != "standard", f"--prior {self.prior}"),
+            (self.posterior != "gaussian", f"--posterior {self.posterior}"),
+        ):
+            if given and not gaussian:
+                raise VaekitError(
+                    f"{what} applies to the Gaussian-latent models ({gaussian_models()}), not {self.model}"
+                )
+        self.pseudo_inputs = _part_count(
+            "--pseudo-inputs", self.pseudo_inputs, self.prior == "vamp", "--prior vamp", DEFAULT_PSEUDO_INPUTS
+        )
+        self.flow_steps = _part_count(
+            "--flow-steps", self.flow_steps, self.posterior == "iaf", "--posterior iaf", DEFAULT_FLOW_STEPS
+        )
+        for name, objectives in OBJECTIVE_WEIGHTS.items():
+            value = getattr(self, name)
+            if value is not None and self.objective not in objectives:
+                raise VaekitError(
+                    f"--{flag(name)} applies to --objective {' or '.join(objectives)}, not {self.objective}"
+                )
+            if value is not None and not (
+                isinstance(value, (int, float)) and math.isfinite(value) and value >= 0
+            ):
+                raise VaekitError(f"{name.replace('_', ' ')} must be a finite number >= 0, got {value!r}")
+            if value is None and self.objective in objectives:
+                setattr(self, name, DEFAULT_WEIGHTS[name])
+        self._refuse_meaningless_combinations()
+
+    def _refuse_meaningless_combinations(self) -> None:
+        exact_kl = self.prior == "standard" and self.posterior == "gaussian"
+        if self.free_bits > 0 and not exact_kl:
+            raise VaekitError(
+                "--free-bits needs the KL per dimension in closed form: "
+                "not with --prior vamp or --posterior iaf"
+            )
+        if self.objective == "btcvae" and not exact_kl:
+            raise VaekitError(
+                "--objective btcvae needs a Gaussian posterior and a prior that factorises: "
+                "not with --prior vamp or --posterior iaf"
+            )
+        if self.objective in ("dip-i", "dip-ii") and self.posterior != "gaussian":
+            raise VaekitError(
+                f"--objective {self.objective} needs the Gaussian posterior's covariance: "
+                "not with --posterior iaf"
+            )
+        if self.objective in BATCH_OBJECTIVES and self.batch_size < 2:
+            raise VaekitError(
+                f"--objective {self.objective} estimates from the other images of a batch: "
+                "it needs --batch-size >= 2"
+            )
+        if isinstance(self.max_time, str):
+            self.max_time = parse_duration(self.max_time)
+        if self.max_time is not None and not (
+            isinstance(self.max_time, (int, float)) and math.isfinite(self.max_time) and self.max_time > 0
+        ):
+            raise VaekitError(f"max time must be a positive number of seconds, got {self.max_time!r}")
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
@@ -179,6 +266,39 @@ def flag(name: str) -> str:
     return name.replace("_", "-")
 
 
+DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(text: str | float) -> float:
+    """Seconds from a number of seconds or a duration such as "90s", "15m", "1h30m" or "1.5h"."""
+    if isinstance(text, (int, float)) and not isinstance(text, bool):
+        return float(text)
+    pieces = re.fullmatch(r"\s*((?:\d+(?:\.\d*)?|\.\d+)\s*[smhd]?\s*)+", str(text))
+    if pieces is None:
+        raise VaekitError(f"expected a duration such as 90s, 15m or 1h30m, got {text!r}")
+    parts = re.findall(r"(\d+(?:\.\d*)?|\.\d+)\s*([smhd]?)", str(text))
+    if len(parts) > 1 and not all(unit for _, unit in parts):
+        raise VaekitError(f"expected a duration such as 90s, 15m or 1h30m, got {text!r}")
+    return sum(float(number) * DURATION_UNITS[unit or "s"] for number, unit in parts)
+
+
+def gaussian_models() -> str:
+    return ", ".join(n for n, c in sorted(MODELS.items()) if issubclass(c, GaussianVAE))
+
+
+def _part_count(option: str, value: int | None, chosen: bool, part: str, default: int) -> int | None:
+    """A part's count (pseudo-inputs, flow steps): an integer >= 1, given only with its part."""
+    if not chosen:
+        if value is not None:
+            raise VaekitError(f"{option} applies to {part} only")
+        return None
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise VaekitError(f"{option} must be an integer >= 1, got {value!r}")
+    return value
+
+
 def model_config(config: TrainConfig, image_shape: tuple[int, ...], num_classes: int) -> dict[str, Any]:
     """The config of a new model for ``config`` on images of ``image_shape`` (settings left None are
     left to the model's defaults)."""
@@ -187,11 +307,17 @@ def model_config(config: TrainConfig, image_shape: tuple[int, ...], num_classes:
     if "num_classes" in accepted:
         values["num_classes"] = num_classes
     values.update({k: getattr(config, k) for k in MODEL_SETTINGS if getattr(config, k) is not None})
+    if config.prior != "standard":
+        values.update(trained_prior=config.prior, pseudo_inputs=config.pseudo_inputs)
+    if config.posterior != "gaussian":
+        values.update(posterior=config.posterior, flow_steps=config.flow_steps)
+    if config.objective == "factorvae":
+        values["tc_discriminator"] = list(DEFAULT_DISCRIMINATOR)
     return values
 
 
 # Settings a run is built on; a resume that asks for another value is refused, not applied.
-# (epochs, lr, device, data_dir, save_every and early_stopping may change.)
+# (epochs, lr, device, data_dir, save_every, early_stopping and max_time may change.)
 FIXED_ON_RESUME = (
     "dataset",
     "image_size",
@@ -203,6 +329,13 @@ FIXED_ON_RESUME = (
     "free_bits",
     "objective",
     "k",
+    "prior",
+    "pseudo_inputs",
+    "posterior",
+    "flow_steps",
+    "gamma",
+    "lambda_od",
+    "mmd_weight",
     "batch_size",
     "seed",
     "val_fraction",

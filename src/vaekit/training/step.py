@@ -13,21 +13,41 @@ from vaekit.training.settings import TrainConfig
 CONVOLUTIONS = (torch.nn.Conv2d, torch.nn.ConvTranspose2d)
 
 
-def kl_weight(config: TrainConfig, epochs_done: float) -> float:
-    """beta, reached linearly from 0 over the first ``kl_warmup`` epochs; ``epochs_done`` counts the
-    epoch in progress by its share of steps, so the weight rises step by step."""
+def warmup(config: TrainConfig, epochs_done: float) -> float:
+    """The KL warm-up's ramp: from 0 to 1 linearly over the first ``kl_warmup`` epochs; ``epochs_done``
+    counts the epoch in progress by its share of steps, so it rises step by step."""
     if not config.kl_warmup:
-        return config.beta
-    return config.beta * min(1.0, epochs_done / config.kl_warmup)
+        return 1.0
+    return min(1.0, epochs_done / config.kl_warmup)
 
 
-def loss_options(model: VAE, config: TrainConfig, weight: float) -> dict[str, Any]:
-    """The keyword arguments of ``model.loss`` in training: a Gaussian-latent model's objective options
-    (a VQ-VAE takes none)."""
+def kl_weight(config: TrainConfig, epochs_done: float) -> float:
+    """The KL term's weight: beta times the warm-up's ramp (beta-TCVAE's beta weighs the total
+    correlation instead, and the ramp all of the KL's three parts)."""
+    return config.beta * warmup(config, epochs_done)
+
+
+def loss_options(model: VAE, config: TrainConfig, epochs_done: float, dataset_size: int) -> dict[str, Any]:
+    """The keyword arguments of ``model.loss`` in training: a Gaussian-latent model's objective and its
+    options (a VQ-VAE takes none). ``dataset_size``: the training images (beta-TCVAE's estimate of q(z)
+    needs it)."""
     if not isinstance(model, GaussianVAE):
         return {}
-    iwae_k = config.k if config.objective == "iwae" else 1
-    return {"kl_weight": weight, "free_bits": config.free_bits, "iwae_k": iwae_k}
+    objective = config.objective
+    if objective == "iwae":
+        return {"objective": "iwae", "k": config.k}
+    options: dict[str, Any] = {"objective": objective, "kl_weight": kl_weight(config, epochs_done)}
+    if objective == "elbo":
+        options["free_bits"] = config.free_bits
+    elif objective == "btcvae":
+        options.update(kl_weight=warmup(config, epochs_done), beta=config.beta, dataset_size=dataset_size)
+    elif objective == "factorvae":
+        options["gamma"] = config.gamma
+    elif objective in ("dip-i", "dip-ii"):
+        options["lambda_od"] = config.lambda_od
+    elif objective == "mmd":
+        options["mmd_weight"] = config.mmd_weight
+    return options
 
 
 def autocast(config: TrainConfig, device: torch.device) -> torch.autocast:

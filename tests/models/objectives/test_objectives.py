@@ -8,6 +8,7 @@ from torch.distributions import Bernoulli, Independent, Normal, kl_divergence
 
 from vaekit.models import MLPVAE, ConditionalVAE
 from vaekit.models.objectives import OBJECTIVES, elbo, iwae
+from vaekit.utils.errors import VaekitError
 
 
 def model_and_batch(name: str):
@@ -69,9 +70,11 @@ def test_iwae_bound(name):
 
 def test_the_model_loss_dispatches_to_the_registry():
     model, x, labels = model_and_batch("mlp")
-    assert set(OBJECTIVES) == {"elbo", "iwae"}
-    for options, objective in (({}, elbo), ({"iwae_k": 3}, iwae)):
+    assert set(OBJECTIVES) == {"elbo", "iwae", "btcvae", "factorvae", "dip-i", "dip-ii", "mmd"}
+    for options, objective in (({}, elbo), ({"iwae_k": 3}, iwae), ({"objective": "iwae", "k": 3}, iwae)):
         kwargs = {"k": 3} if options else {}
         direct = objective(model, x, labels, generator=torch.Generator().manual_seed(0), **kwargs)
         through = model.loss(x, labels, generator=torch.Generator().manual_seed(0), **options)
         assert torch.equal(direct.objective, through.objective)
+    with pytest.raises(VaekitError, match="unknown objective 'nope'"):
+        model.loss(x, labels, objective="nope")

@@ -1,21 +1,60 @@
-"""The evidence lower bound, with a KL weight (beta-VAE) and free bits.
+"""The evidence lower bound, with a KL weight (beta-VAE) and free bits; and the draw every objective
+starts from.
 
 -ELBO(x) = E_q(z|x)[-log p(x|z)] + KL(q(z|x) || p(z)) (Kingma & Welling 2013, eq. 3), estimated with one
-reparameterised z per image and the KL in closed form. The objective weights the KL by ``kl_weight``
-(Higgins et al. 2017) and, with ``free_bits`` > 0, floors each dimension's batch-mean KL at that many
-nats (Kingma et al. 2016, appendix C.8); the reported ``loss`` stays the plain -ELBO.
+reparameterised z per image; the KL in closed form where there is one (Gaussian posterior and prior),
+else as log q(z|x) - log p(z) at that z (a flow posterior, a VampPrior). The objective weights the KL by
+``kl_weight`` (Higgins et al. 2017) and, with ``free_bits`` > 0, floors each dimension's batch-mean KL
+at that many nats (Kingma et al. 2016, appendix C.8); the reported ``loss`` stays the plain -ELBO.
 """
 
 from __future__ import annotations
+
+from typing import Any, NamedTuple
 
 import torch
 
 from vaekit.models.base import VAE, LossOutput
 from vaekit.models.maths import free_bits_kl
+from vaekit.utils.errors import VaekitError
+
+
+class Draw(NamedTuple):
+    """One z per image and what the ELBO makes of it, each [B] but ``posterior``, ``z`` [B, D] and
+    ``components`` (a VampPrior's mixture, or None)."""
+
+    posterior: Any
+    z: torch.Tensor
+    log_q: torch.Tensor
+    recon: torch.Tensor
+    kl: torch.Tensor
+    components: Any
+
+
+def draw(
+    model: VAE,  # a GaussianVAE
+    x: torch.Tensor,
+    labels: torch.Tensor | None,
+    generator: torch.Generator | None,
+    noise_rows: tuple[int, int] | None,
+) -> Draw:
+    """q(z|x), a reparameterised z ~ q(z|x), -log p(x|z) and the KL term, per image."""
+    posterior = model.posterior_of(x, labels)
+    z, log_q = posterior.rsample_with_log_prob(None, generator, noise_rows)
+    components = model.prior_components()
+    recon = model.recon_nll(model.decode_logits(z, labels), x)
+    kl = model.kl(posterior, z, log_q, labels, components)
+    return Draw(posterior, z, log_q, recon, kl, components)
+
+
+def elbo_terms(d: Draw, **extra: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The detached batch means every objective reports: ``loss`` (-ELBO), ``recon``, ``kl``, ``extra``."""
+    terms = {"loss": (d.recon + d.kl).mean(), "recon": d.recon.mean(), "kl": d.kl.mean(), **extra}
+    return {name: value.detach() for name, value in terms.items()}
 
 
 def elbo(
-    model: VAE,  # a GaussianVAE: posterior_of, trained_prior, decode_logits, recon_nll
+    model: VAE,  # a GaussianVAE: posterior_of, kl, decode_logits, recon_nll
     x: torch.Tensor,
     labels: torch.Tensor | None = None,
     *,
@@ -25,12 +64,10 @@ def elbo(
     noise_rows: tuple[int, int] | None = None,
 ) -> LossOutput:
     """The weighted negative ELBO of images x [B, C, H, W]; terms ``loss``, ``recon``, ``kl`` per image."""
-    posterior = model.posterior_of(x, labels)
-    kl_dims = model.trained_prior.kl_per_dim(posterior, labels)
-    kl = kl_dims.sum(dim=1)
-    z = posterior.rsample(generator=generator, noise_rows=noise_rows)
-    recon = model.recon_nll(model.decode_logits(z, labels), x)
-    kl_term = free_bits_kl(kl_dims, free_bits) if free_bits > 0 else kl.mean()
-    objective = recon.mean() + kl_weight * kl_term
-    terms = {"loss": (recon + kl).mean(), "recon": recon.mean(), "kl": kl.mean()}
-    return LossOutput(objective, {k: v.detach() for k, v in terms.items()})
+    d = draw(model, x, labels, generator, noise_rows)
+    kl_term = d.kl.mean()
+    if free_bits > 0:
+        if not model.closed_form_kl:
+            raise VaekitError("free bits need the KL per dimension: not with a flow posterior or a VampPrior")
+        kl_term = free_bits_kl(model.trained_prior.kl_per_dim(d.posterior, model._own(labels)), free_bits)
+    return LossOutput(d.recon.mean() + kl_weight * kl_term, elbo_terms(d))

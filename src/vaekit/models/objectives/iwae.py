@@ -32,11 +32,11 @@ def log_weights(
     """
     posterior = posterior if posterior is not None else model.posterior_of(x, labels)
     batch = len(x)
-    z = posterior.rsample(k, generator, noise_rows)  # [k, B, D]
+    z, log_q = posterior.rsample_with_log_prob(k, generator, noise_rows)  # [k, B, D], [k, B]
     repeated = None if labels is None else labels.repeat(k)
     logits = model.decode_logits(z.reshape(k * batch, -1), repeated)
     recon = model.recon_nll(logits, x.repeat(k, *([1] * (x.dim() - 1)))).view(k, batch)
-    log_w = -recon + model.log_prior(z, labels, prior) - posterior.log_prob(z)
+    log_w = -recon + model.log_prior(z, labels, prior) - log_q
     return log_w, recon
 
 
@@ -52,8 +52,11 @@ def iwae(
     """The negative IWAE bound with ``k`` samples, reported as the term ``iwae``; ``loss``, ``recon`` and
     ``kl`` are the negative ELBO's terms, recon averaged over the k draws."""
     posterior = model.posterior_of(x, labels)
-    kl = model.trained_prior.kl_per_dim(posterior, labels).sum(dim=1)
     weights, recon = log_weights(model, x, labels, k, generator, posterior=posterior, noise_rows=noise_rows)
+    # the ELBO's KL: exact where it has a closed form, else averaged over the k draws' log q - log p
+    kl = (weights + recon).neg().mean(dim=0)
+    if model.closed_form_kl:
+        kl = model.trained_prior.kl_per_dim(posterior, model._own(labels)).sum(dim=1)
     bound = iwae_bound(weights)
     recon = recon.mean(dim=0)
     terms = {"loss": (recon + kl).mean(), "recon": recon.mean(), "kl": kl.mean(), "iwae": -bound.mean()}

@@ -2,9 +2,14 @@
 
 A posterior is a batch of distributions with ``rsample`` (reparameterised draws, differentiable in the
 encoder's output) and ``log_prob``; objectives use nothing else of it, so a flow on top of the Gaussian
-fits behind the same two calls. Today: ``DiagonalGaussian`` (Kingma & Welling 2013).
+fits behind the same calls: ``rsample_with_log_prob`` (draws and log q at them) and ``mode`` (the point
+that stands for an image). ``DiagonalGaussian`` (Kingma & Welling 2013) also has ``log_prob`` anywhere
+and a closed-form KL; ``FlowPosterior`` (an inverse autoregressive flow on top of it, iaf.py) does not.
 """
 
 from vaekit.models.posteriors.gaussian import DiagonalGaussian
+from vaekit.models.posteriors.iaf import FlowPosterior, InverseAutoregressiveFlow
 
-__all__ = ["DiagonalGaussian"]
+POSTERIORS = ("gaussian", "iaf")
+
+__all__ = ["POSTERIORS", "DiagonalGaussian", "FlowPosterior", "InverseAutoregressiveFlow"]

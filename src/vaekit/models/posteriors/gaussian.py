@@ -34,6 +34,20 @@ class DiagonalGaussian(NamedTuple):
         mean, logvar = self.mean.expand(k, *self.mean.shape), self.logvar.expand(k, *self.logvar.shape)
         return reparameterize(mean, logvar, generator, noise_rows)
 
+    def rsample_with_log_prob(
+        self,
+        k: int | None = None,
+        generator: torch.Generator | None = None,
+        noise_rows: tuple[int, int] | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Draws (as ``rsample``) and log q(z|x) at them: [B, D] and [B], or [k, B, D] and [k, B]."""
+        z = self.rsample(k, generator, noise_rows)
+        return z, self.log_prob(z)
+
+    def mode(self) -> torch.Tensor:
+        """The posterior mean [B, D], the point that stands for each image."""
+        return self.mean
+
     def log_prob(self, z: torch.Tensor) -> torch.Tensor:
         """log q(z|x), nats: z [..., B, D] -> [..., B]."""
         return log_normal(z, self.mean, self.logvar)

@@ -20,6 +20,7 @@ class StandardNormalPrior(nn.Module):
     """p(z) = N(0, I) over ``latent_dim`` dimensions; no parameters."""
 
     has_classes = False
+    closed_form = True  # the KL of a diagonal Gaussian posterior against it is exact (kl_per_dim)
 
     def __init__(self, latent_dim: int) -> None:
         super().__init__()
@@ -29,13 +30,18 @@ class StandardNormalPrior(nn.Module):
         """The prior's mean per image, [B, D]; None where it is 0."""
         return None
 
-    def kl_per_dim(self, posterior: DiagonalGaussian, labels: torch.Tensor | None = None) -> torch.Tensor:
-        """KL(q(z|x) || p(z)) per dimension, [B, D] nats, in closed form."""
+    def kl_per_dim(
+        self, posterior: DiagonalGaussian, labels: torch.Tensor | None = None, components: None = None
+    ) -> torch.Tensor:
+        """KL(q(z|x) || p(z)) per dimension, [B, D] nats, in closed form. (``components``: the VampPrior's
+        argument, unused here.)"""
         mean = self.mean(labels)
         shifted = posterior.mean if mean is None else posterior.mean - mean.float()
         return gaussian_kl_per_dim(shifted, posterior.logvar)
 
-    def log_prob(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+    def log_prob(
+        self, z: torch.Tensor, labels: torch.Tensor | None = None, components: None = None
+    ) -> torch.Tensor:
         """log p(z), nats: z [..., B, D] (k draws: [k, B, D]) -> [..., B]."""
         mean = self.mean(labels)
         return log_standard_normal(z if mean is None else z - mean.float())
@@ -47,6 +53,7 @@ class StandardNormalPrior(nn.Module):
         generator: torch.Generator | None = None,
         temperature: float = 1.0,
         device: torch.device | None = None,
+        components: None = None,
     ) -> torch.Tensor:
         """n draws [n, D], standard deviations scaled by ``temperature``; ``labels`` [n] pick the means."""
         z = temperature * torch.randn(n, self.latent_dim, generator=generator, device=device)

@@ -1,0 +1,48 @@
+"""beta-TCVAE (Chen, Li, Grosse & Duvenaud 2018, arXiv:1802.04942): the ELBO's KL term split in three,
+with the total correlation weighted by beta.
+
+E_p(x)[KL(q(z|x) || p(z))] = I_q(x; z) + KL(q(z) || prod_j q(z_j)) + sum_j KL(q(z_j) || p(z_j))
+(eq. 2: index-code mutual information, total correlation, dimension-wise KL). The objective is
+recon + w (MI + beta TC + dimension-wise KL), w the KL warm-up's ramp, each term the one-draw estimate
+at z ~ q(z|x) with the aggregate posterior q(z) by minibatch stratified sampling
+(``maths.aggregate_log_densities``). It needs a diagonal Gaussian posterior and a prior that factorises
+over dimensions (N(0, I) or N(m_y, I)), and batches of at least two images.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from vaekit.models.base import VAE, LossOutput
+from vaekit.models.maths import LOG_2PI, aggregate_log_densities
+from vaekit.models.objectives.elbo import draw, elbo_terms
+from vaekit.utils.errors import VaekitError
+
+
+def btcvae(
+    model: VAE,  # a GaussianVAE with a Gaussian posterior and prior
+    x: torch.Tensor,
+    labels: torch.Tensor | None = None,
+    *,
+    beta: float = 6.0,
+    dataset_size: int,
+    kl_weight: float = 1.0,
+    generator: torch.Generator | None = None,
+    noise_rows: tuple[int, int] | None = None,
+) -> LossOutput:
+    """recon + kl_weight (MI + beta TC + dim-KL) of images x [B, C, H, W] drawn from ``dataset_size``
+    training images; terms ``loss``, ``recon``, ``kl`` (the ELBO's) and ``mi``, ``tc``, ``dim_kl``."""
+    if not model.closed_form_kl:
+        raise VaekitError(
+            "beta-TCVAE needs a Gaussian posterior and N(0, I) prior: not a flow or a VampPrior"
+        )
+    d = draw(model, x, labels, generator, noise_rows)
+    if len(x) < 2:  # no other image to estimate q(z) with: this batch trains on the ELBO
+        return LossOutput(d.recon.mean() + kl_weight * d.kl.mean(), elbo_terms(d))
+    mean = model.trained_prior.mean(model._own(labels))
+    centred = d.z if mean is None else d.z - mean.float()
+    log_p = -0.5 * (LOG_2PI + centred.pow(2)).sum(-1)
+    log_qz, log_marginals = aggregate_log_densities(d.z, d.posterior.mean, d.posterior.logvar, dataset_size)
+    mi, tc, dim_kl = d.log_q - log_qz, log_qz - log_marginals, log_marginals - log_p
+    objective = d.recon.mean() + kl_weight * (mi + beta * tc + dim_kl).mean()
+    return LossOutput(objective, elbo_terms(d, mi=mi.mean(), tc=tc.mean(), dim_kl=dim_kl.mean()))

@@ -1,0 +1,80 @@
+"""FactorVAE (Kim & Mnih 2018, arXiv:1802.05983): the ELBO plus gamma times the total correlation, as a
+discriminator estimates it.
+
+A discriminator D tells draws z ~ q(z) from draws of prod_j q(z_j) (the batch's z with each dimension
+shuffled on its own, ``maths.permute_dims``); TC(z) ~= log D(z) / (1 - D(z)), its logit (eq. 3). The
+VAE minimises recon + KL + gamma TC; D minimises its cross-entropy. Both are in one objective: D's loss
+sees only detached z, and the TC term reads D through detached weights, so one backward pass gives each
+part exactly its own gradient, and the discriminator's own Adam settings are a parameter group of the
+run's optimizer (``GaussianVAE.parameter_groups``): saved in every checkpoint, so resume stays exact.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.func import functional_call
+
+from vaekit.models.base import VAE, LossOutput
+from vaekit.models.maths import permute_dims
+from vaekit.models.objectives.elbo import draw, elbo_terms
+from vaekit.utils.errors import VaekitError
+
+DEFAULT_DISCRIMINATOR = (1000,) * 5  # the paper's six layers of 1000 units (appendix, table 4)
+
+
+class Discriminator(nn.Module):
+    """An MLP with LeakyReLU(0.2) from z [B, D] to the logit of "drawn from q(z)" [B]."""
+
+    ADAM: ClassVar[dict] = {"lr": 1e-4, "betas": (0.5, 0.9)}
+
+    def __init__(self, latent_dim: int, hidden: Sequence[int] = DEFAULT_DISCRIMINATOR) -> None:
+        super().__init__()
+        if not hidden or min(hidden) < 1:
+            raise ValueError(f"discriminator hidden sizes must be integers >= 1, got {list(hidden)}")
+        sizes = [latent_dim, *hidden]
+        layers: list[nn.Module] = []
+        for n_in, n_out in zip(sizes[:-1], sizes[1:], strict=True):
+            layers += [nn.Linear(n_in, n_out), nn.LeakyReLU(0.2)]
+        self.net = nn.Sequential(*layers, nn.Linear(sizes[-1], 1))
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.net(z).squeeze(-1)
+
+
+def factorvae(
+    model: VAE,  # a GaussianVAE with a discriminator (tc_discriminator in its config)
+    x: torch.Tensor,
+    labels: torch.Tensor | None = None,
+    *,
+    gamma: float = 10.0,
+    kl_weight: float = 1.0,
+    generator: torch.Generator | None = None,
+    noise_rows: tuple[int, int] | None = None,
+) -> LossOutput:
+    """recon + kl_weight KL + gamma TC for the VAE, plus the discriminator's cross-entropy; terms
+    ``loss``, ``recon``, ``kl`` (the ELBO's), ``tc`` (the discriminator's estimate) and
+    ``discriminator`` (its loss: log 4 = 1.39 when it cannot tell the two apart)."""
+    discriminator = model.discriminator
+    if discriminator is None:
+        raise VaekitError(
+            "the factorvae objective needs a model built with a discriminator (tc_discriminator)"
+        )
+    d = draw(model, x, labels, generator, noise_rows)
+    frozen = {name: p.detach() for name, p in discriminator.named_parameters()}
+    tc = functional_call(discriminator, frozen, (d.z,))
+    objective = d.recon.mean() + kl_weight * d.kl.mean() + gamma * tc.mean()
+    terms = elbo_terms(d, tc=tc.mean())
+    if len(x) >= 2:  # a shuffle of one image is itself: nothing for the discriminator to learn
+        z = d.z.detach()
+        joint, shuffled = discriminator(z), discriminator(permute_dims(z, generator))
+        loss_d = F.binary_cross_entropy_with_logits(
+            joint, torch.ones_like(joint)
+        ) + F.binary_cross_entropy_with_logits(shuffled, torch.zeros_like(shuffled))
+        objective = objective + loss_d
+        terms["discriminator"] = loss_d.detach()
+    return LossOutput(objective, terms)

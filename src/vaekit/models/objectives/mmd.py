@@ -1,0 +1,39 @@
+"""InfoVAE's MMD objective (Zhao, Song & Ermon 2019, arXiv:1706.02262), and WAE-MMD (Tolstikhin et al.
+2018, arXiv:1711.01558) as its case beta = 0.
+
+recon + beta KL + W MMD^2(q(z), p(z)): the maximum mean discrepancy between the batch's draws
+z ~ q(z|x) (together, draws from the aggregate posterior q(z)) and as many draws from the trained prior,
+under the inverse multiquadratic kernel (``maths.imq_mmd``). Where the KL matches each image's
+posterior to the prior, the MMD matches their aggregate, which is what samples z ~ p(z) decode: so
+samples drawn from N(0, I) look like the data. Batches need at least two images.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from vaekit.models.base import VAE, LossOutput
+from vaekit.models.maths import imq_mmd
+from vaekit.models.objectives.elbo import draw, elbo_terms
+
+
+def mmd(
+    model: VAE,  # a GaussianVAE
+    x: torch.Tensor,
+    labels: torch.Tensor | None = None,
+    *,
+    mmd_weight: float = 100.0,
+    kl_weight: float = 1.0,
+    generator: torch.Generator | None = None,
+    noise_rows: tuple[int, int] | None = None,
+) -> LossOutput:
+    """recon + kl_weight KL + mmd_weight MMD^2; terms ``loss``, ``recon``, ``kl`` (the ELBO's) and
+    ``mmd``."""
+    d = draw(model, x, labels, generator, noise_rows)
+    objective = d.recon.mean() + kl_weight * d.kl.mean()
+    if len(x) < 2:  # the unbiased estimate needs pairs
+        return LossOutput(objective, elbo_terms(d))
+    own = model._own(labels)
+    prior_z = model.trained_prior.sample(len(x), own, generator, device=d.z.device, components=d.components)
+    distance = imq_mmd(d.z, prior_z.to(d.z))
+    return LossOutput(objective + mmd_weight * distance, elbo_terms(d, mmd=distance))
