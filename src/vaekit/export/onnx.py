@@ -49,7 +49,16 @@ class EncoderGraph(nn.Module):
         self.model = model
 
     def forward(self, images: torch.Tensor, labels: torch.Tensor | None = None) -> Any:
-        return self.model.encode(images, labels)
+        return encoder_outputs(self.model, images, labels)
+
+
+def encoder_outputs(model: VAE, images: torch.Tensor, labels: torch.Tensor | None = None) -> Any:
+    """``model.encode``; with a flow posterior also the flow applied to the base mean (``latents``),
+    the point the decoder reads, since the flow is part of the encoder."""
+    encoded = model.encode(images, labels)
+    if isinstance(model, GaussianVAE) and model.flow is not None:
+        return (*encoded, model.latents(images, labels))
+    return encoded
 
 
 class DecoderGraph(nn.Module):
@@ -125,7 +134,21 @@ def _example(model: VAE, batch: int, generator: torch.Generator) -> dict[str, to
 
 
 def _latents(model: VAE, encoded: Any) -> torch.Tensor:
-    return encoded[0] if isinstance(model, GaussianVAE) else encoded
+    return encoded[-1 if model.flow is not None else 0] if isinstance(model, GaussianVAE) else encoded
+
+
+def _trained_prior(model: GaussianVAE) -> str:
+    """What export.json says of the prior the model trained with."""
+    if model.trained_prior.closed_form:
+        return (
+            "the trained prior is N(m_y, I)"
+            if model.trained_prior.has_classes
+            else "the trained prior is N(0, I)"
+        )
+    return (
+        "the trained prior is a VampPrior, a mixture of the encoder's posteriors of its pseudo-inputs, "
+        "not in these graphs: run the encoder on them (vaekit sample draws from it)"
+    )
 
 
 def describe(model: VAE, run_config: dict[str, Any]) -> dict[str, Any]:
@@ -137,11 +160,14 @@ def describe(model: VAE, run_config: dict[str, Any]) -> dict[str, Any]:
     )
     if isinstance(model, GaussianVAE):
         d = model.latent_dim
+        of = "of z" if model.flow is None else "of z_0, the base Gaussian of the flow posterior"
         encoded = [
-            _io("mean", ["batch", d], "float32", "posterior mean of z"),
-            _io("logvar", ["batch", d], "float32", "posterior log-variance of z"),
+            _io("mean", ["batch", d], "float32", f"posterior mean {of}"),
+            _io("logvar", ["batch", d], "float32", f"posterior log-variance {of}"),
         ]
-        latent = _io("z", ["batch", d], "float32", "a latent; the trained prior is N(0, I)")
+        if model.flow is not None:  # the decoder reads z after the flow: the graph gives it at z_0 = mean
+            encoded.append(_io("z", ["batch", d], "float32", "the flow applied to the mean: what to decode"))
+        latent = _io("z", ["batch", d], "float32", f"a latent; {_trained_prior(model)}")
     else:
         grid = list(model.grid)
         meaning = f"the nearest of {model.codebook_size} codebook vectors at each position"
@@ -185,7 +211,7 @@ def _check(model: VAE, folder: Path, latent_name: str, seed: int = 0) -> float:
         for batch in CHECK_BATCHES:
             inputs = _example(model, batch, generator)
             labels = inputs.get("labels")
-            encoded = model.encode(inputs["images"], labels)
+            encoded = encoder_outputs(model, inputs["images"], labels)
             latents = _latents(model, encoded)
             expected = [
                 *(encoded if isinstance(encoded, tuple) else [encoded]),
@@ -230,10 +256,10 @@ def export_onnx(
         description = describe(model, run_config)
         latent_name = description["decoder"]["inputs"][0]["name"]
         with torch.no_grad():
-            latents = _latents(model, model.encode(example["images"], example.get("labels")))
+            latents = _latents(model, encoder_outputs(model, example["images"], example.get("labels")))
         labels = {"labels": example["labels"]} if model.conditional else {}
-        encoder_outputs = [o["name"] for o in description["encoder"]["outputs"]]
-        _export_graph(EncoderGraph(model).eval(), example, encoder_outputs, staging / "encoder.onnx")
+        encoder_names = [o["name"] for o in description["encoder"]["outputs"]]
+        _export_graph(EncoderGraph(model).eval(), example, encoder_names, staging / "encoder.onnx")
         decoder_inputs = {latent_name: latents, **labels}
         _export_graph(DecoderGraph(model).eval(), decoder_inputs, ["pixel_means"], staging / "decoder.onnx")
         worst = _check(model, staging, latent_name)
