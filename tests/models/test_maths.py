@@ -2,6 +2,7 @@
 
 import math
 
+import numpy as np
 import pytest
 import torch
 from torch.distributions import Bernoulli, Normal, kl_divergence
@@ -9,6 +10,7 @@ from torch.distributions import Bernoulli, Normal, kl_divergence
 from vaekit.models.maths import (
     bernoulli_nll,
     free_bits_kl,
+    gauss_hermite,
     gaussian_kl,
     gaussian_kl_per_dim,
     gaussian_nll,
@@ -111,3 +113,28 @@ def test_iwae_bound_is_the_log_mean_weight_and_stays_finite():
     expected = -1000.0 + math.log((1 + math.exp(-1.0)) / 2)
     assert iwae_bound(tiny).item() == pytest.approx(expected)
     assert iwae_bound(log_w[:1]).tolist() == log_w[0].tolist()  # k = 1: the ELBO estimate itself
+
+
+@pytest.mark.parametrize("n", [1, 4, 16])
+def test_gauss_hermite_is_numpys_probabilists_rule_normalised(n):
+    nodes, weights = gauss_hermite(n)
+    assert nodes.dtype == weights.dtype == torch.float64 and nodes.shape == weights.shape == (n,)
+    expected_nodes, expected_weights = np.polynomial.hermite_e.hermegauss(n)  # weight exp(-t^2 / 2)
+    np.testing.assert_allclose(nodes.numpy(), expected_nodes, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(weights.numpy(), expected_weights / math.sqrt(2 * math.pi), rtol=1e-10)
+
+
+def test_gauss_hermite_integrates_polynomials_up_to_degree_2n_minus_1_exactly():
+    n = 5
+    nodes, weights = gauss_hermite(n)
+    for degree in range(2 * n + 1):  # E[t^k] under N(0, 1): 0 for odd k, (k - 1)!! for even k
+        moment = 0.0 if degree % 2 else float(np.prod(np.arange(degree - 1, 0, -2)))
+        estimate = (weights * nodes**degree).sum().item()
+        if degree < 2 * n:
+            assert estimate == pytest.approx(moment, abs=1e-9)
+        else:  # degree 2n is beyond the rule
+            assert abs(estimate - moment) > 1.0
+    # a Gaussian's E[(z - c)^2] = s^2 + (m - c)^2, by the rescaled nodes m + s t
+    m, s, c = 0.7, 1.9, -0.4
+    estimate = (weights * (m + s * nodes - c) ** 2).sum().item()
+    assert estimate == pytest.approx(s**2 + (m - c) ** 2, rel=1e-12)

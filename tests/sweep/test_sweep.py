@@ -202,3 +202,14 @@ def test_a_layer_size_choice_that_is_not_sizes_is_a_one_line_error(tmp_path):
     path = sweep_file(tmp_path, 'hidden = {choices = ["16", "wide"]}')
     path.write_text(path.read_text().replace("hidden = [16]\n", ""))
     assert "does not make a valid run" in error_of(read_sweep_file, path)
+
+
+def test_a_sweep_searches_the_objectives_and_their_weights(tmp_path):
+    search = 'objective = ["btcvae", "dip-i"]\nbeta = [1.0, 8.0]'
+    path = sweep_file(tmp_path, search)
+    summary = run_sweep(path, tmp_path / "out", trials=2, log=lambda line: None)
+    assert [r["state"] for r in summary["trials"]] == ["complete", "complete"]
+    for row in summary["trials"]:
+        config = json.loads((tmp_path / "out" / row["run"] / "config.json").read_text())["train"]
+        assert config["objective"] in ("btcvae", "dip-i") and 1.0 <= config["beta"] <= 8.0
+        assert config["lambda_od"] == (10.0 if config["objective"] == "dip-i" else None)

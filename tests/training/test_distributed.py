@@ -130,3 +130,25 @@ def test_a_failing_rank_stops_the_job_with_a_clear_message(tmp_path):
     assert "(rank 0): error:" in output and "already holds other files" in output
     assert "(rank 1): error:" in output  # rank 0's refusal reaches every rank: none is left waiting
     assert (run / "notes.txt").read_text() == "mine" and len(list(run.iterdir())) == 1
+
+
+def test_a_vampprior_and_a_flow_give_one_process_numbers_under_two(tmp_path):
+    parts = ["--prior", "vamp", "--pseudo-inputs", "4", "--posterior", "iaf", "--epochs", "2"]
+    one, two = tmp_path / "one", tmp_path / "two"
+    assert "run saved" in finish(torchrun(1, *parts, "--out", str(one)))
+    assert "run saved" in finish(torchrun(2, *parts, "--out", str(two)))
+    for a, b in zip(history(one), history(two), strict=True):
+        assert b["train_loss"] == pytest.approx(a["train_loss"], rel=1e-4)
+
+
+def test_factorvae_and_max_time_under_two_processes(tmp_path):
+    """Batch-statistic objectives estimate from each rank's share; --max-time stops every rank at the
+    same step (rank 0's clock), saved and evaluated."""
+    out = tmp_path / "run"
+    output = finish(
+        torchrun(2, "--objective", "factorvae", "--epochs", "50", "--max-time", "3s", "--out", str(out))
+    )
+    assert "--max-time 3s reached" in output and "run saved" in output, output
+    checkpoint = torch.load(out / "checkpoints" / "last.pt", weights_only=True)
+    assert checkpoint["epoch"] < 50 and "test_loss" in json.loads((out / "eval.json").read_text())
+    assert len(checkpoint["optimizer"]["param_groups"]) == 2  # the discriminator's own Adam settings

@@ -56,12 +56,13 @@ def latent_statistics(
 def latent_means(
     model: GaussianVAE, images: torch.Tensor, labels: torch.Tensor | None = None, batch_size: int = 1000
 ) -> torch.Tensor:
-    """Posterior means E_q(z|x)[z] of ``images`` [N, C, H, W] -> [N, latent_dim] (float32, on the CPU)."""
+    """Posterior means E_q(z|x)[z] of ``images`` [N, C, H, W] -> [N, latent_dim] (float32, on the CPU);
+    with a flow posterior, the flow applied to its base mean (``GaussianVAE.latents``)."""
     model.eval()
     chunks = []
     for start in range(0, len(images), batch_size):
         y = None if labels is None else labels[start : start + batch_size]
-        chunks.append(model.encode(unit_float(images[start : start + batch_size]), y)[0].float().cpu())
+        chunks.append(model.latents(unit_float(images[start : start + batch_size]), y).float().cpu())
     return torch.cat(chunks)
 
 

@@ -198,7 +198,7 @@ def label_swap_accuracy(
     for start in range(0, len(images), batch_size):
         x = images.images[start : start + batch_size].to(model.device).float().div_(255.0)
         y = images.labels[start : start + batch_size].to(model.device)
-        z = model.encode(x, y)[0]
+        z = model.latents(x, y)
         swapped = model.decode(z, new_labels[start : start + batch_size].to(model.device))
         predictions.append(classify(classifier, swapped.to(device))["predictions"].cpu())
     correct = (torch.cat(predictions) == new_labels).double() if predictions else torch.zeros(0)

@@ -111,8 +111,8 @@ def _encoding(run: RunState, x: torch.Tensor, labels: torch.Tensor | None) -> di
     """The /api/encode answer for image ``x`` [1, C, H, W]: its latent, reconstruction and class guess."""
     with torch.no_grad():
         if run.gaussian:
-            mu, logvar = run.model.encode(x, labels)
-            z, extra = mu.float(), {"logvar": logvar.float()[0].tolist()}
+            _, logvar = run.model.encode(x, labels)  # with a flow: of its base Gaussian
+            z, extra = run.model.latents(x, labels).float(), {"logvar": logvar.float()[0].tolist()}
         else:
             z, extra = run.model.encode(x, labels), {}
         recon = run.model.decode(z, labels)

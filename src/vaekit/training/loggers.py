@@ -184,7 +184,7 @@ class TensorBoardLogger:
         with torch.no_grad():
             images = unit_float(x)
             if isinstance(model, GaussianVAE):
-                means = model.encode(images, y if model.conditional else None)[0].float()
+                means = model.latents(images, y if model.conditional else None).float()
             else:
                 means = model.embed(model.encode(images)).flatten(1).float()
         names = [classes[i] if 0 <= i < len(classes) else "-" for i in y.tolist()]

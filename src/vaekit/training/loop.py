@@ -202,11 +202,11 @@ class Trainer:
             with CtrlC() as ctrl_c:
                 while not self.finished and not self.out_of_time:
                     self._train_epoch(ctrl_c)
-                    if self.out_of_time:  # stopped inside the epoch: keep the position, save the model
-                        self._save_at_time_limit()
-                    else:
+                    if not self.out_of_time:
                         self._end_epoch()
                         self.out_of_time = self._time_is_up()
+                    if self.out_of_time:
+                        self._save_at_time_limit()
                     if backup is not None:  # the new run has its first good checkpoint
                         shutil.rmtree(backup, ignore_errors=True)
                         backup = None
@@ -318,14 +318,19 @@ class Trainer:
         return bool(distributed.broadcast(up, self.ranks)) if self.ranks.enabled else up
 
     def _save_at_time_limit(self) -> None:
-        """--max-time ran out inside an epoch: the checkpoint keeps the position (a resume goes on from
+        """--max-time ran out: inside an epoch, the checkpoint keeps the position (a resume goes on from
         it exactly) and the folder the model as it is now, which the run's end then evaluates."""
         s = self.state
-        self.log(
-            f"--max-time {self.config.max_time:g}s reached in epoch {s.epoch + 1} at step "
-            f"{s.step}/{self.n_batches}; continue with: vaekit train --resume --out {self.run_dir.path}"
+        where = (
+            f"in epoch {s.epoch + 1} at step {s.step}/{self.n_batches}"
+            if s.step
+            else f"after epoch {s.epoch}"
         )
-        if not self.ranks.main:
+        self.log(
+            f"--max-time {self.config.max_time:g}s reached {where}; "
+            f"continue with: vaekit train --resume --out {self.run_dir.path}"
+        )
+        if not self.ranks.main or s.step == 0:  # at an epoch's end the folder is saved already
             return
         self._save_checkpoint(self.run_dir.last_checkpoint)
         if not self.config.early_stopping:  # with early stopping the folder keeps the best model

@@ -35,19 +35,29 @@ DEFAULT_COMPONENTS = {True: 8, False: 40}
 TARGETS = ("means", "aggregate")
 
 
+FLOW_DRAWS = 16
+
+
 @torch.no_grad()
 def posterior_moments(
     model: GaussianVAE, x: torch.Tensor, labels: torch.Tensor | None, batch_size: int = 1000
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Posterior means and variances of images x [N, C, H, W] under the model in eval mode, each
-    [N, latent_dim], float32."""
+    [N, latent_dim], float32. A flow posterior has neither in closed form: they are the mean and
+    variance of FLOW_DRAWS seeded draws z ~ q(z|x) per image."""
     model.eval()
     means, variances = [], []
+    generator = torch.Generator(device=x.device).manual_seed(0)
     for start in range(0, len(x), batch_size):
         y = None if labels is None else labels[start : start + batch_size]
-        mu, logvar = model.encode(unit_float(x[start : start + batch_size]), y)
-        means.append(mu.float())
-        variances.append(logvar.float().exp())
+        posterior = model.posterior_of(unit_float(x[start : start + batch_size]), y)
+        if model.flow is None:
+            means.append(posterior.mean)
+            variances.append(posterior.logvar.exp())
+        else:
+            z = posterior.rsample_with_log_prob(FLOW_DRAWS, generator)[0]
+            means.append(z.mean(dim=0))
+            variances.append(z.var(dim=0))
     if not means:
         return (torch.zeros(0, model.latent_dim, device=x.device),) * 2
     return torch.cat(means), torch.cat(variances)

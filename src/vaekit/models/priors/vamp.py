@@ -82,6 +82,8 @@ class VampPrior(nn.Module):
         """KL(q(z_j|x) || p(z_j)) per dimension against the mixture's marginals, [B, D] nats, by quadrature
         (``maths.kl_per_dim_to_mixture``); what active units and KL-per-dimension figures read."""
         means, logvars = self._grouped(components)
+        if self.has_classes and labels is None:
+            raise VaekitError("a prior with a mixture per class needs the class labels")
         rows = []
         for start in range(0, len(posterior.mean), 256):  # [256, D, K, 16] at a time
             mu, logvar = posterior.mean[start : start + 256], posterior.logvar[start : start + 256]

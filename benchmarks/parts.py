@@ -1,0 +1,195 @@
+"""Priors, posteriors and objectives side by side: every part on MNIST, the disentangling ones on shapes.
+
+mnist   the mlp (784-400-20) on dynamically binarized MNIST (the 12,000-image subset, 10% held out), the
+        same epochs for each part: test -ELBO, -log p(x) by importance sampling (k=1000 on the first
+        1,000 test images, binarized once; the prior the model trained with as p(z)), the Frechet
+        distance of 10,000 samples from the trained prior and from the fitted mixture (vaekit's cached
+        MNIST classifier), and seconds per epoch (the training steps alone; the plain model's beside).
+cvae    the cvae at z=16 and z=32 after 5 epochs (grey MNIST, as benchmarks/priors.py): the share of
+        samples recognised as the requested digit, from the trained prior and the fitted one, with the
+        class-mean prior (the default) and a VampPrior per class.
+shapes  the conv VAE on shapes at 32x32 for each disentangling objective, each with the same --max-time:
+        MIG and the FactorVAE score on the test split (evaluate's figures), steps trained.
+
+Writes benchmarks/results/parts.json, the "Priors, posteriors and objectives" section of docs/models.md
+and docs/parts/*.png. Run alone (timings), from the repository root:
+  .venv/bin/python benchmarks/parts.py [--only mnist,cvae,shapes] [--epochs 30] [--shapes-time 4m]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from _common import DEFAULT_DATA_DIR, REPO_ROOT, check_data_dir
+from harness import environment, quiet, read_results, utc_now, write_results
+from parts_report import write_section
+
+from vaekit import load
+from vaekit.data import binarize, load_dataset, unit_float
+from vaekit.evaluation.classifier import load_classifier
+from vaekit.evaluation.likelihood import iwae_nll
+from vaekit.evaluation.pictures import traverse
+from vaekit.evaluation.quality import sample_quality
+from vaekit.evaluation.runs import evaluate_run
+from vaekit.training import TrainConfig, Trainer
+from vaekit.training.settings import parse_duration
+from vaekit.utils import plots
+
+MNIST_PARTS = {
+    "plain": {},
+    "vamp K=500": {"prior": "vamp", "pseudo_inputs": 500},
+    "iaf 2 steps": {"posterior": "iaf", "flow_steps": 2},
+    "vamp + iaf": {"prior": "vamp", "pseudo_inputs": 500, "posterior": "iaf", "flow_steps": 2},
+    "btcvae beta=4": {"objective": "btcvae", "beta": 4.0},
+    "factorvae gamma=10": {"objective": "factorvae", "gamma": 10.0},
+    "dip-i": {"objective": "dip-i"},
+    "dip-ii": {"objective": "dip-ii"},
+    "mmd W=100": {"objective": "mmd", "mmd_weight": 100.0},
+    "wae-mmd (beta=0) W=100": {"objective": "mmd", "mmd_weight": 100.0, "beta": 0.0},
+}
+SHAPES_PARTS = {
+    "plain": {},
+    "beta=4": {"beta": 4.0},
+    "btcvae beta=6": {"objective": "btcvae", "beta": 6.0},
+    "factorvae gamma=20": {"objective": "factorvae", "gamma": 20.0},
+    "dip-i lambda_od=10": {"objective": "dip-i", "lambda_od": 10.0},
+}
+CVAE_PRIORS = {"class means": {}, "vamp per class, K=50": {"prior": "vamp", "pseudo_inputs": 50}}
+
+
+def train(out: Path, **settings: Any) -> Path:
+    config = TrainConfig(**settings)
+    Trainer(config, out, progress=False, log=quiet).run()
+    return out
+
+
+def step_seconds(run: Path) -> float:
+    """The median epoch's seconds (metrics.jsonl, which includes the epoch's validation)."""
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    return statistics.median(r["seconds"] for r in rows)
+
+
+def mnist(data_dir: Path, epochs: int, work: Path, k: int = 1000, n_samples: int = 10_000) -> dict[str, Any]:
+    dataset = load_dataset("mnist", data_dir)
+    classifier, info = load_classifier(dataset, log=print)
+    test_bits = binarize(unit_float(dataset.test.images[:1000]), "test")
+    results: dict[str, Any] = {
+        "classifier_test_accuracy": info["test_accuracy"],
+        "epochs": epochs,
+        "rows": {},
+    }
+    for name, part in MNIST_PARTS.items():
+        run = train(
+            work / name, dataset="mnist", data_dir=str(data_dir), binarize="dynamic", epochs=epochs, **part
+        )
+        model = load(run)
+        row = {"settings": part, "seconds_per_epoch": step_seconds(run)}
+        row["test_loss"] = json.loads((run / "eval.json").read_text())["test_loss"]
+        row["nll_k1000"] = iwae_nll(model, test_bits, k=k, seed=0).mean().item()
+        for prior in ("standard", "fitted"):
+            quality = sample_quality(model, classifier, dataset.test, n_samples, seed=0, prior=prior)
+            row[f"frechet_{prior}"] = quality["frechet_distance"]
+        grid = model.sample(64, generator=torch.Generator().manual_seed(0), prior="standard")
+        save_grid(grid, REPO_ROOT / "docs" / "parts" / f"mnist_{slug(name)}.png")
+        results["rows"][name] = row
+        print(name, {k: round(v, 2) if isinstance(v, float) else v for k, v in row.items()}, flush=True)
+    return results
+
+
+def cvae(data_dir: Path, work: Path) -> dict[str, Any]:
+    dataset = load_dataset("mnist", data_dir)
+    classifier, _ = load_classifier(dataset, log=print)
+    results: dict[str, Any] = {}
+    for latent_dim in (16, 32):
+        for name, part in CVAE_PRIORS.items():
+            key = f"z={latent_dim}, {name}"
+            run = train(
+                work / key,
+                dataset="mnist",
+                data_dir=str(data_dir),
+                model="cvae",
+                latent_dim=latent_dim,
+                epochs=5,
+                **part,
+            )
+            model = load(run)
+            row: dict[str, Any] = {"seconds_per_epoch": step_seconds(run)}
+            for prior in ("standard", "fitted"):
+                q = sample_quality(model, classifier, dataset.test, 10_000, seed=0, prior=prior)
+                row[f"label_accuracy_{prior}"] = q["label_accuracy"]
+                row[f"label_accuracy_per_class_{prior}"] = q["label_accuracy_per_class"]
+            results[key] = row
+            print(key, row["label_accuracy_standard"], row["label_accuracy_fitted"], flush=True)
+    return results
+
+
+def shapes(budget: float, work: Path) -> dict[str, Any]:
+    results: dict[str, Any] = {"max_time_seconds": budget, "rows": {}}
+    for name, part in SHAPES_PARTS.items():
+        run = work / f"shapes {name}"
+        train(run, dataset="shapes", image_size=[32, 32], model="conv", latent_dim=10, likelihood="bernoulli",
+              epochs=1000, max_time=budget, **part)  # fmt: skip
+        checkpoint = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
+        result = evaluate_run(run, samples=0)
+        n_batches = -(-json.loads((run / "config.json").read_text())["data"]["n_train"] // 128)
+        row = {
+            "settings": part,
+            "steps": checkpoint["epoch"] * n_batches + checkpoint["step"],
+            "mig": result["mig"],
+            "mig_per_factor": result.get("mig_per_factor"),
+            "factorvae_score": result["factor_vae_score"],
+            "test_loss": result["test_loss"],
+        }
+        traversal = REPO_ROOT / "docs" / "parts" / f"shapes_{slug(name)}.png"
+        traverse(run, out=traversal)
+        results["rows"][name] = row
+        print(name, row, flush=True)
+    return results
+
+
+def save_grid(images: torch.Tensor, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    plots.save_grid(images, path, ncol=8)
+
+
+def slug(name: str) -> str:
+    return "".join(c if c.isalnum() else "_" for c in name).strip("_").lower()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
+    parser.add_argument("--only", default="mnist,cvae,shapes")
+    parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--shapes-time", default="4m")
+    parser.add_argument("--k", type=int, default=1000, help="importance samples (a smaller k: a quick try)")
+    parser.add_argument("--samples", type=int, default=10_000, help="samples whose Frechet distance is taken")
+    args = parser.parse_args()
+    check_data_dir(args.data_dir)
+    torch.set_num_threads(2)
+    results = read_results("parts")
+    work = Path(tempfile.mkdtemp(prefix="vaekit-parts-"))
+    try:
+        for part in args.only.split(","):
+            if part == "mnist":
+                results["mnist"] = mnist(args.data_dir, args.epochs, work, args.k, args.samples)
+            elif part == "cvae":
+                results["cvae"] = cvae(args.data_dir, work)
+            elif part == "shapes":
+                results["shapes"] = shapes(parse_duration(args.shapes_time), work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    results.update(environment("cpu", "threads", "torch_version"), date=utc_now())
+    write_results("parts", results)
+    write_section(results)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,111 @@
+"""The "Priors, posteriors and objectives" section of docs/models.md, from benchmarks/results/parts.json."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from _common import REPO_ROOT
+
+START, END = "<!-- parts: made by benchmarks/parts.py -->", "<!-- /parts -->"
+
+
+def _f(value: Any, digits: int = 2) -> str:
+    return "-" if value is None else f"{value:,.{digits}f}"
+
+
+def mnist_lines(m: dict[str, Any]) -> list[str]:
+    rows, plain = m["rows"], m["rows"]["plain"]
+    lines = [
+        f"### Every part on dynamically binarized MNIST ({m['epochs']} epochs each)",
+        "",
+        "The mlp (784-400-20), Adam 1e-3, batch 128, on the 12,000-image subset (1,200 held out), each "
+        "image binarized anew each time it is seen. -log p(x): importance sampling with k=1000 on the "
+        "first 1,000 test images (binarized once), p(z) the prior the model trained with. Frechet: 10,000 "
+        "samples against the test images (grey), from the trained prior and from the fitted mixture, "
+        f"on the cached classifier ({m['classifier_test_accuracy']:.2%} test accuracy). Time: the median "
+        "epoch (its steps and its validation), and its ratio to the plain model's.",
+        "",
+        "| part | test -ELBO | -log p(x), k=1000 | vs plain | Frechet, trained prior | Frechet, fitted "
+        "| s / epoch | x plain |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, r in rows.items():
+        lines.append(
+            f"| {name} | {_f(r['test_loss'])} | {_f(r['nll_k1000'])} "
+            f"| {_f(r['nll_k1000'] - plain['nll_k1000'])} "
+            f"| {_f(r['frechet_standard'], 1)} | {_f(r['frechet_fitted'], 1)} | {_f(r['seconds_per_epoch'])} "
+            f"| {r['seconds_per_epoch'] / plain['seconds_per_epoch']:.2f} |"
+        )
+    pictures = " ".join(f"![{n}](parts/mnist_{_slug(n)}.png)" for n in ("plain", "vamp K=500", "mmd W=100"))
+    return [*lines, "", "Samples from the trained prior (plain, VampPrior, MMD):", "", pictures, ""]
+
+
+def cvae_lines(c: dict[str, Any]) -> list[str]:
+    lines = [
+        "### The cvae's samples by class after 5 epochs",
+        "",
+        "The share of 10,000 samples drawn by class that the classifier reads as the requested digit.",
+        "",
+        "| cvae | trained prior | fitted prior | worst digit (fitted) | s / epoch |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for name, r in c.items():
+        per_class = r["label_accuracy_per_class_fitted"]
+        worst = min(range(len(per_class)), key=lambda d: per_class[d])
+        lines.append(
+            f"| {name} | {r['label_accuracy_standard']:.1%} | {r['label_accuracy_fitted']:.1%} "
+            f"| {worst}: {per_class[worst]:.0%} | {_f(r['seconds_per_epoch'])} |"
+        )
+    return [*lines, ""]
+
+
+def shapes_lines(s: dict[str, Any]) -> list[str]:
+    lines = [
+        f"### Disentanglement on shapes (32x32), {s['max_time_seconds'] / 60:g} minutes of training each",
+        "",
+        "The conv VAE, z=10, Bernoulli pixels, `--max-time` for each; MIG and the FactorVAE score of the "
+        "test split's posterior means against the known factors (`vaekit evaluate`).",
+        "",
+        "| objective | steps | MIG | "
+        + " | ".join(f"MIG {k}" for k in _factors(s))
+        + " | FactorVAE score | test -ELBO |",
+        "|---|---:|---:|" + "---:|" * len(_factors(s)) + "---:|---:|",
+    ]
+    for name, r in s["rows"].items():
+        per = r.get("mig_per_factor") or {}
+        cells = " | ".join(_f(per.get(k), 3) for k in _factors(s))
+        lines.append(
+            f"| {name} | {r['steps']:,} | {_f(r['mig'], 3)} | {cells} | {r['factorvae_score']:.1%} "
+            f"| {_f(r['test_loss'])} |"
+        )
+    pictures = " ".join(f"![{n}](parts/shapes_{_slug(n)}.png)" for n in s["rows"])
+    return [*lines, "", "Traversals of the most informative latents:", "", pictures, ""]
+
+
+def _factors(s: dict[str, Any]) -> list[str]:
+    first = next(iter(s["rows"].values()))
+    return list((first.get("mig_per_factor") or {}).keys())
+
+
+def _slug(name: str) -> str:
+    return "".join(c if c.isalnum() else "_" for c in name).strip("_").lower()
+
+
+def write_section(results: dict[str, Any]) -> None:
+    lines = [START, "## Priors, posteriors and objectives", ""]
+    lines.append(
+        f"Produced by `.venv/bin/python benchmarks/parts.py` on {results.get('cpu', 'this CPU')} "
+        f"({results.get('threads', 2)} threads), figures in `benchmarks/results/parts.json`."
+    )
+    lines.append("")
+    for key, make in (("mnist", mnist_lines), ("cvae", cvae_lines), ("shapes", shapes_lines)):
+        if key in results:
+            lines += make(results[key])
+    lines.append(END)
+    path = REPO_ROOT / "docs" / "models.md"
+    text = path.read_text()
+    if START in text:
+        text = text[: text.index(START)] + "\n".join(lines) + text[text.index(END) + len(END) :]
+    else:
+        text = text.rstrip("\n") + "\n\n" + "\n".join(lines) + "\n"
+    path.write_text(text)
