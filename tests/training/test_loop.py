@@ -272,13 +272,13 @@ def test_a_conv_run_resumes_exactly(tmp_path):
 
 
 def test_bf16_on_a_cpu_without_bf16_units_is_called_out(tmp_path, monkeypatch):
-    from vaekit.training import loop
+    from vaekit.training import loop, step
 
     lines = []
-    monkeypatch.setattr(loop, "cpu_has_bf16", lambda: False)
+    monkeypatch.setattr(step, "cpu_has_bf16", lambda: False)
     loop.Trainer(tiny_config(precision="bf16"), tmp_path / "run", progress=False, log=lines.append)
     assert any("no native bfloat16" in line for line in lines)
-    monkeypatch.setattr(loop, "cpu_has_bf16", lambda: True)
+    monkeypatch.setattr(step, "cpu_has_bf16", lambda: True)
     lines.clear()
     loop.Trainer(tiny_config(precision="bf16"), tmp_path / "run2", progress=False, log=lines.append)
     assert not any("bfloat16" in line for line in lines)

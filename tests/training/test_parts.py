@@ -135,7 +135,7 @@ def test_max_time_stops_at_a_step_saved_evaluated_and_resume_goes_on_exactly(tmp
 def test_max_time_at_an_epoch_boundary_and_each_resume_extends_the_budget(tmp_path, monkeypatch):
     out = tmp_path / "run"
     clock = iter(range(1000))
-    monkeypatch.setattr("vaekit.training.loop.time.monotonic", lambda: float(next(clock)))
+    monkeypatch.setattr("vaekit.training.budget.time.monotonic", lambda: float(next(clock)))
     # every call to the clock advances it a second: some steps in, each invocation stops
     trainer = quiet_trainer(tiny_config(epochs=50, max_time=30), out)
     trainer.run()

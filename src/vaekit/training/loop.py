@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import platform
 import shutil
 import sys
 import time
@@ -25,7 +24,6 @@ from typing import Any, NoReturn
 import torch
 from tqdm import tqdm
 
-import vaekit
 from vaekit.data import Dataset, unit_float
 from vaekit.data.augment import random_affine
 from vaekit.evaluation.likelihood import elbo_terms
@@ -33,6 +31,7 @@ from vaekit.evaluation.runs import eval_options
 from vaekit.models import VAE, GaussianVAE, build_model
 from vaekit.models.saving import save_model
 from vaekit.training import distributed
+from vaekit.training.budget import TimeBudget, save_at_time_limit
 from vaekit.training.data import load_training_dataset, place_data
 from vaekit.training.finish import finish_run
 from vaekit.training.interrupt import CtrlC, TrainingInterrupted
@@ -52,6 +51,7 @@ from vaekit.training.run_folder import (
     RunDir,
     TrainingState,
     default_run_dir,
+    describe_run,
     make_checkpoint,
     open_folder,
     restore_checkpoint,
@@ -59,11 +59,10 @@ from vaekit.training.run_folder import (
     start_folder,
 )
 from vaekit.training.settings import TrainConfig, model_config, resumed_config
-from vaekit.training.step import autocast, loss_options, place_model
+from vaekit.training.step import SLOW_BF16_NOTE, autocast, check_finite, loss_options, place_model, slow_bf16
 from vaekit.training.step import kl_weight as warmup_kl_weight
 from vaekit.utils.atomic import write_json
-from vaekit.utils.devices import cpu_has_bf16, resolve_device
-from vaekit.utils.errors import VaekitError
+from vaekit.utils.devices import resolve_device
 
 PSEUDO_INPUT_POOL = 20_000  # training images a part that starts from data chooses among
 
@@ -98,11 +97,8 @@ class Trainer:
         checkpoint, had_prior = open_folder(self.run_dir, resume, overwrite, self.ranks)
         self.config = config
         dataset, data_dir = load_training_dataset(config, self.ranks, self.progress, log)
-        if config.precision == "bf16" and self.device.type == "cpu" and not cpu_has_bf16():
-            log(
-                "note: this CPU has no native bfloat16 arithmetic (no AVX512-BF16 or AMX): "
-                "--precision bf16 runs many times slower than fp32 here"
-            )
+        if slow_bf16(config, self.device):
+            log(SLOW_BF16_NOTE)
         self.data_dir = str(data_dir.resolve())
         self.model: VAE = self._new_model(dataset, checkpoint)
         # A fitted prior (vaekit train-prior, or the end of training) belongs to latents that further
@@ -112,11 +108,8 @@ class Trainer:
         self.loss_of = distributed.loss_function(self.model, self.ranks, self.device)
         self.shuffle = torch.Generator().manual_seed(config.seed)
         self.data = place_data(dataset, config.val_fraction, config.seed, config.binarize, self.device)
-        if (
-            checkpoint is None and self.model.starts_from_data
-        ):  # a part that starts from the data (VampPrior's pseudo-inputs)
-            x, y = self.data.sample_of_train(PSEUDO_INPUT_POOL, config.seed)
-            self.model.start_from_data(unit_float(x), y.cpu(), torch.Generator().manual_seed(config.seed))
+        if checkpoint is None and self.model.starts_from_data:
+            self._start_from_data()
         self.dataset_name = dataset.name
         self.classes = dataset.classes
         self.num_classes = dataset.num_classes
@@ -124,8 +117,8 @@ class Trainer:
         # Fixed images for the per-epoch reconstructions, so that progress is visible across epochs.
         self.grid_images, self.grid_labels = self._grid_batch()
         self.state = TrainingState()
+        self.budget = TimeBudget(config.max_time, self.ranks)
         self.out_of_time = False  # --max-time ran out (checked at step boundaries)
-        self._started = time.monotonic()
         self._created = datetime.now(timezone.utc).isoformat(timespec="seconds")
         self._summaries_at = (-1, -float("inf"))  # (epoch, time) the loss curve and animation were drawn
         # opened now: a missing package is an error before the folder is touched
@@ -148,6 +141,12 @@ class Trainer:
             config_of_model = json.loads(checkpoint["config"])["model"]
         return place_model(build_model(config_of_model), self.device)
 
+    def _start_from_data(self) -> None:
+        """A new run's part that starts from the data (a VampPrior's pseudo-inputs: training images),
+        before the folder is touched: a bad setting (more pseudo-inputs than images) is refused here."""
+        x, y = self.data.sample_of_train(PSEUDO_INPUT_POOL, self.config.seed)
+        self.model.start_from_data(unit_float(x), y.cpu(), torch.Generator().manual_seed(self.config.seed))
+
     def _grid_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The first N_RECON validation images and labels (without a val split: training images)."""
         if len(self.data.x_val):
@@ -164,23 +163,10 @@ class Trainer:
 
     # ----------------------------------------------------------------------------------- checkpoints
     def run_config(self) -> dict[str, Any]:
-        return {
-            "vaekit_version": vaekit.__version__,
-            "torch_version": torch.__version__,
-            "python_version": platform.python_version(),
-            "created": self._created,
-            "device": str(self.device),
-            "epochs_completed": self.state.epoch,
-            "data": {
-                "dataset": self.dataset_name,
-                "data_dir": self.data_dir,
-                **self.data.counts,
-                "image_shape": list(self.model.image_shape),
-                "classes": self.classes,
-            },
-            "model": self.model.config,
-            "train": asdict(self.config),
-        }
+        """config.json: versions, the data, the model's config and every training setting."""
+        data = {"dataset": self.dataset_name, "data_dir": self.data_dir, **self.data.counts}
+        data.update(image_shape=list(self.model.image_shape), classes=self.classes)
+        return describe_run(self._created, self.device, self.state.epoch, data, self.model, self.config)
 
     def _save_checkpoint(self, path: Path) -> None:
         save_checkpoint(
@@ -197,16 +183,16 @@ class Trainer:
                 "with vaekit train-prior"
             )
         self.log(start_line(self.model, self.dataset_name, self.data.counts, self.device, self.run_dir.path))
-        self._started = time.monotonic()
+        self.budget.start()
         try:
             with CtrlC() as ctrl_c:
                 while not self.finished and not self.out_of_time:
                     self._train_epoch(ctrl_c)
                     if not self.out_of_time:
                         self._end_epoch()
-                        self.out_of_time = self._time_is_up()
+                        self.out_of_time = self.budget.is_up()
                     if self.out_of_time:
-                        self._save_at_time_limit()
+                        save_at_time_limit(self)
                     if backup is not None:  # the new run has its first good checkpoint
                         shutil.rmtree(backup, ignore_errors=True)
                         backup = None
@@ -260,7 +246,7 @@ class Trainer:
             while s.step < n_batches and not self.out_of_time:
                 self._train_step(s.perm[s.step * cfg.batch_size : (s.step + 1) * cfg.batch_size])
                 s.step += 1
-                self.out_of_time = s.step < n_batches and self._time_is_up()
+                self.out_of_time = s.step < n_batches and self.budget.is_up()
                 bar.update(1)
                 if s.step % 20 == 0 or s.step == n_batches or ctrl_c.pressed:
                     self._show_running_loss(bar)
@@ -309,34 +295,6 @@ class Trainer:
             last_step = s.epoch * self.n_batches + s.step - 1
             self.tensorboard.write_steps(last_step, s.terms, self._images_seen(), self._scalars())
 
-    def _time_is_up(self) -> bool:
-        """Whether this invocation has trained ``max_time`` seconds (under torchrun every rank takes
-        rank 0's answer, so that all stop at the same step)."""
-        if self.config.max_time is None:
-            return False
-        up = time.monotonic() - self._started >= self.config.max_time
-        return bool(distributed.broadcast(up, self.ranks)) if self.ranks.enabled else up
-
-    def _save_at_time_limit(self) -> None:
-        """--max-time ran out: inside an epoch, the checkpoint keeps the position (a resume goes on from
-        it exactly) and the folder the model as it is now, which the run's end then evaluates."""
-        s = self.state
-        where = (
-            f"in epoch {s.epoch + 1} at step {s.step}/{self.n_batches}"
-            if s.step
-            else f"after epoch {s.epoch}"
-        )
-        self.log(
-            f"--max-time {self.config.max_time:g}s reached {where}; "
-            f"continue with: vaekit train --resume --out {self.run_dir.path}"
-        )
-        if not self.ranks.main or s.step == 0:  # at an epoch's end the folder is saved already
-            return
-        self._save_checkpoint(self.run_dir.last_checkpoint)
-        if not self.config.early_stopping:  # with early stopping the folder keeps the best model
-            save_model(self.model, self.run_dir.model)
-        write_json(self.run_dir.config, self.run_config())
-
     def _stop_interrupted(self) -> NoReturn:
         """Ctrl-C: save the position inside the epoch (rank 0) and stop with how to resume."""
         s = self.state
@@ -377,12 +335,7 @@ class Trainer:
         return min(self.state.step * self.config.batch_size, self.n_train)
 
     def _check_finite(self, value: float) -> None:
-        if not math.isfinite(value):
-            raise VaekitError(
-                f"the training loss became {value} in epoch {self.state.epoch + 1}; stopped. The last good "
-                f"checkpoint (after epoch {self.state.epoch}) is kept in {self.run_dir.last_checkpoint}; "
-                "try a lower --lr"
-            )
+        check_finite(value, self.state.epoch, self.run_dir.last_checkpoint)
 
     def _end_epoch(self) -> None:
         s, run = self.state, self.run_dir

@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass, field
+import platform
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import torch
 
+import vaekit
 from vaekit.training import distributed
 from vaekit.training.optim import Adam
 from vaekit.training.settings import TrainConfig
@@ -192,3 +194,26 @@ def restore_checkpoint(
     )
     set_rng_state(checkpoint["rng"], shuffle)
     return state
+
+
+def describe_run(
+    created: str | None,
+    device: torch.device,
+    epochs_completed: int,
+    data: dict[str, Any],
+    model: torch.nn.Module,
+    config: TrainConfig,
+) -> dict[str, Any]:
+    """A run's config.json: the versions it ran with, when it was created, the device, the epochs done,
+    its ``data``, the model's config and every training setting."""
+    return {
+        "vaekit_version": vaekit.__version__,
+        "torch_version": torch.__version__,
+        "python_version": platform.python_version(),
+        "created": created,
+        "device": str(device),
+        "epochs_completed": epochs_completed,
+        "data": data,
+        "model": model.config,
+        "train": asdict(config),
+    }

@@ -3,12 +3,16 @@ options ``model.loss`` takes, mixed precision, and the weights' memory layout on
 
 from __future__ import annotations
 
+import math
+from pathlib import Path
 from typing import Any
 
 import torch
 
 from vaekit.models import VAE, GaussianVAE
 from vaekit.training.settings import TrainConfig
+from vaekit.utils.devices import cpu_has_bf16
+from vaekit.utils.errors import VaekitError
 
 CONVOLUTIONS = (torch.nn.Conv2d, torch.nn.ConvTranspose2d)
 
@@ -67,3 +71,23 @@ def place_model(model: VAE, device: torch.device) -> VAE:
     if device.type == "cpu" and any(isinstance(m, CONVOLUTIONS) for m in model.modules()):
         model.to(memory_format=torch.channels_last)
     return model
+
+
+def check_finite(value: float, epochs_done: int, last_checkpoint: Path) -> None:
+    """A one-line error if the training loss ``value`` is not finite (the last good checkpoint stays)."""
+    if not math.isfinite(value):
+        raise VaekitError(
+            f"the training loss became {value} in epoch {epochs_done + 1}; stopped. The last good "
+            f"checkpoint (after epoch {epochs_done}) is kept in {last_checkpoint}; try a lower --lr"
+        )
+
+
+SLOW_BF16_NOTE = (
+    "note: this CPU has no native bfloat16 arithmetic (no AVX512-BF16 or AMX): "
+    "--precision bf16 runs many times slower than fp32 here"
+)
+
+
+def slow_bf16(config: TrainConfig, device: torch.device) -> bool:
+    """Whether bf16 was asked for on a CPU that emulates it (SLOW_BF16_NOTE says so)."""
+    return config.precision == "bf16" and device.type == "cpu" and not cpu_has_bf16()

@@ -1,0 +1,50 @@
+"""--max-time: a training budget in wall-clock seconds, checked at step boundaries, so that runs can be
+compared at equal time. Each invocation (a resume too) gets the whole budget again."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from vaekit.models.saving import save_model
+from vaekit.training import distributed
+from vaekit.utils.atomic import write_json
+
+
+class TimeBudget:
+    """``seconds`` of training from ``start()``; None: no limit."""
+
+    def __init__(self, seconds: float | None, ranks: distributed.Ranks) -> None:
+        self.seconds, self.ranks = seconds, ranks
+        self.started = time.monotonic()
+
+    def start(self) -> None:
+        self.started = time.monotonic()
+
+    def is_up(self) -> bool:
+        """Whether the budget is spent (under torchrun every rank takes rank 0's answer, so that all stop
+        at the same step)."""
+        if self.seconds is None:
+            return False
+        up = time.monotonic() - self.started >= self.seconds
+        return bool(distributed.broadcast(up, self.ranks)) if self.ranks.enabled else up
+
+
+def save_at_time_limit(trainer: Any) -> None:
+    """The budget of a ``loop.Trainer`` ran out (typed Any: loop.py imports this module). Inside an
+    epoch, the checkpoint keeps the position (a resume goes on from it exactly) and the folder the model
+    as it is now, which the run's end then evaluates; at an epoch's end the folder is saved already."""
+    s, run_dir = trainer.state, trainer.run_dir
+    where = (
+        f"in epoch {s.epoch + 1} at step {s.step}/{trainer.n_batches}" if s.step else f"after epoch {s.epoch}"
+    )
+    trainer.log(
+        f"--max-time {trainer.config.max_time:g}s reached {where}; "
+        f"continue with: vaekit train --resume --out {run_dir.path}"
+    )
+    if not trainer.ranks.main or s.step == 0:
+        return
+    trainer._save_checkpoint(run_dir.last_checkpoint)
+    if not trainer.config.early_stopping:  # with early stopping the folder keeps the best model
+        save_model(trainer.model, run_dir.model)
+    write_json(run_dir.config, trainer.run_config())
