@@ -260,3 +260,22 @@ def test_the_page_and_its_files_are_served_and_nothing_outside_them(client):
         assert "http://" not in response.text and "https://" not in response.text, name
     for path in ("/static/../app.py", "/static/%2e%2e/app.py", "/static/..%2fapp.py", "/static/missing.js"):
         assert client.get(path).status_code == 404, path
+
+
+def test_a_vampprior_and_flow_run_is_served(tmp_path):
+    """The explorer on a run with a VampPrior and an IAF posterior: its latent is the flow's point (what
+    reconstructions decode), its samples come from the VampPrior, and the sliders read KL per dimension
+    against the VampPrior's marginals."""
+    out = tmp_path / "vamp-iaf"
+    quiet_trainer(tiny_config(epochs=1, prior="vamp", pseudo_inputs=4, posterior="iaf"), out).run()
+    client = TestClient(create_app([out]))
+    info = client.get("/api/info").json()["runs"][0]
+    assert len(info["sliders"]["dims"]) == 2
+    assert png(client.post("/api/sample", json={"n": 4, "seed": 1, "prior": "standard"})).shape[0] > 8
+    digits = load_dataset("digits")
+    buffer = io.BytesIO()
+    Image.fromarray(digits.test.images[0, 0].numpy()).save(buffer, format="PNG")
+    body = client.post("/api/encode", files={"file": ("digit.png", buffer.getvalue(), "image/png")}).json()
+    model = load(out)
+    direct = model.latents(digits.test.images[:1].float().div(255))[0]
+    assert np.allclose(body["z"], direct.detach().numpy(), atol=1e-4)
