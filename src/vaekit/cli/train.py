@@ -107,6 +107,11 @@ def _add_training_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--k", type=positive_int, help="importance samples of --objective iwae (default 5)")
     p.add_argument("--gamma", type=non_negative_float, help="factorvae: weight of the total correlation (10)")
+    p.add_argument(
+        "--discriminator",
+        type=sizes("1000,1000"),
+        help="factorvae: the discriminator's hidden layers (default 1000 x 5, as Kim & Mnih)",
+    )
     p.add_argument("--lambda-od", type=non_negative_float, help="dip-i/dip-ii: off-diagonal weight (10)")
     p.add_argument("--mmd-weight", type=non_negative_float, help="mmd: weight of MMD(q(z), p(z)) (100)")
     p.add_argument("--seed", type=int, help="random seed: the same seed gives the same numbers (default 0)")

@@ -60,6 +60,7 @@ class TrainConfig:
     posterior: str = "gaussian"  # gaussian or iaf (a flow on top of it)
     flow_steps: int | None = None  # iaf: steps of the flow
     gamma: float | None = None  # factorvae: weight of the total correlation
+    discriminator: list[int] | None = None  # factorvae: the discriminator's hidden layers
     lambda_od: float | None = None  # dip-i, dip-ii: weight of the off-diagonal covariance
     mmd_weight: float | None = None  # mmd: weight of the MMD between q(z) and p(z)
     epochs: int = 10
@@ -213,6 +214,15 @@ class TrainConfig:
         self.flow_steps = _part_count(
             "--flow-steps", self.flow_steps, self.posterior == "iaf", "--posterior iaf", DEFAULT_FLOW_STEPS
         )
+        sizes = self.discriminator
+        if sizes is not None and self.objective != "factorvae":
+            raise VaekitError(f"--discriminator applies to --objective factorvae, not {self.objective}")
+        if sizes is not None and (
+            not sizes or any(isinstance(h, bool) or not isinstance(h, int) or h < 1 for h in sizes)
+        ):
+            raise VaekitError(f"discriminator sizes must be integers >= 1, got {sizes!r}")
+        if sizes is None and self.objective == "factorvae":
+            self.discriminator = list(DEFAULT_DISCRIMINATOR)
         for name, objectives in OBJECTIVE_WEIGHTS.items():
             value = getattr(self, name)
             if value is not None and self.objective not in objectives:
@@ -312,7 +322,7 @@ def model_config(config: TrainConfig, image_shape: tuple[int, ...], num_classes:
     if config.posterior != "gaussian":
         values.update(posterior=config.posterior, flow_steps=config.flow_steps)
     if config.objective == "factorvae":
-        values["tc_discriminator"] = list(DEFAULT_DISCRIMINATOR)
+        values["tc_discriminator"] = list(config.discriminator or DEFAULT_DISCRIMINATOR)
     return values
 
 
@@ -334,6 +344,7 @@ FIXED_ON_RESUME = (
     "posterior",
     "flow_steps",
     "gamma",
+    "discriminator",
     "lambda_od",
     "mmd_weight",
     "batch_size",
