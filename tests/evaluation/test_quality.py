@@ -15,6 +15,9 @@ from vaekit.data import ImageSet, load_dataset
 from vaekit.evaluation.classifier import CLASSIFIER_RECIPE, classifier_path, fit_classifier, load_classifier
 from vaekit.evaluation.likelihood import iwae_nll
 from vaekit.evaluation.quality import (
+    CLASSIFIER_FIGURES,
+    MIN_CLASSIFIER_ACCURACY,
+    classifier_shortfall,
     draw_samples,
     frechet_distance,
     gaussian_statistics,
@@ -203,8 +206,10 @@ def test_vqvae_without_a_prior_skips_sample_quality_with_a_note(tmp_path, digits
 
 def test_the_classifier_is_cached_in_vaekits_data_folder_not_the_datasets(tmp_path, tiny_mnist, monkeypatch):
     import vaekit.evaluation.classifier
+    import vaekit.evaluation.quality
 
     monkeypatch.setattr(vaekit.evaluation.classifier, "CLASSIFIER_RECIPE", dict(CLASSIFIER_RECIPE, steps=5))
+    monkeypatch.setattr(vaekit.evaluation.quality, "MIN_CLASSIFIER_ACCURACY", 0.0)  # 5 steps: report anyway
     run = tmp_path / "mnist-run"
     quiet_trainer(tiny_config(dataset="mnist", data_dir=str(tiny_mnist), epochs=1), run).run()
     dataset_files = sorted(p.name for p in tiny_mnist.rglob("*"))
@@ -214,6 +219,40 @@ def test_the_classifier_is_cached_in_vaekits_data_folder_not_the_datasets(tmp_pa
     cached = list((tmp_path / "cache" / "classifiers").glob("mnist-*.safetensors"))  # $VAEKIT_DATA
     assert len(cached) == 1 and "training the mnist classifier" in notes[0]
     assert sum(result["class_histogram"]) == 50
+
+
+def test_evaluate_withholds_the_figures_of_a_classifier_too_often_wrong(
+    trained_run, tmp_path, monkeypatch, capsys
+):
+    import vaekit.evaluation.classifier
+
+    # a classifier trained for 5 steps: far below MIN_CLASSIFIER_ACCURACY on the digits
+    monkeypatch.setattr(vaekit.evaluation.classifier, "CLASSIFIER_RECIPE", dict(CLASSIFIER_RECIPE, steps=5))
+    monkeypatch.setenv("VAEKIT_DATA", str(tmp_path / "cache"))
+    path = trained_run / "eval.json"  # figures of an earlier evaluation, with a better classifier
+    path.write_text(
+        json.dumps({**json.loads(path.read_text()), "frechet_distance": 1.0, "mode_coverage": 10})
+    )
+    notes = []
+    result = evaluate_run(trained_run, samples=200, log=notes.append)
+    accuracy = result["classifier_test_accuracy"]
+    assert accuracy < MIN_CLASSIFIER_ACCURACY
+    stored = json.loads(path.read_text())
+    for figures in (result, stored):
+        assert not set(CLASSIFIER_FIGURES) & set(figures)  # none of them, and no stale ones kept
+        assert figures["test_loss"] > 0 and figures["active_units"] >= 0  # the other figures are there
+    note = (
+        f"note: the measuring classifier is only {accuracy:.1%} accurate on digits' test images "
+        "(below 90%): its sample-quality figures are not reported"
+    )
+    assert notes[-1] == note == classifier_shortfall(accuracy, "digits")
+    assert classifier_shortfall(MIN_CLASSIFIER_ACCURACY, "digits") is None
+    # the command says why on stderr, and its table shows the rest
+    assert main(["evaluate", str(trained_run), "--samples", "200"]) == 0
+    out, err = capsys.readouterr()
+    assert note in err.splitlines()
+    assert "Frechet distance" not in out and "mode coverage" not in out and "-ELBO" in out
+    assert re.search(rf"not reported +the measuring classifier is only {accuracy:.1%} accurate", out)
 
 
 # ------------------------------------------------------------------------ fitted priors, swap test
@@ -235,6 +274,9 @@ class SwapStub:
             [(self.pool.as_float() == image).flatten(1).all(1).nonzero()[0, 0] for image in x]
         )
         return index.float().unsqueeze(1), None
+
+    def latents(self, x, labels):
+        return self.encode(x, labels)[0]
 
     def decode(self, z, labels):
         index = z.long().squeeze(1)

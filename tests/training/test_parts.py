@@ -59,7 +59,7 @@ def test_the_parts_are_in_the_model_config_and_the_train_settings(tmp_path):
     out = tmp_path / "run"
     assert train(out, "--prior", "vamp", "--posterior", "iaf") == 0
     config = json.loads((out / "config.json").read_text())
-    assert config["model"]["trained_prior"] == "vamp" and config["model"]["pseudo_inputs"] == 500
+    assert config["model"]["trained_prior"] == "vamp" and config["model"]["pseudo_inputs"] == 100
     assert config["model"]["posterior"] == "iaf" and config["model"]["flow_steps"] == 2
     assert config["train"]["prior"] == "vamp" and config["train"]["flow_steps"] == 2
     plain = tmp_path / "plain"

@@ -195,7 +195,9 @@ def _add_sample_command(sub: argparse._SubParsersAction) -> None:
         help="class to draw (a cvae, or a model whose fitted prior has classes)",
     )
     p.add_argument(
-        "--prior", choices=PRIORS, help="fitted (default, if the run has one) or standard: z ~ N(0, I)"
+        "--prior",
+        choices=PRIORS,
+        help="fitted (default, if the run has one) or standard: the prior trained with (N(0, I); VampPrior)",
     )
     p.add_argument(
         "--temperature",

@@ -82,7 +82,7 @@ def _add_model_arguments(p: argparse.ArgumentParser) -> None:
         help="the prior trained with: standard (N(0, I); cvae: N(m_y, I); default) or vamp (VampPrior)",
     )
     p.add_argument(
-        "--pseudo-inputs", type=positive_int, metavar="K", help="--prior vamp: pseudo-inputs, per class (500)"
+        "--pseudo-inputs", type=positive_int, metavar="K", help="--prior vamp: pseudo-inputs, per class (100)"
     )
     p.add_argument(
         "--posterior",

@@ -28,37 +28,39 @@ from vaekit.utils.atomic import atomic_write
 from vaekit.utils.errors import VaekitError
 
 # The recipe; changing any of it gives a new cache file, never a stale classifier.
-# Steps, not epochs: training costs the same however large the training set (RECIPE_STEPS below).
-CLASSIFIER_RECIPE = {"version": 2, "steps": 600, "batch_size": 128, "max_lr": 3e-3, "dropout": 0.3}
+# Steps, not epochs, so that training costs the same however large the training set: ``steps`` for
+# images up to ``full_steps_side`` pixels a side, proportionally fewer above (400 at 64x64), where each
+# step costs more. On 2 CPU cores that is about 25 s for MNIST (99.2% test accuracy from its 12,000-image
+# subset) and 35-40 s for shapes and shapes-rgb at 64x64 (100%): see benchmarks/classifier.py.
+CLASSIFIER_RECIPE = {
+    "version": 2, "steps": 800, "full_steps_side": 32, "batch_size": 128, "max_lr": 1e-2,
+    "label_smoothing": 0.1, "dropout": 0.3,
+}  # fmt: skip
 
 
 FEATURE_DIM = 128
 
 
-STAGE_CHANNELS = (32, 64, 128)  # 3x3 conv + batch norm + ReLU + 2x2 max-pool, each
+CHANNELS = (16, 32, 64, 128)  # of the 3x3 conv + batch norm + ReLU layers, in order (see DigitClassifier)
 
 
-STEM_CHANNELS = 16
-STEM_ABOVE = 32  # a side longer than this is first halved by a strided 3x3 conv, until it is not
+GRID_SIDE = 16  # the first layers have stride 2 until no side of the grid is longer than this
 
 
 CONFIG_KEY = "vaekit_classifier"
 
 
-def _conv(channels: int, out: int, stride: tuple[int, int] | int = 1) -> list[nn.Module]:
-    return [nn.Conv2d(channels, out, 3, stride, padding=1, bias=False), nn.BatchNorm2d(out), nn.ReLU()]
-
-
 class DigitClassifier(nn.Module):
-    """A small convolutional classifier of any channels and size (named for digits, its first use; it
-    classifies shapes and folders too):
+    """A small convolutional classifier of images of any channels and size (named for digits, its first
+    use; it classifies shapes and folders too):
 
-    - a stem for images larger than MNIST: while a side is longer than 32, a 3x3 conv of stride 2 (16
-      channels) halves it, so that large images cost about what 32x32 ones do and are shrunk by learned
-      features, not averaged (averaging blurred small shapes away);
-    - three stages of 3x3 conv + batch norm + ReLU + 2x2 max-pool (32, 64, 128 channels);
-    - a global max-pool over what is left of the grid: a feature anywhere in the image counts, which is
-      what makes small objects at any position learnable in a few hundred steps;
+    - four layers of 3x3 conv + batch norm + ReLU, of 16, 32, 64 and 128 channels. The first ones have
+      stride 2, as many as it takes to bring the image down to at most 16x16 (one for MNIST, two for
+      64x64 images): large images are shrunk by learned features, not averaged (which blurred small
+      shapes away), and cost not much more than small ones. Each of the others is followed by a 2x2
+      max-pool. (Images above 256 pixels a side get more strided layers of 128 channels.)
+    - a global max-pool: a feature counts wherever in the image it is, which is what makes small objects
+      at any position learnable in a few hundred steps;
     - ``features``: the 128-unit feature layer (post-ReLU, [B, 128]: what the Frechet distance compares),
       then ``head``: dropout and a linear layer to the classes.
     """
@@ -70,11 +72,14 @@ class DigitClassifier(nn.Module):
             raise VaekitError(f"the digit classifier needs images of at least 4x4, got {height}x{width}")
         self.config = {"image_shape": list(image_shape), "num_classes": num_classes, "dropout": dropout}
         layers: list[nn.Module] = []
-        while max(height, width) > STEM_ABOVE:
-            stride = (2 if height > STEM_ABOVE else 1, 2 if width > STEM_ABOVE else 1)
-            layers += _conv(channels, STEM_CHANNELS, stride)
-            channels, height, width = STEM_CHANNELS, -(-height // stride[0]), -(-width // stride[1])
-        for out in STAGE_CHANNELS:  # ceil_mode: a side of 1 stays 1 (8x8 digits pool to 1x1)
+        strided = 0
+        while max(height, width) > GRID_SIDE:
+            stride = (2 if height > GRID_SIDE else 1, 2 if width > GRID_SIDE else 1)
+            out = CHANNELS[min(strided, len(CHANNELS) - 1)]
+            layers += _conv(channels, out, stride)
+            channels, height, width = out, -(-height // stride[0]), -(-width // stride[1])
+            strided += 1
+        for out in CHANNELS[strided:]:  # ceil_mode: a side of 1 stays 1 (8x8 digits end at 1x1)
             layers += [*_conv(channels, out), nn.MaxPool2d(2, ceil_mode=True)]
             channels = out
         self.features = nn.Sequential(
@@ -86,6 +91,17 @@ class DigitClassifier(nn.Module):
         return self.head(self.features(x))
 
 
+def _conv(channels: int, out: int, stride: tuple[int, int] | int = 1) -> list[nn.Module]:
+    return [nn.Conv2d(channels, out, 3, stride, padding=1, bias=False), nn.BatchNorm2d(out), nn.ReLU()]
+
+
+def training_steps(recipe: dict[str, Any], image_shape: tuple[int, ...]) -> int:
+    """The steps ``recipe`` trains for on images of ``image_shape`` (C, H, W): its ``steps`` up to
+    ``full_steps_side`` pixels a side, proportionally fewer for larger images (at least 1)."""
+    side = max(image_shape[-2:])
+    return max(1, round(recipe["steps"] * min(1.0, recipe["full_steps_side"] / side)))
+
+
 def fit_classifier(
     train: ImageSet,
     num_classes: int,
@@ -93,26 +109,26 @@ def fit_classifier(
     recipe: dict[str, Any] = CLASSIFIER_RECIPE,
     device: torch.device | str = "cpu",
 ) -> DigitClassifier:
-    """Train a DigitClassifier on ``train``: Adam with a one-cycle learning rate, cross-entropy, every
-    batch randomly rotated (up to 10 degrees) and shifted (up to 10%). Seeded: the same images and seed
-    give the same weights; the global RNG is left as it was."""
+    """Train a DigitClassifier on ``train`` for ``training_steps(recipe, image shape)`` steps: Adam with a
+    one-cycle learning rate, cross-entropy with label smoothing, every batch randomly rotated (up to 10
+    degrees) and shifted (up to 10%). Seeded: the same images and seed give the same weights; the
+    global RNG is left as it was."""
     x, y = train.images.to(device), train.labels.to(device)  # uint8: each batch is made float alone
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)  # initialisation and dropout
         generator = torch.Generator(device=device).manual_seed(seed)
         model = DigitClassifier(tuple(x.shape[1:]), num_classes, recipe["dropout"]).to(device)
+        steps = training_steps(recipe, tuple(x.shape))
         optimizer = torch.optim.Adam(model.parameters(), lr=recipe["max_lr"])
-        schedule = torch.optim.lr_scheduler.OneCycleLR(
-            optimizer, max_lr=recipe["max_lr"], total_steps=recipe["steps"]
-        )
+        schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=recipe["max_lr"], total_steps=steps)
         model.train()
         step = 0
-        while step < recipe["steps"]:  # whole shuffled epochs; the last one stops at the step budget
+        while step < steps:  # whole shuffled epochs; the last one stops at the step budget
             order = torch.randperm(len(x), generator=generator, device=device)
-            for index in order.split(recipe["batch_size"])[: recipe["steps"] - step]:
+            for index in order.split(recipe["batch_size"])[: steps - step]:
                 step += 1
                 batch = random_affine(unit_float(x[index]), generator=generator)
-                loss = F.cross_entropy(model(batch), y[index])
+                loss = F.cross_entropy(model(batch), y[index], label_smoothing=recipe["label_smoothing"])
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()

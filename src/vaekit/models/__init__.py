@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 from vaekit.models.base import VAE, LossOutput
 from vaekit.models.conv import ConvVAE
 from vaekit.models.cvae import ConditionalVAE
-from vaekit.models.gaussian import GaussianVAE
+from vaekit.models.gaussian import PART_OPTIONS, GaussianVAE
 from vaekit.models.mlp import MLPVAE
 from vaekit.models.vqvae import VQVAE
 from vaekit.utils.errors import VaekitError
@@ -22,6 +23,9 @@ def build_model(config: dict[str, Any]) -> VAE:
     prior = config.pop("prior", None)  # fitted after training: attached, then filled by loading
     if name not in MODELS:
         raise VaekitError(f"unknown model {name!r}; choose from {', '.join(sorted(MODELS))}")
+    unknown = sorted(set(config) - accepted_options(MODELS[name]))
+    if unknown:
+        raise VaekitError(f"invalid config for model {name!r}: unexpected {', '.join(unknown)}")
     try:
         model = MODELS[name](**config)
         if prior is not None:
@@ -29,6 +33,15 @@ def build_model(config: dict[str, Any]) -> VAE:
     except (TypeError, ValueError) as exc:
         raise VaekitError(f"invalid config for model {name!r}: {exc}") from None
     return model
+
+
+def accepted_options(cls: type[VAE]) -> set[str]:
+    """The config keys a model class takes: its constructor's arguments, and where it passes ``**parts``
+    on to ``GaussianVAE``, the parts' options."""
+    parameters = inspect.signature(cls.__init__).parameters
+    named = {n for n, p in parameters.items() if p.kind is not p.VAR_KEYWORD and n != "self"}
+    takes_more = any(p.kind is p.VAR_KEYWORD for p in parameters.values())
+    return named | (set(PART_OPTIONS) if takes_more and issubclass(cls, GaussianVAE) else set())
 
 
 __all__ = [
