@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 
 from vaekit.models.base import VAE, LossOutput
-from vaekit.models.maths import LOG_2PI, aggregate_log_densities
+from vaekit.models.maths import aggregate_log_densities
 from vaekit.models.objectives.elbo import draw, elbo_terms
 from vaekit.utils.errors import VaekitError
 
@@ -39,9 +39,7 @@ def btcvae(
     d = draw(model, x, labels, generator, noise_rows)
     if len(x) < 2:  # no other image to estimate q(z) with: this batch trains on the ELBO
         return LossOutput(d.recon.mean() + kl_weight * d.kl.mean(), elbo_terms(d))
-    mean = model.trained_prior.mean(model._own(labels))
-    centred = d.z if mean is None else d.z - mean.float()
-    log_p = -0.5 * (LOG_2PI + centred.pow(2)).sum(-1)
+    log_p = model.trained_prior.log_prob(d.z, model._own(labels))  # N(0, I) or N(m_y, I)
     log_qz, log_marginals = aggregate_log_densities(d.z, d.posterior.mean, d.posterior.logvar, dataset_size)
     mi, tc, dim_kl = d.log_q - log_qz, log_qz - log_marginals, log_marginals - log_p
     objective = d.recon.mean() + kl_weight * (mi + beta * tc + dim_kl).mean()
