@@ -42,6 +42,26 @@ def test_diagonal_mixture_log_prob_matches_torch_distributions():
     torch.testing.assert_close(diagonal_mixture_log_prob(far, means, logvars), far_expected)
 
 
+def test_diagonal_mixture_log_prob_is_exact_in_float32_with_narrow_components():
+    # narrow components far from 0 make the expanded squares large and nearly cancelling: the products
+    # run in float64, so float32 inputs lose nothing beyond float32 rounding of the result
+    g = torch.Generator().manual_seed(1)
+    means = 4 * torch.randn(1, 50, 20, generator=g, dtype=torch.float64)
+    logvars = torch.full((1, 50, 20), -7.0, dtype=torch.float64)
+    z = means[0, :8] + 0.01 * torch.randn(8, 20, generator=g, dtype=torch.float64)
+    expected = reference_mixture(means, logvars).log_prob(z.unsqueeze(-2))
+    result = diagonal_mixture_log_prob(z.float(), means.float(), logvars.float())
+    assert result.dtype == torch.float32
+    torch.testing.assert_close(result.double(), expected, rtol=1e-5, atol=2e-3)
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # bf16 matmuls would lose whole nats here
+        torch.testing.assert_close(
+            diagonal_mixture_log_prob(z.float(), means.float(), logvars.float()).double(),
+            expected,
+            rtol=1e-5,
+            atol=2e-3,
+        )
+
+
 def test_vamp_log_prob_with_explicit_components_is_the_mixture():
     prior = VampPrior(2, (1, 4, 4), pseudo_inputs=4)
     means, logvars = random_components(1, 4, 2)
