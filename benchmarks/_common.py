@@ -21,6 +21,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 if TYPE_CHECKING:
+    from vaekit.data import Dataset as VaekitDataset
     from vaekit.training import Trainer
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -186,3 +187,16 @@ def vaekit_model_on_loader(trainer: Trainer, loader: DataLoader) -> float:
         optimizer.step()
         total += terms["loss"].double() * len(data)
     return total.item() / len(loader.dataset)
+
+
+def measuring_classifier(dataset: VaekitDataset) -> tuple[nn.Module, dict]:
+    """The dataset's cached sample-quality classifier and its record, as ``vaekit evaluate`` uses them;
+    exits with a one-line reason if it is below evaluate's accuracy bar (its figures would mislead)."""
+    from vaekit.evaluation.classifier import load_classifier
+    from vaekit.evaluation.quality import classifier_shortfall
+
+    classifier, info = load_classifier(dataset, log=print)
+    shortfall = classifier_shortfall(info["test_accuracy"], dataset.name)
+    if shortfall is not None:
+        sys.exit(shortfall)
+    return classifier, info

@@ -32,7 +32,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from _common import DEFAULT_DATA_DIR, REPO_ROOT, check_data_dir
+from _common import DEFAULT_DATA_DIR, REPO_ROOT, check_data_dir, measuring_classifier
 from harness import (
     environment,
     format_table,
@@ -47,7 +47,7 @@ from harness import (
 
 from vaekit import load
 from vaekit.data import Dataset, load_dataset
-from vaekit.evaluation.classifier import classify, load_classifier
+from vaekit.evaluation.classifier import classify
 from vaekit.evaluation.compare import compare_runs
 from vaekit.evaluation.quality import frechet_distance, gaussian_statistics
 from vaekit.evaluation.runs import evaluate_run
@@ -258,7 +258,7 @@ def start_results(args: argparse.Namespace, data_dir: Path, dataset: Dataset) ->
 def classifier_checks(dataset: Dataset) -> dict[str, Any]:
     """The figures that measure the measurer, vaekit's digit classifier: its test accuracy and the
     Frechet distance of real training images to the test set (the floor a perfect model would reach)."""
-    classifier, info = load_classifier(dataset, log=print)
+    classifier, info = measuring_classifier(dataset)
     print(f"classifier test accuracy {info['test_accuracy']:.2%}")
     n_floor = min(10_000, len(dataset.train))
     train_stats = gaussian_statistics(classify(classifier, dataset.train.as_float()[:n_floor])["features"])

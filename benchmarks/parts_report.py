@@ -36,10 +36,9 @@ def mnist_lines(m: dict[str, Any]) -> list[str]:
             f"| {_f(r['frechet_standard'], 1)} | {_f(r['frechet_fitted'], 1)} | {_f(r['seconds_per_epoch'])} "
             f"| {r['seconds_per_epoch'] / plain['seconds_per_epoch']:.2f} |"
         )
-    pictures = " ".join(
-        f"![{n}](parts/mnist_{_slug(n)}.png)" for n in ("plain", "vamp K=100", "mmd W=100") if n in rows
-    )
-    return [*lines, "", "Samples from the trained prior (plain, VampPrior, MMD):", "", pictures, ""]
+    pictures = [f"| {n} | ![{n}](parts/mnist_{_slug(n)}.png) |" for n in rows]
+    header = ["", "Samples from the trained prior of each:", "", "| part | samples |", "|---|---|"]
+    return [*lines, *header, *pictures, ""]
 
 
 def cvae_lines(c: dict[str, Any]) -> list[str]:
@@ -70,7 +69,8 @@ def shapes_lines(s: dict[str, Any]) -> list[str]:
     lines = [
         f"### Disentanglement on shapes (32x32), {s['max_time_seconds'] / 60:g} minutes of training each",
         "",
-        "The conv VAE, z=10, Bernoulli pixels, `--max-time` for each; MIG and the FactorVAE score of the "
+        "The conv VAE (the mlp where the row says so), z=10, Bernoulli pixels, batches of 64, `--max-time` "
+        "for each; MIG and the FactorVAE score of the "
         "test split's posterior means against the known factors (`vaekit evaluate`).",
         "",
         "| objective | steps | MIG | "
@@ -89,6 +89,24 @@ def shapes_lines(s: dict[str, Any]) -> list[str]:
     return [*lines, "", "Traversals of the most informative latents:", "", pictures, ""]
 
 
+def speed_lines(speed: dict[str, Any]) -> list[str]:
+    rows = speed["rows"]
+    lines = [
+        "### Time per training step, interleaved",
+        "",
+        "Made by `benchmarks/parts_speed.py` (figures and CPU in `benchmarks/results/parts_speed.json`): "
+        "one step (forward, backward, Adam) of each part's mlp and of the plain one in turn on the same "
+        f"batches of {speed['batch']}, "
+        f"{speed['steps']} rounds, medians. Interleaving cancels the drift of this CPU's speed over minutes, "
+        "which the seconds per epoch above (each model trained in turn) carry.",
+        "",
+        "| part | ms / step | x plain |",
+        "|---|---:|---:|",
+    ]
+    lines += [f"| {name} | {r['step_ms']:.2f} | {r['x_plain']:.2f} |" for name, r in rows.items()]
+    return [*lines, ""]
+
+
 def _factors(s: dict[str, Any]) -> list[str]:
     first = next(iter(s["rows"].values()))
     return list((first.get("mig_per_factor") or {}).keys())
@@ -98,7 +116,7 @@ def _slug(name: str) -> str:
     return "".join(c if c.isalnum() else "_" for c in name).strip("_").lower()
 
 
-def write_section(results: dict[str, Any]) -> None:
+def write_section(results: dict[str, Any], speed: dict[str, Any] | None = None) -> None:
     lines = [START, "## Priors, posteriors and objectives", ""]
     lines.append(
         f"Produced by `.venv/bin/python benchmarks/parts.py` on {results.get('cpu', 'this CPU')} "
@@ -108,6 +126,8 @@ def write_section(results: dict[str, Any]) -> None:
     for key, make in (("mnist", mnist_lines), ("cvae", cvae_lines), ("shapes", shapes_lines)):
         if key in results:
             lines += make(results[key])
+        if key == "mnist" and speed is not None:
+            lines += speed_lines(speed)
     lines.append(END)
     path = REPO_ROOT / "docs" / "models.md"
     text = path.read_text()

@@ -30,13 +30,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from _common import DEFAULT_DATA_DIR, REPO_ROOT, check_data_dir
+from _common import DEFAULT_DATA_DIR, REPO_ROOT, check_data_dir, measuring_classifier
 from harness import environment, interleaved, medians, quiet, ratios, read_results, utc_now, write_results
 from priors_report import write_markdown
 
 from vaekit import load
 from vaekit.data import load_dataset, split_train_val
-from vaekit.evaluation.classifier import classify, load_classifier
+from vaekit.evaluation.classifier import classify
 from vaekit.evaluation.likelihood import iwae_nll
 from vaekit.evaluation.quality import sample_quality
 from vaekit.evaluation.runs import evaluate_run
@@ -263,7 +263,7 @@ def main() -> None:
     check_data_dir(args.data_dir)
     parts = set(args.only.split(","))
     dataset = load_dataset("mnist", args.data_dir)
-    classifier, info = load_classifier(dataset, log=print)
+    classifier, info = measuring_classifier(dataset)
     results = read_results("priors")  # the parts not run keep their last figures
     results.update(
         {

@@ -233,6 +233,15 @@ def test_class_guess_by_nearest_neighbours_then_by_the_cached_classifier(run, di
         assert guess["source"] == "classifier" and guess["label"] == int(label)
 
 
+def test_a_cached_classifier_below_the_accuracy_bar_is_not_used(run, digits_classifier_dir, monkeypatch):
+    # evaluate withholds a classifier's figures below MIN_CLASSIFIER_ACCURACY; the explorer does the same
+    import vaekit.evaluation.quality as quality
+
+    monkeypatch.setattr(quality, "MIN_CLASSIFIER_ACCURACY", 1.01)  # above any accuracy
+    client = TestClient(create_app([run]))
+    assert client.get("/api/info").json()["runs"][0]["guess"] == "neighbours"
+
+
 def test_without_a_classifier_the_guess_is_the_nearest_reference_latents_vote(run, tmp_path, monkeypatch):
     monkeypatch.setenv("VAEKIT_DATA", str(tmp_path))  # no classifier cached here
     client = TestClient(create_app([run]))

@@ -48,6 +48,15 @@ def test_kl_warmup_raises_the_weight_linearly_to_beta(tmp_path, monkeypatch):
     assert [m["kl_weight"] for m in metrics(tmp_path / "run")] == pytest.approx([1.0, 2.0, 2.0])
 
 
+def test_btcvae_kl_weight_is_the_ramp_alone_and_beta_goes_to_the_total_correlation(tmp_path, monkeypatch):
+    calls = record_loss_calls(monkeypatch)
+    run = tmp_path / "run"
+    quiet_trainer(tiny_config(epochs=2, kl_warmup=1, beta=6.0, objective="btcvae"), run).run()
+    assert {c["beta"] for c in calls} == {6.0}
+    assert calls[0]["kl_weight"] == 0.0 and calls[-1]["kl_weight"] == 1.0  # the ramp, not 6 x the ramp
+    assert [m["kl_weight"] for m in metrics(run)] == pytest.approx([1.0, 1.0])
+
+
 def test_free_bits_and_beta_reach_the_objective(tmp_path, monkeypatch):
     calls = record_loss_calls(monkeypatch)
     quiet_trainer(tiny_config(epochs=1, free_bits=0.25, beta=0.5), tmp_path / "run").run()

@@ -122,7 +122,7 @@ class GaussianVAE(VAE):
         """KL(q(z|x) || p(z)) per image [B]: exact where it has a closed form, else the one-draw estimate
         log q(z|x) - log p(z) at the draw z (with log q(z|x) = ``log_q``)."""
         if self.closed_form_kl:
-            return self.trained_prior.kl_per_dim(posterior, self._own(labels)).sum(dim=-1)
+            return self.trained_prior.kl_per_dim(posterior, self.prior_labels(labels)).sum(dim=-1)
         return log_q - self.trained_log_prob(z, labels, components)
 
     def trained_log_prob(
@@ -132,9 +132,11 @@ class GaussianVAE(VAE):
         if already computed."""
         if components is None:
             components = self.prior_components()
-        return self.trained_prior.log_prob(z, self._own(labels), components=components)
+        return self.trained_prior.log_prob(z, self.prior_labels(labels), components=components)
 
-    def _own(self, labels: torch.Tensor | None) -> torch.Tensor | None:
+    def prior_labels(self, labels: torch.Tensor | None) -> torch.Tensor | None:
+        """The labels the prior conditions on: the class labels for a conditional model, else None
+        (an unconditional model's prior ignores the labels its batches may carry)."""
         return labels if self.conditional else None
 
     def loss(
@@ -166,7 +168,7 @@ class GaussianVAE(VAE):
         VampPrior, against its marginal per dimension; with a flow, of the flow's base Gaussian."""
         return self.trained_prior.kl_per_dim(
             DiagonalGaussian(mu.float(), logvar.float()),
-            self._own(labels),
+            self.prior_labels(labels),
             components=self.prior_components(),
         )
 

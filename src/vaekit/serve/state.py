@@ -147,14 +147,17 @@ class RunState:
 
 def cached_classifier(dataset: Dataset, device: torch.device) -> Any:
     """The dataset's sample-quality classifier if ``vaekit evaluate`` has trained and cached one (serve
-    never trains one: that takes minutes), else None."""
+    never trains one: that takes minutes) and it is accurate enough to measure with (as evaluate
+    requires: ``MIN_CLASSIFIER_ACCURACY``), else None."""
     if dataset.num_classes < 2:
         return None
     from vaekit.evaluation.classifier import classifier_path, load_classifier
+    from vaekit.evaluation.quality import MIN_CLASSIFIER_ACCURACY
 
     if not classifier_path(dataset).is_file():
         return None
-    return load_classifier(dataset, device=device)[0]
+    classifier, info = load_classifier(dataset, device=device)
+    return classifier if info["test_accuracy"] >= MIN_CLASSIFIER_ACCURACY else None
 
 
 def load_run_state(run: str | Path, device: torch.device, n_reference: int = N_REFERENCE) -> RunState:

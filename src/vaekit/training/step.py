@@ -26,9 +26,10 @@ def warmup(config: TrainConfig, epochs_done: float) -> float:
 
 
 def kl_weight(config: TrainConfig, epochs_done: float) -> float:
-    """The KL term's weight: beta times the warm-up's ramp (beta-TCVAE's beta weighs the total
-    correlation instead, and the ramp all of the KL's three parts)."""
-    return config.beta * warmup(config, epochs_done)
+    """The KL term's weight: beta times the warm-up's ramp. beta-TCVAE's beta weighs the total
+    correlation alone, so its KL weight (on all three of the KL's parts) is the ramp alone."""
+    ramp = warmup(config, epochs_done)
+    return ramp if config.objective == "btcvae" else config.beta * ramp
 
 
 def loss_options(model: VAE, config: TrainConfig, epochs_done: float, dataset_size: int) -> dict[str, Any]:
@@ -44,7 +45,7 @@ def loss_options(model: VAE, config: TrainConfig, epochs_done: float, dataset_si
     if objective == "elbo":
         options["free_bits"] = config.free_bits
     elif objective == "btcvae":
-        options.update(kl_weight=warmup(config, epochs_done), beta=config.beta, dataset_size=dataset_size)
+        options.update(beta=config.beta, dataset_size=dataset_size)
     elif objective == "factorvae":
         options["gamma"] = config.gamma
     elif objective in ("dip-i", "dip-ii"):

@@ -69,5 +69,6 @@ def elbo(
     if free_bits > 0:
         if not model.closed_form_kl:
             raise VaekitError("free bits need the KL per dimension: not with a flow posterior or a VampPrior")
-        kl_term = free_bits_kl(model.trained_prior.kl_per_dim(d.posterior, model._own(labels)), free_bits)
+        per_dim = model.trained_prior.kl_per_dim(d.posterior, model.prior_labels(labels))
+        kl_term = free_bits_kl(per_dim, free_bits)
     return LossOutput(d.recon.mean() + kl_weight * kl_term, elbo_terms(d))

@@ -55,7 +55,7 @@ def iwae(
     weights, recon = log_weights(model, x, labels, k, generator, posterior=posterior, noise_rows=noise_rows)
     # the ELBO's KL: exact where it has a closed form, else averaged over the k draws' log q - log p
     if model.closed_form_kl:
-        kl = model.trained_prior.kl_per_dim(posterior, model._own(labels)).sum(dim=1)
+        kl = model.trained_prior.kl_per_dim(posterior, model.prior_labels(labels)).sum(dim=1)
     else:
         kl = (weights + recon).neg().mean(dim=0)
     bound = iwae_bound(weights)
