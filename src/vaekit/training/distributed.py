@@ -154,6 +154,9 @@ def loss_function(model: nn.Module, ranks: Ranks, device: torch.device) -> Any:
 
 
 def finish(ranks: Ranks) -> None:
-    """Leave the process group (at the end of a job; idempotent)."""
+    """Leave the process group (at the end of a job; idempotent), every rank together: a rank that
+    tears gloo down and exits while another still writes its checkpoint was seen to abort (SIGABRT,
+    "terminate called without an active exception") under load, and torchrun then kills the rest."""
     if ranks.enabled and dist.is_initialized():
+        dist.barrier()
         dist.destroy_process_group()
