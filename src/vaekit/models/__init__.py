@@ -8,7 +8,7 @@ from typing import Any
 from vaekit.models.base import VAE, LossOutput
 from vaekit.models.conv import ConvVAE
 from vaekit.models.cvae import ConditionalVAE
-from vaekit.models.gaussian import PART_OPTIONS, GaussianVAE
+from vaekit.models.gaussian import GaussianVAE
 from vaekit.models.mlp import MLPVAE
 from vaekit.models.vqvae import VQVAE
 from vaekit.utils.errors import VaekitError
@@ -37,11 +37,17 @@ def build_model(config: dict[str, Any]) -> VAE:
 
 def accepted_options(cls: type[VAE]) -> set[str]:
     """The config keys a model class takes: its constructor's arguments, and where it passes ``**parts``
-    on to ``GaussianVAE``, the parts' options."""
-    parameters = inspect.signature(cls.__init__).parameters
-    named = {n for n, p in parameters.items() if p.kind is not p.VAR_KEYWORD and n != "self"}
-    takes_more = any(p.kind is p.VAR_KEYWORD for p in parameters.values())
-    return named | (set(PART_OPTIONS) if takes_more and issubclass(cls, GaussianVAE) else set())
+    on to ``GaussianVAE``, the parts' options (GaussianVAE's own keyword arguments)."""
+
+    def named(init: Any) -> tuple[set[str], bool]:
+        parameters = inspect.signature(init).parameters.values()
+        names = {p.name for p in parameters if p.kind is not p.VAR_KEYWORD and p.name != "self"}
+        return names, any(p.kind is p.VAR_KEYWORD for p in parameters)
+
+    own, takes_more = named(cls.__init__)
+    if takes_more and issubclass(cls, GaussianVAE) and cls is not GaussianVAE:
+        own |= named(GaussianVAE.__init__)[0]
+    return own
 
 
 __all__ = [

@@ -31,14 +31,6 @@ from vaekit.models.priors.mixture import MixturePrior
 from vaekit.models.priors.standard import StandardNormalPrior
 from vaekit.utils.errors import VaekitError
 
-PART_OPTIONS = (
-    "trained_prior",
-    "pseudo_inputs",
-    "posterior",
-    "flow_steps",
-    "flow_hidden",
-    "tc_discriminator",
-)
 Posterior = tuple[torch.Tensor, torch.Tensor]  # what encoders return: mean and log-variance, each [B, D]
 DEFAULT_FLOW_HIDDEN = 256  # units per hidden layer of each IAF step's MADE
 

@@ -60,12 +60,8 @@ SWEEP_OPTIONS = {
 PRUNERS = ("median", "none")
 
 
-SIZE_SETTINGS = (
-    "hidden",
-    "channels",
-    "image_size",
-    "discriminator",
-)  # list settings: chosen among strings like "512,256"
+# list settings: chosen among strings like "512,256"
+SIZE_SETTINGS = ("hidden", "channels", "image_size", "discriminator")
 
 
 @dataclass
