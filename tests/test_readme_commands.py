@@ -60,11 +60,13 @@ COMPARE_VALUES = {"--out", "--iwae-k", "--samples", "--data-dir", "--device"}
 SMALL_IWAE_K = 8
 
 # The tiny runs every documented run folder maps to, trained once for this module (about 1 s each).
+HVAE_SMALL = ["--width", "8", "--latent-channels", "2", "--stem", "1"]  # 2 groups per scale: 4 in all
 TEMPLATES = {
     "z2": ["--latent-dim", "2", "--hidden", "32", "--prior-components", "1"],
     "conv": ["--model", "conv", "--channels", "8,16", "--latent-dim", "4", "--prior-components", "1"],
     "cvae": ["--model", "cvae", "--hidden", "32", "--latent-dim", "2", "--prior-components", "1"],
     "vq-noprior": ["--model", "vqvae", "--channels", "8,16", "--codebook-size", "16", "--latent-dim", "4"],
+    "hvae": ["--model", "hvae", *HVAE_SMALL, "--prior-components", "1"],
 }
 VQ_PRIOR = ["--epochs", "1", "--width", "16", "--depth", "1", "--no-progress"]
 
@@ -182,6 +184,8 @@ def template_for(name: str, command: str) -> str:
     """Which tiny run stands in for the documented run folder ``name`` in ``command``."""
     if "cvae" in name:
         return "cvae"
+    if "hvae" in name:
+        return "hvae"
     if "vq" in name:  # train-prior trains a VQ-VAE's prior: give it one without
         return "vq-noprior" if command == "train-prior" else "vq"
     if "conv" in name or "pictures" in name:
@@ -295,6 +299,8 @@ class Rewriter:
                 out += ["--hidden", "32"]
             if model in ("conv", "vqvae") and "--channels" not in given:
                 out += ["--channels", "8,16"]
+            if model == "hvae" and "--width" not in given:
+                out += HVAE_SMALL
             if model != "vqvae" and "--prior-components" not in given:
                 out += ["--prior-components", "1"]  # the prior fit, in a few EM steps
         return ["train", *out]

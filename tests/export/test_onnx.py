@@ -12,7 +12,7 @@ import torch
 import vaekit
 from tests.conftest import error_of, quiet_trainer, tiny_config
 from vaekit.cli import main
-from vaekit.export.onnx import export_onnx
+from vaekit.export.onnx import decoder_graph, export_onnx
 from vaekit.models import MODELS
 
 SETTINGS = {
@@ -20,6 +20,7 @@ SETTINGS = {
     "conv": dict(model="conv", hidden=None, channels=[4, 8]),
     "cvae": dict(model="cvae"),
     "vqvae": dict(model="vqvae", hidden=None, channels=[4, 8], codebook_size=16, latent_dim=4),
+    "hvae": dict(model="hvae", hidden=None, latent_dim=None, width=8, latent_channels=2, stem=1),
 }
 
 
@@ -60,10 +61,16 @@ def test_onnxruntime_gives_pytorchs_numbers(exported, batch):
     latents = want[0]
     if latents.dtype != torch.long:  # decode a latent the encoder did not give, too
         latents = latents + torch.randn(latents.shape, generator=generator)
-    feeds = {latent_name: latents.numpy(), **({"labels": labels.numpy()} if labels is not None else {})}
-    (pixels,) = decoder.run(None, feeds)
+    inputs = {latent_name: latents, **({"labels": labels} if labels is not None else {})}
+    for spec in description["decoder"]["inputs"][1:]:  # a hierarchy: every lower group's noise
+        if spec["name"].startswith("noise"):
+            inputs[spec["name"]] = torch.randn(batch, *spec["shape"][1:], generator=generator)
+    (pixels,) = decoder.run(None, {name: value.numpy() for name, value in inputs.items()})
     with torch.no_grad():
-        expected = model.decode(latents, labels)
+        expected = decoder_graph(model)(*inputs.values())
+        if not model.single_latent:  # zero noise: the lower groups at their prior means, as decode
+            zeros = [torch.zeros_like(v) for k, v in inputs.items() if k.startswith("noise")]
+            torch.testing.assert_close(decoder_graph(model)(latents, *zeros), model.decode(latents))
     assert pixels.shape == tuple(expected.shape) == (batch, *model.image_shape)
     assert np.abs(pixels - expected.numpy()).max() < 1e-4
 

@@ -23,11 +23,11 @@ TORCHRUN = Path(sys.executable).parent / "torchrun"
 TINY = ["--dataset", "digits", "--hidden", "32", "--latent-dim", "2", "--batch-size", "64", "--no-progress"]
 
 
-def torchrun(nproc: int, *args: str, restarts: int = 0, **popen) -> subprocess.Popen:
+def torchrun(nproc: int, *args: str, restarts: int = 0, tiny: list[str] = TINY, **popen) -> subprocess.Popen:
     command = [str(TORCHRUN), "--standalone", f"--nproc-per-node={nproc}", f"--max-restarts={restarts}"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     return subprocess.Popen(
-        [*command, "-m", "vaekit", "train", *TINY, *args], env=env, text=True,
+        [*command, "-m", "vaekit", "train", *tiny, *args], env=env, text=True,
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, **popen,
     )  # fmt: skip
 
@@ -152,3 +152,18 @@ def test_factorvae_and_max_time_under_two_processes(tmp_path):
     checkpoint = torch.load(out / "checkpoints" / "last.pt", weights_only=True)
     assert checkpoint["epoch"] < 50 and "test_loss" in json.loads((out / "eval.json").read_text())
     assert len(checkpoint["optimizer"]["param_groups"]) == 2  # the discriminator's own Adam settings
+
+
+def test_a_hierarchy_gives_one_process_numbers_under_two(tmp_path):
+    """The hvae's noise per group, its gradient guard (the norm of the averaged gradient) and its
+    averaged weights agree across ranks: two processes give one process's numbers."""
+    hvae = ["--dataset", "digits", "--batch-size", "64", "--no-progress", "--model", "hvae", "--width", "8",
+            "--latent-channels", "2", "--groups", "1", "--stem", "1", "--epochs", "2"]  # fmt: skip
+    one, two = tmp_path / "one", tmp_path / "two"
+    assert "run saved" in finish(torchrun(1, "--out", str(one), tiny=hvae))
+    assert "run saved" in finish(torchrun(2, "--out", str(two), tiny=hvae))
+    for a, b in zip(history(one), history(two), strict=True):
+        for key in ("train_loss", "train_kl1", "train_kl2", "val_loss"):
+            assert b[key] == pytest.approx(a[key], rel=1e-4), key
+    weights_one, weights_two = load_file(one / "model.safetensors"), load_file(two / "model.safetensors")
+    assert all(torch.allclose(weights_one[k], weights_two[k], atol=1e-4) for k in weights_one)

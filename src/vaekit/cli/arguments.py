@@ -96,3 +96,9 @@ def duration(text: str) -> float:
     if not seconds > 0:
         raise argparse.ArgumentTypeError(f"must be more than 0 seconds, got {text!r}")
     return seconds
+
+
+def temperatures(text: str) -> float | list[float]:
+    """A positive temperature, or several separated by commas (one per latent group, from the top)."""
+    values = [positive_float(part) for part in text.split(",")]
+    return values[0] if len(values) == 1 else values

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from vaekit.cli.arguments import int_at_least, non_negative_int, positive_float, positive_int
+from vaekit.cli.arguments import int_at_least, non_negative_int, positive_float, positive_int, temperatures
 from vaekit.models.base import PRIORS
 from vaekit.utils.devices import DEVICES, resolve_device
 from vaekit.utils.errors import VaekitError
@@ -30,7 +30,10 @@ def _sample(args: argparse.Namespace) -> int:
 
     model = load(args.run, device=resolve_device(args.device))
     generator = torch.Generator(device=model.device).manual_seed(args.seed)
-    options = {"generator": generator, "prior": args.prior, "temperature": args.temperature}
+    temperature = model.default_temperature if args.temperature is None else args.temperature
+    if isinstance(temperature, list) and model.single_latent:
+        raise VaekitError(f"one temperature per group applies to a hierarchy (model hvae), not {model.name}")
+    options = {"generator": generator, "prior": args.prior, "temperature": temperature}
     if model.conditional and args.label is None:
         # one row per class, as many columns as --n allows (8 by default)
         per_class = math.ceil(args.n / model.num_classes) if args.n is not None else 8
@@ -44,7 +47,8 @@ def _sample(args: argparse.Namespace) -> int:
     source = "the vqvae's prior over codes" if model.name == "vqvae" else (
         "the fitted prior" if model.uses_fitted_prior(args.prior) else "N(0, I)"
     )  # fmt: skip
-    heat = "" if args.temperature == 1.0 else f" at temperature {args.temperature:g}"
+    shown = ",".join(f"{t:g}" for t in temperature) if isinstance(temperature, list) else f"{temperature:g}"
+    heat = "" if temperature == 1.0 else f" at temperature {shown}"
     print(f"{what} from {source}{heat} written to {args.out}")
     return 0
 
@@ -201,9 +205,10 @@ def _add_sample_command(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--temperature",
-        type=positive_float,
-        default=1.0,
-        help="scale of the prior's standard deviations (default 1; below 1: nearer its modes)",
+        type=temperatures,
+        metavar="T|T1,T2,..",
+        help="scale of the prior's standard deviations (default 1; hvae: its own, see docs/hvae.md); below "
+        "1: nearer its modes. hvae: one per group from the top, as NVAE draws",
     )
     p.add_argument("--seed", type=int, default=0, help="seed of the latent draws (default 0)")
     p.add_argument("--out", default="samples.png", help="PNG file (default samples.png)")

@@ -24,6 +24,8 @@ from vaekit.models.base import LIKELIHOODS, PRECISIONS
 from vaekit.models.objectives import OBJECTIVES
 from vaekit.models.posteriors import POSTERIORS
 from vaekit.models.priors import TRAINED_PRIORS
+from vaekit.training.defaults import LR_SCHEDULES
+from vaekit.training.optim import OPTIMIZERS
 from vaekit.utils.devices import DEVICES
 from vaekit.utils.errors import VaekitError
 
@@ -38,6 +40,7 @@ def add_train_command(sub: argparse._SubParsersAction) -> None:
     _add_data_arguments(p)
     _add_model_arguments(p)
     _add_training_arguments(p)
+    _add_optimizer_arguments(p)
     _add_run_arguments(p)
     p.set_defaults(func=run_train)
 
@@ -90,14 +93,32 @@ def _add_model_arguments(p: argparse.ArgumentParser) -> None:
         help="gaussian (default) or iaf (inverse autoregressive flow on it)",
     )
     p.add_argument("--flow-steps", type=positive_int, metavar="N", help="--posterior iaf: flow steps (2)")
+    hvae = p.add_argument_group("hvae (a hierarchy of latent groups)")
+    hvae.add_argument("--scales", type=positive_int, help="spatial scales, each half the last (default 2)")
+    hvae.add_argument("--groups", type=positive_int, help="latent groups per scale (default 2)")
+    hvae.add_argument("--latent-channels", type=positive_int, help="channels of each latent group (8)")
+    hvae.add_argument("--width", type=positive_int, help="channels of the residual blocks (default 64)")
+    hvae.add_argument("--encoder-blocks", type=positive_int, help="encoder residual blocks per scale (1)")
+    hvae.add_argument("--stem", type=positive_int, help="halvings of the image before the first scale (2)")
+    hvae.add_argument(
+        "--logvar-limit", type=positive_float, help="soft clamp of the log-variances to +-this (7)"
+    )
+    balance = hvae.add_mutually_exclusive_group()
+    balance.add_argument(
+        "--kl-balance", dest="kl_balance", action="store_true", default=None,
+        help="balance the groups' KL during the warm-up, as NVAE (hvae default)",
+    )  # fmt: skip
+    balance.add_argument("--no-kl-balance", dest="kl_balance", action="store_false", help="do not balance")
 
 
 def _add_training_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--epochs", type=positive_int, help="total epochs; with --resume, a larger value extends")
     p.add_argument("--batch-size", type=positive_int, help="images per step (default 128)")
-    p.add_argument("--lr", type=positive_float, help="Adam learning rate (default 1e-3)")
+    p.add_argument("--lr", type=positive_float, help="learning rate (default 1e-3; hvae 1.2e-2)")
     p.add_argument("--beta", type=non_negative_float, help="weight of the KL term, beta-VAE (default 1)")
-    p.add_argument("--kl-warmup", type=non_negative_int, help="epochs over which the KL weight rises to beta")
+    p.add_argument(
+        "--kl-warmup", type=non_negative_int, help="epochs over which the KL weight rises to beta (0; hvae 5)"
+    )
     p.add_argument("--free-bits", type=non_negative_float, help="minimum KL in nats per latent dimension")
     p.add_argument(
         "--objective",
@@ -141,6 +162,39 @@ def _add_training_arguments(p: argparse.ArgumentParser) -> None:
         metavar="TIME",
         help="stop after this much training (90s, 15m, 1h30m) at a step boundary, saved and evaluated; "
         "--resume trains that long again",
+    )
+
+
+def _add_optimizer_arguments(p: argparse.ArgumentParser) -> None:
+    """The optimizer, its schedule, the gradient guard and the weights' average (the hvae has its own
+    defaults: models/hvae.py)."""
+    p.add_argument("--optimizer", choices=OPTIMIZERS, help="adam (default) or adamax (hvae default)")
+    p.add_argument(
+        "--lr-schedule", choices=LR_SCHEDULES, help="constant (default) or cosine to 0 over --epochs (hvae)"
+    )
+    p.add_argument(
+        "--grad-clip",
+        type=non_negative_float,
+        metavar="NORM",
+        help="clip the gradient norm (0: no; hvae 200)",
+    )
+    p.add_argument(
+        "--skip-threshold",
+        type=non_negative_float,
+        metavar="NORM",
+        help="skip an update whose gradient norm is above NORM or not finite (0: never; hvae 1000)",
+    )
+    p.add_argument(
+        "--max-skipped",
+        type=fraction,
+        metavar="SHARE",
+        help="stop when more than this share of an epoch's updates are skipped (default 0.05)",
+    )
+    p.add_argument(
+        "--ema",
+        type=fraction,
+        metavar="DECAY",
+        help="evaluate and sample with a moving average of the weights (0: none; hvae 0.999)",
     )
 
 

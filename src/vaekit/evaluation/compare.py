@@ -80,6 +80,8 @@ def summarise_run(run: str | os.PathLike) -> dict[str, Any]:
         "eval": figures,
         "samples": _last_grid(run / "samples", preferred="prior.png"),
         "reconstructions": _last_grid(run / "reconstructions"),
+        # a hierarchy's groups, each redrawn (vaekit evaluate draws it)
+        "groups": run / "groups.png" if (run / "groups.png").is_file() else None,
     }
 
 
@@ -107,6 +109,9 @@ def table_rows(summaries: list[dict[str, Any]]) -> tuple[list[str], list[list[st
     conditional = any(s["conditional"] or "fitted_label_accuracy" in s["eval"] for s in summaries)
     if conditional:
         header.append("label accuracy")
+    hierarchy = any("active_units_per_group" in s["eval"] for s in summaries)
+    if hierarchy:
+        header.append("groups: active units, KL")
     rows = []
     for s in summaries:
         e = s["eval"]
@@ -126,8 +131,19 @@ def table_rows(summaries: list[dict[str, Any]]) -> tuple[list[str], list[list[st
         if conditional:  # asked-for classes drawn as such: from the fitted prior where there is one
             accuracy = e.get("fitted_label_accuracy", e.get("label_accuracy"))
             row.append(MISSING if accuracy is None else f"{accuracy:.1%}")
+        if hierarchy:
+            row.append(_groups_cell(e))
         rows.append(row)
     return header, rows
+
+
+def _groups_cell(figures: dict[str, Any]) -> str:
+    """A hierarchy's groups from the top, each "active/size KL": e.g. "3/128 1.2 · 40/512 20.3"."""
+    active, sizes = figures.get("active_units_per_group"), figures.get("group_sizes")
+    if active is None or sizes is None:
+        return MISSING
+    kls = [figures.get(f"test_kl{level}") for level in range(1, len(active) + 1)]
+    return " · ".join(f"{a}/{n} {_number(kl, 1)}" for a, n, kl in zip(active, sizes, kls, strict=True))
 
 
 def report_notes(summaries: list[dict[str, Any]]) -> list[str]:
@@ -199,7 +215,7 @@ def markdown_report(
         lines += [f"## {title}", "", markdown_table(extra_header, extra_rows)]
     if ("curves", "") in images:
         lines += ["## Loss curves", "", f"![loss curves]({images[('curves', '')]})", ""]
-    for kind, title in (("samples", "Samples"), ("reconstructions", "Reconstructions (originals above)")):
+    for kind, title in picture_sections(summaries):
         lines += [f"## {title}", "", "| " + " | ".join(s["name"] for s in summaries) + " |"]
         lines += ["|" + "|".join("---" for _ in summaries) + "|"]
         cells = [
@@ -220,6 +236,16 @@ figure { margin: 0; } figcaption { text-align: center; font-size: 0.9em; margin-
 img { image-rendering: pixelated; max-width: 360px; }
 li { margin: 0.3em 0; }
 """
+
+
+def picture_sections(summaries: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    """The report's picture sections (kind, title): samples, reconstructions, and a hierarchy's groups."""
+    sections = [("samples", "Samples"), ("reconstructions", "Reconstructions (originals above)")]
+    if any(s.get("groups") is not None for s in summaries):
+        sections.append(
+            ("groups", "Latent groups from the top: an image, its reconstruction, the group redrawn")
+        )
+    return sections
 
 
 def _data_uri(path: Path) -> str:
@@ -248,7 +274,7 @@ def html_report(
     if ("curves", "") in images:
         curves = _data_uri(images[("curves", "")])
         parts += ["<h2>Loss curves</h2>", f'<img src="{curves}" alt="loss curves" style="max-width:720px">']
-    for kind, title in (("samples", "Samples"), ("reconstructions", "Reconstructions (originals above)")):
+    for kind, title in picture_sections(summaries):
         parts += [f"<h2>{title}</h2>", '<div class="row">']
         for i, s in enumerate(summaries):
             picture = (
@@ -301,8 +327,8 @@ def _write_images(
     sources: dict[tuple[Any, str], Path] = {}
     relative: dict[tuple[Any, str], str] = {}
     for i, s in enumerate(summaries):
-        for kind in ("samples", "reconstructions"):
-            if s[kind] is not None:
+        for kind in ("samples", "reconstructions", "groups"):
+            if s.get(kind) is not None:
                 target = image_dir / f"{i + 1}-{s['run'].name}-{kind}.png"
                 data = s[kind].read_bytes()
                 atomic_write(target, lambda tmp, data=data: tmp.write_bytes(data))

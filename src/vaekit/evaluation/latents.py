@@ -89,3 +89,56 @@ def slerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     if omega.abs() < 1e-6 or (omega - torch.pi).abs() < 1e-6:
         return a + t[:, None] * (b - a)
     return (torch.sin((1 - t) * omega)[:, None] * a + torch.sin(t * omega)[:, None] * b) / torch.sin(omega)
+
+
+@torch.no_grad()
+def group_statistics(
+    model: Any, images: torch.Tensor, batch_size: int = 500, threshold: float = 0.01
+) -> dict[str, Any]:
+    """A hierarchical model's groups (models/hvae.py), from the top: each group's size, its active units
+    (as ``latent_statistics``: Cov_x of the posterior mean > ``threshold``) and its KL
+    KL(q(z_l | x, z_<l) || p(z_l | z_<l)) averaged over the images, with every group above it at its
+    posterior mean (so the figures are deterministic; the ELBO's own per-group KL, at drawn z, is in
+    the loss terms ``kl1``..)."""
+    was_training = model.training
+    model.eval()
+    means: list[list[torch.Tensor]] = []
+    kls = torch.zeros(len(model.group_shapes), dtype=torch.float64)
+    for start in range(0, len(images), batch_size):
+        groups = model.group_means(unit_float(images[start : start + batch_size]))
+        means.append([g.posterior.mean.flatten(1).double().cpu() for g in groups])
+        kls += torch.stack([model.group_kl(g).double().sum().cpu() for g in groups])
+    model.train(was_training)
+    active = []
+    for level in range(len(model.group_shapes)):
+        variance = torch.cat([batch[level] for batch in means]).var(dim=0, unbiased=False)
+        active.append(int((variance > threshold).sum()))
+    return {
+        "group_sizes": [int(np.prod(shape)) for shape in model.group_shapes],
+        "active_units_per_group": active,
+        "kl_per_group": (kls / max(len(images), 1)).tolist(),
+    }
+
+
+@torch.no_grad()
+def group_resamples(
+    model: Any, image: torch.Tensor, draws: int = 8, seed: int = 0
+) -> tuple[torch.Tensor, list[str]]:
+    """What each group of a hierarchy changes in one image [1, C, H, W] (pixel means in [0, 1]): a row
+    per group, from the top: the image, its reconstruction, then ``draws`` decodings with that group
+    drawn anew from its prior (the groups above it at their posterior means, those below at their
+    posterior means given the new draw: ``HierarchicalVAE.resample_group``). Returns the tiles
+    [groups * (draws + 2), C, H, W] and a label per row."""
+    was_training = model.training
+    model.eval()
+    generator = torch.Generator(device=image.device).manual_seed(seed)
+    reconstruction = model.reconstruct(image)
+    rows, labels = [], []
+    kl = group_statistics(model, image)["kl_per_group"]
+    for level in range(len(model.group_shapes)):
+        redrawn = model.resample_group(image.expand(draws, -1, -1, -1), level, generator)
+        rows.append(torch.cat([image, reconstruction, redrawn]))
+        shape = "x".join(str(n) for n in model.group_shapes[level])
+        labels.append(f"group {level + 1} ({shape})  KL {kl[level]:.1f}")
+    model.train(was_training)
+    return torch.cat(rows), labels

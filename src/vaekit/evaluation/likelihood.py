@@ -101,7 +101,7 @@ def iwae_nll(
     for start in range(0, len(images), batch):
         x = unit_float(images[start : start + batch])
         y = None if labels is None else labels[start : start + batch]
-        posterior = tuple(t.float() for t in model.encode(x, y))
+        posterior = model.importance_context(x, y)  # encoded once for all k draws
         total = torch.full((len(x),), -math.inf, dtype=torch.float64, device=x.device)
         for done in range(0, k, chunk):
             log_w, _ = model.log_weights(

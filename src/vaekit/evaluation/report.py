@@ -11,6 +11,11 @@ from vaekit.evaluation.quality import MIN_CLASSIFIER_ACCURACY
 
 def collapse_warning(result: dict[str, Any], latent_dim: int) -> str | None:
     """A plain warning when few latent units carry information (posterior collapse), else None."""
+    per_group = next((v for k, v in result.items() if k.endswith("active_units_per_group")), None)
+    if per_group is not None:  # a hierarchy: its top group may rest while the groups below carry x
+        if sum(per_group) > 0:
+            return None
+        return "warning: no latent unit of any group is active; every group has collapsed to its prior"
     active = next((v for k, v in result.items() if k.endswith("active_units")), None)
     if active is None or active > max(1, latent_dim // 4):
         return None
@@ -57,7 +62,8 @@ def format_result(result: dict[str, Any], split: str = "test") -> str:
     sections: list[tuple[str, Rows]] = [
         ("likelihood (nats per image, lower is better)", _likelihood_rows(figures, split, p, q)),
         ("reconstruction from the posterior mean", _reconstruction_rows(figures, p)),
-        ("latent", _latent_rows(figures, q)),
+        ("latent" + (" (the top group)" if q + "group_sizes" in result else ""), _latent_rows(figures, q)),
+        ("latent groups, from the top", _group_rows(figures, p, q)),
         _sample_quality_section(figures, q),
     ]
     n, epochs = figures.take(p + "n_images"), figures.take("epochs_trained")
@@ -110,6 +116,22 @@ def _latent_rows(figures: _Figures, q: str) -> Rows:
         rows.append(("MIG (Chen et al. 2018)", f"{gap:.3f}   {terms}"))
     if factor_vae is not None:
         rows.append(("FactorVAE score", f"{factor_vae:.1%}   (Kim & Mnih 2018; chance 1/factors)"))
+    return rows
+
+
+def _group_rows(figures: _Figures, p: str, q: str) -> Rows:
+    """A hierarchy's groups: size, active units and KL (the ELBO's, at drawn z: ``kl1``..)."""
+    sizes, active = figures.take(q + "group_sizes"), figures.take(q + "active_units_per_group")
+    at_means = figures.take(q + "kl_per_group")
+    if sizes is None:
+        return []
+    rows = []
+    for level, (size, units) in enumerate(zip(sizes, active, strict=True), start=1):
+        kl = figures.take(f"{p}kl{level}")
+        text = (
+            f"{units:4d} of {size:<5d} active   KL {kl if kl is not None else at_means[level - 1]:.2f} nats"
+        )
+        rows.append((f"group {level}", text))
     return rows
 
 

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from vaekit.data import Dataset, ImageSet, binarize, load_dataset, split_train_val, unit_float
-from vaekit.evaluation.latents import latent_statistics
+from vaekit.evaluation.latents import group_resamples, group_statistics, latent_statistics
 from vaekit.evaluation.likelihood import (
     bits_per_dim,
     elbo_terms,
@@ -137,9 +137,7 @@ def evaluate_run(
     result[f"{split}_bits_per_dim"] = bits_per_dim(terms["loss"], model.image_shape)
     result.update({f"{split}_{k}": v for k, v in reconstruction_errors(model, x, labels).items()})
     if isinstance(model, GaussianVAE):
-        stats = latent_statistics(model, x, labels)
-        result[f"{prefix}active_units"] = stats["active_units"]
-        result[f"{prefix}kl_per_dim"] = stats["kl_per_dim"]
+        result.update(_latent_figures(model, x, labels, prefix, run if write else None, seed))
         if iwae_k:
             result.update(_iwae_figures(model, x, labels, split, iwae_k, seed))
     if dataset.factor_names and isinstance(model, GaussianVAE):
@@ -153,6 +151,31 @@ def evaluate_run(
     if write:
         write_eval(run / "eval.json", result, drop=withheld)
     return result
+
+
+def _latent_figures(
+    model: GaussianVAE, x: torch.Tensor, labels: torch.Tensor, prefix: str, run: Path | None, seed: int
+) -> dict[str, Any]:
+    """Active units and the KL per dimension; for a hierarchy (of its top group, then) every group's
+    size, active units and KL, and with a ``run`` to write to, its groups.png."""
+    stats = latent_statistics(model, x, labels)
+    figures = {f"{prefix}active_units": stats["active_units"], f"{prefix}kl_per_dim": stats["kl_per_dim"]}
+    if not model.single_latent:
+        figures.update({f"{prefix}{k}": v for k, v in group_statistics(model, x).items()})
+        if run is not None:
+            _save_group_picture(model, x, run / GROUPS_PICTURE, seed)
+    return figures
+
+
+GROUPS_PICTURE = "groups.png"  # a hierarchy's groups, each redrawn (written by evaluate)
+
+
+def _save_group_picture(model: Any, x: torch.Tensor, path: Path, seed: int) -> None:
+    """RUN/groups.png: what each group changes in the split's first image (``group_resamples``)."""
+    from vaekit.utils import plots
+
+    tiles, labels = group_resamples(model, unit_float(x[:1]).float(), seed=seed)
+    plots.save_grid(tiles, path, ncol=len(tiles) // len(labels), row_labels=labels)
 
 
 def _iwae_figures(
@@ -220,7 +243,10 @@ def _sample_figures(
         priors.append(("fitted_", "fitted"))
     figures: dict[str, Any] = {}
     for key_prefix, prior in priors:
-        quality = sample_quality(model, classifier, images, n_samples=samples, seed=seed, prior=prior)
+        quality = sample_quality(
+            model, classifier, images, n_samples=samples, seed=seed, prior=prior,
+            temperature=model.default_temperature,
+        )  # fmt: skip
         figures.update({f"{key_prefix}{k}": v for k, v in quality.items()})
     figures["classifier_test_accuracy"] = info["test_accuracy"]
     if model.conditional:

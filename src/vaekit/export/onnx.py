@@ -72,6 +72,41 @@ class DecoderGraph(nn.Module):
         return self.model.decode(latents, labels)
 
 
+class HierarchyDecoderGraph(nn.Module):
+    """What a hierarchy's decoder.onnx computes: pixel means from the top group's z and the standard
+    normal noise of every group below it (z_l = prior mean + std * noise)."""
+
+    def __init__(self, model: VAE) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, latents: torch.Tensor, *noise: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.model.decode_groups(latents, 1.0, noise=noise))
+
+
+def decoder_graph(model: VAE) -> nn.Module:
+    return DecoderGraph(model) if model.single_latent else HierarchyDecoderGraph(model)
+
+
+def decoder_inputs(
+    model: VAE, latents: torch.Tensor, labels: torch.Tensor | None, generator: torch.Generator
+) -> dict[str, torch.Tensor]:
+    """What decoder.onnx takes, by name: the latent, and the labels of a conditional model or, for a
+    hierarchy, standard normal noise for each group below the top (``noise2``..)."""
+    inputs = {"codes" if model.name == "vqvae" else "z": latents}
+    if labels is not None:
+        inputs["labels"] = labels
+    if not model.single_latent:
+        for level, shape in enumerate(model.group_shapes[1:], start=2):
+            inputs[f"noise{level}"] = torch.randn(len(latents), *shape, generator=generator)
+    return inputs
+
+
+def expected_pixels(model: VAE, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+    """What decoder.onnx must give for ``inputs`` (``decoder_inputs``), from PyTorch."""
+    return decoder_graph(model)(*inputs.values())
+
+
 def _require_onnx() -> Any:
     try:
         import onnx  # noqa: F401
@@ -103,6 +138,9 @@ def _export_graph(
 ) -> None:
     """Export ``graph`` called on ``inputs`` (in order, named by their keys) with an open batch axis."""
     batch = torch.export.Dim("batch", min=1)
+    shapes: tuple[Any, ...] = tuple({0: batch} for _ in inputs)
+    if isinstance(graph, HierarchyDecoderGraph):  # forward(latents, *noise): the noise as one tuple
+        shapes = ({0: batch}, shapes[1:])
     try:
         with _quiet_exporter():
             torch.onnx.export(
@@ -114,7 +152,7 @@ def _export_graph(
                 opset_version=OPSET,
                 dynamo=True,
                 external_data=False,  # one self-contained file a graph
-                dynamic_shapes=tuple({0: batch} for _ in inputs),
+                dynamic_shapes=shapes,
             )
     except Exception as exc:  # the exporter's errors are long; the first line says what failed
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
@@ -168,12 +206,22 @@ def describe(model: VAE, run_config: dict[str, Any]) -> dict[str, Any]:
         if model.flow is not None:  # the decoder reads z after the flow: the graph gives it at z_0 = mean
             encoded.append(_io("z", ["batch", d], "float32", "the flow applied to the mean: what to decode"))
         latent = _io("z", ["batch", d], "float32", f"a latent; {_trained_prior(model)}")
+        if not model.single_latent:
+            latent["meaning"] = "the top group's z, flattened; its prior is N(0, I)"
     else:
         grid = list(model.grid)
         meaning = f"the nearest of {model.codebook_size} codebook vectors at each position"
         encoded = [_io("codes", ["batch", *grid], "int64", meaning)]
         latent = _io("codes", ["batch", *grid], "int64", f"codes in 0..{model.codebook_size - 1}")
     extra = [labels] if model.conditional else []
+    decoder_extra = extra
+    if not model.single_latent:
+        decoder_extra = [
+            _io(f"noise{level}", ["batch", *shape], "float32",
+                f"group {level}'s standard normal noise: z = its prior's mean + std * noise (zeros: the "
+                "prior means; noise * t: temperature t)")
+            for level, shape in enumerate(model.group_shapes[1:], start=2)
+        ]  # fmt: skip
     pixels = _io("pixel_means", ["batch", c, h, w], "float32", "pixel means in [0, 1] (model.decode)")
     data, train = run_config.get("data", {}), run_config.get("train", {})
     return {
@@ -184,7 +232,7 @@ def describe(model: VAE, run_config: dict[str, Any]) -> dict[str, Any]:
         "vaekit_version": vaekit.__version__,
         "model": {k: v for k, v in model.config.items() if k != "prior"},
         "encoder": {"file": "encoder.onnx", "inputs": [images, *extra], "outputs": encoded},
-        "decoder": {"file": "decoder.onnx", "inputs": [latent, *extra], "outputs": [pixels]},
+        "decoder": {"file": "decoder.onnx", "inputs": [latent, *decoder_extra], "outputs": [pixels]},
         "preprocessing": {
             "dataset": data.get("dataset"),
             "image_shape": [c, h, w],
@@ -198,7 +246,7 @@ def describe(model: VAE, run_config: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _check(model: VAE, folder: Path, latent_name: str, seed: int = 0) -> float:
+def _check(model: VAE, folder: Path, seed: int = 0) -> float:
     """Largest |onnxruntime - PyTorch| over both graphs' outputs at batch 1 and 7."""
     onnxruntime = _require_onnx()
     sessions = {
@@ -213,13 +261,13 @@ def _check(model: VAE, folder: Path, latent_name: str, seed: int = 0) -> float:
             labels = inputs.get("labels")
             encoded = encoder_outputs(model, inputs["images"], labels)
             latents = _latents(model, encoded)
+            decoding = decoder_inputs(model, latents, labels, generator)
             expected = [
                 *(encoded if isinstance(encoded, tuple) else [encoded]),
-                model.decode(latents, labels),
+                expected_pixels(model, decoding),
             ]
-            decoder_inputs = {latent_name: latents, **({"labels": labels} if labels is not None else {})}
             got = sessions["encoder"].run(None, {k: v.numpy() for k, v in inputs.items()})
-            got += sessions["decoder"].run(None, {k: v.numpy() for k, v in decoder_inputs.items()})
+            got += sessions["decoder"].run(None, {k: v.numpy() for k, v in decoding.items()})
             for want, have in zip(expected, got, strict=True):
                 if tuple(have.shape) != tuple(want.shape):
                     raise VaekitError(
@@ -254,15 +302,13 @@ def export_onnx(
     try:
         example = _example(model, 2, torch.Generator().manual_seed(0))  # batch 2: 1 could be taken as fixed
         description = describe(model, run_config)
-        latent_name = description["decoder"]["inputs"][0]["name"]
         with torch.no_grad():
             latents = _latents(model, encoder_outputs(model, example["images"], example.get("labels")))
-        labels = {"labels": example["labels"]} if model.conditional else {}
         encoder_names = [o["name"] for o in description["encoder"]["outputs"]]
         _export_graph(EncoderGraph(model).eval(), example, encoder_names, staging / "encoder.onnx")
-        decoder_inputs = {latent_name: latents, **labels}
-        _export_graph(DecoderGraph(model).eval(), decoder_inputs, ["pixel_means"], staging / "decoder.onnx")
-        worst = _check(model, staging, latent_name)
+        decoding = decoder_inputs(model, latents, example.get("labels"), torch.Generator().manual_seed(1))
+        _export_graph(decoder_graph(model).eval(), decoding, ["pixel_means"], staging / "decoder.onnx")
+        worst = _check(model, staging)
         description["check"] = {"batches": list(CHECK_BATCHES), "max_abs_difference": worst}
         write_json(staging / "export.json", description)
         if out.exists():

@@ -9,11 +9,14 @@ from vaekit.models.base import VAE, LossOutput
 from vaekit.models.conv import ConvVAE
 from vaekit.models.cvae import ConditionalVAE
 from vaekit.models.gaussian import GaussianVAE
+from vaekit.models.hvae import HierarchicalVAE
 from vaekit.models.mlp import MLPVAE
 from vaekit.models.vqvae import VQVAE
 from vaekit.utils.errors import VaekitError
 
-MODELS: dict[str, type[VAE]] = {cls.name: cls for cls in (MLPVAE, ConvVAE, ConditionalVAE, VQVAE)}
+MODELS: dict[str, type[VAE]] = {
+    cls.name: cls for cls in (MLPVAE, ConvVAE, ConditionalVAE, VQVAE, HierarchicalVAE)
+}
 
 
 def build_model(config: dict[str, Any]) -> VAE:
@@ -59,5 +62,6 @@ __all__ = [
     "ConvVAE",
     "ConditionalVAE",
     "VQVAE",
+    "HierarchicalVAE",
     "build_model",
 ]

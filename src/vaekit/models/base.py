@@ -45,6 +45,13 @@ class VAE(nn.Module):
     # Weights renamed since an earlier release, old name -> new: run folders and checkpoints written
     # before the rename still load (``upgrade_state_dict``).
     renamed_weights: ClassVar[dict[str, str]] = {}
+    # Training settings this model trains best with where a run leaves them unset (see
+    # training.settings.TRAINING_DEFAULTS: the hvae's optimizer, schedule, clipping, averaging).
+    training_defaults: ClassVar[dict[str, Any]] = {}
+    # False for a hierarchy of latent groups: the one-latent parts and objectives do not apply.
+    single_latent: ClassVar[bool] = True
+    # the temperature `vaekit sample` draws at unless told (the hvae's is measured: docs/hvae.md)
+    default_temperature: ClassVar[float] = 1.0
 
     def __init__(self, **config: Any) -> None:
         super().__init__()

@@ -196,6 +196,11 @@ class GaussianVAE(VAE):
             q = q if self.flow is None else FlowPosterior(q, self.flow)
         return log_weights(self, x, labels, k, generator, posterior=q, prior=prior, noise_rows=noise_rows)
 
+    def importance_context(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> Any:
+        """What ``log_weights`` takes as ``posterior``, computed once for all of an image's k draws: the
+        encoder's (mean, logvar) here; a hierarchy's features (hvae.py)."""
+        return tuple(t.float() for t in self.encode(x, labels))
+
     @property
     def starts_from_data(self) -> bool:
         return isinstance(self.trained_prior, VampPrior)

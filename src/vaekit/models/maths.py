@@ -343,3 +343,15 @@ def imq_mmd(x: torch.Tensor, y: torch.Tensor, scales: tuple[float, ...] = IMQ_SC
         + kernel_sum(y, y, True) / (m * (m - 1))
         - 2.0 * kernel_sum(x, y, False) / (n * m)
     )
+
+
+def gaussian_kl_between(
+    mu_q: torch.Tensor, logvar_q: torch.Tensor, mu_p: torch.Tensor, logvar_p: torch.Tensor
+) -> torch.Tensor:
+    """KL( N(mu_q, exp(logvar_q)) || N(mu_p, exp(logvar_p)) ) per element:
+    1/2 (logvar_p - logvar_q + (exp(logvar_q) + (mu_q - mu_p)^2) / exp(logvar_p) - 1).
+
+    The KL of two diagonal Gaussians, a hierarchical VAE's group term (Sønderby et al. 2016, eq. 16;
+    Vahdat & Kautz 2020, eq. 2). Shapes broadcast, no reduction; nats.
+    """
+    return 0.5 * (logvar_p - logvar_q + (logvar_q.exp() + (mu_q - mu_p).pow(2)) * torch.exp(-logvar_p) - 1.0)

@@ -127,6 +127,9 @@ class RunState:
             "model": model.name,
             "latent_dim": self.latent_dim,
             "latent": "gaussian" if self.gaussian else "codes",
+            # a hierarchy is explored on its top group; decoding holds the groups below at their prior
+            # means (models/hvae.py)
+            "latent_groups": None if model.single_latent else len(model.group_shapes),
             "codebook_size": None if self.gaussian else model.codebook_size,
             "grid": None if self.gaussian else list(model.grid),
             "image_shape": list(model.image_shape),

@@ -3,12 +3,14 @@ compared at equal time. Each invocation (a resume too) gets the whole budget aga
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Any
 
 from vaekit.models.saving import save_model
 from vaekit.training import distributed
 from vaekit.utils.atomic import write_json
+from vaekit.utils.errors import VaekitError
 
 
 class TimeBudget:
@@ -48,3 +50,19 @@ def save_at_time_limit(trainer: Any) -> None:
     if not trainer.config.early_stopping:  # with early stopping the folder keeps the best model
         save_model(trainer.model, run_dir.model)
     write_json(run_dir.config, trainer.run_config())
+
+
+DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(text: str | float) -> float:
+    """Seconds from a number of seconds or a duration such as "90s", "15m", "1h30m" or "1.5h"."""
+    if isinstance(text, (int, float)) and not isinstance(text, bool):
+        return float(text)
+    pieces = re.fullmatch(r"\s*((?:\d+(?:\.\d*)?|\.\d+)\s*[smhd]?\s*)+", str(text))
+    if pieces is None:
+        raise VaekitError(f"expected a duration such as 90s, 15m or 1h30m, got {text!r}")
+    parts = re.findall(r"(\d+(?:\.\d*)?|\.\d+)\s*([smhd]?)", str(text))
+    if len(parts) > 1 and not all(unit for _, unit in parts):
+        raise VaekitError(f"expected a duration such as 90s, 15m or 1h30m, got {text!r}")
+    return sum(float(number) * DURATION_UNITS[unit or "s"] for number, unit in parts)

@@ -65,13 +65,17 @@ def epoch_record(
     val: dict[str, float] | None,
     kl_weight: float | None,
     seconds: float,
+    skipped: int = 0,
 ) -> dict[str, Any]:
-    """One line of metrics.jsonl: the epoch, each train_ and val_ term, the KL weight and the seconds."""
+    """One line of metrics.jsonl: the epoch, each train_ and val_ term, the KL weight, the seconds and
+    (where the gradient guard dropped any) the updates skipped."""
     record: dict[str, Any] = {"epoch": epoch}
     record.update({f"train_{k}": v for k, v in train.items()})
     # validation measures the -ELBO's terms; an objective's own (tc, mmd, ...) are training's alone
     record.update({f"val_{k}": (val.get(k) if val else None) for k in train})
     record.update(kl_weight=kl_weight, seconds=round(seconds, 3))
+    if skipped:
+        record["skipped_updates"] = skipped
     return record
 
 
@@ -97,6 +101,8 @@ def epoch_line(
     line += "".join(f"  {k} {v:.2f}" for k, v in (val or train).items() if k not in TERMS)
     if record["kl_weight"] is not None and record["kl_weight"] != 1.0:
         line += f"  kl weight {record['kl_weight']:.3g}"
+    if record.get("skipped_updates"):
+        line += f"  skipped {record['skipped_updates']} updates"
     return line + f"  {record['seconds']:.2f}s"
 
 

@@ -9,6 +9,7 @@ all of training.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -46,11 +47,9 @@ from vaekit.training.loggers import (
     start_line,
     write_metrics,
 )
-from vaekit.training.optim import Adam
 from vaekit.training.run_folder import (
     RunDir,
     TrainingState,
-    default_run_dir,
     describe_run,
     make_checkpoint,
     open_folder,
@@ -58,9 +57,10 @@ from vaekit.training.run_folder import (
     save_checkpoint,
     start_folder,
 )
-from vaekit.training.settings import TrainConfig, model_config, resumed_config
+from vaekit.training.settings import TrainConfig, model_config
 from vaekit.training.step import SLOW_BF16_NOTE, autocast, check_finite, loss_options, place_model, slow_bf16
 from vaekit.training.step import kl_weight as warmup_kl_weight
+from vaekit.training.updates import Updates
 from vaekit.utils.atomic import write_json
 from vaekit.utils.devices import resolve_device
 
@@ -104,7 +104,7 @@ class Trainer:
         # A fitted prior (vaekit train-prior, or the end of training) belongs to latents that further
         # training changes: a resumed run starts without it, and refits it at the end if it can.
         self.drops_prior = had_prior and not self.refits_prior
-        self.optimizer = Adam(self.model.parameter_groups(config.lr), lr=config.lr)
+        self.updates = Updates(self.model, config)  # optimizer, gradient guard, weights' average
         self.loss_of = distributed.loss_function(self.model, self.ranks, self.device)
         self.shuffle = torch.Generator().manual_seed(config.seed)
         self.data = place_data(dataset, config.val_fraction, config.seed, config.binarize, self.device)
@@ -128,7 +128,7 @@ class Trainer:
         if checkpoint is not None:
             self._created = json.loads(checkpoint["config"]).get("created")
             self.state = restore_checkpoint(
-                checkpoint, self.model, self.optimizer, config.lr, self.shuffle, self.device
+                checkpoint, self.model, self.updates, config.lr, self.shuffle, self.device
             )
 
     def _new_model(self, dataset: Dataset, checkpoint: dict[str, Any] | None) -> VAE:
@@ -170,7 +170,7 @@ class Trainer:
 
     def _save_checkpoint(self, path: Path) -> None:
         save_checkpoint(
-            path, make_checkpoint(self.run_config(), self.model, self.optimizer, self.state, self.shuffle)
+            path, make_checkpoint(self.run_config(), self.model, self.updates, self.state, self.shuffle)
         )
 
     # ------------------------------------------------------------------------------------- training
@@ -207,6 +207,8 @@ class Trainer:
         distributed.finish(self.ranks)  # what follows is rank 0's alone
         if not self.ranks.main:
             return {}
+        if self.updates.average is not None:  # training is over: evaluate and fit with the average
+            self.updates.average.copy_into_model()
         return finish_run(self)
 
     @property
@@ -228,8 +230,7 @@ class Trainer:
         n, n_batches = self.n_train, self.n_batches
         if s.step == 0:
             s.perm = torch.randperm(n, generator=self.shuffle).to(self.device)
-            s.sums = None
-            s.seconds = 0.0
+            s.sums, s.seconds, s.skipped, s.skipped_images = None, 0.0, 0, 0
         self.model.train()
         start = time.perf_counter()
         if self.tensorboard is not None:
@@ -272,9 +273,10 @@ class Trainer:
             objective, terms = self.loss_of(x, y, options)
         if self.ranks.enabled:  # DDP averages gradients over ranks: weigh each by its share
             objective = objective * (fraction * self.ranks.world_size)
-        self.optimizer.zero_grad(set_to_none=True)
-        objective.backward()
-        self.optimizer.step()
+        if not self.updates.apply(objective, self.epochs_done):
+            # every rank skips it: the whole batch's images are out of the epoch's means
+            self.updates.count_skipped(s, len(index), self.n_batches, self.run_dir.last_checkpoint)
+            return
         # per-image sums of every term, kept on the device: no synchronisation in the hot loop
         if s.sums is None:
             s.sums = torch.zeros(len(terms), dtype=torch.float64, device=self.device)
@@ -316,7 +318,7 @@ class Trainer:
 
     def _scalars(self) -> dict[str, float]:
         """The learning rate and KL weight, for TensorBoard."""
-        scalars = {"lr": self.optimizer.param_groups[0]["lr"]}
+        scalars = {"lr": self.updates.optimizer.param_groups[0]["lr"]}
         if isinstance(self.model, GaussianVAE):
             scalars["kl_weight"] = self.kl_weight()
         return scalars
@@ -331,14 +333,16 @@ class Trainer:
         return self.state.epoch + self.state.step / self.n_batches
 
     def _images_seen(self) -> int:
-        """Images trained on so far in this epoch (only the last batch may be short)."""
-        return min(self.state.step * self.config.batch_size, self.n_train)
+        """Images trained on so far in this epoch (only the last batch may be short), less those of
+        skipped updates, whose losses are not counted."""
+        seen = min(self.state.step * self.config.batch_size, self.n_train)
+        return seen - int(self.state.skipped_images)
 
     def _check_finite(self, value: float) -> None:
         check_finite(value, self.state.epoch, self.run_dir.last_checkpoint)
 
     def _end_epoch(self) -> None:
-        s, run = self.state, self.run_dir
+        s = self.state
         start = time.perf_counter()
         sums = distributed.all_reduce_sum(s.sums, self.ranks)  # every rank's share of the epoch
         train = dict(zip(s.terms, (sums / self._images_seen()).tolist(), strict=True))
@@ -346,49 +350,49 @@ class Trainer:
         kl_weight = self.kl_weight() if isinstance(self.model, GaussianVAE) else None
         val = None
         if len(self.data.x_val):
-            val = elbo_terms(
-                self.model, self.data.x_val, self.data.y_val, seed=self.config.seed, **self.eval_options
-            )
+            with self.averaged():
+                val = elbo_terms(
+                    self.model, self.data.x_val, self.data.y_val, seed=self.config.seed, **self.eval_options
+                )
         seconds = s.seconds + time.perf_counter() - start
         epoch = s.epoch + 1
-        record = epoch_record(epoch, train, val, kl_weight, seconds)
+        record = epoch_record(epoch, train, val, kl_weight, seconds, s.skipped)
         s.history.append(record)
         improved = val is None or s.best_loss is None or val["loss"] < s.best_loss
         if improved:
             s.best_loss, s.best_epoch = (val["loss"] if val else None), epoch
         s.epoch, s.step, s.perm, s.sums, s.seconds = epoch, 0, None, None, 0.0
+        s.skipped = s.skipped_images = 0
         if not self.ranks.main:  # rank 0 writes the folder; the others go on to the next epoch
             return
-        # The checkpoint goes first: the other files are always rebuilt from it on resume.
-        self._save_checkpoint(run.last_checkpoint)
-        if self.config.save_every and epoch % self.config.save_every == 0:
-            self._save_checkpoint(run.checkpoints / f"epoch_{epoch:03d}.pt")
-        if improved or not self.config.early_stopping:  # with early stopping the folder holds the best
-            save_model(self.model, run.model)
-        write_json(run.config, self.run_config())
-        write_metrics(run, s.history)
-        save_grids(self.model, run, epoch, self.config.seed, self.grid_images, self.grid_labels)
-        if time.monotonic() - self._summaries_at[1] >= SUMMARY_SECONDS:
-            self._save_summaries()
-        if self.tensorboard is not None:
-            self.tensorboard.epoch(
-                record, epoch * self.n_batches, self.model, self.data.x_val, self.data.y_val
-            )
+        self._write_epoch(record, improved)
         self.log(epoch_line(record, self.config.epochs, train, val))
         if self.on_epoch is not None:
             self.on_epoch(record)
 
+    def averaged(self) -> Any:
+        """A context in which the model holds the weights it is evaluated and saved with: the moving
+        average where the run keeps one (``--ema``), else its trained weights."""
+        average = self.updates.average
+        return average.applied() if average is not None else contextlib.nullcontext()
 
-def train(config: TrainConfig, out: str | os.PathLike | None = None, **kwargs: Any) -> Path:
-    """Train a new run into ``out`` (default runs/<dataset>-<model>-<time>); returns the run folder."""
-    out = Path(out) if out is not None else default_run_dir(config)
-    Trainer(config, out, **kwargs).run()
-    return out
-
-
-def resume(
-    out: str | os.PathLike, progress: bool | None = None, log: Callable[[str], None] = print, **changes: Any
-) -> Path:
-    """Continue the run in ``out`` from its last checkpoint; ``epochs=N`` extends it to N in total."""
-    Trainer(resumed_config(out, **changes), out, resume=True, progress=progress, log=log).run()
-    return Path(out)
+    def _write_epoch(self, record: dict[str, Any], improved: bool) -> None:
+        """Rank 0, at the end of an epoch: the checkpoint (the trained weights, and their average), then
+        the saved model, config, metrics, pictures and TensorBoard (with the weights evaluated)."""
+        run, epoch = self.run_dir, record["epoch"]
+        # The checkpoint goes first: the other files are always rebuilt from it on resume.
+        self._save_checkpoint(run.last_checkpoint)
+        if self.config.save_every and epoch % self.config.save_every == 0:
+            self._save_checkpoint(run.checkpoints / f"epoch_{epoch:03d}.pt")
+        with self.averaged():
+            if improved or not self.config.early_stopping:  # with early stopping the folder holds the best
+                save_model(self.model, run.model)
+            write_json(run.config, self.run_config())
+            write_metrics(run, self.state.history)
+            save_grids(self.model, run, epoch, self.config.seed, self.grid_images, self.grid_labels)
+            if time.monotonic() - self._summaries_at[1] >= SUMMARY_SECONDS:
+                self._save_summaries()
+            if self.tensorboard is not None:
+                self.tensorboard.epoch(
+                    record, epoch * self.n_batches, self.model, self.data.x_val, self.data.y_val
+                )

@@ -9,14 +9,19 @@ between the two either way (tests/training/test_optim.py checks both).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from typing import Any
 
 import torch
 from torch.optim.adam import adam as adam_update
+from torch.optim.adamax import adamax as adamax_update
+
+OPTIMIZERS = ("adam", "adamax")
 
 
 class Adam:
+    moments = ("exp_avg", "exp_avg_sq")  # the state per parameter, besides its step count
     """Adam (Kingma & Ba 2014): m = b1 m + (1 - b1) g, v = b2 v + (1 - b2) g^2,
     p -= lr * (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps).
 
@@ -61,8 +66,7 @@ class Adam:
         if p not in self.state:  # created at a parameter's first step, as torch.optim.Adam does
             self.state[p] = {
                 "step": torch.zeros((), dtype=torch.float32, device=p.device),
-                "exp_avg": torch.zeros_like(p, memory_format=torch.preserve_format),
-                "exp_avg_sq": torch.zeros_like(p, memory_format=torch.preserve_format),
+                **{m: torch.zeros_like(p, memory_format=torch.preserve_format) for m in self.moments},
             }
         return self.state[p]
 
@@ -117,7 +121,7 @@ class Adam:
                     "foreach": None,
                     "capturable": False,
                     "differentiable": False,
-                    "fused": True,
+                    "fused": True if type(self) is Adam else None,
                     "decoupled_weight_decay": False,
                     "params": [index[p] for p in group["params"]],
                 }
@@ -141,11 +145,53 @@ class Adam:
         self.state = {}
         for index, s in state_dict["state"].items():
             p = position[int(index)]
+            if any(m not in s for m in self.moments):
+                raise ValueError(f"the optimizer state is not {type(self).__name__}'s")
             if s["exp_avg"].shape != p.shape:
                 raise ValueError("the optimizer state is for another set of parameters")
             # in the parameter's own layout (channels-last weights: see Trainer)
             self.state[p] = {
                 "step": torch.as_tensor(s["step"], dtype=torch.float32).to(p.device),
-                "exp_avg": torch.empty_like(p).copy_(s["exp_avg"]),
-                "exp_avg_sq": torch.empty_like(p).copy_(s["exp_avg_sq"]),
+                **{m: torch.empty_like(p).copy_(s[m]) for m in self.moments},
             }
+
+
+class Adamax(Adam):
+    """Adamax (Kingma & Ba 2014, sec. 7.1), Adam with the infinity norm: m = b1 m + (1 - b1) g,
+    u = max(b2 u, |g| + eps), p -= lr / (1 - b1^t) * m / u; torch.optim.Adamax's numbers and state
+    layout (``torch.optim.adamax.adamax``, foreach). NVAE trains with it (Vahdat & Kautz 2020, appx. A)."""
+
+    moments = ("exp_avg", "exp_inf")
+
+    def _step_group(self, group: dict[str, Any]) -> None:
+        params = [p for p in group["params"] if p.grad is not None]
+        if not params:
+            return
+        states = [self._state_of(p) for p in params]
+        adamax_update(
+            params,
+            [p.grad for p in params],
+            [s["exp_avg"] for s in states],
+            [s["exp_inf"] for s in states],
+            [s["step"] for s in states],
+            foreach=True,
+            eps=group["eps"],
+            beta1=group["betas"][0],
+            beta2=group["betas"][1],
+            lr=group["lr"],
+            weight_decay=0.0,
+        )
+
+
+def make_optimizer(name: str, groups: list[dict[str, Any]], lr: float) -> Adam:
+    """The optimizer ``name`` (one of OPTIMIZERS) over the model's parameter groups."""
+    return {"adam": Adam, "adamax": Adamax}[name](groups, lr=lr)
+
+
+def scheduled_lr(lr: float, schedule: str, epochs_done: float, epochs: int) -> float:
+    """The learning rate at ``epochs_done`` of ``epochs``: ``lr`` throughout ("constant"), or a cosine
+    from lr to 0 over the run (Loshchilov & Hutter 2017, without restarts; NVAE and VDVAE's schedule):
+    lr * (1 + cos(pi * epochs_done / epochs)) / 2."""
+    if schedule == "constant":
+        return lr
+    return lr * 0.5 * (1.0 + math.cos(math.pi * min(epochs_done / epochs, 1.0)))

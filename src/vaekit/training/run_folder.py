@@ -15,8 +15,8 @@ import torch
 
 import vaekit
 from vaekit.training import distributed
-from vaekit.training.optim import Adam
 from vaekit.training.settings import TrainConfig
+from vaekit.training.updates import Updates
 from vaekit.utils.atomic import atomic_write, write_json
 from vaekit.utils.errors import VaekitError
 from vaekit.utils.files import read_checkpoint, read_run_config
@@ -102,6 +102,8 @@ class TrainingState:
     history: list[dict[str, Any]] = field(default_factory=list)
     best_loss: float | None = None  # the lowest validation loss so far, and its epoch
     best_epoch: int | None = None
+    skipped: int = 0  # updates of the epoch in progress skipped by the gradient guard (updates.py)
+    skipped_images: int = 0  # the images of those updates (every rank's)
 
 
 def rng_state(shuffle: torch.Generator) -> dict[str, Any]:
@@ -140,7 +142,7 @@ def open_folder(
 def make_checkpoint(
     run_config: dict[str, Any],
     model: torch.nn.Module,
-    optimizer: Adam,
+    updates: Updates,
     state: TrainingState,
     shuffle: torch.Generator,
 ) -> dict[str, Any]:
@@ -149,13 +151,15 @@ def make_checkpoint(
         "format": 1,
         "config": json.dumps(run_config),
         "model": model.state_dict(),
-        "optimizer": optimizer.state_dict(),
+        **updates.state_dict(),  # the optimizer's state, and the weights' average if the run keeps one
         "epoch": state.epoch,
         "step": state.step,
         "perm": state.perm.cpu() if state.perm is not None else None,
         "sums": state.sums.cpu() if state.sums is not None else None,
         "terms": json.dumps(state.terms),
         "seconds": state.seconds,
+        "skipped": state.skipped,
+        "skipped_images": state.skipped_images,
         "history": json.dumps(state.history),
         "best": json.dumps({"loss": state.best_loss, "epoch": state.best_epoch}),
         "rng": rng_state(shuffle),
@@ -169,7 +173,7 @@ def save_checkpoint(path: Path, checkpoint: dict[str, Any]) -> None:
 def restore_checkpoint(
     checkpoint: dict[str, Any],
     model: torch.nn.Module,
-    optimizer: Adam,
+    updates: Updates,
     lr: float,
     shuffle: torch.Generator,
     device: torch.device,
@@ -177,9 +181,9 @@ def restore_checkpoint(
     """Load ``checkpoint`` into the model, optimizer (at learning rate ``lr``) and shuffle generator, set
     the global RNG states, and return the training state it records."""
     model.load_state_dict(checkpoint["model"])
-    optimizer.load_state_dict(checkpoint["optimizer"])
+    updates.load_state_dict(checkpoint)
     # the stored lr would otherwise win over config.lr (a discriminator's group keeps its own)
-    optimizer.param_groups[0]["lr"] = lr
+    updates.optimizer.param_groups[0]["lr"] = lr
     on_device = {k: checkpoint[k].to(device) if checkpoint[k] is not None else None for k in ("perm", "sums")}
     best = json.loads(checkpoint.get("best", "{}"))
     state = TrainingState(
@@ -187,6 +191,8 @@ def restore_checkpoint(
         step=checkpoint["step"],
         **on_device,
         seconds=checkpoint["seconds"],
+        skipped=checkpoint.get("skipped", 0),
+        skipped_images=checkpoint.get("skipped_images", 0),
         history=json.loads(checkpoint["history"]),
         terms=json.loads(checkpoint.get("terms", json.dumps(TERMS))),
         best_loss=best.get("loss"),

@@ -6,7 +6,6 @@ from __future__ import annotations
 import inspect
 import math
 import os
-import re
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -19,13 +18,24 @@ from vaekit.models.objectives import OBJECTIVES
 from vaekit.models.objectives.factorvae import DEFAULT_DISCRIMINATOR
 from vaekit.models.posteriors import POSTERIORS
 from vaekit.models.priors import TRAINED_PRIORS
+from vaekit.training.budget import parse_duration
+from vaekit.training.defaults import (
+    check_training_options,
+    fill_training_defaults,
+    flag,
+    refuse_single_latent_options,
+)
 from vaekit.utils.devices import DEVICES
 from vaekit.utils.errors import VaekitError
 from vaekit.utils.files import read_run_config
 
 DEFAULT_IWAE_K = 5
 # Settings that shape the model; None leaves the model's own default (see the model classes).
-MODEL_SETTINGS = ("latent_dim", "hidden", "channels", "likelihood", "decoder_std", "codebook_size")
+MODEL_SETTINGS = (
+    "latent_dim", "hidden", "channels", "likelihood", "decoder_std", "codebook_size",
+    "scales", "groups", "latent_channels", "width", "encoder_blocks", "stem", "logvar_limit",
+)  # fmt: skip
+
 # The Gaussian-latent models' parts (models/gaussian.py) and the objectives' own weights, with the
 # defaults they take when their part or objective is chosen.
 # Tomczak & Welling used K = 500; on MNIST 100 gave 3.5 of 500's 4.3 nats at 1.7x, not 4x, the time per
@@ -52,8 +62,16 @@ class TrainConfig:
     likelihood: str | None = None
     decoder_std: float | None = None
     codebook_size: int | None = None
+    scales: int | None = None  # hvae: spatial scales of the hierarchy
+    groups: int | None = None  # hvae: latent groups per scale
+    latent_channels: int | None = None  # hvae: channels of each latent group
+    width: int | None = None  # hvae: channels of the residual blocks
+    encoder_blocks: int | None = None  # hvae: residual blocks per scale of the encoder
+    stem: int | None = None  # hvae: halvings of the image before the first scale
+    logvar_limit: float | None = None  # hvae: soft clamp of the log-variances
     beta: float = 1.0
-    kl_warmup: int = 0
+    kl_warmup: int | None = None  # epochs (None: the model's default, TRAINING_DEFAULTS)
+    kl_balance: bool | None = None  # hvae: NVAE's balancing of the groups' KL during the warm-up
     free_bits: float = 0.0
     objective: str = "elbo"
     k: int | None = None
@@ -67,7 +85,13 @@ class TrainConfig:
     mmd_weight: float | None = None  # mmd: weight of the MMD between q(z) and p(z)
     epochs: int = 10
     batch_size: int = 128
-    lr: float = 1e-3
+    lr: float | None = None  # None: the model's default (1e-3; hvae 1.2e-2)
+    optimizer: str | None = None  # adam or adamax
+    lr_schedule: str | None = None  # constant or cosine (to 0 over the epochs)
+    grad_clip: float | None = None  # clip the gradient's norm to this (0: never)
+    skip_threshold: float | None = None  # skip an update whose gradient norm is above (0: never)
+    max_skipped: float | None = None  # stop if more than this share of an epoch's updates are skipped
+    ema: float | None = None  # decay of the weights' moving average used to evaluate and sample (0: none)
     seed: int = 0
     val_fraction: float = 0.1
     augment: bool = False
@@ -90,7 +114,9 @@ class TrainConfig:
         if self.colour is not None and self.colour not in COLOURS:
             raise VaekitError(f"unknown colour {self.colour!r}; choose from {', '.join(COLOURS)}")
         model_class = self._validate_model()
+        fill_training_defaults(self, model_class)
         self._validate_optimisation()
+        check_training_options(self, model_class)
         self._validate_objective(model_class)
         self._validate_parts(model_class)
         self._validate_run_options()
@@ -123,7 +149,9 @@ class TrainConfig:
 
     def _validate_optimisation(self) -> None:
         """The learning rate, the KL term's weighting and the objective's name."""
-        if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
+        if isinstance(self.lr, bool) or not (
+            isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0
+        ):
             raise VaekitError(f"learning rate must be a positive finite number, got {self.lr!r}")
         if not (math.isfinite(self.beta) and self.beta >= 0):
             raise VaekitError(f"beta must be a finite number >= 0, got {self.beta!r}")
@@ -202,6 +230,8 @@ class TrainConfig:
         if self.posterior not in POSTERIORS:
             raise VaekitError(f"unknown posterior {self.posterior!r}; choose from {', '.join(POSTERIORS)}")
         gaussian = issubclass(model_class, GaussianVAE)
+        if model_class.single_latent is False:
+            refuse_single_latent_options(self)
         for given, what in (
             (self.prior != "standard", f"--prior {self.prior}"),
             (self.posterior != "gaussian", f"--posterior {self.posterior}"),
@@ -274,26 +304,6 @@ class TrainConfig:
         return cls(**{k: v for k, v in values.items() if k in known})
 
 
-def flag(name: str) -> str:
-    return name.replace("_", "-")
-
-
-DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
-def parse_duration(text: str | float) -> float:
-    """Seconds from a number of seconds or a duration such as "90s", "15m", "1h30m" or "1.5h"."""
-    if isinstance(text, (int, float)) and not isinstance(text, bool):
-        return float(text)
-    pieces = re.fullmatch(r"\s*((?:\d+(?:\.\d*)?|\.\d+)\s*[smhd]?\s*)+", str(text))
-    if pieces is None:
-        raise VaekitError(f"expected a duration such as 90s, 15m or 1h30m, got {text!r}")
-    parts = re.findall(r"(\d+(?:\.\d*)?|\.\d+)\s*([smhd]?)", str(text))
-    if len(parts) > 1 and not all(unit for _, unit in parts):
-        raise VaekitError(f"expected a duration such as 90s, 15m or 1h30m, got {text!r}")
-    return sum(float(number) * DURATION_UNITS[unit or "s"] for number, unit in parts)
-
-
 def gaussian_models() -> str:
     return ", ".join(n for n, c in sorted(MODELS.items()) if issubclass(c, GaussianVAE))
 
@@ -338,6 +348,10 @@ FIXED_ON_RESUME = (
     *MODEL_SETTINGS,
     "beta",
     "kl_warmup",
+    "kl_balance",
+    "optimizer",
+    "lr_schedule",
+    "ema",
     "free_bits",
     "objective",
     "k",

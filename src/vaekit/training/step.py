@@ -42,6 +42,8 @@ def loss_options(model: VAE, config: TrainConfig, epochs_done: float, dataset_si
     if objective == "iwae":
         return {"objective": "iwae", "k": config.k}
     options: dict[str, Any] = {"objective": objective, "kl_weight": kl_weight(config, epochs_done)}
+    if not model.single_latent:  # a hierarchy: its groups' KL balanced while the weight rises
+        return {**options, "kl_balance": config.kl_balance}
     if objective == "elbo":
         options["free_bits"] = config.free_bits
     elif objective == "btcvae":

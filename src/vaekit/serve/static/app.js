@@ -85,7 +85,9 @@ function options(select, entries) {
 }
 
 function buildRunViews() {
-  const size = (r) => (r.latent === "gaussian" ? `z ${r.latent_dim}` : `${r.grid.join("×")} codes of ${r.codebook_size}`);
+  const size = (r) => (r.latent !== "gaussian" ? `${r.grid.join("×")} codes of ${r.codebook_size}`
+    : r.latent_groups ? `z ${r.latent_dim}: the top of ${r.latent_groups} groups, the rest at their prior means`
+    : `z ${r.latent_dim}`);
   $("runs").textContent = S.runs.map((r) => `${r.name} (${r.model}, ${size(r)}, ${r.dataset})`).join(" · ");
   $("sample-grids").innerHTML = ""; $("decoded").innerHTML = "";
   S.runs.forEach((r, i) => {

@@ -1,0 +1,167 @@
+"""The pieces of a hierarchical VAE (models/hvae.py): a group's Gaussians, NVAE's soft clamp and KL
+balancing, the checks of a hierarchy's shape against the image, and its layers: the residual block,
+one top-down group, the stem and head."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any, NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from vaekit.models.conv import padding
+
+HIERARCHY_OBJECTIVES = ("elbo", "iwae")
+
+
+class Group(NamedTuple):
+    """One latent group: its prior's ``mean`` and ``logvar`` [B, c, h, w], its ``posterior`` (a Group of
+    mean and logvar, or None where there is no image) and the ``z`` drawn."""
+
+    mean: torch.Tensor
+    logvar: torch.Tensor
+    posterior: Any = None
+    z: torch.Tensor | None = None
+
+
+def soft_clamp(x: torch.Tensor, limit: float) -> torch.Tensor:
+    """limit * tanh(x / limit): x itself near 0, never beyond +-limit, and a gradient everywhere (NVAE,
+    Vahdat & Kautz 2020, sec. 3.2: bounding log-variances keeps exp() and 1/var finite)."""
+    return limit * torch.tanh(x / limit)
+
+
+def balanced_kl(kl_per_group: torch.Tensor, group_sizes: Sequence[int]) -> torch.Tensor:
+    """NVAE's KL balancing (Vahdat & Kautz 2020, appendix A), used during the KL warm-up.
+
+    Each group l gets a weight gamma_l proportional to its batch-mean KL per latent unit
+    ((mean_B |KL_l| + 0.01) / alpha_l, alpha_l = the group's size relative to the smallest), scaled so
+    that the weights average 1: a group that carries much information is pushed down harder, so that
+    none collapses while the others fill up. Returns the batch mean of sum_l gamma_l KL_l, with the
+    weights detached. Shapes: kl_per_group [B, L] -> a scalar.
+    """
+    alpha = torch.tensor([float(s) for s in group_sizes], device=kl_per_group.device)
+    alpha = alpha / alpha.min()
+    coefficient = kl_per_group.detach().abs().mean(0) + 0.01
+    coefficient = coefficient / alpha * coefficient.sum()
+    coefficient = coefficient / coefficient.mean()
+    return (kl_per_group * coefficient).sum(1).mean()
+
+
+def check_hierarchy(
+    image_shape: Sequence[int],
+    scales: int,
+    groups: int,
+    latent_channels: int,
+    width: int,
+    encoder_blocks: int,
+    logvar_limit: float,
+    stem: int = 1,
+) -> tuple[tuple[int, int, int, int], list[tuple[int, int]]]:
+    """The image's padding and the (height, width) of each scale, largest first; a ValueError for a
+    hierarchy that does not fit the image (more scales than its sides can halve) or a count below 1.
+
+    Scale 0 is the stem's output, the padded image halved ``stem`` times; each further scale halves
+    again. The image is padded so that its sides divide by 2^(stem + scales - 1) (conv.padding), and
+    refused where the smallest scale would be less than one pixel of the image itself.
+    """
+    for name, value in (
+        ("scales", scales), ("groups", groups), ("latent_channels", latent_channels), ("width", width),
+        ("encoder_blocks", encoder_blocks), ("stem", stem),
+    ):  # fmt: skip
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+    if width < 8:
+        raise ValueError(f"width must be >= 8 (its blocks narrow to width / 4), got {width}")
+    if not (isinstance(logvar_limit, (int, float)) and math.isfinite(logvar_limit) and logvar_limit > 0):
+        raise ValueError(f"logvar_limit must be a positive number, got {logvar_limit!r}")
+    _, height, width_px = image_shape
+    halvings = stem + scales - 1
+    if 2**halvings > min(height, width_px):
+        most = int(math.log2(min(height, width_px))) - stem + 1
+        raise ValueError(
+            f"{scales} scales after a stem of {stem} halvings halve a {height}x{width_px} image below one "
+            f"pixel: at most {most} scales here"
+        )
+    sides = padding(image_shape, [1] * halvings)
+    padded = (height + sides[2] + sides[3], width_px + sides[0] + sides[1])
+    sizes = [(padded[0] // 2 ** (stem + s), padded[1] // 2 ** (stem + s)) for s in range(scales)]
+    return sides, sizes
+
+
+def downsampling_convs(widths: Sequence[int], transposed: bool = False) -> list[nn.Module]:
+    """Conv2d(4, 2, 1) from each width to the next, SiLU between them; ``transposed``: the mirror image,
+    ConvTranspose2d from the last width back to the first, a SiLU before each (the head's input is the
+    decoder state, pre-activated as the blocks' are)."""
+    pairs = list(zip(widths[:-1], widths[1:], strict=True))
+    layers: list[nn.Module] = []
+    if not transposed:
+        for i, (c_in, c_out) in enumerate(pairs):
+            layers += [nn.Conv2d(c_in, c_out, 4, 2, 1)] + ([nn.SiLU()] if i < len(pairs) - 1 else [])
+        return layers
+    for c_out, c_in in reversed(pairs):
+        layers += [nn.SiLU(), nn.ConvTranspose2d(c_in, c_out, 4, 2, 1)]
+    return layers
+
+
+class Block(nn.Module):
+    """VDVAE's bottleneck residual block: SiLU, 1x1 to ``mid`` (default c_in / 4), two 3x3, 1x1 back
+    (x + f(x)), each conv after a SiLU (NVAE's activation; 1.2x GELU's decoding speed on a CPU)."""
+
+    def __init__(
+        self, c_in: int, c_out: int, residual: bool = True, depth: int = 1, mid: int | None = None
+    ) -> None:
+        super().__init__()
+        mid = mid or max(c_in // 4, 4)
+        self.residual = residual
+        self.convs = nn.ModuleList(
+            [nn.Conv2d(c_in, mid, 1), nn.Conv2d(mid, mid, 3, padding=1),
+             nn.Conv2d(mid, mid, 3, padding=1), nn.Conv2d(mid, c_out, 1)]
+        )  # fmt: skip
+        if residual:  # VDVAE: residual branches scaled by 1/sqrt(depth), so the sum stays O(1)
+            with torch.no_grad():
+                self.convs[-1].weight.mul_(1 / math.sqrt(depth))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = x
+        for conv in self.convs:
+            out = conv(F.silu(out))
+        return x + out if self.residual else out
+
+
+class TopDownGroup(nn.Module):
+    """One latent group of the decoder: prior and posterior from the state h, z folded back into h."""
+
+    def __init__(self, width: int, latent_channels: int, depth: int, top: bool) -> None:
+        super().__init__()
+        self.latent_channels, self.top = latent_channels, top
+        self.prior = Block(width, 2 * latent_channels + width, residual=False)
+        # as narrow as the prior's: the posterior runs for every importance sample too
+        self.posterior = Block(2 * width, 2 * latent_channels, residual=False, mid=max(width // 4, 4))
+        self.project = nn.Conv2d(latent_channels, width, 1)
+        self.block = Block(width, width, depth=depth)
+        with torch.no_grad():
+            self.project.weight.mul_(1 / math.sqrt(depth))
+            self.prior.convs[-1].weight[2 * latent_channels :].mul_(1 / math.sqrt(depth))  # as a residual
+
+    def prior_of(self, h: torch.Tensor, limit: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """p(z_l | z_<l): mean and log-variance [B, c, h, w] (N(0, I) for the top group), and the state's
+        update."""
+        out = self.prior(h)
+        c = self.latent_channels
+        mean, logvar, update = out[:, :c], out[:, c : 2 * c], out[:, 2 * c :]
+        if self.top:
+            mean, logvar = torch.zeros_like(mean), torch.zeros_like(logvar)
+        return mean, soft_clamp(logvar, limit), update
+
+    def posterior_of(
+        self, h: torch.Tensor, features: torch.Tensor, prior: Group, limit: float
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """q(z_l | x, z_<l), relative to the prior: (p_mu + d_mu, p_logvar + d_logvar)."""
+        d_mean, d_logvar = self.posterior(torch.cat([h, features], dim=1)).chunk(2, dim=1)
+        return prior.mean + d_mean, soft_clamp(prior.logvar + d_logvar, limit)
+
+    def absorb(self, h: torch.Tensor, update: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        return self.block(h + update + self.project(z))

@@ -1,0 +1,392 @@
+"""A hierarchical VAE in the style of NVAE (Vahdat & Kautz 2020) and VDVAE (Child 2021).
+
+- a **bottom-up encoder**: a stem of ``stem`` strided convolutions halves the (padded) image that many
+  times, then residual bottleneck blocks at each of ``scales`` resolutions, average-pooled between
+  them; it keeps the features at every scale;
+- a **top-down decoder** from a learned constant at the smallest scale: ``groups`` latent groups per
+  scale, each ``latent_channels`` x h x w. Group l's prior p(z_l | z_<l) and posterior q(z_l | x, z_<l)
+  come from the same decoder state h: the prior from h, the posterior relative to it (NVAE's residual
+  Normal: mean p_mu + d_mu, log-variance p_logvar + d_logvar) from h and the encoder's features at that
+  scale, as VDVAE reads them. The top group's prior is N(0, I), so it is the latent the one-layer tools
+  (latent plots, traversals, fitted priors, the explorer) work on;
+- the decoder state, upsampled to the first scale, gives the pixel logits through transposed
+  convolutions that mirror the stem, cropped back to the image.
+
+The defaults (28x28 MNIST: latents at 8x8 and 4x4, width 64) were measured as the best on a 2-core CPU
+at a 10-minute budget (docs/hvae.md): a stem of 1 (latents at 14x14) learns more per step but takes
+2.5x the time.
+
+-ELBO = E_q[-log p(x | z)] + sum_l E_q[KL(q(z_l | x, z_<l) || p(z_l | z_<l))], each group's KL in closed
+form at the drawn upper groups. Log-variances are soft-clamped to +-``logvar_limit`` (limit * tanh(v /
+limit): NVAE's soft clamp), which keeps exp(logvar) finite without stopping gradients.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from vaekit.models.base import LossOutput
+from vaekit.models.conv import crop, pad
+from vaekit.models.gaussian import GaussianVAE, Posterior
+from vaekit.models.hierarchy import (
+    HIERARCHY_OBJECTIVES,
+    Block,
+    Group,
+    TopDownGroup,
+    balanced_kl,
+    check_hierarchy,
+    downsampling_convs,
+)
+from vaekit.models.maths import gaussian_kl_between, iwae_bound, log_normal
+from vaekit.utils.errors import VaekitError
+
+
+class HierarchicalVAE(GaussianVAE):
+    name = "hvae"
+    single_latent = False
+    # measured on MNIST (docs/hvae.md): Adamax with a cosine schedule, clipping and skipping, the
+    # weights' average, and a KL warm-up with balancing, as NVAE trains
+    training_defaults: ClassVar[dict[str, Any]] = {
+        "lr": 1.2e-2,
+        "optimizer": "adamax",
+        "lr_schedule": "cosine",
+        "grad_clip": 200.0,
+        "skip_threshold": 1000.0,
+        "ema": 0.999,
+        "kl_balance": True,
+        "kl_warmup": 5,
+    }
+
+    def __init__(
+        self,
+        image_shape: Sequence[int] = (1, 28, 28),
+        latent_dim: int | None = None,
+        scales: int = 2,
+        groups: int = 2,
+        latent_channels: int = 8,
+        width: int = 64,
+        encoder_blocks: int = 1,
+        stem: int = 2,
+        logvar_limit: float = 7.0,
+        likelihood: str = "bernoulli",
+        decoder_std: float | None = None,
+    ) -> None:
+        grid = check_hierarchy(
+            image_shape, scales, groups, latent_channels, width, encoder_blocks, logvar_limit, stem
+        )
+        self.padding, sizes = grid
+        top_size = latent_channels * sizes[-1][0] * sizes[-1][1]
+        if latent_dim is not None and latent_dim != top_size:
+            raise ValueError(
+                f"latent_dim is the top group's size, latent_channels x {sizes[-1][0]} x {sizes[-1][1]} = "
+                f"{top_size} here, not {latent_dim}: set latent_channels (and scales) instead"
+            )
+        super().__init__(
+            image_shape=list(image_shape),
+            latent_dim=top_size,
+            scales=scales,
+            groups=groups,
+            latent_channels=latent_channels,
+            width=width,
+            encoder_blocks=encoder_blocks,
+            stem=stem,
+            logvar_limit=logvar_limit,
+            likelihood=likelihood,
+            decoder_std=decoder_std,
+        )
+        self.sizes = sizes  # (h, w) of each scale, largest first
+        self.logvar_limit = float(logvar_limit)
+        channels = image_shape[0]
+        depth = scales * groups
+        # the stem halves the image ``stem`` times (widths rising to ``width``); the head mirrors it
+        stem_widths = [channels] + [max(width // 2 ** (stem - 1 - i), 1) for i in range(stem)]
+        self.stem = nn.Sequential(*downsampling_convs(stem_widths))
+        self.head = nn.Sequential(*downsampling_convs(stem_widths, transposed=True))
+        encoder_depth = scales * encoder_blocks
+        self.encoder = nn.ModuleList(
+            nn.Sequential(*(Block(width, width, depth=encoder_depth) for _ in range(encoder_blocks)))
+            for _ in range(scales)
+        )
+        # top-down: scale by scale from the smallest; group 0 is the top group
+        self.scale_of = [s for s in reversed(range(scales)) for _ in range(groups)]
+        self.groups = nn.ModuleList(
+            [TopDownGroup(width, latent_channels, depth, top=i == 0) for i in range(depth)]
+        )
+        self.start = nn.Parameter(torch.randn(1, width, *sizes[-1]))  # the top's state: learned
+        self.group_shapes = [(latent_channels, *sizes[s]) for s in self.scale_of]
+
+    # ------------------------------------------------------------------------------ the two passes
+    def bottom_up(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The encoder's features at each scale, largest first."""
+        h = self.stem(pad(x, self.padding))
+        features = []
+        for s, blocks in enumerate(self.encoder):
+            if s:
+                h = F.avg_pool2d(h, 2)
+            h = blocks(h)
+            features.append(h)
+        return features
+
+    def top_down(
+        self,
+        batch: int,
+        features: list[torch.Tensor] | None,
+        choose: Any,
+    ) -> tuple[torch.Tensor, list[Group]]:
+        """Run the decoder; ``choose(i, prior, posterior)`` gives group i's z from its prior (and, with
+        ``features``, its posterior, else None). Returns the pixel logits and every group's record."""
+        h = self.start.expand(batch, -1, -1, -1)
+        groups: list[Group] = []
+        for i, group in enumerate(self.groups):
+            s = self.scale_of[i]
+            if h.shape[-2:] != self.sizes[s]:
+                h = F.interpolate(h, size=self.sizes[s], mode="nearest")
+            p_mean, p_logvar, update = group.prior_of(h, self.logvar_limit)
+            prior = Group(p_mean, p_logvar)
+            posterior = None
+            if features is not None:
+                posterior = Group(*group.posterior_of(h, features[s], prior, self.logvar_limit))
+            z = choose(i, prior, posterior)
+            groups.append(Group(p_mean, p_logvar, posterior, z))
+            h = group.absorb(h, update, z)
+        if h.shape[-2:] != self.sizes[0]:
+            h = F.interpolate(h, size=self.sizes[0], mode="nearest")
+        return crop(self.head(h), self.padding), groups
+
+    # --------------------------------------------------------------------------------- the loss
+    def loss(
+        self,
+        x: torch.Tensor,
+        labels: torch.Tensor | None = None,
+        *,
+        objective: str = "elbo",
+        kl_weight: float = 1.0,
+        kl_balance: bool = False,
+        k: int = 1,
+        iwae_k: int = 1,
+        generator: torch.Generator | None = None,
+        noise_rows: tuple[int, int] | None = None,
+        **options: Any,
+    ) -> LossOutput:
+        """-ELBO with the KL of every group (terms ``kl1``.. from the top), weighted by ``kl_weight``;
+        ``kl_balance``: while ``kl_weight`` < 1, NVAE's balancing of the groups' KL (see
+        ``hierarchy.balanced_kl``). ``objective="iwae"`` (or ``iwae_k`` > 1): the IWAE bound with k."""
+        if iwae_k > 1:
+            objective, k = "iwae", iwae_k
+        if objective not in HIERARCHY_OBJECTIVES or options:
+            what = objective if objective not in HIERARCHY_OBJECTIVES else ", ".join(options)
+            raise VaekitError(f"{what} does not apply to model hvae (objectives: elbo, iwae)")
+        if objective == "iwae":
+            return self._iwae(x, k, generator)
+        features = self.bottom_up(x)
+
+        def from_posterior(i: int, prior: Group, posterior: Group) -> torch.Tensor:
+            return sample_group(posterior, generator, noise_rows)
+
+        logits, groups = self.top_down(x.shape[0], features, from_posterior)
+        recon = self.recon_nll(logits, x)
+        kls = torch.stack([self.group_kl(g) for g in groups], 1)  # [B, groups]
+        kl = kls.sum(1)
+        kl_term = kl.mean()
+        if kl_balance and kl_weight < 1:
+            kl_term = balanced_kl(kls, [math.prod(s) for s in self.group_shapes])
+        objective_value = recon.mean() + kl_weight * kl_term
+        terms = {"loss": (recon + kl).mean(), "recon": recon.mean(), "kl": kl.mean()}
+        terms.update({f"kl{i + 1}": v for i, v in enumerate(kls.mean(0))})
+        return LossOutput(objective_value, {name: v.detach() for name, v in terms.items()})
+
+    def _iwae(self, x: torch.Tensor, k: int, generator: torch.Generator | None) -> LossOutput:
+        weights, recon, kl = self._weights(x, self.bottom_up(x), k, generator)
+        bound = iwae_bound(weights)
+        terms = {"loss": (recon + kl).mean(), "recon": recon.mean(), "kl": kl.mean(), "iwae": -bound.mean()}
+        return LossOutput(-bound.mean(), {name: v.detach() for name, v in terms.items()})
+
+    def _weights(
+        self,
+        x: torch.Tensor,
+        features: list[torch.Tensor],
+        k: int,
+        generator: torch.Generator | None,
+        prior: str = "standard",
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """log w = log p(x|z) + sum_l [log p(z_l|z_<l) - log q(z_l|x,z_<l)] for k draws of every group:
+        (log_w, recon, log q - log p), each [k, B]."""
+        batch = x.shape[0]
+        repeated = [f.repeat(k, 1, 1, 1) for f in features]
+
+        def from_posterior(i: int, prior: Group, posterior: Group) -> torch.Tensor:
+            return sample_group(posterior, generator, None)
+
+        logits, groups = self.top_down(k * batch, repeated, from_posterior)
+        recon = self.recon_nll(logits, x.repeat(k, 1, 1, 1)).view(k, batch)
+        log_q_minus_p = torch.zeros(k * batch, device=x.device)
+        for i, g in enumerate(groups):
+            z = g.z.flatten(1)
+            log_q = log_normal(z, g.posterior.mean.flatten(1), g.posterior.logvar.flatten(1))
+            if i == 0 and self.uses_fitted_prior(prior) and prior != "standard":
+                log_p = self.log_prior(z, None, "fitted")
+            else:
+                log_p = log_normal(z, g.mean.flatten(1), g.logvar.flatten(1))
+            log_q_minus_p = log_q_minus_p + (log_q - log_p)
+        log_q_minus_p = log_q_minus_p.view(k, batch)
+        return -recon - log_q_minus_p, recon, log_q_minus_p
+
+    def log_weights(
+        self,
+        x: torch.Tensor,
+        labels: torch.Tensor | None,
+        k: int,
+        generator: torch.Generator | None = None,
+        posterior: Any = None,
+        prior: str = "standard",
+        noise_rows: tuple[int, int] | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Importance weights over every group, [k, B], and -log p(x | z_i); ``posterior``: the encoder's
+        features (``importance_context``), if already computed."""
+        features = posterior if posterior is not None else self.bottom_up(x)
+        log_w, recon, _ = self._weights(x, features, k, generator, prior)
+        return log_w, recon
+
+    def importance_context(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> Any:
+        return self.bottom_up(x)
+
+    # ----------------------------------------------------------------- the top group, as a latent
+    def encode(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> Posterior:
+        """q(z_1 | x) of the top group, flattened: mean and log-variance [B, latent_dim]."""
+        features = self.bottom_up(x)
+        h = self.start.expand(x.shape[0], -1, -1, -1)
+        top = self.groups[0]
+        p_mean, p_logvar, _ = top.prior_of(h, self.logvar_limit)
+        mean, logvar = top.posterior_of(h, features[-1], Group(p_mean, p_logvar), self.logvar_limit)
+        return mean.flatten(1), logvar.flatten(1)
+
+    def decode_logits(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """Pixel logits from the top group's z [B, latent_dim], the lower groups at their prior means."""
+        return self.decode_groups(z, temperature=0.0)
+
+    def decode_groups(
+        self,
+        z_top: torch.Tensor | None,
+        temperature: float | Sequence[float] = 1.0,
+        generator: torch.Generator | None = None,
+        noise: Sequence[torch.Tensor] | None = None,
+        batch: int | None = None,
+    ) -> torch.Tensor:
+        """Pixel logits from the top group's z (None: drawn from N(0, t^2 I)) and every lower group drawn
+        from its prior: z_l = mean + t_l * std * eps_l, with ``noise`` the eps of each lower group (else
+        drawn). ``temperature``: one for all groups, or one per group from the top."""
+        temperatures = self.group_temperatures(temperature)
+        n = batch if z_top is None else z_top.shape[0]  # not len(): a graph keeps the batch open
+
+        def from_prior(i: int, prior: Group, posterior: Group | None) -> torch.Tensor:
+            if i == 0 and z_top is not None:
+                return z_top.view(n, *self.group_shapes[0]).to(prior.mean.dtype)
+            if noise is not None and i > 0:
+                eps = noise[i - 1].view_as(prior.mean)
+            else:
+                eps = torch.randn(prior.mean.shape, generator=generator, device=prior.mean.device)
+            return prior.mean + temperatures[i] * torch.exp(0.5 * prior.logvar) * eps
+
+        logits, _ = self.top_down(n, None, from_prior)
+        return logits
+
+    def group_temperatures(self, temperature: float | Sequence[float]) -> list[float]:
+        """One temperature per group from a number or a list with one per group."""
+        if isinstance(temperature, (int, float)):
+            return [float(temperature)] * len(self.groups)
+        values = [float(t) for t in temperature]
+        if len(values) != len(self.groups):
+            raise VaekitError(
+                f"give one temperature, or one per group: this model has {len(self.groups)} groups, "
+                f"got {len(values)}"
+            )
+        return values
+
+    @torch.no_grad()
+    def sample(
+        self,
+        n: int,
+        label: int | None = None,
+        generator: torch.Generator | None = None,
+        prior: str | None = None,
+        temperature: float | Sequence[float] = 1.0,
+    ) -> torch.Tensor:
+        """n images: the top group from the fitted prior (if any and ``prior`` is not "standard") or
+        N(0, I), each lower group from its prior given the groups above, standard deviations scaled by
+        ``temperature`` (one, or one per group from the top, as NVAE draws its samples)."""
+        temperatures = self.group_temperatures(temperature)
+        for t in temperatures:
+            self.check_temperature(t) if t != 0 else None
+        self.sample_classes(n, label, prior)  # refuses a label that does not apply
+        z_top = None
+        if self.uses_fitted_prior(prior):
+            classes = self.sample_classes(n, label, prior) if self.prior.has_classes else None
+            if temperatures[0] > 0:
+                z_top = self.prior.sample(n, classes, generator, temperatures[0])
+        if z_top is None:
+            z_top = torch.randn(n, self.latent_dim, generator=generator, device=self.device) * temperatures[0]
+        return torch.sigmoid(self.decode_groups(z_top, temperatures, generator))
+
+    @torch.no_grad()
+    def reconstruct(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """Pixel means decoded from every group's posterior mean."""
+        logits, _ = self.top_down(x.shape[0], self.bottom_up(x), lambda i, p, q: q.mean)
+        return torch.sigmoid(logits)
+
+    @torch.no_grad()
+    def group_means(self, x: torch.Tensor) -> list[Group]:
+        """Every group's prior and posterior for images x, each group at its posterior mean."""
+        _, groups = self.top_down(x.shape[0], self.bottom_up(x), lambda i, p, q: q.mean)
+        return groups
+
+    @torch.no_grad()
+    def resample_group(
+        self, x: torch.Tensor, group: int, generator: torch.Generator | None = None, temperature: float = 1.0
+    ) -> torch.Tensor:
+        """Images x with group ``group`` (0 = top) drawn anew from its prior; the groups above it at
+        their posterior means, those below at their posterior means given the new draw: what that group
+        changes in each image. [B, C, H, W] pixel means."""
+
+        def choose(i: int, prior: Group, posterior: Group) -> torch.Tensor:
+            if i != group:
+                return posterior.mean
+            eps = torch.randn(prior.mean.shape, generator=generator, device=prior.mean.device)
+            return prior.mean + temperature * torch.exp(0.5 * prior.logvar) * eps
+
+        logits, _ = self.top_down(x.shape[0], self.bottom_up(x), choose)
+        return torch.sigmoid(logits)
+
+    @staticmethod
+    def group_kl(group: Group) -> torch.Tensor:
+        """KL(q(z_l | x, z_<l) || p(z_l | z_<l)) of one group per image [B], in closed form."""
+        posterior = group.posterior
+        return (
+            gaussian_kl_between(posterior.mean, posterior.logvar, group.mean, group.logvar).flatten(1).sum(1)
+        )
+
+    def kl_per_dim(self, mu: torch.Tensor, logvar: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+        """KL per dimension of the top group against its N(0, I) prior."""
+        return super().kl_per_dim(mu, logvar, labels)
+
+    @property
+    def closed_form_kl(self) -> bool:
+        return True
+
+
+def sample_group(
+    posterior: Group, generator: torch.Generator | None, noise_rows: tuple[int, int] | None
+) -> torch.Tensor:
+    """z ~ N(mean, exp(logvar)) [B, c, h, w], with ``noise_rows`` as ``maths.reparameterize`` takes them."""
+    shape = posterior.mean.shape
+    rows = None if noise_rows is None else (*noise_rows,)
+    total = shape[0] if rows is None else rows[1]
+    eps = torch.randn((total, *shape[1:]), generator=generator, device=posterior.mean.device)
+    if rows is not None:
+        eps = eps[rows[0] : rows[0] + shape[0]]
+    return posterior.mean + torch.exp(0.5 * posterior.logvar) * eps

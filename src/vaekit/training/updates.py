@@ -1,0 +1,82 @@
+"""What a training step does after the loss: the backward pass, the gradient's norm (clipped, and an
+update skipped where it is not finite or enormous), the optimizer's step at the scheduled learning
+rate, and the weights' moving average.
+
+Skipping is VDVAE's guard (Child 2021, sec. 5.4): one batch with a huge gradient can throw a deep VAE's
+weights far off or make them NaN, and dropping that one update costs nothing. Under torchrun the
+gradients are already averaged over ranks when the norm is taken, so every rank skips the same steps.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from vaekit.models import VAE
+from vaekit.training.ema import WeightAverage
+from vaekit.training.optim import Adam, make_optimizer, scheduled_lr
+from vaekit.training.settings import TrainConfig
+from vaekit.utils.errors import VaekitError
+
+
+class Updates:
+    """The optimizer (``config.optimizer`` at ``config.lr`` on ``config.lr_schedule``), the gradient guard
+    (``grad_clip``, ``skip_threshold``) and the weights' average (``ema``) of one run."""
+
+    def __init__(self, model: VAE, config: TrainConfig) -> None:
+        self.config = config
+        self.optimizer: Adam = make_optimizer(config.optimizer, model.parameter_groups(config.lr), config.lr)
+        self.average = WeightAverage(model, config.ema) if config.ema > 0 else None
+        self.params = [p for p in model.parameters() if p.requires_grad]
+        self.guarded = config.grad_clip > 0 or config.skip_threshold > 0
+        self.last_norm = math.nan
+
+    def apply(self, objective: torch.Tensor, epochs_done: float) -> bool:
+        """Backward and one update at the learning rate for ``epochs_done``; False if it was skipped."""
+        cfg = self.config
+        self.optimizer.param_groups[0]["lr"] = scheduled_lr(cfg.lr, cfg.lr_schedule, epochs_done, cfg.epochs)
+        self.optimizer.zero_grad(set_to_none=True)
+        objective.backward()
+        if self.guarded:
+            limit = cfg.grad_clip if cfg.grad_clip > 0 else math.inf
+            norm = torch.nn.utils.clip_grad_norm_(self.params, limit).item()  # the norm before clipping
+            self.last_norm = norm
+            if not math.isfinite(norm) or (cfg.skip_threshold > 0 and norm > cfg.skip_threshold):
+                self.optimizer.zero_grad(set_to_none=True)
+                return False
+        self.optimizer.step()
+        if self.average is not None:
+            self.average.update()
+        return True
+
+    def count_skipped(self, state: Any, images: int, n_batches: int, last_checkpoint: Path) -> None:
+        """A step whose update was skipped: counted in ``state`` (a ``run_folder.TrainingState``) with its
+        ``images`` (their losses are not in the epoch's means); the run stops once more than
+        ``max_skipped`` of the epoch's ``n_batches`` updates are gone, its last good checkpoint kept."""
+        cfg = self.config
+        state.skipped += 1
+        state.skipped_images += images
+        if state.skipped > cfg.max_skipped * n_batches:
+            raise VaekitError(
+                f"{state.skipped} of {state.step + 1} updates in epoch {state.epoch + 1} were skipped "
+                f"(gradient norm {self.last_norm:.3g}, over --skip-threshold {cfg.skip_threshold:g} or not "
+                f"finite), more than --max-skipped {cfg.max_skipped:g} of the epoch's {n_batches}; stopped. "
+                f"The last good checkpoint (after epoch {state.epoch}) is kept in {last_checkpoint}; try a "
+                "lower --lr"
+            )
+
+    def state_dict(self) -> dict[str, Any]:
+        state: dict[str, Any] = {"optimizer": self.optimizer.state_dict()}
+        if self.average is not None:
+            state["ema"] = self.average.state_dict()
+        return state
+
+    def load_state_dict(self, checkpoint: dict[str, Any]) -> None:
+        self.optimizer.load_state_dict(checkpoint["optimizer"])
+        if self.average is not None:
+            if "ema" not in checkpoint:
+                raise ValueError("the checkpoint has no averaged weights, though the run averages them")
+            self.average.load_state_dict(checkpoint["ema"])
