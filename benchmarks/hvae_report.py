@@ -25,7 +25,7 @@ def section(results: dict[str, Any]) -> list[str]:
     lines = [START, ""]
     cpu = results.get("machine", {}).get("cpu", "this machine")
     lines.append(f"Measured on {cpu} ({results.get('measured', '?')}), by `benchmarks/hvae.py`.")
-    header = ["model", "trained", "epochs", "steps", "test -ELBO", "-log p(x)", "bits/dim"]
+    header = ["model", "wall time", "epochs", "steps", "test -ELBO", "-log p(x)", "bits/dim"]
     equal = results.get("equal")
     if equal:
         any_row = next(iter(equal["rows"].values()))
@@ -33,13 +33,13 @@ def section(results: dict[str, Any]) -> list[str]:
             "", f"### Equal time: {equal['minutes']:g} minutes of training each", "",
             f"-log p(x): importance sampling with k={any_row['k']} on the first {any_row['test_images']:,} "
             "test images, binarized once.", "",
-            markdown_table(header, _likelihood_rows(equal["rows"])),
+            *markdown_table(header, _likelihood_rows(equal["rows"])),
         ]  # fmt: skip
     anchor = results.get("anchor")
     if anchor:
         lines += [
             "", f"### The hvae trained {anchor['minutes']:g} minutes", "",
-            markdown_table(header, _likelihood_rows({"hvae": anchor})),
+            *markdown_table(header, _likelihood_rows({"hvae": anchor})),
             "", "Burda et al. (2015): a one-layer VAE 86.76, a one-layer IWAE (k=50) 84.78, on all 60,000 "
             "images for 3,280 epochs.",
         ]  # fmt: skip
@@ -56,7 +56,7 @@ def section(results: dict[str, Any]) -> list[str]:
                     )
                 )
             ]
-            lines += ["", markdown_table(["group", "units", "active", "KL (nats)"], rows)]
+            lines += ["", *markdown_table(["group", "units", "active", "KL (nats)"], rows)]
             lines += ["", "![each group redrawn](hvae/groups.png)"]
     samples = results.get("samples")
     if samples:
@@ -66,7 +66,7 @@ def section(results: dict[str, Any]) -> list[str]:
             if isinstance(value, float) and name != "classifier_test_accuracy"
         ]
         lines += ["", "### Samples: Frechet distance on vaekit's MNIST classifier (lower is better)", "",
-                  markdown_table(["samples", "Frechet distance"], rows)]  # fmt: skip
+                  *markdown_table(["samples", "Frechet distance"], rows)]  # fmt: skip
     speed = results.get("speed")
     if speed:
         step = speed["seconds_per_step"]

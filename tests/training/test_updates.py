@@ -68,7 +68,7 @@ def test_the_hvae_trains_with_its_own_defaults_and_others_keep_theirs(tmp_path):
         "adamax",
         1.2e-2,
         "cosine",
-        0.999,
+        0.0,
     )
     assert config.kl_balance and config.grad_clip == 200 and config.skip_threshold == 1000
     plain = tiny_config()
@@ -80,9 +80,9 @@ def test_the_hvae_trains_with_its_own_defaults_and_others_keep_theirs(tmp_path):
         0.0,
         0,
     )
-    mine = tiny_config(**HVAE, lr=1e-3, ema=0.0, optimizer="adam")
+    mine = tiny_config(**HVAE, lr=1e-3, ema=0.999, optimizer="adam")
     mine.validate()
-    assert (mine.lr, mine.ema, mine.optimizer) == (1e-3, 0.0, "adam")
+    assert (mine.lr, mine.ema, mine.optimizer) == (1e-3, 0.999, "adam")
 
 
 @pytest.mark.parametrize(
@@ -179,7 +179,7 @@ def test_an_hvae_run_resumes_exactly_inside_its_cosine_schedule(tmp_path):
         if record["epoch"] == 1:
             raise Stop
 
-    config = lambda: tiny_config(**HVAE, epochs=3)  # noqa: E731
+    config = lambda: tiny_config(**HVAE, epochs=3, ema=0.999)  # noqa: E731
     quiet_trainer(config(), tmp_path / "straight").run()
     with pytest.raises(Stop):
         quiet_trainer(config(), tmp_path / "resumed", on_epoch=stop_after_first).run()

@@ -194,7 +194,7 @@ def _add_optimizer_arguments(p: argparse.ArgumentParser) -> None:
         "--ema",
         type=fraction,
         metavar="DECAY",
-        help="evaluate and sample with a moving average of the weights (0: none; hvae 0.999)",
+        help="evaluate and sample with a moving average of the weights, decay DECAY (default 0: none)",
     )
 
 
