@@ -43,7 +43,7 @@ from vaekit.models.hierarchy import (
     check_hierarchy,
     downsampling_convs,
 )
-from vaekit.models.maths import gaussian_kl_between, iwae_bound, log_normal
+from vaekit.models.maths import gaussian_kl_between, iwae_bound, log_normal, reparameterize
 from vaekit.utils.errors import VaekitError
 
 
@@ -374,11 +374,7 @@ class HierarchicalVAE(GaussianVAE):
 def sample_group(
     posterior: Group, generator: torch.Generator | None, noise_rows: tuple[int, int] | None
 ) -> torch.Tensor:
-    """z ~ N(mean, exp(logvar)) [B, c, h, w], with ``noise_rows`` as ``maths.reparameterize`` takes them."""
-    shape = posterior.mean.shape
-    rows = None if noise_rows is None else (*noise_rows,)
-    total = shape[0] if rows is None else rows[1]
-    eps = torch.randn((total, *shape[1:]), generator=generator, device=posterior.mean.device)
-    if rows is not None:
-        eps = eps[rows[0] : rows[0] + shape[0]]
-    return posterior.mean + torch.exp(0.5 * posterior.logvar) * eps
+    """z ~ N(mean, exp(logvar)) [B, c, h, w]: ``maths.reparameterize`` on the group flattened, so that
+    ``noise_rows`` draws a whole batch's noise as for a one-latent model."""
+    mean, logvar = posterior.mean, posterior.logvar
+    return reparameterize(mean.flatten(1), logvar.flatten(1), generator, noise_rows).view(mean.shape)
