@@ -154,16 +154,25 @@ def test_factorvae_and_max_time_under_two_processes(tmp_path):
     assert len(checkpoint["optimizer"]["param_groups"]) == 2  # the discriminator's own Adam settings
 
 
-def test_a_hierarchy_gives_one_process_numbers_under_two(tmp_path):
-    """The hvae's noise per group, its gradient guard (the norm of the averaged gradient) and its
-    averaged weights agree across ranks: two processes give one process's numbers."""
+@pytest.mark.parametrize("objective", [[], ["--objective", "iwae", "--k", "3"]], ids=["elbo", "iwae"])
+def test_a_hierarchy_gives_one_process_numbers_under_two(tmp_path, objective):
+    """The hvae's noise per group (and per importance sample), its gradient guard (the norm of the
+    averaged gradient) and its averaged weights agree across ranks: two processes give one process's
+    numbers."""
     hvae = ["--dataset", "digits", "--batch-size", "64", "--no-progress", "--model", "hvae", "--width", "8",
-            "--latent-channels", "2", "--groups", "1", "--stem", "1", "--epochs", "2"]  # fmt: skip
+            "--latent-channels", "2", "--groups", "1", "--stem", "1", "--epochs", "2", "--ema", "0.9",
+            *objective]  # fmt: skip
     one, two = tmp_path / "one", tmp_path / "two"
     assert "run saved" in finish(torchrun(1, "--out", str(one), tiny=hvae))
     assert "run saved" in finish(torchrun(2, "--out", str(two), tiny=hvae))
     for a, b in zip(history(one), history(two), strict=True):
-        for key in ("train_loss", "train_kl1", "train_kl2", "val_loss"):
+        keys = (
+            "train_loss",
+            "train_kl",
+            "val_loss",
+            *(("train_iwae",) if objective else ("train_kl1", "train_kl2")),
+        )
+        for key in keys:
             assert b[key] == pytest.approx(a[key], rel=1e-4), key
     weights_one, weights_two = load_file(one / "model.safetensors"), load_file(two / "model.safetensors")
     assert all(torch.allclose(weights_one[k], weights_two[k], atol=1e-4) for k in weights_one)

@@ -80,6 +80,9 @@ def test_the_hvae_trains_with_its_own_defaults_and_others_keep_theirs(tmp_path):
         0.0,
         0,
     )
+    on_iwae = tiny_config(**HVAE, objective="iwae")  # the KL term's defaults are the elbo's
+    on_iwae.validate()
+    assert (on_iwae.kl_warmup, on_iwae.kl_balance, on_iwae.optimizer) == (0, False, "adamax")
     mine = tiny_config(**HVAE, lr=1e-3, ema=0.999, optimizer="adam")
     mine.validate()
     assert (mine.lr, mine.ema, mine.optimizer) == (1e-3, 0.999, "adam")

@@ -184,7 +184,7 @@ class HierarchicalVAE(GaussianVAE):
             what = objective if objective not in HIERARCHY_OBJECTIVES else ", ".join(options)
             raise VaekitError(f"{what} does not apply to model hvae (objectives: elbo, iwae)")
         if objective == "iwae":
-            return self._iwae(x, k, generator)
+            return self._iwae(x, k, generator, noise_rows)
         features = self.bottom_up(x)
 
         def from_posterior(i: int, prior: Group, posterior: Group) -> torch.Tensor:
@@ -202,8 +202,10 @@ class HierarchicalVAE(GaussianVAE):
         terms.update({f"kl{i + 1}": v for i, v in enumerate(kls.mean(0))})
         return LossOutput(objective_value, {name: v.detach() for name, v in terms.items()})
 
-    def _iwae(self, x: torch.Tensor, k: int, generator: torch.Generator | None) -> LossOutput:
-        weights, recon, kl = self._weights(x, self.bottom_up(x), k, generator)
+    def _iwae(
+        self, x: torch.Tensor, k: int, generator: torch.Generator | None, noise_rows: tuple[int, int] | None
+    ) -> LossOutput:
+        weights, recon, kl = self._weights(x, self.bottom_up(x), k, generator, noise_rows=noise_rows)
         bound = iwae_bound(weights)
         terms = {"loss": (recon + kl).mean(), "recon": recon.mean(), "kl": kl.mean(), "iwae": -bound.mean()}
         return LossOutput(-bound.mean(), {name: v.detach() for name, v in terms.items()})
@@ -215,6 +217,7 @@ class HierarchicalVAE(GaussianVAE):
         k: int,
         generator: torch.Generator | None,
         prior: str = "standard",
+        noise_rows: tuple[int, int] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """log w = log p(x|z) + sum_l [log p(z_l|z_<l) - log q(z_l|x,z_<l)] for k draws of every group:
         (log_w, recon, log q - log p), each [k, B]."""
@@ -222,7 +225,7 @@ class HierarchicalVAE(GaussianVAE):
         repeated = [f.repeat(k, 1, 1, 1) for f in features]
 
         def from_posterior(i: int, prior: Group, posterior: Group) -> torch.Tensor:
-            return sample_group(posterior, generator, None)
+            return sample_group(posterior, generator, noise_rows, k)
 
         logits, groups = self.top_down(k * batch, repeated, from_posterior)
         recon = self.recon_nll(logits, x.repeat(k, 1, 1, 1)).view(k, batch)
@@ -251,7 +254,7 @@ class HierarchicalVAE(GaussianVAE):
         """Importance weights over every group, [k, B], and -log p(x | z_i); ``posterior``: the encoder's
         features (``importance_context``), if already computed."""
         features = posterior if posterior is not None else self.bottom_up(x)
-        log_w, recon, _ = self._weights(x, features, k, generator, prior)
+        log_w, recon, _ = self._weights(x, features, k, generator, prior, noise_rows)
         return log_w, recon
 
     def importance_context(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> Any:
@@ -372,9 +375,10 @@ class HierarchicalVAE(GaussianVAE):
 
 
 def sample_group(
-    posterior: Group, generator: torch.Generator | None, noise_rows: tuple[int, int] | None
+    posterior: Group, generator: torch.Generator | None, noise_rows: tuple[int, int] | None, k: int = 1
 ) -> torch.Tensor:
-    """z ~ N(mean, exp(logvar)) [B, c, h, w]: ``maths.reparameterize`` on the group flattened, so that
-    ``noise_rows`` draws a whole batch's noise as for a one-latent model."""
-    mean, logvar = posterior.mean, posterior.logvar
-    return reparameterize(mean.flatten(1), logvar.flatten(1), generator, noise_rows).view(mean.shape)
+    """z ~ N(mean, exp(logvar)) [k * B, c, h, w] (k draws of each of B images, draw-major):
+    ``maths.reparameterize`` on the group flattened to [k, B, D], so that ``noise_rows`` draws a whole
+    batch's noise as for a one-latent model."""
+    mean, logvar = (t.flatten(1).unflatten(0, (k, -1)) for t in (posterior.mean, posterior.logvar))
+    return reparameterize(mean, logvar, generator, noise_rows).view(posterior.mean.shape)

@@ -32,11 +32,18 @@ def flag(name: str) -> str:
     return name.replace("_", "-")
 
 
+# the KL term's own settings: a model's defaults for them hold for the elbo objective only
+ELBO_SETTINGS = ("kl_warmup", "kl_balance")
+
+
 def fill_training_defaults(config: Any, model_class: type) -> None:
-    """Settings left None take the model's training defaults, else TRAINING_DEFAULTS."""
+    """Settings left None take the model's training defaults, else TRAINING_DEFAULTS (the KL term's
+    settings take the model's only with the elbo objective: an hvae trained on the IWAE bound has no
+    warm-up to refuse)."""
     for name, default in TRAINING_DEFAULTS.items():
         if getattr(config, name) is None:
-            setattr(config, name, model_class.training_defaults.get(name, default))
+            own = name not in ELBO_SETTINGS or config.objective == "elbo"
+            setattr(config, name, model_class.training_defaults.get(name, default) if own else default)
 
 
 def check_training_options(config: Any, model_class: type) -> None:
