@@ -136,9 +136,11 @@ def test_temperature_per_group_and_zero_temperature_below_the_top(images):
     model = hvae().eval()
     z = torch.randn(2, model.latent_dim)
     # decode: every lower group at its prior mean, whatever the generator
+    state = torch.get_rng_state()
     a = model.decode(z)
     b = model.decode(z)
     torch.testing.assert_close(a, b)
+    assert torch.equal(torch.get_rng_state(), state)  # nothing drawn at temperature 0
     cold = model.sample(4, generator=torch.Generator().manual_seed(0), temperature=[1.0, 0.0, 0.0, 0.0])
     warm = model.sample(4, generator=torch.Generator().manual_seed(0), temperature=1.0)
     assert not torch.allclose(cold, warm)

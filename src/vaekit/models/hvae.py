@@ -291,11 +291,8 @@ class HierarchicalVAE(GaussianVAE):
         def from_prior(i: int, prior: Group, posterior: Group | None) -> torch.Tensor:
             if i == 0 and z_top is not None:
                 return z_top.view(n, *self.group_shapes[0]).to(prior.mean.dtype)
-            if noise is not None and i > 0:
-                eps = noise[i - 1].view_as(prior.mean)
-            else:
-                eps = torch.randn(prior.mean.shape, generator=generator, device=prior.mean.device)
-            return prior.mean + temperatures[i] * torch.exp(0.5 * prior.logvar) * eps
+            eps = noise[i - 1].view_as(prior.mean) if noise is not None and i > 0 else None
+            return prior_draw(prior, temperatures[i], generator, eps)
 
         logits, _ = self.top_down(n, None, from_prior)
         return logits
@@ -357,10 +354,7 @@ class HierarchicalVAE(GaussianVAE):
         changes in each image. [B, C, H, W] pixel means."""
 
         def choose(i: int, prior: Group, posterior: Group) -> torch.Tensor:
-            if i != group:
-                return posterior.mean
-            eps = torch.randn(prior.mean.shape, generator=generator, device=prior.mean.device)
-            return prior.mean + temperature * torch.exp(0.5 * prior.logvar) * eps
+            return posterior.mean if i != group else prior_draw(prior, temperature, generator)
 
         logits, _ = self.top_down(x.shape[0], self.bottom_up(x), choose)
         return torch.sigmoid(logits)
@@ -372,6 +366,18 @@ class HierarchicalVAE(GaussianVAE):
         return (
             gaussian_kl_between(posterior.mean, posterior.logvar, group.mean, group.logvar).flatten(1).sum(1)
         )
+
+
+def prior_draw(
+    prior: Group, temperature: float, generator: torch.Generator | None, eps: torch.Tensor | None = None
+) -> torch.Tensor:
+    """z = mean + temperature * std * eps from a group's prior [B, c, h, w], eps drawn unless given; at
+    temperature 0 (and no eps) the mean itself, drawing nothing (``decode`` leaves the RNG alone)."""
+    if eps is None:
+        if temperature == 0:
+            return prior.mean
+        eps = torch.randn(prior.mean.shape, generator=generator, device=prior.mean.device)
+    return prior.mean + temperature * torch.exp(0.5 * prior.logvar) * eps
 
 
 def sample_group(
