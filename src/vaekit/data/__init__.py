@@ -22,12 +22,14 @@ from vaekit.utils.errors import VaekitError
 
 @dataclass
 class ImageSet:
-    """Images as uint8 [N, C, H, W] (perhaps memory-mapped), their labels as int64 [N] (-1: none), and
-    for generated data the index of each generative factor's value [N, K]."""
+    """Images as uint8 [N, C, H, W] (perhaps memory-mapped), their labels as int64 [N] (-1: none), for
+    generated data the index of each generative factor's value [N, K], and for a folder each image's
+    file name (relative to the folder)."""
 
     images: torch.Tensor
     labels: torch.Tensor
     factors: torch.Tensor | None = None
+    names: list[str] | None = None
 
     def __post_init__(self) -> None:
         if len(self.images) != len(self.labels):
@@ -38,7 +40,8 @@ class ImageSet:
 
     def subset(self, index: torch.Tensor) -> ImageSet:
         factors = None if self.factors is None else self.factors[index]
-        return ImageSet(self.images[index], self.labels[index], factors)
+        names = None if self.names is None else [self.names[i] for i in index.tolist()]
+        return ImageSet(self.images[index], self.labels[index], factors, names)
 
     def as_float(self, device: torch.device | str = "cpu") -> torch.Tensor:
         """The images on ``device`` as float32 in [0, 1]."""
@@ -136,7 +139,8 @@ def _load_folder(
     folder = load_folder(path, data_dir, image_size, colour, progress=progress, log=log)
     images, labels = torch.from_numpy(folder.images), torch.from_numpy(folder.labels)
     n = folder.n_train
-    train, test = ImageSet(images[:n], labels[:n]), ImageSet(images[n:], labels[n:])
+    train = ImageSet(images[:n], labels[:n], names=folder.names[:n])
+    test = ImageSet(images[n:], labels[n:], names=folder.names[n:])
     return Dataset(folder_dataset_name(path), train, test, folder.classes, folder.notes)
 
 
@@ -234,3 +238,41 @@ def binarize(x: torch.Tensor, split: str) -> torch.Tensor:
     ``split``'s entry in BINARIZE_SEEDS: the same binary images every time."""
     generator = torch.Generator(device=x.device).manual_seed(BINARIZE_SEEDS[split])
     return torch.bernoulli(x, generator=generator)
+
+
+SPLITS = ("all", "train", "test")
+
+
+def images_for_shape(
+    name: str,
+    image_shape: tuple[int, ...],
+    split: str = "all",
+    data_dir: str | os.PathLike | None = None,
+    progress: bool = False,
+    log: Callable[[str], None] = print,
+) -> tuple[Dataset, ImageSet]:
+    """The ``split`` ("all", "train" or "test") of dataset ``name`` for a model of ``image_shape``
+    [C, H, W]: a folder is resized and converted to it, generated shapes are drawn at its size, and any
+    other dataset must have it (a one-line error names both shapes)."""
+    if split not in SPLITS:
+        raise VaekitError(f"unknown split {split!r}; choose from {', '.join(SPLITS)}")
+    name = check_dataset_name(name)
+    channels, height, width = image_shape
+    folder = name.startswith(FOLDER_PREFIX)
+    if folder and channels not in (1, 3):
+        raise VaekitError(f"a folder's images are grey or RGB; this model takes {channels} channels")
+    size = [height, width] if folder or name in SIZED else None
+    colour = ("grey" if channels == 1 else "rgb") if folder else None
+    dataset = load_dataset(name, data_dir, image_size=size, colour=colour, progress=progress, log=log)
+    if tuple(dataset.image_shape) != tuple(image_shape):
+        raise VaekitError(
+            f"the images of {name} are {list(dataset.image_shape)} (channels, height, width); "
+            f"the model takes {list(image_shape)}"
+        )
+    if split != "all":
+        return dataset, getattr(dataset, split)
+    train, test = dataset.train, dataset.test
+    names = None if train.names is None or test.names is None else train.names + test.names
+    factors = None if train.factors is None else torch.cat([train.factors, test.factors])
+    labels = torch.cat([train.labels, test.labels])
+    return dataset, ImageSet(torch.cat([train.images, test.images]), labels, factors, names)

@@ -35,19 +35,21 @@ COLOURS = ("grey", "rgb")
 MAX_SIDE = 1024  # --image-size above this is refused: a VAE on it would not fit anyway
 MAX_SKIPPED_FRACTION = 0.1  # more unreadable images than this is an error, not a warning
 HELD_OUT_FRACTION, HELD_OUT_SEED = 0.1, 0  # the test split when the folder has no test/
-CACHE_VERSION = 1  # part of the key: a change to decoding makes new caches
+CACHE_VERSION = 2  # part of the key: a change to decoding makes new caches (2: file names kept)
 
 
 @dataclass
 class FolderImages:
     """A decoded folder: uint8 images [N, C, H, W] (train rows first, then test), labels [N]
-    (-1 where the folder has no classes), the class names, and notes for the user."""
+    (-1 where the folder has no classes), the class names, notes for the user, and each image's file
+    name relative to the folder."""
 
     images: np.ndarray
     labels: np.ndarray
     n_train: int
     classes: list[str]
     notes: list[str]
+    names: list[str]
 
 
 def parse_image_size(text: str | int | list[int] | tuple[int, ...]) -> list[int]:
@@ -195,11 +197,11 @@ def _read_cache(npy: Path, description: Path, key: str) -> FolderImages | None:
         if images.shape != shape or images.dtype != np.uint8 or npy.stat().st_size != meta["bytes"]:
             return None
         labels = np.asarray(meta["labels"], dtype=np.int64)
-        if len(labels) != shape[0]:
+        if len(labels) != shape[0] or len(meta["names"]) != shape[0]:
             return None
     except (OSError, EOFError, ValueError, KeyError, TypeError, AttributeError):
         return None
-    return FolderImages(images, labels, meta["n_train"], meta["classes"], meta["notes"])
+    return FolderImages(images, labels, meta["n_train"], meta["classes"], meta["notes"], meta["names"])
 
 
 def load_folder(
@@ -291,7 +293,8 @@ def _build_cache(
     kept_labels = np.asarray([labels[i] for i in kept], dtype=np.int64)
     lines = [f"{p.relative_to(root)}\t{error}" for p, error in skipped]
     n_train_kept = sum(1 for i in kept if i < n_train)
-    return FolderImages(images, kept_labels, n_train_kept, classes, notes), lines
+    names = [files[i].relative_to(root).as_posix() for i in kept]
+    return FolderImages(images, kept_labels, n_train_kept, classes, notes, names), lines
 
 
 def _check_skipped(root: Path, files: list[Path], skipped: list[tuple[Path, str]], kept: list[int]) -> None:
@@ -323,6 +326,7 @@ def _describe_cache(
         "classes": built.classes,
         "labels": built.labels.tolist(),
         "notes": built.notes,
+        "names": built.names,
     }
     write_json(description, meta)
     prefix = npy.stem.rsplit("-", 1)[0] + "-"

@@ -4,6 +4,7 @@ importance-sampled -log p(x) (Burda et al. 2015), in nats per image and bits per
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -90,6 +91,23 @@ def iwae_nll(
     the model was trained with, or "fitted", its fitted mixture (a different generative model, whose
     -log p(x) this then estimates). Shapes: images [N, C, H, W] -> [N], nats, float64.
     """
+    return importance_bounds(model, images, labels, k, seed, max_decodes, prior)[1]
+
+
+@torch.no_grad()
+def importance_bounds(
+    model: GaussianVAE,
+    images: torch.Tensor,
+    labels: torch.Tensor | None = None,
+    k: int = 5000,
+    seed: int = 0,
+    max_decodes: int = 1024,
+    prior: str = "standard",
+    progress: Callable[[int], None] | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Both bounds per image from the same k draws (see ``iwae_nll`` for the draws and the chunks): the
+    negative ELBO as their Monte Carlo mean, -(1/k) sum_i log w_i, and -L_k = -log (1/k) sum_i w_i, with
+    w_i = p(x, z_i) / q(z_i | x). Each [N], nats, float64; ``progress`` is told the images done."""
     if k < 1:
         raise VaekitError(f"the number of importance samples must be >= 1, got {k}")
     was_training = model.training
@@ -97,20 +115,26 @@ def iwae_nll(
     generator = torch.Generator(device=images.device).manual_seed(seed)
     batch = max(1, min(len(images), max_decodes // min(k, max_decodes)))
     chunk = max(1, max_decodes // batch)
-    out = torch.empty(len(images), dtype=torch.float64, device=images.device)
+    elbo = torch.empty(len(images), dtype=torch.float64, device=images.device)
+    nll = torch.empty(len(images), dtype=torch.float64, device=images.device)
     for start in range(0, len(images), batch):
         x = unit_float(images[start : start + batch])
         y = None if labels is None else labels[start : start + batch]
         posterior = model.importance_context(x, y)  # encoded once for all k draws
         total = torch.full((len(x),), -math.inf, dtype=torch.float64, device=x.device)
+        summed = torch.zeros(len(x), dtype=torch.float64, device=x.device)
         for done in range(0, k, chunk):
             log_w, _ = model.log_weights(
                 x, y, min(chunk, k - done), generator, posterior=posterior, prior=prior
             )
             total = torch.logaddexp(total, torch.logsumexp(log_w.double(), dim=0))
-        out[start : start + len(x)] = -(total - math.log(k))
+            summed += log_w.double().sum(dim=0)
+        nll[start : start + len(x)] = -(total - math.log(k))
+        elbo[start : start + len(x)] = -summed / k
+        if progress is not None:
+            progress(len(x))
     model.train(was_training)
-    return out
+    return elbo, nll
 
 
 def bits_per_dim(nats_per_image: float, image_shape: tuple[int, ...]) -> float:
