@@ -39,12 +39,15 @@ WHAT = {
 }
 # Modules kept at the top level for one release: old import paths that forward to the new ones.
 ALIASES = ("evaluate", "quality", "compare", "disentanglement", "train_prior")
+# The user-facing top-level modules, which stand above every package as __init__.py does: run.py
+# (vaekit.Run, a run folder read through training/ and models/) and notebook.py (the notebooks' checks).
+TOP_LEVEL = ("__init__", "__main__", "run", "notebook")
 
 
 def package_of(module: str) -> str | None:
     """``vaekit.models.priors.mixture`` -> ``models``; the top-level modules and aliases -> None."""
     parts = module.split(".")
-    if len(parts) < 2 or parts[1] in ALIASES or parts[1] in ("__init__", "__main__"):
+    if len(parts) < 2 or parts[1] in ALIASES or parts[1] in TOP_LEVEL:
         return None
     return parts[1]
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 from PIL import Image, ImageOps
-from tqdm import tqdm
+from tqdm.auto import tqdm  # a widget in Jupyter, the console bar elsewhere
 
 CHUNK = 64  # images per task of a worker process
 MAX_WORKERS = 16

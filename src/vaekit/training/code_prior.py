@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from tqdm import tqdm
+from tqdm.auto import tqdm  # a widget in Jupyter, the console bar elsewhere
 
 from vaekit.data import ImageSet
 from vaekit.evaluation.runs import evaluate_run

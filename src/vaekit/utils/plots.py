@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 from collections.abc import Sequence
 
 import matplotlib
 
-matplotlib.use("Agg")
+# Every picture here is written to a file, so Agg (no display needed) suits the command line and servers.
+# Inside a Jupyter kernel the backend is the notebook's (inline): switching it to Agg would stop the
+# user's own figures from showing, and vaekit's figures are saved and closed under any backend.
+if "ipykernel" not in sys.modules:
+    matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
