@@ -44,6 +44,7 @@ SKIP: list[tuple[str, str]] = [
     (r"^vaekit serve ", "a server that runs until stopped: tests/serve/ drive the app and the page"),
     (r"(^| )\.\.\.( |$)", "an outline with its arguments elided (...), not a runnable command"),
     (r"--storage postgresql://", "needs a PostgreSQL server"),
+    (r"--model resnet", "the plugin example, installed: tests/models/test_plugin_example.py installs it"),
     (r"~/", "a folder on the reader's machine (~/Pictures)"),
     (
         r"shapes",
@@ -56,6 +57,7 @@ MNIST_FAMILY = {"mnist", "fashion-mnist", "kmnist"}
 # the commands on one run folder, and compare's options that take a value
 RUN_COMMANDS = {"sample", "reconstruct", "evaluate", "export"}
 PICTURE_COMMANDS = {"latent", "manifold", "interpolate", "traverse"}
+OUTPUT_COMMANDS = {"encode", "score"}
 COMPARE_VALUES = {"--out", "--iwae-k", "--samples", "--data-dir", "--device"}
 SMALL_IWAE_K = 8
 
@@ -235,6 +237,11 @@ class Rewriter:
                     i += 1
             out = self.options(out, self.evaluation_rules())
             return [command, *out] if "--samples" in out else [command, *out, "--samples", "0"]
+        if command in OUTPUT_COMMANDS:
+            digits = lambda v: "digits" if v in MNIST_FAMILY else v  # noqa: E731
+            rules = {"--dataset": digits, "--reference": digits, "--k": lambda v: str(min(int(v), 4))}
+            rules["--background"] = lambda v: self.run_copy(v, command)
+            return [command, self.run_copy(args[0], command), *self.options(args[1:], rules)]
         if command in RUN_COMMANDS | PICTURE_COMMANDS:
             run, rest = self.run_copy(args[0], command), self.options(args[1:], self.evaluation_rules())
             if command == "evaluate" and "--samples" not in rest:

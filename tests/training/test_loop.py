@@ -230,11 +230,12 @@ def test_the_loss_curve_and_animation_are_drawn_sparingly_but_always_for_the_las
 ):
     from PIL import Image
 
+    import vaekit.training.loggers as loggers
     import vaekit.training.loop as loop
 
     drawn = []
     original = loop.save_summaries
-    monkeypatch.setattr(loop, "SUMMARY_SECONDS", 1e9)  # only the first epoch, then the end
+    monkeypatch.setattr(loggers, "SUMMARY_SECONDS", 1e9)  # only the first epoch, then the end
     monkeypatch.setattr(
         loop,
         "save_summaries",

@@ -1,6 +1,7 @@
 """The ``vaekit`` command: each subcommand parses its options and calls library code.
 
-arguments.py (argument types), train.py (``vaekit train``), runs.py (the commands on trained runs).
+arguments.py (argument types), train.py (``vaekit train``), runs.py (the commands on trained runs),
+outputs.py (``vaekit encode`` and ``vaekit score``: tables for other programs).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import sys
 from collections.abc import Sequence
 
 from vaekit.cli.arguments import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_USAGE, Parser
+from vaekit.cli.outputs import add_output_commands
 from vaekit.cli.runs import add_run_commands
 from vaekit.cli.train import add_sweep_command, add_train_command
 from vaekit.utils.errors import VaekitError
@@ -24,6 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
     add_train_command(sub)
     add_run_commands(sub)
+    add_output_commands(sub)
     add_sweep_command(sub)
     return parser
 

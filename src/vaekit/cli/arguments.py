@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import json
 import math
 from collections.abc import Callable
+from typing import Any
 
 from vaekit.utils.errors import VaekitError
 
@@ -102,3 +104,20 @@ def temperatures(text: str) -> float | list[float]:
     """A positive temperature, or several separated by commas (one per latent group, from the top)."""
     values = [positive_float(part) for part in text.split(",")]
     return values[0] if len(values) == 1 else values
+
+
+class ModelOption(argparse.Action):
+    """``--model-option NAME=VALUE``, repeatable, into a dict: the value read as JSON where it is (3, 0.5,
+    true, [32, 64], "text"), else taken as a string."""
+
+    def __call__(self, parser: Any, namespace: Any, text: Any, option: Any = None) -> None:
+        name, sep, value = str(text).partition("=")
+        if not sep or not name.strip():
+            raise argparse.ArgumentError(self, f"expected NAME=VALUE, got {text!r}")
+        try:
+            parsed = json.loads(value)
+        except json.JSONDecodeError:
+            parsed = value
+        options = dict(getattr(namespace, self.dest, None) or {})
+        options[name.strip()] = parsed
+        setattr(namespace, self.dest, options)

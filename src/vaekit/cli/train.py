@@ -9,6 +9,7 @@ from pathlib import Path
 
 from vaekit.cli.arguments import (
     EXIT_INTERRUPTED,
+    ModelOption,
     duration,
     fraction,
     image_size,
@@ -19,7 +20,7 @@ from vaekit.cli.arguments import (
     sizes,
 )
 from vaekit.data import BINARIZE, DATASETS
-from vaekit.models import MODELS
+from vaekit.models import MODELS, model_names
 from vaekit.models.base import LIKELIHOODS, PRECISIONS
 from vaekit.models.objectives import OBJECTIVES
 from vaekit.models.posteriors import POSTERIORS
@@ -67,8 +68,23 @@ def _add_data_arguments(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _model_choices() -> list[str]:
+    """Every model name, plugins' included; a plugin that cannot be listed is reported when used."""
+    try:
+        return model_names()
+    except VaekitError:
+        return sorted(MODELS)
+
+
 def _add_model_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", choices=sorted(MODELS), help="model family (default mlp)")
+    p.add_argument("--model", choices=_model_choices(), help="model family (default mlp), or a plugin's name")
+    p.add_argument(
+        "--model-option",
+        dest="model_options",
+        action=ModelOption,
+        metavar="NAME=VALUE",
+        help="an option of the model's own (a plugin's), repeatable: --model-option blocks=2",
+    )
     p.add_argument(
         "--latent-dim", type=positive_int, help="latent dimensions (default 20; vqvae: code size 16)"
     )
@@ -217,6 +233,13 @@ def _add_run_arguments(p: argparse.ArgumentParser) -> None:
         help="write TensorBoard event files to the run's tb/ folder (pip install 'vaekit[tb]')",
     )
     p.add_argument(
+        "--mlflow",
+        action="store_true",
+        default=None,
+        help="log the settings, each epoch's metrics and the pictures to MLflow: $MLFLOW_TRACKING_URI, "
+        "else ./mlruns (pip install 'vaekit[mlflow]')",
+    )
+    p.add_argument(
         "--config",
         metavar="FILE",
         help="settings from a TOML file's [train] table, or a run's config.json (repeats that run); "
@@ -247,6 +270,8 @@ def run_train(args: argparse.Namespace) -> int:
 
         # flags win over the file; a null in the file (config.json's "the model's default") is no setting
         in_file = {k: v for k, v in read_config_file(args.config).items() if v is not None}
+        if "model_options" in in_file and "model_options" in given:  # a flag overrides one option
+            given["model_options"] = {**in_file["model_options"], **given["model_options"]}
         given = {**in_file, **given}
     progress = False if args.no_progress else None
     if distributed.torchrun_ranks().enabled:

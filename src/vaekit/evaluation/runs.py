@@ -15,7 +15,15 @@ from typing import Any
 
 import torch
 
-from vaekit.data import Dataset, ImageSet, binarize, load_dataset, split_train_val, unit_float
+from vaekit.data import (
+    Dataset,
+    ImageSet,
+    binarize,
+    images_for_shape,
+    load_dataset,
+    split_train_val,
+    unit_float,
+)
 from vaekit.evaluation.latents import group_resamples, group_statistics, latent_statistics
 from vaekit.evaluation.likelihood import (
     bits_per_dim,
@@ -24,7 +32,7 @@ from vaekit.evaluation.likelihood import (
     nll_bits_key,
     reconstruction_errors,
 )
-from vaekit.models import GaussianVAE
+from vaekit.models import VAE, GaussianVAE
 from vaekit.models.saving import load
 from vaekit.utils.atomic import write_json
 from vaekit.utils.devices import resolve_device
@@ -269,3 +277,36 @@ def disentanglement_scores(
         "mig_per_factor": dict(zip(names, gap["per_factor"], strict=True)),
         "factor_vae_score": factor_vae_score(means, factors.numpy(), seed=0)["factor_vae_score"],
     }
+
+
+def run_images(
+    run: str | os.PathLike,
+    model: VAE,
+    dataset: str | None,
+    split: str,
+    data_dir: str | os.PathLike | None,
+    progress: bool,
+    log: Callable[[str], None],
+) -> tuple[str, ImageSet]:
+    """The ``split`` of ``dataset`` (the run's own if None) as ``model`` takes them: resized for a folder,
+    binarized as the run trained (with the test split's fixed draw). Returns the dataset's name too."""
+    config = read_run_config(Path(run))
+    name = dataset or config["data"]["dataset"]
+    folder = data_dir or config["data"].get("data_dir")
+    _, images = images_for_shape(name, model.image_shape, split, folder, progress, log)
+    if config["train"].get("binarize", "none") != "none":  # the model knows only binary pixels
+        binary = (binarize(unit_float(images.images), "test") * 255).to(torch.uint8)
+        images = ImageSet(binary, images.labels, images.factors, images.names)
+    return name, images
+
+
+def model_labels(model: VAE, images: ImageSet) -> torch.Tensor | None:
+    """The labels a conditional model needs (an error if the dataset has none); None for the others."""
+    if not model.conditional:
+        return None
+    labels = images.labels
+    if len(labels) and (labels.min() < 0 or labels.max() >= model.num_classes):
+        raise VaekitError(
+            f"model {model.name} is conditional: it needs labels 0..{model.num_classes - 1} for every image"
+        )
+    return labels

@@ -52,10 +52,15 @@ class VAE(nn.Module):
     single_latent: ClassVar[bool] = True
     # the temperature `vaekit sample` draws at unless told (the hvae's is measured: docs/hvae.md)
     default_temperature: ClassVar[float] = 1.0
+    # A plugin's origin ({"module", "package", "version"}), set by registry.register_model; saved in the
+    # config, so that loading a run whose plugin is missing names what to install.
+    plugin: ClassVar[dict[str, str] | None] = None
 
     def __init__(self, **config: Any) -> None:
         super().__init__()
         self.config = {"name": self.name, **config}
+        if self.plugin is not None:
+            self.config["plugin"] = dict(self.plugin)
         self.image_shape = tuple(config["image_shape"])
         if len(self.image_shape) != 3 or min(self.image_shape) < 1:
             raise ValueError(f"image_shape must be [channels, height, width], got {config['image_shape']}")

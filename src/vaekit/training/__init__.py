@@ -6,8 +6,8 @@ model-agnostic loop), step.py (the KL warm-up, model.loss's options, mixed preci
 backward pass, the gradient guard, the optimizer step, the weights' average of ema.py), finish.py (the
 test evaluation and the prior after the last epoch), interrupt.py (Ctrl-C), optim.py (Adam, Adamax,
 the cosine schedule), loggers.py
-(metrics, pictures, TensorBoard, the console line), distributed.py (torchrun), priors.py and
-code_prior.py (a run's fitted mixture prior, a VQ-VAE's prior over codes).
+(metrics, pictures, TensorBoard, the console line), tracking.py (MLflow, --mlflow), distributed.py
+(torchrun), priors.py and code_prior.py (a run's fitted mixture prior, a VQ-VAE's prior over codes).
 """
 
 from __future__ import annotations
@@ -20,15 +20,10 @@ from typing import Any
 from vaekit.training.finish import PRIOR_FIT_IMAGES
 from vaekit.training.interrupt import CtrlC, TrainingInterrupted
 from vaekit.training.loop import Trainer
+from vaekit.training.model_settings import MODEL_SETTINGS, model_config
 from vaekit.training.optim import Adam
 from vaekit.training.run_folder import TERMS, RunDir, default_run_dir
-from vaekit.training.settings import (
-    FIXED_ON_RESUME,
-    MODEL_SETTINGS,
-    TrainConfig,
-    model_config,
-    resumed_config,
-)
+from vaekit.training.settings import FIXED_ON_RESUME, TrainConfig, resumed_config
 
 
 def train(config: TrainConfig, out: str | os.PathLike | None = None, **kwargs: Any) -> Path:

@@ -34,6 +34,8 @@ def _matches(value: Any, hint: Any) -> bool:
         return value is None
     if origin is list:
         return isinstance(value, list) and all(_matches(v, args[0]) for v in value)
+    if origin is dict:  # model_options: names to values, each checked by the model
+        return isinstance(value, dict) and all(isinstance(k, str) for k in value)
     if hint is bool:
         return isinstance(value, bool)
     if hint is int:
@@ -47,6 +49,8 @@ def _describe(hint: Any) -> str:
     origin, args = typing.get_origin(hint), typing.get_args(hint)
     if origin in (typing.Union, types.UnionType):
         return " or ".join(_describe(a) for a in args if a is not type(None))
+    if origin is dict:
+        return "a table of name = value"
     if origin is list:
         return "a list of " + {int: "integers", float: "numbers", str: "strings"}.get(args[0], str(args[0]))
     return {bool: "true or false", int: "an integer", float: "a number", str: "a string"}.get(hint, str(hint))
@@ -117,6 +121,9 @@ def config_toml(config: TrainConfig) -> str:
     (settings left None, the model's own defaults, are left out: TOML has no null)."""
     lines = [f"[{TABLE}]"]
     for key, value in asdict(config).items():
-        if value is not None:  # JSON's strings, numbers, booleans and lists are TOML's too
+        if isinstance(value, dict):  # an inline table: JSON's quoted keys are TOML's too, not its colons
+            value = "{ " + ", ".join(f"{json.dumps(k)} = {json.dumps(v)}" for k, v in value.items()) + " }"
+            lines.append(f"{key} = {value}")
+        elif value is not None:  # JSON's strings, numbers, booleans and lists are TOML's too
             lines.append(f"{key} = {json.dumps(value)}")
     return "\n".join(lines) + "\n"

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 
 from vaekit.data import Dataset, binarize, default_data_dir, load_dataset, split_rows, unit_float
-from vaekit.models import MODELS
+from vaekit.models import model_class
 from vaekit.training import distributed
 from vaekit.training.settings import TrainConfig
 from vaekit.utils.errors import VaekitError
@@ -36,7 +36,7 @@ def load_training_dataset(
         distributed.barrier(ranks)
     for note in dataset.notes:
         log(f"note: {note}")
-    if getattr(MODELS[config.model], "conditional", False) and dataset.num_classes < 2:
+    if model_class(config.model).conditional and dataset.num_classes < 2:
         raise VaekitError(
             f"the {config.model} is conditioned on class labels; {dataset.name} has "
             f"{dataset.num_classes or 'no'} classes (a folder dataset gets them from class subfolders)"

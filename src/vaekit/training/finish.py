@@ -1,6 +1,6 @@
 """The end of a run, after its last epoch: the model the folder keeps is evaluated on the test images
-(eval.json), its test latents go to TensorBoard's projector, and a Gaussian-latent model gets its
-fitted prior (``training.priors``)."""
+(eval.json), its test latents go to TensorBoard's projector, a Gaussian-latent model gets its fitted
+prior (``training.priors``), and MLflow gets eval.json and the pictures (``training.tracking``)."""
 
 from __future__ import annotations
 
@@ -35,6 +35,8 @@ def finish_run(trainer: Any) -> dict[str, Any]:
         trainer.tensorboard.close()
     if trainer.refits_prior:
         fit_prior(trainer)
+    if trainer.mlflow is not None:  # last: the fitted prior's samples are among the pictures
+        trainer.mlflow.finish(result, trainer.state.epoch)
     trainer.log(f"run saved in {trainer.run_dir.path}")
     return result
 

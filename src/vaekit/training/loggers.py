@@ -1,5 +1,6 @@
-"""What a run records each epoch: metrics.jsonl, the sample and reconstruction grids, the loss curve,
-and the line printed to the console."""
+"""What a run records each epoch: the checkpoint, then the model, config.json, metrics.jsonl, the sample
+and reconstruction grids, the loss curve, TensorBoard and MLflow (``write_epoch``), and the line printed
+to the console."""
 
 from __future__ import annotations
 
@@ -13,14 +14,41 @@ from PIL import Image
 
 from vaekit.data import unit_float
 from vaekit.models import VAE, GaussianVAE
+from vaekit.models.saving import save_model
 from vaekit.training.run_folder import TERMS, RunDir
+from vaekit.training.tracking import MlflowLogger
 from vaekit.utils import plots
-from vaekit.utils.atomic import write_text
+from vaekit.utils.atomic import write_json, write_text
 from vaekit.utils.errors import VaekitError
 
 N_GRID_COLUMNS = 8  # sample grid: 8 x 8 images (8 per class for a conditional model) from fixed latents
 N_RECON = 8  # reconstruction grid: 8 fixed validation images over their reconstructions
 SUMMARY_SECONDS = 10.0  # the loss curve and the samples' animation are redrawn at most this often
+
+
+def write_epoch(trainer: Any, record: dict[str, Any], improved: bool) -> None:
+    """Rank 0, at the end of an epoch of a ``loop.Trainer`` (typed Any: loop.py imports this module): the
+    checkpoint (the trained weights, and their average), then the saved model, config, metrics, pictures,
+    TensorBoard (with the weights evaluated) and MLflow."""
+    run, epoch, config = trainer.run_dir, record["epoch"], trainer.config
+    # The checkpoint goes first: the other files are always rebuilt from it on resume, and MLflow is
+    # given only checkpointed epochs, so that a resume logs none twice (training.tracking).
+    trainer._save_checkpoint(run.last_checkpoint)
+    if config.save_every and epoch % config.save_every == 0:
+        trainer._save_checkpoint(run.checkpoints / f"epoch_{epoch:03d}.pt")
+    with trainer.averaged():
+        if improved or not config.early_stopping:  # with early stopping the folder holds the best
+            save_model(trainer.model, run.model)
+        write_json(run.config, trainer.run_config())
+        write_metrics(run, trainer.state.history)
+        save_grids(trainer.model, run, epoch, config.seed, trainer.grid_images, trainer.grid_labels)
+        if time.monotonic() - trainer._summaries_at[1] >= SUMMARY_SECONDS:
+            trainer._save_summaries()
+        if trainer.tensorboard is not None:
+            x_val, y_val = trainer.data.x_val, trainer.data.y_val
+            trainer.tensorboard.epoch(record, epoch * trainer.n_batches, trainer.model, x_val, y_val)
+    if trainer.mlflow is not None:
+        trainer.mlflow.epoch(record)
 
 
 def write_metrics(run: RunDir, history: list[dict[str, Any]]) -> None:
@@ -201,3 +229,18 @@ class TensorBoardLogger:
 
     def close(self) -> None:
         self.writer.close()
+
+
+def open_loggers(
+    trainer: Any, checkpoint: dict[str, Any] | None
+) -> tuple[TensorBoardLogger | None, MlflowLogger | None]:
+    """The loggers a ``loop.Trainer`` asks for, on rank 0 (None where not asked for): ``--tensorboard``'s
+    and ``--mlflow``'s, opened before the run folder is touched, so that a missing package or an MLflow
+    store out of reach is an error first. ``checkpoint``: a resumed run's, else None."""
+    if not trainer.ranks.main:
+        return None, None
+    config, run = trainer.config, trainer.run_dir
+    tensorboard = None
+    if config.tensorboard:
+        tensorboard = TensorBoardLogger.for_run(run, checkpoint, trainer.n_batches)
+    return tensorboard, (MlflowLogger.open(run, checkpoint) if config.mlflow else None)

@@ -23,14 +23,13 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 import torch
-from tqdm import tqdm
+from tqdm.auto import tqdm  # a widget in Jupyter, the console bar elsewhere
 
 from vaekit.data import Dataset, unit_float
 from vaekit.data.augment import random_affine
 from vaekit.evaluation.likelihood import elbo_terms
 from vaekit.evaluation.runs import eval_options
 from vaekit.models import VAE, GaussianVAE, build_model
-from vaekit.models.saving import save_model
 from vaekit.training import distributed
 from vaekit.training.budget import TimeBudget, save_at_time_limit
 from vaekit.training.data import load_training_dataset, place_data
@@ -38,15 +37,14 @@ from vaekit.training.finish import finish_run
 from vaekit.training.interrupt import CtrlC, TrainingInterrupted
 from vaekit.training.loggers import (
     N_RECON,
-    SUMMARY_SECONDS,
-    TensorBoardLogger,
     epoch_line,
     epoch_record,
-    save_grids,
+    open_loggers,
     save_summaries,
     start_line,
-    write_metrics,
+    write_epoch,
 )
+from vaekit.training.model_settings import model_config
 from vaekit.training.run_folder import (
     RunDir,
     TrainingState,
@@ -57,11 +55,11 @@ from vaekit.training.run_folder import (
     save_checkpoint,
     start_folder,
 )
-from vaekit.training.settings import TrainConfig, model_config
+from vaekit.training.settings import TrainConfig
 from vaekit.training.step import SLOW_BF16_NOTE, autocast, check_finite, loss_options, place_model, slow_bf16
 from vaekit.training.step import kl_weight as warmup_kl_weight
+from vaekit.training.tracking import tracked
 from vaekit.training.updates import Updates
-from vaekit.utils.atomic import write_json
 from vaekit.utils.devices import resolve_device
 
 PSEUDO_INPUT_POOL = 20_000  # training images a part that starts from data chooses among
@@ -121,10 +119,8 @@ class Trainer:
         self.out_of_time = False  # --max-time ran out (checked at step boundaries)
         self._created = datetime.now(timezone.utc).isoformat(timespec="seconds")
         self._summaries_at = (-1, -float("inf"))  # (epoch, time) the loss curve and animation were drawn
-        # opened now: a missing package is an error before the folder is touched
-        self.tensorboard = None
-        if config.tensorboard and self.ranks.main:
-            self.tensorboard = TensorBoardLogger.for_run(self.run_dir, checkpoint, self.n_batches)
+        # opened now: a missing package or an unusable MLflow store is an error before the folder is touched
+        self.tensorboard, self.mlflow = open_loggers(self, checkpoint)
         if checkpoint is not None:
             self._created = json.loads(checkpoint["config"]).get("created")
             self.state = restore_checkpoint(
@@ -176,7 +172,13 @@ class Trainer:
     # ------------------------------------------------------------------------------------- training
     def run(self) -> dict[str, Any]:
         """Train until ``config.epochs`` are done; returns the test evaluation written to eval.json."""
+        with tracked(self.mlflow):  # an MLflow run ends FINISHED, KILLED (Ctrl-C) or FAILED with training
+            return self._run()
+
+    def _run(self) -> dict[str, Any]:
         backup = start_folder(self.run_dir, self.overwrite, self.run_config()) if self.ranks.main else None
+        if self.mlflow is not None:  # in the folder now made: mlflow.json
+            self.mlflow.start(self.run_config(), self.state.history)
         if self.drops_prior:
             self.log(
                 "note: the run's prior over codes is dropped, as training changes the codes; fit a new one "
@@ -365,7 +367,7 @@ class Trainer:
         s.skipped = s.skipped_images = 0
         if not self.ranks.main:  # rank 0 writes the folder; the others go on to the next epoch
             return
-        self._write_epoch(record, improved)
+        write_epoch(self, record, improved)
         self.log(epoch_line(record, self.config.epochs, train, val))
         if self.on_epoch is not None:
             self.on_epoch(record)
@@ -375,24 +377,3 @@ class Trainer:
         average where the run keeps one (``--ema``), else its trained weights."""
         average = self.updates.average
         return average.applied() if average is not None else contextlib.nullcontext()
-
-    def _write_epoch(self, record: dict[str, Any], improved: bool) -> None:
-        """Rank 0, at the end of an epoch: the checkpoint (the trained weights, and their average), then
-        the saved model, config, metrics, pictures and TensorBoard (with the weights evaluated)."""
-        run, epoch = self.run_dir, record["epoch"]
-        # The checkpoint goes first: the other files are always rebuilt from it on resume.
-        self._save_checkpoint(run.last_checkpoint)
-        if self.config.save_every and epoch % self.config.save_every == 0:
-            self._save_checkpoint(run.checkpoints / f"epoch_{epoch:03d}.pt")
-        with self.averaged():
-            if improved or not self.config.early_stopping:  # with early stopping the folder holds the best
-                save_model(self.model, run.model)
-            write_json(run.config, self.run_config())
-            write_metrics(run, self.state.history)
-            save_grids(self.model, run, epoch, self.config.seed, self.grid_images, self.grid_labels)
-            if time.monotonic() - self._summaries_at[1] >= SUMMARY_SECONDS:
-                self._save_summaries()
-            if self.tensorboard is not None:
-                self.tensorboard.epoch(
-                    record, epoch * self.n_batches, self.model, self.data.x_val, self.data.y_val
-                )

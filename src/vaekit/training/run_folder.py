@@ -40,6 +40,7 @@ class RunDir:
         self.checkpoints = self.path / "checkpoints"
         self.last_checkpoint = self.checkpoints / "last.pt"
         self.tensorboard = self.path / "tb"
+        self.mlflow = self.path / "mlflow.json"  # with --mlflow: the MLflow run a resume continues
 
     def sample_grid(self, epoch: int) -> Path:
         return self.samples / f"epoch_{epoch:03d}.png"

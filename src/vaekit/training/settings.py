@@ -3,7 +3,6 @@ model it builds, and what may change when a run is resumed."""
 
 from __future__ import annotations
 
-import inspect
 import math
 import os
 from dataclasses import dataclass, fields
@@ -12,8 +11,8 @@ from typing import Any
 
 from vaekit.data import BINARIZE, check_dataset_name
 from vaekit.data.folder import COLOURS, parse_image_size
-from vaekit.models import MODELS, GaussianVAE
-from vaekit.models.base import LIKELIHOODS, PRECISIONS
+from vaekit.models import GaussianVAE
+from vaekit.models.base import PRECISIONS
 from vaekit.models.objectives import OBJECTIVES
 from vaekit.models.objectives.factorvae import DEFAULT_DISCRIMINATOR
 from vaekit.models.posteriors import POSTERIORS
@@ -25,17 +24,12 @@ from vaekit.training.defaults import (
     flag,
     refuse_single_latent_options,
 )
+from vaekit.training.model_settings import MODEL_SETTINGS, check_model_settings, gaussian_models
 from vaekit.utils.devices import DEVICES
 from vaekit.utils.errors import VaekitError
 from vaekit.utils.files import read_run_config
 
 DEFAULT_IWAE_K = 5
-# Settings that shape the model; None leaves the model's own default (see the model classes).
-MODEL_SETTINGS = (
-    "latent_dim", "hidden", "channels", "likelihood", "decoder_std", "codebook_size",
-    "scales", "groups", "latent_channels", "width", "encoder_blocks", "stem", "logvar_limit",
-)  # fmt: skip
-
 # The Gaussian-latent models' parts (models/gaussian.py) and the objectives' own weights, with the
 # defaults they take when their part or objective is chosen.
 # Tomczak & Welling used K = 500; on MNIST 100 gave 3.5 of 500's 4.3 nats at 1.7x, not 4x, the time per
@@ -62,6 +56,7 @@ class TrainConfig:
     likelihood: str | None = None
     decoder_std: float | None = None
     codebook_size: int | None = None
+    model_options: dict[str, Any] | None = None  # the model's own options (a plugin's): name -> value
     scales: int | None = None  # hvae: spatial scales of the hierarchy
     groups: int | None = None  # hvae: latent groups per scale
     latent_channels: int | None = None  # hvae: channels of each latent group
@@ -103,6 +98,7 @@ class TrainConfig:
     max_time: float | None = None  # seconds of training in this invocation; stops at a step boundary
     fit_prior: bool = True  # Gaussian-latent models: fit a mixture prior to the training latents at the end
     tensorboard: bool = False  # event files in the run's tb/ folder (needs vaekit[tb])
+    mlflow: bool = False  # MLflow tracking: $MLFLOW_TRACKING_URI, else ./mlruns (needs vaekit[mlflow])
     prior_components: int | None = None  # per class (None: vaekit.training.priors.DEFAULT_COMPONENTS)
 
     def validate(self) -> None:
@@ -123,29 +119,7 @@ class TrainConfig:
 
     def _validate_model(self) -> type:
         """The model family and the settings that shape it; returns the model's class."""
-        if self.model not in MODELS:
-            raise VaekitError(f"unknown model {self.model!r}; choose from {', '.join(sorted(MODELS))}")
-        model_class = MODELS[self.model]
-        accepted = inspect.signature(model_class.__init__).parameters
-        for name in MODEL_SETTINGS:
-            if getattr(self, name) is not None and name not in accepted:
-                raise VaekitError(f"--{flag(name)} does not apply to model {self.model}")
-        for name in ("epochs", "batch_size", "latent_dim", "codebook_size"):
-            value = getattr(self, name)
-            if value is not None and (not isinstance(value, int) or value < 1):
-                raise VaekitError(f"{name.replace('_', ' ')} must be an integer >= 1, got {value!r}")
-        for name in ("hidden", "channels"):
-            sizes = getattr(self, name)
-            if sizes is not None and (not sizes or any(not isinstance(h, int) or h < 1 for h in sizes)):
-                raise VaekitError(f"{name} sizes must be integers >= 1, got {sizes!r}")
-        if self.likelihood is not None and self.likelihood not in LIKELIHOODS:
-            raise VaekitError(f"unknown likelihood {self.likelihood!r}; choose from {', '.join(LIKELIHOODS)}")
-        if self.decoder_std is not None:
-            if self.likelihood != "gaussian":
-                raise VaekitError("--decoder-std applies to --likelihood gaussian only")
-            if not (math.isfinite(self.decoder_std) and self.decoder_std > 0):
-                raise VaekitError(f"decoder std must be a positive number, got {self.decoder_std!r}")
-        return model_class
+        return check_model_settings(self)
 
     def _validate_optimisation(self) -> None:
         """The learning rate, the KL term's weighting and the objective's name."""
@@ -304,10 +278,6 @@ class TrainConfig:
         return cls(**{k: v for k, v in values.items() if k in known})
 
 
-def gaussian_models() -> str:
-    return ", ".join(n for n, c in sorted(MODELS.items()) if issubclass(c, GaussianVAE))
-
-
 def _part_count(option: str, value: int | None, chosen: bool, part: str, default: int) -> int | None:
     """A part's count (pseudo-inputs, flow steps): an integer >= 1, given only with its part."""
     if not chosen:
@@ -321,31 +291,15 @@ def _part_count(option: str, value: int | None, chosen: bool, part: str, default
     return value
 
 
-def model_config(config: TrainConfig, image_shape: tuple[int, ...], num_classes: int) -> dict[str, Any]:
-    """The config of a new model for ``config`` on images of ``image_shape`` (settings left None are
-    left to the model's defaults)."""
-    accepted = inspect.signature(MODELS[config.model].__init__).parameters
-    values: dict[str, Any] = {"name": config.model, "image_shape": list(image_shape)}
-    if "num_classes" in accepted:
-        values["num_classes"] = num_classes
-    values.update({k: getattr(config, k) for k in MODEL_SETTINGS if getattr(config, k) is not None})
-    if config.prior != "standard":
-        values.update(trained_prior=config.prior, pseudo_inputs=config.pseudo_inputs)
-    if config.posterior != "gaussian":
-        values.update(posterior=config.posterior, flow_steps=config.flow_steps)
-    if config.objective == "factorvae":
-        values["tc_discriminator"] = list(config.discriminator or DEFAULT_DISCRIMINATOR)
-    return values
-
-
 # Settings a run is built on; a resume that asks for another value is refused, not applied.
-# (epochs, lr, device, data_dir, save_every, early_stopping and max_time may change.)
+# (epochs, lr, device, data_dir, save_every, early_stopping, max_time, tensorboard, mlflow may change.)
 FIXED_ON_RESUME = (
     "dataset",
     "image_size",
     "colour",
     "model",
     *MODEL_SETTINGS,
+    "model_options",
     "beta",
     "kl_warmup",
     "kl_balance",

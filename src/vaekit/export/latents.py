@@ -1,0 +1,79 @@
+"""``vaekit encode``: every image of a dataset through a run's encoder, into a table for other programs.
+
+Columns (one row per image, in the dataset's order: training images, then test): ``mean`` and
+``logvar`` [N, latent_dim] of the Gaussian posterior q(z|x) (with an IAF posterior, ``mean`` is the
+flow's image of the base mean, the point every picture uses, and ``logvar`` the base Gaussian's; a
+hierarchy's are its top group's), or a VQ-VAE's ``codes`` [N, H', W'] (the nearest codebook entries);
+``label`` where the dataset has labels; ``filename`` (relative to the folder) for ``folder:PATH``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from vaekit.data import ImageSet, unit_float
+from vaekit.evaluation.runs import model_labels, run_images
+from vaekit.models import VAE, GaussianVAE
+from vaekit.models.saving import load
+from vaekit.utils.devices import resolve_device
+from vaekit.utils.tables import check_output, write_table
+
+BATCH_SIZE = 1000
+
+
+@torch.no_grad()
+def encode_images(
+    model: VAE, images: ImageSet, batch_size: int = BATCH_SIZE, progress: bool = True
+) -> dict[str, np.ndarray]:
+    """The table of ``images`` encoded by ``model`` (the columns in this module's docstring)."""
+    model.eval()
+    labels = model_labels(model, images)
+    parts: dict[str, list[torch.Tensor]] = {}
+    with tqdm(total=len(images), desc="encoding", unit="image", disable=not progress, leave=False) as bar:
+        for start in range(0, len(images), batch_size):
+            x = unit_float(images.images[start : start + batch_size].to(model.device))
+            y = None if labels is None else labels[start : start + batch_size].to(model.device)
+            for name, value in _encoded(model, x, y).items():
+                parts.setdefault(name, []).append(value.cpu())
+            bar.update(len(x))
+    columns = {name: torch.cat(values).numpy() for name, values in parts.items()}
+    if len(images) and images.labels.min() >= 0:
+        columns["label"] = images.labels.numpy().astype(np.int64)
+    if images.names is not None:
+        columns["filename"] = np.asarray(images.names, dtype=str)
+    return columns
+
+
+def _encoded(model: VAE, x: torch.Tensor, labels: torch.Tensor | None) -> dict[str, torch.Tensor]:
+    if isinstance(model, GaussianVAE):
+        mu, logvar = model.encode(x, labels)
+        mean = mu if model.flow is None else model.latents(x, labels)
+        return {"mean": mean.float(), "logvar": logvar.float()}
+    return {"codes": model.encode(x, labels).long()}
+
+
+def encode_run(
+    run: str | os.PathLike,
+    out: str | os.PathLike,
+    dataset: str | None = None,
+    split: str = "all",
+    data_dir: str | os.PathLike | None = None,
+    device: str = "auto",
+    batch_size: int = BATCH_SIZE,
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Encode ``split`` of ``dataset`` (default: the run's own) with the run's model into the table file
+    ``out`` (.npy, .npz, .parquet or .csv). Returns what was written: path, dataset, n, columns."""
+    out = check_output(out)
+    model = load(run, device=resolve_device(device))
+    name, images = run_images(run, model, dataset, split, data_dir, progress, log)
+    columns = encode_images(model, images, batch_size, progress)
+    write_table(out, columns)
+    return {"path": str(out), "dataset": name, "n": len(images), "columns": list(columns)}

@@ -1,0 +1,172 @@
+"""The model registry: vaekit's own models, and models from outside the package (plugins).
+
+A plugin is a VAE subclass in any module. It joins the registry in one of three ways:
+
+- ``@register_model`` on the class, in code that runs before the model is used (a script, a notebook);
+- an entry point in the group ``vaekit.models`` of an installed package
+  (``resnet = "vaekit_resnet:ResNetVAE"`` under ``[project.entry-points."vaekit.models"]``), loaded the
+  first time the name is asked for, so that a broken plugin harms only the runs that use it;
+- ``VAEKIT_PLUGINS=module[,module]`` in the environment: modules imported (running their decorators)
+  before the command line is read, for a module that is not an installed package.
+
+A registered class's origin (its module, and the package and version it came from) joins every model
+config it writes, so that a run whose model is missing names what to install.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+import os
+import re
+from typing import Any
+
+from vaekit.models.base import VAE
+from vaekit.models.conv import ConvVAE
+from vaekit.models.cvae import ConditionalVAE
+from vaekit.models.gaussian import GaussianVAE
+from vaekit.models.hvae import HierarchicalVAE
+from vaekit.models.mlp import MLPVAE
+from vaekit.models.vqvae import VQVAE
+from vaekit.utils.errors import VaekitError
+
+ENTRY_POINT_GROUP = "vaekit.models"
+PLUGIN_MODULES_VARIABLE = "VAEKIT_PLUGINS"
+BUILT_IN: dict[str, type[VAE]] = {
+    cls.name: cls for cls in (MLPVAE, ConvVAE, ConditionalVAE, VQVAE, HierarchicalVAE)
+}
+# Every model by name: the built-ins, then plugins as they register.
+MODELS: dict[str, type[VAE]] = dict(BUILT_IN)
+NAME = re.compile(r"[a-z][a-z0-9_-]{0,39}")
+# What a model class must define beyond its base: a Gaussian-latent model only its networks.
+REQUIRED = {GaussianVAE: ("encode", "decode_logits"), VAE: ("encode", "decode_logits", "loss", "sample")}
+_imported_env_modules: set[str] = set()
+
+
+def register_model(cls: Any) -> Any:
+    """Class decorator: add the VAE subclass ``cls`` to the registry under ``cls.name``.
+
+    Raises VaekitError if ``cls`` is not a model class, lacks a method its base leaves to it, or takes a
+    name that a built-in or another plugin holds. Registering a class again under its name (a notebook
+    cell run twice) replaces the earlier definition.
+    """
+    _check_model_class(cls)
+    taken = MODELS.get(cls.name)
+    if cls.name in BUILT_IN and taken is not cls:
+        raise VaekitError(f"model name {cls.name!r} of {_qualname(cls)} is a built-in model's: pick another")
+    if taken is not None and taken is not cls and _qualname(taken) != _qualname(cls):
+        raise VaekitError(f"model name {cls.name!r} of {_qualname(cls)} is taken by {_qualname(taken)}")
+    if cls.name not in BUILT_IN:
+        cls.plugin = {"module": cls.__module__, **_package_of(cls.__module__)}
+    MODELS[cls.name] = cls
+    return cls
+
+
+def unregister_model(name: str) -> None:
+    """Remove the plugin ``name`` from the registry (built-ins stay)."""
+    if name in BUILT_IN:
+        raise VaekitError(f"{name!r} is a built-in model: it cannot be unregistered")
+    MODELS.pop(name, None)
+
+
+def model_class(name: str) -> type[VAE]:
+    """The model class registered as ``name``, loading an installed plugin's entry point if need be."""
+    import_env_plugins()
+    if name not in MODELS:
+        entry = _entry_points().get(name)
+        if entry is None:
+            raise VaekitError(f"unknown model {name!r}; choose from {', '.join(model_names())}")
+        _load_entry_point(entry)
+    return MODELS[name]
+
+
+def model_names() -> list[str]:
+    """Every model name, sorted: built-ins, registered plugins and installed entry points (not loaded)."""
+    import_env_plugins()
+    return sorted(set(MODELS) | set(_entry_points()))
+
+
+def import_env_plugins() -> None:
+    """Import the modules that ``VAEKIT_PLUGINS`` names (once each), so their decorators register."""
+    for module in filter(None, (m.strip() for m in os.environ.get(PLUGIN_MODULES_VARIABLE, "").split(","))):
+        if module in _imported_env_modules:
+            continue
+        try:
+            importlib.import_module(module)
+        except Exception as exc:  # a plugin's own failure: reported in one line, not a traceback
+            why = _oneline(exc)
+            raise VaekitError(f"cannot import {module!r} named in {PLUGIN_MODULES_VARIABLE}: {why}") from None
+        _imported_env_modules.add(module)
+
+
+def missing_model_error(name: Any, plugin: dict[str, Any] | None) -> VaekitError:
+    """The error for a saved model whose class is not registered here: what to install, if known."""
+    if not plugin:
+        return VaekitError(f"unknown model {name!r}; choose from {', '.join(model_names())}")
+    package = plugin.get("package")
+    origin = f"the package {package} {plugin.get('version', '')}".rstrip() if package else "no package"
+    module = plugin.get("module")
+    hint = f"pip install {package}" if package else f"name {module} in {PLUGIN_MODULES_VARIABLE}"
+    return VaekitError(
+        f"model {name!r} is not installed: it came from {origin} (module {module}); {hint}"
+    )
+
+
+def _check_model_class(cls: Any) -> None:
+    if not (isinstance(cls, type) and issubclass(cls, VAE)) or cls in (VAE, GaussianVAE):
+        raise VaekitError(f"{_qualname(cls)} is not a model class: subclass vaekit.models.GaussianVAE or VAE")
+    name = cls.__dict__.get("name")
+    if not isinstance(name, str) or not NAME.fullmatch(name):
+        raise VaekitError(
+            f"{_qualname(cls)} needs a class attribute name: lower case letters, digits, - or _, got {name!r}"
+        )
+    base = GaussianVAE if issubclass(cls, GaussianVAE) else VAE
+    missing = [m for m in REQUIRED[base] if getattr(cls, m) is getattr(base, m)]
+    if missing:
+        raise VaekitError(f"model {name!r} ({_qualname(cls)}) does not define {', '.join(missing)}")
+
+
+def _entry_points() -> dict[str, importlib.metadata.EntryPoint]:
+    return {entry.name: entry for entry in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)}
+
+
+def _load_entry_point(entry: importlib.metadata.EntryPoint) -> None:
+    """Load the entry point ``entry``: a model class (registered here if its decorator has not), or a
+    module whose decorators register a model named as the entry point."""
+    dist = getattr(entry, "dist", None)
+    where = f"plugin {entry.name!r} ({entry.value}" + (f", package {dist.name})" if dist else ")")
+    try:
+        loaded = entry.load()
+    except Exception as exc:  # the plugin's own failure, in one line
+        raise VaekitError(f"cannot load model {where}: {_oneline(exc)}") from None
+    if isinstance(loaded, type):
+        try:
+            register_model(loaded)
+        except VaekitError as exc:
+            raise VaekitError(f"model {where}: {exc}") from None
+    if entry.name not in MODELS:
+        raise VaekitError(
+            f"model {where} registers no model named {entry.name!r}: the entry point's name must be the "
+            "model class's name"
+        )
+
+
+def _package_of(module: str) -> dict[str, str]:
+    """The installed distribution (name, version) that provides ``module``'s top-level package, if any."""
+    top = module.split(".")[0]
+    for dist_name in importlib.metadata.packages_distributions().get(top, []):
+        try:
+            return {"package": dist_name, "version": importlib.metadata.version(dist_name)}
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return {}
+
+
+def _qualname(cls: Any) -> str:
+    module = getattr(cls, "__module__", None)
+    name = getattr(cls, "__qualname__", None) or repr(cls)
+    return f"{module}.{name}" if module else name
+
+
+def _oneline(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {' '.join(str(exc).split())}"

@@ -1,0 +1,97 @@
+"""The settings of a run that shape its model: the shared ones (MODEL_SETTINGS, each a flag), a model's
+own options (``model_options``: a plugin's, say), and the model config a new run builds from them."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from vaekit.models import MODELS, VAE, GaussianVAE, accepted_options, model_class
+from vaekit.models.base import LIKELIHOODS
+from vaekit.models.objectives.factorvae import DEFAULT_DISCRIMINATOR
+from vaekit.training.defaults import flag
+from vaekit.utils.errors import VaekitError
+
+# Settings that shape the model; None leaves the model's own default (see the model classes).
+MODEL_SETTINGS = (
+    "latent_dim", "hidden", "channels", "likelihood", "decoder_std", "codebook_size",
+    "scales", "groups", "latent_channels", "width", "encoder_blocks", "stem", "logvar_limit",
+)  # fmt: skip
+# Config keys that other settings fill: a model option cannot set them.
+FILLED = {
+    "name": "--model", "image_shape": "the dataset", "num_classes": "the dataset", "prior": "train-prior",
+    "plugin": "the registry", "trained_prior": "--prior", "pseudo_inputs": "--pseudo-inputs",
+    "posterior": "--posterior", "flow_steps": "--flow-steps", "flow_hidden": "--posterior iaf",
+    "tc_discriminator": "--discriminator",
+}  # fmt: skip
+
+
+def check_model_settings(config: Any) -> type[VAE]:
+    """The model family of the TrainConfig ``config`` and the settings that shape it; returns its class."""
+    model = model_class(config.model)
+    accepted = accepted_options(model)
+    for name in MODEL_SETTINGS:
+        if getattr(config, name) is not None and name not in accepted:
+            raise VaekitError(f"--{flag(name)} does not apply to model {config.model}")
+    for name in ("epochs", "batch_size", "latent_dim", "codebook_size"):
+        value = getattr(config, name)
+        if value is not None and (not isinstance(value, int) or value < 1):
+            raise VaekitError(f"{name.replace('_', ' ')} must be an integer >= 1, got {value!r}")
+    for name in ("hidden", "channels"):
+        sizes = getattr(config, name)
+        if sizes is not None and (not sizes or any(not isinstance(h, int) or h < 1 for h in sizes)):
+            raise VaekitError(f"{name} sizes must be integers >= 1, got {sizes!r}")
+    if config.likelihood is not None and config.likelihood not in LIKELIHOODS:
+        raise VaekitError(f"unknown likelihood {config.likelihood!r}; choose from {', '.join(LIKELIHOODS)}")
+    if config.decoder_std is not None:
+        if config.likelihood != "gaussian":
+            raise VaekitError("--decoder-std applies to --likelihood gaussian only")
+        if not (math.isfinite(config.decoder_std) and config.decoder_std > 0):
+            raise VaekitError(f"decoder std must be a positive number, got {config.decoder_std!r}")
+    check_model_options(config.model_options, model)
+    return model
+
+
+def own_options(model: type[VAE]) -> list[str]:
+    """The options of ``model`` that no other setting fills: what ``model_options`` may set."""
+    return sorted(accepted_options(model) - set(FILLED) - set(MODEL_SETTINGS))
+
+
+def check_model_options(options: Any, model: type[VAE]) -> None:
+    """``options`` (a name -> value table, or None) are options that ``model``'s constructor takes and
+    that no other setting fills; values are checked by the model when it is built."""
+    if options is None:
+        return
+    if not isinstance(options, dict) or not all(isinstance(key, str) for key in options):
+        raise VaekitError(f"model options must be a table of name = value, got {options!r}")
+    for key in options:
+        if key in MODEL_SETTINGS:
+            raise VaekitError(f"model option {key!r} has its own setting: use --{flag(key)}")
+        if key in FILLED:
+            raise VaekitError(f"model option {key!r} is set by {FILLED[key]}, not as a model option")
+        if key not in accepted_options(model):
+            takes = ", ".join(own_options(model)) or "none"
+            raise VaekitError(f"model {model.name} takes no option {key!r} (its own options: {takes})")
+
+
+def model_config(config: Any, image_shape: tuple[int, ...], num_classes: int) -> dict[str, Any]:
+    """The config of a new model for the TrainConfig ``config`` on images of ``image_shape`` (settings
+    left None are left to the model's defaults)."""
+    accepted = accepted_options(model_class(config.model))
+    values: dict[str, Any] = {"name": config.model, "image_shape": list(image_shape)}
+    if "num_classes" in accepted:
+        values["num_classes"] = num_classes
+    values.update({k: getattr(config, k) for k in MODEL_SETTINGS if getattr(config, k) is not None})
+    values.update(config.model_options or {})
+    if config.prior != "standard":
+        values.update(trained_prior=config.prior, pseudo_inputs=config.pseudo_inputs)
+    if config.posterior != "gaussian":
+        values.update(posterior=config.posterior, flow_steps=config.flow_steps)
+    if config.objective == "factorvae":
+        values["tc_discriminator"] = list(config.discriminator or DEFAULT_DISCRIMINATOR)
+    return values
+
+
+def gaussian_models() -> str:
+    """The Gaussian-latent models' names, for messages about the options only they take."""
+    return ", ".join(n for n, c in sorted(MODELS.items()) if issubclass(c, GaussianVAE))
