@@ -42,8 +42,8 @@ from PIL import Image
 from sklearn.metrics import roc_auc_score
 from tqdm.auto import tqdm
 
-from vaekit.data import ImageSet, unit_float
-from vaekit.evaluation.likelihood import importance_bounds
+from vaekit.data import ImageSet
+from vaekit.evaluation.likelihood import image_reconstruction_errors, importance_bounds
 from vaekit.evaluation.runs import model_labels, run_images
 from vaekit.models import VAE, GaussianVAE
 from vaekit.models.saving import load
@@ -97,7 +97,7 @@ def image_scores(
     y = None if labels is None else labels.to(model.device)
     with tqdm(total=len(x), desc="scoring", unit="image", disable=not progress, leave=False) as bar:
         neg_elbo, nll = importance_bounds(model, x, y, k=k, seed=seed, progress=bar.update)
-    bce, mse = _reconstruction_errors(model, x, y)
+    bce, mse = (errors.numpy() for errors in image_reconstruction_errors(model, x, y))
     bits = nll.cpu().numpy() / (math.prod(model.image_shape) * math.log(2))
     if model.likelihood == "bernoulli":  # the same binary data the likelihood is a code length of
         complexity = png_bits_per_dim(binarized(images.images, seed), binary=True)
@@ -117,26 +117,9 @@ def image_scores(
             raise VaekitError(
                 f"the background model takes {list(background.image_shape)}, not {list(model.image_shape)}"
             )
-        base = image_scores(background, images, k, seed, progress)["nll"]
+        base = importance_bounds(background, x, y, k=k, seed=seed)[1].cpu().numpy()
         scores.update(background_nll=base, likelihood_ratio=scores["nll"] - base)
     return scores
-
-
-def _reconstruction_errors(
-    model: VAE, x: torch.Tensor, labels: torch.Tensor | None, batch_size: int = 1000
-) -> tuple[np.ndarray, np.ndarray]:
-    """Per image: the reconstruction's binary cross-entropy summed over pixels (nats; clamped as
-    ``likelihood.reconstruction_errors``) and its squared error averaged over pixels."""
-    bce, mse = [], []
-    for start in range(0, len(x), batch_size):
-        batch = unit_float(x[start : start + batch_size]).float()
-        y = None if labels is None else labels[start : start + batch_size]
-        r = model.reconstruct(batch, y).float()
-        loss = torch.nn.functional.binary_cross_entropy(r.clamp(1e-6, 1 - 1e-6), batch, reduction="none")
-        bce.append(loss.flatten(1).double().sum(1).cpu())
-        mse.append((r - batch).square().flatten(1).double().mean(1).cpu())
-    empty = torch.empty(0, dtype=torch.float64)
-    return torch.cat(bce or [empty]).numpy(), torch.cat(mse or [empty]).numpy()
 
 
 def detection(reference: np.ndarray, other: np.ndarray) -> dict[str, float]:

@@ -56,18 +56,32 @@ def reconstruction_errors(
     the nearest valid value). ``recon_mse``: squared error averaged over pixels and images.
     Unlike ``recon`` (an expectation over z ~ q(z|x)), both use one deterministic reconstruction.
     """
+    bce, mse = image_reconstruction_errors(model, images, labels, batch_size)
+    return {
+        "recon_bce": bce.mean().item() if len(bce) else 0.0,
+        "recon_mse": mse.mean().item() if len(mse) else 0.0,
+    }
+
+
+@torch.no_grad()
+def image_reconstruction_errors(
+    model: VAE, images: torch.Tensor, labels: torch.Tensor | None = None, batch_size: int = 1000
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``reconstruction_errors`` per image: the binary cross-entropy summed over pixels and the squared
+    error averaged over pixels, each [N] float64 on the CPU."""
     was_training = model.training
     model.eval()
-    bce = sse = 0.0
+    bce, mse = [], []
     for start in range(0, len(images), batch_size):
         x = unit_float(images[start : start + batch_size]).float()
         y = None if labels is None else labels[start : start + batch_size]
         r = model.reconstruct(x, y).float()
-        bce += F.binary_cross_entropy(r.clamp(1e-6, 1 - 1e-6), x, reduction="sum").double().item()
-        sse += (r - x).square().sum().double().item()
+        loss = F.binary_cross_entropy(r.clamp(1e-6, 1 - 1e-6), x, reduction="none")
+        bce.append(loss.flatten(1).double().sum(1).cpu())
+        mse.append((r - x).square().flatten(1).double().mean(1).cpu())
     model.train(was_training)
-    n = max(len(images), 1)
-    return {"recon_bce": bce / n, "recon_mse": sse / (n * math.prod(images.shape[1:]))}
+    empty = torch.empty(0, dtype=torch.float64)
+    return torch.cat(bce or [empty]), torch.cat(mse or [empty])
 
 
 @torch.no_grad()
