@@ -1,6 +1,7 @@
 """vaekit sweep: the sweep file, Optuna trials as run folders, pruning, and two workers on one journal."""
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -213,3 +214,45 @@ def test_a_sweep_searches_the_objectives_and_their_weights(tmp_path):
         config = json.loads((tmp_path / "out" / row["run"] / "config.json").read_text())["train"]
         assert config["objective"] in ("btcvae", "dip-i") and 1.0 <= config["beta"] <= 8.0
         assert config["lambda_od"] == (10.0 if config["objective"] == "dip-i" else None)
+
+
+def test_a_worker_that_loses_the_race_to_create_the_folder_joins_it(tmp_path, monkeypatch):
+    """Two workers started together: the other makes the folder between this one's look and its
+    rename. This one must join the other's whole folder, not call it a foreign folder."""
+    from vaekit.sweep import run as sweep_run
+
+    sweep = read_sweep_file(sweep_file(tmp_path))
+    out = tmp_path / "out"
+    real_rename = os.rename
+
+    def other_worker_first(source, target):
+        monkeypatch.setattr(sweep_run.os, "rename", real_rename)
+        sweep_run._create_folder(out, sweep)  # the other worker, whole, before this rename
+        real_rename(source, target)
+
+    monkeypatch.setattr(sweep_run.os, "rename", other_worker_first)
+    sweep_run._prepare_folder(out, sweep)
+    assert sorted(p.name for p in out.iterdir()) == ["sweep.toml", "trials"]
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temporary left
+    assert "is not a sweep folder" in error_of(sweep_run._prepare_folder, tmp_path / "sweep.toml", sweep)
+
+
+def test_a_new_sweep_folder_is_never_seen_without_its_sweep_file(tmp_path, monkeypatch):
+    """What another worker could see while this one creates the folder: nothing, or the whole folder.
+    (A folder with trials/ but no sweep.toml yet made a second worker refuse it as a foreign folder.)"""
+    from pathlib import Path
+
+    from vaekit.sweep import run as sweep_run
+
+    sweep = read_sweep_file(sweep_file(tmp_path))
+    out = tmp_path / "out"
+    seen = []
+    real_write = Path.write_text
+
+    def watched(self, *args, **kwargs):
+        seen.append(not out.exists() or (out / "sweep.toml").is_file())
+        return real_write(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "write_text", watched)
+    sweep_run._prepare_folder(out, sweep)
+    assert seen and all(seen) and (out / "sweep.toml").read_text() == sweep.text

@@ -7,7 +7,10 @@ the trials table and comparison report (``sweep.report``).
 
 from __future__ import annotations
 
+import errno
 import os
+import shutil
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -17,7 +20,7 @@ from vaekit.sweep.report import summarise, write_summary
 from vaekit.sweep.spec import Dimension, Sweep, read_sweep_file, trial_config
 from vaekit.training.config_files import tomllib
 from vaekit.training.settings import TrainConfig
-from vaekit.utils.atomic import write_text
+from vaekit.utils.atomic import DIRECTORY_MODE
 from vaekit.utils.errors import VaekitError
 
 
@@ -52,14 +55,33 @@ def _storage(folder: Path, url: str | None) -> Any:
 def _prepare_folder(folder: Path, sweep: Sweep) -> None:
     """A new sweep folder gets the sweep file; a worker joining one must bring the same file."""
     kept = folder / "sweep.toml"
-    if kept.is_file():
-        if tomllib.loads(kept.read_text(encoding="utf-8")) != tomllib.loads(sweep.text):
-            raise VaekitError(f"{folder} is a sweep of another sweep file ({kept}); give another --out")
-        return
-    if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
-        raise VaekitError(f"{folder} exists and is not a sweep folder; give another --out")
-    (folder / "trials").mkdir(parents=True, exist_ok=True)
-    write_text(kept, sweep.text)
+    if not kept.is_file():
+        if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
+            raise VaekitError(f"{folder} exists and is not a sweep folder; give another --out")
+        _create_folder(folder, sweep)
+        if not kept.is_file():  # lost the race to something that is not a sweep
+            raise VaekitError(f"{folder} exists and is not a sweep folder; give another --out")
+    if tomllib.loads(kept.read_text(encoding="utf-8")) != tomllib.loads(sweep.text):
+        raise VaekitError(f"{folder} is a sweep of another sweep file ({kept}); give another --out")
+
+
+def _create_folder(folder: Path, sweep: Sweep) -> None:
+    """The sweep folder, its trials/ and its sweep.toml made beside it and renamed into place at once, so
+    that a second worker started at the same moment finds no folder or a whole one, never one without its
+    sweep file. A worker that loses the race leaves the winner's folder as it is and joins it."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.", suffix=".tmp"))
+    try:
+        (tmp / "trials").mkdir()
+        (tmp / "sweep.toml").write_text(sweep.text, encoding="utf-8")
+        os.chmod(tmp, DIRECTORY_MODE)
+        try:
+            os.rename(tmp, folder)  # onto nothing, or an empty folder: atomic
+        except OSError as exc:
+            if exc.errno not in (errno.EEXIST, errno.ENOTEMPTY):
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def trial_folder(folder: Path, number: int) -> Path:

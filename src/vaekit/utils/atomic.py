@@ -13,6 +13,7 @@ from typing import Any
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 _FILE_MODE = 0o666 & ~_UMASK
+DIRECTORY_MODE = 0o777 & ~_UMASK  # what mkdir gives; mkdtemp's folders are the owner's alone
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[Path], Any]) -> None:
