@@ -176,3 +176,36 @@ def test_a_hierarchy_gives_one_process_numbers_under_two(tmp_path, objective):
             assert b[key] == pytest.approx(a[key], rel=1e-4), key
     weights_one, weights_two = load_file(one / "model.safetensors"), load_file(two / "model.safetensors")
     assert all(torch.allclose(weights_one[k], weights_two[k], atol=1e-4) for k in weights_one)
+
+
+def _rank_of(pid: int) -> int | None:
+    environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    ranks = [int(v.split(b"=", 1)[1]) for v in environ if v.startswith(b"RANK=")]
+    return ranks[0] if ranks else None
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="finds the workers through /proc")
+def test_sigterm_to_one_rank_stops_every_rank_at_the_same_step_and_resumes(tmp_path):
+    """Preemption reaches the ranks at different moments; here only rank 1 is told. Every rank must stop
+    after the same step (rank 0 saving it), or the others would wait forever in the next all-reduce."""
+    from vaekit.training import resume
+
+    run = tmp_path / "run"
+    process = torchrun(2, "--epochs", "400", "--no-fit-prior", "--out", str(run))
+    deadline = time.monotonic() + 60
+    while not (run / "metrics.jsonl").is_file() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    workers = {_rank_of(pid): pid for pid in _children(process.pid)}
+    time.sleep(0.15)
+    os.kill(workers[1], signal.SIGTERM)
+    output = finish(process, timeout=120)
+    assert output.count("stopped by SIGTERM in epoch") == 2, output[-2000:]  # both ranks, one step
+    checkpoint = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
+    epoch, step = checkpoint["epoch"], checkpoint["step"]
+    assert step >= 1 and f"in epoch {epoch + 1} at step {step}/" in output
+    # one process takes over, as a requeued job on a smaller allocation would
+    resume(run, epochs=epoch + 1, progress=False, log=lambda line: None)
+    straight = tmp_path / "straight"
+    finish(torchrun(1, "--epochs", str(epoch + 1), "--no-fit-prior", "--out", str(straight)))
+    for a, b in zip(history(straight), history(run), strict=True):
+        assert b["train_loss"] == pytest.approx(a["train_loss"], rel=1e-4)

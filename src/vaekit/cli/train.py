@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 from vaekit.cli.arguments import (
-    EXIT_INTERRUPTED,
     ModelOption,
     duration,
     fraction,
@@ -309,7 +308,7 @@ def run_train(args: argparse.Namespace) -> int:
         trainer.run()
     except TrainingInterrupted as exc:
         print(f"vaekit train: {exc}", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        return exc.exit_status  # 130 for Ctrl-C; 143 for SIGTERM: preempted, to be requeued
     return 0
 
 

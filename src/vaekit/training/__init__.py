@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from vaekit.training.finish import PRIOR_FIT_IMAGES
-from vaekit.training.interrupt import CtrlC, TrainingInterrupted
+from vaekit.training.interrupt import CtrlC, StopSignals, TrainingInterrupted
 from vaekit.training.loop import Trainer
 from vaekit.training.model_settings import MODEL_SETTINGS, model_config
 from vaekit.training.optim import Adam
@@ -48,6 +48,7 @@ __all__ = [
     "PRIOR_FIT_IMAGES",
     "TERMS",
     "CtrlC",
+    "StopSignals",
     "RunDir",
     "TrainConfig",
     "Trainer",

@@ -44,6 +44,8 @@ def save_at_time_limit(trainer: Any) -> None:
         f"--max-time {trainer.config.max_time:g}s reached {where}; "
         f"continue with: vaekit train --resume --out {run_dir.path}"
     )
+    if s.step:
+        trainer.gather_epoch_sums()
     if not trainer.ranks.main or s.step == 0:
         return
     trainer._save_checkpoint(run_dir.last_checkpoint)

@@ -118,6 +118,18 @@ def all_reduce_sum(tensor: torch.Tensor, ranks: Ranks) -> torch.Tensor:
     return total
 
 
+def agreed_signal(received: int | None, ranks: Ranks, device: torch.device) -> int:
+    """The stop signal every rank acts on after this step (0: none): one process's own, or under torchrun
+    the largest any rank has received, so that all stop at the same step (a rank that stopped alone would
+    leave the others waiting in the next step's gradient all-reduce). One scalar all-reduce a step, and
+    only under torchrun."""
+    if not ranks.enabled:
+        return received or 0
+    flag = torch.tensor([received or 0], dtype=torch.int64, device=device)
+    dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+    return int(flag.item())
+
+
 def broadcast(value: Any, ranks: Ranks) -> Any:
     """Rank 0's ``value`` on every rank (any picklable object: a checkpoint, an error flag)."""
     if not ranks.enabled:

@@ -1,5 +1,15 @@
-"""Ctrl-C during training: the loop finishes its step, saves a checkpoint at the exact position and
-stops with ``TrainingInterrupted``, so that ``vaekit train --resume`` goes on as if it had never stopped."""
+"""Stopping training by a signal without losing work: Ctrl-C (SIGINT), and what clusters send before they
+take a machine back: SIGTERM (Slurm, Kubernetes, torchrun's own shutdown, then SIGKILL after a grace
+period) and SIGUSR1 (Slurm's early warning, ``--signal=USR1@90``). The loop finishes its step, saves a
+checkpoint at the exact position and stops with ``TrainingInterrupted``, so that ``vaekit train
+--resume`` goes on bit-identically. Under torchrun every rank stops at the same step (``Trainer``
+agrees on the flag each step).
+
+Exit status: 130 for Ctrl-C, as a shell's; 128 + the signal's number for the others (143 for SIGTERM,
+138 for SIGUSR1), the status of a process the signal ended, which schedulers read as preempted: Slurm
+requeues such a job with ``--requeue``, Kubernetes restarts the pod, torchrun with ``--max-restarts``
+starts the workers again, and they resume by themselves.
+"""
 
 from __future__ import annotations
 
@@ -7,28 +17,51 @@ import signal
 import threading
 from typing import Any
 
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1)
+
 
 class TrainingInterrupted(Exception):
-    """Ctrl-C stopped training; a checkpoint at the exact position was saved."""
+    """A signal stopped training; a checkpoint at the exact position was saved. ``signal_number`` is the
+    signal's (SIGINT for Ctrl-C)."""
+
+    def __init__(self, message: str, signal_number: int = signal.SIGINT) -> None:
+        super().__init__(message)
+        self.signal_number = int(signal_number)
+
+    @property
+    def exit_status(self) -> int:
+        """130 for Ctrl-C, else 128 + the signal's number (143 for SIGTERM)."""
+        return 128 + self.signal_number
 
 
-class CtrlC:
-    """Turns the first Ctrl-C into a flag checked between steps (a second one interrupts at once)."""
+class StopSignals:
+    """Turns the first SIGINT, SIGTERM or SIGUSR1 into a flag checked between steps. A second Ctrl-C
+    interrupts at once (KeyboardInterrupt); a second SIGTERM too, as the grace period is running out."""
 
     def __init__(self) -> None:
-        self.pressed = False
-        self._previous: Any = None
+        self.received: int | None = None  # the first signal's number
+        self._previous: dict[int, Any] = {}
 
-    def __enter__(self) -> CtrlC:
+    @property
+    def pressed(self) -> bool:
+        return self.received is not None
+
+    def __enter__(self) -> StopSignals:
         if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGINT, self._handle)
+            for number in STOP_SIGNALS:
+                self._previous[number] = signal.signal(number, self._handle)
         return self
 
     def _handle(self, signum: int, frame: Any) -> None:
-        if self.pressed:
+        if self.received is not None and signum in (signal.SIGINT, signal.SIGTERM):
             raise KeyboardInterrupt
-        self.pressed = True
+        if self.received is None:
+            self.received = signum
 
     def __exit__(self, *exc: Any) -> None:
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
+        for number, previous in self._previous.items():
+            signal.signal(number, previous)
+        self._previous = {}
+
+
+CtrlC = StopSignals  # the name of release 0.1

@@ -14,6 +14,7 @@ import json
 import math
 import os
 import shutil
+import signal
 import sys
 import time
 from collections.abc import Callable
@@ -34,7 +35,7 @@ from vaekit.training import distributed
 from vaekit.training.budget import TimeBudget, save_at_time_limit
 from vaekit.training.data import load_training_dataset, place_data
 from vaekit.training.finish import finish_run
-from vaekit.training.interrupt import CtrlC, TrainingInterrupted
+from vaekit.training.interrupt import StopSignals, TrainingInterrupted
 from vaekit.training.loggers import (
     N_RECON,
     epoch_line,
@@ -126,6 +127,8 @@ class Trainer:
             self.state = restore_checkpoint(
                 checkpoint, self.model, self.updates, config.lr, self.shuffle, self.device
             )
+            if not self.ranks.main and self.state.sums is not None:  # rank 0 holds every rank's so far
+                self.state.sums.zero_()
 
     def _new_model(self, dataset: Dataset, checkpoint: dict[str, Any] | None) -> VAE:
         """The model on the device: seeded from the settings for a new run, shaped as the checkpoint's
@@ -164,6 +167,13 @@ class Trainer:
         data.update(image_shape=list(self.model.image_shape), classes=self.classes)
         return describe_run(self._created, self.device, self.state.epoch, data, self.model, self.config)
 
+    def gather_epoch_sums(self) -> None:
+        """Before a checkpoint inside an epoch (every rank calls it): the epoch's loss sums so far over all
+        ranks, on rank 0, which saves them; a resume by any number of processes adds to them (rank 0 from
+        the total, the others from zero), so the epoch's means are whole."""
+        if self.ranks.enabled and self.state.sums is not None:
+            self.state.sums = distributed.all_reduce_sum(self.state.sums, self.ranks)
+
     def _save_checkpoint(self, path: Path) -> None:
         save_checkpoint(
             path, make_checkpoint(self.run_config(), self.model, self.updates, self.state, self.shuffle)
@@ -187,9 +197,9 @@ class Trainer:
         self.log(start_line(self.model, self.dataset_name, self.data.counts, self.device, self.run_dir.path))
         self.budget.start()
         try:
-            with CtrlC() as ctrl_c:
+            with StopSignals() as stop:
                 while not self.finished and not self.out_of_time:
-                    self._train_epoch(ctrl_c)
+                    self._train_epoch(stop)
                     if not self.out_of_time:
                         self._end_epoch()
                         self.out_of_time = self.budget.is_up()
@@ -227,7 +237,7 @@ class Trainer:
         """All epochs are done, or early stopping has ended the run (and no epoch is half done)."""
         return self.state.step == 0 and (self.state.epoch >= self.config.epochs or self.stopped_early)
 
-    def _train_epoch(self, ctrl_c: CtrlC) -> None:
+    def _train_epoch(self, stop: StopSignals) -> None:
         s, cfg = self.state, self.config
         n, n_batches = self.n_train, self.n_batches
         if s.step == 0:
@@ -251,11 +261,12 @@ class Trainer:
                 s.step += 1
                 self.out_of_time = s.step < n_batches and self.budget.is_up()
                 bar.update(1)
-                if s.step % 20 == 0 or s.step == n_batches or ctrl_c.pressed:
+                signalled = distributed.agreed_signal(stop.received, self.ranks, self.device)
+                if s.step % 20 == 0 or s.step == n_batches or signalled:
                     self._show_running_loss(bar)
-                if ctrl_c.pressed:
+                if signalled:
                     s.seconds += time.perf_counter() - start
-                    self._stop_interrupted()
+                    self._stop_interrupted(signalled)
         s.seconds += time.perf_counter() - start
 
     def _train_step(self, index: torch.Tensor) -> None:
@@ -299,14 +310,19 @@ class Trainer:
             last_step = s.epoch * self.n_batches + s.step - 1
             self.tensorboard.write_steps(last_step, s.terms, self._images_seen(), self._scalars())
 
-    def _stop_interrupted(self) -> NoReturn:
-        """Ctrl-C: save the position inside the epoch (rank 0) and stop with how to resume."""
+    def _stop_interrupted(self, signal_number: int) -> NoReturn:
+        """A stop signal (Ctrl-C, SIGTERM, SIGUSR1): save the position inside the epoch (rank 0) and stop
+        with how to resume."""
         s = self.state
+        self.gather_epoch_sums()
         if self.ranks.main:
             self._save_checkpoint(self.run_dir.last_checkpoint)
+        name = signal.Signals(signal_number).name
+        how = "interrupted" if signal_number == signal.SIGINT else f"stopped by {name}"
         raise TrainingInterrupted(
-            f"interrupted in epoch {s.epoch + 1} at step {s.step}/{self.n_batches}; checkpoint "
-            f"saved, continue with: vaekit train --resume --out {self.run_dir.path}"
+            f"{how} in epoch {s.epoch + 1} at step {s.step}/{self.n_batches}; checkpoint "
+            f"saved, continue with: vaekit train --resume --out {self.run_dir.path}",
+            signal_number,
         )
 
     def _save_summaries(self) -> None:
