@@ -288,3 +288,14 @@ def test_a_vampprior_and_flow_run_is_served(tmp_path):
     model = load(out)
     direct = model.latents(digits.test.images[:1].float().div(255))[0]
     assert np.allclose(body["z"], direct.detach().numpy(), atol=1e-4)
+
+
+@pytest.mark.parametrize(
+    "query", ["/api/latents?run=-4451", "/api/latents?run=-1", "/api/test-image/0?run=-1"]
+)
+def test_a_negative_run_index_is_refused_not_taken_from_the_end(client, query):
+    response = client.get(query)  # -4451 was a 500 (IndexError), -1 quietly the last run
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["loc"] == ["query", "run"]
+    assert client.get("/api/latents?run=2").status_code == 404  # two runs served: 0 and 1
+    assert client.post("/api/decode", json={"z": [0.0, 0.0], "run": -1}).status_code == 422

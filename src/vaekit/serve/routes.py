@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import numpy as np
 import torch
-from fastapi import APIRouter, File, HTTPException, UploadFile
+from fastapi import APIRouter, File, HTTPException, Query, UploadFile
 from fastapi.responses import FileResponse, JSONResponse, Response
 from PIL import Image, ImageOps
 
@@ -30,6 +30,9 @@ from vaekit.serve.requests import (
     TraverseRequest,
 )
 from vaekit.utils.plots import image_grid
+
+# a query's run index: >= 0 in the schema, so that -1 is refused as the JSON bodies' run is
+RunIndex = Annotated[int, Query(ge=0, description="which run (the order of vaekit serve's arguments)")]
 
 if TYPE_CHECKING:
     from vaekit.serve.served import ServedRuns
@@ -162,7 +165,7 @@ def image_routes(served: ServedRuns) -> APIRouter:
 
     @router.post("/api/encode")
     async def encode(
-        file: Annotated[UploadFile, File()], run: int = 0, label: int | None = None
+        file: Annotated[UploadFile, File()], run: RunIndex = 0, label: int | None = None
     ) -> dict[str, Any]:
         """An uploaded image (PNG, JPEG, ...) -> resized and converted to the model's shape -> its latent
         mean and log-variance (a VQ-VAE: its codes), the reconstruction as a base64 PNG, and a class
@@ -301,7 +304,7 @@ def reference_routes(served: ServedRuns) -> APIRouter:
         }
 
     @router.get("/api/test-image/{index}")
-    def test_image(index: int, run: int = 0) -> Response:
+    def test_image(index: int, run: RunIndex = 0) -> Response:
         """Reference test image ``index`` as PNG (its label in the X-Label header)."""
         run_state = served.run(run)
         if not 0 <= index < len(run_state.images):
@@ -314,7 +317,7 @@ def reference_routes(served: ServedRuns) -> APIRouter:
         )
 
     @router.get("/api/latents")
-    def latents(run: int = 0) -> dict[str, Any]:
+    def latents(run: RunIndex = 0) -> dict[str, Any]:
         """The reference images' latent means (for the pad's scatter) and labels."""
         run_state = served.run(run)
         if run_state.means is None:

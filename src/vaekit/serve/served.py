@@ -26,7 +26,7 @@ class ServedRuns:
 
     def run(self, index: int) -> RunState:
         """Run ``index``, or a 404 naming how many this server has."""
-        if index >= len(self.runs):
+        if not 0 <= index < len(self.runs):  # -1 is not "the last run": an index out of range is a 404
             raise HTTPException(404, f"no run {index}: this server has {len(self.runs)}")
         return self.runs[index]
 
