@@ -27,9 +27,12 @@ def test_python_api_shapes(trained_run):
     assert m.reconstruct(x).shape == (5, 1, 8, 8)
 
 
-def test_corrupt_weights(trained_run):
-    (trained_run / "model.safetensors").write_bytes(b"\x00garbage" * 10)
+def test_corrupt_weights(trained_run, tmp_path):
+    (tmp_path / "loose.safetensors").write_bytes(b"\x00garbage" * 10)  # outside a run: no record
     with pytest.raises(VaekitError, match="corrupt weights file"):
+        vaekit.load(tmp_path / "loose.safetensors")
+    (trained_run / "model.safetensors").write_bytes(b"\x00garbage" * 10)
+    with pytest.raises(VaekitError, match="corrupt weights file .*model.safetensors: its SHA-256"):
         vaekit.load(trained_run)
 
 

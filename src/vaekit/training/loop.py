@@ -93,7 +93,7 @@ class Trainer:
         self.progress = sys.stderr.isatty() if progress is None else progress
         self.overwrite = overwrite
         # Everything that can fail on bad input happens here, before the run folder is touched.
-        checkpoint, had_prior = open_folder(self.run_dir, resume, overwrite, self.ranks)
+        checkpoint, had_prior = open_folder(self.run_dir, resume, overwrite, self.ranks, log)
         self.config = config
         dataset, data_dir = load_training_dataset(config, self.ranks, self.progress, log)
         if slow_bf16(config, self.device):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -17,9 +18,10 @@ import vaekit
 from vaekit.training import distributed
 from vaekit.training.settings import TrainConfig
 from vaekit.training.updates import Updates
-from vaekit.utils.atomic import atomic_write, write_json
+from vaekit.utils.atomic import write_json
 from vaekit.utils.errors import VaekitError
 from vaekit.utils.files import read_checkpoint, read_run_config
+from vaekit.utils.integrity import write_recorded
 
 TERMS = ("loss", "recon", "kl")  # every model's first three loss terms; models may add more
 
@@ -57,16 +59,18 @@ def default_run_dir(config: TrainConfig) -> Path:
     return Path("runs") / f"{config.dataset}-{config.model}-{stamp}"
 
 
-def check_folder(run: RunDir, resume: bool, overwrite: bool) -> dict[str, Any] | None:
+def check_folder(
+    run: RunDir, resume: bool, overwrite: bool, log: Callable[[str], None] = print
+) -> dict[str, Any] | None:
     """Refuse a folder that --resume cannot continue or that holds something without --overwrite;
-    returns the checkpoint to resume from, or None."""
+    returns the checkpoint to resume from, or None (``log`` hears of a damaged last.pt passed over)."""
     if resume and overwrite:
         raise VaekitError("--resume and --overwrite exclude each other")
     if resume:
         read_run_config(run.path)  # clear errors for a missing or foreign folder
         if not run.last_checkpoint.is_file():
             raise VaekitError(f"{run.path} has no checkpoint to resume from ({run.last_checkpoint})")
-        return read_checkpoint(run.last_checkpoint)
+        return last_intact_checkpoint(run, log)
     if run.path.exists() and not run.path.is_dir():
         raise VaekitError(f"--out {run.path} is a file, not a folder")
     if not run.is_empty() and not overwrite:
@@ -75,6 +79,24 @@ def check_folder(run: RunDir, resume: bool, overwrite: bool) -> dict[str, Any] |
             f"{run.path} already holds {what}; pass --resume to continue it or --overwrite to replace it"
         )
     return None
+
+
+def last_intact_checkpoint(run: RunDir, log: Callable[[str], None]) -> dict[str, Any]:
+    """checkpoints/last.pt, or if it is damaged (its digest not the one recorded, or unreadable) the
+    newest of the run's other checkpoints (--save-every's epoch_NNN.pt) that is intact, with a note."""
+    try:
+        return read_checkpoint(run.last_checkpoint)
+    except VaekitError as damaged:
+        others = sorted(run.checkpoints.glob("epoch_*.pt"), reverse=True)
+        for path in others:
+            try:
+                checkpoint = read_checkpoint(path)
+            except VaekitError:
+                continue
+            log(f"note: {damaged}; resuming from {path.name}, the newest intact checkpoint")
+            return checkpoint
+        kept = f"none of its {len(others)} other checkpoints is intact" if others else "it has no other"
+        raise VaekitError(f"{damaged}; {kept} (--save-every N keeps more)") from None
 
 
 def start_folder(run: RunDir, overwrite: bool, run_config: dict[str, Any]) -> Path | None:
@@ -122,14 +144,18 @@ def set_rng_state(state: dict[str, Any], shuffle: torch.Generator) -> None:
 
 
 def open_folder(
-    run_dir: RunDir, resume: bool, overwrite: bool, ranks: distributed.Ranks
+    run_dir: RunDir,
+    resume: bool,
+    overwrite: bool,
+    ranks: distributed.Ranks,
+    log: Callable[[str], None] = print,
 ) -> tuple[dict[str, Any] | None, bool]:
     """``check_folder`` on rank 0, whose answer every rank gets: the checkpoint to resume from (None for
     a new run) and whether the run has a fitted prior; or rank 0's error, so that all stop with it."""
     found: Any = (None, False)
     if ranks.main:
         try:
-            checkpoint = check_folder(run_dir, resume, overwrite)
+            checkpoint = check_folder(run_dir, resume, overwrite, log)
             prior = checkpoint is not None and bool(read_run_config(run_dir.path)["model"].get("prior"))
             found = (checkpoint, prior)
         except VaekitError as exc:
@@ -168,7 +194,7 @@ def make_checkpoint(
 
 
 def save_checkpoint(path: Path, checkpoint: dict[str, Any]) -> None:
-    atomic_write(path, lambda tmp: torch.save(checkpoint, tmp))
+    write_recorded(path, lambda tmp: torch.save(checkpoint, tmp))
 
 
 def restore_checkpoint(

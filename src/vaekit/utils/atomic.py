@@ -16,8 +16,11 @@ _FILE_MODE = 0o666 & ~_UMASK
 DIRECTORY_MODE = 0o777 & ~_UMASK  # what mkdir gives; mkdtemp's folders are the owner's alone
 
 
-def atomic_write(path: str | os.PathLike, write: Callable[[Path], Any]) -> None:
-    """Call ``write(tmp_path)`` on a temporary file beside ``path``, then rename it over ``path``.
+def atomic_write(
+    path: str | os.PathLike, write: Callable[[Path], Any], before_replace: Callable[[Path], Any] | None = None
+) -> None:
+    """Call ``write(tmp_path)`` on a temporary file beside ``path``, then rename it over ``path``
+    (``before_replace(tmp_path)`` in between: integrity.py records the new file's digest there).
 
     The rename is atomic on POSIX filesystems, so ``path`` holds either the old or the new content.
     """
@@ -28,6 +31,8 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], Any]) -> None:
     try:
         write(Path(tmp))
         os.chmod(tmp, _FILE_MODE)
+        if before_replace is not None:
+            before_replace(Path(tmp))
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -15,9 +15,13 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open
 
 from vaekit.utils.errors import VaekitError
+from vaekit.utils.integrity import verify
 
 
 def read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """The tensors and metadata of a safetensors file, its digest checked against its run's record."""
+    if Path(path).is_file():
+        verify(Path(path), "corrupt weights file")
     try:
         with safe_open(str(path), framework="pt") as f:
             metadata = f.metadata() or {}
@@ -29,6 +33,9 @@ def read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str
 
 
 def read_checkpoint(path: Path) -> dict[str, Any]:
+    """A checkpoint, read with ``weights_only``, its digest checked against its run's record."""
+    if Path(path).is_file():
+        verify(Path(path), "corrupt checkpoint")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
