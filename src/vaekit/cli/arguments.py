@@ -8,6 +8,7 @@ import math
 from collections.abc import Callable
 from typing import Any
 
+from vaekit.utils.devices import DEVICES
 from vaekit.utils.errors import VaekitError
 
 EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
@@ -121,3 +122,10 @@ class ModelOption(argparse.Action):
         options = dict(getattr(namespace, self.dest, None) or {})
         options[name.strip()] = parsed
         setattr(namespace, self.dest, options)
+
+
+def add_run_command(sub: argparse._SubParsersAction, name: str, help: str) -> argparse.ArgumentParser:
+    p = sub.add_parser(name, help=help, description=help)
+    p.add_argument("run", help="run folder")
+    p.add_argument("--device", choices=DEVICES, default="auto")
+    return p

@@ -5,52 +5,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 from pathlib import Path
 
 import torch
 
-from vaekit.cli.arguments import int_at_least, non_negative_int, positive_float, positive_int, temperatures
-from vaekit.models.base import PRIORS
+from vaekit.cli.arguments import add_run_command, int_at_least, non_negative_int, positive_float, positive_int
+from vaekit.cli.sample import add_sample_command
 from vaekit.utils.devices import DEVICES, resolve_device
 from vaekit.utils.errors import VaekitError
-
-
-def add_run_command(sub: argparse._SubParsersAction, name: str, help: str) -> argparse.ArgumentParser:
-    p = sub.add_parser(name, help=help, description=help)
-    p.add_argument("run", help="run folder")
-    p.add_argument("--device", choices=DEVICES, default="auto")
-    return p
-
-
-def _sample(args: argparse.Namespace) -> int:
-    from vaekit import load
-    from vaekit.utils import plots
-
-    model = load(args.run, device=resolve_device(args.device))
-    generator = torch.Generator(device=model.device).manual_seed(args.seed)
-    temperature = model.default_temperature if args.temperature is None else args.temperature
-    if isinstance(temperature, list) and model.single_latent:
-        raise VaekitError(f"one temperature per group applies to a hierarchy (model hvae), not {model.name}")
-    options = {"generator": generator, "prior": args.prior, "temperature": temperature}
-    if model.conditional and args.label is None:
-        # one row per class, as many columns as --n allows (8 by default)
-        per_class = math.ceil(args.n / model.num_classes) if args.n is not None else 8
-        images = model.sample(per_class * model.num_classes, **options)
-        plots.save_grid(images, args.out, ncol=per_class)
-        what = f"{per_class} samples of each of the {model.num_classes} classes"
-    else:
-        n = args.n if args.n is not None else 64
-        plots.save_grid(model.sample(n, label=args.label, **options), args.out)
-        what = f"{n} samples" + (f" of class {args.label}" if args.label is not None else "")
-    source = "the vqvae's prior over codes" if model.name == "vqvae" else (
-        "the fitted prior" if model.uses_fitted_prior(args.prior) else "N(0, I)"
-    )  # fmt: skip
-    shown = ",".join(f"{t:g}" for t in temperature) if isinstance(temperature, list) else f"{temperature:g}"
-    heat = "" if temperature == 1.0 else f" at temperature {shown}"
-    print(f"{what} from {source}{heat} written to {args.out}")
-    return 0
 
 
 def _reconstruct(args: argparse.Namespace) -> int:
@@ -188,31 +151,6 @@ def _export(args: argparse.Namespace) -> int:
 
     export_onnx(args.run, args.out, overwrite=args.overwrite)
     return 0
-
-
-def _add_sample_command(sub: argparse._SubParsersAction) -> None:
-    p = add_run_command(sub, "sample", "draw new images from a trained model into a PNG grid")
-    p.add_argument("--n", type=positive_int, help="number of images (default 64; cvae: 8 per class)")
-    p.add_argument(
-        "--label",
-        type=non_negative_int,
-        help="class to draw (a cvae, or a model whose fitted prior has classes)",
-    )
-    p.add_argument(
-        "--prior",
-        choices=PRIORS,
-        help="fitted (default, if the run has one) or standard: the prior trained with (N(0, I); VampPrior)",
-    )
-    p.add_argument(
-        "--temperature",
-        type=temperatures,
-        metavar="T|T1,T2,..",
-        help="scale of the prior's standard deviations (default 1; hvae: its own, see docs/hvae.md); below "
-        "1: nearer its modes. hvae: one per group from the top, as NVAE draws",
-    )
-    p.add_argument("--seed", type=int, default=0, help="seed of the latent draws (default 0)")
-    p.add_argument("--out", default="samples.png", help="PNG file (default samples.png)")
-    p.set_defaults(func=_sample)
 
 
 def _add_reconstruct_command(sub: argparse._SubParsersAction) -> None:
@@ -376,7 +314,7 @@ def _add_export_command(sub: argparse._SubParsersAction) -> None:
 
 def add_run_commands(sub: argparse._SubParsersAction) -> None:
     """The commands on trained runs, in the order ``vaekit --help`` lists them."""
-    _add_sample_command(sub)
+    add_sample_command(sub)
     _add_reconstruct_command(sub)
     _add_evaluate_command(sub)
     _add_latent_command(sub)

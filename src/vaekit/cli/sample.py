@@ -1,0 +1,90 @@
+"""``vaekit sample``: a PNG grid of new images, or many streamed into a .npy file; the cost of either is
+checked before anything is drawn."""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from vaekit.cli.arguments import add_run_command, non_negative_int, positive_int, temperatures
+from vaekit.models.base import PRIORS
+from vaekit.utils import limits
+from vaekit.utils.devices import resolve_device
+from vaekit.utils.errors import VaekitError
+
+
+def add_sample_command(sub: argparse._SubParsersAction) -> None:
+    p = add_run_command(sub, "sample", "draw new images from a trained model into a PNG grid")
+    p.add_argument("--n", type=positive_int, help="number of images (default 64; cvae: 8 per class)")
+    p.add_argument(
+        "--label",
+        type=non_negative_int,
+        help="class to draw (a cvae, or a model whose fitted prior has classes)",
+    )
+    p.add_argument(
+        "--prior",
+        choices=PRIORS,
+        help="fitted (default, if the run has one) or standard: the prior trained with (N(0, I); VampPrior)",
+    )
+    p.add_argument(
+        "--temperature",
+        type=temperatures,
+        metavar="T|T1,T2,..",
+        help="scale of the prior's standard deviations (default 1; hvae: its own, see docs/hvae.md); below "
+        "1: nearer its modes. hvae: one per group from the top, as NVAE draws",
+    )
+    p.add_argument("--seed", type=int, default=0, help="seed of the latent draws (default 0)")
+    p.add_argument(
+        "--out",
+        default="samples.png",
+        help="PNG grid (default samples.png), or a .npy file that many samples stream into",
+    )
+    p.set_defaults(func=_sample)
+
+
+def _sample(args: argparse.Namespace) -> int:
+    from vaekit import load
+    from vaekit.utils import plots
+
+    model = load(args.run, device=resolve_device(args.device))
+    generator = torch.Generator(device=model.device).manual_seed(args.seed)
+    temperature = model.default_temperature if args.temperature is None else args.temperature
+    if isinstance(temperature, list) and model.single_latent:
+        raise VaekitError(f"one temperature per group applies to a hierarchy (model hvae), not {model.name}")
+    options = {"generator": generator, "prior": args.prior, "temperature": temperature}
+    if Path(args.out).suffix == ".npy":  # many samples, streamed to disk in batches
+        return _stream_samples(model, args, options)
+    n_asked = args.n if args.n is not None else 64
+    limits.check_grid(n_asked, model.image_shape, "a sample grid")
+    limits.check_memory(8 * n_asked * math.prod(model.image_shape), model.device, f"{n_asked:,} samples")
+    if model.conditional and args.label is None:
+        # one row per class, as many columns as --n allows (8 by default)
+        per_class = math.ceil(args.n / model.num_classes) if args.n is not None else 8
+        images = model.sample(per_class * model.num_classes, **options)
+        plots.save_grid(images, args.out, ncol=per_class)
+        what = f"{per_class} samples of each of the {model.num_classes} classes"
+    else:
+        n = args.n if args.n is not None else 64
+        plots.save_grid(model.sample(n, label=args.label, **options), args.out)
+        what = f"{n} samples" + (f" of class {args.label}" if args.label is not None else "")
+    source = "the vqvae's prior over codes" if model.name == "vqvae" else (
+        "the fitted prior" if model.uses_fitted_prior(args.prior) else "N(0, I)"
+    )  # fmt: skip
+    shown = ",".join(f"{t:g}" for t in temperature) if isinstance(temperature, list) else f"{temperature:g}"
+    heat = "" if temperature == 1.0 else f" at temperature {shown}"
+    print(f"{what} from {source}{heat} written to {args.out}")
+    return 0
+
+
+def _stream_samples(model: Any, args: argparse.Namespace, options: dict[str, Any]) -> int:
+    from vaekit.export.samples import stream_samples
+
+    n = args.n if args.n is not None else 64
+    stream_samples(model, n, args.out, label=args.label, progress=sys.stderr.isatty(), **options)
+    print(f"{n:,} samples (uint8 [N, C, H, W]) written to {args.out}")
+    return 0
