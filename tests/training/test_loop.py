@@ -1,6 +1,7 @@
 """The training loop: reproducibility, exact resume (after epochs, Ctrl-C, a hard kill), NaN, folders."""
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -160,11 +161,47 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
         return LossOutput(objective, terms)
 
     trainer.model.loss = loss_nan_in_epoch_2
-    with pytest.raises(VaekitError, match="became nan in epoch 2.*after epoch 1"):
+    # every update of epoch 2 is skipped, not applied: past --max-skipped (5%) the run stops
+    with pytest.raises(
+        VaekitError,
+        match="2 of 2 updates in epoch 2 were skipped \\(the loss was not finite\\).*after epoch 1",
+    ):
         trainer.run()
     ckpt = torch.load(tmp_path / "run" / "checkpoints" / "last.pt", weights_only=True)
     assert ckpt["epoch"] == 1 and all(torch.isfinite(v).all() for v in ckpt["model"].values())
     assert all(torch.isfinite(v).all() for v in weights(tmp_path / "run").values())
+
+
+def test_one_nan_batch_is_skipped_counted_and_the_run_goes_on(tmp_path):
+    trainer = quiet_trainer(tiny_config(epochs=2), tmp_path / "run")
+    real_loss, calls = trainer.model.loss, []
+
+    def one_nan_batch(*args, **kwargs):
+        calls.append("generator" not in kwargs)
+        objective, terms = real_loss(*args, **kwargs)
+        if sum(calls) == 30 and calls[-1]:  # one batch of epoch 2
+            return LossOutput(objective * float("nan"), {k: v * float("nan") for k, v in terms.items()})
+        return LossOutput(objective, terms)
+
+    trainer.model.loss = one_nan_batch
+    trainer.run()
+    history = metrics(tmp_path / "run")
+    assert [h.get("skipped_updates", 0) for h in history] == [0, 1]
+    assert math.isfinite(history[1]["train_loss"])
+    assert all(torch.isfinite(v).all() for v in weights(tmp_path / "run").values())
+
+
+def test_a_nan_before_the_first_epoch_ends_says_nothing_was_saved(tmp_path):
+    trainer = quiet_trainer(tiny_config(epochs=2), tmp_path / "run")
+    real_loss = trainer.model.loss
+
+    def always_nan(*args, **kwargs):
+        objective, terms = real_loss(*args, **kwargs)
+        return LossOutput(objective * float("nan"), terms)
+
+    trainer.model.loss = always_nan
+    with pytest.raises(VaekitError, match="No epoch was completed, so nothing was saved: start again with"):
+        trainer.run()
 
 
 def test_existing_run_is_refused_and_left_alone(trained_run):

@@ -103,7 +103,8 @@ class Trainer:
         # A fitted prior (vaekit train-prior, or the end of training) belongs to latents that further
         # training changes: a resumed run starts without it, and refits it at the end if it can.
         self.drops_prior = had_prior and not self.refits_prior
-        self.updates = Updates(self.model, config)  # optimizer, gradient guard, weights' average
+        # the optimizer, the gradient guard (and a non-finite loss's skip), the weights' average
+        self.updates = Updates(self.model, config, self.ranks.enabled)
         self.loss_of = distributed.loss_function(self.model, self.ranks, self.device)
         self.shuffle = torch.Generator().manual_seed(config.seed)
         self.data = place_data(dataset, config.val_fraction, config.seed, config.binarize, self.device)

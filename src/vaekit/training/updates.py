@@ -26,12 +26,16 @@ class Updates:
     """The optimizer (``config.optimizer`` at ``config.lr`` on ``config.lr_schedule``), the gradient guard
     (``grad_clip``, ``skip_threshold``) and the weights' average (``ema``) of one run."""
 
-    def __init__(self, model: VAE, config: TrainConfig) -> None:
+    def __init__(self, model: VAE, config: TrainConfig, distributed_run: bool = False) -> None:
         self.config = config
         self.optimizer: Adam = make_optimizer(config.optimizer, model.parameter_groups(config.lr), config.lr)
         self.average = WeightAverage(model, config.ema) if config.ema > 0 else None
         self.params = [p for p in model.parameters() if p.requires_grad]
         self.guarded = config.grad_clip > 0 or config.skip_threshold > 0
+        # A non-finite loss or gradient never reaches the weights, for every model: by the gradient's norm
+        # where it is taken anyway, and under torchrun (the gradients are averaged there, so every rank
+        # decides alike, where one rank's loss alone would not); else by the loss, one number a step.
+        self.by_norm = self.guarded or distributed_run
         self.last_norm = math.nan
 
     def apply(self, objective: torch.Tensor, epochs_done: float) -> bool:
@@ -39,8 +43,11 @@ class Updates:
         cfg = self.config
         self.optimizer.param_groups[0]["lr"] = scheduled_lr(cfg.lr, cfg.lr_schedule, epochs_done, cfg.epochs)
         self.optimizer.zero_grad(set_to_none=True)
+        if not self.by_norm and not math.isfinite(objective.item()):
+            self.last_norm = math.nan
+            return False
         objective.backward()
-        if self.guarded:
+        if self.by_norm:
             limit = cfg.grad_clip if cfg.grad_clip > 0 else math.inf
             norm = torch.nn.utils.clip_grad_norm_(self.params, limit).item()  # the norm before clipping
             self.last_norm = norm
@@ -60,12 +67,21 @@ class Updates:
         state.skipped += 1
         state.skipped_images += images
         if state.skipped > cfg.max_skipped * n_batches:
+            why = (
+                f"gradient norm {self.last_norm:.3g}, over --skip-threshold {cfg.skip_threshold:g} or "
+                "not finite"
+                if self.by_norm
+                else "the loss was not finite"
+            )
+            kept = (
+                f"The last good checkpoint (after epoch {state.epoch}) is kept in {last_checkpoint}"
+                if state.epoch
+                else "No epoch was completed, so nothing was saved: start again with --overwrite"
+            )
             raise VaekitError(
                 f"{state.skipped} of {state.step + 1} updates in epoch {state.epoch + 1} were skipped "
-                f"(gradient norm {self.last_norm:.3g}, over --skip-threshold {cfg.skip_threshold:g} or not "
-                f"finite), more than --max-skipped {cfg.max_skipped:g} of the epoch's {n_batches}; stopped. "
-                f"The last good checkpoint (after epoch {state.epoch}) is kept in {last_checkpoint}; try a "
-                "lower --lr"
+                f"({why}), more than --max-skipped {cfg.max_skipped:g} of the epoch's {n_batches}; stopped. "
+                f"{kept}; try a lower --lr"
             )
 
     def state_dict(self) -> dict[str, Any]:
