@@ -7,6 +7,7 @@ uint32 size per dimension, then the data in C order. Files may be gzip-compresse
 from __future__ import annotations
 
 import gzip
+import math
 import os
 import struct
 import zlib
@@ -52,7 +53,7 @@ def parse_idx(raw: bytes, name: str = "<bytes>") -> np.ndarray:
     if ndim == 0 or len(raw) < header:
         raise VaekitError(f"corrupt data file {name}: truncated IDX header")
     shape = struct.unpack(f">{ndim}I", raw[4:header])
-    expected = header + int(np.prod(shape)) * dtype.itemsize
+    expected = header + math.prod(shape) * dtype.itemsize  # exact: numpy's product would wrap at 2^63
     if len(raw) < expected:
         raise VaekitError(
             f"truncated data file {name}: {len(raw)} bytes, its header {shape} needs {expected}"
