@@ -36,10 +36,11 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def serving(*runs: Path, timeout: float = 60) -> Iterator[str]:
-    """``vaekit serve RUN...`` in a subprocess on a free port; yields its base URL, stops it after."""
+def serving(*runs: Path, timeout: float = 60, options: tuple[str, ...] = ()) -> Iterator[str]:
+    """``vaekit serve RUN... [options]`` in a subprocess on a free port; yields its base URL, stops it
+    after (it is up once /api/info answers, 401 for a server with a token)."""
     port = free_port()
-    command = [sys.executable, "-m", "vaekit.cli", "serve", *map(str, runs), "--port", str(port)]
+    command = [sys.executable, "-m", "vaekit.cli", "serve", *map(str, runs), "--port", str(port), *options]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     try:
@@ -48,7 +49,7 @@ def serving(*runs: Path, timeout: float = 60) -> Iterator[str]:
             if process.poll() is not None:
                 raise RuntimeError(f"vaekit serve exited: {process.stdout.read().decode()}")
             try:
-                if httpx.get(base + "/api/info", timeout=1).status_code == 200:
+                if httpx.get(base + "/api/info", timeout=1).status_code in (200, 401):
                     break
             except httpx.HTTPError:
                 pass

@@ -142,7 +142,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     if args.port > 65535:
         raise VaekitError(f"--port must be at most 65535, got {args.port}")
-    serve(args.runs, host=args.host, port=args.port, device=args.device)
+    serve(args.runs, host=args.host, port=args.port, device=args.device, token=args.token)
     return 0
 
 
@@ -294,6 +294,11 @@ def _add_serve_command(sub: argparse._SubParsersAction) -> None:
         "--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine)"
     )
     p.add_argument("--port", type=int_at_least(1), default=8000, help="port (default 8000)")
+    p.add_argument(
+        "--token",
+        help="a secret every request must carry (needed to listen beyond this machine; default "
+        "$VAEKIT_TOKEN): open the page as /?token=TOKEN",
+    )
     p.add_argument("--device", choices=DEVICES, default="auto")
     p.set_defaults(func=_serve)
 

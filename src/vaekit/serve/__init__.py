@@ -25,9 +25,17 @@ def check_port(host: str, port: int) -> None:
 
 
 def serve(
-    runs: list[str | os.PathLike], host: str = "127.0.0.1", port: int = 8000, device: str = "auto"
+    runs: list[str | os.PathLike],
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    device: str = "auto",
+    token: str | None = None,
 ) -> None:
-    """Load ``runs`` once and serve them on ``host:port`` until interrupted."""
+    """Load ``runs`` once and serve them on ``host:port`` until interrupted. Another address than loopback
+    needs a ``token`` (or $VAEKIT_TOKEN), which every request must then carry (``guard.py``)."""
+    from vaekit.serve.guard import server_token
+
+    token = server_token(host, token)
     for run in runs:
         read_run_config(Path(run))  # a one-line error for a folder that is not a run
     check_port(host, port)
@@ -41,6 +49,9 @@ def serve(
         ) from None
     from vaekit.utils.devices import resolve_device
 
-    app = create_app(list(runs), resolve_device(device))
+    app = create_app(list(runs), resolve_device(device), token=token)
     print(f"serving {len(runs)} run{'s' if len(runs) > 1 else ''} on http://{host}:{port}/ (API docs: /docs)")
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+    if token is not None:
+        print(f"every request needs the token: open http://{host}:{port}/?token=TOKEN")
+    # an idle keep-alive connection is closed after 5 s; a stalled one holds only its own coroutine
+    uvicorn.run(app, host=host, port=port, log_level="warning", timeout_keep_alive=5)

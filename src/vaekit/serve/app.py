@@ -20,6 +20,8 @@ from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 
 from vaekit.serve import routes
+from vaekit.serve.guard import Guard
+from vaekit.serve.requests import MAX_BODY_BYTES
 from vaekit.serve.routes import STATIC
 from vaekit.serve.served import ServedRuns
 from vaekit.serve.state import load_run_state
@@ -27,11 +29,14 @@ from vaekit.utils.errors import VaekitError
 
 
 def create_app(
-    runs: list[str | Path], device: str | torch.device = "cpu", batch_window: float | None = 0.0
+    runs: list[str | Path],
+    device: str | torch.device = "cpu",
+    batch_window: float | None = 0.0,
+    token: str | None = None,
 ) -> FastAPI:
     """The FastAPI app for ``runs`` (run folders), each loaded once on ``device``. Single decodes that
     arrive within ``batch_window`` seconds share one batch (0: those of one turn of the event loop;
-    None: each decodes alone)."""
+    None: each decodes alone). With a ``token``, every request must carry it (``guard.py``)."""
     if not runs:
         raise VaekitError("vaekit serve needs at least one run folder")
     device = torch.device(device)
@@ -50,4 +55,5 @@ def create_app(
     # StaticFiles answers any path outside the folder (../, encoded or not) with a 404
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     app.state.runs = served.runs
+    app.add_middleware(Guard, token=token, max_body=MAX_BODY_BYTES)
     return app

@@ -11,6 +11,7 @@ MAX_ABS_Z = 50.0  # a latent coordinate beyond this is an error, not a picture
 MAX_SAMPLES = 256
 MAX_STEPS = 64
 MAX_UPLOAD_BYTES = 5 * 2**20
+MAX_BODY_BYTES = MAX_UPLOAD_BYTES + 2**16  # an upload and its multipart framing; refused unread beyond
 MAX_UPLOAD_PIXELS = 4096 * 4096
 N_REFERENCE = 2000  # test images encoded at start: the pad's scatter, neighbours, interpolation ends
 
