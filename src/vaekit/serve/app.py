@@ -23,6 +23,7 @@ from vaekit.serve import routes
 from vaekit.serve.guard import Guard
 from vaekit.serve.requests import MAX_BODY_BYTES
 from vaekit.serve.routes import STATIC
+from vaekit.serve.schema import document_errors
 from vaekit.serve.served import ServedRuns
 from vaekit.serve.state import load_run_state
 from vaekit.utils.errors import VaekitError
@@ -56,4 +57,5 @@ def create_app(
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     app.state.runs = served.runs
     app.add_middleware(Guard, token=token, max_body=MAX_BODY_BYTES)
+    document_errors(app)
     return app
