@@ -43,10 +43,36 @@ def suggest(trial: Any, dimension: Dimension) -> Any:
     return trial.suggest_float(dimension.name, dimension.low, dimension.high, log=dimension.log)
 
 
-def _storage(folder: Path, url: str | None) -> Any:
-    if url:  # an RDB URL (PostgreSQL, MySQL, SQLite) that workers on several machines reach
-        return url
+HEARTBEAT_SECONDS = 10  # a database worker's trial says it is alive this often
+GRACE_SECONDS = 30  # ... and one silent this long (a worker killed mid-trial) is failed and retried
+RETRIES = 3  # a failed trial's settings are tried again by the next worker, up to this many times
+
+
+def _storage(folder: Path, url: str | None, options: dict[str, Any]) -> Any:
     optuna = _optuna()
+    if url:  # an RDB URL (PostgreSQL, MySQL, SQLite) that workers on several machines reach
+        # A worker killed mid-trial (preempted, its machine lost) stops beating: another worker marks its
+        # trial failed and runs the same settings again, so no trial of the study is lost.
+        import warnings
+
+        retry = getattr(optuna.storages, "RetryHeartbeatStaleTrialCallback", None)  # Optuna >= 4.9
+        with warnings.catch_warnings():  # "experimental since 2.8": the interface vaekit uses is stable
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            stale = {"heartbeat_stale_trial_callback": retry(max_retry=RETRIES)} if retry else {
+                "failed_trial_callback": optuna.storages.RetryFailedTrialCallback(max_retry=RETRIES)
+            }  # fmt: skip
+        for attempt in range(5):  # workers starting together race to create the tables: the loser retries
+            try:
+                return optuna.storages.RDBStorage(
+                    url,
+                    heartbeat_interval=options.get("heartbeat_seconds", HEARTBEAT_SECONDS),
+                    grace_period=options.get("grace_seconds", GRACE_SECONDS),
+                    **stale,
+                )
+            except Exception as exc:
+                if attempt == 4 or "duplicate key" not in str(exc):
+                    raise
+                time.sleep(0.5 + attempt)
     from optuna.storages.journal import JournalFileBackend
 
     return optuna.storages.JournalStorage(JournalFileBackend(str(folder / "journal.log")))
@@ -131,7 +157,7 @@ def _open_study(optuna: Any, folder: Path, options: dict[str, Any], storage: str
     study_name = options.get("study", "vaekit")
     url = storage or options.get("storage")
     try:
-        shared = _storage(folder, url)
+        shared = _storage(folder, url, options)
         study = optuna.load_study(study_name=study_name, storage=shared)
         joined = True
     except KeyError:

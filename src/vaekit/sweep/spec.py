@@ -19,6 +19,8 @@ A sweep file is TOML::
     warmup_epochs = 1            # median pruner: epochs of a trial before it may be pruned
     seed = 0                     # the sampler's seed (a lone worker's sweep then repeats exactly)
     storage = "postgresql://..." # an RDB URL shared by machines (default: DIR/journal.log)
+    heartbeat_seconds = 10       # with storage: a trial's worker says it is alive this often, and
+    grace_seconds = 30           # one silent this long (killed) has its trial failed and run again
 
 Ranges of the settings in LOG_SCALED (learning rate, KL weight, free bits, decoder std, batch size:
 settings that act by ratio, where 1e-4 to 1e-3 matters as much as 1e-3 to 1e-2) are sampled
@@ -54,6 +56,8 @@ SWEEP_OPTIONS = {
     "warmup_epochs": int,
     "seed": int,
     "storage": str,
+    "heartbeat_seconds": int,
+    "grace_seconds": int,
 }
 
 
@@ -196,6 +200,8 @@ def read_sweep_file(path: str | os.PathLike) -> Sweep:
             raise VaekitError(
                 f"{path}: [sweep] {key} must be {'a string' if kind is str else 'an integer >= 0'}"
             )
+    if options.get("heartbeat_seconds") == 0 or options.get("grace_seconds") == 0:
+        raise VaekitError(f"{path}: [sweep] heartbeat_seconds and grace_seconds must be integers >= 1")
     if options.get("pruner", "median") not in PRUNERS:
         raise VaekitError(f"{path}: [sweep] pruner must be one of {', '.join(PRUNERS)}")
     sweep = Sweep(train, search, options, text)
