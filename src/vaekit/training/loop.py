@@ -103,8 +103,7 @@ class Trainer:
         # A fitted prior (vaekit train-prior, or the end of training) belongs to latents that further
         # training changes: a resumed run starts without it, and refits it at the end if it can.
         self.drops_prior = had_prior and not self.refits_prior
-        # the optimizer, the gradient guard (and a non-finite loss's skip), the weights' average
-        self.updates = Updates(self.model, config, self.ranks.enabled)
+        self.updates = Updates(self.model, config, self.ranks.enabled)  # optimizer, guard, average
         self.loss_of = distributed.loss_function(self.model, self.ranks, self.device)
         self.shuffle = torch.Generator().manual_seed(config.seed)
         self.data = place_data(dataset, config.val_fraction, config.seed, config.binarize, self.device)
@@ -124,12 +123,17 @@ class Trainer:
         # opened now: a missing package or an unusable MLflow store is an error before the folder is touched
         self.tensorboard, self.mlflow = open_loggers(self, checkpoint)
         if checkpoint is not None:
-            self._created = json.loads(checkpoint["config"]).get("created")
-            self.state = restore_checkpoint(
-                checkpoint, self.model, self.updates, config.lr, self.shuffle, self.device
-            )
-            if not self.ranks.main and self.state.sums is not None:  # rank 0 holds every rank's so far
-                self.state.sums.zero_()
+            self._restore(checkpoint)
+
+    def _restore(self, checkpoint: dict[str, Any]) -> None:
+        """Resume from ``checkpoint``: weights, optimizer, RNGs, position; the epoch's running loss sums
+        on rank 0 alone, which saved every rank's so far (``gather_epoch_sums``)."""
+        self._created = json.loads(checkpoint["config"]).get("created")
+        s = self.state = restore_checkpoint(
+            checkpoint, self.model, self.updates, self.config.lr, self.shuffle, self.device
+        )
+        if not self.ranks.main and s.sums is not None:
+            s.sums.zero_()
 
     def _new_model(self, dataset: Dataset, checkpoint: dict[str, Any] | None) -> VAE:
         """The model on the device: seeded from the settings for a new run, shaped as the checkpoint's
