@@ -21,12 +21,12 @@ def test_fuzzed_requests_get_documented_answers_and_no_server_error(run, tmp_pat
         done = subprocess.run(
             [str(SCHEMATHESIS), "run", f"{url}/openapi.json", "--checks",
              "not_a_server_error,response_schema_conformance,status_code_conformance",
-             "--max-examples", "40", "--seed", "1", "--no-color"],
+             "--max-examples", "25", "--seed", "1", "--no-color"],
             capture_output=True, text=True, timeout=300, cwd=tmp_path,
         )  # fmt: skip
         summary = done.stdout[-3000:]
         assert done.returncode == 0, summary
         cases = re.search(r"(\d+) generated, (\d+) passed", summary)
-        assert cases and cases.group(1) == cases.group(2) and int(cases.group(1)) > 300, summary
+        assert cases and cases.group(1) == cases.group(2) and int(cases.group(1)) > 200, summary
         assert "Tested: 11" in summary  # every operation
         assert httpx.get(url + "/api/info").status_code == 200
