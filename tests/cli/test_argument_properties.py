@@ -38,7 +38,7 @@ RULES = {
 }
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(text=NUMBERISH, rule=st.sampled_from(sorted(RULES)))
 def test_every_number_option_parses_to_a_valid_value_or_a_usage_error(text, rule):
     parse, valid = RULES[rule]
@@ -50,7 +50,7 @@ def test_every_number_option_parses_to_a_valid_value_or_a_usage_error(text, rule
     assert valid(value), (rule, text, value)
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=50, deadline=None)
 @given(name=st.text(max_size=10), value=st.text(max_size=30))
 def test_a_model_option_is_a_name_and_a_value_or_a_usage_error(name, value):
     assume("=" not in name)  # the first "=" ends the name

@@ -37,7 +37,7 @@ DAMAGED = st.one_of(
 )
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=75, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=DAMAGED)
 def test_one_damaged_file_decodes_to_its_size_or_raises_an_ordinary_error(tmp_path, data):
     path = tmp_path / "x.png"
@@ -51,7 +51,7 @@ def test_one_damaged_file_decodes_to_its_size_or_raises_an_ordinary_error(tmp_pa
     assert image.shape == (1, 8, 8) and image.dtype == np.uint8
 
 
-@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(bad=st.lists(DAMAGED, min_size=1, max_size=4), good=st.integers(2, 30))
 def test_a_folder_with_damaged_files_skips_them_or_is_refused_in_one_line(tmp_path_factory, bad, good):
     root = tmp_path_factory.mktemp("pictures")

@@ -25,13 +25,13 @@ def parses_or_refuses(raw: bytes) -> np.ndarray | None:
         return None
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(raw=st.binary(max_size=200))
 def test_random_bytes_are_an_array_or_a_one_line_refusal(raw):
     parses_or_refuses(raw)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(array=ARRAYS, cut=st.integers(min_value=0, max_value=400))
 def test_a_real_file_reads_back_whole_and_is_refused_cut_short(array, cut):
     raw = idx_bytes(array)
@@ -41,7 +41,7 @@ def test_a_real_file_reads_back_whole_and_is_refused_cut_short(array, cut):
     assert parses_or_refuses(raw + b"\x00") is None
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(array=ARRAYS, where=st.integers(min_value=0), flip=st.integers(min_value=1, max_value=255))
 def test_a_changed_header_byte_is_refused_or_reads_its_own_shape(array, where, flip):
     raw = bytearray(idx_bytes(array))
@@ -51,7 +51,7 @@ def test_a_changed_header_byte_is_refused_or_reads_its_own_shape(array, where, f
     assert result is None or result.size * result.itemsize == len(raw) - (4 + 4 * result.ndim)
 
 
-@settings(max_examples=50, deadline=None)
+@settings(max_examples=25, deadline=None)
 @given(array=ARRAYS, cut=st.integers(min_value=1, max_value=60))
 def test_broken_gzip_is_a_one_line_refusal(tmp_path_factory, array, cut):
     path = tmp_path_factory.mktemp("idx") / "x-idx3-ubyte.gz"

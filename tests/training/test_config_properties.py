@@ -48,7 +48,7 @@ def one_line_or_fine(call, *args) -> None:
         assert "\n" not in str(exc), str(exc)
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=75, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(text=LINES.map("\n".join) | st.binary(max_size=60).map(lambda b: b.decode("latin-1")))
 def test_any_train_config_file_is_read_or_refused_naming_it(tmp_path, text):
     path = tmp_path / "config.toml"
@@ -61,7 +61,7 @@ def test_any_train_config_file_is_read_or_refused_naming_it(tmp_path, text):
     one_line_or_fine(lambda: TrainConfig(**{k: v for k, v in settings_read.items()}).validate())
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(values=SETTINGS)
 def test_any_table_of_settings_is_a_valid_config_or_a_one_line_refusal(values):
     def check():
@@ -71,7 +71,7 @@ def test_any_table_of_settings_is_a_valid_config_or_a_one_line_refusal(values):
     one_line_or_fine(check)
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=75, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(text=LINES.map("\n".join) | st.text(max_size=80))
 def test_any_sweep_file_is_read_or_refused_in_one_line(tmp_path, text):
     path = tmp_path / "sweep.toml"
@@ -143,7 +143,7 @@ def _typed_settings() -> st.SearchStrategy:
     return st.fixed_dictionaries({}, optional={name: _typed(hint) for name, hint in hints.items()})
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(values=_typed_settings())
 def test_any_well_typed_settings_are_valid_or_refused_in_one_line(values):
     one_line_or_fine(lambda: TrainConfig(**values).validate())

@@ -205,7 +205,9 @@ def test_sigterm_to_one_rank_stops_every_rank_at_the_same_step_and_resumes(tmp_p
     assert step >= 1 and f"in epoch {epoch + 1} at step {step}/" in output
     # one process takes over, as a requeued job on a smaller allocation would
     resume(run, epochs=epoch + 1, progress=False, log=lambda line: None)
-    straight = tmp_path / "straight"
-    finish(torchrun(1, "--epochs", str(epoch + 1), "--no-fit-prior", "--out", str(straight)))
+    from tests.conftest import quiet_trainer, tiny_config
+
+    straight = tmp_path / "straight"  # the same settings as TINY, in this process
+    quiet_trainer(tiny_config(epochs=epoch + 1, fit_prior=False), straight).run()
     for a, b in zip(history(straight), history(run), strict=True):
         assert b["train_loss"] == pytest.approx(a["train_loss"], rel=1e-4)
