@@ -18,6 +18,7 @@ from vaekit.serve.guard import COOKIE, is_loopback, server_token
 from vaekit.serve.requests import MAX_BODY_BYTES
 
 TOKEN = "correct-horse-battery"
+BEARER = {"Authorization": f"Bearer {TOKEN}"}
 
 
 @pytest.fixture(scope="module")
@@ -77,41 +78,40 @@ def _length(data: bytes) -> int:
     return 0
 
 
-def test_a_body_over_the_limit_is_refused_before_it_is_sent(run):
-    with serving(run) as url:
-        declared = 100 * 2**20
-        head = (
-            f"POST /api/encode HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=b\r\n"
-            f"Content-Length: {declared}\r\n\r\n"
-        ).encode()
-        status, body, seconds = raw_request(url, head)  # not one byte of the 100 MB is sent
-        assert status == 413 and f"over {MAX_BODY_BYTES:,} bytes" in body["detail"] and seconds < 5
-        chunked = (
-            b"POST /api/encode HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
-            b"Content-Type: multipart/form-data; boundary=b\r\n\r\n"
-        )
-        prelude = b'--b\r\nContent-Disposition: form-data; name="file"; filename="a.png"\r\n\r\n'
-        pieces = [prelude] + [b"x" * 2**20] * 7  # a 7 MB upload, in chunks
-        chunks = b"".join(f"{len(p):x}\r\n".encode() + p + b"\r\n" for p in pieces) + b"0\r\n\r\n"
-        status, body, _ = raw_request(url, chunked, chunks)
-        assert status == 413
-        assert httpx.get(url + "/api/info").status_code == 200  # and the server goes on
+def test_a_body_over_the_limit_is_refused_before_it_is_sent(guarded):
+    auth = f"Authorization: Bearer {TOKEN}\r\n"  # the module's server asks for its token first
+    head = (
+        f"POST /api/encode HTTP/1.1\r\nHost: x\r\n{auth}Content-Type: multipart/form-data; boundary=b\r\n"
+        f"Content-Length: {100 * 2**20}\r\n\r\n"
+    ).encode()
+    status, body, seconds = raw_request(guarded, head)  # not one byte of the 100 MB is sent
+    assert status == 413 and f"over {MAX_BODY_BYTES:,} bytes" in body["detail"] and seconds < 5
+    chunked = (
+        f"POST /api/encode HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n{auth}"
+        "Content-Type: multipart/form-data; boundary=b\r\n\r\n"
+    ).encode()
+    prelude = b'--b\r\nContent-Disposition: form-data; name="file"; filename="a.png"\r\n\r\n'
+    pieces = [prelude] + [b"x" * 2**20] * 7  # a 7 MB upload, in chunks
+    chunks = b"".join(f"{len(p):x}\r\n".encode() + p + b"\r\n" for p in pieces) + b"0\r\n\r\n"
+    status, body, _ = raw_request(guarded, chunked, chunks)
+    assert status == 413
+    assert httpx.get(guarded + "/api/info", headers=BEARER).status_code == 200  # and the server goes on
 
 
-def test_a_stalled_client_holds_nobody_else(run):
-    with serving(run) as url:
-        parts = urlparse(url)
-        stalled = [socket.create_connection((parts.hostname, parts.port)) for _ in range(20)]
-        try:
-            for i, sock in enumerate(stalled):  # half-sent headers, and a body promised but never sent
-                sock.sendall(b"GET /api/info HTTP/1.1\r\nHost: x\r\n" if i % 2 else (
-                    b"POST /api/decode HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                    b"Content-Length: 1000\r\n\r\n{\"z\": "
-                ))  # fmt: skip
-            start = time.monotonic()
-            for _ in range(5):
-                assert httpx.get(url + "/api/info", timeout=5).status_code == 200
-            assert time.monotonic() - start < 5
-        finally:
-            for sock in stalled:
-                sock.close()
+def test_a_stalled_client_holds_nobody_else(guarded):
+    parts = urlparse(guarded)
+    stalled = [socket.create_connection((parts.hostname, parts.port)) for _ in range(20)]
+    try:
+        for i, sock in enumerate(stalled):  # half-sent headers, and a body promised but never sent
+            sock.sendall(b"GET /api/info HTTP/1.1\r\nHost: x\r\n" if i % 2 else (
+                b"POST /api/decode HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                + f"Authorization: Bearer {TOKEN}\r\n".encode()
+                + b"Content-Length: 1000\r\n\r\n{\"z\": "
+            ))  # fmt: skip
+        start = time.monotonic()
+        for _ in range(5):
+            assert httpx.get(guarded + "/api/info", headers=BEARER, timeout=5).status_code == 200
+        assert time.monotonic() - start < 5
+    finally:
+        for sock in stalled:
+            sock.close()
