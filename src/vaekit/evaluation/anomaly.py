@@ -44,7 +44,7 @@ from tqdm.auto import tqdm
 
 from vaekit.data import ImageSet
 from vaekit.evaluation.likelihood import image_reconstruction_errors, importance_bounds
-from vaekit.evaluation.runs import model_labels, run_images
+from vaekit.evaluation.runs import image_columns, model_labels, run_images
 from vaekit.models import VAE, GaussianVAE
 from vaekit.models.saving import load
 from vaekit.utils.devices import resolve_device
@@ -173,10 +173,5 @@ def score_run(
             for key, values in scores.items()
             if key not in ("complexity", "background_nll")
         }
-    columns: dict[str, np.ndarray] = {"index": np.arange(len(images))}
-    if len(images) and images.labels.min() >= 0:
-        columns["label"] = images.labels.numpy().astype(np.int64)
-    if images.names is not None:
-        columns["filename"] = np.asarray(images.names, dtype=str)
-    write_table(out, {**columns, **scores})
+    write_table(out, {"index": np.arange(len(images)), **image_columns(images), **scores})
     return result

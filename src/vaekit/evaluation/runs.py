@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from vaekit.data import (
@@ -310,3 +311,14 @@ def model_labels(model: VAE, images: ImageSet) -> torch.Tensor | None:
             f"model {model.name} is conditional: it needs labels 0..{model.num_classes - 1} for every image"
         )
     return labels
+
+
+def image_columns(images: ImageSet) -> dict[str, Any]:
+    """What tells a table's rows apart for another program: ``label`` where the images have labels and
+    ``filename`` (relative to the folder) where they came from one (numpy arrays, one row per image)."""
+    columns: dict[str, Any] = {}
+    if len(images) and images.labels.min() >= 0:
+        columns["label"] = images.labels.numpy().astype(np.int64)
+    if images.names is not None:
+        columns["filename"] = np.asarray(images.names, dtype=str)
+    return columns

@@ -18,7 +18,7 @@ import torch
 from tqdm.auto import tqdm
 
 from vaekit.data import ImageSet, unit_float
-from vaekit.evaluation.runs import model_labels, run_images
+from vaekit.evaluation.runs import image_columns, model_labels, run_images
 from vaekit.models import VAE, GaussianVAE
 from vaekit.models.saving import load
 from vaekit.utils.devices import resolve_device
@@ -43,11 +43,7 @@ def encode_images(
                 parts.setdefault(name, []).append(value.cpu())
             bar.update(len(x))
     columns = {name: torch.cat(values).numpy() for name, values in parts.items()}
-    if len(images) and images.labels.min() >= 0:
-        columns["label"] = images.labels.numpy().astype(np.int64)
-    if images.names is not None:
-        columns["filename"] = np.asarray(images.names, dtype=str)
-    return columns
+    return {**columns, **image_columns(images)}
 
 
 def _encoded(model: VAE, x: torch.Tensor, labels: torch.Tensor | None) -> dict[str, torch.Tensor]:
