@@ -149,18 +149,25 @@ def test_hard_kill_then_resume_is_exact(tmp_path):
     assert_same_run(tmp_path / "straight", out)
 
 
-def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
-    trainer = quiet_trainer(tiny_config(epochs=3), tmp_path / "run")
+def nan_losses(trainer, poisoned) -> None:
+    """Make the model's loss NaN on the training calls (counted from 1) for which ``poisoned(n)`` holds;
+    validation calls (they pass a generator) are left alone."""
     real_loss, calls = trainer.model.loss, []
 
-    def loss_nan_in_epoch_2(*args, **kwargs):
-        calls.append("generator" not in kwargs)
+    def loss(*args, **kwargs):
+        training = "generator" not in kwargs
+        calls.append(training)
         objective, terms = real_loss(*args, **kwargs)
-        if sum(calls) > 21:
+        if training and poisoned(sum(calls)):
             return LossOutput(objective * float("nan"), {k: v * float("nan") for k, v in terms.items()})
         return LossOutput(objective, terms)
 
-    trainer.model.loss = loss_nan_in_epoch_2
+    trainer.model.loss = loss
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
+    trainer = quiet_trainer(tiny_config(epochs=3), tmp_path / "run")
+    nan_losses(trainer, lambda n: n > 21)  # all of epoch 2 (21 steps an epoch)
     # every update of epoch 2 is skipped, not applied: past --max-skipped (5%) the run stops
     with pytest.raises(
         VaekitError,
@@ -174,16 +181,7 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
 
 def test_one_nan_batch_is_skipped_counted_and_the_run_goes_on(tmp_path):
     trainer = quiet_trainer(tiny_config(epochs=2), tmp_path / "run")
-    real_loss, calls = trainer.model.loss, []
-
-    def one_nan_batch(*args, **kwargs):
-        calls.append("generator" not in kwargs)
-        objective, terms = real_loss(*args, **kwargs)
-        if sum(calls) == 30 and calls[-1]:  # one batch of epoch 2
-            return LossOutput(objective * float("nan"), {k: v * float("nan") for k, v in terms.items()})
-        return LossOutput(objective, terms)
-
-    trainer.model.loss = one_nan_batch
+    nan_losses(trainer, lambda n: n == 30)  # one batch of epoch 2
     trainer.run()
     history = metrics(tmp_path / "run")
     assert [h.get("skipped_updates", 0) for h in history] == [0, 1]
@@ -193,13 +191,7 @@ def test_one_nan_batch_is_skipped_counted_and_the_run_goes_on(tmp_path):
 
 def test_a_nan_before_the_first_epoch_ends_says_nothing_was_saved(tmp_path):
     trainer = quiet_trainer(tiny_config(epochs=2), tmp_path / "run")
-    real_loss = trainer.model.loss
-
-    def always_nan(*args, **kwargs):
-        objective, terms = real_loss(*args, **kwargs)
-        return LossOutput(objective * float("nan"), terms)
-
-    trainer.model.loss = always_nan
+    nan_losses(trainer, lambda n: True)
     with pytest.raises(VaekitError, match="No epoch was completed, so nothing was saved: start again with"):
         trainer.run()
 
