@@ -45,6 +45,8 @@ def suggest(trial: Any, dimension: Dimension) -> Any:
 
 HEARTBEAT_SECONDS = 10  # a database worker's trial says it is alive this often
 GRACE_SECONDS = 30  # ... and one silent this long (a worker killed mid-trial) is failed and retried
+# What PostgreSQL answers the second of two workers creating the study's tables at once.
+TABLE_RACE = ("duplicate key", "already exists")
 RETRIES = 3  # a failed trial's settings are tried again by the next worker, up to this many times
 
 
@@ -70,7 +72,7 @@ def _storage(folder: Path, url: str | None, options: dict[str, Any]) -> Any:
                     **stale,
                 )
             except Exception as exc:
-                if attempt == 4 or "duplicate key" not in str(exc):
+                if attempt == 4 or not any(race in str(exc) for race in TABLE_RACE):
                     raise
                 time.sleep(0.5 + attempt)
     from optuna.storages.journal import JournalFileBackend
