@@ -12,6 +12,7 @@ import torch
 
 from vaekit.cli.arguments import add_run_command, int_at_least, non_negative_int, positive_float, positive_int
 from vaekit.cli.sample import add_sample_command
+from vaekit.utils import limits
 from vaekit.utils.devices import DEVICES, resolve_device
 from vaekit.utils.errors import VaekitError
 
@@ -27,6 +28,7 @@ def _reconstruct(args: argparse.Namespace) -> int:
     images = run_split(read_run_config(Path(args.run)), args.split, args.data_dir)
     if args.n > len(images):
         raise VaekitError(f"--n {args.n} is more than the {len(images)} images of the {args.split} split")
+    limits.check_images(2 * args.n, model.image_shape, device, "a grid of originals and reconstructions")
     chosen = images.subset(torch.arange(args.n))
     originals = chosen.as_float(device)
     plots.save_reconstructions(originals, model.reconstruct(originals, chosen.labels.to(device)), args.out)

@@ -60,8 +60,7 @@ def _sample(args: argparse.Namespace) -> int:
     if Path(args.out).suffix == ".npy":  # many samples, streamed to disk in batches
         return _stream_samples(model, args, options)
     n_asked = args.n if args.n is not None else 64
-    limits.check_grid(n_asked, model.image_shape, "a sample grid")
-    limits.check_memory(8 * n_asked * math.prod(model.image_shape), model.device, f"{n_asked:,} samples")
+    limits.check_images(n_asked, model.image_shape, model.device, "a sample grid")
     if model.conditional and args.label is None:
         # one row per class, as many columns as --n allows (8 by default)
         per_class = math.ceil(args.n / model.num_classes) if args.n is not None else 8

@@ -7,6 +7,7 @@ fashion-mnist, kmnist, digits, shapes, shapes-rgb) and ``folder:PATH`` for any f
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -17,6 +18,7 @@ import torch
 
 from vaekit.data.folder import load_folder, parse_image_size
 from vaekit.data.mnist import IDX_SPECS, load_idx_split
+from vaekit.utils import limits
 from vaekit.utils.errors import VaekitError
 
 
@@ -111,13 +113,19 @@ def _load_digits(data_dir: Path) -> Dataset:
 def _load_shapes(rgb: bool, image_size: list[int] | None) -> Dataset:
     """Generated shapes on their full factor grid (data/shapes.py); a seeded 10% is the test split.
     The shape is the class label; every factor is in ``factors``."""
-    from vaekit.data.shapes import SHAPE_NAMES, make_shapes
+    from vaekit.data.shapes import SHAPE_NAMES, factor_grid, make_shapes
 
     size = 64 if image_size is None else image_size[0]
     if image_size is not None and image_size[0] != image_size[1]:
         raise VaekitError(
             f"shapes are drawn square: give --image-size S, not {image_size[0]}x{image_size[1]}"
         )
+    n = math.prod(len(values) for values in factor_grid(rgb).values())
+    # drawn in memory, then split into a copy: twice the images' bytes
+    bytes_needed = 2 * n * (3 if rgb else 1) * size * size
+    limits.check_memory(
+        bytes_needed, torch.device("cpu"), f"{n:,} shapes at {size}x{size}", "; lower --image-size"
+    )
     try:
         images, factors, names, values = make_shapes(size, rgb=rgb)
     except ValueError as exc:

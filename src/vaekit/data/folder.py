@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from vaekit.data import decode as decoding
+from vaekit.utils import limits
 from vaekit.utils.atomic import write_json, write_text
 from vaekit.utils.errors import VaekitError
 
@@ -272,6 +273,9 @@ def _build_cache(
     tmp = npy.with_name(f".{npy.name}.{os.getpid()}.tmp")
     try:
         chosen = decoding.choose_settings(headers, good, size, colour)
+        (height, width), channels = chosen[0], 1 if chosen[1] == "grey" else 3
+        what = f"the cache of {len(good):,} decoded {height}x{width} images"
+        limits.check_disk(len(good) * channels * height * width, tmp, what)
         kept, failed = decoding.decode_into(tmp, files, good, chosen[0], chosen[1], progress)
         _check_skipped(root, files, skipped + failed, kept)
         if failed and decoding.choose_settings(headers, kept, size, colour) != chosen:

@@ -13,7 +13,7 @@ from vaekit.evaluation.latents import latent_means, project, slerp
 from vaekit.evaluation.runs import run_split
 from vaekit.models import GaussianVAE
 from vaekit.models.saving import load
-from vaekit.utils import plots
+from vaekit.utils import limits, plots
 from vaekit.utils.devices import resolve_device
 from vaekit.utils.errors import VaekitError
 from vaekit.utils.files import read_run_config
@@ -41,7 +41,8 @@ def latent_scatter(
     config = read_run_config(run)
     images = run_split(config, split, data_dir)
     chosen = images.subset(torch.arange(min(n, len(images))))
-    means = latent_means(model, chosen.as_float(model.device), chosen.labels.to(model.device)).numpy()
+    # uint8 in: the encoder converts batch by batch (a float copy of a large split would be 4x its size)
+    means = latent_means(model, chosen.images.to(model.device), chosen.labels.to(model.device)).numpy()
     labels = chosen.labels.numpy()
     if model.latent_dim == 2:
         panels = [("latent means (z1, z2)", means)]
@@ -89,6 +90,7 @@ def manifold(
     if n < 2:
         raise VaekitError(f"--n must be >= 2, got {n}")
     model = _gaussian_model(run, device, "a manifold")
+    limits.check_images(n * n, model.image_shape, model.device, f"a {n:,}x{n:,} manifold")
     labels = _labels_for(model, n * n, label, "a manifold")
     steps = torch.distributions.Normal(0.0, 1.0).icdf((torch.arange(n) + 0.5) / n)
     across, down = torch.meshgrid(steps, steps.flip(0), indexing="xy")  # row 0 at the top: highest z2
@@ -97,7 +99,7 @@ def manifold(
         z, basis = grid, "z1, z2"
     else:
         images = run_split(read_run_config(run), "test", data_dir)
-        means = latent_means(model, images.as_float(model.device), images.labels.to(model.device))
+        means = latent_means(model, images.images.to(model.device), images.labels.to(model.device))
         centre = means.mean(0)
         _, singular, directions = torch.linalg.svd(means - centre, full_matrices=False)
         scale = singular[:2] / (len(means) - 1) ** 0.5  # std of the means along each direction
@@ -125,6 +127,7 @@ def interpolate(
     if steps < 2:
         raise VaekitError(f"--steps must be >= 2, got {steps}")
     model = _gaussian_model(run, device, "an interpolation")
+    limits.check_images(steps + 2, model.image_shape, model.device, f"an interpolation of {steps:,} steps")
     if model.conditional:
         raise VaekitError(f"{model.name} is conditional: interpolate between images of unconditional models")
     images = run_split(read_run_config(run), "test", data_dir)
@@ -166,12 +169,14 @@ def traverse(
     if steps < 2 or dims < 1 or not limit > 0:
         raise VaekitError("traverse needs --steps >= 2, --dims >= 1 and --limit > 0")
     model = _gaussian_model(run, device, "a traversal")
+    rows = min(dims, model.latent_dim)
+    limits.check_images(rows * steps, model.image_shape, model.device, f"a traversal of {rows} x {steps:,}")
     images = run_split(read_run_config(run), "test", data_dir)
     if not 0 <= index < len(images):
         raise VaekitError(f"image {index} is outside the test split's 0..{len(images) - 1}")
-    stats = latent_statistics(model, images.as_float(model.device), images.labels.to(model.device))
+    stats = latent_statistics(model, images.images.to(model.device), images.labels.to(model.device))
     kl = torch.tensor(stats["kl_per_dim"], dtype=torch.float64)
-    shown = kl.argsort(descending=True, stable=True)[: min(dims, model.latent_dim)].tolist()
+    shown = kl.argsort(descending=True, stable=True)[:rows].tolist()
     chosen = images.subset(torch.tensor([index]))
     labels = chosen.labels.to(model.device) if model.conditional else None
     base = latent_means(model, chosen.as_float(model.device), labels)[0]

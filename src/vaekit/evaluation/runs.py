@@ -35,6 +35,7 @@ from vaekit.evaluation.likelihood import (
 )
 from vaekit.models import VAE, GaussianVAE
 from vaekit.models.saving import load
+from vaekit.utils import limits
 from vaekit.utils.atomic import write_json
 from vaekit.utils.devices import resolve_device
 from vaekit.utils.errors import VaekitError
@@ -136,6 +137,10 @@ def evaluate_run(
     model = load(run, device=dev)
     if iwae_k and not isinstance(model, GaussianVAE):
         raise VaekitError(f"--iwae-k applies to the Gaussian-latent models, not {model.name}")
+    if samples:  # checked now, not after the minutes of the figures before it
+        limits.check_images(
+            samples, model.image_shape, dev, "sample quality", grid=False, hint="; lower --samples"
+        )
     x, labels = images.images.to(dev), images.labels.to(dev)  # uint8: the evaluators convert batches
     if config["train"].get("binarize", "none") != "none":  # the same fixed binary images as training saw
         x = binarize(unit_float(x), split)

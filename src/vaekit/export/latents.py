@@ -21,6 +21,7 @@ from vaekit.data import ImageSet, unit_float
 from vaekit.evaluation.runs import image_columns, model_labels, run_images
 from vaekit.models import VAE, GaussianVAE
 from vaekit.models.saving import load
+from vaekit.utils import limits
 from vaekit.utils.devices import resolve_device
 from vaekit.utils.tables import check_output, write_table
 
@@ -70,6 +71,10 @@ def encode_run(
     out = check_output(out)
     model = load(run, device=resolve_device(device))
     name, images = run_images(run, model, dataset, split, data_dir, progress, log)
+    batch = min(batch_size, len(images))
+    limits.check_images(
+        batch, model.image_shape, model.device, "a batch", grid=False, hint="; lower --batch-size"
+    )
     columns = encode_images(model, images, batch_size, progress)
     write_table(out, columns)
     return {"path": str(out), "dataset": name, "n": len(images), "columns": list(columns)}

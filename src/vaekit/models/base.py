@@ -11,6 +11,7 @@ from torch import nn
 
 from vaekit.models.maths import (
     bernoulli_nll,
+    check_labels,
     gaussian_nll,
 )
 from vaekit.utils.errors import VaekitError
@@ -223,10 +224,7 @@ class VAE(nn.Module):
         """One-hot float [B, num_classes] of a conditional model's labels (an error if they are missing)."""
         if labels is None:
             raise VaekitError(f"model {self.name} is conditional: it needs the class labels")
-        # not while exporting to ONNX: a graph cannot raise (export.json asks callers to check labels)
-        exporting = torch.compiler.is_exporting()
-        if not exporting and labels.numel() and (labels.min() < 0 or labels.max() >= self.num_classes):
-            raise VaekitError(f"labels must be in 0..{self.num_classes - 1}")
+        check_labels(labels, self.num_classes)
         return nn.functional.one_hot(labels.long(), self.num_classes).float()
 
     def sample_labels(self, n: int, label: int | None) -> torch.Tensor | None:

@@ -14,6 +14,8 @@ import math
 import torch
 import torch.nn.functional as F
 
+from vaekit.utils.errors import VaekitError
+
 LOG_2PI = math.log(2 * math.pi)
 
 
@@ -210,7 +212,7 @@ def diagonal_mixture_log_prob(z: torch.Tensor, means: torch.Tensor, logvars: tor
     (and outside autocast), since the three terms can be large and nearly cancel.
     """
     groups, components, dim = means.shape
-    with torch.autocast(z.device.type, enabled=False):
+    with torch.autocast("cuda" if z.is_cuda else "cpu", enabled=False):  # (autocast knows no "meta")
         flat = z.reshape(-1, dim).double()
         mu, logvar = means.reshape(-1, dim).double(), logvars.reshape(-1, dim).double()
         precision = torch.exp(-logvar)  # [G K, D]
@@ -355,3 +357,13 @@ def gaussian_kl_between(
     Vahdat & Kautz 2020, eq. 2). Shapes broadcast, no reduction; nats.
     """
     return 0.5 * (logvar_p - logvar_q + (logvar_q.exp() + (mu_q - mu_p).pow(2)) * torch.exp(-logvar_p) - 1.0)
+
+
+def check_labels(labels: torch.Tensor, num_classes: int) -> None:
+    """Refuse class labels outside 0..num_classes-1. Not checked while exporting to ONNX (a graph cannot
+    raise: export.json asks callers to check) nor on the meta device, whose tensors have no values
+    (``training.memory`` takes a loss there to measure a step)."""
+    if torch.compiler.is_exporting() or labels.device.type == "meta" or not labels.numel():
+        return
+    if labels.min() < 0 or labels.max() >= num_classes:
+        raise VaekitError(f"labels must be in 0..{num_classes - 1}")

@@ -210,7 +210,9 @@ class VQVAE(VAE):
             self.restart_codes(dead, vectors)
         else:
             dead = self.dead_mask()
-        usage = torch.bincount(flat_codes, minlength=self.codebook_size).float() / len(flat_codes)
+        # counts by scatter_add rather than bincount, which has no meta kernel (training.memory's estimate)
+        counts = torch.zeros(self.codebook_size, device=flat_codes.device)
+        usage = counts.scatter_add_(0, flat_codes, torch.ones_like(counts[flat_codes])) / len(flat_codes)
         perplexity = torch.exp(-torch.special.xlogy(usage, usage).sum())
 
         objective = recon.mean() + self.commitment * commitment.mean()

@@ -45,6 +45,7 @@ from vaekit.training.loggers import (
     start_line,
     write_epoch,
 )
+from vaekit.training.memory import check_training_memory
 from vaekit.training.model_settings import model_config
 from vaekit.training.run_folder import (
     RunDir,
@@ -143,6 +144,8 @@ class Trainer:
             config_of_model = model_config(self.config, dataset.image_shape, dataset.num_classes)
         else:
             config_of_model = json.loads(checkpoint["config"])["model"]
+        # before the model is built: too large is a one-line message, not the OOM killer
+        check_training_memory(self.config, config_of_model, dataset, self.device, self.ranks.world_size)
         return place_model(build_model(config_of_model), self.device)
 
     def _start_from_data(self) -> None:
@@ -309,7 +312,7 @@ class Trainer:
         if it is not finite."""
         s = self.state
         running = distributed.all_reduce_sum(s.sums, self.ranks)[0].item() / self._images_seen()
-        self._check_finite(running)
+        check_finite(running, s.epoch, self.run_dir.last_checkpoint)
         bar.set_postfix(loss=f"{running:.2f}")
         if self.tensorboard is not None:
             last_step = s.epoch * self.n_batches + s.step - 1
@@ -361,15 +364,12 @@ class Trainer:
         seen = min(self.state.step * self.config.batch_size, self.n_train)
         return seen - int(self.state.skipped_images)
 
-    def _check_finite(self, value: float) -> None:
-        check_finite(value, self.state.epoch, self.run_dir.last_checkpoint)
-
     def _end_epoch(self) -> None:
         s = self.state
         start = time.perf_counter()
         sums = distributed.all_reduce_sum(s.sums, self.ranks)  # every rank's share of the epoch
         train = dict(zip(s.terms, (sums / self._images_seen()).tolist(), strict=True))
-        self._check_finite(train["loss"])
+        check_finite(train["loss"], s.epoch, self.run_dir.last_checkpoint)
         kl_weight = self.kl_weight() if isinstance(self.model, GaussianVAE) else None
         val = None
         if len(self.data.x_val):

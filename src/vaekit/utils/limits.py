@@ -8,6 +8,7 @@ memory, all but 5% of the disk) for what else runs.
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 from pathlib import Path
@@ -19,6 +20,9 @@ from vaekit.utils.errors import VaekitError
 MEMORY_SHARE = 0.5  # of the memory available now that one allocation may take
 DISK_SHARE = 0.95  # of the free space that one output file may take
 MAX_GRID_PIXELS = 1 << 28  # a PNG grid this large (268 megapixels) is past what image viewers open
+# Bytes per pixel value of images held at once: float32, and a second copy (the grid drawn from them, or
+# the decoder's last activation beside its output).
+IMAGE_BYTES = 2 * 4
 
 
 def available_memory(device: torch.device) -> int | None:
@@ -71,3 +75,13 @@ def check_grid(n: int, image_shape: tuple[int, ...], what: str = "a grid") -> No
             f"{most:,} of these images: write many samples to a .npy file (--out samples.npy), which "
             "streams them to disk in batches"
         )
+
+
+def check_images(
+    n: int, image_shape: tuple[int, ...], device: torch.device, what: str, grid: bool = True, hint: str = ""
+) -> None:
+    """Refuse ``n`` images of ``image_shape`` held at once on ``device`` (IMAGE_BYTES per value) past
+    the memory check, and, with ``grid``, drawn as one PNG past MAX_GRID_PIXELS."""
+    if grid:
+        check_grid(n, image_shape, what)
+    check_memory(IMAGE_BYTES * n * math.prod(image_shape), device, f"{what} of {n:,} images", hint)

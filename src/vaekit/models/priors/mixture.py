@@ -23,7 +23,12 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from vaekit.models.maths import class_mixture_log_prob, gaussian_components_log_prob, mixture_sample
+from vaekit.models.maths import (
+    check_labels,
+    class_mixture_log_prob,
+    gaussian_components_log_prob,
+    mixture_sample,
+)
 from vaekit.utils.errors import VaekitError
 
 KIND = "gaussian_mixture"
@@ -208,8 +213,7 @@ class MixturePrior(nn.Module):
             return
         if not self.has_classes:
             raise VaekitError("this fitted prior has no classes: it was fitted without labels")
-        if labels.numel() and (labels.min() < 0 or labels.max() >= self.num_classes):
-            raise VaekitError(f"labels must be in 0..{self.num_classes - 1}")
+        check_labels(labels, self.num_classes)
 
     def log_prob(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         """log p(z | y) for the given labels, else log p(z). z [B, D], labels [B] -> [B], nats."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from vaekit.models.maths import gaussian_kl_per_dim, log_standard_normal
+from vaekit.models.maths import check_labels, gaussian_kl_per_dim, log_standard_normal
 from vaekit.models.posteriors import DiagonalGaussian
 from vaekit.utils.errors import VaekitError
 
@@ -75,7 +75,5 @@ class ClassMeanPrior(StandardNormalPrior):
     def mean(self, labels: torch.Tensor | None = None) -> torch.Tensor:
         if labels is None:
             raise VaekitError("a prior with a mean per class needs the class labels")
-        checking = not torch.compiler.is_exporting() and labels.numel()  # an ONNX graph cannot raise
-        if checking and (labels.min() < 0 or labels.max() >= self.num_classes):
-            raise VaekitError(f"labels must be in 0..{self.num_classes - 1}")
+        check_labels(labels, self.num_classes)
         return nn.functional.one_hot(labels.long(), self.num_classes).float() @ self.means
