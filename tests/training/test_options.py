@@ -30,7 +30,7 @@ def record_loss_calls(monkeypatch):
     real = GaussianVAE.loss
 
     def spy(self, *args, **kwargs):
-        if "generator" not in kwargs:
+        if "generator" not in kwargs and args[0].device.type != "meta":  # not the memory estimate's
             calls.append(kwargs)
         return real(self, *args, **kwargs)
 
@@ -233,7 +233,7 @@ def test_binarized_training_and_evaluation(tmp_path, monkeypatch):
     real = GaussianVAE.loss
 
     def spy(self, x, *args, **kwargs):
-        if "generator" not in kwargs:
+        if "generator" not in kwargs and x.device.type != "meta":  # not the memory estimate's
             seen.append(x.clone())
         return real(self, x, *args, **kwargs)
 

@@ -78,14 +78,16 @@ def test_a_full_disk_keeps_the_last_good_checkpoint_and_the_run_resumes(tmp_path
     def save_until_the_disk_fills(obj, f, *args, **kwargs):
         saves.append(f)
         if len(saves) == 2:  # epoch 2's checkpoint: a partial file, then ENOSPC
-            with open(f, "wb") as handle:
-                handle.write(b"partial")
+            f.write(b"partial")
             raise OSError(errno.ENOSPC, "No space left on device")
         return real_save(obj, f, *args, **kwargs)
 
     monkeypatch.setattr(torch, "save", save_until_the_disk_fills)
-    with pytest.raises(OSError, match="No space left"):
-        trainer.run()
+    message = error_of(trainer.run)
+    assert message == (
+        f"could not write into {out} (No space left on device); the checkpoint before it is kept whole: free "
+        f"space or make the folder writable, then continue with: vaekit train --resume --out {out}"
+    )
     monkeypatch.setattr(torch, "save", real_save)
     verify(out / "checkpoints" / "last.pt")  # the last good one, whole, matching its record
     assert torch.load(out / "checkpoints" / "last.pt", weights_only=True)["epoch"] == 1

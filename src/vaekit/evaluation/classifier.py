@@ -19,13 +19,13 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from safetensors.torch import save_file
 from torch import nn
 
 from vaekit.data import Dataset, ImageSet, default_data_dir, unit_float
 from vaekit.data.augment import random_affine
 from vaekit.utils.atomic import atomic_write
 from vaekit.utils.errors import VaekitError
+from vaekit.utils.files import write_safetensors
 
 # The recipe; changing any of it gives a new cache file, never a stale classifier.
 # Steps, not epochs, so that training costs the same however large the training set: ``steps`` for
@@ -204,7 +204,7 @@ def load_classifier(
         "seconds": round(time.perf_counter() - start, 1),
     }
     state = {k: v.detach().contiguous().cpu() for k, v in classifier.state_dict().items()}
-    atomic_write(path, lambda tmp: save_file(state, tmp, metadata={CONFIG_KEY: json.dumps(info)}))
+    atomic_write(path, lambda tmp: write_safetensors(state, tmp, {CONFIG_KEY: json.dumps(info)}))
     if log:
         log(f"classifier test accuracy {info['test_accuracy']:.2%} ({info['seconds']:.0f} s)")
     return classifier, {**info, "path": str(path)}

@@ -11,11 +11,10 @@ import os
 from pathlib import Path
 
 import torch
-from safetensors.torch import save_file
 
 from vaekit.models import VAE, build_model
 from vaekit.utils.errors import VaekitError
-from vaekit.utils.files import read_checkpoint, read_run_config, read_safetensors
+from vaekit.utils.files import read_checkpoint, read_run_config, read_safetensors, write_safetensors
 from vaekit.utils.integrity import write_recorded
 
 CONFIG_KEY = "vaekit_model_config"
@@ -26,7 +25,7 @@ def save_model(model: VAE, path: str | os.PathLike) -> None:
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     metadata = {CONFIG_KEY: json.dumps(model.config)}
     # in a run folder, its digest goes in checksums.json (checked whenever it is read)
-    write_recorded(path, lambda tmp: save_file(state, tmp, metadata=metadata))
+    write_recorded(path, lambda tmp: write_safetensors(state, tmp, metadata))
 
 
 def _load_weights(model: VAE, state: dict[str, torch.Tensor], source: Path) -> VAE:

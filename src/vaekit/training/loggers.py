@@ -5,6 +5,7 @@ to the console."""
 from __future__ import annotations
 
 import json
+import os
 import time
 from typing import Any
 
@@ -29,11 +30,25 @@ SUMMARY_SECONDS = 10.0  # the loss curve and the samples' animation are redrawn 
 def write_epoch(trainer: Any, record: dict[str, Any], improved: bool) -> None:
     """Rank 0, at the end of an epoch of a ``loop.Trainer`` (typed Any: loop.py imports this module): the
     checkpoint (the trained weights, and their average), then the saved model, config, metrics, pictures,
-    TensorBoard (with the weights evaluated) and MLflow."""
-    run, epoch, config = trainer.run_dir, record["epoch"], trainer.config
+    TensorBoard (with the weights evaluated) and MLflow. A write that fails (a full disk, a folder made
+    read-only) stops the run with what was kept and how to continue."""
+    run, epoch = trainer.run_dir, record["epoch"]
     # The checkpoint goes first: the other files are always rebuilt from it on resume, and MLflow is
     # given only checkpointed epochs, so that a resume logs none twice (training.tracking).
-    trainer._save_checkpoint(run.last_checkpoint)
+    try:
+        trainer._save_checkpoint(run.last_checkpoint)
+    except OSError as exc:
+        raise write_failed(exc, run, None) from None
+    try:
+        _write_epoch_files(trainer, record, improved)
+    except OSError as exc:
+        raise write_failed(exc, run, epoch) from None
+    if trainer.mlflow is not None:
+        trainer.mlflow.epoch(record)
+
+
+def _write_epoch_files(trainer: Any, record: dict[str, Any], improved: bool) -> None:
+    run, epoch, config = trainer.run_dir, record["epoch"], trainer.config
     if config.save_every and epoch % config.save_every == 0:
         trainer._save_checkpoint(run.checkpoints / f"epoch_{epoch:03d}.pt")
     with trainer.averaged():
@@ -47,8 +62,22 @@ def write_epoch(trainer: Any, record: dict[str, Any], improved: bool) -> None:
         if trainer.tensorboard is not None:
             x_val, y_val = trainer.data.x_val, trainer.data.y_val
             trainer.tensorboard.epoch(record, epoch * trainer.n_batches, trainer.model, x_val, y_val)
-    if trainer.mlflow is not None:
-        trainer.mlflow.epoch(record)
+
+
+def write_failed(exc: OSError, run: RunDir, epoch: int | None) -> VaekitError:
+    """The one-line stop when the run folder cannot take an epoch's files: why, what is kept (the
+    checkpoint of ``epoch``, or with None the one before the write that failed), what next."""
+    why = os.strerror(exc.errno) if exc.errno else str(exc)
+    if epoch is not None:
+        kept = f"the checkpoint of epoch {epoch} is kept"
+    elif run.last_checkpoint.is_file():
+        kept = "the checkpoint before it is kept whole"
+    else:
+        kept = "nothing had been saved yet"
+    return VaekitError(
+        f"could not write into {run.path} ({why}); {kept}: free space or make the folder writable, then "
+        f"continue with: vaekit train --resume --out {run.path}"
+    )
 
 
 def write_metrics(run: RunDir, history: list[dict[str, Any]]) -> None:

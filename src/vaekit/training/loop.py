@@ -218,7 +218,7 @@ class Trainer:
                         backup = None
         finally:
             if self.ranks.main and self._summaries_at[0] != self.state.epoch:  # the last epoch is drawn
-                self._save_summaries()
+                self._save_summaries(after_error=sys.exc_info()[0] is not None)
             if self.tensorboard is not None:  # what an interrupted run logged stays readable
                 self.tensorboard.writer.flush()
             if backup is not None:  # failed before replacing it: put the old run back
@@ -308,8 +308,7 @@ class Trainer:
             self.tensorboard.add_step(values)
 
     def _show_running_loss(self, bar: tqdm) -> None:
-        """The epoch's mean loss so far (over every rank) on the progress bar and in TensorBoard; an error
-        if it is not finite."""
+        """The epoch's mean loss so far (all ranks') on the bar and in TensorBoard; an error if not finite."""
         s = self.state
         running = distributed.all_reduce_sum(s.sums, self.ranks)[0].item() / self._images_seen()
         check_finite(running, s.epoch, self.run_dir.last_checkpoint)
@@ -333,9 +332,10 @@ class Trainer:
             signal_number,
         )
 
-    def _save_summaries(self) -> None:
-        if self.state.epoch:
-            save_summaries(self.run_dir, self.state.epoch, self.state.history)
+    def _save_summaries(self, after_error: bool = False) -> None:
+        if self.state.epoch:  # after an error, one of their own (a full disk) must not hide it
+            with contextlib.suppress(*((OSError,) if after_error else ())):
+                save_summaries(self.run_dir, self.state.epoch, self.state.history)
         self._summaries_at = (self.state.epoch, time.monotonic())
 
     @property

@@ -20,7 +20,7 @@ from vaekit.training.settings import TrainConfig
 from vaekit.training.updates import Updates
 from vaekit.utils.atomic import write_json
 from vaekit.utils.errors import VaekitError
-from vaekit.utils.files import read_checkpoint, read_run_config
+from vaekit.utils.files import read_checkpoint, read_run_config, write_checkpoint
 from vaekit.utils.integrity import write_recorded
 
 TERMS = ("loss", "recon", "kl")  # every model's first three loss terms; models may add more
@@ -194,7 +194,7 @@ def make_checkpoint(
 
 
 def save_checkpoint(path: Path, checkpoint: dict[str, Any]) -> None:
-    write_recorded(path, lambda tmp: torch.save(checkpoint, tmp))
+    write_recorded(path, lambda tmp: write_checkpoint(checkpoint, tmp))
 
 
 def restore_checkpoint(

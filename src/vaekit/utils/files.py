@@ -1,4 +1,5 @@
-"""Reading what vaekit wrote: safetensors files, checkpoints and run configs, each with a one-line error.
+"""Reading what vaekit wrote: safetensors files, checkpoints and run configs, each with a one-line error;
+and writing the first two so that a failed write (a full disk, a read-only folder) is the OSError it is.
 
 Nothing here unpickles objects or runs code from a file: checkpoints are read with
 ``torch.load(weights_only=True)``, which admits only tensors and plain containers.
@@ -8,8 +9,9 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
+import safetensors.torch
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open
@@ -60,3 +62,39 @@ def read_run_config(run_dir: Path) -> dict[str, Any]:
     if not isinstance(config, dict) or not isinstance(config.get("model"), dict):
         raise VaekitError(f"corrupt {path}: no model section")
     return config
+
+
+class _KeepsWriteErrors:
+    """A file that torch.save writes through, keeping the OSError of a write: torch reports it only as
+    a RuntimeError of its own ("unexpected pos ...")."""
+
+    def __init__(self, file: BinaryIO) -> None:
+        self.file, self.error = file, None
+
+    def write(self, data: bytes) -> int:
+        try:
+            return self.file.write(data)
+        except OSError as exc:
+            self.error = exc
+            raise
+
+    def flush(self) -> None:
+        self.file.flush()
+
+
+def write_checkpoint(checkpoint: dict[str, Any], path: Path) -> None:
+    """torch.save ``checkpoint`` into ``path``; a write that fails raises its OSError (ENOSPC, EACCES)."""
+    with open(path, "wb") as file:
+        sink = _KeepsWriteErrors(file)
+        try:
+            torch.save(checkpoint, sink)
+        except RuntimeError:
+            if sink.error is not None:
+                raise sink.error from None
+            raise
+
+
+def write_safetensors(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str]) -> None:
+    """``tensors`` as a safetensors file at ``path``: serialized in memory and written by Python, since
+    the library's own writer reports a failed write as a SafetensorError, not the OSError it is."""
+    Path(path).write_bytes(safetensors.torch.save(tensors, metadata=metadata))
