@@ -137,10 +137,8 @@ def evaluate_run(
     model = load(run, device=dev)
     if iwae_k and not isinstance(model, GaussianVAE):
         raise VaekitError(f"--iwae-k applies to the Gaussian-latent models, not {model.name}")
-    if samples:  # checked now, not after the minutes of the figures before it
-        limits.check_images(
-            samples, model.image_shape, dev, "sample quality", grid=False, hint="; lower --samples"
-        )
+    if samples:  # checked now, not after the minutes of the figures before it (grid=False: no picture)
+        limits.check_images(samples, model.image_shape, dev, "sample quality", False, "; lower --samples")
     x, labels = images.images.to(dev), images.labels.to(dev)  # uint8: the evaluators convert batches
     if config["train"].get("binarize", "none") != "none":  # the same fixed binary images as training saw
         x = binarize(unit_float(x), split)

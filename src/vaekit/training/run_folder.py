@@ -21,7 +21,7 @@ from vaekit.training.updates import Updates
 from vaekit.utils.atomic import write_json
 from vaekit.utils.errors import VaekitError
 from vaekit.utils.files import read_checkpoint, read_run_config, write_checkpoint
-from vaekit.utils.integrity import write_recorded
+from vaekit.utils.integrity import DamagedRecord, write_recorded
 
 TERMS = ("loss", "recon", "kl")  # every model's first three loss terms; models may add more
 
@@ -86,6 +86,8 @@ def last_intact_checkpoint(run: RunDir, log: Callable[[str], None]) -> dict[str,
     newest of the run's other checkpoints (--save-every's epoch_NNN.pt) that is intact, with a note."""
     try:
         return read_checkpoint(run.last_checkpoint)
+    except DamagedRecord:  # the record, not the checkpoint: no other would fare better
+        raise
     except VaekitError as damaged:
         others = sorted(run.checkpoints.glob("epoch_*.pt"), reverse=True)
         for path in others:

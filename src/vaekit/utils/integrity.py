@@ -41,15 +41,20 @@ def run_root(path: Path) -> Path | None:
     return None
 
 
+class DamagedRecord(VaekitError):
+    """checksums.json itself is damaged: no file of the run can be checked (not one file's fault)."""
+
+
 def _read_manifest(root: Path) -> dict[str, list[str]]:
+    unchecked = "the run's files cannot be checked (remove it to read them unchecked)"
     try:
         record = json.loads((root / MANIFEST).read_text(encoding="utf-8"))
     except FileNotFoundError:
         return {}
     except (OSError, ValueError) as exc:
-        raise VaekitError(f"corrupt {root / MANIFEST} ({exc}): the run's files cannot be checked") from None
+        raise DamagedRecord(f"corrupt {root / MANIFEST} ({exc}): {unchecked}") from None
     if not isinstance(record, dict):
-        raise VaekitError(f"corrupt {root / MANIFEST}: not a table of files")
+        raise DamagedRecord(f"corrupt {root / MANIFEST}: not a table of files: {unchecked}")
     return record
 
 
