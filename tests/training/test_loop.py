@@ -12,7 +12,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from tests.conftest import folder_snapshot, quiet_trainer, tiny_config
+from tests.conftest import error_of, folder_snapshot, quiet_trainer, tiny_config
 from vaekit.models import LossOutput
 from vaekit.training import TrainingInterrupted, resume
 from vaekit.utils.errors import VaekitError
@@ -189,11 +189,24 @@ def test_one_nan_batch_is_skipped_counted_and_the_run_goes_on(tmp_path):
     assert all(torch.isfinite(v).all() for v in weights(tmp_path / "run").values())
 
 
-def test_a_nan_before_the_first_epoch_ends_says_nothing_was_saved(tmp_path):
-    trainer = quiet_trainer(tiny_config(epochs=2), tmp_path / "run")
+def test_a_nan_before_the_first_epoch_ends_says_nothing_was_saved_and_the_same_command_starts_afresh(
+    tmp_path,
+):
+    out = tmp_path / "run"
+    trainer = quiet_trainer(tiny_config(epochs=2), out)
     nan_losses(trainer, lambda n: True)
-    with pytest.raises(VaekitError, match="No epoch was completed, so nothing was saved: start again with"):
-        trainer.run()
+    message = error_of(trainer.run)
+    assert "No epoch was completed, so nothing was saved: the same command starts afresh" in message
+    assert not (out / "checkpoints" / "last.pt").exists()
+    assert error_of(resume, out, log=lambda line: None) == (
+        f"{out} has no checkpoint to resume from: it stopped before its first epoch ended; start it again "
+        "without --resume"
+    )
+    quiet_trainer(tiny_config(epochs=2), out).run()  # no --overwrite needed: nothing was there to keep
+    assert len(metrics(out)) == 2
+    (out / "notes.txt").write_text("mine")  # a folder with anything else in it is still refused
+    (out / "checkpoints" / "last.pt").unlink()
+    assert "already holds another run" in error_of(quiet_trainer, tiny_config(), out)
 
 
 def test_existing_run_is_refused_and_left_alone(trained_run):

@@ -137,7 +137,8 @@ def test_files_outside_a_run_folder_are_written_and_read_unrecorded(tmp_path, tr
 
 def test_a_damaged_record_refuses_every_read_and_names_the_way_out(trained_run):
     (trained_run / MANIFEST).write_text('{"model.safetensors": ["ab')  # cut short
-    for read in (lambda: vaekit.load(trained_run), lambda: resume(trained_run, epochs=3, log=lambda line: None)):
+    reads = (lambda: vaekit.load(trained_run), lambda: resume(trained_run, epochs=3, log=lambda line: None))
+    for read in reads:
         message = error_of(read)
         assert message.startswith(f"corrupt {trained_run / MANIFEST} (Unterminated string")
         assert message.endswith("the run's files cannot be checked (remove it to read them unchecked)")

@@ -53,6 +53,15 @@ class RunDir:
     def is_empty(self) -> bool:
         return not self.path.exists() or not any(self.path.iterdir())
 
+    def saved_nothing(self) -> bool:
+        """Whether the folder holds only what starting a run makes (config.json and the empty folders):
+        a run stopped before its first checkpoint, which a new start may take over."""
+        made = {self.config, self.samples, self.reconstructions, self.checkpoints}
+        entries = list(self.path.iterdir()) if self.path.is_dir() else []
+        return self.config.is_file() and all(
+            entry in made and (entry.is_file() or not any(entry.iterdir())) for entry in entries
+        )
+
 
 def default_run_dir(config: TrainConfig) -> Path:
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
@@ -68,12 +77,17 @@ def check_folder(
         raise VaekitError("--resume and --overwrite exclude each other")
     if resume:
         read_run_config(run.path)  # clear errors for a missing or foreign folder
+        if run.saved_nothing():
+            raise VaekitError(
+                f"{run.path} has no checkpoint to resume from: it stopped before its first epoch ended; "
+                "start it again without --resume"
+            )
         if not run.last_checkpoint.is_file():
             raise VaekitError(f"{run.path} has no checkpoint to resume from ({run.last_checkpoint})")
         return last_intact_checkpoint(run, log)
     if run.path.exists() and not run.path.is_dir():
         raise VaekitError(f"--out {run.path} is a file, not a folder")
-    if not run.is_empty() and not overwrite:
+    if not run.is_empty() and not overwrite and not run.saved_nothing():
         what = "another run" if run.config.exists() else "other files"
         raise VaekitError(
             f"{run.path} already holds {what}; pass --resume to continue it or --overwrite to replace it"

@@ -73,11 +73,11 @@ class Updates:
                 if self.by_norm
                 else "the loss was not finite"
             )
-            kept = (
-                f"The last good checkpoint (after epoch {state.epoch}) is kept in {last_checkpoint}"
-                if state.epoch
-                else "No epoch was completed, so nothing was saved: start again with --overwrite"
-            )
+            if last_checkpoint.is_file():
+                after = f" (after epoch {state.epoch})" if state.epoch else ""
+                kept = f"The last good checkpoint{after} is kept in {last_checkpoint}"
+            else:  # the folder holds what a start makes, and a new start may take it (check_folder)
+                kept = "No epoch was completed, so nothing was saved: the same command starts afresh"
             raise VaekitError(
                 f"{state.skipped} of {state.step + 1} updates in epoch {state.epoch + 1} were skipped "
                 f"({why}), more than --max-skipped {cfg.max_skipped:g} of the epoch's {n_batches}; stopped. "
