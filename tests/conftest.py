@@ -151,3 +151,11 @@ def _seeded_and_isolated(monkeypatch, tmp_path: Path):
     torch.manual_seed(0)
     monkeypatch.setenv("VAEKIT_DATA", str(tmp_path / "cache"))
     monkeypatch.delenv("VAEKIT_MIRROR", raising=False)
+
+
+def assert_refused(code: int, err: str, message: str) -> None:
+    """A refusal as the README promises: one line that holds ``message``, no traceback, and exit status 2
+    for a command line that cannot be parsed (argparse's "argument ..." errors), 1 for any other."""
+    line = err.strip()
+    assert "\n" not in line and "Traceback" not in line and message in line, err
+    assert code == (2 if ": error: argument " in line else 1), (code, line)

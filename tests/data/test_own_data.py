@@ -9,7 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
-from tests.conftest import quiet_trainer, tiny_config
+from tests.conftest import assert_refused, quiet_trainer, tiny_config
 from vaekit import load
 from vaekit.cli import main
 from vaekit.evaluation.pictures import latent_scatter
@@ -121,8 +121,10 @@ def test_the_cli_trains_on_a_folder_with_image_size_and_rgb(colour_folder, tmp_p
 
 def _resume_error(out, capsys, *args):
     capsys.readouterr()
-    assert main(["train", "--resume", "--out", str(out), *args]) != 0
-    return capsys.readouterr().err
+    code = main(["train", "--resume", "--out", str(out), *args])
+    err = capsys.readouterr().err
+    assert_refused(code, err, "")
+    return err
 
 
 def test_shapes_evaluate_reports_mig_and_the_factor_vae_score(tmp_path):

@@ -177,6 +177,9 @@ class TrainConfig:
                 *((f, True) for f in elbo_options),
                 (f"--objective {self.objective}", self.objective != "elbo"),
                 ("--k", self.k is not None),
+                # the mixture fitted at the end is over a Gaussian latent (a vqvae's prior: train-prior)
+                ("--no-fit-prior", not self.fit_prior),
+                ("--prior-components", self.prior_components is not None),
                 # nearest-code search and codebook averages need float32; bf16 would pick other codes
                 ("--precision bf16", self.precision == "bf16"),
             ):
