@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import base64
 import html
-import json
 import os
 from functools import cached_property
 from pathlib import Path
@@ -15,8 +14,7 @@ from typing import Any
 from vaekit.models.base import VAE
 from vaekit.models.saving import load
 from vaekit.training.run_folder import RunDir
-from vaekit.utils.errors import VaekitError
-from vaekit.utils.files import read_run_config
+from vaekit.utils.files import read_json, read_json_lines, read_run_config
 
 GRID_WIDTH = 256  # pixels: the sample grid inlined in the HTML (8x8 digits are scaled up to at least this)
 
@@ -55,12 +53,7 @@ class Run:
     @property
     def metrics(self) -> list[dict[str, Any]]:
         """metrics.jsonl: one record per epoch (``epoch``, ``train_loss``, ``val_loss``, ...)."""
-        path = self._dir.metrics
-        lines = path.read_text(encoding="utf-8").splitlines() if path.is_file() else []
-        try:
-            return [json.loads(line) for line in lines if line.strip()]
-        except json.JSONDecodeError as exc:
-            raise VaekitError(f"corrupt {path}: {exc}") from None
+        return read_json_lines(self._dir.metrics)
 
     @property
     def last_metrics(self) -> dict[str, Any] | None:
@@ -71,11 +64,9 @@ class Run:
     def eval(self) -> dict[str, Any] | None:
         """eval.json (the test evaluation, and whatever ``evaluate_run`` added), or None if not written."""
         try:
-            return json.loads(self._dir.eval.read_text(encoding="utf-8"))
+            return read_json(self._dir.eval)
         except FileNotFoundError:
             return None
-        except json.JSONDecodeError as exc:
-            raise VaekitError(f"corrupt {self._dir.eval}: {exc}") from None
 
     @cached_property
     def model(self) -> VAE:

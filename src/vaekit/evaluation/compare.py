@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import html
-import json
 import os
 import shutil
 from collections.abc import Callable
@@ -21,7 +20,7 @@ from vaekit.models.saving import load
 from vaekit.utils import plots
 from vaekit.utils.atomic import atomic_write, write_text
 from vaekit.utils.errors import VaekitError
-from vaekit.utils.files import read_run_config
+from vaekit.utils.files import read_json, read_json_lines, read_run_config
 
 MISSING = "-"
 
@@ -57,15 +56,11 @@ def summarise_run(run: str | os.PathLike) -> dict[str, Any]:
     run = Path(run)
     config = read_run_config(run)
     model = load(run)
-    metrics_path = run / "metrics.jsonl"
-    history = (
-        [json.loads(line) for line in metrics_path.read_text().splitlines()] if metrics_path.is_file() else []
-    )
-    eval_path = run / "eval.json"
+    history = read_json_lines(run / "metrics.jsonl")
     try:
-        figures = json.loads(eval_path.read_text()) if eval_path.is_file() else {}
-    except json.JSONDecodeError as exc:
-        raise VaekitError(f"corrupt {eval_path}: {exc}") from None
+        figures = read_json(run / "eval.json")
+    except FileNotFoundError:
+        figures = {}
     return {
         "run": run,
         "dataset": config["data"]["dataset"],

@@ -7,7 +7,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -39,7 +38,7 @@ from vaekit.utils import limits
 from vaekit.utils.atomic import write_json
 from vaekit.utils.devices import resolve_device
 from vaekit.utils.errors import VaekitError
-from vaekit.utils.files import read_run_config
+from vaekit.utils.files import read_json, read_run_config
 
 
 def eval_options(train_config: dict[str, Any]) -> dict[str, Any]:
@@ -56,10 +55,19 @@ def eval_record(terms: dict[str, float], split: str, n_images: int, epochs: int 
     return record
 
 
-def write_eval(path: Path, record: dict[str, Any], drop: Iterable[str] = ()) -> None:
+def write_eval(
+    path: Path, record: dict[str, Any], drop: Iterable[str] = (), log: Callable[[str], None] | None = None
+) -> None:
     """Merge ``record`` into the eval.json at ``path``, so that a val evaluation keeps the test figures;
-    entries named in ``drop`` (figures this evaluation withheld) go, so that no earlier ones outlive it."""
-    previous = json.loads(path.read_text()) if path.is_file() else {}
+    entries named in ``drop`` (figures this evaluation withheld) go, so that no earlier ones outlive it.
+    eval.json is output: a damaged one is replaced (``log`` is told), never the cause of lost work."""
+    try:
+        previous = read_json(path)
+    except FileNotFoundError:
+        previous = {}
+    except VaekitError as damaged:
+        (log or print)(f"note: {damaged}; replaced by this evaluation")
+        previous = {}
     drop = set(drop)
     write_json(path, {**{k: v for k, v in previous.items() if k not in drop}, **record})
 
@@ -161,7 +169,7 @@ def evaluate_run(
         result.update({f"{prefix}{k}": v for k, v in quality.items()})
         withheld = [prefix + key for key in _withheld(quality)]
     if write:
-        write_eval(run / "eval.json", result, drop=withheld)
+        write_eval(run / "eval.json", result, drop=withheld, log=log)
     return result
 
 

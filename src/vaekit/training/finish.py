@@ -48,7 +48,7 @@ def evaluate_test(trainer: Any) -> dict[str, Any]:
     result = eval_record(terms, "test", len(data.x_test), trainer.state.epoch)
     if config.early_stopping:
         result["best_epoch"] = trainer.state.best_epoch
-    write_eval(trainer.run_dir.eval, result)
+    write_eval(trainer.run_dir.eval, result, log=trainer.log)
     trainer.log(
         f"test loss {result['test_loss']:.2f} (recon {result['test_recon']:.2f} + "
         f"kl {result['test_kl']:.2f}) over {len(data.x_test)} images"

@@ -52,16 +52,52 @@ def read_checkpoint(path: Path) -> dict[str, Any]:
 def read_run_config(run_dir: Path) -> dict[str, Any]:
     path = run_dir / "config.json"
     try:
-        config = json.loads(path.read_text(encoding="utf-8"))
+        config = read_json(path)
     except FileNotFoundError:
         if not run_dir.exists():
             raise VaekitError(f"run folder {run_dir} does not exist") from None
         raise VaekitError(f"{run_dir} is not a vaekit run folder (no config.json)") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise VaekitError(f"corrupt {path}: {exc}") from None
-    if not isinstance(config, dict) or not isinstance(config.get("model"), dict):
+    if not isinstance(config.get("model"), dict) or not isinstance(config.get("data", {}), dict):
         raise VaekitError(f"corrupt {path}: no model section")
     return config
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    """A JSON object that vaekit wrote (config.json, eval.json, ...), or a one-line error naming the file
+    when it is not one (empty, cut short, garbled). A missing file raises FileNotFoundError, for the
+    caller to say what its absence means."""
+    try:
+        value = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise VaekitError(f"corrupt {path}: {' '.join(str(exc).split())}") from None
+    if not isinstance(value, dict):
+        raise VaekitError(f"corrupt {path}: not a JSON object")
+    return value
+
+
+def read_json_lines(path: Path) -> list[dict[str, Any]]:
+    """A JSON-lines file that vaekit wrote (metrics.jsonl): one object per line, [] if it is missing, a
+    one-line error naming the file if a line is not an object."""
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        return []
+    except (OSError, UnicodeDecodeError) as exc:
+        raise VaekitError(f"corrupt {path}: {' '.join(str(exc).split())}") from None
+    records = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise VaekitError(f"corrupt {path}, line {number}: {exc}") from None
+        if not isinstance(record, dict):
+            raise VaekitError(f"corrupt {path}, line {number}: not a JSON object")
+        records.append(record)
+    return records
 
 
 class _KeepsWriteErrors:
