@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -10,7 +11,7 @@ import optuna
 import pytest
 
 import vaekit
-from tests.conftest import error_of
+from tests.conftest import error_of, folder_snapshot
 from vaekit.cli import main
 from vaekit.sweep.run import run_sweep, suggest
 from vaekit.sweep.spec import read_sweep_file
@@ -137,6 +138,24 @@ def test_a_worker_joining_the_folder_continues_the_study(finished_sweep, tmp_pat
     assert (out / "trials" / "0003" / "model.safetensors").is_file()
     other = sweep_file(tmp_path, "lr = [1e-3, 2e-2]")
     assert "another sweep file" in error_of(run_sweep, other, out, 1)
+
+
+@pytest.mark.parametrize("file", ["sweep.toml", "journal.log"])
+@pytest.mark.parametrize("how", ["cut short", "garbled"])
+def test_a_damaged_sweep_folder_file_is_named_in_one_line_and_left_alone(finished_sweep, tmp_path, file, how):
+    out = shutil.copytree(finished_sweep[0], tmp_path / "out")
+    data = bytearray((out / file).read_bytes())
+    if how == "cut short":
+        del data[len(data) // 2 :]
+    else:
+        data[::7] = bytes(b ^ 0xA5 for b in data[::7])
+    (out / file).write_bytes(bytes(data))
+    before = folder_snapshot(out)
+    message = error_of(
+        run_sweep, out / "sweep.toml" if file == "journal.log" else finished_sweep[0] / "sweep.toml", out, 1
+    )
+    assert str(out / file) in message
+    assert folder_snapshot(out) == before
 
 
 def test_pruned_trials_stop_with_their_epochs_kept(tmp_path):

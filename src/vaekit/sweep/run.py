@@ -18,10 +18,11 @@ from typing import Any
 
 from vaekit.sweep.report import summarise, write_summary
 from vaekit.sweep.spec import Dimension, Sweep, read_sweep_file, trial_config
-from vaekit.training.config_files import tomllib
+from vaekit.training.config_files import parse_toml, read_text_file, tomllib
 from vaekit.training.settings import TrainConfig
 from vaekit.utils.atomic import DIRECTORY_MODE
 from vaekit.utils.errors import VaekitError
+from vaekit.utils.files import read_json_lines
 
 
 # ------------------------------------------------------------------------------------------- Optuna
@@ -77,7 +78,12 @@ def _storage(folder: Path, url: str | None, options: dict[str, Any]) -> Any:
                 time.sleep(0.5 + attempt)
     from optuna.storages.journal import JournalFileBackend
 
-    return optuna.storages.JournalStorage(JournalFileBackend(str(folder / "journal.log")))
+    journal = folder / "journal.log"
+    try:  # Optuna replays it line by line, and fails deep inside a trial on a damaged line
+        read_json_lines(journal)
+    except VaekitError as damaged:
+        raise VaekitError(f"{damaged}: the study's record; restore it, or give another --out") from None
+    return optuna.storages.JournalStorage(JournalFileBackend(str(journal)))
 
 
 def _prepare_folder(folder: Path, sweep: Sweep) -> None:
@@ -89,7 +95,8 @@ def _prepare_folder(folder: Path, sweep: Sweep) -> None:
         _create_folder(folder, sweep)
         if not kept.is_file():  # lost the race to something that is not a sweep
             raise VaekitError(f"{folder} exists and is not a sweep folder; give another --out")
-    if tomllib.loads(kept.read_text(encoding="utf-8")) != tomllib.loads(sweep.text):
+    text = read_text_file(kept, "the sweep folder's copy of its sweep file")
+    if parse_toml(text, kept) != tomllib.loads(sweep.text):
         raise VaekitError(f"{folder} is a sweep of another sweep file ({kept}); give another --out")
 
 
