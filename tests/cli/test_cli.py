@@ -9,10 +9,13 @@ import subprocess
 import sys
 
 import pytest
+import torch
 from PIL import Image
 
 from tests.conftest import assert_refused, folder_snapshot
+from vaekit import load
 from vaekit.cli import main
+from vaekit.data import load_dataset
 
 
 def vaekit(*args, cwd=None):
@@ -348,17 +351,26 @@ def test_every_command_works_with_every_model(model, options, tmp_path, capsys):
     assert main(["sample", str(out), "--n", "10", "--out", str(tmp_path / "s.png")]) == 0
 
 
-def test_evaluate_warns_of_posterior_collapse(tmp_path, capsys):
-    out = tmp_path / "collapsed"
-    # beta = 50 pushes every latent unit to the prior
-    args = ["train", "--dataset", "digits", "--hidden", "16", "--latent-dim", "4", "--beta", "50"]
-    assert main([*args, "--epochs", "2", "--no-progress", "--out", str(out)]) == 0
-    capsys.readouterr()
-    assert main(["evaluate", str(out), "--samples", "0"]) == 0
-    captured = capsys.readouterr()
-    active = json.loads((out / "eval.json").read_text())["active_units"]
-    assert re.search(rf"active units +{active} of 4\n", captured.out)
-    assert "latent units are active" in captured.err and "collapsed to the prior" in captured.err
+def test_evaluate_warns_of_posterior_collapse_and_only_then(tmp_path, capsys):
+    # beta = 50 pushes every latent unit to the prior; beta = 1 keeps several in use
+    args = ["train", "--dataset", "digits", "--hidden", "64", "--latent-dim", "4", "--epochs", "8"]
+    args.append("--no-progress")
+    for beta, collapsed in (("50", True), ("1", False)):
+        run = tmp_path / f"beta{beta}"
+        assert main([*args, "--beta", beta, "--out", str(run)]) == 0
+        capsys.readouterr()
+        assert main(["evaluate", str(run), "--samples", "0"]) == 0
+        captured = capsys.readouterr()
+        # active units counted here, by their definition (Burda et al. 2015): the variance over the test
+        # images of each unit's posterior mean above 0.01
+        model = load(run)
+        with torch.no_grad():
+            active = int((model.encode(load_dataset("digits").test.as_float())[0].var(0) > 0.01).sum())
+        assert json.loads((run / "eval.json").read_text())["active_units"] == active
+        assert re.search(rf"active units +{active} of 4\n", captured.out)
+        assert (active <= 1) == collapsed, active  # the warning's rule: at most a quarter of the units
+        warned = "latent units are active" in captured.err and "collapsed to the prior" in captured.err
+        assert warned == collapsed, captured.err
 
 
 def test_every_command_on_a_hierarchical_run(tmp_path, capsys):

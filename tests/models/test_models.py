@@ -167,7 +167,10 @@ def test_iwae_objective_against_torch_distributions(name, images, labels):
     bound = (log_w.exp().mean(0)).log()
     torch.testing.assert_close(out.objective, -bound.mean(), rtol=1e-4, atol=1e-3)
     torch.testing.assert_close(out.terms["iwae"], -bound.mean(), rtol=1e-4, atol=1e-3)
-    assert out.terms["iwae"] <= out.terms["recon"] + (-log_w.mean() - out.terms["recon"]) + 1e-4  # Jensen
+    # Jensen, image by image on these draws: -log mean_i w_i <= -mean_i log w_i, equal only if the w_i are
+    bound_per_image, elbo_per_image = -(log_w.logsumexp(0) - math.log(k)), -log_w.mean(0)
+    assert torch.all(bound_per_image <= elbo_per_image + 1e-6)
+    assert torch.any(bound_per_image < elbo_per_image - 1e-3)  # the draws differ: strictly below somewhere
 
 
 @pytest.mark.parametrize("name", GAUSSIAN)

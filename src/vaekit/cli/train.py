@@ -252,6 +252,22 @@ def _add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
+def _name_the_file_at_fault(path: str, settings: dict, flags: dict) -> None:
+    """A bad value from a config file (epochs = 0) is refused naming the file, as a malformed file is:
+    the settings are checked now, and an error that the command line's flags alone do not make is the
+    file's (or the file's with the flags)."""
+    from vaekit.training import TrainConfig
+
+    try:
+        TrainConfig(**settings).validate()
+    except VaekitError as exc:
+        try:
+            TrainConfig(**flags).validate()
+        except VaekitError:
+            raise exc from None
+        raise VaekitError(f"{path}: {exc}") from None
+
+
 def run_train(args: argparse.Namespace) -> int:
     from vaekit.training import (
         RunDir,
@@ -271,7 +287,9 @@ def run_train(args: argparse.Namespace) -> int:
         in_file = {k: v for k, v in read_config_file(args.config).items() if v is not None}
         if "model_options" in in_file and "model_options" in given:  # a flag overrides one option
             given["model_options"] = {**in_file["model_options"], **given["model_options"]}
-        given = {**in_file, **given}
+        flags, given = given, {**in_file, **given}
+        if not args.resume:
+            _name_the_file_at_fault(args.config, given, flags)
     progress = False if args.no_progress else None
     if distributed.torchrun_ranks().enabled:
         if args.out is None:  # each process would name its own folder by the clock
