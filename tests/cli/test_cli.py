@@ -413,8 +413,11 @@ def test_hierarchy_refusals_are_one_line(tmp_path, capsys):
     run = tmp_path / "run"
     bad = [
         (["--model", "hvae", "--scales", "5"], "5 scales after a stem of 2 halvings halve a 8x8 image"),
-        (["--model", "hvae", "--prior", "vamp"], "--prior vamp applies to the one-latent models, not hvae"),
-        (["--kl-balance"], "--kl-balance balances the KL of latent groups: model hvae, not mlp"),
+        (
+            ["--model", "hvae", "--prior", "vamp"],
+            "--prior vamp applies to the one-latent Gaussian models (conv, cvae, mlp), not hvae",
+        ),
+        (["--kl-balance"], "--kl-balance applies to the hierarchies (hvae), not mlp"),
         (["--groups", "2"], "--groups does not apply to model mlp"),
     ]
     for flags, message in bad:

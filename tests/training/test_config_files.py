@@ -35,11 +35,11 @@ def test_a_toml_file_resolves_like_the_same_flags_and_flags_override_it(tmp_path
 
 
 def test_printed_config_reads_back_to_the_same_config(tmp_path, capsys):
-    text = printed_config([*TINY, "--objective", "iwae", "--image-size", "12"], capsys)
+    text = printed_config([*TINY, "--objective", "iwae", "--dataset", "shapes", "--image-size", "24"], capsys)
     (tmp_path / "again.toml").write_text(text)
     config = TrainConfig(**read_config_file(tmp_path / "again.toml"))
     config.validate()
-    assert config_toml(config) == text and config.k == 5 and config.image_size == [12, 12]
+    assert config_toml(config) == text and config.k == 5 and config.image_size == [24, 24]
 
 
 def test_a_runs_config_json_repeats_it_bit_for_bit(tmp_path, capsys):

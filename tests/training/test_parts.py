@@ -70,8 +70,8 @@ def test_the_parts_are_in_the_model_config_and_the_train_settings(tmp_path):
 
 BAD = [
     (["--prior", "flat"], "invalid choice"),
-    (["--model", "vqvae", "--posterior", "iaf"], "--posterior iaf applies to the Gaussian-latent models"),
-    (["--model", "vqvae", "--prior", "vamp"], "--prior vamp applies to the Gaussian-latent models"),
+    (["--model", "vqvae", "--posterior", "iaf"], "--posterior iaf applies to the one-latent Gaussian models"),
+    (["--model", "vqvae", "--prior", "vamp"], "--prior vamp applies to the one-latent Gaussian models"),
     (["--model", "vqvae", "--objective", "btcvae"], "--objective btcvae applies to the Gaussian-latent"),
     (["--prior", "vamp", "--pseudo-inputs", "0"], "--pseudo-inputs: must be >= 1"),
     (["--pseudo-inputs", "10"], "--pseudo-inputs applies to --prior vamp only"),

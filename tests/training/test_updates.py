@@ -91,15 +91,18 @@ def test_the_hvae_trains_with_its_own_defaults_and_others_keep_theirs(tmp_path):
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
-        ({**HVAE, "prior": "vamp"}, "--prior vamp applies to the one-latent models, not hvae"),
-        ({**HVAE, "posterior": "iaf"}, "--posterior iaf applies to the one-latent models"),
+        (
+            {**HVAE, "prior": "vamp"},
+            r"--prior vamp applies to the one-latent Gaussian models \(conv, cvae, mlp\), not hvae",
+        ),
+        ({**HVAE, "posterior": "iaf"}, "--posterior iaf applies to the one-latent Gaussian models"),
         ({**HVAE, "objective": "btcvae"}, "--objective btcvae applies to the one-latent models"),
-        ({**HVAE, "free_bits": 0.5}, "--free-bits applies to the one-latent models"),
+        ({**HVAE, "free_bits": 0.5}, "--free-bits applies to the one-latent Gaussian models"),
         ({**HVAE, "groups": 0}, "groups must be an integer >= 1"),
         ({**HVAE, "latent_channels": -2}, "latent_channels must be an integer >= 1"),
         ({**HVAE, "scales": 4}, "scales .* halve a 8x8 image below one pixel"),
         ({**HVAE, "latent_dim": 20}, "latent_dim is the top group's size"),
-        ({"kl_balance": True}, "--kl-balance balances the KL of latent groups: model hvae, not mlp"),
+        ({"kl_balance": True}, r"--kl-balance applies to the hierarchies \(hvae\), not mlp"),
         ({"scales": 2}, "--scales does not apply to model mlp"),
         ({"width": 32}, "--width does not apply to model mlp"),
         ({"optimizer": "sgd"}, "unknown optimizer 'sgd'"),

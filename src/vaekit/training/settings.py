@@ -17,6 +17,7 @@ from vaekit.models.objectives import OBJECTIVES
 from vaekit.models.objectives.factorvae import DEFAULT_DISCRIMINATOR
 from vaekit.models.posteriors import POSTERIORS
 from vaekit.models.priors import TRAINED_PRIORS
+from vaekit.training.applicability import check_applicability
 from vaekit.training.budget import parse_duration
 from vaekit.training.defaults import (
     check_training_options,
@@ -110,6 +111,7 @@ class TrainConfig:
         if self.colour is not None and self.colour not in COLOURS:
             raise VaekitError(f"unknown colour {self.colour!r}; choose from {', '.join(COLOURS)}")
         model_class = self._validate_model()
+        check_applicability(self)  # before the defaults are filled in: what the user gave
         fill_training_defaults(self, model_class)
         self._validate_optimisation()
         check_training_options(self, model_class)
@@ -172,22 +174,12 @@ class TrainConfig:
             )
             if given
         ]
-        if not issubclass(model_class, GaussianVAE):
-            for flag_given, given in (
-                *((f, True) for f in elbo_options),
-                (f"--objective {self.objective}", self.objective != "elbo"),
-                ("--k", self.k is not None),
-                # the mixture fitted at the end is over a Gaussian latent (a vqvae's prior: train-prior)
-                ("--no-fit-prior", not self.fit_prior),
-                ("--prior-components", self.prior_components is not None),
-                # nearest-code search and codebook averages need float32; bf16 would pick other codes
-                ("--precision bf16", self.precision == "bf16"),
-            ):
-                if given:
-                    raise VaekitError(
-                        f"{flag_given} applies to the Gaussian-latent models ({gaussian_models()}), "
-                        f"not {self.model}"
-                    )
+        # nearest-code search and codebook averages need float32; bf16 would pick other codes
+        if not issubclass(model_class, GaussianVAE) and self.precision == "bf16":
+            models = gaussian_models()
+            raise VaekitError(
+                f"--precision bf16 applies to the Gaussian-latent models ({models}), not {self.model}"
+            )
         if self.free_bits > 0 and self.objective not in ("elbo", "iwae"):
             raise VaekitError(f"--free-bits applies to the elbo objective, not {self.objective}")
         if self.objective == "iwae":
@@ -206,17 +198,8 @@ class TrainConfig:
             raise VaekitError(f"unknown prior {self.prior!r}; choose from {', '.join(TRAINED_PRIORS)}")
         if self.posterior not in POSTERIORS:
             raise VaekitError(f"unknown posterior {self.posterior!r}; choose from {', '.join(POSTERIORS)}")
-        gaussian = issubclass(model_class, GaussianVAE)
         if model_class.single_latent is False:
             refuse_single_latent_options(self)
-        for given, what in (
-            (self.prior != "standard", f"--prior {self.prior}"),
-            (self.posterior != "gaussian", f"--posterior {self.posterior}"),
-        ):
-            if given and not gaussian:
-                raise VaekitError(
-                    f"{what} applies to the Gaussian-latent models ({gaussian_models()}), not {self.model}"
-                )
         self.pseudo_inputs = _part_count(
             "--pseudo-inputs", self.pseudo_inputs, self.prior == "vamp", "--prior vamp", DEFAULT_PSEUDO_INPUTS
         )

@@ -1,0 +1,138 @@
+"""Where each training option applies: one table of option x model kind x dataset kind.
+
+``TrainConfig.validate`` refuses, from this table alone, an option given where it does not apply, and
+tests/training/test_applicability.py tests every cell of it for every registered model and every kind
+of dataset. A setting of TrainConfig is either a row here or in ``EVERYWHERE``: a test fails on a new
+setting that is in neither, so that nothing new is accepted silently where it means nothing.
+
+Model kinds: ``one-latent`` (a Gaussian latent: mlp, conv, cvae, plugins), ``hierarchy`` (groups of
+Gaussian latents: hvae), ``discrete`` (codes: vqvae). Dataset kinds: ``fixed`` (the MNIST family and
+digits, at their own size), ``generated`` (shapes, drawn at any size), ``folder`` (folder:PATH).
+Rules that depend on another setting's value (``--k`` with ``--objective iwae`` only, a hierarchy's
+objectives) stay beside the settings they tie.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from vaekit.data import FOLDER_PREFIX, SIZED
+from vaekit.models import MODELS, GaussianVAE, accepted_options, model_class
+from vaekit.utils.errors import VaekitError
+
+MODEL_KINDS = ("one-latent", "hierarchy", "discrete")
+DATASET_KINDS = ("fixed", "generated", "folder")
+GAUSSIAN = frozenset({"one-latent", "hierarchy"})
+ONE_LATENT = frozenset({"one-latent"})
+ALL_MODELS, ALL_DATASETS = frozenset(MODEL_KINDS), frozenset(DATASET_KINDS)
+
+
+@dataclass(frozen=True)
+class Rule:
+    """Where an option applies, and how to tell that it was given (a value other than its default)."""
+
+    given: Callable[[Any], bool]
+    models: frozenset[str] = ALL_MODELS
+    datasets: frozenset[str] = ALL_DATASETS
+    flag: Callable[[Any], str] | None = None  # the option as the user wrote it (default: --name)
+    example: Any = None  # a valid value that gives it, for the test of every cell
+    needs: dict[str, Any] = field(default_factory=dict)  # settings it goes with (k: objective iwae)
+
+
+def _set(name: str) -> Callable[[Any], bool]:
+    return lambda config: getattr(config, name) is not None
+
+
+def _not(name: str, default: Any) -> Callable[[Any], bool]:
+    return lambda config: getattr(config, name) != default
+
+
+RULES: dict[str, Rule] = {
+    "beta": Rule(_not("beta", 1.0), GAUSSIAN, example=4.0),
+    "kl_warmup": Rule(lambda c: c.kl_warmup not in (None, 0), GAUSSIAN, example=2),
+    "free_bits": Rule(lambda c: c.free_bits != 0, ONE_LATENT, example=0.5),
+    "objective": Rule(
+        _not("objective", "elbo"), GAUSSIAN, flag=lambda c: f"--objective {c.objective}", example="iwae"
+    ),
+    "k": Rule(_set("k"), GAUSSIAN, example=3, needs={"objective": "iwae"}),
+    "prior": Rule(_not("prior", "standard"), ONE_LATENT, flag=lambda c: f"--prior {c.prior}", example="vamp"),
+    "pseudo_inputs": Rule(_set("pseudo_inputs"), ONE_LATENT, example=4, needs={"prior": "vamp"}),
+    "posterior": Rule(
+        _not("posterior", "gaussian"), ONE_LATENT, flag=lambda c: f"--posterior {c.posterior}", example="iaf"
+    ),
+    "flow_steps": Rule(_set("flow_steps"), ONE_LATENT, example=2, needs={"posterior": "iaf"}),
+    "gamma": Rule(_set("gamma"), ONE_LATENT, example=5.0, needs={"objective": "factorvae"}),
+    "discriminator": Rule(
+        _set("discriminator"), ONE_LATENT, example=[8, 8], needs={"objective": "factorvae"}
+    ),
+    "lambda_od": Rule(_set("lambda_od"), ONE_LATENT, example=5.0, needs={"objective": "dip-i"}),
+    "mmd_weight": Rule(_set("mmd_weight"), ONE_LATENT, example=50.0, needs={"objective": "mmd"}),
+    "kl_balance": Rule(lambda c: c.kl_balance is True, frozenset({"hierarchy"}), example=True),
+    # the mixture fitted at the end is over a Gaussian latent (a vqvae's prior: vaekit train-prior)
+    "fit_prior": Rule(
+        lambda c: c.fit_prior is False, GAUSSIAN, flag=lambda c: "--no-fit-prior", example=False
+    ),
+    "prior_components": Rule(_set("prior_components"), GAUSSIAN, example=4),
+    "image_size": Rule(_set("image_size"), datasets=frozenset({"generated", "folder"}), example=[32, 32]),
+    "colour": Rule(
+        _set("colour"), datasets=frozenset({"folder"}), flag=lambda c: "--grey/--rgb", example="grey"
+    ),
+}
+
+# The settings that shape the model apply where its class's constructor takes them (plugins included):
+# training.model_settings.check_model_settings refuses them from there. Example values for the test.
+MODEL_SETTING_EXAMPLES: dict[str, Any] = {
+    "latent_dim": 3, "hidden": [16], "channels": [8, 16], "likelihood": "gaussian", "codebook_size": 8,
+    "scales": 2, "groups": 1, "latent_channels": 2, "width": 8, "encoder_blocks": 1, "stem": 1,
+    "logvar_limit": 5.0, "decoder_std": 0.3,
+}  # fmt: skip
+
+# Settings that apply to every model and dataset.
+EVERYWHERE = frozenset({
+    "dataset", "data_dir", "model", "model_options", "epochs", "batch_size", "lr", "optimizer", "lr_schedule",
+    "grad_clip", "skip_threshold", "max_skipped", "ema", "seed", "val_fraction", "augment", "binarize",
+    "precision", "early_stopping", "device", "save_every", "max_time", "tensorboard", "mlflow",
+})  # fmt: skip
+
+
+def model_kind(cls: type) -> str:
+    if not issubclass(cls, GaussianVAE):
+        return "discrete"
+    return "one-latent" if cls.single_latent else "hierarchy"
+
+
+def dataset_kind(name: str) -> str:
+    if name.startswith(FOLDER_PREFIX):
+        return "folder"
+    return "generated" if name in SIZED else "fixed"
+
+
+def _models_of(kinds: frozenset[str]) -> str:
+    names = sorted(name for name, cls in MODELS.items() if model_kind(cls) in kinds)
+    what = {GAUSSIAN: "the Gaussian-latent models", ONE_LATENT: "the one-latent Gaussian models"}
+    return f"{what.get(kinds, 'the hierarchies')} ({', '.join(names)})"
+
+
+def _datasets_of(kinds: frozenset[str]) -> str:
+    return "folder: datasets" + (f" and {', '.join(SIZED)}" if "generated" in kinds else "")
+
+
+def check_applicability(config: Any) -> None:
+    """Refuse the first option of ``config`` (a TrainConfig) given where RULES say it does not apply."""
+    kind, data = model_kind(model_class(config.model)), dataset_kind(config.dataset)
+    for name, rule in RULES.items():
+        if not rule.given(config):
+            continue
+        flag = rule.flag(config) if rule.flag else f"--{name.replace('_', '-')}"
+        verb = "apply" if "/" in flag else "applies"
+        if kind not in rule.models:
+            raise VaekitError(f"{flag} {verb} to {_models_of(rule.models)}, not {config.model}")
+        if data not in rule.datasets:
+            raise VaekitError(f"{flag} {verb} to {_datasets_of(rule.datasets)}, not {config.dataset}")
+
+
+def model_setting_applies(name: str, model: str) -> bool:
+    """Whether the model-shaping setting ``name`` applies to ``model``: its constructor takes it."""
+    return name in accepted_options(model_class(model))
