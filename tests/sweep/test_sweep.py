@@ -141,15 +141,20 @@ def test_a_worker_joining_the_folder_continues_the_study(finished_sweep, tmp_pat
 
 
 @pytest.mark.parametrize("file", ["sweep.toml", "journal.log"])
-@pytest.mark.parametrize("how", ["cut short", "garbled"])
+@pytest.mark.parametrize("how", ["missing", "empty", "cut short", "garbled"])
 def test_a_damaged_sweep_folder_file_is_named_in_one_line_and_left_alone(finished_sweep, tmp_path, file, how):
     out = shutil.copytree(finished_sweep[0], tmp_path / "out")
     data = bytearray((out / file).read_bytes())
-    if how == "cut short":
-        del data[len(data) // 2 :]
+    if how == "missing":
+        (out / file).unlink()
     else:
-        data[::7] = bytes(b ^ 0xA5 for b in data[::7])
-    (out / file).write_bytes(bytes(data))
+        if how == "empty":
+            data = bytearray()
+        elif how == "cut short":
+            del data[len(data) // 2 :]
+        else:
+            data[::7] = bytes(b ^ 0xA5 for b in data[::7])
+        (out / file).write_bytes(bytes(data))
     before = folder_snapshot(out)
     message = error_of(
         run_sweep, out / "sweep.toml" if file == "journal.log" else finished_sweep[0] / "sweep.toml", out, 1

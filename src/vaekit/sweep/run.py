@@ -80,9 +80,16 @@ def _storage(folder: Path, url: str | None, options: dict[str, Any]) -> Any:
 
     journal = folder / "journal.log"
     try:  # Optuna replays it line by line, and fails deep inside a trial on a damaged line
-        read_json_lines(journal)
+        records = read_json_lines(journal)
     except VaekitError as damaged:
         raise VaekitError(f"{damaged}: the study's record; restore it, or give another --out") from None
+    trials = [p for p in (folder / "trials").glob("[0-9]*") if p.is_dir()]
+    if not records and trials:  # a new study would number its trials from 0 again, over the old ones
+        state = "empty" if journal.exists() else "missing"
+        raise VaekitError(
+            f"{journal} is {state} but {folder / 'trials'} holds {len(trials)} trials: the study's record is "
+            "lost; restore it, or give another --out"
+        )
     return optuna.storages.JournalStorage(JournalFileBackend(str(journal)))
 
 
@@ -91,7 +98,7 @@ def _prepare_folder(folder: Path, sweep: Sweep) -> None:
     kept = folder / "sweep.toml"
     if not kept.is_file():
         if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
-            raise VaekitError(f"{folder} exists and is not a sweep folder; give another --out")
+            raise VaekitError(f"{folder} exists and is not a sweep folder (no {kept}); give another --out")
         _create_folder(folder, sweep)
         if not kept.is_file():  # lost the race to something that is not a sweep
             raise VaekitError(f"{folder} exists and is not a sweep folder; give another --out")
