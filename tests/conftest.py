@@ -63,6 +63,11 @@ def shared_mnist() -> Path:
     return SHARED_MNIST
 
 
+# A statistical assertion allows this many standard errors of its estimate: a normal variable lies beyond
+# it with probability 5.7e-7 (two-sided), so such a test fails by chance at most once in a million runs.
+Z_MISS = 5.0
+
+
 def error_of(call, *args, **kwargs) -> str:
     """The message of the VaekitError that ``call`` raises, checked to be one line."""
     with pytest.raises(VaekitError) as info:

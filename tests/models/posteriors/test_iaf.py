@@ -10,6 +10,7 @@ from torch.autograd.functional import jacobian
 from torch.distributions import Bernoulli, Independent, Normal
 
 import vaekit
+from tests.conftest import Z_MISS
 from vaekit.models import build_model
 from vaekit.models.objectives import elbo, iwae
 from vaekit.models.posteriors import DiagonalGaussian, FlowPosterior, InverseAutoregressiveFlow
@@ -151,8 +152,8 @@ def test_importance_sampling_identity_holds_for_a_2d_flow_posterior():
         z, log_q = q.rsample_with_log_prob(100_000, torch.Generator().manual_seed(1))
     w = (p_ref.log_prob(z[:, 0]).sum(-1) - log_q[:, 0]).exp()
     standard_error = w.std() / math.sqrt(len(w))
-    assert standard_error < 0.005
-    assert abs(w.mean().item() - 1.0) < 0.02
+    assert standard_error < 0.005  # enough draws for the identity to tell a wrong log q by 0.025 or more
+    assert abs(w.mean().item() - 1.0) < Z_MISS * standard_error
     # the flow is far from the identity there: a wrong log-determinant would break the identity
     _, log_det = q.flow(pilot[:1000], q.context)
     assert log_det.abs().min() > 0.3
