@@ -3,6 +3,7 @@ compared at equal time. Each invocation (a resume too) gets the whole budget aga
 
 from __future__ import annotations
 
+import math
 import re
 import time
 from typing import Any
@@ -67,4 +68,7 @@ def parse_duration(text: str | float) -> float:
     parts = re.findall(r"(\d+(?:\.\d*)?|\.\d+)\s*([smhd]?)", str(text))
     if len(parts) > 1 and not all(unit for _, unit in parts):
         raise VaekitError(f"expected a duration such as 90s, 15m or 1h30m, got {text!r}")
-    return sum(float(number) * DURATION_UNITS[unit or "s"] for number, unit in parts)
+    seconds = sum(float(number) * DURATION_UNITS[unit or "s"] for number, unit in parts)
+    if not math.isfinite(seconds):  # 400 nines parse as a float: infinity, no budget at all
+        raise VaekitError(f"a duration of {len(str(text)):,} characters is past what a clock counts")
+    return seconds
