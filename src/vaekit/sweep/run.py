@@ -97,11 +97,13 @@ def _prepare_folder(folder: Path, sweep: Sweep) -> None:
     """A new sweep folder gets the sweep file; a worker joining one must bring the same file."""
     kept = folder / "sweep.toml"
     if not kept.is_file():
+        what = f"{folder} exists and is not a sweep folder (no {kept})"
+        not_a_sweep = VaekitError(f"{what}; give another --out")
         if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
-            raise VaekitError(f"{folder} exists and is not a sweep folder (no {kept}); give another --out")
+            raise not_a_sweep
         _create_folder(folder, sweep)
         if not kept.is_file():  # lost the race to something that is not a sweep
-            raise VaekitError(f"{folder} exists and is not a sweep folder; give another --out")
+            raise not_a_sweep
     text = read_text_file(kept, "the sweep folder's copy of its sweep file")
     if parse_toml(text, kept) != tomllib.loads(sweep.text):
         raise VaekitError(f"{folder} is a sweep of another sweep file ({kept}); give another --out")

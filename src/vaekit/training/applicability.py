@@ -19,13 +19,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from vaekit.data import FOLDER_PREFIX, SIZED
-from vaekit.models import MODELS, GaussianVAE, accepted_options, model_class
+from vaekit.models import MODELS, GaussianVAE, model_class
 from vaekit.utils.errors import VaekitError
 
 MODEL_KINDS = ("one-latent", "hierarchy", "discrete")
 DATASET_KINDS = ("fixed", "generated", "folder")
 GAUSSIAN = frozenset({"one-latent", "hierarchy"})
 ONE_LATENT = frozenset({"one-latent"})
+HIERARCHY = frozenset({"hierarchy"})
 ALL_MODELS, ALL_DATASETS = frozenset(MODEL_KINDS), frozenset(DATASET_KINDS)
 
 
@@ -69,7 +70,7 @@ RULES: dict[str, Rule] = {
     ),
     "lambda_od": Rule(_set("lambda_od"), ONE_LATENT, example=5.0, needs={"objective": "dip-i"}),
     "mmd_weight": Rule(_set("mmd_weight"), ONE_LATENT, example=50.0, needs={"objective": "mmd"}),
-    "kl_balance": Rule(lambda c: c.kl_balance is True, frozenset({"hierarchy"}), example=True),
+    "kl_balance": Rule(lambda c: c.kl_balance is True, HIERARCHY, example=True),
     # the mixture fitted at the end is over a Gaussian latent (a vqvae's prior: vaekit train-prior)
     "fit_prior": Rule(
         lambda c: c.fit_prior is False, GAUSSIAN, flag=lambda c: "--no-fit-prior", example=False
@@ -112,7 +113,8 @@ def dataset_kind(name: str) -> str:
 def _models_of(kinds: frozenset[str]) -> str:
     names = sorted(name for name, cls in MODELS.items() if model_kind(cls) in kinds)
     what = {GAUSSIAN: "the Gaussian-latent models", ONE_LATENT: "the one-latent Gaussian models"}
-    return f"{what.get(kinds, 'the hierarchies')} ({', '.join(names)})"
+    what[HIERARCHY] = "the hierarchies"
+    return f"{what[kinds]} ({', '.join(names)})"
 
 
 def _datasets_of(kinds: frozenset[str]) -> str:
@@ -131,8 +133,3 @@ def check_applicability(config: Any) -> None:
             raise VaekitError(f"{flag} {verb} to {_models_of(rule.models)}, not {config.model}")
         if data not in rule.datasets:
             raise VaekitError(f"{flag} {verb} to {_datasets_of(rule.datasets)}, not {config.dataset}")
-
-
-def model_setting_applies(name: str, model: str) -> bool:
-    """Whether the model-shaping setting ``name`` applies to ``model``: its constructor takes it."""
-    return name in accepted_options(model_class(model))

@@ -52,18 +52,16 @@ def training_bytes(
     """(bytes of the parameters with their gradients and optimizer state, bytes of one step's
     activations at ``batch`` images, forward and backward, or None where the model cannot take a loss
     on the meta device)."""
-    with torch.device("meta"):
+    with torch.device("meta"):  # the model, the batch and every tensor the loss makes: shapes only
         model = build_model(config_of_model)
-    per_parameter = OPTIMIZER_BYTES + (EMA_BYTES if config.ema else 0)
-    weights = per_parameter * sum(p.numel() for p in model.parameters())
-    x = torch.zeros(batch, *image_shape, device="meta")
-    y = torch.zeros(batch, dtype=torch.long, device="meta")
-    try:
-        saved = saved_activation_bytes(model, x, y, loss_options(model, config, 0.0, batch))
-        activations = BACKWARD_FACTOR * saved
-    except Exception:  # e.g. a plugin that reads a value (.item()) in its loss: no estimate, no refusal
-        activations = None
-    return weights, activations
+        per_parameter = OPTIMIZER_BYTES + (EMA_BYTES if config.ema else 0)
+        weights = per_parameter * sum(p.numel() for p in model.parameters())
+        x, y = torch.zeros(batch, *image_shape), torch.zeros(batch, dtype=torch.long)
+        try:
+            saved = saved_activation_bytes(model, x, y, loss_options(model, config, 0.0, batch))
+        except Exception:  # e.g. a plugin that reads a value (.item()) in its loss: no estimate, no refusal
+            return weights, None
+    return weights, BACKWARD_FACTOR * saved
 
 
 def check_training_memory(
@@ -78,8 +76,7 @@ def check_training_memory(
     at most the training set."""
     batch = max(1, -(-min(config.batch_size, len(dataset.train)) // world_size))
     try:
-        with torch.device("meta"):
-            weights, activations = training_bytes(config, config_of_model, dataset.image_shape, batch)
+        weights, activations = training_bytes(config, config_of_model, dataset.image_shape, batch)
     except Exception:  # a model that cannot be built on the meta device is built for real, unchecked
         return
     limits.check_memory(weights, device, "the model with its gradients and Adam's state", "; make it smaller")
