@@ -141,7 +141,7 @@ def test_a_worker_joining_the_folder_continues_the_study(finished_sweep, tmp_pat
 
 
 @pytest.mark.parametrize("file", ["sweep.toml", "journal.log"])
-@pytest.mark.parametrize("how", ["missing", "empty", "cut short", "garbled"])
+@pytest.mark.parametrize("how", ["missing", "empty", "cut short", "cut at a line end", "garbled"])
 def test_a_damaged_sweep_folder_file_is_named_in_one_line_and_left_alone(finished_sweep, tmp_path, file, how):
     out = shutil.copytree(finished_sweep[0], tmp_path / "out")
     data = bytearray((out / file).read_bytes())
@@ -152,6 +152,8 @@ def test_a_damaged_sweep_folder_file_is_named_in_one_line_and_left_alone(finishe
             data = bytearray()
         elif how == "cut short":
             del data[len(data) // 2 :]
+        elif how == "cut at a line end":  # whole lines, the last without its line end
+            del data[data.rindex(b"\n", 0, len(data) - 1) :]
         else:
             data[::7] = bytes(b ^ 0xA5 for b in data[::7])
         (out / file).write_bytes(bytes(data))

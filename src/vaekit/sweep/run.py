@@ -81,6 +81,10 @@ def _storage(folder: Path, url: str | None, options: dict[str, Any]) -> Any:
     journal = folder / "journal.log"
     try:  # Optuna replays it line by line, and fails deep inside a trial on a damaged line
         records = read_json_lines(journal)
+        # Optuna ends every record with a line end: a file cut just before one reads as whole records,
+        # and the next record appended to that line would make it unreadable
+        if records and not journal.read_bytes().endswith(b"\n"):
+            raise VaekitError(f"corrupt {journal}: cut short (its last record has no line end)")
     except VaekitError as damaged:
         raise VaekitError(f"{damaged}: the study's record; restore it, or give another --out") from None
     trials = [p for p in (folder / "trials").glob("[0-9]*") if p.is_dir()]
