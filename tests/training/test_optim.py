@@ -1,5 +1,7 @@
-"""vaekit's Adam against torch.optim.Adam: the same numbers, the same state dict, and no torch._dynamo."""
+"""vaekit's Adam against torch.optim.Adam: the same numbers, the same state dict, and no torch._dynamo;
+a skipped step decided on the device (issue 33) changes nothing."""
 
+import math
 import subprocess
 import sys
 
@@ -8,6 +10,7 @@ import torch
 
 from vaekit.models import build_model
 from vaekit.training import Adam
+from vaekit.training.optim import Adamax
 
 
 def two_models(name="mlp"):
@@ -110,3 +113,38 @@ def test_training_with_it_does_not_import_torch_dynamo():
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"
+
+
+def steps_with_one_skipped(model, optimizer, skip_by, poisoned=2, steps=5):
+    """Train ``steps`` steps whose step ``poisoned`` has NaN gradients: ``skip_by="host"`` leaves its
+    update out, as a loop reading the loss would; ``"flag"`` hands the optimizer the skip as a tensor."""
+    for i in range(steps):
+        x = torch.rand(16, 1, 8, 8, generator=torch.Generator().manual_seed(i))
+        torch.manual_seed(100 + i)
+        optimizer.zero_grad(set_to_none=True)
+        objective = model.loss(x).objective * (math.nan if i == poisoned else 1.0)
+        if skip_by == "host" and i == poisoned:
+            continue
+        objective.backward()
+        optimizer.step(~torch.isfinite(objective.detach()) if skip_by == "flag" else None)
+
+
+@pytest.mark.parametrize("kind", ["adam", "adam foreach", "adamax"])
+@pytest.mark.parametrize("on_device", [False, True])
+def test_a_skip_flag_leaves_weights_and_state_as_if_the_step_never_came(kind, on_device):
+    """Issue 33: the skip is decided on the device. The fused kernel takes it (Adam); foreach Adam and
+    Adamax undo a masked update (``on_device``, as on an accelerator) or read the flag (a CPU): either
+    way the weights and the optimizer's state are bit for bit those of a run that left the step out."""
+    a, b = two_models()
+    make = Adamax if kind == "adamax" else Adam
+    ours, reference = make(a.parameters(), lr=5e-3), make(b.parameters(), lr=5e-3)
+    for optimizer in (ours, reference):
+        optimizer.fused = kind == "adam"
+        optimizer.masked_on_device = on_device
+    steps_with_one_skipped(a, ours, "flag")
+    steps_with_one_skipped(b, reference, "host")
+    assert_same_weights(a, b)
+    for p, q in zip(a.parameters(), b.parameters(), strict=True):
+        for name, value in ours.state[p].items():
+            assert torch.equal(value, reference.state[q][name]), name
+    assert int(ours.state[next(a.parameters())]["step"]) == 4  # 5 steps, one skipped

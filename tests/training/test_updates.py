@@ -204,3 +204,54 @@ def test_an_hvae_run_resumes_exactly_inside_its_cosine_schedule(tmp_path):
     assert all(
         torch.equal(checkpoint["ema"]["weights"][k], straight[k]) for k in checkpoint["ema"]["weights"]
     )
+
+
+def test_a_skipped_update_leaves_the_average_and_its_count_alone():
+    model = torch.nn.Linear(3, 2)
+    average, reference = WeightAverage(model, 0.9), WeightAverage(model, 0.9)
+    for applied in (True, False, True, False, False, True):
+        with torch.no_grad():
+            model.weight.add_(torch.randn(2, 3))
+        average.update(torch.tensor(applied))
+        if applied:  # the reference sees only the updates that were applied
+            reference.update()
+        assert all(torch.equal(a, r) for a, r in zip(average.average, reference.average, strict=True))
+    assert average.updates == reference.updates == 3
+
+
+def trained_with_poison(tmp_path, monkeypatch, name, steps, reads_every_step, **settings):
+    """A run whose given steps have a NaN loss, reading the device's counts each step (a CPU) or at the
+    progress bar's refresh (an accelerator's cadence)."""
+    poison_steps(monkeypatch, steps)
+    trainer = quiet_trainer(tiny_config(model="mlp", hidden=[16], **settings), tmp_path / name)
+    trainer.reads_every_step = reads_every_step
+    return trainer
+
+
+def test_read_at_an_accelerators_cadence_the_skipped_updates_count_the_same(tmp_path, monkeypatch):
+    """Issue 33: the skip is decided and counted on the device; read every 20 steps instead of every
+    step, the run is the same bit for bit."""
+    runs = {}
+    for reads_every_step in (True, False):
+        name = f"reads_every_step={reads_every_step}"
+        trained_with_poison(tmp_path, monkeypatch, name, {3, 25}, reads_every_step, epochs=2, grad_clip=100.0,
+                            max_skipped=0.2).run()  # fmt: skip
+        monkeypatch.undo()  # the next run counts its steps from 0
+        runs[reads_every_step] = tmp_path / name
+    records = [[json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+               for run in runs.values()]  # fmt: skip
+    strip = lambda rows: [{k: v for k, v in row.items() if k != "seconds"} for row in rows]  # noqa: E731
+    assert strip(records[0]) == strip(records[1])
+    assert [r["skipped_updates"] for r in records[0]] == [1, 1]
+    weights = [load(run).state_dict() for run in runs.values()]
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+
+
+def test_read_at_an_accelerators_cadence_too_many_skips_stop_the_run_at_the_next_read(tmp_path, monkeypatch):
+    # 21 steps an epoch: every update of epoch 2 blows up; the first read is after its 20th step
+    trainer = trained_with_poison(tmp_path, monkeypatch, "run", set(range(21, 42)), False, epochs=3,
+                                  skip_threshold=1e6, max_skipped=0.1)  # fmt: skip
+    with pytest.raises(VaekitError, match=r"20 of 20 updates in epoch 2 were skipped .* than --max-skipped"):
+        trainer.run()
+    checkpoint = torch.load(tmp_path / "run" / "checkpoints" / "last.pt", weights_only=False)
+    assert checkpoint["epoch"] == 1 and checkpoint["step"] == 0

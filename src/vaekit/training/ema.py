@@ -25,13 +25,26 @@ class WeightAverage:
         self.names = [name for name, _ in named]
         self.params = [p for _, p in named]
         self.average = [p.detach().clone() for p in self.params]
-        self.updates = 0
+        # updates averaged in so far, counted on the device (in float64, as the warm-up's ratio is taken)
+        self.count = torch.zeros((), dtype=torch.float64, device=self.average[0].device)
+
+    @property
+    def updates(self) -> int:
+        return int(self.count.item())
 
     @torch.no_grad()
-    def update(self) -> None:
-        decay = min(self.decay, (1 + self.updates) / (10 + self.updates))
-        torch._foreach_lerp_(self.average, [p.detach() for p in self.params], 1.0 - decay)
-        self.updates += 1
+    def update(self, applied: torch.Tensor | None = None) -> None:
+        """Average in the weights after an update; ``applied`` (a bool tensor on the device): False for an
+        update that was skipped, which then changes nothing (decided on the device, as the update was)."""
+        t = self.count
+        weight = 1.0 - torch.clamp((1 + t) / (10 + t), max=self.decay)
+        if applied is not None:
+            weight = weight * applied
+        weight = weight.to(self.average[0].dtype)
+        # the same float32 weight as a Python number would give the kernel, as one tensor for every shape
+        weights = [weight.expand_as(w) for w in self.average]
+        torch._foreach_lerp_(self.average, [p.detach() for p in self.params], weights)
+        self.count += 1 if applied is None else applied
 
     @contextmanager
     def applied(self) -> Iterator[None]:
@@ -63,4 +76,4 @@ class WeightAverage:
             raise ValueError("the averaged weights are for another model")
         for name, w in zip(self.names, self.average, strict=True):
             w.copy_(weights[name])
-        self.updates = int(state["updates"])
+        self.count.fill_(int(state["updates"]))

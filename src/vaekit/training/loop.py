@@ -65,6 +65,10 @@ from vaekit.training.updates import Updates
 from vaekit.utils.devices import resolve_device
 
 PSEUDO_INPUT_POOL = 20_000  # training images a part that starts from data chooses among
+# Steps between reads of the device's running figures (the progress bar's loss, the skipped updates): an
+# accelerator runs ahead of the host in between. A CPU computes eagerly, so reading each step costs it
+# nothing, and there the guard stops a run at the very update past --max-skipped.
+REFRESH_STEPS = 20
 
 
 class Trainer:
@@ -105,6 +109,7 @@ class Trainer:
         # training changes: a resumed run starts without it, and refits it at the end if it can.
         self.drops_prior = had_prior and not self.refits_prior
         self.updates = Updates(self.model, config, self.ranks.enabled)  # optimizer, guard, average
+        self.reads_every_step = self.device.type == "cpu"
         self.loss_of = distributed.loss_function(self.model, self.ranks, self.device)
         self.shuffle = torch.Generator().manual_seed(config.seed)
         self.data = place_data(dataset, config.val_fraction, config.seed, config.binarize, self.device)
@@ -270,7 +275,10 @@ class Trainer:
                 self.out_of_time = s.step < n_batches and self.budget.is_up()
                 bar.update(1)
                 signalled = distributed.agreed_signal(stop.received, self.ranks, self.device)
-                if s.step % 20 == 0 or s.step == n_batches or signalled:
+                refresh = s.step % REFRESH_STEPS == 0 or s.step == n_batches or signalled or self.out_of_time
+                if refresh or self.reads_every_step:
+                    self._read_skipped()
+                if refresh:
                     self._show_running_loss(bar)
                 if signalled:
                     s.seconds += time.perf_counter() - start
@@ -294,18 +302,20 @@ class Trainer:
             objective, terms = self.loss_of(x, y, options)
         if self.ranks.enabled:  # DDP averages gradients over ranks: weigh each by its share
             objective = objective * (fraction * self.ranks.world_size)
-        if not self.updates.apply(objective, self.epochs_done):
-            # every rank skips it: the whole batch's images are out of the epoch's means
-            self.updates.count_skipped(s, len(index), self.n_batches, self.run_dir.last_checkpoint)
-            return
+        # every rank skips alike; a skipped update's images are out of the epoch's means
+        applied = self.updates.apply(objective, self.epochs_done, len(index))
         # per-image sums of every term, kept on the device: no synchronisation in the hot loop
         if s.sums is None:
             s.sums = torch.zeros(len(terms), dtype=torch.float64, device=self.device)
         values = torch.stack(list(terms.values()))
-        s.sums.add_(values, alpha=fraction * len(index))
+        s.sums.add_(torch.where(applied, values, 0.0), alpha=fraction * len(index))
         s.terms = list(terms)
         if self.tensorboard is not None:
-            self.tensorboard.add_step(values)
+            self.tensorboard.add_step(values, applied)
+
+    def _read_skipped(self) -> None:
+        """The skipped updates counted on the device, into the state (``Updates.read_skipped``)."""
+        self.updates.read_skipped(self.state, self.n_batches, self.run_dir.last_checkpoint)
 
     def _show_running_loss(self, bar: tqdm) -> None:
         """The epoch's mean loss so far (all ranks') on the bar and in TensorBoard; an error if not finite."""

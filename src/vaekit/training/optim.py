@@ -10,7 +10,7 @@ between the two either way (tests/training/test_optim.py checks both).
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import torch
@@ -49,6 +49,7 @@ class Adam:
         ]
         self.state: dict[torch.Tensor, dict[str, torch.Tensor]] = {}
         self.fused = True  # until the kernel refuses (CPU before torch 2.4)
+        self.masked_on_device: bool | None = None  # masked_update's choice (None: by the device)
 
     @property
     def params(self) -> list[torch.Tensor]:
@@ -71,11 +72,14 @@ class Adam:
         return self.state[p]
 
     @torch.no_grad()
-    def step(self) -> None:
+    def step(self, skip: torch.Tensor | None = None) -> None:
+        """One update of every group; ``skip`` (a bool tensor on the parameters' device): where it is True
+        nothing changes, parameters and state alike, decided on the device (nothing is read back)."""
+        found_inf = None if skip is None else skip.to(torch.float32)
         for group in self.param_groups:
-            self._step_group(group)
+            self._step_group(group, found_inf)
 
-    def _step_group(self, group: dict[str, Any]) -> None:
+    def _step_group(self, group: dict[str, Any], found_inf: torch.Tensor | None) -> None:
         params = [p for p in group["params"] if p.grad is not None]
         if not params:
             return
@@ -98,12 +102,13 @@ class Adam:
             maximize=False,
         )
         if self.fused:
-            try:
-                adam_update(*arguments, fused=True, **options)
+            try:  # the fused kernel takes the skip itself, as torch.amp's GradScaler hands it found_inf
+                adam_update(*arguments, fused=True, grad_scale=None, found_inf=found_inf, **options)
                 return
             except RuntimeError:  # checked before anything is updated
                 self.fused = False
-        adam_update(*arguments, foreach=True, **options)
+        update = lambda: adam_update(*arguments, foreach=True, **options)  # noqa: E731
+        masked_update(update, params, states, found_inf, self.masked_on_device)
 
     # ------------------------------------------------------------------- torch.optim.Adam's layout
     def state_dict(self) -> dict[str, Any]:
@@ -163,24 +168,60 @@ class Adamax(Adam):
 
     moments = ("exp_avg", "exp_inf")
 
-    def _step_group(self, group: dict[str, Any]) -> None:
+    def _step_group(self, group: dict[str, Any], found_inf: torch.Tensor | None) -> None:
         params = [p for p in group["params"] if p.grad is not None]
         if not params:
             return
         states = [self._state_of(p) for p in params]
-        adamax_update(
-            params,
-            [p.grad for p in params],
-            [s["exp_avg"] for s in states],
-            [s["exp_inf"] for s in states],
-            [s["step"] for s in states],
-            foreach=True,
-            eps=group["eps"],
-            beta1=group["betas"][0],
-            beta2=group["betas"][1],
-            lr=group["lr"],
-            weight_decay=0.0,
-        )
+
+        def update() -> None:
+            adamax_update(
+                params,
+                [p.grad for p in params],
+                [s["exp_avg"] for s in states],
+                [s["exp_inf"] for s in states],
+                [s["step"] for s in states],
+                foreach=True,
+                eps=group["eps"],
+                beta1=group["betas"][0],
+                beta2=group["betas"][1],
+                lr=group["lr"],
+                weight_decay=0.0,
+            )
+
+        masked_update(update, params, states, found_inf, self.masked_on_device)
+
+
+def masked_update(
+    update: Callable[[], None],
+    params: list[torch.Tensor],
+    states: list[dict[str, torch.Tensor]],
+    found_inf: torch.Tensor | None,
+    on_device: bool | None = None,
+) -> None:
+    """``update()`` of ``params`` and their ``states``, undone where ``found_inf`` (a float 0 or 1 on the
+    device) is 1: for an optimizer whose kernel does not take it (Adamax, foreach Adam).
+
+    On an accelerator (``on_device``, by default anything but the CPU) the decision stays there: every
+    tensor the update writes is kept beforehand and put back by ``torch.where``, so the host never waits
+    for the step to finish (GradScaler's masked update). A CPU computes eagerly: its flag is already
+    there to read, and reading it saves the copies.
+    """
+    if found_inf is None:
+        update()
+        return
+    if on_device is None:
+        on_device = found_inf.device.type != "cpu"
+    if not on_device:
+        if not found_inf.item():
+            update()
+        return
+    written = params + [t for state in states for t in state.values()]
+    kept = torch._foreach_mul(written, 1.0)  # copies in one pass (a non-finite value is kept as it was)
+    update()
+    skip = found_inf.bool()
+    for tensor, before in zip(written, kept, strict=True):
+        torch.where(skip, before, tensor, out=tensor)
 
 
 def make_optimizer(name: str, groups: list[dict[str, Any]], lr: float) -> Adam:

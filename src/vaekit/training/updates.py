@@ -24,7 +24,14 @@ from vaekit.utils.errors import VaekitError
 
 class Updates:
     """The optimizer (``config.optimizer`` at ``config.lr`` on ``config.lr_schedule``), the gradient guard
-    (``grad_clip``, ``skip_threshold``) and the weights' average (``ema``) of one run."""
+    (``grad_clip``, ``skip_threshold``) and the weights' average (``ema``) of one run.
+
+    Every decision of a step is taken on the device and nothing is read back: the guard's skip reaches
+    the optimizer as a flag (the fused Adam kernel takes it; other optimizers undo a masked update), the
+    average and the counts of skipped updates follow the same flag, and the loop reads the counts
+    (``read_skipped``) only where it reads anything (the progress bar's refresh, the epoch's end), so
+    that an accelerator never waits for the host between steps.
+    """
 
     def __init__(self, model: VAE, config: TrainConfig, distributed_run: bool = False) -> None:
         self.config = config
@@ -36,40 +43,29 @@ class Updates:
         # where it is taken anyway, and under torchrun (the gradients are averaged there, so every rank
         # decides alike, where one rank's loss alone would not); else by the loss, one number a step.
         self.by_norm = self.guarded or distributed_run
-        self.last_norm = math.nan
+        device = self.params[0].device
+        # skipped updates and their images since the last read, and the last skipped update's norm
+        self.skipped_updates = torch.zeros((), dtype=torch.int64, device=device)
+        self.skipped_images = torch.zeros((), dtype=torch.int64, device=device)
+        self.skipped_norm = torch.full((), math.nan, device=device)
 
-    def apply(self, objective: torch.Tensor, epochs_done: float) -> bool:
-        """Backward and one update at the learning rate for ``epochs_done``; False if it was skipped."""
-        cfg = self.config
-        self.optimizer.param_groups[0]["lr"] = scheduled_lr(cfg.lr, cfg.lr_schedule, epochs_done, cfg.epochs)
-        self.optimizer.zero_grad(set_to_none=True)
-        if not self.by_norm and not math.isfinite(objective.item()):
-            self.last_norm = math.nan
-            return False
-        objective.backward()
-        if self.by_norm:
-            limit = cfg.grad_clip if cfg.grad_clip > 0 else math.inf
-            norm = torch.nn.utils.clip_grad_norm_(self.params, limit).item()  # the norm before clipping
-            self.last_norm = norm
-            if not math.isfinite(norm) or (cfg.skip_threshold > 0 and norm > cfg.skip_threshold):
-                self.optimizer.zero_grad(set_to_none=True)
-                return False
-        self.optimizer.step()
-        if self.average is not None:
-            self.average.update()
-        return True
-
-    def count_skipped(self, state: Any, images: int, n_batches: int, last_checkpoint: Path) -> None:
-        """A step whose update was skipped: counted in ``state`` (a ``run_folder.TrainingState``) with its
-        ``images`` (their losses are not in the epoch's means); the run stops once more than
-        ``max_skipped`` of the epoch's ``n_batches`` updates are gone, its last good checkpoint kept."""
-        cfg = self.config
-        state.skipped += 1
+    def read_skipped(self, state: Any, n_batches: int, last_checkpoint: Path) -> None:
+        """Move the skipped updates counted on the device since the last read into ``state`` (a
+        ``run_folder.TrainingState``) with their images (their losses are not in the epoch's means); the
+        run stops once more than ``max_skipped`` of the epoch's ``n_batches`` updates are gone, its last
+        good checkpoint kept."""
+        updates, images = torch.stack([self.skipped_updates, self.skipped_images]).tolist()
+        if not updates:
+            return
+        self.skipped_updates.zero_()
+        self.skipped_images.zero_()
+        state.skipped += updates
         state.skipped_images += images
+        cfg = self.config
         if state.skipped > cfg.max_skipped * n_batches:
             why = (
-                f"gradient norm {self.last_norm:.3g}, over --skip-threshold {cfg.skip_threshold:g} or "
-                "not finite"
+                f"gradient norm {self.skipped_norm.item():.3g}, over --skip-threshold {cfg.skip_threshold:g} "
+                "or not finite"
                 if self.by_norm
                 else "the loss was not finite"
             )
@@ -79,10 +75,34 @@ class Updates:
             else:  # the folder holds what a start makes, and a new start may take it (check_folder)
                 kept = "No epoch was completed, so nothing was saved: the same command starts afresh"
             raise VaekitError(
-                f"{state.skipped} of {state.step + 1} updates in epoch {state.epoch + 1} were skipped "
+                f"{state.skipped} of {state.step} updates in epoch {state.epoch + 1} were skipped "
                 f"({why}), more than --max-skipped {cfg.max_skipped:g} of the epoch's {n_batches}; stopped. "
                 f"{kept}; try a lower --lr"
             )
+
+    def apply(self, objective: torch.Tensor, epochs_done: float, images: int) -> torch.Tensor:
+        """Backward and one update at the learning rate for ``epochs_done`` from a batch of ``images``;
+        returns whether it was applied, a bool tensor on the device (a skipped one is counted there)."""
+        cfg = self.config
+        self.optimizer.param_groups[0]["lr"] = scheduled_lr(cfg.lr, cfg.lr_schedule, epochs_done, cfg.epochs)
+        self.optimizer.zero_grad(set_to_none=True)
+        objective.backward()  # a non-finite loss too: its update is skipped below, its gradients dropped
+        if self.by_norm:
+            limit = cfg.grad_clip if cfg.grad_clip > 0 else math.inf
+            norm = torch.nn.utils.clip_grad_norm_(self.params, limit)  # the norm before clipping
+            skip = ~torch.isfinite(norm)
+            if cfg.skip_threshold > 0:
+                skip = skip | (norm.double() > cfg.skip_threshold)  # as the float norm compared
+            self.skipped_norm = torch.where(skip, norm.detach().float(), self.skipped_norm)
+        else:
+            skip = ~torch.isfinite(objective.detach())
+        self.optimizer.step(skip)
+        applied = ~skip
+        if self.average is not None:
+            self.average.update(applied)
+        self.skipped_updates += skip
+        self.skipped_images += skip * images
+        return applied
 
     def state_dict(self) -> dict[str, Any]:
         state: dict[str, Any] = {"optimizer": self.optimizer.state_dict()}
