@@ -158,3 +158,23 @@ def test_resample_group_redraws_one_group_of_each_image(images):
     same = model.resample_group(images, 1, torch.Generator().manual_seed(0), temperature=0.0)
     # at temperature 0 the redrawn group sits at its prior mean: not the reconstruction, but finite
     assert torch.isfinite(same).all()
+
+
+@pytest.mark.parametrize("kl_weight", [0.3, 1.0])
+def test_a_kl_weight_on_the_device_gives_the_numbers_of_a_python_number(images, kl_weight):
+    """A compiled step takes the warm-up's KL weight as a tensor (its value changes every step); the KL
+    balancing during the warm-up is then selected on the device. Objective and gradients are the same bit
+    for bit as with the number, during the warm-up (balanced) and after it (plain)."""
+    grads = []
+    for weight in (kl_weight, torch.tensor(kl_weight)):
+        model = hvae()
+        objective = model.loss(
+            images, kl_weight=weight, kl_balance=True, generator=torch.Generator().manual_seed(0)
+        ).objective
+        objective.backward()
+        grads.append((objective.detach(), [p.grad.clone() for p in model.parameters()]))
+    (number, number_grads), (tensor, tensor_grads) = grads
+    assert torch.equal(number, tensor)
+    assert all(torch.equal(a, b) for a, b in zip(number_grads, tensor_grads, strict=True))
+    plain = hvae().loss(images, kl_weight=kl_weight, generator=torch.Generator().manual_seed(0)).objective
+    assert torch.equal(plain, number) == (kl_weight >= 1)  # balanced during the warm-up only

@@ -10,16 +10,19 @@ from torch.distributions import Bernoulli, Normal, kl_divergence
 from tests.conftest import Z_MISS
 from vaekit.models.maths import (
     bernoulli_nll,
+    check_labels,
     free_bits_kl,
     gauss_hermite,
     gaussian_kl,
     gaussian_kl_per_dim,
     gaussian_nll,
     iwae_bound,
+    labels_checked,
     log_normal,
     log_standard_normal,
     reparameterize,
 )
+from vaekit.utils.errors import VaekitError
 
 
 def test_gaussian_kl_matches_torch_distributions():
@@ -142,3 +145,13 @@ def test_gauss_hermite_integrates_polynomials_up_to_degree_2n_minus_1_exactly():
     m, s, c = 0.7, 1.9, -0.4
     estimate = (weights * (m + s * nodes - c) ** 2).sum().item()
     assert estimate == pytest.approx(s**2 + (m - c) ** 2, rel=1e-12)
+
+
+def test_labels_are_checked_unless_a_run_checked_them_already():
+    bad = torch.tensor([0, 3])
+    with pytest.raises(VaekitError, match="labels must be in 0..2"):
+        check_labels(bad, 3)
+    with labels_checked():  # a training step's labels, checked once at the run's start
+        check_labels(bad, 3)
+    with pytest.raises(VaekitError):
+        check_labels(bad, 3)

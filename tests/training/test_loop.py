@@ -7,13 +7,14 @@ import signal
 import subprocess
 import sys
 import time
+import traceback
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
 from tests.conftest import error_of, folder_snapshot, quiet_trainer, tiny_config
-from vaekit.models import LossOutput
+from vaekit.models import MODELS, LossOutput
 from vaekit.training import TrainingInterrupted, resume
 from vaekit.utils.errors import VaekitError
 
@@ -325,3 +326,46 @@ def test_bf16_on_a_cpu_without_bf16_units_is_called_out(tmp_path, monkeypatch):
     lines.clear()
     loop.Trainer(tiny_config(precision="bf16"), tmp_path / "run2", progress=False, log=lines.append)
     assert not any("bfloat16" in line for line in lines)
+
+
+# every registered model, small, as the loop trains it (with the guard, so that the gradient's norm is taken)
+TINY_RUNS = {
+    "mlp": {},
+    "conv": {"hidden": None, "channels": [4, 8]},
+    "cvae": {},
+    "vqvae": {"hidden": None, "latent_dim": None, "channels": [4, 8], "codebook_size": 8},
+    "hvae": {"hidden": None, "latent_dim": None, "width": 8, "latent_channels": 2, "groups": 1, "stem": 1},
+}
+READS = ("item", "tolist", "__bool__", "__int__", "__float__", "__index__", "numpy")
+
+
+class ReadsBack(torch.overrides.TorchFunctionMode):
+    """Records every call that reads a tensor's value into Python, with where it was made."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reads: list[str] = []
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        if getattr(func, "__name__", "") in READS:
+            caller = traceback.extract_stack()[-2]
+            # torch.optim's Adamax reads its step counts on a CPU, where they are no device's: on a GPU it
+            # runs capturable, from the counts on the device (optim.Adamax); the flag too is read on a CPU
+            if f"torch{os.sep}optim{os.sep}" not in caller.filename:
+                self.reads.append(f"{func.__name__} at {caller.filename}:{caller.lineno}")
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_a_training_step_reads_nothing_back_from_the_device(tmp_path, name):
+    """Issue 33: between the loop's reads (every 20 steps on an accelerator) a step leaves every decision
+    on the device, so that a GPU never waits for Python: no value is read back into Python, by the loss,
+    the guard, the update or the sums. (tests/gpu/ checks the same on CUDA, where a read synchronises.)"""
+    config = tiny_config(model=name, grad_clip=100.0, ema=0.9, **TINY_RUNS[name])
+    trainer = quiet_trainer(config, tmp_path / "r")
+    trainer.updates.optimizer.masked_on_device = True  # as on an accelerator
+    trainer.state.perm = torch.randperm(trainer.n_train)
+    with ReadsBack() as reads:
+        for step in range(3):
+            trainer._train_step(trainer.state.perm[step * 64 : (step + 1) * 64])
+    assert reads.reads == []

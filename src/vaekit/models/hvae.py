@@ -42,6 +42,7 @@ from vaekit.models.hierarchy import (
     balanced_kl,
     check_hierarchy,
     downsampling_convs,
+    while_warming,
 )
 from vaekit.models.maths import gaussian_kl_between, iwae_bound, log_normal, reparameterize
 from vaekit.utils.errors import VaekitError
@@ -121,6 +122,8 @@ class HierarchicalVAE(GaussianVAE):
         )
         self.start = nn.Parameter(torch.randn(1, width, *sizes[-1]))  # the top's state: learned
         self.group_shapes = [(latent_channels, *sizes[s]) for s in self.scale_of]
+        sizes_of_groups = torch.tensor([float(math.prod(shape)) for shape in self.group_shapes])
+        self.register_buffer("group_sizes", sizes_of_groups, persistent=False)  # KL balancing's
 
     # ------------------------------------------------------------------------------ the two passes
     def bottom_up(self, x: torch.Tensor) -> list[torch.Tensor]:
@@ -195,8 +198,8 @@ class HierarchicalVAE(GaussianVAE):
         kls = torch.stack([self.group_kl(g) for g in groups], 1)  # [B, groups]
         kl = kls.sum(1)
         kl_term = kl.mean()
-        if kl_balance and kl_weight < 1:
-            kl_term = balanced_kl(kls, [math.prod(s) for s in self.group_shapes])
+        if kl_balance:
+            kl_term = while_warming(kl_weight, balanced_kl(kls, self.group_sizes), kl_term)
         objective_value = recon.mean() + kl_weight * kl_term
         terms = {"loss": (recon + kl).mean(), "recon": recon.mean(), "kl": kl.mean()}
         terms.update({f"kl{i + 1}": v for i, v in enumerate(kls.mean(0))})

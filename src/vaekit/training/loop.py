@@ -31,6 +31,7 @@ from vaekit.data.augment import random_affine
 from vaekit.evaluation.likelihood import elbo_terms
 from vaekit.evaluation.runs import eval_options
 from vaekit.models import VAE, GaussianVAE, build_model
+from vaekit.models.maths import check_labels, labels_checked
 from vaekit.training import distributed
 from vaekit.training.budget import TimeBudget, save_at_time_limit
 from vaekit.training.data import load_training_dataset, place_data
@@ -113,6 +114,8 @@ class Trainer:
         self.loss_of = distributed.loss_function(self.model, self.ranks, self.device)
         self.shuffle = torch.Generator().manual_seed(config.seed)
         self.data = place_data(dataset, config.val_fraction, config.seed, config.binarize, self.device)
+        if self.model.conditional:  # once, so that no step reads them back from the device
+            check_labels(self.data.labels, self.model.num_classes)
         if checkpoint is None and self.model.starts_from_data:
             self._start_from_data()
         self.dataset_name = dataset.name
@@ -272,13 +275,17 @@ class Trainer:
             while s.step < n_batches and not self.out_of_time:
                 self._train_step(s.perm[s.step * cfg.batch_size : (s.step + 1) * cfg.batch_size])
                 s.step += 1
-                self.out_of_time = s.step < n_batches and self.budget.is_up()
                 bar.update(1)
-                signalled = distributed.agreed_signal(stop.received, self.ranks, self.device)
-                refresh = s.step % REFRESH_STEPS == 0 or s.step == n_batches or signalled or self.out_of_time
-                if refresh or self.reads_every_step:
+                refresh = s.step % REFRESH_STEPS == 0 or s.step == n_batches
+                read = refresh or self.reads_every_step
+                # what the ranks of a torchrun job agree on (the time budget, a stop signal) costs a
+                # collective: on an accelerator, only at a read
+                agree = read or not self.ranks.enabled
+                self.out_of_time = agree and s.step < n_batches and self.budget.is_up()
+                signalled = distributed.agreed_signal(stop.received, self.ranks, self.device) if agree else 0
+                if read or signalled or self.out_of_time:
                     self._read_skipped()
-                if refresh:
+                if refresh or signalled:
                     self._show_running_loss(bar)
                 if signalled:
                     s.seconds += time.perf_counter() - start
@@ -295,7 +302,7 @@ class Trainer:
             x = random_affine(x)
         if cfg.binarize == "dynamic":  # a fresh binary draw of every image, every time it is seen
             x = torch.bernoulli(x)
-        with autocast(self.config, self.device):
+        with autocast(self.config, self.device), labels_checked():  # the labels were checked at the start
             options = loss_options(model, cfg, self.epochs_done, self.n_train)
             if self.ranks.enabled and isinstance(model, GaussianVAE):  # one process's noise
                 options["noise_rows"] = (first_row, len(index))

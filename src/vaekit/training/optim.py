@@ -107,7 +107,8 @@ class Adam:
                 return
             except RuntimeError:  # checked before anything is updated
                 self.fused = False
-        update = lambda: adam_update(*arguments, foreach=True, **options)  # noqa: E731
+        capturable = params[0].is_cuda  # the bias correction from the step counts there, none read back
+        update = lambda: adam_update(*arguments, foreach=True, capturable=capturable, **options)  # noqa: E731
         masked_update(update, params, states, found_inf, self.masked_on_device)
 
     # ------------------------------------------------------------------- torch.optim.Adam's layout
@@ -182,6 +183,8 @@ class Adamax(Adam):
                 [s["exp_inf"] for s in states],
                 [s["step"] for s in states],
                 foreach=True,
+                # on a GPU its bias correction from the step counts there: else it reads each count back
+                capturable=params[0].is_cuda,
                 eps=group["eps"],
                 beta1=group["betas"][0],
                 beta2=group["betas"][1],
