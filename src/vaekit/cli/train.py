@@ -170,6 +170,13 @@ def _add_training_arguments(p: argparse.ArgumentParser) -> None:
         "--precision", choices=PRECISIONS, help="fp32 (default) or bf16 mixed precision in training steps"
     )
     p.add_argument("--device", choices=DEVICES, help="auto (default), cpu, cuda or mps")
+    p.add_argument(
+        "--compile",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="compile the training step with torch.compile (CUDA graphs on a GPU); default: the device's "
+        "measured choice, eager on CPUs (docs/gpu.md)",
+    )
     p.add_argument("--save-every", type=positive_int, help="keep checkpoints/epoch_NNN.pt every N epochs")
     p.add_argument(
         "--max-time",

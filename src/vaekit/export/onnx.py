@@ -32,7 +32,7 @@ import vaekit
 from vaekit.models import VAE, GaussianVAE
 from vaekit.models.saving import load
 from vaekit.utils.atomic import write_json
-from vaekit.utils.errors import VaekitError
+from vaekit.utils.errors import VaekitError, first_line
 from vaekit.utils.files import read_run_config
 
 FORMATS = ("onnx",)
@@ -155,8 +155,7 @@ def _export_graph(
                 dynamic_shapes=shapes,
             )
     except Exception as exc:  # the exporter's errors are long; the first line says what failed
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise VaekitError(f"the ONNX exporter failed on {path.name}: {first}") from None
+        raise VaekitError(f"the ONNX exporter failed on {path.name}: {first_line(exc)}") from None
 
 
 def _io(name: str, shape: list[Any], dtype: str, meaning: str) -> dict[str, Any]:

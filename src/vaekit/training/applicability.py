@@ -94,7 +94,7 @@ MODEL_SETTING_EXAMPLES: dict[str, Any] = {
 EVERYWHERE = frozenset({
     "dataset", "data_dir", "model", "model_options", "epochs", "batch_size", "lr", "optimizer", "lr_schedule",
     "grad_clip", "skip_threshold", "max_skipped", "ema", "seed", "val_fraction", "augment", "binarize",
-    "precision", "early_stopping", "device", "save_every", "max_time", "tensorboard", "mlflow",
+    "precision", "early_stopping", "device", "compile", "save_every", "max_time", "tensorboard", "mlflow",
 })  # fmt: skip
 
 

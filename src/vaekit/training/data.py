@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 
 from vaekit.data import Dataset, binarize, default_data_dir, load_dataset, split_rows, unit_float
-from vaekit.models import model_class
+from vaekit.models import VAE, model_class
 from vaekit.training import distributed
 from vaekit.training.settings import TrainConfig
 from vaekit.utils.errors import VaekitError
@@ -44,6 +44,9 @@ def load_training_dataset(
     return dataset, data_dir
 
 
+PSEUDO_INPUT_POOL = 20_000  # training images a part that starts from data chooses among
+
+
 @dataclass
 class TrainingData:
     images: torch.Tensor  # uint8 [N, C, H, W]: the training storage
@@ -66,6 +69,19 @@ class TrainingData:
         rows = self.train_rows.index_select(0, index.to(self.train_rows.device))
         x = self.images.index_select(0, rows).to(self.device, non_blocking=True)
         return unit_float(x), self.labels.index_select(0, rows).to(self.device, non_blocking=True)
+
+    def grid_batch(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The first ``n`` validation images (float, [0, 1]) and labels, the per-epoch reconstructions'
+        (without a validation split: training images)."""
+        if len(self.x_val):
+            return unit_float(self.x_val[:n]), self.y_val[:n]
+        return self.batch(torch.arange(min(n, self.n_train)))
+
+    def start_from_data(self, model: VAE, seed: int) -> None:
+        """A new run's part that starts from the data (a VampPrior's pseudo-inputs: training images),
+        before the folder is touched: a bad setting (more pseudo-inputs than images) is refused here."""
+        x, y = self.sample_of_train(PSEUDO_INPUT_POOL, seed)
+        model.start_from_data(unit_float(x), y.cpu(), torch.Generator().manual_seed(seed))
 
     def sample_of_train(self, limit: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
         """The training split's images (uint8, on the device) and labels, or a seeded choice of ``limit``

@@ -1,9 +1,9 @@
 """Stopping training by a signal without losing work: Ctrl-C (SIGINT), and what clusters send before they
 take a machine back: SIGTERM (Slurm, Kubernetes, torchrun's own shutdown, then SIGKILL after a grace
 period) and SIGUSR1 (Slurm's early warning, ``--signal=USR1@90``). The loop finishes its step, saves a
-checkpoint at the exact position and stops with ``TrainingInterrupted``, so that ``vaekit train
---resume`` goes on bit-identically. Under torchrun every rank stops at the same step (``Trainer``
-agrees on the flag each step).
+checkpoint at the exact position and stops with ``TrainingInterrupted`` (``stop_interrupted``), so that
+``vaekit train --resume`` goes on bit-identically. Under torchrun every rank stops at the same step
+(``Trainer`` agrees on the flag at its reads: each step on CPUs, every 20 on GPUs).
 
 Exit status: 130 for Ctrl-C, as a shell's; 128 + the signal's number for the others (143 for SIGTERM,
 138 for SIGUSR1), the status of a process the signal ended, which schedulers read as preempted: Slurm
@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import signal
 import threading
-from typing import Any
+from typing import Any, NoReturn
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1)
 
@@ -65,3 +65,19 @@ class StopSignals:
 
 
 CtrlC = StopSignals  # the name of release 0.1
+
+
+def stop_interrupted(trainer: Any, signal_number: int) -> NoReturn:
+    """A stop signal (Ctrl-C, SIGTERM, SIGUSR1) reached a ``loop.Trainer`` (typed Any: loop.py imports
+    this module): save the position inside the epoch (rank 0) and stop with how to resume."""
+    s = trainer.state
+    trainer.gather_epoch_sums()
+    if trainer.ranks.main:
+        trainer._save_checkpoint(trainer.run_dir.last_checkpoint)
+    name = signal.Signals(signal_number).name
+    how = "interrupted" if signal_number == signal.SIGINT else f"stopped by {name}"
+    raise TrainingInterrupted(
+        f"{how} in epoch {s.epoch + 1} at step {s.step}/{trainer.n_batches}; checkpoint "
+        f"saved, continue with: vaekit train --resume --out {trainer.run_dir.path}",
+        signal_number,
+    )

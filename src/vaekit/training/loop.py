@@ -14,19 +14,18 @@ import json
 import math
 import os
 import shutil
-import signal
 import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import torch
 from tqdm.auto import tqdm  # a widget in Jupyter, the console bar elsewhere
 
-from vaekit.data import Dataset, unit_float
+from vaekit.data import Dataset
 from vaekit.data.augment import random_affine
 from vaekit.evaluation.likelihood import elbo_terms
 from vaekit.evaluation.runs import eval_options
@@ -34,9 +33,10 @@ from vaekit.models import VAE, GaussianVAE, build_model
 from vaekit.models.maths import check_labels, labels_checked
 from vaekit.training import distributed
 from vaekit.training.budget import TimeBudget, save_at_time_limit
+from vaekit.training.compiled import CompiledLoss, compile_step
 from vaekit.training.data import load_training_dataset, place_data
 from vaekit.training.finish import finish_run
-from vaekit.training.interrupt import StopSignals, TrainingInterrupted
+from vaekit.training.interrupt import StopSignals, stop_interrupted
 from vaekit.training.loggers import (
     N_RECON,
     epoch_line,
@@ -65,7 +65,6 @@ from vaekit.training.tracking import tracked
 from vaekit.training.updates import Updates
 from vaekit.utils.devices import resolve_device
 
-PSEUDO_INPUT_POOL = 20_000  # training images a part that starts from data chooses among
 # Steps between reads of the device's running figures (the progress bar's loss, the skipped updates): an
 # accelerator runs ahead of the host in between. A CPU computes eagerly, so reading each step costs it
 # nothing, and there the guard stops a run at the very update past --max-skipped.
@@ -117,18 +116,19 @@ class Trainer:
         if self.model.conditional:  # once, so that no step reads them back from the device
             check_labels(self.data.labels, self.model.num_classes)
         if checkpoint is None and self.model.starts_from_data:
-            self._start_from_data()
+            self.data.start_from_data(self.model, config.seed)  # a VampPrior's pseudo-inputs
         self.dataset_name = dataset.name
         self.classes = dataset.classes
         self.num_classes = dataset.num_classes
         self.eval_options = eval_options(asdict(config))
         # Fixed images for the per-epoch reconstructions, so that progress is visible across epochs.
-        self.grid_images, self.grid_labels = self._grid_batch()
+        self.grid_images, self.grid_labels = self.data.grid_batch(N_RECON)
         self.state = TrainingState()
         self.budget = TimeBudget(config.max_time, self.ranks)
         self.out_of_time = False  # --max-time ran out (checked at step boundaries)
         self._created = datetime.now(timezone.utc).isoformat(timespec="seconds")
         self._summaries_at = (-1, -float("inf"))  # (epoch, time) the loss curve and animation were drawn
+        self.loss_of = compile_step(self, log)  # with --compile, or where it is the device's default
         # opened now: a missing package or an unusable MLflow store is an error before the folder is touched
         self.tensorboard, self.mlflow = open_loggers(self, checkpoint)
         if checkpoint is not None:
@@ -155,18 +155,6 @@ class Trainer:
         # before the model is built: too large is a one-line message, not the OOM killer
         check_training_memory(self.config, config_of_model, dataset, self.device, self.ranks.world_size)
         return place_model(build_model(config_of_model), self.device)
-
-    def _start_from_data(self) -> None:
-        """A new run's part that starts from the data (a VampPrior's pseudo-inputs: training images),
-        before the folder is touched: a bad setting (more pseudo-inputs than images) is refused here."""
-        x, y = self.data.sample_of_train(PSEUDO_INPUT_POOL, self.config.seed)
-        self.model.start_from_data(unit_float(x), y.cpu(), torch.Generator().manual_seed(self.config.seed))
-
-    def _grid_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """The first N_RECON validation images and labels (without a val split: training images)."""
-        if len(self.data.x_val):
-            return unit_float(self.data.x_val[:N_RECON]), self.data.y_val[:N_RECON]
-        return self.train_batch(torch.arange(min(N_RECON, self.n_train)))
 
     @property
     def n_train(self) -> int:
@@ -210,7 +198,8 @@ class Trainer:
                 "note: the run's prior over codes is dropped, as training changes the codes; fit a new one "
                 "with vaekit train-prior"
             )
-        self.log(start_line(self.model, self.dataset_name, self.data.counts, self.device, self.run_dir.path))
+        device = f"{self.device} (compiled)" if isinstance(self.loss_of, CompiledLoss) else self.device
+        self.log(start_line(self.model, self.dataset_name, self.data.counts, device, self.run_dir.path))
         self.budget.start()
         try:
             with StopSignals() as stop:
@@ -283,32 +272,20 @@ class Trainer:
                 agree = read or not self.ranks.enabled
                 self.out_of_time = agree and s.step < n_batches and self.budget.is_up()
                 signalled = distributed.agreed_signal(stop.received, self.ranks, self.device) if agree else 0
-                if read or signalled or self.out_of_time:
-                    self._read_skipped()
+                if read or signalled or self.out_of_time:  # the updates skipped on the device
+                    self.updates.read_skipped(s, n_batches, self.run_dir.last_checkpoint)
                 if refresh or signalled:
                     self._show_running_loss(bar)
                 if signalled:
                     s.seconds += time.perf_counter() - start
-                    self._stop_interrupted(signalled)
+                    stop_interrupted(self, signalled)
         s.seconds += time.perf_counter() - start
 
     def _train_step(self, index: torch.Tensor) -> None:
         """One optimizer step on the training images at positions ``index`` (under torchrun, this rank's
         share of them); adds the batch's per-image sums of the loss terms to the epoch's."""
-        s, cfg, model = self.state, self.config, self.model
-        mine, first_row, fraction = distributed.share(index, self.ranks)  # this rank's part
-        x, y = self.train_batch(mine)
-        if cfg.augment:
-            x = random_affine(x)
-        if cfg.binarize == "dynamic":  # a fresh binary draw of every image, every time it is seen
-            x = torch.bernoulli(x)
-        with autocast(self.config, self.device), labels_checked():  # the labels were checked at the start
-            options = loss_options(model, cfg, self.epochs_done, self.n_train)
-            if self.ranks.enabled and isinstance(model, GaussianVAE):  # one process's noise
-                options["noise_rows"] = (first_row, len(index))
-            objective, terms = self.loss_of(x, y, options)
-        if self.ranks.enabled:  # DDP averages gradients over ranks: weigh each by its share
-            objective = objective * (fraction * self.ranks.world_size)
+        s = self.state
+        objective, terms, fraction = self._batch_loss(index, self.loss_of)
         # every rank skips alike; a skipped update's images are out of the epoch's means
         applied = self.updates.apply(objective, self.epochs_done, len(index))
         # per-image sums of every term, kept on the device: no synchronisation in the hot loop
@@ -320,9 +297,27 @@ class Trainer:
         if self.tensorboard is not None:
             self.tensorboard.add_step(values, applied)
 
-    def _read_skipped(self) -> None:
-        """The skipped updates counted on the device, into the state (``Updates.read_skipped``)."""
-        self.updates.read_skipped(self.state, self.n_batches, self.run_dir.last_checkpoint)
+    def _batch_loss(
+        self, index: torch.Tensor, loss_of: Any
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor], float]:
+        """The objective and terms of ``loss_of`` (the model's loss, compiled or not) on the training images
+        at positions ``index`` (under torchrun, this rank's share: with the fraction of the batch it is),
+        augmented and binarized as the run asks, in its precision."""
+        cfg, model = self.config, self.model
+        mine, first_row, fraction = distributed.share(index, self.ranks)  # this rank's part
+        x, y = self.train_batch(mine)
+        if cfg.augment:
+            x = random_affine(x)
+        if cfg.binarize == "dynamic":  # a fresh binary draw of every image, every time it is seen
+            x = torch.bernoulli(x)
+        with autocast(self.config, self.device), labels_checked():  # the labels were checked at the start
+            options = loss_options(model, cfg, self.epochs_done, self.n_train)
+            if self.ranks.enabled and isinstance(model, GaussianVAE):  # one process's noise
+                options["noise_rows"] = (first_row, len(index))
+            objective, terms = loss_of(x, y, options)
+        if self.ranks.enabled:  # DDP averages gradients over ranks: weigh each by its share
+            objective = objective * (fraction * self.ranks.world_size)
+        return objective, terms, fraction
 
     def _show_running_loss(self, bar: tqdm) -> None:
         """The epoch's mean loss so far (all ranks') on the bar and in TensorBoard; an error if not finite."""
@@ -333,21 +328,6 @@ class Trainer:
         if self.tensorboard is not None:
             last_step = s.epoch * self.n_batches + s.step - 1
             self.tensorboard.write_steps(last_step, s.terms, self._images_seen(), self._scalars())
-
-    def _stop_interrupted(self, signal_number: int) -> NoReturn:
-        """A stop signal (Ctrl-C, SIGTERM, SIGUSR1): save the position inside the epoch (rank 0) and stop
-        with how to resume."""
-        s = self.state
-        self.gather_epoch_sums()
-        if self.ranks.main:
-            self._save_checkpoint(self.run_dir.last_checkpoint)
-        name = signal.Signals(signal_number).name
-        how = "interrupted" if signal_number == signal.SIGINT else f"stopped by {name}"
-        raise TrainingInterrupted(
-            f"{how} in epoch {s.epoch + 1} at step {s.step}/{self.n_batches}; checkpoint "
-            f"saved, continue with: vaekit train --resume --out {self.run_dir.path}",
-            signal_number,
-        )
 
     def _save_summaries(self, after_error: bool = False) -> None:
         if self.state.epoch:  # after an error, one of their own (a full disk) must not hide it

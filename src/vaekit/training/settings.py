@@ -95,6 +95,7 @@ class TrainConfig:
     precision: str = "fp32"
     early_stopping: int = 0
     device: str = "auto"
+    compile: bool | None = None  # the training step's loss through torch.compile (None: the device's default)
     save_every: int = 0
     max_time: float | None = None  # seconds of training in this invocation; stops at a step boundary
     fit_prior: bool = True  # Gaussian-latent models: fit a mixture prior to the training latents at the end
@@ -163,6 +164,8 @@ class TrainConfig:
             raise VaekitError(f"unknown precision {self.precision!r}; choose from {', '.join(PRECISIONS)}")
         if self.device not in DEVICES:
             raise VaekitError(f"unknown device {self.device!r}; choose from {', '.join(DEVICES)}")
+        if self.compile is not None and not isinstance(self.compile, bool):
+            raise VaekitError(f"compile must be true or false, got {self.compile!r}")
 
     def _validate_objective(self, model_class: type) -> None:
         elbo_options = [
@@ -278,7 +281,8 @@ def _part_count(option: str, value: int | None, chosen: bool, part: str, default
 
 
 # Settings a run is built on; a resume that asks for another value is refused, not applied.
-# (epochs, lr, device, data_dir, save_every, early_stopping, max_time, tensorboard, mlflow may change.)
+# (epochs, lr, device, compile, data_dir, save_every, early_stopping, max_time, tensorboard, mlflow may
+# change.)
 FIXED_ON_RESUME = (
     "dataset",
     "image_size",
