@@ -363,7 +363,7 @@ def test_a_training_step_reads_nothing_back_from_the_device(tmp_path, name):
     the guard, the update or the sums. (tests/gpu/ checks the same on CUDA, where a read synchronises.)"""
     config = tiny_config(model=name, grad_clip=100.0, ema=0.9, **TINY_RUNS[name])
     trainer = quiet_trainer(config, tmp_path / "r")
-    trainer.updates.optimizer.masked_on_device = True  # as on an accelerator
+    trainer.updates.optimizer.decides_on_device = True  # as on an accelerator
     trainer.state.perm = torch.randperm(trainer.n_train)
     with ReadsBack() as reads:
         for step in range(3):

@@ -140,7 +140,7 @@ def test_a_skip_flag_leaves_weights_and_state_as_if_the_step_never_came(kind, on
     ours, reference = make(a.parameters(), lr=5e-3), make(b.parameters(), lr=5e-3)
     for optimizer in (ours, reference):
         optimizer.fused = kind == "adam"
-        optimizer.masked_on_device = on_device
+        optimizer.decides_on_device = on_device
     steps_with_one_skipped(a, ours, "flag")
     steps_with_one_skipped(b, reference, "host")
     assert_same_weights(a, b)

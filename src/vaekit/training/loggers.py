@@ -192,10 +192,10 @@ class TensorBoardLogger:
         self.pending: list[torch.Tensor] = []
         self.since = (images_seen, time.perf_counter())
 
-    def add_step(self, values: torch.Tensor, applied: torch.Tensor) -> None:
-        """One step's loss terms and whether its update was applied (a skipped one's are not written),
-        kept on the device until ``write_steps``."""
-        self.pending.append(torch.cat([values.detach().float(), applied.float().view(1)]))
+    def add_step(self, values: torch.Tensor, skipped: torch.Tensor) -> None:
+        """One step's loss terms and whether its update was skipped (then they are not written), kept on
+        the device until ``write_steps``."""
+        self.pending.append(torch.cat([values.detach().float(), skipped.float().view(1)]))
 
     def write_steps(self, last_step: int, terms: list[str], images_seen: int, scalars: dict[str, float]):
         """The pending steps' terms (ending at global step ``last_step``) in one transfer, and at the last
@@ -206,8 +206,8 @@ class TensorBoardLogger:
         rate = (images_seen - self.since[0]) / max(now - self.since[1], 1e-9)
         scalars = {**scalars, "images_per_second": rate}
         first_step = last_step - len(self.pending) + 1
-        for offset, (*row, applied) in enumerate(torch.stack(self.pending).tolist()):
-            if not applied:
+        for offset, (*row, skipped) in enumerate(torch.stack(self.pending).tolist()):
+            if skipped:
                 continue
             for name, value in zip(terms, row, strict=True):
                 self.writer.add_scalar(f"step/{name}", value, first_step + offset)

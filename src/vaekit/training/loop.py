@@ -287,15 +287,15 @@ class Trainer:
         s = self.state
         objective, terms, fraction = self._batch_loss(index, self.loss_of)
         # every rank skips alike; a skipped update's images are out of the epoch's means
-        applied = self.updates.apply(objective, self.epochs_done, len(index))
+        skipped = self.updates.apply(objective, self.epochs_done, len(index))
         # per-image sums of every term, kept on the device: no synchronisation in the hot loop
         if s.sums is None:
             s.sums = torch.zeros(len(terms), dtype=torch.float64, device=self.device)
         values = torch.stack(list(terms.values()))
-        s.sums.add_(torch.where(applied, values, 0.0), alpha=fraction * len(index))
+        s.sums.add_(torch.where(skipped, 0.0, values), alpha=fraction * len(index))
         s.terms = list(terms)
         if self.tensorboard is not None:
-            self.tensorboard.add_step(values, applied)
+            self.tensorboard.add_step(values, skipped)
 
     def _batch_loss(
         self, index: torch.Tensor, loss_of: Any

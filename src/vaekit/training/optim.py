@@ -49,7 +49,11 @@ class Adam:
         ]
         self.state: dict[torch.Tensor, dict[str, torch.Tensor]] = {}
         self.fused = True  # until the kernel refuses (CPU before torch 2.4)
-        self.masked_on_device: bool | None = None  # masked_update's choice (None: by the device)
+        self.decides_on_device: bool | None = None  # keep a skip on the device (None: off the CPU)
+
+    def decides_on(self, device: torch.device) -> bool:
+        """Whether a skip stays on ``device``, undecided by the host: on an accelerator (or as set)."""
+        return device.type != "cpu" if self.decides_on_device is None else self.decides_on_device
 
     @property
     def params(self) -> list[torch.Tensor]:
@@ -74,7 +78,17 @@ class Adam:
     @torch.no_grad()
     def step(self, skip: torch.Tensor | None = None) -> None:
         """One update of every group; ``skip`` (a bool tensor on the parameters' device): where it is True
-        nothing changes, parameters and state alike, decided on the device (nothing is read back)."""
+        nothing changes, parameters and state alike.
+
+        On an accelerator the decision stays on the device, nothing read back: the fused Adam kernel takes
+        the flag (as torch.amp's GradScaler hands it found_inf), other updates are masked
+        (``masked_update``). A CPU computes eagerly, so its flag is there to read at no cost: a skipped
+        update is then not made at all, which spares the masks' kernels.
+        """
+        if skip is not None and not self.decides_on(skip.device):
+            if skip.item():
+                return
+            skip = None
         found_inf = None if skip is None else skip.to(torch.float32)
         for group in self.param_groups:
             self._step_group(group, found_inf)
@@ -109,7 +123,7 @@ class Adam:
                 self.fused = False
         capturable = params[0].is_cuda  # the bias correction from the step counts there, none read back
         update = lambda: adam_update(*arguments, foreach=True, capturable=capturable, **options)  # noqa: E731
-        masked_update(update, params, states, found_inf, self.masked_on_device)
+        masked_update(update, params, states, found_inf)
 
     # ------------------------------------------------------------------- torch.optim.Adam's layout
     def state_dict(self) -> dict[str, Any]:
@@ -192,7 +206,7 @@ class Adamax(Adam):
                 weight_decay=0.0,
             )
 
-        masked_update(update, params, states, found_inf, self.masked_on_device)
+        masked_update(update, params, states, found_inf)
 
 
 def masked_update(
@@ -200,24 +214,13 @@ def masked_update(
     params: list[torch.Tensor],
     states: list[dict[str, torch.Tensor]],
     found_inf: torch.Tensor | None,
-    on_device: bool | None = None,
 ) -> None:
     """``update()`` of ``params`` and their ``states``, undone where ``found_inf`` (a float 0 or 1 on the
-    device) is 1: for an optimizer whose kernel does not take it (Adamax, foreach Adam).
-
-    On an accelerator (``on_device``, by default anything but the CPU) the decision stays there: every
-    tensor the update writes is kept beforehand and put back by ``torch.where``, so the host never waits
-    for the step to finish (GradScaler's masked update). A CPU computes eagerly: its flag is already
-    there to read, and reading it saves the copies.
-    """
+    device) is 1, for an optimizer whose kernel does not take it (Adamax, foreach Adam): every tensor the
+    update writes is kept beforehand and put back by ``torch.where``, so that the host never waits for
+    the decision (GradScaler's masked update)."""
     if found_inf is None:
         update()
-        return
-    if on_device is None:
-        on_device = found_inf.device.type != "cpu"
-    if not on_device:
-        if not found_inf.item():
-            update()
         return
     written = params + [t for state in states for t in state.values()]
     kept = torch._foreach_mul(written, 1.0)  # copies in one pass (a non-finite value is kept as it was)
