@@ -19,6 +19,16 @@ from vaekit.utils.errors import VaekitError
 SHARED_MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked ``cuda`` (tests/gpu/) need a CUDA GPU: skipped, with the reason, where there is none."""
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU (tests/gpu/ runs on one: python -m pytest tests/gpu)")
+    for item in items:
+        if "cuda" in item.keywords:
+            item.add_marker(skip)
+
+
 def idx_bytes(array: np.ndarray) -> bytes:
     """The IDX encoding of a uint8 array: magic (0, 0, 0x08, ndim), big-endian sizes, data."""
     assert array.dtype == np.uint8

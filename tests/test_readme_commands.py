@@ -44,6 +44,7 @@ SKIP: list[tuple[str, str]] = [
     (r"^vaekit serve ", "a server that runs until stopped: tests/serve/ drive the app and the page"),
     (r"(^| )\.\.\.( |$)", "an outline with its arguments elided (...), not a runnable command"),
     (r"--storage postgresql://", "needs a PostgreSQL server"),
+    (r"--device cuda", "needs a CUDA GPU: tests/gpu/ runs the commands there"),
     (r"--model resnet", "the plugin example, installed: tests/models/test_plugin_example.py installs it"),
     (r"~/", "a folder on the reader's machine (~/Pictures)"),
     (

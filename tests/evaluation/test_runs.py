@@ -233,3 +233,11 @@ def test_the_terminal_table_labels_every_figure_and_hides_none():
     ]
     for pattern in expected:
         assert any(re.search(pattern, line) for line in lines), (pattern, table)
+
+
+def test_an_evaluation_in_bf16_says_so_in_eval_json(trained_run):
+    fp32 = evaluate_run(trained_run, write=False)
+    bf16 = evaluate_run(trained_run, precision="bf16")
+    assert bf16["test_precision"] == "bf16" and "test_precision" not in fp32  # auto on a CPU: fp32
+    assert json.loads((trained_run / "eval.json").read_text())["test_precision"] == "bf16"
+    assert abs(bf16["test_loss"] - fp32["test_loss"]) < 0.05

@@ -34,7 +34,9 @@ def add_output_commands(sub: argparse._SubParsersAction) -> None:
         "(a vqvae: its codes), label and file name, one row per image.",
     )
     _common(p, "all")
-    p.add_argument("--batch-size", type=positive_int, default=1000, help="images per batch (1000)")
+    p.add_argument(
+        "--batch-size", type=positive_int, help="images per batch (1000 on a CPU; a GPU's by its memory)"
+    )
     p.set_defaults(func=_encode)
     p = sub.add_parser(
         "score",

@@ -12,6 +12,7 @@ import torch
 
 from vaekit.cli.arguments import add_run_command, int_at_least, non_negative_int, positive_float, positive_int
 from vaekit.cli.sample import add_sample_command
+from vaekit.models.base import PRECISIONS
 from vaekit.utils import limits
 from vaekit.utils.devices import DEVICES, resolve_device
 from vaekit.utils.errors import VaekitError
@@ -49,6 +50,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         iwae_k=args.iwae_k,
         samples=args.samples,
         log=lambda note: print(note, file=sys.stderr),
+        precision=args.precision,
     )
     if args.json:
         print(json.dumps(result, indent=2))
@@ -180,6 +182,13 @@ def _add_evaluate_command(sub: argparse._SubParsersAction) -> None:
         type=non_negative_int,
         default=10_000,
         help="samples whose quality a digit classifier measures (default 10000; 0 skips it)",
+    )
+    p.add_argument(
+        "--precision",
+        choices=("auto", *PRECISIONS),
+        default="auto",
+        help="of the networks in the likelihoods: fp32 or bf16 (densities stay float32); auto (default): "
+        "bf16 on a GPU, fp32 elsewhere",
     )
     p.add_argument("--json", action="store_true", help="print the result as JSON instead of a table")
     p.add_argument("--data-dir", help="data folder, if not where the run found it")

@@ -13,8 +13,19 @@ import numpy as np
 import torch
 
 from vaekit.data import unit_float
+from vaekit.evaluation.likelihood import CPU_BATCH
 from vaekit.models import GaussianVAE
+from vaekit.utils.devices import device_batch
 from vaekit.utils.errors import VaekitError
+
+
+def encoding_batch(model: Any, images: torch.Tensor, labels: torch.Tensor | None) -> int:
+    """Images a batch of encoding takes on their device (``utils.devices.device_batch``)."""
+
+    def probe(n: int) -> Any:
+        return model.encode(unit_float(images[:n]), None if labels is None else labels[:n])
+
+    return device_batch(images.device, CPU_BATCH, probe, len(images))
 
 
 @torch.no_grad()
@@ -22,7 +33,7 @@ def latent_statistics(
     model: GaussianVAE,
     images: torch.Tensor,
     labels: torch.Tensor | None = None,
-    batch_size: int = 1000,
+    batch_size: int | None = None,
     threshold: float = 0.01,
 ) -> dict[str, Any]:
     """Active units and the KL per latent dimension over ``images``.
@@ -30,10 +41,11 @@ def latent_statistics(
     A unit u is active when Cov_x(E_q(u|x)[u]) > ``threshold`` (Burda et al. 2015, sec. 5.2: the posterior
     mean moves with the input); a unit whose mean does not is unused by the model (posterior collapse).
     ``kl_per_dim``: KL(q(z_j|x) || p(z_j)) against the trained prior (N(0, 1), or a conditional model's
-    N(m_yj, 1)) averaged over the images, nats, one per dimension.
+    N(m_yj, 1)) averaged over the images, nats, one per dimension. ``batch_size`` None: the device's.
     """
     was_training = model.training
     model.eval()
+    batch_size = batch_size or encoding_batch(model, images, labels)
     means, kls = [], []
     for start in range(0, len(images), batch_size):
         y = None if labels is None else labels[start : start + batch_size]
@@ -54,11 +66,15 @@ def latent_statistics(
 
 @torch.no_grad()
 def latent_means(
-    model: GaussianVAE, images: torch.Tensor, labels: torch.Tensor | None = None, batch_size: int = 1000
+    model: GaussianVAE,
+    images: torch.Tensor,
+    labels: torch.Tensor | None = None,
+    batch_size: int | None = None,
 ) -> torch.Tensor:
     """Posterior means E_q(z|x)[z] of ``images`` [N, C, H, W] -> [N, latent_dim] (float32, on the CPU);
     with a flow posterior, the flow applied to its base mean (``GaussianVAE.latents``)."""
     model.eval()
+    batch_size = batch_size or encoding_batch(model, images, labels)
     chunks = []
     for start in range(0, len(images), batch_size):
         y = None if labels is None else labels[start : start + batch_size]
@@ -93,7 +109,7 @@ def slerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def group_statistics(
-    model: Any, images: torch.Tensor, batch_size: int = 500, threshold: float = 0.01
+    model: Any, images: torch.Tensor, batch_size: int | None = None, threshold: float = 0.01
 ) -> dict[str, Any]:
     """A hierarchical model's groups (models/hvae.py), from the top: each group's size, its active units
     (as ``latent_statistics``: Cov_x of the posterior mean > ``threshold``) and its KL
@@ -102,6 +118,8 @@ def group_statistics(
     the loss terms ``kl1``..)."""
     was_training = model.training
     model.eval()
+    probe = lambda n: model.group_means(unit_float(images[:n]))  # noqa: E731
+    batch_size = batch_size or device_batch(images.device, CPU_BATCH // 2, probe, len(images))
     means: list[list[torch.Tensor]] = []
     kls = torch.zeros(len(model.group_shapes), dtype=torch.float64)
     for start in range(0, len(images), batch_size):

@@ -28,6 +28,7 @@ from vaekit.evaluation.latents import group_resamples, group_statistics, latent_
 from vaekit.evaluation.likelihood import (
     bits_per_dim,
     elbo_terms,
+    evaluation_precision,
     iwae_nll,
     nll_bits_key,
     reconstruction_errors,
@@ -48,10 +49,15 @@ def eval_options(train_config: dict[str, Any]) -> dict[str, Any]:
     return {}
 
 
-def eval_record(terms: dict[str, float], split: str, n_images: int, epochs: int | None) -> dict[str, Any]:
-    """The eval.json entries of one split: ``{split}_{term}`` for each term and ``{split}_n_images``."""
+def eval_record(
+    terms: dict[str, float], split: str, n_images: int, epochs: int | None, precision: str = "fp32"
+) -> dict[str, Any]:
+    """The eval.json entries of one split: ``{split}_{term}`` for each term and ``{split}_n_images``, and
+    ``{split}_precision`` where the networks ran in other than fp32."""
     record: dict[str, Any] = {f"{split}_{k}": v for k, v in terms.items()}
     record.update({f"{split}_n_images": n_images, "epochs_trained": epochs})
+    if precision != "fp32":
+        record[f"{split}_precision"] = precision
     return record
 
 
@@ -121,6 +127,7 @@ def evaluate_run(
     iwae_k: int = 0,
     samples: int = 0,
     log: Callable[[str], None] | None = None,
+    precision: str = "auto",
 ) -> dict[str, Any]:
     """Evaluate a run folder's model on its dataset's ``split`` (test or val); merge it into eval.json.
 
@@ -135,10 +142,9 @@ def evaluate_run(
     is below ``evaluation.quality.MIN_CLASSIFIER_ACCURACY``, the accuracy alone: the figures are withheld
     (and dropped from eval.json). Keys without a split prefix are the test split's; a val evaluation
     prefixes them with ``val_``. ``log`` gets notes (training the classifier, a model that cannot sample
-    yet, figures withheld and why).
+    yet, figures withheld and why). ``precision``: of the networks (``likelihood.evaluation_precision``).
     """
-    run = Path(run)
-    config = read_run_config(run)
+    run, config = Path(run), read_run_config(Path(run))
     dataset = load_run_dataset(config, data_dir, log)
     images = run_split(config, split, dataset=dataset)
     dev = resolve_device(device)
@@ -151,15 +157,16 @@ def evaluate_run(
     if config["train"].get("binarize", "none") != "none":  # the same fixed binary images as training saw
         x = binarize(unit_float(x), split)
     seed = config["train"]["seed"]
-    terms = elbo_terms(model, x, labels, seed=seed, **eval_options(config["train"]))
-    result = eval_record(terms, split, len(images), config.get("epochs_completed"))
+    terms = elbo_terms(model, x, labels, seed=seed, precision=precision, **eval_options(config["train"]))
+    resolved = evaluation_precision(precision, dev)
+    result = eval_record(terms, split, len(images), config.get("epochs_completed"), resolved)
     prefix = "" if split == "test" else f"{split}_"
     result[f"{split}_bits_per_dim"] = bits_per_dim(terms["loss"], model.image_shape)
     result.update({f"{split}_{k}": v for k, v in reconstruction_errors(model, x, labels).items()})
     if isinstance(model, GaussianVAE):
         result.update(_latent_figures(model, x, labels, prefix, run if write else None, seed))
         if iwae_k:
-            result.update(_iwae_figures(model, x, labels, split, iwae_k, seed))
+            result.update(_iwae_figures(model, x, labels, split, iwae_k, seed, precision))
     if dataset.factor_names and isinstance(model, GaussianVAE):
         scores = disentanglement_scores(model, x, labels, images.factors, dataset.factor_names)
         result.update({f"{prefix}{k}": v for k, v in scores.items()})
@@ -199,19 +206,19 @@ def _save_group_picture(model: Any, x: torch.Tensor, path: Path, seed: int) -> N
 
 
 def _iwae_figures(
-    model: GaussianVAE, x: torch.Tensor, labels: torch.Tensor, split: str, k: int, seed: int
+    model: GaussianVAE, x: torch.Tensor, labels: torch.Tensor, split: str, k: int, seed: int, precision: str
 ) -> dict[str, Any]:
     """-log p(x) of images ``x`` by importance sampling with ``k`` samples (nats per image, and bits per
     dimension), and where the model has a fitted prior, the same with it as p(z); keys as eval.json's."""
     prefix = "" if split == "test" else f"{split}_"
-    nll = iwae_nll(model, x, labels, k=k, seed=seed).mean().item()
+    nll = iwae_nll(model, x, labels, k=k, seed=seed, precision=precision).mean().item()
     figures = {
         f"{prefix}iwae_nll": nll,
         f"{prefix}iwae_k": k,
         nll_bits_key(split): bits_per_dim(nll, model.image_shape),
     }
     if model.prior is not None:  # the same estimate with the fitted mixture as p(z)
-        fitted = iwae_nll(model, x, labels, k=k, seed=seed, prior="fitted").mean().item()
+        fitted = iwae_nll(model, x, labels, k=k, seed=seed, prior="fitted", precision=precision).mean().item()
         figures[f"{prefix}fitted_iwae_nll"] = fitted
     return figures
 

@@ -18,23 +18,24 @@ import torch
 from tqdm.auto import tqdm
 
 from vaekit.data import ImageSet, unit_float
+from vaekit.evaluation.likelihood import CPU_BATCH
 from vaekit.evaluation.runs import image_columns, model_labels, run_images
 from vaekit.models import VAE, GaussianVAE
 from vaekit.models.saving import load
 from vaekit.utils import limits
-from vaekit.utils.devices import resolve_device
+from vaekit.utils.devices import device_batch, resolve_device
 from vaekit.utils.tables import check_output, write_table
-
-BATCH_SIZE = 1000
 
 
 @torch.no_grad()
 def encode_images(
-    model: VAE, images: ImageSet, batch_size: int = BATCH_SIZE, progress: bool = True
+    model: VAE, images: ImageSet, batch_size: int | None = None, progress: bool = True
 ) -> dict[str, np.ndarray]:
-    """The table of ``images`` encoded by ``model`` (the columns in this module's docstring)."""
+    """The table of ``images`` encoded by ``model`` (the columns in this module's docstring), in batches
+    of ``batch_size`` (None: the device's, ``utils.devices.device_batch``)."""
     model.eval()
     labels = model_labels(model, images)
+    batch_size = batch_size or encoding_batch(model, images, labels)
     parts: dict[str, list[torch.Tensor]] = {}
     with tqdm(total=len(images), desc="encoding", unit="image", disable=not progress, leave=False) as bar:
         for start in range(0, len(images), batch_size):
@@ -45,6 +46,16 @@ def encode_images(
             bar.update(len(x))
     columns = {name: torch.cat(values).numpy() for name, values in parts.items()}
     return {**columns, **image_columns(images)}
+
+
+def encoding_batch(model: VAE, images: ImageSet, labels: torch.Tensor | None) -> int:
+    """Images a batch of ``encode_images`` takes on the model's device."""
+
+    def probe(n: int) -> Any:
+        y = None if labels is None else labels[:n].to(model.device)
+        return _encoded(model, unit_float(images.images[:n].to(model.device)), y)
+
+    return device_batch(model.device, CPU_BATCH, probe, len(images))
 
 
 def _encoded(model: VAE, x: torch.Tensor, labels: torch.Tensor | None) -> dict[str, torch.Tensor]:
@@ -62,7 +73,7 @@ def encode_run(
     split: str = "all",
     data_dir: str | os.PathLike | None = None,
     device: str = "auto",
-    batch_size: int = BATCH_SIZE,
+    batch_size: int | None = None,
     progress: bool = True,
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
@@ -71,10 +82,11 @@ def encode_run(
     out = check_output(out)
     model = load(run, device=resolve_device(device))
     name, images = run_images(run, model, dataset, split, data_dir, progress, log)
-    batch = min(batch_size, len(images))
+    batch = batch_size or encoding_batch(model, images, model_labels(model, images))
     limits.check_images(
-        batch, model.image_shape, model.device, "a batch", grid=False, hint="; lower --batch-size"
-    )
-    columns = encode_images(model, images, batch_size, progress)
+        min(batch, len(images)), model.image_shape, model.device, "a batch", grid=False,
+        hint="; lower --batch-size",
+    )  # fmt: skip
+    columns = encode_images(model, images, batch, progress)
     write_table(out, columns)
     return {"path": str(out), "dataset": name, "n": len(images), "columns": list(columns)}

@@ -158,10 +158,11 @@ class TopDownGroup(nn.Module):
 
     def prior_of(self, h: torch.Tensor, limit: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """p(z_l | z_<l): mean and log-variance [B, c, h, w] (N(0, I) for the top group), and the state's
-        update."""
+        update. The distribution is float32 also under bf16 autocast, as the one-latent models' posteriors
+        are: its densities and KL are sums over hundreds of units."""
         out = self.prior(h)
         c = self.latent_channels
-        mean, logvar, update = out[:, :c], out[:, c : 2 * c], out[:, 2 * c :]
+        mean, logvar, update = out[:, :c].float(), out[:, c : 2 * c].float(), out[:, 2 * c :]
         if self.top:
             mean, logvar = torch.zeros_like(mean), torch.zeros_like(logvar)
         return mean, soft_clamp(logvar, limit), update

@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from vaekit.data import Dataset, ImageSet, binarize, split_train_val, unit_float
+from vaekit.evaluation.latents import encoding_batch
 from vaekit.evaluation.runs import load_run_dataset
 from vaekit.models import VAE, GaussianVAE
 from vaekit.models.priors.mixture import MixturePrior
@@ -40,12 +41,13 @@ FLOW_DRAWS = 16
 
 @torch.no_grad()
 def posterior_moments(
-    model: GaussianVAE, x: torch.Tensor, labels: torch.Tensor | None, batch_size: int = 1000
+    model: GaussianVAE, x: torch.Tensor, labels: torch.Tensor | None, batch_size: int | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Posterior means and variances of images x [N, C, H, W] under the model in eval mode, each
     [N, latent_dim], float32. A flow posterior has neither in closed form: they are the mean and
-    variance of FLOW_DRAWS seeded draws z ~ q(z|x) per image."""
+    variance of FLOW_DRAWS seeded draws z ~ q(z|x) per image. ``batch_size`` None: the device's."""
     model.eval()
+    batch_size = batch_size or encoding_batch(model, x, labels)
     means, variances = [], []
     generator = torch.Generator(device=x.device).manual_seed(0)
     for start in range(0, len(x), batch_size):

@@ -1,6 +1,8 @@
-"""Choosing the device to train and evaluate on."""
+"""Choosing the device to train and evaluate on, and the size of the batches evaluated there."""
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import torch
 
@@ -28,3 +30,27 @@ def cpu_has_bf16() -> bool:
         return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
     except (AttributeError, RuntimeError):
         return True  # cannot tell: say nothing
+
+
+# Evaluation on a GPU runs in batches sized from its memory: a batch may take this share of what is free
+# (the rest is for the model, the allocator's slack and whatever else runs there).
+GPU_BATCH_SHARE = 0.25
+PROBE_ITEMS = 64  # items a batch's memory per item is measured on
+
+
+def device_batch(device: torch.device, cpu_batch: int, work: Callable[[int], object], most: int) -> int:
+    """How many items one batch of ``work`` takes on ``device``: ``cpu_batch`` on a CPU (the size
+    measured there: a batch that stays in its caches runs faster than a larger one); on a GPU as many as
+    GPU_BATCH_SHARE of its free memory holds, by the peak memory ``work(n)`` allocates for PROBE_ITEMS
+    items, at most ``most`` (a GPU runs best on batches that fill it: its launches are per batch, not
+    per item)."""
+    if device.type != "cuda":
+        return cpu_batch
+    probe = max(1, min(PROBE_ITEMS, most))
+    torch.cuda.synchronize(device)
+    held = torch.cuda.memory_allocated(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    work(probe)
+    per_item = max((torch.cuda.max_memory_allocated(device) - held) / probe, 1.0)
+    free = torch.cuda.mem_get_info(device)[0] + torch.cuda.memory_reserved(device) - held  # cached: free
+    return int(max(probe, min(most, GPU_BATCH_SHARE * free // per_item)))
