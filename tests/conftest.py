@@ -87,6 +87,16 @@ def error_of(call, *args, **kwargs) -> str:
     return message
 
 
+# every registered model, small: tiny_config's settings that make each (tests/gpu/ and the loop's tests)
+TINY_RUNS = {
+    "mlp": {},
+    "conv": {"hidden": None, "channels": [4, 8]},
+    "cvae": {},
+    "vqvae": {"hidden": None, "latent_dim": None, "channels": [4, 8], "codebook_size": 8},
+    "hvae": {"hidden": None, "latent_dim": None, "width": 8, "latent_channels": 2, "groups": 1, "stem": 1},
+}
+
+
 def tiny_config(**overrides) -> TrainConfig:
     values = dict(dataset="digits", hidden=[32], latent_dim=2, epochs=2, batch_size=64, seed=0)
     values.update(overrides)

@@ -14,7 +14,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from tests.conftest import quiet_trainer, tiny_config
+from tests.conftest import TINY_RUNS, quiet_trainer, tiny_config
 from vaekit import load
 from vaekit.evaluation.likelihood import CPU_DECODES, importance_bounds
 from vaekit.evaluation.runs import evaluate_run
@@ -24,15 +24,6 @@ from vaekit.training.compiled import CompiledLoss
 from vaekit.utils.devices import device_batch
 
 pytestmark = pytest.mark.cuda
-
-# every registered model, small (as tests/training/test_loop.py's TINY_RUNS)
-TINY_RUNS = {
-    "mlp": {},
-    "conv": {"hidden": None, "channels": [4, 8]},
-    "cvae": {},
-    "vqvae": {"hidden": None, "latent_dim": None, "channels": [4, 8], "codebook_size": 8},
-    "hvae": {"hidden": None, "latent_dim": None, "width": 8, "latent_channels": 2, "groups": 1, "stem": 1},
-}
 
 
 def cuda_config(name: str, **overrides):

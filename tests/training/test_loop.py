@@ -13,7 +13,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from tests.conftest import error_of, folder_snapshot, quiet_trainer, tiny_config
+from tests.conftest import TINY_RUNS, error_of, folder_snapshot, quiet_trainer, tiny_config
 from vaekit.models import MODELS, LossOutput
 from vaekit.training import TrainingInterrupted, resume
 from vaekit.utils.errors import VaekitError
@@ -328,14 +328,6 @@ def test_bf16_on_a_cpu_without_bf16_units_is_called_out(tmp_path, monkeypatch):
     assert not any("bfloat16" in line for line in lines)
 
 
-# every registered model, small, as the loop trains it (with the guard, so that the gradient's norm is taken)
-TINY_RUNS = {
-    "mlp": {},
-    "conv": {"hidden": None, "channels": [4, 8]},
-    "cvae": {},
-    "vqvae": {"hidden": None, "latent_dim": None, "channels": [4, 8], "codebook_size": 8},
-    "hvae": {"hidden": None, "latent_dim": None, "width": 8, "latent_channels": 2, "groups": 1, "stem": 1},
-}
 READS = ("item", "tolist", "__bool__", "__int__", "__float__", "__index__", "numpy")
 
 
