@@ -98,3 +98,55 @@ def test_the_package_picture_is_drawn_from_the_source(tmp_path):
     assert (tmp_path / "packages.png").stat().st_size > 10_000
     edges = arch.package_edges()
     assert ("training", "models") in edges and ("cli", "training") in edges
+
+
+# What tests a model's kind rather than asking it what it can do (docs/architecture.md, "Models by what
+# they can do"): outside models/, isinstance or issubclass against a model class, a comparison of a
+# model's name with a model's name, hasattr on a model, and the attributes that gave a kind away.
+MODEL_CLASSES = {"VAE", "GaussianVAE", "NetworkVAE", "MLPVAE", "ConvVAE", "ConditionalVAE", "VQVAE",
+                 "HierarchicalVAE"}  # fmt: skip
+KIND_ATTRIBUTES = {"single_latent", "flow", "codebook_size", "group_shapes"}
+
+
+def kind_checks(path: Path) -> list[str]:
+    from vaekit.models import MODELS
+
+    names = set(MODELS)
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        where = f"{path.relative_to(ROOT)}:{getattr(node, 'lineno', 0)}"
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
+            args = node.args
+            if node.func.id in ("isinstance", "issubclass") and len(args) == 2:
+                classes = args[1].elts if isinstance(args[1], ast.Tuple) else [args[1]]
+                if any(getattr(c, "id", getattr(c, "attr", None)) in MODEL_CLASSES for c in classes):
+                    found.append(f"{where} {node.func.id} of a model class")
+            if node.func.id == "hasattr" and args and "model" in ast.unparse(args[0]):
+                found.append(f"{where} hasattr on a model")
+        if isinstance(node, ast.Compare) and isinstance(node.left, ast.Attribute) and node.left.attr == "name":
+            constants = [c.value for c in node.comparators if isinstance(c, ast.Constant)]
+            if any(value in names for value in constants):
+                found.append(f"{where} a model's name compared")
+        if isinstance(node, ast.Attribute) and node.attr in KIND_ATTRIBUTES and "model" in ast.unparse(node.value):
+            found.append(f"{where} model.{node.attr}")
+    return found
+
+
+def test_no_model_kind_check_outside_models():
+    """Issue 34: the tools ask a model what it can do (latent_space, has_likelihood, fits_prior, ...)."""
+    paths = [p for p in sorted(SOURCE.rglob("*.py")) if "models" not in p.relative_to(SOURCE).parts]
+    checks = [check for path in paths for check in kind_checks(path)]
+    assert not checks, checks
+
+
+def test_the_kind_check_rule_finds_each_kind_of_check(tmp_path):
+    sample = tmp_path / "sample.py"
+    sample.write_text(
+        "isinstance(model, GaussianVAE)\nissubclass(cls, (VAE, int))\nhasattr(self.model, 'grid')\n"
+        "model.name == 'vqvae'\nmodel.flow is None\nisinstance(x, dict)\nrun.name == 'other'\n"
+    )
+    sample = sample.rename(ROOT / "tests" / f".kind_check_sample_{id(sample)}.py")
+    try:
+        assert len(kind_checks(sample)) == 5
+    finally:
+        sample.unlink()

@@ -54,7 +54,7 @@ def _sample(args: argparse.Namespace) -> int:
     model = load(args.run, device=resolve_device(args.device))
     generator = torch.Generator(device=model.device).manual_seed(args.seed)
     temperature = model.default_temperature if args.temperature is None else args.temperature
-    if isinstance(temperature, list) and model.single_latent:
+    if isinstance(temperature, list) and not model.latent_space.groups:
         raise VaekitError(f"one temperature per group applies to a hierarchy (model hvae), not {model.name}")
     options = {"generator": generator, "prior": args.prior, "temperature": temperature}
     if Path(args.out).suffix == ".npy":  # many samples, streamed to disk in batches
@@ -71,9 +71,7 @@ def _sample(args: argparse.Namespace) -> int:
         n = args.n if args.n is not None else 64
         plots.save_grid(model.sample(n, label=args.label, **options), args.out)
         what = f"{n} samples" + (f" of class {args.label}" if args.label is not None else "")
-    source = "the vqvae's prior over codes" if model.name == "vqvae" else (
-        "the fitted prior" if model.uses_fitted_prior(args.prior) else "N(0, I)"
-    )  # fmt: skip
+    source = model.sample_source(args.prior)
     shown = ",".join(f"{t:g}" for t in temperature) if isinstance(temperature, list) else f"{temperature:g}"
     heat = "" if temperature == 1.0 else f" at temperature {shown}"
     print(f"{what} from {source}{heat} written to {args.out}")

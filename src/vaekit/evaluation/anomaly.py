@@ -45,7 +45,7 @@ from tqdm.auto import tqdm
 from vaekit.data import ImageSet
 from vaekit.evaluation.likelihood import image_reconstruction_errors, importance_bounds
 from vaekit.evaluation.runs import image_columns, model_labels, run_images
-from vaekit.models import VAE, GaussianVAE
+from vaekit.models import VAE
 from vaekit.models.saving import load
 from vaekit.utils.devices import resolve_device
 from vaekit.utils.errors import VaekitError
@@ -89,7 +89,7 @@ def image_scores(
     background: VAE | None = None,
 ) -> dict[str, np.ndarray]:
     """Every score of the module docstring for each of ``images`` (uint8), as [N] arrays."""
-    if not isinstance(model, GaussianVAE):
+    if not model.has_likelihood:
         raise VaekitError(f"anomaly scores need a Gaussian-latent model's likelihood, not {model.name}")
     model.eval()
     labels = model_labels(model, images)
@@ -158,7 +158,7 @@ def score_run(
         raise VaekitError(f"--k must be an integer >= 1, got {k!r}")
     dev = resolve_device(device)
     model = load(run, device=dev)
-    if not isinstance(model, GaussianVAE):
+    if not model.has_likelihood:
         raise VaekitError(f"anomaly scores need a Gaussian-latent model's likelihood, not {model.name}")
     base = None if background is None else load(background, device=dev)
     name, images = run_images(run, model, dataset, split, data_dir, progress, log)

@@ -33,10 +33,7 @@ def _last_grid(folder: Path, preferred: str | None = None) -> Path | None:
 
 
 def _latent_size(model: Any) -> str:
-    if hasattr(model, "codebook_size"):  # a VQ-VAE's latent is a grid of discrete codes
-        h, w = model.grid
-        return f"{h}x{w} codes of {model.codebook_size}"
-    return str(model.latent_dim)
+    return model.latent_space.describe()
 
 
 def _parameters(model: Any) -> str:

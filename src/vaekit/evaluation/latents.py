@@ -121,18 +121,19 @@ def group_statistics(
     probe = lambda n: model.group_means(unit_float(images[:n]))  # noqa: E731
     batch_size = batch_size or device_batch(images.device, CPU_BATCH // 2, probe, len(images))
     means: list[list[torch.Tensor]] = []
-    kls = torch.zeros(len(model.group_shapes), dtype=torch.float64)
+    shapes = model.latent_space.groups
+    kls = torch.zeros(len(shapes), dtype=torch.float64)
     for start in range(0, len(images), batch_size):
         groups = model.group_means(unit_float(images[start : start + batch_size]))
         means.append([g.posterior.mean.flatten(1).double().cpu() for g in groups])
         kls += torch.stack([model.group_kl(g).double().sum().cpu() for g in groups])
     model.train(was_training)
     active = []
-    for level in range(len(model.group_shapes)):
+    for level in range(len(shapes)):
         variance = torch.cat([batch[level] for batch in means]).var(dim=0, unbiased=False)
         active.append(int((variance > threshold).sum()))
     return {
-        "group_sizes": [int(np.prod(shape)) for shape in model.group_shapes],
+        "group_sizes": [int(np.prod(shape)) for shape in shapes],
         "active_units_per_group": active,
         "kl_per_group": (kls / max(len(images), 1)).tolist(),
     }
@@ -153,10 +154,10 @@ def group_resamples(
     reconstruction = model.reconstruct(image)
     rows, labels = [], []
     kl = group_statistics(model, image)["kl_per_group"]
-    for level in range(len(model.group_shapes)):
+    for level, group in enumerate(model.latent_space.groups):
         redrawn = model.resample_group(image.expand(draws, -1, -1, -1), level, generator)
         rows.append(torch.cat([image, reconstruction, redrawn]))
-        shape = "x".join(str(n) for n in model.group_shapes[level])
+        shape = "x".join(str(n) for n in group)
         labels.append(f"group {level + 1} ({shape})  KL {kl[level]:.1f}")
     model.train(was_training)
     return torch.cat(rows), labels

@@ -36,8 +36,7 @@ def latent_scatter(
     if n < 2:
         raise VaekitError(f"--n must be >= 2 images, got {n}")
     model = load(run, device=resolve_device(device))
-    if not isinstance(model, GaussianVAE):
-        raise VaekitError(f"a latent scatter needs a Gaussian latent; {model.name} has discrete codes")
+    model.require_gaussian_latent("a latent scatter")
     config = read_run_config(run)
     images = run_split(config, split, data_dir)
     chosen = images.subset(torch.arange(min(n, len(images))))
@@ -59,8 +58,7 @@ def latent_scatter(
 
 def _gaussian_model(run: Path, device: str, what: str) -> GaussianVAE:
     model = load(run, device=resolve_device(device))
-    if not isinstance(model, GaussianVAE):
-        raise VaekitError(f"{what} needs a Gaussian latent; {model.name} has discrete codes")
+    model.require_gaussian_latent(what)
     return model
 
 

@@ -149,7 +149,7 @@ def evaluate_run(
     images = run_split(config, split, dataset=dataset)
     dev = resolve_device(device)
     model = load(run, device=dev)
-    if iwae_k and not isinstance(model, GaussianVAE):
+    if iwae_k and not model.has_likelihood:
         raise VaekitError(f"--iwae-k applies to the Gaussian-latent models, not {model.name}")
     if samples:  # checked now, not after the minutes of the figures before it (grid=False: no picture)
         limits.check_images(samples, model.image_shape, dev, "sample quality", False, "; lower --samples")
@@ -163,11 +163,11 @@ def evaluate_run(
     prefix = "" if split == "test" else f"{split}_"
     result[f"{split}_bits_per_dim"] = bits_per_dim(terms["loss"], model.image_shape)
     result.update({f"{split}_{k}": v for k, v in reconstruction_errors(model, x, labels).items()})
-    if isinstance(model, GaussianVAE):
+    if model.latent_space.gaussian:
         result.update(_latent_figures(model, x, labels, prefix, run if write else None, seed))
         if iwae_k:
             result.update(_iwae_figures(model, x, labels, split, iwae_k, seed, precision))
-    if dataset.factor_names and isinstance(model, GaussianVAE):
+    if dataset.factor_names and model.latent_space.gaussian:
         scores = disentanglement_scores(model, x, labels, images.factors, dataset.factor_names)
         result.update({f"{prefix}{k}": v for k, v in scores.items()})
     withheld: list[str] = []
@@ -187,7 +187,7 @@ def _latent_figures(
     size, active units and KL, and with a ``run`` to write to, its groups.png."""
     stats = latent_statistics(model, x, labels)
     figures = {f"{prefix}active_units": stats["active_units"], f"{prefix}kl_per_dim": stats["kl_per_dim"]}
-    if not model.single_latent:
+    if model.latent_space.kind == "hierarchy":
         figures.update({f"{prefix}{k}": v for k, v in group_statistics(model, x).items()})
         if run is not None:
             _save_group_picture(model, x, run / GROUPS_PICTURE, seed)
@@ -265,8 +265,8 @@ def _sample_figures(
         return {"classifier_test_accuracy": info["test_accuracy"]}
     # A Gaussian-latent model is measured with N(0, I) (unprefixed keys) and with its fitted prior
     # (fitted_*); a vqvae with its prior over codes, the only one it has.
-    priors = [("", "standard" if isinstance(model, GaussianVAE) else None)]
-    if isinstance(model, GaussianVAE) and model.prior is not None:
+    priors = [("", "standard" if model.fits_prior else None)]
+    if model.fits_prior and model.prior is not None:
         priors.append(("fitted_", "fitted"))
     figures: dict[str, Any] = {}
     for key_prefix, prior in priors:

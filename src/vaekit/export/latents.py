@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 from vaekit.data import ImageSet, unit_float
 from vaekit.evaluation.likelihood import CPU_BATCH
 from vaekit.evaluation.runs import image_columns, model_labels, run_images
-from vaekit.models import VAE, GaussianVAE
+from vaekit.models import VAE
 from vaekit.models.saving import load
 from vaekit.utils import limits
 from vaekit.utils.devices import device_batch, resolve_device
@@ -41,7 +41,7 @@ def encode_images(
         for start in range(0, len(images), batch_size):
             x = unit_float(images.images[start : start + batch_size].to(model.device))
             y = None if labels is None else labels[start : start + batch_size].to(model.device)
-            for name, value in _encoded(model, x, y).items():
+            for name, value in model.encoded_columns(x, y).items():
                 parts.setdefault(name, []).append(value.cpu())
             bar.update(len(x))
     columns = {name: torch.cat(values).numpy() for name, values in parts.items()}
@@ -53,17 +53,9 @@ def encoding_batch(model: VAE, images: ImageSet, labels: torch.Tensor | None) ->
 
     def probe(n: int) -> Any:
         y = None if labels is None else labels[:n].to(model.device)
-        return _encoded(model, unit_float(images.images[:n].to(model.device)), y)
+        return model.encoded_columns(unit_float(images.images[:n].to(model.device)), y)
 
     return device_batch(model.device, CPU_BATCH, probe, len(images))
-
-
-def _encoded(model: VAE, x: torch.Tensor, labels: torch.Tensor | None) -> dict[str, torch.Tensor]:
-    if isinstance(model, GaussianVAE):
-        mu, logvar = model.encode(x, labels)
-        mean = mu if model.flow is None else model.latents(x, labels)
-        return {"mean": mean.float(), "logvar": logvar.float()}
-    return {"codes": model.encode(x, labels).long()}
 
 
 def encode_run(

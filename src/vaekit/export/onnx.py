@@ -15,6 +15,7 @@ and the largest difference is recorded in export.json (tests/test_export.py hold
 from __future__ import annotations
 
 import contextlib
+import inspect
 import io
 import logging
 import os
@@ -29,7 +30,8 @@ import torch
 from torch import nn
 
 import vaekit
-from vaekit.models import VAE, GaussianVAE
+from vaekit.models import VAE
+from vaekit.models.base import io_spec
 from vaekit.models.saving import load
 from vaekit.utils.atomic import write_json
 from vaekit.utils.errors import VaekitError, first_line
@@ -42,68 +44,23 @@ CHECK_BATCHES = (1, 7)
 
 
 class EncoderGraph(nn.Module):
-    """What encoder.onnx computes: ``model.encode``, labels given where the model is conditional."""
+    """What encoder.onnx computes: the model's ``export_encoding``, labels given where it is conditional."""
 
     def __init__(self, model: VAE) -> None:
         super().__init__()
         self.model = model
 
     def forward(self, images: torch.Tensor, labels: torch.Tensor | None = None) -> Any:
-        return encoder_outputs(self.model, images, labels)
-
-
-def encoder_outputs(model: VAE, images: torch.Tensor, labels: torch.Tensor | None = None) -> Any:
-    """``model.encode``; with a flow posterior also the flow applied to the base mean (``latents``),
-    the point the decoder reads, since the flow is part of the encoder."""
-    encoded = model.encode(images, labels)
-    if isinstance(model, GaussianVAE) and model.flow is not None:
-        return (*encoded, model.latents(images, labels))
-    return encoded
-
-
-class DecoderGraph(nn.Module):
-    """What decoder.onnx computes: ``model.decode``, pixel means in [0, 1]."""
-
-    def __init__(self, model: VAE) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, latents: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        return self.model.decode(latents, labels)
-
-
-class HierarchyDecoderGraph(nn.Module):
-    """What a hierarchy's decoder.onnx computes: pixel means from the top group's z and the standard
-    normal noise of every group below it (z_l = prior mean + std * noise)."""
-
-    def __init__(self, model: VAE) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, latents: torch.Tensor, *noise: torch.Tensor) -> torch.Tensor:
-        return torch.sigmoid(self.model.decode_groups(latents, 1.0, noise=noise))
+        return self.model.export_encoding(images, labels)
 
 
 def decoder_graph(model: VAE) -> nn.Module:
-    return DecoderGraph(model) if model.single_latent else HierarchyDecoderGraph(model)
-
-
-def decoder_inputs(
-    model: VAE, latents: torch.Tensor, labels: torch.Tensor | None, generator: torch.Generator
-) -> dict[str, torch.Tensor]:
-    """What decoder.onnx takes, by name: the latent, and the labels of a conditional model or, for a
-    hierarchy, standard normal noise for each group below the top (``noise2``..)."""
-    inputs = {"codes" if model.name == "vqvae" else "z": latents}
-    if labels is not None:
-        inputs["labels"] = labels
-    if not model.single_latent:
-        for level, shape in enumerate(model.group_shapes[1:], start=2):
-            inputs[f"noise{level}"] = torch.randn(len(latents), *shape, generator=generator)
-    return inputs
+    """What decoder.onnx computes (``VAE.export_decoder``)."""
+    return model.export_decoder()
 
 
 def expected_pixels(model: VAE, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
-    """What decoder.onnx must give for ``inputs`` (``decoder_inputs``), from PyTorch."""
+    """What decoder.onnx must give for ``inputs`` (``VAE.export_decoder_inputs``), from PyTorch."""
     return decoder_graph(model)(*inputs.values())
 
 
@@ -139,8 +96,10 @@ def _export_graph(
     """Export ``graph`` called on ``inputs`` (in order, named by their keys) with an open batch axis."""
     batch = torch.export.Dim("batch", min=1)
     shapes: tuple[Any, ...] = tuple({0: batch} for _ in inputs)
-    if isinstance(graph, HierarchyDecoderGraph):  # forward(latents, *noise): the noise as one tuple
-        shapes = ({0: batch}, shapes[1:])
+    parameters = list(inspect.signature(graph.forward).parameters.values())
+    rest = [i for i, p in enumerate(parameters) if p.kind is p.VAR_POSITIONAL]
+    if rest:  # forward(latents, *noise): torch.export takes the trailing inputs' shapes as one tuple
+        shapes = (*shapes[: rest[0]], shapes[rest[0] :])
     try:
         with _quiet_exporter():
             torch.onnx.export(
@@ -158,10 +117,6 @@ def _export_graph(
         raise VaekitError(f"the ONNX exporter failed on {path.name}: {first_line(exc)}") from None
 
 
-def _io(name: str, shape: list[Any], dtype: str, meaning: str) -> dict[str, Any]:
-    return {"name": name, "shape": shape, "dtype": dtype, "meaning": meaning}
-
-
 def _example(model: VAE, batch: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
     """Encoder inputs of ``batch`` images (uniform noise: the graph's arithmetic does not care)."""
     inputs = {"images": torch.rand(batch, *model.image_shape, generator=generator)}
@@ -170,58 +125,18 @@ def _example(model: VAE, batch: int, generator: torch.Generator) -> dict[str, to
     return inputs
 
 
-def _latents(model: VAE, encoded: Any) -> torch.Tensor:
-    return encoded[-1 if model.flow is not None else 0] if isinstance(model, GaussianVAE) else encoded
-
-
-def _trained_prior(model: GaussianVAE) -> str:
-    """What export.json says of the prior the model trained with."""
-    if model.trained_prior.closed_form:
-        return (
-            "the trained prior is N(m_y, I)"
-            if model.trained_prior.has_classes
-            else "the trained prior is N(0, I)"
-        )
-    return (
-        "the trained prior is a VampPrior, a mixture of the encoder's posteriors of its pseudo-inputs, "
-        "not in these graphs: run the encoder on them (vaekit sample draws from it)"
-    )
-
-
 def describe(model: VAE, run_config: dict[str, Any]) -> dict[str, Any]:
     """export.json without the check: the graphs' inputs and outputs and how to prepare images."""
     c, h, w = model.image_shape
-    images = _io("images", ["batch", c, h, w], "float32", "pixels in [0, 1] (8-bit values / 255), NCHW")
-    labels = _io(
+    images = io_spec("images", ["batch", c, h, w], "float32", "pixels in [0, 1] (8-bit values / 255), NCHW")
+    labels = io_spec(
         "labels", ["batch"], "int64", f"class indices 0..{model.num_classes - 1}, checked by the caller"
     )
-    if isinstance(model, GaussianVAE):
-        d = model.latent_dim
-        of = "of z" if model.flow is None else "of z_0, the base Gaussian of the flow posterior"
-        encoded = [
-            _io("mean", ["batch", d], "float32", f"posterior mean {of}"),
-            _io("logvar", ["batch", d], "float32", f"posterior log-variance {of}"),
-        ]
-        if model.flow is not None:  # the decoder reads z after the flow: the graph gives it at z_0 = mean
-            encoded.append(_io("z", ["batch", d], "float32", "the flow applied to the mean: what to decode"))
-        latent = _io("z", ["batch", d], "float32", f"a latent; {_trained_prior(model)}")
-        if not model.single_latent:
-            latent["meaning"] = "the top group's z, flattened; its prior is N(0, I)"
-    else:
-        grid = list(model.grid)
-        meaning = f"the nearest of {model.codebook_size} codebook vectors at each position"
-        encoded = [_io("codes", ["batch", *grid], "int64", meaning)]
-        latent = _io("codes", ["batch", *grid], "int64", f"codes in 0..{model.codebook_size - 1}")
+    io = model.export_io()
+    encoded, latent = io["encoder_outputs"], io["latent"]
     extra = [labels] if model.conditional else []
-    decoder_extra = extra
-    if not model.single_latent:
-        decoder_extra = [
-            _io(f"noise{level}", ["batch", *shape], "float32",
-                f"group {level}'s standard normal noise: z = its prior's mean + std * noise (zeros: the "
-                "prior means; noise * t: temperature t)")
-            for level, shape in enumerate(model.group_shapes[1:], start=2)
-        ]  # fmt: skip
-    pixels = _io("pixel_means", ["batch", c, h, w], "float32", "pixel means in [0, 1] (model.decode)")
+    decoder_extra = [*extra, *io["decoder_extra"]]
+    pixels = io_spec("pixel_means", ["batch", c, h, w], "float32", "pixel means in [0, 1] (model.decode)")
     data, train = run_config.get("data", {}), run_config.get("train", {})
     return {
         "format": "onnx",
@@ -258,13 +173,9 @@ def _check(model: VAE, folder: Path, seed: int = 0) -> float:
         for batch in CHECK_BATCHES:
             inputs = _example(model, batch, generator)
             labels = inputs.get("labels")
-            encoded = encoder_outputs(model, inputs["images"], labels)
-            latents = _latents(model, encoded)
-            decoding = decoder_inputs(model, latents, labels, generator)
-            expected = [
-                *(encoded if isinstance(encoded, tuple) else [encoded]),
-                expected_pixels(model, decoding),
-            ]
+            encoded = model.export_encoding(inputs["images"], labels)
+            decoding = model.export_decoder_inputs(encoded, labels, generator)
+            expected = [*encoded, expected_pixels(model, decoding)]
             got = sessions["encoder"].run(None, {k: v.numpy() for k, v in inputs.items()})
             got += sessions["decoder"].run(None, {k: v.numpy() for k, v in decoding.items()})
             for want, have in zip(expected, got, strict=True):
@@ -302,10 +213,11 @@ def export_onnx(
         example = _example(model, 2, torch.Generator().manual_seed(0))  # batch 2: 1 could be taken as fixed
         description = describe(model, run_config)
         with torch.no_grad():
-            latents = _latents(model, encoder_outputs(model, example["images"], example.get("labels")))
+            encoded = model.export_encoding(example["images"], example.get("labels"))
         encoder_names = [o["name"] for o in description["encoder"]["outputs"]]
         _export_graph(EncoderGraph(model).eval(), example, encoder_names, staging / "encoder.onnx")
-        decoding = decoder_inputs(model, latents, example.get("labels"), torch.Generator().manual_seed(1))
+        generator = torch.Generator().manual_seed(1)
+        decoding = model.export_decoder_inputs(encoded, example.get("labels"), generator)
         _export_graph(decoder_graph(model).eval(), decoding, ["pixel_means"], staging / "decoder.onnx")
         worst = _check(model, staging)
         description["check"] = {"batches": list(CHECK_BATCHES), "max_abs_difference": worst}

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any, ClassVar, NamedTuple
 
 import torch
@@ -20,6 +21,56 @@ LIKELIHOODS = ("bernoulli", "gaussian")
 PRIORS = ("fitted", "standard")  # what samples are drawn from: the fitted prior, or the one trained with
 PRECISIONS = ("fp32", "bf16")  # of training steps; bf16 is autocast mixed precision
 MIN_LOG_STD = math.log(1e-3)  # floor of a learned decoder std: keeps the density of flat pixels finite
+
+
+# What a model's latent is. The tools (pictures, fitted priors, evaluation, the explorer, export) ask a
+# model for its latent space and its capabilities below, never for its class:
+#   "vector"     one Gaussian latent of latent_dim units: encode gives its mean and log-variance
+#   "hierarchy"  groups of Gaussian latents; the one-latent tools see its top group, a vector
+#   "codes"      a grid of discrete codes, indices into a codebook
+LATENT_KINDS = ("vector", "hierarchy", "codes")
+
+
+@dataclass(frozen=True)
+class LatentSpace:
+    """A model's latent as the tools see it: its ``kind`` (LATENT_KINDS), ``size`` (the units of the
+    vector the one-latent tools work on; a code grid's positions), a code grid's ``grid`` and
+    ``codebook_size``, and a hierarchy's ``groups`` (each group's shape (c, h, w), from the top)."""
+
+    kind: str
+    size: int
+    grid: tuple[int, int] | None = None
+    codebook_size: int | None = None
+    groups: tuple[tuple[int, ...], ...] = ()
+
+    @property
+    def gaussian(self) -> bool:
+        """Whether ``encode`` gives a Gaussian's mean and log-variance, [B, size]: what latent pictures,
+        traversals, a fitted prior, the explorer's pad and latent statistics need."""
+        return self.kind != "codes"
+
+    def describe(self) -> str:
+        """How big it is, in words: "20", "7x7 codes of 128"."""
+        if self.kind == "codes":
+            return f"{self.grid[0]}x{self.grid[1]} codes of {self.codebook_size}"
+        return str(self.size)
+
+
+def io_spec(name: str, shape: list[Any], dtype: str, meaning: str) -> dict[str, Any]:
+    """One input or output of an exported graph, as export.json describes it."""
+    return {"name": name, "shape": shape, "dtype": dtype, "meaning": meaning}
+
+
+class DecodeGraph(nn.Module):
+    """What a model's decoder.onnx computes (``VAE.export_decoder``): ``model.decode``, pixel means in
+    [0, 1], from the latent and, for a conditional model, the labels."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, latents: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        return self.model.decode(latents, labels)
 
 
 class LossOutput(NamedTuple):
@@ -49,8 +100,14 @@ class VAE(nn.Module):
     # Training settings this model trains best with where a run leaves them unset (see
     # training.settings.TRAINING_DEFAULTS: the hvae's optimizer, schedule, clipping, averaging).
     training_defaults: ClassVar[dict[str, Any]] = {}
-    # False for a hierarchy of latent groups: the one-latent parts and objectives do not apply.
-    single_latent: ClassVar[bool] = True
+    # The kind of its latent (LATENT_KINDS); the one-latent parts and objectives apply to "vector" alone.
+    latent_kind: ClassVar[str] = "vector"
+    # Capabilities the settings and the loop ask of a model class: whether ``loss`` takes an objective
+    # and its options (the KL weight, ...), the noise rows of a batch split over torchrun's ranks
+    # (``noise_rows``), and bf16 autocast in its training steps.
+    takes_objectives: ClassVar[bool] = False
+    splits_noise: ClassVar[bool] = False
+    trains_in_bf16: ClassVar[bool] = True
     # the temperature `vaekit sample` draws at unless told (the hvae's is measured: docs/hvae.md)
     default_temperature: ClassVar[float] = 1.0
     # A plugin's origin ({"module", "package", "version"}), set by registry.register_model; saved in the
@@ -158,6 +215,10 @@ class VAE(nn.Module):
             )
         return prior == "fitted"
 
+    def sample_source(self, prior: str | None = None) -> str:
+        """What ``sample(prior=prior)`` draws from, in words (the command says it)."""
+        return "the fitted prior" if self.uses_fitted_prior(prior) else "N(0, I)"
+
     def samples_by_class(self, prior: str | None = None) -> bool:
         """Whether samples can be asked for by class: a conditional model, or a fitted prior with classes."""
         if self.conditional:
@@ -204,6 +265,61 @@ class VAE(nn.Module):
     @property
     def can_sample(self) -> bool:
         return True
+
+    # ------------------------------------------------------------------- what the model can do
+    @property
+    def latent_space(self) -> LatentSpace:
+        """Its latent, as the tools see it (``LatentSpace``)."""
+        return LatentSpace(self.latent_kind, self.latent_dim)
+
+    @property
+    def has_likelihood(self) -> bool:
+        """Whether it gives importance weights (``log_weights``) for -log p(x) by importance sampling."""
+        return False
+
+    @property
+    def fits_prior(self) -> bool:
+        """Whether a mixture prior is fitted to its latents after training (``training.priors``)."""
+        return False
+
+    def require_gaussian_latent(self, what: str) -> None:
+        """A one-line error where ``what`` needs a Gaussian latent (``LatentSpace.gaussian``)."""
+        if not self.latent_space.gaussian:
+            raise VaekitError(f"{what} needs a Gaussian latent; {self.name} has discrete codes")
+
+    def representation(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """The point that stands for each image, float [B, ...] (flattened by the projector's caller): a
+        Gaussian latent's posterior mean (``latents``), a code grid's codebook vectors."""
+        raise NotImplementedError
+
+    # ----------------------------------------------------------------- export (vaekit export)
+    def export_encoding(self, images: torch.Tensor, labels: torch.Tensor | None = None) -> tuple[Any, ...]:
+        """What encoder.onnx computes from images (and a conditional model's labels): the outputs that
+        ``export_io()["encoder_outputs"]`` names, in order."""
+        raise NotImplementedError
+
+    def export_io(self) -> dict[str, Any]:
+        """export.json's account of the two graphs' latent side (``io_spec`` entries):
+        ``encoder_outputs``, the decoder's ``latent`` input and its ``decoder_extra`` inputs after the
+        labels (a hierarchy's noise)."""
+        raise NotImplementedError
+
+    def export_decoder(self) -> nn.Module:
+        """What decoder.onnx computes: a module whose forward takes ``export_decoder_inputs`` in order."""
+        return DecodeGraph(self)
+
+    def export_decoder_inputs(
+        self, encoding: tuple[Any, ...], labels: torch.Tensor | None, generator: torch.Generator
+    ) -> dict[str, torch.Tensor]:
+        """decoder.onnx's inputs by name for an ``export_encoding``: the latent the decoder reads (its
+        first output here), and a conditional model's labels."""
+        inputs = {self.export_io()["latent"]["name"]: encoding[0]}
+        return inputs if labels is None else {**inputs, "labels": labels}
+
+    def encoded_columns(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """``vaekit encode``'s columns of each image: ``mean`` and ``logvar`` of a Gaussian latent (of the
+        point decoded: a flow's base Gaussian's logvar), a code grid's ``codes``."""
+        raise NotImplementedError
 
     @property
     def device(self) -> torch.device:

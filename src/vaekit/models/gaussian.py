@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from vaekit.models.base import VAE, LossOutput
+from vaekit.models.base import VAE, LossOutput, io_spec
 from vaekit.models.objectives import OBJECTIVES, log_weights
 from vaekit.models.objectives.factorvae import Discriminator
 from vaekit.models.posteriors import POSTERIORS, DiagonalGaussian, FlowPosterior, InverseAutoregressiveFlow
@@ -42,6 +42,9 @@ class GaussianVAE(VAE):
     [B, latent_dim]) and ``decode_logits``; they pass the part options (``**parts``) on unchanged. A
     subclass with another trained prior replaces ``self.trained_prior`` (the cvae's class means).
     """
+
+    takes_objectives = True
+    splits_noise = True
 
     def __init__(
         self,
@@ -88,6 +91,57 @@ class GaussianVAE(VAE):
         """The point of latent space that stands for each image, [B, D]: the posterior mean (with a flow,
         the flow applied to its base mean). What reconstructions, latent plots and fitted priors use."""
         return self.posterior_of(x, labels).mode()
+
+    # ------------------------------------------------------------------- what the model can do
+    @property
+    def has_likelihood(self) -> bool:
+        return True
+
+    @property
+    def fits_prior(self) -> bool:
+        return True
+
+    def representation(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        return self.latents(x, labels).float()
+
+    def encoded_columns(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        mu, logvar = self.encode(x, labels)
+        mean = mu if self.flow is None else self.latents(x, labels)
+        return {"mean": mean.float(), "logvar": logvar.float()}
+
+    def export_encoding(self, images: torch.Tensor, labels: torch.Tensor | None = None) -> tuple[Any, ...]:
+        """The posterior's mean and log-variance; with a flow also the flow applied to the base mean
+        (``latents``), the point the decoder reads, since the flow is part of the encoder."""
+        encoded = self.encode(images, labels)
+        return tuple(encoded) if self.flow is None else (*encoded, self.latents(images, labels))
+
+    def export_io(self) -> dict[str, Any]:
+        d = self.latent_dim
+        of = "of z" if self.flow is None else "of z_0, the base Gaussian of the flow posterior"
+        encoded = [
+            io_spec("mean", ["batch", d], "float32", f"posterior mean {of}"),
+            io_spec("logvar", ["batch", d], "float32", f"posterior log-variance {of}"),
+        ]
+        if self.flow is not None:  # the decoder reads z after the flow: the graph gives it at z_0 = mean
+            meaning = "the flow applied to the mean: what to decode"
+            encoded.append(io_spec("z", ["batch", d], "float32", meaning))
+        if self.trained_prior.closed_form:
+            prior = "N(m_y, I)" if self.trained_prior.has_classes else "N(0, I)"
+            trained = f"the trained prior is {prior}"
+        else:
+            trained = (
+                "the trained prior is a VampPrior, a mixture of the encoder's posteriors of its "
+                "pseudo-inputs, not in these graphs: run the encoder on them (vaekit sample draws from it)"
+            )
+        latent = io_spec("z", ["batch", d], "float32", f"a latent; {trained}")
+        return {"encoder_outputs": encoded, "latent": latent, "decoder_extra": []}
+
+    def export_decoder_inputs(
+        self, encoding: tuple[Any, ...], labels: torch.Tensor | None, generator: torch.Generator
+    ) -> dict[str, torch.Tensor]:
+        """The latent the decoder reads (with a flow: after it, the encoding's last output) and labels."""
+        z = encoding[0] if self.flow is None else encoding[-1]
+        return {"z": z} if labels is None else {"z": z, "labels": labels}
 
     # -------------------------------------------------------------------------------- the prior p(z)
     @property

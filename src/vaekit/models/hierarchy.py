@@ -13,6 +13,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from vaekit.models.conv import padding
+from vaekit.models.maths import reparameterize
+from vaekit.utils.errors import VaekitError
 
 HIERARCHY_OBJECTIVES = ("elbo", "iwae")
 
@@ -176,3 +178,51 @@ class TopDownGroup(nn.Module):
 
     def absorb(self, h: torch.Tensor, update: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         return self.block(h + update + self.project(z))
+
+
+class HierarchyDecodeGraph(nn.Module):
+    """What a hierarchy's decoder.onnx computes (``HierarchicalVAE.export_decoder``): pixel means from
+    the top group's z and the standard normal noise of every group below it (z_l = prior mean + std *
+    noise)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, latents: torch.Tensor, *noise: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.model.decode_groups(latents, 1.0, noise=noise))
+
+
+def prior_draw(
+    prior: Group, temperature: float, generator: torch.Generator | None, eps: torch.Tensor | None = None
+) -> torch.Tensor:
+    """z = mean + temperature * std * eps from a group's prior [B, c, h, w], eps drawn unless given; at
+    temperature 0 (and no eps) the mean itself, drawing nothing (``decode`` leaves the RNG alone)."""
+    if eps is None:
+        if temperature == 0:
+            return prior.mean
+        eps = torch.randn(prior.mean.shape, generator=generator, device=prior.mean.device)
+    return prior.mean + temperature * torch.exp(0.5 * prior.logvar) * eps
+
+
+def sample_group(
+    posterior: Group, generator: torch.Generator | None, noise_rows: tuple[int, int] | None, k: int = 1
+) -> torch.Tensor:
+    """z ~ N(mean, exp(logvar)) [k * B, c, h, w] (k draws of each of B images, draw-major):
+    ``maths.reparameterize`` on the group flattened to [k, B, D], so that ``noise_rows`` draws a whole
+    batch's noise as for a one-latent model."""
+    mean, logvar = (t.flatten(1).unflatten(0, (k, -1)) for t in (posterior.mean, posterior.logvar))
+    return reparameterize(mean, logvar, generator, noise_rows).view(posterior.mean.shape)
+
+
+def group_temperatures(temperature: float | Sequence[float], groups: int) -> list[float]:
+    """One temperature per group from a number or a list with one per group (from the top); each finite
+    and >= 0 (0: that group at its prior's mean)."""
+    values = [temperature] * groups if isinstance(temperature, (int, float)) else list(temperature)
+    if len(values) != groups:
+        raise VaekitError(
+            f"give one temperature, or one per group: this model has {groups} groups, got {len(values)}"
+        )
+    if not all(isinstance(t, (int, float)) and math.isfinite(t) and t >= 0 for t in values):
+        raise VaekitError(f"temperatures must be numbers >= 0, got {temperature!r}")
+    return [float(t) for t in values]

@@ -31,26 +31,30 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vaekit.models.base import LossOutput
+from vaekit.models.base import LatentSpace, LossOutput, io_spec
 from vaekit.models.conv import crop, pad
 from vaekit.models.gaussian import GaussianVAE, Posterior
 from vaekit.models.hierarchy import (
     HIERARCHY_OBJECTIVES,
     Block,
     Group,
+    HierarchyDecodeGraph,
     TopDownGroup,
     balanced_kl,
     check_hierarchy,
     downsampling_convs,
+    group_temperatures,
+    prior_draw,
+    sample_group,
     while_warming,
 )
-from vaekit.models.maths import gaussian_kl_between, iwae_bound, log_normal, reparameterize
+from vaekit.models.maths import gaussian_kl_between, iwae_bound, log_normal
 from vaekit.utils.errors import VaekitError
 
 
 class HierarchicalVAE(GaussianVAE):
     name = "hvae"
-    single_latent = False
+    latent_kind = "hierarchy"
     # measured on MNIST (docs/hvae.md): Adamax at a high rate with a cosine schedule, clipping and
     # skipping, and a KL warm-up with balancing, as NVAE trains; no average of the weights (--ema),
     # which scored 0.07-0.10 nats worse than the weights it averaged in runs of minutes
@@ -264,6 +268,10 @@ class HierarchicalVAE(GaussianVAE):
         return self.bottom_up(x)
 
     # ----------------------------------------------------------------- the top group, as a latent
+    @property
+    def latent_space(self) -> LatentSpace:
+        return LatentSpace("hierarchy", self.latent_dim, groups=tuple(tuple(s) for s in self.group_shapes))
+
     def encode(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> Posterior:
         """q(z_1 | x) of the top group, flattened: mean and log-variance [B, latent_dim]."""
         features = self.bottom_up(x)
@@ -301,19 +309,8 @@ class HierarchicalVAE(GaussianVAE):
         return logits
 
     def group_temperatures(self, temperature: float | Sequence[float]) -> list[float]:
-        """One temperature per group from a number or a list with one per group; each finite and >= 0
-        (0: that group at its prior's mean)."""
-        values = (
-            [temperature] * len(self.groups) if isinstance(temperature, (int, float)) else list(temperature)
-        )
-        if len(values) != len(self.groups):
-            raise VaekitError(
-                f"give one temperature, or one per group: this model has {len(self.groups)} groups, "
-                f"got {len(values)}"
-            )
-        if not all(isinstance(t, (int, float)) and math.isfinite(t) and t >= 0 for t in values):
-            raise VaekitError(f"temperatures must be numbers >= 0, got {temperature!r}")
-        return [float(t) for t in values]
+        """One temperature per group (``hierarchy.group_temperatures``)."""
+        return group_temperatures(temperature, len(self.groups))
 
     @torch.no_grad()
     def sample(
@@ -342,6 +339,32 @@ class HierarchicalVAE(GaussianVAE):
         logits, _ = self.top_down(x.shape[0], self.bottom_up(x), lambda i, p, q: q.mean)
         return torch.sigmoid(logits)
 
+    # ----------------------------------------------------------------- export (vaekit export)
+    def export_io(self) -> dict[str, Any]:
+        """As the one-latent models', the latent being the top group's; the decoder also takes the
+        standard normal noise of every group below (``HierarchyDecodeGraph``)."""
+        io = super().export_io()
+        io["latent"]["meaning"] = "the top group's z, flattened; its prior is N(0, I)"
+        io["decoder_extra"] = [
+            io_spec(f"noise{level}", ["batch", *shape], "float32",
+                    f"group {level}'s standard normal noise: z = its prior's mean + std * noise (zeros: the "
+                    "prior means; noise * t: temperature t)")
+            for level, shape in enumerate(self.group_shapes[1:], start=2)
+        ]  # fmt: skip
+        return io
+
+    def export_decoder(self) -> nn.Module:
+        return HierarchyDecodeGraph(self)
+
+    def export_decoder_inputs(
+        self, encoding: tuple[Any, ...], labels: torch.Tensor | None, generator: torch.Generator
+    ) -> dict[str, torch.Tensor]:
+        """The top group's z and, for each group below, standard normal noise (``noise2``..)."""
+        inputs = super().export_decoder_inputs(encoding, labels, generator)
+        for level, shape in enumerate(self.group_shapes[1:], start=2):
+            inputs[f"noise{level}"] = torch.randn(len(encoding[0]), *shape, generator=generator)
+        return inputs
+
     @torch.no_grad()
     def group_means(self, x: torch.Tensor) -> list[Group]:
         """Every group's prior and posterior for images x, each group at its posterior mean."""
@@ -369,25 +392,3 @@ class HierarchicalVAE(GaussianVAE):
         return (
             gaussian_kl_between(posterior.mean, posterior.logvar, group.mean, group.logvar).flatten(1).sum(1)
         )
-
-
-def prior_draw(
-    prior: Group, temperature: float, generator: torch.Generator | None, eps: torch.Tensor | None = None
-) -> torch.Tensor:
-    """z = mean + temperature * std * eps from a group's prior [B, c, h, w], eps drawn unless given; at
-    temperature 0 (and no eps) the mean itself, drawing nothing (``decode`` leaves the RNG alone)."""
-    if eps is None:
-        if temperature == 0:
-            return prior.mean
-        eps = torch.randn(prior.mean.shape, generator=generator, device=prior.mean.device)
-    return prior.mean + temperature * torch.exp(0.5 * prior.logvar) * eps
-
-
-def sample_group(
-    posterior: Group, generator: torch.Generator | None, noise_rows: tuple[int, int] | None, k: int = 1
-) -> torch.Tensor:
-    """z ~ N(mean, exp(logvar)) [k * B, c, h, w] (k draws of each of B images, draw-major):
-    ``maths.reparameterize`` on the group flattened to [k, B, D], so that ``noise_rows`` draws a whole
-    batch's noise as for a one-latent model."""
-    mean, logvar = (t.flatten(1).unflatten(0, (k, -1)) for t in (posterior.mean, posterior.logvar))
-    return reparameterize(mean, logvar, generator, noise_rows).view(posterior.mean.shape)

@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vaekit.models.base import VAE, LossOutput
+from vaekit.models.base import VAE, LatentSpace, LossOutput, io_spec
 from vaekit.models.conv import crop, downsampling, feature_grid, pad, padding, upsampling
 from vaekit.models.priors.codes import CodePrior
 from vaekit.utils.errors import VaekitError
@@ -47,6 +47,8 @@ DEAD_FRACTION = 0.1  # a code used at most a tenth as much as the average code i
 
 class VQVAE(VAE):
     name = "vqvae"
+    latent_kind = "codes"
+    trains_in_bf16 = False  # the nearest-code search and the codebook's averages need float32
 
     def __init__(
         self,
@@ -134,6 +136,33 @@ class VQVAE(VAE):
     @property
     def can_sample(self) -> bool:
         return self.prior is not None
+
+    @property
+    def latent_space(self) -> LatentSpace:
+        grid = tuple(self.grid)
+        return LatentSpace("codes", math.prod(grid), grid=grid, codebook_size=self.codebook_size)
+
+    def sample_source(self, prior: str | None = None) -> str:
+        return "the vqvae's prior over codes"
+
+    def representation(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """Each image's codebook vectors, [B, D, h, w]."""
+        return self.embed(self.encode(x, labels)).float()
+
+    def encoded_columns(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        return {"codes": self.encode(x, labels).long()}
+
+    def export_encoding(self, images: torch.Tensor, labels: torch.Tensor | None = None) -> tuple[Any, ...]:
+        return (self.encode(images, labels),)
+
+    def export_io(self) -> dict[str, Any]:
+        grid = list(self.grid)
+        nearest = f"the nearest of {self.codebook_size} codebook vectors at each position"
+        return {
+            "encoder_outputs": [io_spec("codes", ["batch", *grid], "int64", nearest)],
+            "latent": io_spec("codes", ["batch", *grid], "int64", f"codes in 0..{self.codebook_size - 1}"),
+            "decoder_extra": [],
+        }
 
     # --------------------------------------------------------------------------- codebook learning
     @torch.no_grad()

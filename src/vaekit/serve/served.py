@@ -38,10 +38,11 @@ class ServedRuns:
         if not torch.isfinite(values).all():
             raise HTTPException(422, "z must be finite numbers (no NaN or infinity)")
         if not run.gaussian:
-            size = run.model.codebook_size
+            latent = run.model.latent_space
+            size = latent.codebook_size
             if (values != values.round()).any() or values.min() < 0 or values.max() >= size:
                 raise HTTPException(422, f"a VQ-VAE's z is its codes: whole numbers in 0..{size - 1}")
-            return values.long().view(1, *run.model.grid).to(self.device)
+            return values.long().view(1, *latent.grid).to(self.device)
         if values.abs().max() > MAX_ABS_Z:
             raise HTTPException(422, f"z values must be within +-{MAX_ABS_Z:g}")
         return values.float().view(1, -1).to(self.device)

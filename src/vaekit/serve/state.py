@@ -3,7 +3,6 @@ directions the page's pad and sliders move along, and how it guesses a drawing's
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -12,7 +11,6 @@ import torch
 
 from vaekit.data import Dataset, unit_float
 from vaekit.evaluation.runs import load_run_dataset
-from vaekit.models import GaussianVAE
 from vaekit.models.saving import load
 from vaekit.serve.requests import N_REFERENCE
 from vaekit.utils.files import read_run_config
@@ -77,13 +75,11 @@ class RunState:
 
     @property
     def gaussian(self) -> bool:
-        return isinstance(self.model, GaussianVAE)
+        return self.model.latent_space.gaussian
 
     @property
     def latent_dim(self) -> int:
-        if self.gaussian:
-            return self.model.latent_dim
-        return math.prod(self.model.grid)  # a VQ-VAE: one code per grid position
+        return self.model.latent_space.size  # a code grid: one code per position
 
     @property
     def guess_source(self) -> str | None:
@@ -120,7 +116,7 @@ class RunState:
 
     def info(self, index: int) -> dict[str, Any]:
         data = self.config["data"]
-        model = self.model
+        model, latent = self.model, self.model.latent_space
         return {
             "index": index,
             "name": self.name,
@@ -129,9 +125,9 @@ class RunState:
             "latent": "gaussian" if self.gaussian else "codes",
             # a hierarchy is explored on its top group; decoding holds the groups below at their prior
             # means (models/hvae.py)
-            "latent_groups": None if model.single_latent else len(model.group_shapes),
-            "codebook_size": None if self.gaussian else model.codebook_size,
-            "grid": None if self.gaussian else list(model.grid),
+            "latent_groups": len(latent.groups) or None,
+            "codebook_size": latent.codebook_size,
+            "grid": None if latent.grid is None else list(latent.grid),
             "image_shape": list(model.image_shape),
             "classes": self.classes,
             "conditional": bool(model.conditional),
@@ -173,7 +169,7 @@ def load_run_state(run: str | Path, device: torch.device, n_reference: int = N_R
     images, labels = test.images[:n].clone(), test.labels[:n].clone()
     state = RunState(run.name, model, config, images, labels, None, [], [], list(dataset.classes))
     state.classifier = cached_classifier(dataset, device)
-    if isinstance(model, GaussianVAE):
+    if model.latent_space.gaussian:
         x = images.to(device)
         y = labels.to(device) if model.conditional else None
         with torch.no_grad():  # N_REFERENCE small images: one batch gives the means and the KL

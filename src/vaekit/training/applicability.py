@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from vaekit.data import FOLDER_PREFIX, SIZED
-from vaekit.models import MODELS, GaussianVAE, model_class
+from vaekit.models import MODELS, model_class
 from vaekit.utils.errors import VaekitError
 
 MODEL_KINDS = ("one-latent", "hierarchy", "discrete")
@@ -99,9 +99,8 @@ EVERYWHERE = frozenset({
 
 
 def model_kind(cls: type) -> str:
-    if not issubclass(cls, GaussianVAE):
-        return "discrete"
-    return "one-latent" if cls.single_latent else "hierarchy"
+    """The applicability table's column of a model class: by the kind of its latent."""
+    return {"vector": "one-latent", "hierarchy": "hierarchy", "codes": "discrete"}[cls.latent_kind]
 
 
 def dataset_kind(name: str) -> str:

@@ -53,7 +53,8 @@ def encode_images(
     model.eval()
     x = images.as_float(device)
     codes = [model.encode(x[start : start + batch_size]) for start in range(0, len(x), batch_size)]
-    return torch.cat(codes) if codes else torch.zeros(0, *model.grid, dtype=torch.long, device=device)
+    grid = model.latent_space.grid
+    return torch.cat(codes) if codes else torch.zeros(0, *grid, dtype=torch.long, device=device)
 
 
 @torch.no_grad()
@@ -100,11 +101,12 @@ def train_prior(
     val_codes = encode_images(model, val_set, dev)
 
     prior = _new_prior(model, width, depth, seed, dev)
-    uniform = prior.length * math.log(model.codebook_size)
+    latent = model.latent_space
+    uniform = prior.length * math.log(latent.codebook_size)
     n_params = sum(p.numel() for p in prior.parameters())
     log(
-        f"training a prior ({n_params:,} parameters) over {model.grid[0]}x{model.grid[1]} grids of "
-        f"{model.codebook_size} codes: {len(train_codes):,} train / {len(val_codes):,} val images; "
+        f"training a prior ({n_params:,} parameters) over {latent.grid[0]}x{latent.grid[1]} grids of "
+        f"{latent.codebook_size} codes: {len(train_codes):,} train / {len(val_codes):,} val images; "
         f"the uniform prior gives {uniform:.2f} nats per image"
     )
     show = sys.stderr.isatty() if progress is None else progress
@@ -148,7 +150,7 @@ def _check_prior_size(width: Any, depth: Any) -> None:
 def _load_vqvae(run: Path, device: torch.device, overwrite: bool) -> VQVAE:
     """The run's model, which must be a vqvae without a prior (or ``overwrite``)."""
     model = load(run, device)
-    if not isinstance(model, VQVAE):
+    if model.latent_space.kind != "codes":
         raise VaekitError(
             f"{run} holds a {model.name} model; a prior over codes is trained for vqvae runs only "
             "(a Gaussian-latent model's prior is fitted by fit_run_prior)"
@@ -162,9 +164,9 @@ def _new_prior(model: VQVAE, width: int, depth: int, seed: int, device: torch.de
     # Seeded, without touching the global RNG: the same seed gives the same prior.
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        prior = CodePrior(
-            num_codes=model.codebook_size, grid=list(model.grid), width=width, depth=depth, heads=PRIOR_HEADS
-        ).to(device)
+        latent = model.latent_space
+        shape = {"num_codes": latent.codebook_size, "grid": list(latent.grid)}
+        prior = CodePrior(**shape, width=width, depth=depth, heads=PRIOR_HEADS).to(device)
     return prior
 
 

@@ -68,7 +68,7 @@ def check_training_options(config: Any, model_class: type) -> None:
         raise VaekitError(f"kl balance must be true or false, got {config.kl_balance!r}")
 
 
-def refuse_single_latent_options(config: Any) -> None:
+def refuse_one_latent_options(config: Any) -> None:
     """A hierarchy of latents takes the elbo or iwae objective (its other one-latent options are refused
     by training.applicability's table)."""
     if config.objective not in HIERARCHY_OBJECTIVES:

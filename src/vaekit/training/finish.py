@@ -9,7 +9,6 @@ from typing import Any
 from vaekit.data import binarize, unit_float
 from vaekit.evaluation.likelihood import elbo_terms
 from vaekit.evaluation.runs import eval_record, write_eval
-from vaekit.models import GaussianVAE
 from vaekit.training.priors import fit_prior_after_training
 from vaekit.utils.files import read_safetensors
 
@@ -64,7 +63,6 @@ def fit_prior(trainer: Any) -> None:
     x, labels = trainer.data.sample_of_train(PRIOR_FIT_IMAGES, config.seed)
     if config.binarize == "dynamic":
         x = binarize(unit_float(x), "train")
-    assert isinstance(trainer.model, GaussianVAE)
     fit_prior_after_training(
         trainer.run_dir.path, trainer.model, trainer.run_config(), x, labels, trainer.num_classes,
         config.prior_components, config.seed, trainer.log,

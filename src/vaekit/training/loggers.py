@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 
 from vaekit.data import unit_float
-from vaekit.models import VAE, GaussianVAE
+from vaekit.models import VAE
 from vaekit.models.saving import save_model
 from vaekit.training.run_folder import TERMS, RunDir
 from vaekit.training.tracking import MlflowLogger
@@ -233,7 +233,7 @@ class TensorBoardLogger:
                 with Image.open(path) as picture:
                     array = np.asarray(picture.convert("RGB"))
                 self.writer.add_image(name, array, epoch, dataformats="HWC")
-        if isinstance(model, GaussianVAE) and len(x_val):
+        if model.latent_space.gaussian and len(x_val):
             with torch.no_grad():
                 labels = y_val[:1000] if model.conditional else None
                 means, logvars = model.encode(unit_float(x_val[:1000]), labels)
@@ -249,10 +249,7 @@ class TensorBoardLogger:
         x, y = x[:n], y[:n]
         with torch.no_grad():
             images = unit_float(x)
-            if isinstance(model, GaussianVAE):
-                means = model.latents(images, y if model.conditional else None).float()
-            else:
-                means = model.embed(model.encode(images)).flatten(1).float()
+            means = model.representation(images, y if model.conditional else None).flatten(1)
         names = [classes[i] if 0 <= i < len(classes) else "-" for i in y.tolist()]
         self.writer.add_embedding(
             means.cpu(), metadata=names, label_img=images.float().cpu(), global_step=step, tag="test_latents"

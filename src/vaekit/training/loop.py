@@ -29,7 +29,7 @@ from vaekit.data import Dataset
 from vaekit.data.augment import random_affine
 from vaekit.evaluation.likelihood import elbo_terms
 from vaekit.evaluation.runs import eval_options
-from vaekit.models import VAE, GaussianVAE, build_model
+from vaekit.models import VAE, build_model
 from vaekit.models.maths import check_labels, labels_checked
 from vaekit.training import distributed
 from vaekit.training.budget import TimeBudget, save_at_time_limit
@@ -230,7 +230,7 @@ class Trainer:
 
     @property
     def refits_prior(self) -> bool:
-        return self.config.fit_prior and isinstance(self.model, GaussianVAE)
+        return self.config.fit_prior and self.model.fits_prior
 
     @property
     def stopped_early(self) -> bool:
@@ -312,7 +312,7 @@ class Trainer:
             x = torch.bernoulli(x)
         with autocast(self.config, self.device), labels_checked():  # the labels were checked at the start
             options = loss_options(model, cfg, self.epochs_done, self.n_train)
-            if self.ranks.enabled and isinstance(model, GaussianVAE):  # one process's noise
+            if self.ranks.enabled and model.splits_noise:  # one process's noise
                 options["noise_rows"] = (first_row, len(index))
             objective, terms = loss_of(x, y, options)
         if self.ranks.enabled:  # DDP averages gradients over ranks: weigh each by its share
@@ -342,7 +342,7 @@ class Trainer:
     def _scalars(self) -> dict[str, float]:
         """The learning rate and KL weight, for TensorBoard."""
         scalars = {"lr": self.updates.optimizer.param_groups[0]["lr"]}
-        if isinstance(self.model, GaussianVAE):
+        if self.model.takes_objectives:
             scalars["kl_weight"] = self.kl_weight()
         return scalars
 
@@ -367,7 +367,7 @@ class Trainer:
         sums = distributed.all_reduce_sum(s.sums, self.ranks)  # every rank's share of the epoch
         train = dict(zip(s.terms, (sums / self._images_seen()).tolist(), strict=True))
         check_finite(train["loss"], s.epoch, self.run_dir.last_checkpoint)
-        kl_weight = self.kl_weight() if isinstance(self.model, GaussianVAE) else None
+        kl_weight = self.kl_weight() if self.model.takes_objectives else None
         val = None
         if len(self.data.x_val):
             with self.averaged():

@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from vaekit.models import MODELS, VAE, GaussianVAE, accepted_options, model_class
+from vaekit.models import MODELS, VAE, accepted_options, model_class
 from vaekit.models.base import LIKELIHOODS
 from vaekit.models.objectives.factorvae import DEFAULT_DISCRIMINATOR
 from vaekit.training.defaults import flag
@@ -94,4 +94,4 @@ def model_config(config: Any, image_shape: tuple[int, ...], num_classes: int) ->
 
 def gaussian_models() -> str:
     """The Gaussian-latent models' names, for messages about the options only they take."""
-    return ", ".join(n for n, c in sorted(MODELS.items()) if issubclass(c, GaussianVAE))
+    return ", ".join(n for n, c in sorted(MODELS.items()) if c.latent_kind != "codes")

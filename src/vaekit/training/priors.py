@@ -52,14 +52,11 @@ def posterior_moments(
     generator = torch.Generator(device=x.device).manual_seed(0)
     for start in range(0, len(x), batch_size):
         y = None if labels is None else labels[start : start + batch_size]
-        posterior = model.posterior_of(unit_float(x[start : start + batch_size]), y)
-        if model.flow is None:
-            means.append(posterior.mean)
-            variances.append(posterior.logvar.exp())
-        else:
-            z = posterior.rsample_with_log_prob(FLOW_DRAWS, generator)[0]
-            means.append(z.mean(dim=0))
-            variances.append(z.var(dim=0))
+        mean, variance = model.posterior_of(unit_float(x[start : start + batch_size]), y).moments(
+            FLOW_DRAWS, generator
+        )
+        means.append(mean)
+        variances.append(variance)
     if not means:
         return (torch.zeros(0, model.latent_dim, device=x.device),) * 2
     return torch.cat(means), torch.cat(variances)
@@ -150,7 +147,7 @@ def fit_run_prior(
     config = read_run_config(run)
     dev = resolve_device(device)
     model = load(run, dev)
-    if not isinstance(model, GaussianVAE):
+    if not model.fits_prior:
         raise VaekitError(f"{run} holds a {model.name} model; a mixture prior is for Gaussian latents")
     if model.prior is not None and not overwrite:
         raise VaekitError(f"{run} already has a fitted prior; pass --overwrite to fit a new one")

@@ -11,7 +11,6 @@ from typing import Any
 
 from vaekit.data import BINARIZE, check_dataset_name
 from vaekit.data.folder import COLOURS, parse_image_size
-from vaekit.models import GaussianVAE
 from vaekit.models.base import PRECISIONS
 from vaekit.models.objectives import OBJECTIVES
 from vaekit.models.objectives.factorvae import DEFAULT_DISCRIMINATOR
@@ -23,7 +22,7 @@ from vaekit.training.defaults import (
     check_training_options,
     fill_training_defaults,
     flag,
-    refuse_single_latent_options,
+    refuse_one_latent_options,
 )
 from vaekit.training.model_settings import MODEL_SETTINGS, check_model_settings, gaussian_models
 from vaekit.utils.devices import DEVICES
@@ -177,8 +176,7 @@ class TrainConfig:
             )
             if given
         ]
-        # nearest-code search and codebook averages need float32; bf16 would pick other codes
-        if not issubclass(model_class, GaussianVAE) and self.precision == "bf16":
+        if not model_class.trains_in_bf16 and self.precision == "bf16":
             models = gaussian_models()
             raise VaekitError(
                 f"--precision bf16 applies to the Gaussian-latent models ({models}), not {self.model}"
@@ -201,8 +199,8 @@ class TrainConfig:
             raise VaekitError(f"unknown prior {self.prior!r}; choose from {', '.join(TRAINED_PRIORS)}")
         if self.posterior not in POSTERIORS:
             raise VaekitError(f"unknown posterior {self.posterior!r}; choose from {', '.join(POSTERIORS)}")
-        if model_class.single_latent is False:
-            refuse_single_latent_options(self)
+        if model_class.latent_kind == "hierarchy":
+            refuse_one_latent_options(self)
         self.pseudo_inputs = _part_count(
             "--pseudo-inputs", self.pseudo_inputs, self.prior == "vamp", "--prior vamp", DEFAULT_PSEUDO_INPUTS
         )

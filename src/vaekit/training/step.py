@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-from vaekit.models import VAE, GaussianVAE
+from vaekit.models import VAE
 from vaekit.training.settings import TrainConfig
 from vaekit.utils.devices import cpu_has_bf16
 from vaekit.utils.errors import VaekitError
@@ -36,13 +36,13 @@ def loss_options(model: VAE, config: TrainConfig, epochs_done: float, dataset_si
     """The keyword arguments of ``model.loss`` in training: a Gaussian-latent model's objective and its
     options (a VQ-VAE takes none). ``dataset_size``: the training images (beta-TCVAE's estimate of q(z)
     needs it)."""
-    if not isinstance(model, GaussianVAE):
+    if not model.takes_objectives:
         return {}
     objective = config.objective
     if objective == "iwae":
         return {"objective": "iwae", "k": config.k}
     options: dict[str, Any] = {"objective": objective, "kl_weight": kl_weight(config, epochs_done)}
-    if not model.single_latent:  # a hierarchy: its groups' KL balanced while the weight rises
+    if model.latent_kind == "hierarchy":  # its groups' KL balanced while the weight rises
         return {**options, "kl_balance": config.kl_balance}
     if objective == "elbo":
         options["free_bits"] = config.free_bits

@@ -48,6 +48,12 @@ class DiagonalGaussian(NamedTuple):
         """The posterior mean [B, D], the point that stands for each image."""
         return self.mean
 
+    def moments(
+        self, draws: int, generator: torch.Generator | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean and variance per dimension, each [B, D]: in closed form (``draws`` unused)."""
+        return self.mean, self.logvar.exp()
+
     def log_prob(self, z: torch.Tensor) -> torch.Tensor:
         """log q(z|x), nats: z [..., B, D] -> [..., B]."""
         return log_normal(z, self.mean, self.logvar)

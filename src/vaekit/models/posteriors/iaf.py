@@ -111,3 +111,10 @@ class FlowPosterior(NamedTuple):
         """The flow applied to the base mean: the point that stands for each image [B, D] (not the mean
         of q, which has no closed form; the decoder reads z_T, so this is what reconstructions use)."""
         return self.flow(self.base.mean, self.context)[0]
+
+    def moments(
+        self, draws: int, generator: torch.Generator | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean and variance per dimension, each [B, D], of ``draws`` draws (no closed form)."""
+        z = self.rsample_with_log_prob(draws, generator)[0]
+        return z.mean(dim=0), z.var(dim=0)
