@@ -56,7 +56,7 @@ def steps_of(trainer: Trainer) -> Any:
     def run() -> None:
         for _ in range(STEPS):
             i = position["step"] % full_batches
-            trainer._train_step(trainer.state.perm[i * batch : (i + 1) * batch])
+            trainer.step(trainer.state.perm[i * batch : (i + 1) * batch])
             position["step"] += 1
         if trainer.device.type == "cuda":
             torch.cuda.synchronize()

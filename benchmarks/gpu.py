@@ -208,7 +208,7 @@ def vaekit_epoch(t: Trainer, steps: int | None = None) -> Callable[[], None]:
             batch = t.config.batch_size
             for i in range(steps):
                 start = (i % (t.n_train // batch)) * batch
-                t._train_step(t.state.perm[start : start + batch])
+                t.step(t.state.perm[start : start + batch])
             t.updates.read_skipped(t.state, t.n_batches, t.run_dir.last_checkpoint)
         t.state.step = 0
 

@@ -162,7 +162,7 @@ def speed(args: argparse.Namespace, test_bits: torch.Tensor) -> dict[str, Any]:
 
         def vaekit_steps() -> None:
             for i in range(len(batches)):
-                trainer._train_step(torch.arange(i * 128, (i + 1) * 128))
+                trainer.step(torch.arange(i * 128, (i + 1) * 128))
 
         def bare_steps() -> None:
             for batch in batches:

@@ -61,7 +61,7 @@ def main() -> None:
 
         def vaekit_steps() -> None:
             for i in range(STEPS):
-                trainer._train_step(torch.arange(i * BATCH, (i + 1) * BATCH))
+                trainer.step(torch.arange(i * BATCH, (i + 1) * BATCH))
 
         trainer.state.perm = torch.arange(trainer.n_train)
         times = interleaved(args.rounds, {"vaekit": vaekit_steps, "bare": bare_steps}, warmup=True)

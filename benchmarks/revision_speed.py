@@ -49,7 +49,7 @@ def child(data_dir: str, models: list[str]) -> None:
             batch, full = config.batch_size, trainer.n_train // config.batch_size
 
             def step(i: int, trainer: Any = trainer, batch: int = batch, full: int = full) -> None:
-                trainer._train_step(trainer.state.perm[(i % full) * batch : (i % full + 1) * batch])
+                trainer.step(trainer.state.perm[(i % full) * batch : (i % full + 1) * batch])
 
             for i in range(WARM_UP):
                 step(i)

@@ -123,11 +123,13 @@ def kind_checks(path: Path) -> list[str]:
                     found.append(f"{where} {node.func.id} of a model class")
             if node.func.id == "hasattr" and args and "model" in ast.unparse(args[0]):
                 found.append(f"{where} hasattr on a model")
-        if isinstance(node, ast.Compare) and isinstance(node.left, ast.Attribute) and node.left.attr == "name":
+        compared = isinstance(node, ast.Compare) and isinstance(node.left, ast.Attribute)
+        if compared and node.left.attr == "name":
             constants = [c.value for c in node.comparators if isinstance(c, ast.Constant)]
             if any(value in names for value in constants):
                 found.append(f"{where} a model's name compared")
-        if isinstance(node, ast.Attribute) and node.attr in KIND_ATTRIBUTES and "model" in ast.unparse(node.value):
+        attribute = isinstance(node, ast.Attribute) and node.attr in KIND_ATTRIBUTES
+        if attribute and "model" in ast.unparse(node.value):
             found.append(f"{where} model.{node.attr}")
     return found
 

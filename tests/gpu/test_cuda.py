@@ -95,12 +95,12 @@ def test_a_training_step_never_synchronises_with_the_host(tmp_path, name):
     guard and the weights' average on."""
     trainer = quiet_trainer(cuda_config(name, grad_clip=100.0, ema=0.9, batch_size=32), tmp_path / "r")
     trainer.state.perm = torch.randperm(trainer.n_train, device="cuda")
-    trainer._train_step(trainer.state.perm[:32])  # the first step allocates the optimizer's state
+    trainer.step(trainer.state.perm[:32])  # the first step allocates the optimizer's state
     torch.cuda.synchronize()
     torch.cuda.set_sync_debug_mode("error")
     try:
         for step in range(1, 26):
-            trainer._train_step(trainer.state.perm[step * 32 : (step + 1) * 32])
+            trainer.step(trainer.state.perm[step * 32 : (step + 1) * 32])
     finally:
         torch.cuda.set_sync_debug_mode("default")
     trainer.updates.read_skipped(trainer.state, trainer.n_batches, trainer.run_dir.last_checkpoint)

@@ -359,5 +359,5 @@ def test_a_training_step_reads_nothing_back_from_the_device(tmp_path, name):
     trainer.state.perm = torch.randperm(trainer.n_train)
     with ReadsBack() as reads:
         for step in range(3):
-            trainer._train_step(trainer.state.perm[step * 64 : (step + 1) * 64])
+            trainer.step(trainer.state.perm[step * 64 : (step + 1) * 64])
     assert reads.reads == []

@@ -124,7 +124,7 @@ def poison_steps(monkeypatch, steps):
     """Make the loss of the given training steps NaN (counted across the run, from 0)."""
     from vaekit.training import loop
 
-    original = loop.Trainer._train_step
+    original = loop.Trainer.step
     seen = {"n": 0}
 
     def step(self, index):
@@ -141,7 +141,7 @@ def poison_steps(monkeypatch, steps):
                 self.loss_of = loss_of
         return original(self, index)
 
-    monkeypatch.setattr(loop.Trainer, "_train_step", step)
+    monkeypatch.setattr(loop.Trainer, "step", step)
 
 
 def test_a_nan_update_is_skipped_counted_and_the_run_goes_on(tmp_path, monkeypatch):

@@ -3,7 +3,7 @@
 The loop calls ``model.loss(batch)`` and nothing else model-specific. Each epoch ends with a
 checkpoint (model, optimizer, RNG states, metrics), so a run killed at any moment resumes from its
 last epoch exactly as if it had never stopped; Ctrl-C also saves the position inside the epoch.
-Read ``Trainer.run``, ``_train_epoch`` (with ``_train_step``) and ``_end_epoch`` top to bottom: that is
+Read ``Trainer.run``, ``_train_epoch`` (with ``step``) and ``_end_epoch`` top to bottom: that is
 all of training.
 """
 
@@ -262,7 +262,7 @@ class Trainer:
         )
         with bar:
             while s.step < n_batches and not self.out_of_time:
-                self._train_step(s.perm[s.step * cfg.batch_size : (s.step + 1) * cfg.batch_size])
+                self.step(s.perm[s.step * cfg.batch_size : (s.step + 1) * cfg.batch_size])
                 s.step += 1
                 bar.update(1)
                 refresh = s.step % REFRESH_STEPS == 0 or s.step == n_batches
@@ -281,9 +281,11 @@ class Trainer:
                     stop_interrupted(self, signalled)
         s.seconds += time.perf_counter() - start
 
-    def _train_step(self, index: torch.Tensor) -> None:
-        """One optimizer step on the training images at positions ``index`` (under torchrun, this rank's
-        share of them); adds the batch's per-image sums of the loss terms to the epoch's."""
+    def step(self, index: torch.Tensor) -> None:
+        """One optimizer step on the training images at positions ``index`` of the training split (under
+        torchrun, this rank's share of them); adds the batch's per-image sums of the loss terms to the
+        epoch's, on the device. Public: benchmarks and notebooks time and drive single steps with it
+        (``trainer.step(torch.arange(128))``)."""
         s = self.state
         objective, terms, fraction = self._batch_loss(index, self.loss_of)
         # every rank skips alike; a skipped update's images are out of the epoch's means
