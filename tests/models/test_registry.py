@@ -224,3 +224,108 @@ def test_model_options_come_from_a_config_file_and_cannot_change_on_resume(tmp_p
     again = tmp_path / "again.toml"
     again.write_text(config_toml(TrainConfig(dataset="digits", model="tiny", model_options={"depth": 2})))
     assert read_config_file(again)["model_options"] == {"depth": 2}
+
+
+# ------------------------------------------------------------------ found by a new user (issue 34)
+NAMED_PLUGIN = """
+    from torch import nn
+    from vaekit.models import NetworkVAE
+
+    class GConv(NetworkVAE):
+        name = "gconv"
+        def __init__(self, image_shape=(1, 8, 8), latent_dim=2, depth: int = 1, **options):
+            super().__init__(image_shape=list(image_shape), latent_dim=latent_dim, depth=depth, **options)
+            hidden = nn.Linear(64, depth * 4)
+            self.encoder = nn.Sequential(nn.Flatten(), hidden, nn.Linear(depth * 4, 2 * latent_dim))
+            self.decoder = nn.Sequential(nn.Linear(latent_dim, 64), nn.Unflatten(1, (1, 8, 8)))
+"""
+
+
+def test_a_model_name_claimed_by_two_packages_is_one_line_naming_both(site, capsys):
+    write_distribution(site, NAMED_PLUGIN, "gconv = first_plugin:GConv", name="first")
+    write_distribution(site, NAMED_PLUGIN, "gconv = second_plugin:GConv", name="second")
+    message = error_of(model_class, "gconv")
+    assert "'gconv' is claimed twice" in message
+    assert "first-plugin (first_plugin:GConv)" in message and "second-plugin (second_plugin:GConv)" in message
+    assert main(["train", "--model", "gconv", "--dataset", "digits", "--out", str(site / "run")]) == 1
+    assert "claimed twice" in capsys.readouterr().err and not (site / "run").exists()
+
+
+def test_a_decorated_class_and_an_installed_package_of_one_name_are_one_line(site):
+    write_distribution(site, NAMED_PLUGIN, "gconv = first_plugin:GConv", name="first")
+    register_model(tiny_network_vae("gconv"))  # another class of the same name, in this test module
+    message = error_of(model_class, "gconv")
+    assert "registered by decorator" in message and "first-plugin (first_plugin:GConv)" in message
+
+
+def test_an_installed_package_that_claims_a_built_in_name_is_named(site):
+    source = NAMED_PLUGIN.replace('"gconv"', '"mlp"')
+    write_distribution(site, source, "mlp = first_plugin:GConv", name="first")
+    message = error_of(model_class, "mlp")
+    assert "vaekit's built-in model" in message and "first-plugin" in message
+
+
+def test_the_package_a_run_used_is_recorded_and_its_own_import_is_one_claim(site, tmp_path):
+    write_distribution(site, NAMED_PLUGIN, "gconv = first_plugin:GConv", name="first")
+    import first_plugin  # noqa: F401  (imported, not decorated: the entry point registers it)
+
+    config = tiny_config(model="gconv", hidden=None, latent_dim=2, epochs=1)
+    quiet_trainer(config, tmp_path / "run").run()
+    import json
+
+    stored = json.loads((tmp_path / "run" / "config.json").read_text())["model"]["plugin"]
+    assert stored == {"module": "first_plugin", "package": "first-plugin", "version": "0.1"}
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"depth": "abc"}, "model option 'depth' of gconv must be an integer, got 'abc'"),
+        ({"depth": 2.5}, "model option 'depth' of gconv must be an integer, got 2.5"),
+        ({"depth": [1]}, "model option 'depth' of gconv must be an integer, got [1]"),
+    ],
+)
+def test_a_model_options_type_is_checked_naming_the_option(site, options, message):
+    write_distribution(site, NAMED_PLUGIN, "gconv = first_plugin:GConv", name="first")
+    assert error_of(tiny_config(model="gconv", hidden=None, model_options=options).validate) == message
+
+
+def test_a_bad_model_option_from_a_file_or_the_flag_names_the_option_and_the_file(site, capsys):
+    write_distribution(site, NAMED_PLUGIN, "gconv = first_plugin:GConv", name="first")
+    config = site / "exp.toml"
+    config.write_text('[train]\ndataset = "digits"\nmodel = "gconv"\nmodel_options = { depth = "two" }\n')
+    assert main(["train", "--config", str(config), "--out", str(site / "a")]) == 1
+    assert f"{config}: model option 'depth' of gconv must be an integer, got 'two'" in capsys.readouterr().err
+    flags = ["train", "--model", "gconv", "--dataset", "digits", "--model-option", "depth=abc"]
+    assert main([*flags, "--out", str(site / "b")]) == 1
+    assert "model option 'depth' of gconv must be an integer, got 'abc'" in capsys.readouterr().err
+    assert main([*flags[:-1], "depth=-1", "--out", str(site / "c"), "--no-progress"]) == 1
+    err = capsys.readouterr().err.strip()  # a value only the model can refuse: the error names the option
+    assert err.endswith("(its model options: depth=-1)") and "\n" not in err
+    assert not any((site / name).exists() for name in "abc")
+
+
+def test_a_plugins_own_default_likelihood_counts_for_the_option_checks():
+    class Grey(tiny_network_vae("greyish")):
+        def __init__(self, image_shape=(1, 8, 8), latent_dim=2, likelihood: str = "gaussian", **options):
+            super().__init__(image_shape=image_shape, latent_dim=latent_dim, likelihood=likelihood, **options)
+
+    Grey.name = "greyish"
+    register_model(Grey)
+    tiny_config(model="greyish", hidden=None, decoder_std=0.2).validate()  # no --likelihood needed
+    with pytest.raises(VaekitError, match="--decoder-std applies to --likelihood gaussian only"):
+        tiny_config(model="greyish", hidden=None, likelihood="bernoulli", decoder_std=0.2).validate()
+
+
+def test_a_missing_plugin_on_resume_and_on_a_run_config_names_its_package(site, tmp_path, capsys):
+    write_distribution(site, NAMED_PLUGIN, "gconv = first_plugin:GConv", name="first")
+    out = tmp_path / "run"
+    quiet_trainer(tiny_config(model="gconv", hidden=None, epochs=1), out).run()
+    (site / "first_plugin-0.1.dist-info" / "entry_points.txt").unlink()  # uninstalled
+    MODELS.pop("gconv")
+    sys.modules.pop("first_plugin")
+    hint = "model 'gconv' is not installed: it came from the package first-plugin 0.1 (module first_plugin); "
+    assert main(["train", "--resume", "--out", str(out), "--epochs", "2"]) == 1
+    assert hint + "pip install first-plugin" in capsys.readouterr().err
+    assert main(["train", "--config", str(out / "config.json"), "--out", str(tmp_path / "again")]) == 1
+    assert hint + "pip install first-plugin" in capsys.readouterr().err

@@ -70,14 +70,30 @@ def unregister_model(name: str) -> None:
 
 
 def model_class(name: str) -> type[VAE]:
-    """The model class registered as ``name``, loading an installed plugin's entry point if need be."""
+    """The model class registered as ``name``, loading an installed plugin's entry point if need be. A
+    name claimed twice (two installed packages, a package and a decorated class, a package and a
+    built-in) is an error that names both: which one a run would train must not be left to chance."""
     import_env_plugins()
+    entries = _claims().get(name, [])
+    claimants = _claimants(name, entries)
+    if len(claimants) > 1:
+        raise VaekitError(
+            f"model name {name!r} is claimed twice: by {claimants[0]} and by {claimants[1]}; uninstall "
+            "or rename one of them"
+        )
     if name not in MODELS:
-        entry = _entry_points().get(name)
-        if entry is None:
+        if not entries:
             raise VaekitError(f"unknown model {name!r}; choose from {', '.join(model_names())}")
-        _load_entry_point(entry)
+        _load_entry_point(entries[0])
     return MODELS[name]
+
+
+def require_model(name: Any, plugin: dict[str, Any] | None) -> type[VAE]:
+    """``model_class(name)`` for a run's saved config, whose ``plugin`` origin names what to install
+    where the model is missing here (``missing_model_error``)."""
+    if not isinstance(name, str) or name not in model_names():
+        raise missing_model_error(name, plugin if isinstance(plugin, dict) else None)
+    return model_class(name)
 
 
 def model_names() -> list[str]:
@@ -127,7 +143,41 @@ def _check_model_class(cls: Any) -> None:
 
 
 def _entry_points() -> dict[str, importlib.metadata.EntryPoint]:
-    return {entry.name: entry for entry in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)}
+    return {name: entries[0] for name, entries in _claims().items()}
+
+
+def _claims() -> dict[str, list[importlib.metadata.EntryPoint]]:
+    """The installed entry points by model name, each package's once (a package on the path twice
+    declares its entry point twice, but claims the name once)."""
+    claims: dict[str, list[importlib.metadata.EntryPoint]] = {}
+    seen = set()
+    for entry in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+        key = (entry.name, _package_name(entry), entry.value)
+        if key not in seen:
+            seen.add(key)
+            claims.setdefault(entry.name, []).append(entry)
+    return claims
+
+
+def _claimants(name: str, entries: list[importlib.metadata.EntryPoint]) -> list[str]:
+    """Everything that claims the model name ``name``: a built-in, a class registered by decorator
+    that no installed entry point provides, and each installed package's entry point."""
+    claimants = []
+    registered = MODELS.get(name)
+    if name in BUILT_IN:
+        claimants.append("vaekit's built-in model")
+    elif registered is not None and not any(registered.__module__ == entry.module for entry in entries):
+        claimants.append(f"{_qualname(registered)}, registered by decorator")
+    for entry in entries:
+        package = _package_name(entry)
+        where = f"the package {package}" if package else "an entry point"
+        claimants.append(f"{where} ({entry.value})")
+    return claimants
+
+
+def _package_name(entry: importlib.metadata.EntryPoint) -> str | None:
+    dist = getattr(entry, "dist", None)
+    return dist.name if dist is not None else None
 
 
 def _load_entry_point(entry: importlib.metadata.EntryPoint) -> None:

@@ -8,14 +8,15 @@ from __future__ import annotations
 
 import json
 import sys
-import types
 import typing
 from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
 
+from vaekit.models.registry import require_model
 from vaekit.training.settings import TrainConfig
 from vaekit.utils.errors import VaekitError
+from vaekit.utils.types import describe_type, matches
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -23,37 +24,6 @@ else:  # pragma: no cover - the backport of Python 3.11's tomllib
     import tomli as tomllib
 
 TABLE = "train"
-
-
-def _matches(value: Any, hint: Any) -> bool:
-    """Whether ``value`` (as TOML or JSON gives it) is of type ``hint`` (a TrainConfig field's)."""
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if origin in (typing.Union, types.UnionType):
-        return any(_matches(value, a) for a in args)
-    if hint is type(None):
-        return value is None
-    if origin is list:
-        return isinstance(value, list) and all(_matches(v, args[0]) for v in value)
-    if origin is dict:  # model_options: names to values, each checked by the model
-        return isinstance(value, dict) and all(isinstance(k, str) for k in value)
-    if hint is bool:
-        return isinstance(value, bool)
-    if hint is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    if hint is float:  # TOML and JSON write 1.0 as 1 too
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
-    return isinstance(value, hint)
-
-
-def _describe(hint: Any) -> str:
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if origin in (typing.Union, types.UnionType):
-        return " or ".join(_describe(a) for a in args if a is not type(None))
-    if origin is dict:
-        return "a table of name = value"
-    if origin is list:
-        return "a list of " + {int: "integers", float: "numbers", str: "strings"}.get(args[0], str(args[0]))
-    return {bool: "true or false", int: "an integer", float: "a number", str: "a string"}.get(hint, str(hint))
 
 
 def read_text_file(path: Path, what: str = "config file") -> str:
@@ -83,6 +53,9 @@ def _settings_of(path: Path) -> dict[str, Any]:
             raise VaekitError(f"{path} is not valid JSON (line {exc.lineno}: {exc.msg})") from None
         if not isinstance(document, dict) or not isinstance(document.get(TABLE), dict):
             raise VaekitError(f"{path} has no {TABLE!r} object: a JSON config is a run's config.json")
+        model = document.get("model")
+        if isinstance(model, dict) and model.get("plugin"):  # a missing plugin: say what to install
+            require_model(model.get("name"), model["plugin"])
         return document[TABLE]
     document = parse_toml(text, path)
     others = [key for key in document if key != TABLE]
@@ -109,8 +82,8 @@ def check_settings(settings: dict[str, Any], path: Path, table: str = TABLE) -> 
         hint = hints[key]
         if key == "image_size":  # like --image-size: 64, "64x48" or [64, 48]
             hint = int | str | list[int] | None
-        if not _matches(value, hint):
-            raise VaekitError(f"{path}: {key} must be {_describe(hint)}, got {value!r}")
+        if not matches(value, hint):
+            raise VaekitError(f"{path}: {key} must be {describe_type(hint)}, got {value!r}")
         if float in typing.get_args(hint) + (hint,) and isinstance(value, int):
             settings[key] = float(value)  # beta = 4 is the 4.0 that --beta 4 gives
     return dict(settings)

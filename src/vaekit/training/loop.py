@@ -29,7 +29,7 @@ from vaekit.data import Dataset
 from vaekit.data.augment import random_affine
 from vaekit.evaluation.likelihood import elbo_terms
 from vaekit.evaluation.runs import eval_options
-from vaekit.models import VAE, build_model
+from vaekit.models import VAE
 from vaekit.models.maths import check_labels, labels_checked
 from vaekit.training import distributed
 from vaekit.training.budget import TimeBudget, save_at_time_limit
@@ -47,7 +47,7 @@ from vaekit.training.loggers import (
     write_epoch,
 )
 from vaekit.training.memory import check_training_memory
-from vaekit.training.model_settings import model_config
+from vaekit.training.model_settings import build_run_model, model_config
 from vaekit.training.run_folder import (
     RunDir,
     TrainingState,
@@ -154,7 +154,8 @@ class Trainer:
             config_of_model = json.loads(checkpoint["config"])["model"]
         # before the model is built: too large is a one-line message, not the OOM killer
         check_training_memory(self.config, config_of_model, dataset, self.device, self.ranks.world_size)
-        return place_model(build_model(config_of_model), self.device)
+        options = self.config.model_options if checkpoint is None else None
+        return place_model(build_run_model(config_of_model, options), self.device)
 
     @property
     def n_train(self) -> int:

@@ -3,14 +3,18 @@ own options (``model_options``: a plugin's, say), and the model config a new run
 
 from __future__ import annotations
 
+import inspect
+import json
 import math
+import typing
 from typing import Any
 
-from vaekit.models import MODELS, VAE, accepted_options, model_class
+from vaekit.models import MODELS, VAE, accepted_options, build_model, model_class
 from vaekit.models.base import LIKELIHOODS
 from vaekit.models.objectives.factorvae import DEFAULT_DISCRIMINATOR
 from vaekit.training.defaults import flag
 from vaekit.utils.errors import VaekitError
+from vaekit.utils.types import describe_type, matches
 
 # Settings that shape the model; None leaves the model's own default (see the model classes).
 MODEL_SETTINGS = (
@@ -44,7 +48,8 @@ def check_model_settings(config: Any) -> type[VAE]:
     if config.likelihood is not None and config.likelihood not in LIKELIHOODS:
         raise VaekitError(f"unknown likelihood {config.likelihood!r}; choose from {', '.join(LIKELIHOODS)}")
     if config.decoder_std is not None:
-        if config.likelihood != "gaussian":
+        # the model's own default counts (a plugin's may be gaussian), as the model will take it
+        if (config.likelihood or constructor_default(model, "likelihood") or "bernoulli") != "gaussian":
             raise VaekitError("--decoder-std applies to --likelihood gaussian only")
         if not (math.isfinite(config.decoder_std) and config.decoder_std > 0):
             raise VaekitError(f"decoder std must be a positive number, got {config.decoder_std!r}")
@@ -72,6 +77,44 @@ def check_model_options(options: Any, model: type[VAE]) -> None:
         if key not in accepted_options(model):
             takes = ", ".join(own_options(model)) or "none"
             raise VaekitError(f"model {model.name} takes no option {key!r} (its own options: {takes})")
+        expected, value = option_type(model, key), options[key]
+        if expected is not None and not matches(value, expected):
+            must = describe_type(expected)
+            raise VaekitError(f"model option {key!r} of {model.name} must be {must}, got {value!r}")
+
+
+def option_type(model: type[VAE], name: str) -> Any:
+    """The type of ``model``'s own option ``name``: its constructor's annotation, else its default's
+    type; None where neither tells (the model checks the value when it is built)."""
+    try:
+        hints = typing.get_type_hints(model.__init__)
+    except Exception:  # an annotation that does not resolve: fall back to the default
+        hints = {}
+    if name in hints:
+        return hints[name]
+    default = constructor_default(model, name)
+    if default is None:
+        return None
+    return list if isinstance(default, (list, tuple)) else type(default)
+
+
+def constructor_default(model: type[VAE], name: str) -> Any:
+    """The default of ``model``'s constructor argument ``name`` (None where it has none)."""
+    parameter = inspect.signature(model.__init__).parameters.get(name)
+    default = None if parameter is None else parameter.default
+    return None if default is inspect.Parameter.empty else default
+
+
+def build_run_model(config_of_model: dict[str, Any], model_options: dict[str, Any] | None) -> VAE:
+    """``build_model(config_of_model)``; where it fails on a value that the options' types could not
+    tell was wrong (``depth = -1``), the error names the ``model_options`` the run was given."""
+    try:
+        return build_model(config_of_model)
+    except VaekitError as exc:
+        if not model_options:
+            raise
+        given = ", ".join(f"{key}={json.dumps(value)}" for key, value in model_options.items())
+        raise VaekitError(f"{exc} (its model options: {given})") from None
 
 
 def model_config(config: Any, image_shape: tuple[int, ...], num_classes: int) -> dict[str, Any]:

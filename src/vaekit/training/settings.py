@@ -16,6 +16,7 @@ from vaekit.models.objectives import OBJECTIVES
 from vaekit.models.objectives.factorvae import DEFAULT_DISCRIMINATOR
 from vaekit.models.posteriors import POSTERIORS
 from vaekit.models.priors import TRAINED_PRIORS
+from vaekit.models.registry import require_model
 from vaekit.training.applicability import check_applicability
 from vaekit.training.budget import parse_duration
 from vaekit.training.defaults import (
@@ -319,6 +320,7 @@ def resumed_config(out: str | os.PathLike, **changes: Any) -> TrainConfig:
     A change to a setting in FIXED_ON_RESUME is an error, as is an unknown setting.
     """
     stored = read_run_config(Path(out))
+    require_model(stored["model"].get("name"), stored["model"].get("plugin"))  # missing: what to install
     config = TrainConfig.from_dict(stored["train"])
     for key, value in changes.items():
         if key not in TrainConfig.__dataclass_fields__:
