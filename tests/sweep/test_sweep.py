@@ -282,3 +282,33 @@ def test_a_new_sweep_folder_is_never_seen_without_its_sweep_file(tmp_path, monke
     monkeypatch.setattr(Path, "write_text", watched)
     sweep_run._prepare_folder(out, sweep)
     assert seen and all(seen) and (out / "sweep.toml").read_text() == sweep.text
+
+
+def test_a_models_own_options_are_searched_typed_by_the_model(tmp_path):
+    """Issue 34: a plugin's option (here ``depth: int``) is searchable, written either way TOML allows,
+    and each trial's run is built with its value."""
+    from tests.models.test_registry import tiny_network_vae
+    from vaekit.models import register_model, unregister_model
+
+    register_model(tiny_network_vae("deep"))
+    try:
+        for search in ("model_options.depth = [1, 3]", '"model_options.depth" = [1, 3]'):
+            path = sweep_file(tmp_path, search)
+            path.write_text(path.read_text().replace("hidden = [16]\n", 'model = "deep"\n'))
+            [d] = read_sweep_file(path).search
+            assert (d.name, d.kind, d.low, d.high) == ("model_options.depth", "int", 1, 3)
+
+        def search(text):
+            path.write_text(path.read_text().split("[search]")[0] + "[search]\n" + text + "\n")
+
+        search('"model_options.depth" = [1.5, 3]')
+        assert "integer bounds" in error_of(read_sweep_file, path)
+        search("model_options.width = [1, 3]")
+        assert "model deep takes no option 'width' (its own: depth)" in error_of(read_sweep_file, path)
+        search("model_options.depth = [2, 3]")
+        summary = run_sweep(path, tmp_path / "out", trials=2, log=lambda line: None)
+        for row in summary["trials"]:
+            model = json.loads((tmp_path / "out" / row["run"] / "config.json").read_text())["model"]
+            assert model["depth"] == row["params"]["model_options.depth"] in (2, 3)
+    finally:
+        unregister_model("deep")

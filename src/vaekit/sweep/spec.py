@@ -11,6 +11,7 @@ A sweep file is TOML::
     likelihood = ["bernoulli", "gaussian"]   # any other list: a choice among its values
     beta = {low = 0.5, high = 8, log = false}  # a table sets the scale of a range...
     hidden = {choices = ["400", "512,256"]}    # ...or gives a choice (layer sizes as strings)
+    model_options.depth = [1, 3]               # a model's own option (a plugin's), typed by the model
 
     [sweep]                      # optional
     study = "vaekit"             # the study's name in the storage
@@ -42,7 +43,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from vaekit.models import model_class
 from vaekit.training.config_files import check_settings, parse_toml, read_text_file
+from vaekit.training.model_settings import option_type, own_options
 from vaekit.training.settings import TrainConfig
 from vaekit.utils.errors import VaekitError
 
@@ -63,6 +66,8 @@ SWEEP_OPTIONS = {
 
 PRUNERS = ("median", "none")
 
+
+OPTION = "model_options."  # a searched model option's name: model_options.depth
 
 # list settings: chosen among strings like "512,256"
 SIZE_SETTINGS = ("hidden", "channels", "image_size", "discriminator")
@@ -110,11 +115,27 @@ def _setting_value(name: str, value: Any) -> Any:
     return value
 
 
-def _dimension(name: str, spec: Any, where: str) -> Dimension:
+def _dimensions(name: str, spec: Any, train: dict[str, Any], where: str) -> list[Dimension]:
+    """The dimensions of one [search] entry: a setting, or ``model_options`` (a table of the model's own
+    options, as ``model_options.depth = [1, 3]`` writes it) or one of them (``"model_options.depth"``)."""
+    if name == "model_options" and isinstance(spec, dict):
+        return [d for key, value in spec.items() for d in _dimensions(f"{OPTION}{key}", value, train, where)]
+    if name.startswith(OPTION):
+        model = model_class(train.get("model", TrainConfig.model))
+        option = name[len(OPTION) :]
+        if option not in own_options(model):
+            takes = ", ".join(own_options(model)) or "none"
+            why = f"model {model.name} takes no option {option!r} (its own: {takes})"
+            raise VaekitError(f"{where}: [search] {why}")
+        hint = option_type(model, option)
+        return [_dimension(name, spec, (hint,) if hint is not None else (), where)]
     hints = typing.get_type_hints(TrainConfig)
     if name not in hints:
         raise VaekitError(f"{where}: unknown setting {name!r} in [search]")
-    args = typing.get_args(hints[name]) + (hints[name],)
+    return [_dimension(name, spec, typing.get_args(hints[name]) + (hints[name],), where)]
+
+
+def _dimension(name: str, spec: Any, args: tuple, where: str) -> Dimension:
     if isinstance(spec, dict):
         unknown = set(spec) - {"low", "high", "log", "choices"}
         if unknown or ("choices" in spec) == ("low" in spec or "high" in spec):
@@ -183,10 +204,12 @@ def read_sweep_file(path: str | os.PathLike) -> Sweep:
         if not isinstance(document.get(table, {}), dict):
             raise VaekitError(f"{path}: {table} must be a table")
     train = check_settings(dict(document.get("train", {})), path)
-    search = [_dimension(name, spec, str(path)) for name, spec in document.get("search", {}).items()]
+    entries = document.get("search", {}).items()
+    search = [d for name, spec in entries for d in _dimensions(name, spec, train, str(path))]
     if not search:
         raise VaekitError(f"{path} has no [search] table: name at least one setting to search")
-    fixed = [d.name for d in search if d.name in train]
+    fixed_options = {f"{OPTION}{key}" for key in train.get("model_options") or {}}
+    fixed = [d.name for d in search if d.name in train or d.name in fixed_options]
     if fixed:
         raise VaekitError(f"{path}: {fixed[0]} is both fixed in [train] and searched in [search]")
     options = dict(document.get("sweep", {}))
@@ -220,7 +243,11 @@ def _corners(search: list[Dimension]) -> list[dict[str, Any]]:
 
 def trial_config(sweep: Sweep, params: dict[str, Any], where: str = "sweep") -> TrainConfig:
     try:
-        values = {**sweep.train, **{k: _setting_value(k, v) for k, v in params.items()}}
+        settings = {k: _setting_value(k, v) for k, v in params.items() if not k.startswith(OPTION)}
+        values = {**sweep.train, **settings}
+        options = {k[len(OPTION) :]: v for k, v in params.items() if k.startswith(OPTION)}
+        if options:
+            values["model_options"] = {**(sweep.train.get("model_options") or {}), **options}
         config = TrainConfig(**values)
         config.validate()
     except (TypeError, ValueError, VaekitError) as exc:
