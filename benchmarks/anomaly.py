@@ -56,7 +56,7 @@ def write_pngs(folder: Path, images: np.ndarray) -> Path:
 
 
 def train(out: Path, data_dir: Path, **settings: Any) -> Path:
-    config = TrainConfig(dataset="mnist", data_dir=str(data_dir), epochs=10, **settings)
+    config = TrainConfig.of(dataset="mnist", data_dir=str(data_dir), epochs=10, **settings)
     Trainer(config, out, progress=False, log=lambda line: None).run()
     return out
 

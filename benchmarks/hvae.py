@@ -54,7 +54,7 @@ DOCS = REPO_ROOT / "docs" / "hvae"
 
 def train(out: Path, **settings: Any) -> tuple[Path, float]:
     start = time.perf_counter()
-    Trainer(TrainConfig(**{**BASE, **settings}), out, progress=False, log=quiet).run()
+    Trainer(TrainConfig.of(**{**BASE, **settings}), out, progress=False, log=quiet).run()
     return out, time.perf_counter() - start
 
 

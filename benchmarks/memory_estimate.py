@@ -43,7 +43,7 @@ from vaekit.training.settings import TrainConfig
 from vaekit.training.step import loss_options
 
 name, options, batch = json.loads(sys.argv[1])
-config = TrainConfig(dataset="mnist", model=name, batch_size=batch, **options)
+config = TrainConfig.of(dataset="mnist", model=name, batch_size=batch, **options)
 config.validate()
 config_of_model = model_config(config, (1, 28, 28), 10)
 weights, activations = training_bytes(config, config_of_model, (1, 28, 28), batch)

@@ -88,7 +88,7 @@ def parse_args() -> argparse.Namespace:
 # ------------------------------------------------------------------------------------------- runs
 def train_one(settings: dict[str, Any], data_dir: Path, out: Path, epochs: int, seed: int) -> dict[str, Any]:
     """Train one model; its size, median seconds per epoch (from metrics.jsonl), wall time and eval."""
-    config = TrainConfig(dataset="mnist", data_dir=str(data_dir), epochs=epochs, seed=seed, **settings)
+    config = TrainConfig.of(dataset="mnist", data_dir=str(data_dir), epochs=epochs, seed=seed, **settings)
     lines: list[str] = []
     _, wall = timed(lambda: Trainer(config, out, progress=False, log=lines.append).run())
     metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]

@@ -72,7 +72,7 @@ CVAE_EPOCHS = (5, 20)
 
 
 def train(out: Path, **settings: Any) -> Path:
-    config = TrainConfig(**settings)
+    config = TrainConfig.of(**settings)
     Trainer(config, out, progress=False, log=quiet).run()
     return out
 

@@ -59,7 +59,7 @@ IWAE_K, IWAE_IMAGES = 1000, 500
 
 def train(settings: dict[str, Any], data_dir: Path, out: Path, epochs: int) -> None:
     """Train a vaekit run on MNIST into ``out`` with ``settings`` over the defaults."""
-    config = TrainConfig(dataset="mnist", data_dir=str(data_dir), epochs=epochs, **settings)
+    config = TrainConfig.of(dataset="mnist", data_dir=str(data_dir), epochs=epochs, **settings)
     Trainer(config, out, progress=False, log=quiet).run()
 
 

@@ -145,7 +145,7 @@ BAD_TRAIN = [
         "--image-size applies to folder: datasets and shapes, shapes-rgb, not digits",
     ),
     (["--grey"], 1, "--grey/--rgb apply to folder: datasets, not digits"),
-    (["--k", "5"], 1, "--k (importance samples) applies to --objective iwae only"),
+    (["--k", "5"], 1, "--k applies to --objective iwae, not elbo"),
     (
         ["--likelihood", "bernoulli", "--decoder-std", "0.1"],
         1,

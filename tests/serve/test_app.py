@@ -276,7 +276,8 @@ def test_a_vampprior_and_flow_run_is_served(tmp_path):
     reconstructions decode), its samples come from the VampPrior, and the sliders read KL per dimension
     against the VampPrior's marginals."""
     out = tmp_path / "vamp-iaf"
-    quiet_trainer(tiny_config(epochs=1, prior="vamp", pseudo_inputs=4, posterior="iaf"), out).run()
+    config = tiny_config(epochs=1, prior="vamp", part_options={"pseudo_inputs": 4}, posterior="iaf")
+    quiet_trainer(config, out).run()
     client = TestClient(create_app([out]))
     info = client.get("/api/info").json()["runs"][0]
     assert len(info["sliders"]["dims"]) == 2

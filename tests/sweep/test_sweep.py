@@ -239,7 +239,7 @@ def test_a_sweep_searches_the_objectives_and_their_weights(tmp_path):
     for row in summary["trials"]:
         config = json.loads((tmp_path / "out" / row["run"] / "config.json").read_text())["train"]
         assert config["objective"] in ("btcvae", "dip-i") and 1.0 <= config["beta"] <= 8.0
-        assert config["lambda_od"] == (10.0 if config["objective"] == "dip-i" else None)
+        assert config["part_options"] == ({"lambda_od": 10.0} if config["objective"] == "dip-i" else {})
 
 
 def test_a_worker_that_loses_the_race_to_create_the_folder_joins_it(tmp_path, monkeypatch):

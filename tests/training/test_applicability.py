@@ -17,6 +17,7 @@ from vaekit.training.applicability import (
     MODEL_SETTING_EXAMPLES,
     RULES,
     model_kind,
+    part_rules,
 )
 from vaekit.training.model_settings import MODEL_SETTINGS
 from vaekit.training.settings import TrainConfig
@@ -92,3 +93,30 @@ def test_the_command_line_refuses_from_the_same_table(capsys):
     )
     assert main(["train", "--dataset", "digits", "--model", "mlp", "--kl-balance"]) == 1
     assert "--kl-balance applies to the hierarchies (hvae), not mlp" in capsys.readouterr().err
+
+
+# every option of every registered part (models.parts), in the rows generated from its spec
+PART_CELLS = [(option, model) for option in part_rules() for model in sorted(MODELS)]
+
+
+@pytest.mark.parametrize("option, model", PART_CELLS, ids=["-".join(cell) for cell in PART_CELLS])
+def test_each_part_option_is_taken_where_its_generated_row_says_and_refused_elsewhere(option, model):
+    """Issue 34: the parts' rows are generated from their specs; an option goes with its part (``needs``)
+    and applies to the models its part's requirements allow."""
+    rule = part_rules()[option]
+    config = TrainConfig(dataset="digits", model=model, **rule.needs, part_options={option: rule.example})
+    rows = {**RULES, **part_rules()}
+    given = [name for name in rows if rows[name].given(config)]
+    refused = [name for name in given if model_kind(model_class(model)) not in rows[name].models]
+    if not refused:
+        config.validate()
+        assert config.part_options[option] == rule.example
+        return
+    first = rows[refused[0]]
+    flag = first.flag(config) if first.flag else f"--{refused[0].replace('_', '-')}"
+    assert error_of(config.validate).startswith(f"{flag} appl")
+
+
+def test_an_option_of_a_part_not_chosen_names_the_part_it_goes_with():
+    config = TrainConfig(dataset="digits", part_options={"lambda_od": 3.0})
+    assert error_of(config.validate) == "--lambda-od applies to --objective dip-i or dip-ii, not elbo"

@@ -39,7 +39,7 @@ def test_printed_config_reads_back_to_the_same_config(tmp_path, capsys):
     (tmp_path / "again.toml").write_text(text)
     config = TrainConfig(**read_config_file(tmp_path / "again.toml"))
     config.validate()
-    assert config_toml(config) == text and config.k == 5 and config.image_size == [24, 24]
+    assert config_toml(config) == text and config.part_options == {"k": 5} and config.image_size == [24, 24]
 
 
 def test_a_runs_config_json_repeats_it_bit_for_bit(tmp_path, capsys):

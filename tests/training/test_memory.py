@@ -24,13 +24,13 @@ from vaekit.training.settings import TrainConfig
 from vaekit.utils import limits
 
 PARTS = {
-    "vamp": {"prior": "vamp", "pseudo_inputs": 4},
+    "vamp": {"prior": "vamp", "part_options": {"pseudo_inputs": 4}},
     "iaf": {"posterior": "iaf"},
     "btcvae": {"objective": "btcvae"},
     "factorvae": {"objective": "factorvae"},
     "dip-i": {"objective": "dip-i"},
     "mmd": {"objective": "mmd"},
-    "iwae": {"objective": "iwae", "k": 4},
+    "iwae": {"objective": "iwae", "part_options": {"k": 4}},
 }
 
 

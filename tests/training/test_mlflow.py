@@ -68,7 +68,10 @@ def test_a_run_logs_its_settings_epochs_evaluation_and_pictures_into_mlruns(tmp_
     assert found.data.tags["vaekit.run_folder"] == str(run.resolve())
     config = json.loads((run / "config.json").read_text())
     params = found.data.params
-    for key, value in config["train"].items():
+    flat = {key: value for key, value in config["train"].items() if not isinstance(value, dict)}
+    flat |= {f"{key}.{k}": v for key, table in config["train"].items() if isinstance(table, dict)
+             for k, v in table.items()}  # fmt: skip  (tables flattened with dots: part_options.k)
+    for key, value in flat.items():
         if value is None:  # left to the model's default: no param
             assert key not in params
         else:

@@ -66,19 +66,19 @@ def test_free_bits_and_beta_reach_the_objective(tmp_path, monkeypatch):
 def test_iwae_objective_is_trained_and_reported(tmp_path, monkeypatch):
     calls = record_loss_calls(monkeypatch)
     out = tmp_path / "run"
-    quiet_trainer(tiny_config(epochs=2, objective="iwae", k=4), out).run()
+    quiet_trainer(tiny_config(epochs=2, objective="iwae", part_options={"k": 4}), out).run()
     assert {(c["objective"], c["k"]) for c in calls} == {("iwae", 4)}
     last = metrics(out)[-1]
     assert last["val_iwae"] <= last["val_loss"]  # the negative IWAE bound is below the negative ELBO
     result = json.loads((out / "eval.json").read_text())
     assert result["test_iwae"] <= result["test_loss"]
-    assert json.loads((out / "config.json").read_text())["train"]["k"] == 4
+    assert json.loads((out / "config.json").read_text())["train"]["part_options"] == {"k": 4}
 
 
 def test_iwae_k_defaults_to_5():
     config = tiny_config(objective="iwae")
     config.validate()
-    assert config.k == 5
+    assert config.part_options == {"k": 5}
 
 
 @pytest.mark.parametrize(
@@ -87,12 +87,13 @@ def test_iwae_k_defaults_to_5():
         ({"model": "vqvae", "hidden": None, "beta": 4.0}, "--beta applies to the Gaussian-latent models"),
         ({"model": "vqvae", "hidden": None, "kl_warmup": 2}, "--kl-warmup applies to the Gaussian-latent"),
         ({"model": "vqvae", "hidden": None, "objective": "iwae"}, "--objective iwae applies to the Gaussian"),
-        ({"model": "vqvae", "hidden": None, "k": 5}, "--k applies to the Gaussian-latent models"),
+        ({"model": "vqvae", "hidden": None, "part_options": {"k": 5}}, "--k applies to the Gaussian-latent"),
         ({"model": "vqvae", "hidden": None, "precision": "bf16"}, "--precision bf16 applies to the Gaussian"),
-        ({"k": 5}, "--k .* applies to --objective iwae only"),
+        ({"part_options": {"k": 5}}, "--k applies to --objective iwae, not elbo"),
         ({"objective": "iwae", "beta": 2.0}, "--beta applies to the elbo objective, not iwae"),
         ({"objective": "iwae", "free_bits": 0.5}, "--free-bits applies to the elbo objective"),
-        ({"objective": "iwae", "k": 0}, "--k must be an integer >= 1"),
+        ({"objective": "iwae", "part_options": {"k": 0}}, "--k must be >= 1, got 0"),
+        ({"objective": "iwae", "part_options": {"k": 2.5}}, "--k must be an integer, got 2.5"),
         ({"objective": "vimco"}, "unknown objective"),
         ({"channels": [8]}, "--channels does not apply to model mlp"),
         ({"model": "conv"}, "--hidden does not apply to model conv"),

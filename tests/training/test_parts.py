@@ -61,7 +61,8 @@ def test_the_parts_are_in_the_model_config_and_the_train_settings(tmp_path):
     config = json.loads((out / "config.json").read_text())
     assert config["model"]["trained_prior"] == "vamp" and config["model"]["pseudo_inputs"] == 100
     assert config["model"]["posterior"] == "iaf" and config["model"]["flow_steps"] == 2
-    assert config["train"]["prior"] == "vamp" and config["train"]["flow_steps"] == 2
+    assert config["train"]["prior"] == "vamp"
+    assert config["train"]["part_options"] == {"pseudo_inputs": 100, "flow_steps": 2}
     plain = tmp_path / "plain"
     assert train(plain) == 0
     plain_model = json.loads((plain / "config.json").read_text())["model"]
@@ -74,9 +75,9 @@ BAD = [
     (["--model", "vqvae", "--prior", "vamp"], "--prior vamp applies to the one-latent Gaussian models"),
     (["--model", "vqvae", "--objective", "btcvae"], "--objective btcvae applies to the Gaussian-latent"),
     (["--prior", "vamp", "--pseudo-inputs", "0"], "--pseudo-inputs: must be >= 1"),
-    (["--pseudo-inputs", "10"], "--pseudo-inputs applies to --prior vamp only"),
+    (["--pseudo-inputs", "10"], "--pseudo-inputs applies to --prior vamp, not standard"),
     (["--prior", "vamp", "--pseudo-inputs", "100000"], "--pseudo-inputs 100000 is more than the"),
-    (["--flow-steps", "2"], "--flow-steps applies to --posterior iaf only"),
+    (["--flow-steps", "2"], "--flow-steps applies to --posterior iaf, not gaussian"),
     (["--objective", "factorvae", "--gamma", "-1"], "--gamma: must be >= 0"),
     (["--objective", "mmd", "--mmd-weight", "-2"], "--mmd-weight: must be >= 0"),
     (["--gamma", "3"], "--gamma applies to --objective factorvae, not elbo"),

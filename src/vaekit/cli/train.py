@@ -5,13 +5,18 @@ from __future__ import annotations
 
 import argparse
 import sys
+import typing
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from vaekit.cli.arguments import (
     ModelOption,
     duration,
+    finite_float,
     fraction,
     image_size,
+    int_at_least,
     non_negative_float,
     non_negative_int,
     positive_float,
@@ -21,13 +26,14 @@ from vaekit.cli.arguments import (
 from vaekit.data import BINARIZE, DATASETS
 from vaekit.models import MODELS, model_names
 from vaekit.models.base import LIKELIHOODS, PRECISIONS
-from vaekit.models.objectives import OBJECTIVES
-from vaekit.models.posteriors import POSTERIORS
-from vaekit.models.priors import TRAINED_PRIORS
+from vaekit.models.parts import all_options, option_parts, parts
 from vaekit.training.defaults import LR_SCHEDULES
 from vaekit.training.optim import OPTIMIZERS
+from vaekit.training.part_settings import DEFAULT_PARTS
 from vaekit.utils.devices import DEVICES
 from vaekit.utils.errors import VaekitError
+
+PART_OPTION = "part_option:"  # the argparse dest of a part option's flag: part_option:gamma
 
 
 def add_train_command(sub: argparse._SubParsersAction) -> None:
@@ -39,6 +45,7 @@ def add_train_command(sub: argparse._SubParsersAction) -> None:
     # Defaults are None so that --resume can tell what was given; TrainConfig holds the real defaults.
     _add_data_arguments(p)
     _add_model_arguments(p)
+    _add_part_arguments(p)
     _add_training_arguments(p)
     _add_optimizer_arguments(p)
     _add_run_arguments(p)
@@ -94,20 +101,6 @@ def _add_model_arguments(p: argparse.ArgumentParser) -> None:
         "--decoder-std", type=positive_float, help="fixed std of the gaussian likelihood (default: learned)"
     )
     p.add_argument("--codebook-size", type=positive_int, help="vqvae: number of codes (default 128)")
-    p.add_argument(
-        "--prior",
-        choices=TRAINED_PRIORS,
-        help="the prior trained with: standard (N(0, I); cvae: N(m_y, I); default) or vamp (VampPrior)",
-    )
-    p.add_argument(
-        "--pseudo-inputs", type=positive_int, metavar="K", help="--prior vamp: pseudo-inputs, per class (100)"
-    )
-    p.add_argument(
-        "--posterior",
-        choices=POSTERIORS,
-        help="gaussian (default) or iaf (inverse autoregressive flow on it)",
-    )
-    p.add_argument("--flow-steps", type=positive_int, metavar="N", help="--posterior iaf: flow steps (2)")
     hvae = p.add_argument_group("hvae (a hierarchy of latent groups)")
     hvae.add_argument("--scales", type=positive_int, help="spatial scales, each half the last (default 2)")
     hvae.add_argument("--groups", type=positive_int, help="latent groups per scale (default 2)")
@@ -126,6 +119,42 @@ def _add_model_arguments(p: argparse.ArgumentParser) -> None:
     balance.add_argument("--no-kl-balance", dest="kl_balance", action="store_false", help="do not balance")
 
 
+def _add_part_arguments(p: argparse.ArgumentParser) -> None:
+    """--prior, --posterior and --objective, and a flag for every option of every registered part (their
+    values gathered into ``part_options``): generated from the parts' specs (``models.parts``)."""
+    group = p.add_argument_group("parts: the prior trained with, the posterior, the objective")
+    for kind, default in DEFAULT_PARTS.items():
+        known = parts(kind)
+        listed = "; ".join(f"{name}: {spec.summary}" for name, spec in known.items())
+        group.add_argument(f"--{kind}", choices=list(known), help=f"{listed} (default {default})")
+    for name, (kind, hint, spec_field) in all_options().items():
+        owners = " or ".join(spec.name for spec in option_parts(kind, name))
+        default = spec_field.default_factory() if callable(spec_field.default_factory) else spec_field.default
+        shown = ",".join(map(str, default)) if isinstance(default, list) else default
+        group.add_argument(
+            f"--{name.replace('_', '-')}",
+            dest=f"{PART_OPTION}{name}",
+            metavar=name.upper(),
+            type=part_option_type(hint, spec_field),
+            help=f"--{kind} {owners}: {spec_field.metadata['help']} (default {shown})",
+        )
+
+
+def part_option_type(hint: Any, spec_field: Any) -> Callable[[str], Any]:
+    """The command line's parser of a part option: an integer, a number, or sizes ("1000,1000"), with
+    its lower bound."""
+    minimum, above = spec_field.metadata.get("minimum"), spec_field.metadata.get("above")
+    if hint is int or typing.get_args(hint)[:1] == (int,) and typing.get_origin(hint) is not list:
+        return int_at_least(int(minimum) if minimum is not None else -(2**62))
+    if typing.get_origin(hint) is list:
+        return sizes("1000,1000")
+    if hint is float:
+        if above is not None and above == 0:
+            return positive_float
+        return non_negative_float if minimum == 0 else finite_float
+    return str
+
+
 def _add_training_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--epochs", type=positive_int, help="total epochs; with --resume, a larger value extends")
     p.add_argument("--batch-size", type=positive_int, help="images per step (default 128)")
@@ -135,21 +164,6 @@ def _add_training_arguments(p: argparse.ArgumentParser) -> None:
         "--kl-warmup", type=non_negative_int, help="epochs over which the KL weight rises to beta (0; hvae 5)"
     )
     p.add_argument("--free-bits", type=non_negative_float, help="minimum KL in nats per latent dimension")
-    p.add_argument(
-        "--objective",
-        choices=OBJECTIVES,
-        help="elbo (default), iwae, btcvae (--beta weighs the total correlation), factorvae, dip-i, "
-        "dip-ii, mmd (--beta 0: WAE-MMD)",
-    )
-    p.add_argument("--k", type=positive_int, help="importance samples of --objective iwae (default 5)")
-    p.add_argument("--gamma", type=non_negative_float, help="factorvae: weight of the total correlation (10)")
-    p.add_argument(
-        "--discriminator",
-        type=sizes("1000,1000"),
-        help="factorvae: the discriminator's hidden layers (default 1000 x 5, as Kim & Mnih)",
-    )
-    p.add_argument("--lambda-od", type=non_negative_float, help="dip-i/dip-ii: off-diagonal weight (10)")
-    p.add_argument("--mmd-weight", type=non_negative_float, help="mmd: weight of MMD(q(z), p(z)) (100)")
     p.add_argument("--seed", type=int, help="random seed: the same seed gives the same numbers (default 0)")
     p.add_argument("--val-fraction", type=fraction, help="share of training images held out (default 0.1)")
     p.add_argument(
@@ -275,6 +289,29 @@ def _name_the_file_at_fault(path: str, settings: dict, flags: dict) -> None:
         raise VaekitError(f"{path}: {exc}") from None
 
 
+def _given_settings(args: argparse.Namespace, config_class: type) -> dict[str, Any]:
+    """The settings given on the command line (a part's option flags into ``part_options``) over those of
+    ``--config``, whose bad values are refused naming the file."""
+    given = {k: v for k, v in vars(args).items() if k in config_class.__dataclass_fields__ and v is not None}
+    flags = vars(args).items()
+    options = {k[len(PART_OPTION) :]: v for k, v in flags if k.startswith(PART_OPTION) and v is not None}
+    if options:  # --gamma, --k, ...: the options of the parts
+        given["part_options"] = options
+    if args.config is None:
+        return given
+    from vaekit.training.config_files import read_config_file
+
+    # flags win over the file; a null in the file (config.json's "the model's default") is no setting
+    in_file = {k: v for k, v in read_config_file(args.config).items() if v is not None}
+    for table in ("model_options", "part_options"):  # a flag overrides one option of the file's
+        if table in in_file and table in given:
+            given[table] = {**in_file[table], **given[table]}
+    flags, given = given, {**in_file, **given}
+    if not args.resume:
+        _name_the_file_at_fault(args.config, given, flags)
+    return given
+
+
 def run_train(args: argparse.Namespace) -> int:
     from vaekit.training import (
         RunDir,
@@ -286,17 +323,7 @@ def run_train(args: argparse.Namespace) -> int:
         resumed_config,
     )
 
-    given = {k: v for k, v in vars(args).items() if k in TrainConfig.__dataclass_fields__ and v is not None}
-    if args.config is not None:
-        from vaekit.training.config_files import read_config_file
-
-        # flags win over the file; a null in the file (config.json's "the model's default") is no setting
-        in_file = {k: v for k, v in read_config_file(args.config).items() if v is not None}
-        if "model_options" in in_file and "model_options" in given:  # a flag overrides one option
-            given["model_options"] = {**in_file["model_options"], **given["model_options"]}
-        flags, given = given, {**in_file, **given}
-        if not args.resume:
-            _name_the_file_at_fault(args.config, given, flags)
+    given = _given_settings(args, TrainConfig)
     progress = False if args.no_progress else None
     if distributed.torchrun_ranks().enabled:
         if args.out is None:  # each process would name its own folder by the clock

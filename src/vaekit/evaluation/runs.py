@@ -43,9 +43,10 @@ from vaekit.utils.files import read_json, read_run_config
 
 
 def eval_options(train_config: dict[str, Any]) -> dict[str, Any]:
-    """The ``model.loss`` options an evaluation of a run uses: its IWAE k, if it trained on that bound."""
+    """The ``model.loss`` options an evaluation of a run uses: its IWAE k, if it trained on that bound
+    (config.json's ``part_options``, or its ``k`` before there were part options)."""
     if train_config.get("objective") == "iwae":
-        return {"iwae_k": train_config["k"]}
+        return {"iwae_k": (train_config.get("part_options") or {}).get("k", train_config.get("k"))}
     return {}
 
 

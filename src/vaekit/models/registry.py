@@ -29,6 +29,7 @@ from vaekit.models.hvae import HierarchicalVAE
 from vaekit.models.mlp import MLPVAE
 from vaekit.models.vqvae import VQVAE
 from vaekit.utils.errors import VaekitError
+from vaekit.utils.packages import origin_of
 
 ENTRY_POINT_GROUP = "vaekit.models"
 PLUGIN_MODULES_VARIABLE = "VAEKIT_PLUGINS"
@@ -57,7 +58,7 @@ def register_model(cls: Any) -> Any:
     if taken is not None and taken is not cls and _qualname(taken) != _qualname(cls):
         raise VaekitError(f"model name {cls.name!r} of {_qualname(cls)} is taken by {_qualname(taken)}")
     if cls.name not in BUILT_IN:
-        cls.plugin = {"module": cls.__module__, **_package_of(cls.__module__)}
+        cls.plugin = origin_of(cls.__module__)
     MODELS[cls.name] = cls
     return cls
 
@@ -199,17 +200,6 @@ def _load_entry_point(entry: importlib.metadata.EntryPoint) -> None:
             f"model {where} registers no model named {entry.name!r}: the entry point's name must be the "
             "model class's name"
         )
-
-
-def _package_of(module: str) -> dict[str, str]:
-    """The installed distribution (name, version) that provides ``module``'s top-level package, if any."""
-    top = module.split(".")[0]
-    for dist_name in importlib.metadata.packages_distributions().get(top, []):
-        try:
-            return {"package": dist_name, "version": importlib.metadata.version(dist_name)}
-        except importlib.metadata.PackageNotFoundError:
-            continue
-    return {}
 
 
 def _qualname(cls: Any) -> str:

@@ -44,8 +44,10 @@ from pathlib import Path
 from typing import Any
 
 from vaekit.models import model_class
+from vaekit.models.parts import all_options
 from vaekit.training.config_files import check_settings, parse_toml, read_text_file
 from vaekit.training.model_settings import option_type, own_options
+from vaekit.training.part_settings import fold_part_options
 from vaekit.training.settings import TrainConfig
 from vaekit.utils.errors import VaekitError
 
@@ -130,6 +132,10 @@ def _dimensions(name: str, spec: Any, train: dict[str, Any], where: str) -> list
         hint = option_type(model, option)
         return [_dimension(name, spec, (hint,) if hint is not None else (), where)]
     hints = typing.get_type_hints(TrainConfig)
+    options = all_options()  # a part's option by its name (gamma = [1, 20]), typed by the part
+    if name in options:
+        hint = options[name][1]
+        return [_dimension(name, spec, typing.get_args(hint) + (hint,), where)]
     if name not in hints:
         raise VaekitError(f"{where}: unknown setting {name!r} in [search]")
     return [_dimension(name, spec, typing.get_args(hints[name]) + (hints[name],), where)]
@@ -209,6 +215,7 @@ def read_sweep_file(path: str | os.PathLike) -> Sweep:
     if not search:
         raise VaekitError(f"{path} has no [search] table: name at least one setting to search")
     fixed_options = {f"{OPTION}{key}" for key in train.get("model_options") or {}}
+    fixed_options |= set(train.get("part_options") or {})
     fixed = [d.name for d in search if d.name in train or d.name in fixed_options]
     if fixed:
         raise VaekitError(f"{path}: {fixed[0]} is both fixed in [train] and searched in [search]")
@@ -244,7 +251,7 @@ def _corners(search: list[Dimension]) -> list[dict[str, Any]]:
 def trial_config(sweep: Sweep, params: dict[str, Any], where: str = "sweep") -> TrainConfig:
     try:
         settings = {k: _setting_value(k, v) for k, v in params.items() if not k.startswith(OPTION)}
-        values = {**sweep.train, **settings}
+        values = fold_part_options({**sweep.train, **settings})
         options = {k[len(OPTION) :]: v for k, v in params.items() if k.startswith(OPTION)}
         if options:
             values["model_options"] = {**(sweep.train.get("model_options") or {}), **options}

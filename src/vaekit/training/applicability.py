@@ -20,6 +20,7 @@ from typing import Any
 
 from vaekit.data import FOLDER_PREFIX, SIZED
 from vaekit.models import MODELS, model_class
+from vaekit.models.parts import all_options, option_parts
 from vaekit.utils.errors import VaekitError
 
 MODEL_KINDS = ("one-latent", "hierarchy", "discrete")
@@ -57,19 +58,10 @@ RULES: dict[str, Rule] = {
     "objective": Rule(
         _not("objective", "elbo"), GAUSSIAN, flag=lambda c: f"--objective {c.objective}", example="iwae"
     ),
-    "k": Rule(_set("k"), GAUSSIAN, example=3, needs={"objective": "iwae"}),
     "prior": Rule(_not("prior", "standard"), ONE_LATENT, flag=lambda c: f"--prior {c.prior}", example="vamp"),
-    "pseudo_inputs": Rule(_set("pseudo_inputs"), ONE_LATENT, example=4, needs={"prior": "vamp"}),
     "posterior": Rule(
         _not("posterior", "gaussian"), ONE_LATENT, flag=lambda c: f"--posterior {c.posterior}", example="iaf"
     ),
-    "flow_steps": Rule(_set("flow_steps"), ONE_LATENT, example=2, needs={"posterior": "iaf"}),
-    "gamma": Rule(_set("gamma"), ONE_LATENT, example=5.0, needs={"objective": "factorvae"}),
-    "discriminator": Rule(
-        _set("discriminator"), ONE_LATENT, example=[8, 8], needs={"objective": "factorvae"}
-    ),
-    "lambda_od": Rule(_set("lambda_od"), ONE_LATENT, example=5.0, needs={"objective": "dip-i"}),
-    "mmd_weight": Rule(_set("mmd_weight"), ONE_LATENT, example=50.0, needs={"objective": "mmd"}),
     "kl_balance": Rule(lambda c: c.kl_balance is True, HIERARCHY, example=True),
     # the mixture fitted at the end is over a Gaussian latent (a vqvae's prior: vaekit train-prior)
     "fit_prior": Rule(
@@ -81,6 +73,23 @@ RULES: dict[str, Rule] = {
         _set("colour"), datasets=frozenset({"folder"}), flag=lambda c: "--grey/--rgb", example="grey"
     ),
 }
+
+
+
+def part_rules() -> dict[str, Rule]:
+    """A row for every option of every registered part (``models.parts``), generated from its spec:
+    given when ``part_options`` holds it, it applies to the models its part's requirements allow (the
+    one-latent ones where the part needs one latent, else every Gaussian-latent model) and goes with
+    its part (``needs``: the first part that takes it). Its example is its default."""
+    rules = {}
+    for name, (kind, _, spec_field) in all_options().items():
+        owner = option_parts(kind, name)[0]
+        models = ONE_LATENT if "one latent" in owner.requires else GAUSSIAN
+        default = spec_field.default_factory() if callable(spec_field.default_factory) else spec_field.default
+        given = lambda c, name=name: name in (c.part_options or {})  # noqa: E731
+        rules[name] = Rule(given, models, example=default, needs={kind: owner.name})
+    return rules
+
 
 # The settings that shape the model apply where its class's constructor takes them (plugins included):
 # training.model_settings.check_model_settings refuses them from there. Example values for the test.
@@ -95,6 +104,7 @@ EVERYWHERE = frozenset({
     "dataset", "data_dir", "model", "model_options", "epochs", "batch_size", "lr", "optimizer", "lr_schedule",
     "grad_clip", "skip_threshold", "max_skipped", "ema", "seed", "val_fraction", "augment", "binarize",
     "precision", "early_stopping", "device", "compile", "save_every", "max_time", "tensorboard", "mlflow",
+    "part_options",  # each option's own row: part_rules
 })  # fmt: skip
 
 
@@ -123,7 +133,7 @@ def _datasets_of(kinds: frozenset[str]) -> str:
 def check_applicability(config: Any) -> None:
     """Refuse the first option of ``config`` (a TrainConfig) given where RULES say it does not apply."""
     kind, data = model_kind(model_class(config.model)), dataset_kind(config.dataset)
-    for name, rule in RULES.items():
+    for name, rule in {**RULES, **part_rules()}.items():
         if not rule.given(config):
             continue
         flag = rule.flag(config) if rule.flag else f"--{name.replace('_', '-')}"

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from vaekit.models.registry import require_model
+from vaekit.training.part_settings import fold_part_options
 from vaekit.training.settings import TrainConfig
 from vaekit.utils.errors import VaekitError
 from vaekit.utils.types import describe_type, matches
@@ -73,7 +74,10 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
 
 
 def check_settings(settings: dict[str, Any], path: Path, table: str = TABLE) -> dict[str, Any]:
-    """``settings`` (the ``[table]`` of the file ``path``) checked key by key against TrainConfig."""
+    """``settings`` (the ``[table]`` of the file ``path``) checked key by key against TrainConfig; a part
+    option by its own name (``gamma = 5``, as files had it before ``part_options``) goes into
+    ``part_options``, where the part's spec checks it."""
+    settings = fold_part_options(settings)
     hints = typing.get_type_hints(TrainConfig)
     for key, value in settings.items():
         if key not in hints:

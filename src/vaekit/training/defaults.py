@@ -1,14 +1,13 @@
 """The training settings a model may take by default (``VAE.training_defaults``: the hvae trains as
 NVAE does) and their checks: the optimizer, its schedule, the gradient guard, the weights' average, KL
-balancing; and the options a hierarchy of latents refuses. ``settings.TrainConfig.validate`` calls
-these; they take the config as ``Any`` because settings.py imports this module."""
+balancing. ``settings.TrainConfig.validate`` calls these; they take the config as ``Any`` because
+settings.py imports this module."""
 
 from __future__ import annotations
 
 import math
 from typing import Any
 
-from vaekit.models.hierarchy import HIERARCHY_OBJECTIVES
 from vaekit.training.optim import OPTIMIZERS
 from vaekit.utils.errors import VaekitError
 
@@ -66,13 +65,3 @@ def check_training_options(config: Any, model_class: type) -> None:
             raise VaekitError(f"{flag(name)} must be a number in [0, 1), got {value!r}")
     if not isinstance(config.kl_balance, bool):
         raise VaekitError(f"kl balance must be true or false, got {config.kl_balance!r}")
-
-
-def refuse_one_latent_options(config: Any) -> None:
-    """A hierarchy of latents takes the elbo or iwae objective (its other one-latent options are refused
-    by training.applicability's table)."""
-    if config.objective not in HIERARCHY_OBJECTIVES:
-        raise VaekitError(
-            f"--objective {config.objective} applies to the one-latent models, not {config.model} "
-            f"(objectives: {', '.join(HIERARCHY_OBJECTIVES)})"
-        )

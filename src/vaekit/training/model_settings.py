@@ -11,8 +11,8 @@ from typing import Any
 
 from vaekit.models import MODELS, VAE, accepted_options, build_model, model_class
 from vaekit.models.base import LIKELIHOODS
-from vaekit.models.objectives.factorvae import DEFAULT_DISCRIMINATOR
 from vaekit.training.defaults import flag
+from vaekit.training.part_settings import part_model_config
 from vaekit.utils.errors import VaekitError
 from vaekit.utils.types import describe_type, matches
 
@@ -126,12 +126,7 @@ def model_config(config: Any, image_shape: tuple[int, ...], num_classes: int) ->
         values["num_classes"] = num_classes
     values.update({k: getattr(config, k) for k in MODEL_SETTINGS if getattr(config, k) is not None})
     values.update(config.model_options or {})
-    if config.prior != "standard":
-        values.update(trained_prior=config.prior, pseudo_inputs=config.pseudo_inputs)
-    if config.posterior != "gaussian":
-        values.update(posterior=config.posterior, flow_steps=config.flow_steps)
-    if config.objective == "factorvae":
-        values["tc_discriminator"] = list(config.discriminator or DEFAULT_DISCRIMINATOR)
+    values.update(part_model_config(config))  # what the parts add: a VampPrior's pseudo-inputs, ...
     return values
 
 

@@ -12,10 +12,6 @@ from typing import Any
 from vaekit.data import BINARIZE, check_dataset_name
 from vaekit.data.folder import COLOURS, parse_image_size
 from vaekit.models.base import PRECISIONS
-from vaekit.models.objectives import OBJECTIVES
-from vaekit.models.objectives.factorvae import DEFAULT_DISCRIMINATOR
-from vaekit.models.posteriors import POSTERIORS
-from vaekit.models.priors import TRAINED_PRIORS
 from vaekit.models.registry import require_model
 from vaekit.training.applicability import check_applicability
 from vaekit.training.budget import parse_duration
@@ -23,23 +19,19 @@ from vaekit.training.defaults import (
     check_training_options,
     fill_training_defaults,
     flag,
-    refuse_one_latent_options,
 )
 from vaekit.training.model_settings import MODEL_SETTINGS, check_model_settings, gaussian_models
+from vaekit.training.part_settings import (
+    check_parts,
+    chosen_parts,
+    exact_kl,
+    fold_part_options,
+    inexact,
+    objective_takes,
+)
 from vaekit.utils.devices import DEVICES
 from vaekit.utils.errors import VaekitError
 from vaekit.utils.files import read_run_config
-
-DEFAULT_IWAE_K = 5
-# The Gaussian-latent models' parts (models/gaussian.py) and the objectives' own weights, with the
-# defaults they take when their part or objective is chosen.
-# Tomczak & Welling used K = 500; on MNIST 100 gave 3.5 of 500's 4.3 nats at 1.7x, not 4x, the time per
-# step of the plain model (docs/models.md)
-DEFAULT_PSEUDO_INPUTS = 100
-DEFAULT_FLOW_STEPS = 2
-OBJECTIVE_WEIGHTS = {"gamma": ("factorvae",), "lambda_od": ("dip-i", "dip-ii"), "mmd_weight": ("mmd",)}
-DEFAULT_WEIGHTS = {"gamma": 10.0, "lambda_od": 10.0, "mmd_weight": 100.0}
-BATCH_OBJECTIVES = ("btcvae", "factorvae", "dip-i", "dip-ii", "mmd")  # estimate from the batch: B >= 2
 
 
 @dataclass
@@ -69,16 +61,10 @@ class TrainConfig:
     kl_warmup: int | None = None  # epochs (None: the model's default, TRAINING_DEFAULTS)
     kl_balance: bool | None = None  # hvae: NVAE's balancing of the groups' KL during the warm-up
     free_bits: float = 0.0
-    objective: str = "elbo"
-    k: int | None = None
-    prior: str = "standard"  # the prior trained with: standard (N(0, I); a cvae: N(m_y, I)) or vamp
-    pseudo_inputs: int | None = None  # vamp: pseudo-inputs (per class for a cvae)
-    posterior: str = "gaussian"  # gaussian or iaf (a flow on top of it)
-    flow_steps: int | None = None  # iaf: steps of the flow
-    gamma: float | None = None  # factorvae: weight of the total correlation
-    discriminator: list[int] | None = None  # factorvae: the discriminator's hidden layers
-    lambda_od: float | None = None  # dip-i, dip-ii: weight of the off-diagonal covariance
-    mmd_weight: float | None = None  # mmd: weight of the MMD between q(z) and p(z)
+    objective: str = "elbo"  # the parts (models.parts): the objective, the prior trained with, its posterior
+    prior: str = "standard"
+    posterior: str = "gaussian"
+    part_options: dict[str, Any] | None = None  # the parts' options by name (--k, --gamma): part_settings
     epochs: int = 10
     batch_size: int = 128
     lr: float | None = None  # None: the model's default (1e-3; hvae 1.2e-2)
@@ -136,8 +122,7 @@ class TrainConfig:
             raise VaekitError(f"KL warm-up must be a whole number of epochs >= 0, got {self.kl_warmup!r}")
         if not (math.isfinite(self.free_bits) and self.free_bits >= 0):
             raise VaekitError(f"free bits must be a finite number of nats >= 0, got {self.free_bits!r}")
-        if self.objective not in OBJECTIVES:
-            raise VaekitError(f"unknown objective {self.objective!r}; choose from {', '.join(OBJECTIVES)}")
+        chosen_parts(self)  # an unknown prior, posterior or objective: one line that lists the others
 
     def _validate_run_options(self) -> None:
         """The validation split, early stopping, the fitted prior, checkpoints, binarization, precision and
@@ -182,77 +167,18 @@ class TrainConfig:
             raise VaekitError(
                 f"--precision bf16 applies to the Gaussian-latent models ({models}), not {self.model}"
             )
-        if self.free_bits > 0 and self.objective not in ("elbo", "iwae"):
+        if self.free_bits > 0 and not objective_takes(self, "free_bits"):
             raise VaekitError(f"--free-bits applies to the elbo objective, not {self.objective}")
-        if self.objective == "iwae":
-            if elbo_options:
-                raise VaekitError(f"{elbo_options[0]} applies to the elbo objective, not iwae")
-            self.k = DEFAULT_IWAE_K if self.k is None else self.k
-            if not isinstance(self.k, int) or self.k < 1:
-                raise VaekitError(f"--k must be an integer >= 1, got {self.k!r}")
-        elif self.k is not None:
-            raise VaekitError("--k (importance samples) applies to --objective iwae only")
+        if elbo_options and not objective_takes(self, "kl_weight"):  # the IWAE bound has no KL weight
+            raise VaekitError(f"{elbo_options[0]} applies to the elbo objective, not {self.objective}")
 
     def _validate_parts(self, model_class: type) -> None:
-        """The trained prior, the posterior and the objectives' own weights: known, positive, given only
-        with what they belong to, and combinations that have a meaning; fills in their defaults."""
-        if self.prior not in TRAINED_PRIORS:
-            raise VaekitError(f"unknown prior {self.prior!r}; choose from {', '.join(TRAINED_PRIORS)}")
-        if self.posterior not in POSTERIORS:
-            raise VaekitError(f"unknown posterior {self.posterior!r}; choose from {', '.join(POSTERIORS)}")
-        if model_class.latent_kind == "hierarchy":
-            refuse_one_latent_options(self)
-        self.pseudo_inputs = _part_count(
-            "--pseudo-inputs", self.pseudo_inputs, self.prior == "vamp", "--prior vamp", DEFAULT_PSEUDO_INPUTS
-        )
-        self.flow_steps = _part_count(
-            "--flow-steps", self.flow_steps, self.posterior == "iaf", "--posterior iaf", DEFAULT_FLOW_STEPS
-        )
-        sizes = self.discriminator
-        if sizes is not None and self.objective != "factorvae":
-            raise VaekitError(f"--discriminator applies to --objective factorvae, not {self.objective}")
-        if sizes is not None and (
-            not sizes or any(isinstance(h, bool) or not isinstance(h, int) or h < 1 for h in sizes)
-        ):
-            raise VaekitError(f"discriminator sizes must be integers >= 1, got {sizes!r}")
-        if sizes is None and self.objective == "factorvae":
-            self.discriminator = list(DEFAULT_DISCRIMINATOR)
-        for name, objectives in OBJECTIVE_WEIGHTS.items():
-            value = getattr(self, name)
-            if value is not None and self.objective not in objectives:
-                raise VaekitError(
-                    f"--{flag(name)} applies to --objective {' or '.join(objectives)}, not {self.objective}"
-                )
-            if value is not None and not (
-                isinstance(value, (int, float)) and math.isfinite(value) and value >= 0
-            ):
-                raise VaekitError(f"{name.replace('_', ' ')} must be a finite number >= 0, got {value!r}")
-            if value is None and self.objective in objectives:
-                setattr(self, name, DEFAULT_WEIGHTS[name])
-        self._refuse_meaningless_combinations()
-
-    def _refuse_meaningless_combinations(self) -> None:
-        exact_kl = self.prior == "standard" and self.posterior == "gaussian"
-        if self.free_bits > 0 and not exact_kl:
-            raise VaekitError(
-                "--free-bits needs the KL per dimension in closed form: "
-                "not with --prior vamp or --posterior iaf"
-            )
-        if self.objective == "btcvae" and not exact_kl:
-            raise VaekitError(
-                "--objective btcvae needs a Gaussian posterior and a prior that factorises: "
-                "not with --prior vamp or --posterior iaf"
-            )
-        if self.objective in ("dip-i", "dip-ii") and self.posterior != "gaussian":
-            raise VaekitError(
-                f"--objective {self.objective} needs the Gaussian posterior's covariance: "
-                "not with --posterior iaf"
-            )
-        if self.objective in BATCH_OBJECTIVES and self.batch_size < 2:
-            raise VaekitError(
-                f"--objective {self.objective} estimates from the other images of a batch: "
-                "it needs --batch-size >= 2"
-            )
+        """The trained prior, the posterior and the objective, and their options: from their specs
+        (``part_settings.check_parts``), which fills in the options' defaults."""
+        check_parts(self, model_class)
+        if self.free_bits > 0 and not exact_kl(chosen_parts(self)):
+            not_with = inexact(chosen_parts(self))
+            raise VaekitError(f"--free-bits needs the KL per dimension in closed form: not with {not_with}")
         if isinstance(self.max_time, str):
             self.max_time = parse_duration(self.max_time)
         if self.max_time is not None and not (
@@ -261,22 +187,17 @@ class TrainConfig:
             raise VaekitError(f"max time must be a positive number of seconds, got {self.max_time!r}")
 
     @classmethod
+    def of(cls, **settings: Any) -> TrainConfig:
+        """A config from settings by name, a part's options among them by their own names
+        (``TrainConfig.of(objective="factorvae", gamma=5.0)``), as flags and config files give them."""
+        return cls(**fold_part_options(settings))
+
+    @classmethod
     def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
+        """The settings of ``values`` (config.json's ``train``; a run's from before ``part_options``
+        too, whose part options were settings of their own)."""
         known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in values.items() if k in known})
-
-
-def _part_count(option: str, value: int | None, chosen: bool, part: str, default: int) -> int | None:
-    """A part's count (pseudo-inputs, flow steps): an integer >= 1, given only with its part."""
-    if not chosen:
-        if value is not None:
-            raise VaekitError(f"{option} applies to {part} only")
-        return None
-    if value is None:
-        return default
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise VaekitError(f"{option} must be an integer >= 1, got {value!r}")
-    return value
+        return cls(**{k: v for k, v in fold_part_options(values).items() if k in known})
 
 
 # Settings a run is built on; a resume that asks for another value is refused, not applied.
@@ -297,15 +218,9 @@ FIXED_ON_RESUME = (
     "ema",
     "free_bits",
     "objective",
-    "k",
     "prior",
-    "pseudo_inputs",
     "posterior",
-    "flow_steps",
-    "gamma",
-    "discriminator",
-    "lambda_od",
-    "mmd_weight",
+    "part_options",
     "batch_size",
     "seed",
     "val_fraction",
@@ -322,7 +237,7 @@ def resumed_config(out: str | os.PathLike, **changes: Any) -> TrainConfig:
     stored = read_run_config(Path(out))
     require_model(stored["model"].get("name"), stored["model"].get("plugin"))  # missing: what to install
     config = TrainConfig.from_dict(stored["train"])
-    for key, value in changes.items():
+    for key, value in fold_part_options(changes).items():
         if key not in TrainConfig.__dataclass_fields__:
             raise VaekitError(f"unknown training setting {key!r}")
         current = getattr(config, key)
@@ -332,6 +247,14 @@ def resumed_config(out: str | os.PathLike, **changes: Any) -> TrainConfig:
             value = parse_image_size(value)
         if current is None and key in MODEL_SETTINGS:  # the run took the model's default
             current = stored["model"].get(key)
+        if key == "part_options" and isinstance(value, dict):  # each option given against the run's
+            for name, option in value.items():
+                if name in (current or {}) and option != current[name]:
+                    raise VaekitError(
+                        f"--{flag(name)} {option} differs from the run's {current[name]}; it cannot change "
+                        "on --resume"
+                    )
+            value = {**(current or {}), **value}
         if key in FIXED_ON_RESUME and value != current:
             raise VaekitError(
                 f"--{flag(key)} {value} differs from the run's {current}; it cannot change on --resume"

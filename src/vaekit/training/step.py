@@ -10,6 +10,8 @@ from typing import Any
 import torch
 
 from vaekit.models import VAE
+from vaekit.models.parts import part
+from vaekit.training.part_settings import objective_takes
 from vaekit.training.settings import TrainConfig
 from vaekit.utils.devices import cpu_has_bf16
 from vaekit.utils.errors import VaekitError
@@ -26,35 +28,29 @@ def warmup(config: TrainConfig, epochs_done: float) -> float:
 
 
 def kl_weight(config: TrainConfig, epochs_done: float) -> float:
-    """The KL term's weight: beta times the warm-up's ramp. beta-TCVAE's beta weighs the total
-    correlation alone, so its KL weight (on all three of the KL's parts) is the ramp alone."""
+    """The KL term's weight: beta times the warm-up's ramp. An objective that takes beta itself
+    (beta-TCVAE's weighs the total correlation alone) has the ramp alone as its KL weight (on all three
+    of the KL's parts)."""
     ramp = warmup(config, epochs_done)
-    return ramp if config.objective == "btcvae" else config.beta * ramp
+    return ramp if objective_takes(config, "beta") else config.beta * ramp
 
 
 def loss_options(model: VAE, config: TrainConfig, epochs_done: float, dataset_size: int) -> dict[str, Any]:
-    """The keyword arguments of ``model.loss`` in training: a Gaussian-latent model's objective and its
-    options (a VQ-VAE takes none). ``dataset_size``: the training images (beta-TCVAE's estimate of q(z)
-    needs it)."""
+    """The keyword arguments of ``model.loss`` in training: a Gaussian-latent model's objective and what
+    its function takes (``PartSpec.loss_options``) of its options and the step's KL weight, beta, free
+    bits and ``dataset_size`` (the training images: beta-TCVAE's estimate of q(z) needs it); a VQ-VAE
+    takes none, a hierarchy its own (its loss computes both its objectives over every group)."""
     if not model.takes_objectives:
         return {}
-    objective = config.objective
-    if objective == "iwae":
-        return {"objective": "iwae", "k": config.k}
-    options: dict[str, Any] = {"objective": objective, "kl_weight": kl_weight(config, epochs_done)}
+    spec = part("objective", config.objective)
+    weight = kl_weight(config, epochs_done)
     if model.latent_kind == "hierarchy":  # its groups' KL balanced while the weight rises
-        return {**options, "kl_balance": config.kl_balance}
-    if objective == "elbo":
-        options["free_bits"] = config.free_bits
-    elif objective == "btcvae":
-        options.update(beta=config.beta, dataset_size=dataset_size)
-    elif objective == "factorvae":
-        options["gamma"] = config.gamma
-    elif objective in ("dip-i", "dip-ii"):
-        options["lambda_od"] = config.lambda_od
-    elif objective == "mmd":
-        options["mmd_weight"] = config.mmd_weight
-    return options
+        if spec.name == "iwae":
+            return {"objective": "iwae", "k": config.part_options["k"]}
+        return {"objective": spec.name, "kl_weight": weight, "kl_balance": config.kl_balance}
+    context = {"kl_weight": weight, "beta": config.beta, "free_bits": config.free_bits}
+    context["dataset_size"] = dataset_size
+    return {"objective": spec.name, **spec.loss_options(config.part_options, context)}
 
 
 def autocast(config: TrainConfig, device: torch.device) -> torch.autocast:

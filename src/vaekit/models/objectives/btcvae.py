@@ -21,9 +21,14 @@ import torch
 from vaekit.models.base import VAE, LossOutput
 from vaekit.models.maths import aggregate_log_densities
 from vaekit.models.objectives.elbo import draw, elbo_terms
+from vaekit.models.parts import register_objective
 from vaekit.utils.errors import VaekitError
 
 
+@register_objective(
+    "btcvae", "beta-TCVAE: the KL split in three, --beta weighing the total correlation (Chen et al. 2018)",
+    requires=("one latent", "exact kl", "batch of 2"),
+)
 def btcvae(
     model: VAE,  # a GaussianVAE with a Gaussian posterior and prior
     x: torch.Tensor,

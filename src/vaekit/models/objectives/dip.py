@@ -9,11 +9,14 @@ Both over the batch (``maths.covariance``, ``maths.dip_penalty``); they need a G
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
 from vaekit.models.base import VAE, LossOutput
 from vaekit.models.maths import covariance, dip_penalty
 from vaekit.models.objectives.elbo import draw, elbo_terms
+from vaekit.models.parts import option, register_objective
 from vaekit.utils.errors import VaekitError
 
 DIAGONAL_FACTOR = {"i": 10.0, "ii": 1.0}  # lambda_d / lambda_od
@@ -46,11 +49,49 @@ def dip(
     return LossOutput(objective + penalty, elbo_terms(d, dip=penalty))
 
 
-def dip_i(model: VAE, x: torch.Tensor, labels: torch.Tensor | None = None, **options) -> LossOutput:
+@dataclass
+class DIPOptions:
+    lambda_od: float = option(
+        10.0, "weight of the off-diagonal covariance (the diagonal's: 10x for I, 1x for II)", minimum=0
+    )
+
+
+DIP_REQUIRES = ("one latent", "gaussian posterior", "batch of 2")
+
+
+@register_objective(
+    "dip-i", "DIP-VAE-I: the posterior means' covariance pushed to I (Kumar et al. 2018)", DIPOptions,
+    requires=DIP_REQUIRES,
+)
+def dip_i(
+    model: VAE,
+    x: torch.Tensor,
+    labels: torch.Tensor | None = None,
+    *,
+    lambda_od: float = 10.0,
+    kl_weight: float = 1.0,
+    generator: torch.Generator | None = None,
+    noise_rows: tuple[int, int] | None = None,
+) -> LossOutput:
     """DIP-VAE-I: the covariance of the posterior means."""
-    return dip(model, x, labels, kind="i", **options)
+    return dip(model, x, labels, kind="i", lambda_od=lambda_od, kl_weight=kl_weight, generator=generator,
+               noise_rows=noise_rows)  # fmt: skip
 
 
-def dip_ii(model: VAE, x: torch.Tensor, labels: torch.Tensor | None = None, **options) -> LossOutput:
+@register_objective(
+    "dip-ii", "DIP-VAE-II: the aggregate posterior's covariance pushed to I (Kumar et al. 2018)", DIPOptions,
+    requires=DIP_REQUIRES,
+)
+def dip_ii(
+    model: VAE,
+    x: torch.Tensor,
+    labels: torch.Tensor | None = None,
+    *,
+    lambda_od: float = 10.0,
+    kl_weight: float = 1.0,
+    generator: torch.Generator | None = None,
+    noise_rows: tuple[int, int] | None = None,
+) -> LossOutput:
     """DIP-VAE-II: the covariance of the aggregate posterior."""
-    return dip(model, x, labels, kind="ii", **options)
+    return dip(model, x, labels, kind="ii", lambda_od=lambda_od, kl_weight=kl_weight, generator=generator,
+               noise_rows=noise_rows)  # fmt: skip

@@ -16,6 +16,7 @@ import torch
 
 from vaekit.models.base import VAE, LossOutput
 from vaekit.models.maths import free_bits_kl
+from vaekit.models.parts import register_objective
 from vaekit.utils.errors import VaekitError
 
 
@@ -53,6 +54,9 @@ def elbo_terms(d: Draw, **extra: torch.Tensor) -> dict[str, torch.Tensor]:
     return {name: value.detach() for name, value in terms.items()}
 
 
+@register_objective(
+    "elbo", "the negative ELBO, its KL weighted by --beta (beta-VAE) and floored by --free-bits"
+)
 def elbo(
     model: VAE,  # a GaussianVAE: posterior_of, kl, decode_logits, recon_nll
     x: torch.Tensor,

@@ -12,6 +12,7 @@ run's optimizer (``GaussianVAE.parameter_groups``): saved in every checkpoint, s
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import ClassVar
 
 import torch
@@ -22,6 +23,7 @@ from torch.func import functional_call
 from vaekit.models.base import VAE, LossOutput
 from vaekit.models.maths import permute_dims
 from vaekit.models.objectives.elbo import draw, elbo_terms
+from vaekit.models.parts import option, register_objective
 from vaekit.utils.errors import VaekitError
 
 DEFAULT_DISCRIMINATOR = (1000,) * 5  # the paper's six layers of 1000 units (appendix, table 4)
@@ -46,6 +48,17 @@ class Discriminator(nn.Module):
         return self.net(z).squeeze(-1)
 
 
+@dataclass
+class FactorVAEOptions:
+    gamma: float = option(10.0, "weight of the total correlation", minimum=0)
+    discriminator: list[int] = option(DEFAULT_DISCRIMINATOR, "the discriminator's hidden layers", minimum=1)
+
+
+@register_objective(
+    "factorvae", "FactorVAE: + gamma x the total correlation a discriminator estimates (Kim & Mnih 2018)",
+    FactorVAEOptions, requires=("one latent", "batch of 2"),
+    model_config=lambda options: {"tc_discriminator": list(options["discriminator"])},
+)
 def factorvae(
     model: VAE,  # a GaussianVAE with a discriminator (tc_discriminator in its config)
     x: torch.Tensor,

@@ -7,10 +7,13 @@ at k = 1, tighter as k grows. The same weights give the importance-sampled -log 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
 from vaekit.models.base import VAE, LossOutput
 from vaekit.models.maths import iwae_bound
+from vaekit.models.parts import option, register_objective
 from vaekit.models.posteriors import DiagonalGaussian
 
 
@@ -40,6 +43,12 @@ def log_weights(
     return log_w, recon
 
 
+@dataclass
+class IWAEOptions:
+    k: int = option(5, "importance samples of the bound", minimum=1)
+
+
+@register_objective("iwae", "the importance-weighted bound with k samples (Burda et al. 2015)", IWAEOptions)
 def iwae(
     model: VAE,  # a GaussianVAE: posterior_of, trained_prior, decode_logits, recon_nll
     x: torch.Tensor,

@@ -10,13 +10,25 @@ samples drawn from N(0, I) look like the data. Batches need at least two images.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
 from vaekit.models.base import VAE, LossOutput
 from vaekit.models.maths import imq_mmd
 from vaekit.models.objectives.elbo import draw, elbo_terms
+from vaekit.models.parts import option, register_objective
 
 
+@dataclass
+class MMDOptions:
+    mmd_weight: float = option(100.0, "weight of MMD(q(z), p(z))", minimum=0)
+
+
+@register_objective(
+    "mmd", "InfoVAE / WAE-MMD: + W x MMD(q(z), p(z)) (Zhao et al. 2019; --beta 0: Tolstikhin et al. 2018)",
+    MMDOptions, requires=("one latent", "batch of 2"),
+)
 def mmd(
     model: VAE,  # a GaussianVAE
     x: torch.Tensor,

@@ -7,9 +7,10 @@ that stands for an image). ``DiagonalGaussian`` (Kingma & Welling 2013) also has
 and a closed-form KL; ``FlowPosterior`` (an inverse autoregressive flow on top of it, iaf.py) does not.
 """
 
+from vaekit.models.parts import PartView
 from vaekit.models.posteriors.gaussian import DiagonalGaussian
 from vaekit.models.posteriors.iaf import FlowPosterior, InverseAutoregressiveFlow
 
-POSTERIORS = ("gaussian", "iaf")
+POSTERIORS = PartView("posterior")  # what --posterior picks, by name
 
 __all__ = ["POSTERIORS", "DiagonalGaussian", "FlowPosterior", "InverseAutoregressiveFlow"]

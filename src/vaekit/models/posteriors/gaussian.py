@@ -7,8 +7,12 @@ from typing import NamedTuple
 import torch
 
 from vaekit.models.maths import log_normal, reparameterize
+from vaekit.models.parts import register_posterior
 
 
+@register_posterior(
+    "gaussian", "a diagonal Gaussian, N(mean, diag(exp(logvar))) (Kingma & Welling 2013)", closed_form=True
+)
 class DiagonalGaussian(NamedTuple):
     """q(z|x) for a batch of images: ``mean`` and ``logvar``, each [B, D] (float32).
 

@@ -14,11 +14,13 @@ objectives use ``FlowPosterior.rsample_with_log_prob``.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import NamedTuple
 
 import torch
 from torch import nn
 
+from vaekit.models.parts import option, register_posterior
 from vaekit.models.posteriors.gaussian import DiagonalGaussian
 
 FORGET_BIAS = 1.5  # sigma starts near sigmoid(1.5) = 0.82: each step starts close to keeping z (paper sec. 4)
@@ -86,6 +88,16 @@ class InverseAutoregressiveFlow(nn.Module):
         return z, log_det
 
 
+@dataclass
+class IAFOptions:
+    flow_steps: int = option(2, "steps of the flow", minimum=1)
+
+
+@register_posterior(
+    "iaf", "an inverse autoregressive flow on the Gaussian (Kingma et al. 2016)", IAFOptions,
+    requires=("one latent",),
+    model_config=lambda options: {"posterior": "iaf", "flow_steps": options["flow_steps"]},
+)
 class FlowPosterior(NamedTuple):
     """q(z|x) = the flow pushed through from ``base`` (the encoder's diagonal Gaussian), for a batch."""
 

@@ -13,12 +13,13 @@ A prior is an ``nn.Module`` with ``log_prob`` and ``sample``; its constructor ar
 ``config``, so that ``vaekit.load`` rebuilds a fitted prior from config.json and fills its weights.
 """
 
+from vaekit.models.parts import PartView
 from vaekit.models.priors.codes import CodePrior
 from vaekit.models.priors.mixture import MixturePrior
 from vaekit.models.priors.standard import ClassMeanPrior, StandardNormalPrior
 from vaekit.models.priors.vamp import VampPrior
 
-TRAINED_PRIORS = ("standard", "vamp")  # what --prior picks: the prior a model trains with
+TRAINED_PRIORS = PartView("prior")  # what --prior picks: the priors a model trains with, by name
 
 __all__ = [
     "TRAINED_PRIORS",

@@ -12,10 +12,12 @@ import torch
 from torch import nn
 
 from vaekit.models.maths import check_labels, gaussian_kl_per_dim, log_standard_normal
+from vaekit.models.parts import register_prior
 from vaekit.models.posteriors import DiagonalGaussian
 from vaekit.utils.errors import VaekitError
 
 
+@register_prior("standard", "N(0, I) (a cvae: N(m_y, I), its class means learned)", closed_form=True)
 class StandardNormalPrior(nn.Module):
     """p(z) = N(0, I) over ``latent_dim`` dimensions; no parameters."""
 

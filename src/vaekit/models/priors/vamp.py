@@ -12,14 +12,27 @@ paper's N(0.05, 0.01) (``init_pixels``); ``vaekit train`` starts them from K ran
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 
 from vaekit.models.maths import diagonal_mixture_log_prob, kl_per_dim_to_mixture
+from vaekit.models.parts import option, register_prior
 from vaekit.models.posteriors import DiagonalGaussian
 from vaekit.utils.errors import VaekitError
 
 
+@dataclass
+class VampOptions:
+    pseudo_inputs: int = option(100, "pseudo-inputs, per class for a cvae", minimum=1)
+
+
+@register_prior(
+    "vamp", "the VampPrior: a mixture of the posteriors of learned pseudo-inputs (Tomczak & Welling 2018)",
+    VampOptions, requires=("one latent",),
+    model_config=lambda options: {"trained_prior": "vamp", "pseudo_inputs": options["pseudo_inputs"]},
+)
 class VampPrior(nn.Module):
     """K pseudo-inputs (per class for a conditional model) whose posteriors make the prior's mixture."""
 
