@@ -21,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import importlib.metadata
+import inspect
 import math
 import pkgutil
 import re
@@ -71,6 +72,7 @@ class PartSpec:
     closed_form: bool = False  # a prior or posterior with which the KL per dimension has a closed form
     model_config: Callable[[Any], dict[str, Any]] | None = None  # its options -> model config entries
     function: Callable[..., Any] | None = None  # an objective's
+    per_step: Callable[[dict[str, Any], dict[str, Any]], dict[str, Any]] | None = None  # values a step needs
     module: str = "vaekit"  # where it is defined
     origin: dict[str, str] | None = None  # a part from outside the package: module, package, version
 
@@ -104,13 +106,14 @@ class PartSpec:
 
     def loss_options(self, options: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:
         """The keyword arguments of an objective's function for one step: those its signature names,
-        from its ``options`` and the step's ``context`` (kl_weight, beta, free_bits, dataset_size)."""
+        from its ``options``, the step's ``context`` (kl_weight, beta, free_bits, dataset_size, step)
+        and what its ``per_step`` hook makes of both (a target that rises with the step)."""
         if self.function is None:
             return {}
-        import inspect
-
-        parameters = inspect.signature(self.function).parameters
         values = {**context, **options}
+        if self.per_step is not None:
+            values.update(self.per_step(options, context))
+        parameters = inspect.signature(self.function).parameters
         return {name: values[name] for name in parameters if name in values}
 
 
@@ -159,13 +162,14 @@ def _decorator(kind: str) -> Callable[..., Callable[[Any], Any]]:
         requires: tuple[str, ...] = (),
         model_config: Callable[[Any], dict[str, Any]] | None = None,
         closed_form: bool = False,
+        per_step: Callable[[dict[str, Any], dict[str, Any]], dict[str, Any]] | None = None,
     ) -> Callable[[Any], Any]:
         def decorate(target: Any) -> Any:
             module = target.__module__
             origin = None if module.startswith("vaekit.") else origin_of(module)
             register_part(PartSpec(
                 kind, name, summary, options, frozenset(requires), closed_form, model_config,
-                target if kind == "objective" else None, module, origin,
+                target if kind == "objective" else None, per_step, module, origin,
             ))  # fmt: skip
             return target
 

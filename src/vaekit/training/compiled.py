@@ -7,7 +7,8 @@ an epoch runs eagerly instead of compiling a second graph, and the warm-up's KL 
 every step, reaches the graph as a tensor on the device (``kl_weight``), not as a number it would
 specialise on. Random draws fall back to eager's (inductor's ``fallback_random``), so a compiled run
 draws the very noise of an eager one: the two differ only by the rounding of fused arithmetic, and a
-compiled run resumes exactly.
+compiled run resumes exactly. Every number of the step's options that changes from step to step (the
+KL weight, what an objective's ``per_step`` hook computes: a capacity's target) reaches the graph so.
 
 The optimizer step, the gradient guard and the sums stay eager: they are a handful of fused or foreach
 kernels, decided on the device (updates.py).
@@ -28,6 +29,7 @@ from typing import Any
 import torch
 
 from vaekit.models import LossOutput
+from vaekit.models.parts import part
 from vaekit.training import distributed
 from vaekit.utils.errors import VaekitError, first_line
 
@@ -65,20 +67,25 @@ class CompiledLoss:
     """``loss(x, labels, options)`` as the loop calls it: compiled for batches of ``batch_size`` images,
     the eager ``loss`` for any other (the epoch's last)."""
 
-    def __init__(self, loss: Loss, batch_size: int, device: torch.device) -> None:
+    def __init__(
+        self, loss: Loss, batch_size: int, device: torch.device, varying: frozenset[str] = frozenset()
+    ) -> None:
         self.eager, self.batch_size, self.device = loss, batch_size, device
+        self.varying = {"kl_weight", *varying}  # the options whose number changes from step to step
         options: dict[str, Any] = {"fallback_random": True}
         if device.type == "cuda":
             options["triton.cudagraphs"] = True
         self.compiled = torch.compile(loss, dynamic=False, options=options)
-        self.kl_weight = torch.ones((), device=device)  # the warm-up's KL weight, filled in each step
+        self.numbers: dict[str, torch.Tensor] = {}  # the step's numbers (the KL weight, ...) on the device
 
     def __call__(self, x: torch.Tensor, labels: torch.Tensor, options: dict[str, Any]) -> LossOutput:
         if len(x) != self.batch_size:
             return self.eager(x, labels, options)
-        if "kl_weight" in options:
-            self.kl_weight.fill_(options["kl_weight"])  # a kernel's argument: nothing waits
-            options = {**options, "kl_weight": self.kl_weight}
+        options = dict(options)
+        for name, value in options.items():  # a changing number would recompile: a tensor instead
+            if name in self.varying and isinstance(value, (int, float)):
+                held = self.numbers.setdefault(name, torch.zeros((), device=self.device))
+                options[name] = held.fill_(value)  # a kernel's argument: nothing waits
         if self.device.type == "cuda":  # a new step: the graphs' outputs of the last one are done with
             torch.compiler.cudagraph_mark_step_begin()
         return self.compiled(x, labels, options)
@@ -110,15 +117,16 @@ def compiled_loss(
     device: torch.device,
     asked: bool,
     log: Callable[[str], None],
+    varying: frozenset[str] = frozenset(),
 ) -> Loss:
-    """``loss`` compiled and warmed up on one step (``CompiledLoss.warm_up``); if that fails, a one-line
-    error where ``asked`` (--compile), else ``loss`` itself with a note. Nothing of the run is touched
-    either way."""
+    """``loss`` compiled and warmed up on one step (``CompiledLoss.warm_up``; ``varying``: the options
+    that change with the step); if that fails, a one-line error where ``asked`` (--compile), else
+    ``loss`` itself with a note. Nothing of the run is touched either way."""
     missing = compiler_missing(device)
     try:
         if missing is not None:
             raise RuntimeError(missing)
-        compiled = CompiledLoss(loss, batch_size, device)
+        compiled = CompiledLoss(loss, batch_size, device, varying)
         compiled.warm_up(model, step)
         return compiled
     except Exception as exc:  # dynamo, inductor and the C++ or Triton compilers raise their own
@@ -149,4 +157,14 @@ def compile_step(trainer: Any, log: Callable[[str], None]) -> Loss:
         trainer.device,
         asked=config.compile is True,
         log=log,
+        varying=varying_options(config),
     )
+
+
+def varying_options(config: Any) -> frozenset[str]:
+    """The options of the run's objective that its ``per_step`` hook computes anew each step."""
+    spec = part("objective", config.objective)
+    if spec.per_step is None:
+        return frozenset()
+    context = {"kl_weight": 1.0, "beta": config.beta, "free_bits": config.free_bits}
+    return frozenset(spec.per_step(config.part_options, {**context, "dataset_size": 1, "step": 0}))

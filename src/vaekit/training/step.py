@@ -48,8 +48,9 @@ def loss_options(model: VAE, config: TrainConfig, epochs_done: float, dataset_si
         if spec.name == "iwae":
             return {"objective": "iwae", "k": config.part_options["k"]}
         return {"objective": spec.name, "kl_weight": weight, "kl_balance": config.kl_balance}
+    steps = epochs_done * math.ceil(dataset_size / config.batch_size)  # the optimizer's steps so far
     context = {"kl_weight": weight, "beta": config.beta, "free_bits": config.free_bits}
-    context["dataset_size"] = dataset_size
+    context.update(dataset_size=dataset_size, step=round(steps))
     return {"objective": spec.name, **spec.loss_options(config.part_options, context)}
 
 
