@@ -194,7 +194,7 @@ def test_vaekit_plugins_imports_a_module_that_is_not_a_package(site, monkeypatch
         "register_model(tiny_network_vae('mine'))\n"
     )
     monkeypatch.setenv("VAEKIT_PLUGINS", "my_models")
-    monkeypatch.setattr("vaekit.models.registry._imported_env_modules", set())
+    monkeypatch.setattr("vaekit.utils.packages._imported_env_modules", set())
     try:
         assert model_class("mine").name == "mine"
         monkeypatch.setenv("VAEKIT_PLUGINS", "no_such_module_here")

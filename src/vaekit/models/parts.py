@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from vaekit.utils.errors import VaekitError
-from vaekit.utils.packages import origin_of
+from vaekit.utils.packages import import_env_plugins, install_hint, origin_of
 from vaekit.utils.types import describe_type, matches
 
 KINDS = ("prior", "posterior", "objective")
@@ -185,9 +185,11 @@ register_objective = _decorator("objective")
 
 
 def parts(kind: str) -> dict[str, PartSpec]:
-    """The registered parts of ``kind`` by name, installed ones included."""
+    """The registered parts of ``kind`` by name, installed ones and those of VAEKIT_PLUGINS' modules
+    included."""
     _load_built_ins()
     _load_entry_points()
+    import_env_plugins()
     return PARTS[kind]
 
 
@@ -221,6 +223,19 @@ def part(kind: str, name: Any) -> PartSpec:
     if (kind, name) in _broken:
         raise VaekitError(f"cannot load the {kind} {name!r}: {_broken[kind, name]}")
     raise VaekitError(f"unknown {kind} {name!r}; choose from {', '.join(known)}")
+
+
+def require_parts(saved: dict[str, Any] | None) -> None:
+    """A run's parts from outside the package (config.json's ``parts``: each kind's name and origin) are
+    registered here; a missing one is a one-line error naming what to install."""
+    for kind, entry in (saved or {}).items():
+        if kind in KINDS and isinstance(entry, dict) and entry.get("name") not in parts(kind):
+            raise install_hint(f"the {kind} {entry.get('name')!r}", entry)
+
+
+def origins(chosen: dict[str, PartSpec]) -> dict[str, dict[str, str]]:
+    """config.json's ``parts``: the name and origin of each chosen part from outside the package."""
+    return {kind: {"name": spec.name, **spec.origin} for kind, spec in chosen.items() if spec.origin}
 
 
 def option_parts(kind: str, option_name: str) -> list[PartSpec]:

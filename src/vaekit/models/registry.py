@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import importlib
 import importlib.metadata
-import os
 import re
 from typing import Any
 
@@ -29,10 +28,9 @@ from vaekit.models.hvae import HierarchicalVAE
 from vaekit.models.mlp import MLPVAE
 from vaekit.models.vqvae import VQVAE
 from vaekit.utils.errors import VaekitError
-from vaekit.utils.packages import origin_of
+from vaekit.utils.packages import import_env_plugins, install_hint, origin_of
 
 ENTRY_POINT_GROUP = "vaekit.models"
-PLUGIN_MODULES_VARIABLE = "VAEKIT_PLUGINS"
 BUILT_IN: dict[str, type[VAE]] = {
     cls.name: cls for cls in (MLPVAE, ConvVAE, ConditionalVAE, VQVAE, HierarchicalVAE)
 }
@@ -41,7 +39,6 @@ MODELS: dict[str, type[VAE]] = dict(BUILT_IN)
 NAME = re.compile(r"[a-z][a-z0-9_-]{0,39}")
 # What a model class must define beyond its base: a Gaussian-latent model only its networks.
 REQUIRED = {GaussianVAE: ("encode", "decode_logits"), VAE: ("encode", "decode_logits", "loss", "sample")}
-_imported_env_modules: set[str] = set()
 
 
 def register_model(cls: Any) -> Any:
@@ -103,30 +100,11 @@ def model_names() -> list[str]:
     return sorted(set(MODELS) | set(_entry_points()))
 
 
-def import_env_plugins() -> None:
-    """Import the modules that ``VAEKIT_PLUGINS`` names (once each), so their decorators register."""
-    for module in filter(None, (m.strip() for m in os.environ.get(PLUGIN_MODULES_VARIABLE, "").split(","))):
-        if module in _imported_env_modules:
-            continue
-        try:
-            importlib.import_module(module)
-        except Exception as exc:  # a plugin's own failure: reported in one line, not a traceback
-            why = _oneline(exc)
-            raise VaekitError(f"cannot import {module!r} named in {PLUGIN_MODULES_VARIABLE}: {why}") from None
-        _imported_env_modules.add(module)
-
-
 def missing_model_error(name: Any, plugin: dict[str, Any] | None) -> VaekitError:
     """The error for a saved model whose class is not registered here: what to install, if known."""
     if not plugin:
         return VaekitError(f"unknown model {name!r}; choose from {', '.join(model_names())}")
-    package = plugin.get("package")
-    origin = f"the package {package} {plugin.get('version', '')}".rstrip() if package else "no package"
-    module = plugin.get("module")
-    hint = f"pip install {package}" if package else f"name {module} in {PLUGIN_MODULES_VARIABLE}"
-    return VaekitError(
-        f"model {name!r} is not installed: it came from {origin} (module {module}); {hint}"
-    )
+    return install_hint(f"model {name!r}", plugin)
 
 
 def _check_model_class(cls: Any) -> None:

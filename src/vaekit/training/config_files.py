@@ -13,6 +13,7 @@ from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
 
+from vaekit.models.parts import require_parts
 from vaekit.models.registry import require_model
 from vaekit.training.part_settings import fold_part_options
 from vaekit.training.settings import TrainConfig
@@ -57,6 +58,7 @@ def _settings_of(path: Path) -> dict[str, Any]:
         model = document.get("model")
         if isinstance(model, dict) and model.get("plugin"):  # a missing plugin: say what to install
             require_model(model.get("name"), model["plugin"])
+        require_parts(document.get("parts"))
         return document[TABLE]
     document = parse_toml(text, path)
     others = [key for key in document if key != TABLE]

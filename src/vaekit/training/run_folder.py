@@ -15,7 +15,9 @@ from typing import Any
 import torch
 
 import vaekit
+from vaekit.models.parts import origins
 from vaekit.training import distributed
+from vaekit.training.part_settings import chosen_parts
 from vaekit.training.settings import TrainConfig
 from vaekit.training.updates import Updates
 from vaekit.utils.atomic import write_json
@@ -265,4 +267,6 @@ def describe_run(
         "data": data,
         "model": model.config,
         "train": asdict(config),
+        # where a part from outside the package came from: a resume without it names what to install
+        **({"parts": outside} if (outside := origins(chosen_parts(config))) else {}),
     }

@@ -12,6 +12,7 @@ from typing import Any
 from vaekit.data import BINARIZE, check_dataset_name
 from vaekit.data.folder import COLOURS, parse_image_size
 from vaekit.models.base import PRECISIONS
+from vaekit.models.parts import require_parts
 from vaekit.models.registry import require_model
 from vaekit.training.applicability import check_applicability
 from vaekit.training.budget import parse_duration
@@ -236,6 +237,7 @@ def resumed_config(out: str | os.PathLike, **changes: Any) -> TrainConfig:
     """
     stored = read_run_config(Path(out))
     require_model(stored["model"].get("name"), stored["model"].get("plugin"))  # missing: what to install
+    require_parts(stored.get("parts"))
     config = TrainConfig.from_dict(stored["train"])
     for key, value in fold_part_options(changes).items():
         if key not in TrainConfig.__dataclass_fields__:

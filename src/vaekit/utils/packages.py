@@ -1,9 +1,40 @@
-"""Where a module came from: the installed distribution that provides it, recorded with a plugin's model
-or part (its origin), so that a run whose plugin is missing names what to install."""
+"""Plugins' modules: where a module came from (the installed distribution that provides it, recorded
+with a plugin's model or part, so that a run whose plugin is missing names what to install), and the
+modules that ``VAEKIT_PLUGINS`` names, imported so that their decorators register."""
 
 from __future__ import annotations
 
+import importlib
 import importlib.metadata
+import os
+from typing import Any
+
+from vaekit.utils.errors import VaekitError
+
+PLUGIN_MODULES_VARIABLE = "VAEKIT_PLUGINS"
+_imported_env_modules: set[str] = set()
+
+
+def import_env_plugins() -> None:
+    """Import the modules that ``VAEKIT_PLUGINS`` names (once each), so their decorators register."""
+    for module in filter(None, (m.strip() for m in os.environ.get(PLUGIN_MODULES_VARIABLE, "").split(","))):
+        if module in _imported_env_modules:
+            continue
+        try:
+            importlib.import_module(module)
+        except Exception as exc:  # a plugin's own failure: reported in one line, not a traceback
+            why = f"{type(exc).__name__}: {' '.join(str(exc).split())}"
+            raise VaekitError(f"cannot import {module!r} named in {PLUGIN_MODULES_VARIABLE}: {why}") from None
+        _imported_env_modules.add(module)
+
+
+def install_hint(what: str, origin: dict[str, Any] | None) -> VaekitError:
+    """The error for a saved ``what`` (a model, a part) that is not installed here, naming what to install
+    from its recorded ``origin`` (a package to pip install, or a module to name in VAEKIT_PLUGINS)."""
+    package, module = (origin or {}).get("package"), (origin or {}).get("module")
+    where = f"the package {package} {origin.get('version', '')}".rstrip() if package else "no package"
+    hint = f"pip install {package}" if package else f"name {module} in {PLUGIN_MODULES_VARIABLE}"
+    return VaekitError(f"{what} is not installed: it came from {where} (module {module}); {hint}")
 
 
 def origin_of(module: str) -> dict[str, str]:

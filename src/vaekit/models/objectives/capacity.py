@@ -35,7 +35,7 @@ def target(options: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:
 
 @register_objective(
     "capacity", "controlled capacity: recon + W |KL - C|, C rising to --capacity (Burgess et al. 2018)",
-    CapacityOptions, per_step=target,
+    CapacityOptions, requires=("one latent",), per_step=target,
 )
 def capacity(
     model: VAE,  # a GaussianVAE
