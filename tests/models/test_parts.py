@@ -90,9 +90,13 @@ def test_a_run_whose_outside_objective_is_gone_names_where_it_came_from(outside,
     monkeypatch.delenv("VAEKIT_PLUGINS")
     capsys.readouterr()
     assert main(["train", "--resume", "--out", str(run), "--epochs", "2"]) == 1
-    assert capsys.readouterr().err.strip().endswith(
-        "the objective 'floored' is not installed: it came from no package (module my_objectives); "
-        "name my_objectives in VAEKIT_PLUGINS"
+    assert (
+        capsys.readouterr()
+        .err.strip()
+        .endswith(
+            "the objective 'floored' is not installed: it came from no package (module my_objectives); "
+            "name my_objectives in VAEKIT_PLUGINS"
+        )
     )
 
 

@@ -69,8 +69,8 @@ def test_a_run_logs_its_settings_epochs_evaluation_and_pictures_into_mlruns(tmp_
     config = json.loads((run / "config.json").read_text())
     params = found.data.params
     flat = {key: value for key, value in config["train"].items() if not isinstance(value, dict)}
-    flat |= {f"{key}.{k}": v for key, table in config["train"].items() if isinstance(table, dict)
-             for k, v in table.items()}  # fmt: skip  (tables flattened with dots: part_options.k)
+    tables = {key: table for key, table in config["train"].items() if isinstance(table, dict)}
+    flat |= {f"{key}.{k}": v for key, table in tables.items() for k, v in table.items()}  # part_options.k
     for key, value in flat.items():
         if value is None:  # left to the model's default: no param
             assert key not in params

@@ -21,7 +21,7 @@ CPU_DECODES = 1024  # decoded images a chunk of importance sampling on a CPU (se
 
 
 def evaluation_precision(precision: str, device: torch.device) -> str:
-    """"fp32" or "bf16": ``precision`` itself, or for "auto" bf16 on a GPU (its tensor cores; the
+    """The precision, fp32 or bf16: ``precision`` itself, or for "auto" bf16 on a GPU (its tensor cores; the
     likelihoods moved by under 0.004 nats, docs/gpu.md) and fp32 elsewhere (a CPU's bf16 speed depends
     on the CPU, and its figures would then differ from machine to machine)."""
     if precision == "auto":

@@ -75,7 +75,6 @@ RULES: dict[str, Rule] = {
 }
 
 
-
 def part_rules() -> dict[str, Rule]:
     """A row for every option of every registered part (``models.parts``), generated from its spec:
     given when ``part_options`` holds it, it applies to the models its part's requirements allow (the

@@ -26,7 +26,8 @@ from vaekit.utils.errors import VaekitError
 
 
 @register_objective(
-    "btcvae", "beta-TCVAE: the KL split in three, --beta weighing the total correlation (Chen et al. 2018)",
+    "btcvae",
+    "beta-TCVAE: the KL split in three, --beta weighing the total correlation (Chen et al. 2018)",
     requires=("one latent", "exact kl", "batch of 2"),
 )
 def btcvae(

@@ -34,8 +34,11 @@ def target(options: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:
 
 
 @register_objective(
-    "capacity", "controlled capacity: recon + W |KL - C|, C rising to --capacity (Burgess et al. 2018)",
-    CapacityOptions, requires=("one latent",), per_step=target,
+    "capacity",
+    "controlled capacity: recon + W |KL - C|, C rising to --capacity (Burgess et al. 2018)",
+    CapacityOptions,
+    requires=("one latent",),
+    per_step=target,
 )
 def capacity(
     model: VAE,  # a GaussianVAE

@@ -60,7 +60,9 @@ DIP_REQUIRES = ("one latent", "gaussian posterior", "batch of 2")
 
 
 @register_objective(
-    "dip-i", "DIP-VAE-I: the posterior means' covariance pushed to I (Kumar et al. 2018)", DIPOptions,
+    "dip-i",
+    "DIP-VAE-I: the posterior means' covariance pushed to I (Kumar et al. 2018)",
+    DIPOptions,
     requires=DIP_REQUIRES,
 )
 def dip_i(
@@ -79,7 +81,9 @@ def dip_i(
 
 
 @register_objective(
-    "dip-ii", "DIP-VAE-II: the aggregate posterior's covariance pushed to I (Kumar et al. 2018)", DIPOptions,
+    "dip-ii",
+    "DIP-VAE-II: the aggregate posterior's covariance pushed to I (Kumar et al. 2018)",
+    DIPOptions,
     requires=DIP_REQUIRES,
 )
 def dip_ii(

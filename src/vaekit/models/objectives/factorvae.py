@@ -55,8 +55,10 @@ class FactorVAEOptions:
 
 
 @register_objective(
-    "factorvae", "FactorVAE: + gamma x the total correlation a discriminator estimates (Kim & Mnih 2018)",
-    FactorVAEOptions, requires=("one latent", "batch of 2"),
+    "factorvae",
+    "FactorVAE: + gamma x the total correlation a discriminator estimates (Kim & Mnih 2018)",
+    FactorVAEOptions,
+    requires=("one latent", "batch of 2"),
     model_config=lambda options: {"tc_discriminator": list(options["discriminator"])},
 )
 def factorvae(

@@ -26,8 +26,10 @@ class MMDOptions:
 
 
 @register_objective(
-    "mmd", "InfoVAE / WAE-MMD: + W x MMD(q(z), p(z)) (Zhao et al. 2019; --beta 0: Tolstikhin et al. 2018)",
-    MMDOptions, requires=("one latent", "batch of 2"),
+    "mmd",
+    "InfoVAE / WAE-MMD: + W x MMD(q(z), p(z)) (Zhao et al. 2019; --beta 0: Tolstikhin et al. 2018)",
+    MMDOptions,
+    requires=("one latent", "batch of 2"),
 )
 def mmd(
     model: VAE,  # a GaussianVAE

@@ -94,7 +94,9 @@ class IAFOptions:
 
 
 @register_posterior(
-    "iaf", "an inverse autoregressive flow on the Gaussian (Kingma et al. 2016)", IAFOptions,
+    "iaf",
+    "an inverse autoregressive flow on the Gaussian (Kingma et al. 2016)",
+    IAFOptions,
     requires=("one latent",),
     model_config=lambda options: {"posterior": "iaf", "flow_steps": options["flow_steps"]},
 )

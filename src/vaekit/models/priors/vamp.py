@@ -29,8 +29,10 @@ class VampOptions:
 
 
 @register_prior(
-    "vamp", "the VampPrior: a mixture of the posteriors of learned pseudo-inputs (Tomczak & Welling 2018)",
-    VampOptions, requires=("one latent",),
+    "vamp",
+    "the VampPrior: a mixture of the posteriors of learned pseudo-inputs (Tomczak & Welling 2018)",
+    VampOptions,
+    requires=("one latent",),
     model_config=lambda options: {"trained_prior": "vamp", "pseudo_inputs": options["pseudo_inputs"]},
 )
 class VampPrior(nn.Module):
