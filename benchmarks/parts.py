@@ -50,6 +50,8 @@ MNIST_PARTS = {
     "vamp K=100": {"prior": "vamp", "pseudo_inputs": 100},
     "iaf 2 steps": {"posterior": "iaf", "flow_steps": 2},
     "vamp + iaf": {"prior": "vamp", "pseudo_inputs": 100, "posterior": "iaf", "flow_steps": 2},
+    "mog K=10": {"prior": "mog", "mog_components": 10},
+    "mog K=100": {"prior": "mog", "mog_components": 100},
     "btcvae beta=4": {"objective": "btcvae", "beta": 4.0},
     "factorvae gamma=10": {"objective": "factorvae", "gamma": 10.0, "discriminator": [256, 256, 256]},
     "dip-i": {"objective": "dip-i"},
@@ -107,6 +109,10 @@ def mnist(
             row[f"frechet_{prior}"] = quality["frechet_distance"]
         grid = model.sample(64, generator=torch.Generator().manual_seed(0), prior="standard")
         save_grid(grid, REPO_ROOT / "docs" / "parts" / f"mnist_{slug(name)}.png")
+        # time against the plain model measured on the same machine (this run's, or the one kept)
+        plain = results["rows"].get("plain", row)
+        row["x_plain"] = row["seconds_per_epoch"] / plain["seconds_per_epoch"]
+        row["cpu"] = environment("cpu")["cpu"]
         results["rows"][name] = row
         print(name, {k: round(v, 2) if isinstance(v, float) else v for k, v in row.items()}, flush=True)
         write_results("parts", {**read_results("parts"), "mnist": results})
@@ -172,6 +178,10 @@ def shapes(budget: float, work: Path, names: list[str], done: dict[str, Any]) ->
         }
         traversal = REPO_ROOT / "docs" / "parts" / f"shapes_{slug(name)}.png"
         traverse(run, out=traversal)
+        # time against the plain model measured on the same machine (this run's, or the one kept)
+        plain = results["rows"].get("plain", row)
+        row["x_plain"] = row["seconds_per_epoch"] / plain["seconds_per_epoch"]
+        row["cpu"] = environment("cpu")["cpu"]
         results["rows"][name] = row
         print(name, row, flush=True)
         write_results("parts", {**read_results("parts"), "shapes": results})

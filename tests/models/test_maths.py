@@ -8,16 +8,15 @@ import torch
 from torch.distributions import Bernoulli, Normal, kl_divergence
 
 from tests.conftest import Z_MISS
+from vaekit.models.labels import check_labels, labels_checked
 from vaekit.models.maths import (
     bernoulli_nll,
-    check_labels,
     free_bits_kl,
     gauss_hermite,
     gaussian_kl,
     gaussian_kl_per_dim,
     gaussian_nll,
     iwae_bound,
-    labels_checked,
     log_normal,
     log_standard_normal,
     reparameterize,

@@ -10,18 +10,29 @@ from tests.conftest import assert_refused, folder_snapshot, quiet_trainer, tiny_
 from tests.training.test_loop import assert_same_run
 from vaekit import load
 from vaekit.cli import main
+from vaekit.models.parts import KINDS, parts
 from vaekit.training import resume
+from vaekit.training.part_settings import DEFAULT_PARTS
 from vaekit.training.settings import parse_duration
 
+# Options that keep a part's run small, or try one of its options; every registered part is run.
+SMALL = {
+    "vamp": ["--pseudo-inputs", "4"],
+    "iaf": ["--flow-steps", "2"],
+    "btcvae": ["--beta", "4"],
+    "factorvae": ["--gamma", "5", "--discriminator", "32,32"],
+    "dip-i": ["--lambda-od", "5"],
+    "mmd": ["--mmd-weight", "50", "--beta", "0"],
+    "mog": ["--mog-components", "3"],
+}
 PARTS = {
-    "vamp": ["--prior", "vamp", "--pseudo-inputs", "4"],
-    "iaf": ["--posterior", "iaf", "--flow-steps", "2"],
-    "btcvae": ["--objective", "btcvae", "--beta", "4"],
-    "factorvae": ["--objective", "factorvae", "--gamma", "5", "--discriminator", "32,32"],
-    "dip-i": ["--objective", "dip-i", "--lambda-od", "5"],
-    "dip-ii": ["--objective", "dip-ii"],
-    "mmd": ["--objective", "mmd", "--mmd-weight", "50", "--beta", "0"],
+    name: [f"--{kind}", name, *SMALL.get(name, [])]
+    for kind in KINDS
+    for name in parts(kind)
+    if name != DEFAULT_PARTS[kind] and parts(kind)[name].module.startswith("vaekit.")
+} | {
     "cvae-vamp": ["--model", "cvae", "--prior", "vamp", "--pseudo-inputs", "3"],
+    "cvae-mog": ["--model", "cvae", "--prior", "mog", "--mog-components", "2"],
     "vamp-iaf-mmd": ["--prior", "vamp", "--pseudo-inputs", "4", "--posterior", "iaf", "--objective", "mmd"],
 }
 

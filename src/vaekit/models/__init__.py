@@ -70,7 +70,7 @@ def accepted_options(cls: type[VAE]) -> set[str]:
 
     own, takes_more = named(cls.__init__)
     if takes_more and issubclass(cls, GaussianVAE) and cls is not GaussianVAE:
-        own |= named(GaussianVAE.__init__)[0] | {"likelihood", "decoder_std"}
+        own |= named(GaussianVAE.__init__)[0] | GaussianVAE.part_entries() | {"likelihood", "decoder_std"}
     return own
 
 

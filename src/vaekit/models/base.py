@@ -10,11 +10,8 @@ from typing import Any, ClassVar, NamedTuple
 import torch
 from torch import nn
 
-from vaekit.models.maths import (
-    bernoulli_nll,
-    check_labels,
-    gaussian_nll,
-)
+from vaekit.models.labels import check_labels
+from vaekit.models.maths import bernoulli_nll, gaussian_nll
 from vaekit.utils.errors import VaekitError
 
 LIKELIHOODS = ("bernoulli", "gaussian")
@@ -143,9 +140,16 @@ class VAE(nn.Module):
         self._register_load_state_dict_pre_hook(self._rename_old_weights)
 
     def upgrade_state_dict(self, state: dict[str, torch.Tensor], prefix: str = "") -> dict[str, torch.Tensor]:
-        """``state`` with the weights of ``renamed_weights`` under their current names (in place)."""
+        """``state`` with the weights of ``renamed_weights`` under their current names (in place); an
+        old name ending in "." renames every weight under it."""
         for old, new in self.renamed_weights.items():
-            if prefix + old in state and prefix + new not in state:
+            if old.endswith("."):
+                under = [key for key in state if key.startswith(prefix + old)]
+                for key in under:
+                    renamed = prefix + new + key[len(prefix + old) :]
+                    if renamed not in state:
+                        state[renamed] = state.pop(key)
+            elif prefix + old in state and prefix + new not in state:
                 state[prefix + new] = state.pop(prefix + old)
         return state
 

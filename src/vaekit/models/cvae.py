@@ -9,7 +9,8 @@ the class from the image, the decoder reads it from z, and z ~ N(0, I) then pick
 draw the requested class:
 - the prior it trains with is p(z | y) = N(m_y, I), with class means m_y learned with the model (they
   start at 0, where it is the usual N(0, I)): the KL term is measured against the class's own mean,
-  so each class's latents gather around it and the ELBO is a little tighter;
+  so each class's latents gather around it and the ELBO is a little tighter (``class_prior``: the
+  standard prior's ``for_model`` builds a ``priors.ClassMeanPrior`` for it);
 - samples come from the per-class Gaussian mixture fitted after training (vaekit.models.priors.mixture),
   which covers where each class's latents really are.
 benchmarks/priors.py measures both; with them the default latent is 20-D, as the MLP VAE's.
@@ -26,13 +27,13 @@ from torch import nn
 
 from vaekit.models.gaussian import GaussianVAE, Posterior
 from vaekit.models.mlp import mlp_layers
-from vaekit.models.priors.standard import ClassMeanPrior
 
 
 class ConditionalVAE(GaussianVAE):
     name = "cvae"
     conditional = True
-    renamed_weights = {"class_means": "trained_prior.means"}  # before the priors/ parts (release 0.1)
+    # the class means before the priors/ parts (release 0.1)
+    renamed_weights = {**GaussianVAE.renamed_weights, "class_means": "trained_prior.means"}
 
     def __init__(
         self,
@@ -57,12 +58,6 @@ class ConditionalVAE(GaussianVAE):
             class_prior=class_prior,
             **parts,
         )
-        # p(z | y) = N(m_y, I) with m_y learned, starting at 0: the prior N(0, I) until training moves it.
-        # It takes the standard prior's place, first among the parts: the class means' parameter comes
-        # first, as it always has, and a checkpoint's optimizer state follows the parameters' order.
-        # (With --prior vamp the trained prior is a VampPrior with pseudo-inputs per class instead.)
-        if class_prior and self.config.get("trained_prior", "standard") == "standard":
-            self.trained_prior = ClassMeanPrior(latent_dim, num_classes)
         n_pixels = math.prod(image_shape)
         encoder_sizes = [n_pixels + num_classes, *hidden]
         self.encoder = nn.Sequential(*mlp_layers(encoder_sizes))

@@ -10,14 +10,9 @@ everything but the batch dimensions); averaging over the batch is the caller's c
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
-from contextlib import contextmanager
-from contextvars import ContextVar
 
 import torch
 import torch.nn.functional as F
-
-from vaekit.utils.errors import VaekitError
 
 LOG_2PI = math.log(2 * math.pi)
 
@@ -203,11 +198,14 @@ def mixture_sample(
 # mixture of the (diagonal Gaussian) posteriors of K learned pseudo-inputs u_k.
 
 
-def diagonal_mixture_log_prob(z: torch.Tensor, means: torch.Tensor, logvars: torch.Tensor) -> torch.Tensor:
-    """log p(z) = log (1/K) sum_k N(z; m_k, diag(exp(v_k))), per group of K equally weighted components.
+def diagonal_mixture_log_prob(
+    z: torch.Tensor, means: torch.Tensor, logvars: torch.Tensor, log_weights: torch.Tensor | None = None
+) -> torch.Tensor:
+    """log p(z) = log sum_k pi_k N(z; m_k, diag(exp(v_k))), per group of K components, equally weighted
+    (pi_k = 1/K, Tomczak & Welling 2018, eq. 9) unless ``log_weights`` gives the normalised log pi.
 
-    Tomczak & Welling 2018, eq. 9. Shapes: z [..., D], means and logvars [G, K, D] (G groups, e.g. one
-    per class) -> [..., G], in nats.
+    Shapes: z [..., D], means and logvars [G, K, D] (G groups, e.g. one per class), log_weights [G, K]
+    -> [..., G], in nats.
 
     The squared distances come from two matrix products, sum_j (z_j - m_kj)^2 / s_kj =
     z^2 . (1/s_k) - 2 z . (m_k/s_k) + sum_j m_kj^2 / s_kj, instead of an [N, G K, D] tensor of
@@ -222,7 +220,11 @@ def diagonal_mixture_log_prob(z: torch.Tensor, means: torch.Tensor, logvars: tor
         constant = dim * LOG_2PI + logvar.sum(-1) + (mu.pow(2) * precision).sum(-1)  # [G K]
         squared = flat.pow(2) @ precision.T - 2.0 * flat @ (mu * precision).T  # [N, G K]
         per_component = -0.5 * (squared + constant)
-        per_group = torch.logsumexp(per_component.view(-1, groups, components), dim=-1) - math.log(components)
+        per_component = per_component.view(-1, groups, components)
+        if log_weights is None:
+            per_group = torch.logsumexp(per_component, dim=-1) - math.log(components)
+        else:
+            per_group = torch.logsumexp(per_component + log_weights.double(), dim=-1)
     return per_group.to(z.dtype).view(*z.shape[:-1], groups)
 
 
@@ -237,10 +239,16 @@ def gauss_hermite(n: int = 16) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def kl_per_dim_to_mixture(
-    mu: torch.Tensor, logvar: torch.Tensor, means: torch.Tensor, logvars: torch.Tensor, nodes: int = 16
+    mu: torch.Tensor,
+    logvar: torch.Tensor,
+    means: torch.Tensor,
+    logvars: torch.Tensor,
+    log_weights: torch.Tensor | None = None,
+    nodes: int = 16,
 ) -> torch.Tensor:
     """KL(N(mu_j, exp(logvar_j)) || p_j) per dimension j, where p_j is the marginal of dimension j of a
-    uniform mixture of diagonal Gaussians: p_j(z) = 1/K sum_k N(z; m_kj, exp(v_kj)).
+    mixture of diagonal Gaussians: p_j(z) = sum_k pi_k N(z; m_kj, exp(v_kj)), pi_k = 1/K unless
+    ``log_weights`` ([K] or [B, K]) gives the normalised log pi.
 
     = -1/2 (1 + log 2pi + logvar_j) - E_q[log p_j(z_j)], the expectation by Gauss-Hermite quadrature
     (``gauss_hermite``; deterministic, no draws). Accurate (1e-3 nats) when the components are about as
@@ -254,7 +262,11 @@ def kl_per_dim_to_mixture(
     means, logvars = means.expand(len(mu), *means.shape[-2:]), logvars.expand(len(mu), *logvars.shape[-2:])
     m, v = means.transpose(1, 2).unsqueeze(-1), logvars.transpose(1, 2).unsqueeze(-1)  # [B, D, K, 1]
     per_component = -0.5 * (LOG_2PI + v + (z.unsqueeze(2) - m).pow(2) * torch.exp(-v))  # [B, D, K, n]
-    log_marginal = torch.logsumexp(per_component, dim=2) - math.log(means.shape[1])  # [B, D, n]
+    if log_weights is None:
+        log_marginal = torch.logsumexp(per_component, dim=2) - math.log(means.shape[1])  # [B, D, n]
+    else:
+        weights = log_weights.to(mu).expand(len(mu), means.shape[1])[:, None, :, None]  # [B, 1, K, 1]
+        log_marginal = torch.logsumexp(per_component + weights, dim=2)
     entropy = 0.5 * (1.0 + LOG_2PI + logvar)
     return -entropy - (log_marginal * w).sum(-1)
 
@@ -360,34 +372,3 @@ def gaussian_kl_between(
     Vahdat & Kautz 2020, eq. 2). Shapes broadcast, no reduction; nats.
     """
     return 0.5 * (logvar_p - logvar_q + (logvar_q.exp() + (mu_q - mu_p).pow(2)) * torch.exp(-logvar_p) - 1.0)
-
-
-_LABELS_CHECKED: ContextVar[bool] = ContextVar("labels_checked", default=False)
-
-
-@contextmanager
-def labels_checked() -> Iterator[None]:
-    """Inside, ``check_labels`` takes the labels as checked already (a training set's, checked once when
-    the run starts): the check reads the labels back from the device, which a training step must not
-    wait for."""
-    token = _LABELS_CHECKED.set(True)
-    try:
-        yield
-    finally:
-        _LABELS_CHECKED.reset(token)
-
-
-def check_labels(labels: torch.Tensor, num_classes: int) -> None:
-    """Refuse class labels outside 0..num_classes-1. Not checked while exporting to ONNX (a graph cannot
-    raise: export.json asks callers to check) or compiling, nor on the meta device, whose tensors have no
-    values (``training.memory`` takes a loss there to measure a step), nor inside ``labels_checked``."""
-    if (
-        torch.compiler.is_compiling()  # first: a compiled graph neither raises nor reads a context
-        or torch.compiler.is_exporting()
-        or _LABELS_CHECKED.get()
-        or labels.device.type == "meta"
-        or not labels.numel()
-    ):
-        return
-    if labels.min() < 0 or labels.max() >= num_classes:
-        raise VaekitError(f"labels must be in 0..{num_classes - 1}")

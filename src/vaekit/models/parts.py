@@ -5,7 +5,10 @@ A part is one file that declares itself with ``register_part`` (or the decorator
 ``register_posterior``, ``register_objective``): its name, its options (a dataclass whose fields are the
 options' names, types, defaults and help; ``option`` adds bounds), what it requires of the model and
 the settings (``REQUIREMENTS``), what it adds to the model's config (``model_config``: a VampPrior's
-pseudo-inputs, FactorVAE's discriminator) and, for an objective, the function ``model.loss`` calls.
+pseudo-inputs, FactorVAE's discriminator) and what it is: an objective's function, which
+``model.loss`` calls, or a prior's or posterior's module class (``for_model`` builds it for a model from
+its config entries; ``distribution`` names the type it returns, which decides the KL,
+``models.distributions``).
 Everything else is generated from these specs: the run settings' ``part_options`` are checked and
 filled from them, ``vaekit train`` has a flag for every option, the applicability table a row, and the
 training step passes an objective the options its function's signature names.
@@ -29,6 +32,8 @@ import typing
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+from torch import nn
 
 from vaekit.utils.errors import VaekitError
 from vaekit.utils.packages import import_env_plugins, install_hint, origin_of
@@ -69,12 +74,43 @@ class PartSpec:
     summary: str
     options: type = NoOptions
     requires: frozenset[str] = frozenset()
-    closed_form: bool = False  # a prior or posterior with which the KL per dimension has a closed form
     model_config: Callable[[Any], dict[str, Any]] | None = None  # its options -> model config entries
-    function: Callable[..., Any] | None = None  # an objective's
+    target: Any = None  # an objective's function; a prior's or posterior's module class
     per_step: Callable[[dict[str, Any], dict[str, Any]], dict[str, Any]] | None = None  # values a step needs
     module: str = "vaekit"  # where it is defined
     origin: dict[str, str] | None = None  # a part from outside the package: module, package, version
+
+    @property
+    def function(self) -> Callable[..., Any] | None:
+        """An objective's function (None for the other kinds)."""
+        return self.target if self.kind == "objective" else None
+
+    @property
+    def distribution(self) -> type | None:
+        """The distribution type a prior's or posterior's module returns (None for an objective)."""
+        return None if self.kind == "objective" else self.target.distribution
+
+    def model_entries(self) -> list[str]:
+        """The model config entries a prior's or posterior's ``for_model`` reads (a VampPrior's
+        ``pseudo_inputs``), after the model."""
+        if self.kind == "objective":
+            return []
+        parameters = list(inspect.signature(self.target.for_model).parameters.values())
+        return [p.name for p in parameters[1:]]
+
+    def take_entries(self, config: dict[str, Any]) -> dict[str, Any]:
+        """The entries of a model's ``config`` that are this part's, taken out of it."""
+        return {name: config.pop(name) for name in self.model_entries() if name in config}
+
+    def build(self, model: Any, entries: dict[str, Any]) -> Any:
+        """A prior's or posterior's module for ``model`` from its config ``entries``; a ValueError names
+        a missing one."""
+        parameters = list(inspect.signature(self.target.for_model).parameters.values())[1:]
+        required = [p.name for p in parameters if p.default is inspect.Parameter.empty]
+        missing = [name for name in required if name not in entries]
+        if missing:
+            raise ValueError(f"the {self.kind} {self.name} needs {', '.join(missing)}")
+        return self.target.for_model(model, **entries)
 
     def option_fields(self) -> dict[str, dataclasses.Field]:
         return {f.name: f for f in dataclasses.fields(self.options)}
@@ -133,6 +169,14 @@ def register_part(spec: PartSpec) -> PartSpec:
         raise VaekitError(f"a {spec.kind}'s name is lower case letters, digits, - or _, got {spec.name!r}")
     if not dataclasses.is_dataclass(spec.options):
         raise VaekitError(f"the {spec.kind} {spec.name!r}'s options must be a dataclass")
+    module_class = isinstance(spec.target, type) and issubclass(spec.target, nn.Module)
+    if spec.kind != "objective" and not (
+        module_class and hasattr(spec.target, "for_model") and hasattr(spec.target, "distribution")
+    ):
+        raise VaekitError(
+            f"the {spec.kind} {spec.name!r} must be an nn.Module class with for_model(model, ...) and "
+            f"a distribution type (see vaekit.models.{spec.kind}s)"
+        )
     unknown = set(spec.requires) - set(REQUIREMENTS)
     if unknown:
         known = ", ".join(REQUIREMENTS)
@@ -161,15 +205,14 @@ def _decorator(kind: str) -> Callable[..., Callable[[Any], Any]]:
         options: type = NoOptions,
         requires: tuple[str, ...] = (),
         model_config: Callable[[Any], dict[str, Any]] | None = None,
-        closed_form: bool = False,
         per_step: Callable[[dict[str, Any], dict[str, Any]], dict[str, Any]] | None = None,
     ) -> Callable[[Any], Any]:
         def decorate(target: Any) -> Any:
             module = target.__module__
             origin = None if module.startswith("vaekit.") else origin_of(module)
             register_part(PartSpec(
-                kind, name, summary, options, frozenset(requires), closed_form, model_config,
-                target if kind == "objective" else None, per_step, module, origin,
+                kind, name, summary, options, frozenset(requires), model_config, target, per_step, module,
+                origin,
             ))  # fmt: skip
             return target
 

@@ -30,7 +30,7 @@ from vaekit.data.augment import random_affine
 from vaekit.evaluation.likelihood import elbo_terms
 from vaekit.evaluation.runs import eval_options
 from vaekit.models import VAE
-from vaekit.models.maths import check_labels, labels_checked
+from vaekit.models.labels import check_labels, labels_checked
 from vaekit.training import distributed
 from vaekit.training.budget import TimeBudget, save_at_time_limit
 from vaekit.training.compiled import CompiledLoss, compile_step

@@ -11,6 +11,7 @@ from typing import Any
 
 from vaekit.models import MODELS, VAE, accepted_options, build_model, model_class
 from vaekit.models.base import LIKELIHOODS
+from vaekit.models.parts import parts
 from vaekit.training.defaults import flag
 from vaekit.training.part_settings import part_model_config
 from vaekit.utils.errors import VaekitError
@@ -21,13 +22,24 @@ MODEL_SETTINGS = (
     "latent_dim", "hidden", "channels", "likelihood", "decoder_std", "codebook_size",
     "scales", "groups", "latent_channels", "width", "encoder_blocks", "stem", "logvar_limit",
 )  # fmt: skip
-# Config keys that other settings fill: a model option cannot set them.
+# Config keys that other settings fill: a model option cannot set them (nor the parts' entries, ``filled``).
 FILLED = {
     "name": "--model", "image_shape": "the dataset", "num_classes": "the dataset", "prior": "train-prior",
-    "plugin": "the registry", "trained_prior": "--prior", "pseudo_inputs": "--pseudo-inputs",
-    "posterior": "--posterior", "flow_steps": "--flow-steps", "flow_hidden": "--posterior iaf",
+    "plugin": "the registry", "trained_prior": "--prior", "posterior": "--posterior",
     "tc_discriminator": "--discriminator",
 }  # fmt: skip
+
+
+def filled() -> dict[str, str]:
+    """``FILLED`` and the model config entries of every registered prior and posterior (a VampPrior's
+    ``pseudo_inputs``: ``--pseudo-inputs``; an entry that is no option: ``--posterior iaf``)."""
+    found = dict(FILLED)
+    for kind in ("prior", "posterior"):
+        for spec in parts(kind).values():
+            for name in spec.model_entries():
+                by = f"--{flag(name)}" if name in spec.option_fields() else f"--{kind} {spec.name}"
+                found.setdefault(name, by)
+    return found
 
 
 def check_model_settings(config: Any) -> type[VAE]:
@@ -59,7 +71,7 @@ def check_model_settings(config: Any) -> type[VAE]:
 
 def own_options(model: type[VAE]) -> list[str]:
     """The options of ``model`` that no other setting fills: what ``model_options`` may set."""
-    return sorted(accepted_options(model) - set(FILLED) - set(MODEL_SETTINGS))
+    return sorted(accepted_options(model) - set(filled()) - set(MODEL_SETTINGS))
 
 
 def check_model_options(options: Any, model: type[VAE]) -> None:
@@ -72,8 +84,8 @@ def check_model_options(options: Any, model: type[VAE]) -> None:
     for key in options:
         if key in MODEL_SETTINGS:
             raise VaekitError(f"model option {key!r} has its own setting: use --{flag(key)}")
-        if key in FILLED:
-            raise VaekitError(f"model option {key!r} is set by {FILLED[key]}, not as a model option")
+        if key in filled():
+            raise VaekitError(f"model option {key!r} is set by {filled()[key]}, not as a model option")
         if key not in accepted_options(model):
             takes = ", ".join(own_options(model)) or "none"
             raise VaekitError(f"model {model.name} takes no option {key!r} (its own options: {takes})")

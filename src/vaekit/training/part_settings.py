@@ -12,6 +12,7 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
+from vaekit.models.distributions import DiagonalGaussian, has_exact_kl
 from vaekit.models.parts import KINDS, REQUIREMENTS, PartSpec, all_options, option_parts, part
 from vaekit.utils.errors import VaekitError
 
@@ -81,7 +82,8 @@ def refuse_unmet(
         raise VaekitError(f"{what} applies to {REQUIREMENTS[requirement]}, not {config.model}")
     if requirement == "exact kl" and not exact_kl(chosen):
         raise VaekitError(f"{what} needs {REQUIREMENTS[requirement]}: not with {inexact(chosen)}")
-    if requirement == "gaussian posterior" and not chosen["posterior"].closed_form:
+    gaussian = issubclass(chosen["posterior"].distribution, DiagonalGaussian)
+    if requirement == "gaussian posterior" and not gaussian:
         posterior = f"--posterior {config.posterior}"
         raise VaekitError(f"{what} needs {REQUIREMENTS[requirement]}: not with {posterior}")
     if requirement == "batch of 2" and config.batch_size < 2:
@@ -89,13 +91,20 @@ def refuse_unmet(
 
 
 def exact_kl(chosen: dict[str, PartSpec]) -> bool:
-    """Whether the chosen prior and posterior have the KL per dimension in closed form."""
-    return chosen["prior"].closed_form and chosen["posterior"].closed_form
+    """Whether the chosen posterior and prior have the KL per dimension in closed form (a rule in
+    ``models.distributions``' registry)."""
+    return has_exact_kl(chosen["posterior"].distribution, chosen["prior"].distribution)
 
 
 def inexact(chosen: dict[str, PartSpec]) -> str:
-    """The chosen parts that keep the KL from a closed form, as flags: "--prior vamp or --posterior iaf"."""
-    kinds = [kind for kind in ("prior", "posterior") if not chosen[kind].closed_form]
+    """The chosen parts that keep the KL from a closed form, as flags: "--prior vamp or --posterior iaf"
+    (each one that has no closed form with the default of the other kind)."""
+    defaults = {kind: part(kind, DEFAULT_PARTS[kind]).distribution for kind in ("prior", "posterior")}
+    alone = {
+        "prior": has_exact_kl(defaults["posterior"], chosen["prior"].distribution),
+        "posterior": has_exact_kl(chosen["posterior"].distribution, defaults["prior"]),
+    }
+    kinds = [kind for kind in ("prior", "posterior") if not alone[kind]] or ["prior", "posterior"]
     return " or ".join(f"--{kind} {chosen[kind].name}" for kind in kinds)
 
 

@@ -133,6 +133,21 @@ def test_flow_posterior_log_q_is_the_base_density_minus_the_log_det(k):
     torch.testing.assert_close(log_q, expected)
 
 
+@pytest.mark.parametrize("dim", [1, 2, 5])
+def test_flow_posterior_log_prob_anywhere_inverts_the_flow(dim):
+    """log q(z) at points the flow did not draw: z = flow(z_0) for any z_0, and log q(z) is the base
+    density of z_0 less the log-determinant; the inverse gives z_0 back."""
+    q = flow_posterior(dim=dim, seed=dim)
+    z0 = 3.0 * torch.randn(2, 4, dim, generator=torch.Generator().manual_seed(9), dtype=torch.float64)
+    z, log_det = q.flow(z0, q.context)
+    back, _ = q.flow.inverse(z, q.context)
+    torch.testing.assert_close(back, z0)
+    expected = Normal(q.base.mean, (0.5 * q.base.logvar).exp()).log_prob(z0).sum(-1) - log_det
+    torch.testing.assert_close(q.log_prob(z), expected)
+    drawn, log_q = q.rsample_with_log_prob(3, torch.Generator().manual_seed(1))
+    torch.testing.assert_close(q.log_prob(drawn), log_q)  # the same value as at its own draws
+
+
 def test_flow_posterior_mode_is_the_flow_of_the_base_mean():
     q = flow_posterior(seed=1)
     z = q.base.mean
@@ -166,7 +181,7 @@ def flow_model(**options):
     torch.manual_seed(0)
     config = {"name": "mlp", "image_shape": [1, 4, 4], "latent_dim": 2, "hidden": [8]}
     model = build_model({**config, "posterior": "iaf", "flow_steps": 2, **options})
-    randomise_outputs(model.flow, 7, scale=0.3)
+    randomise_outputs(model.variational_family, 7, scale=0.3)
     x = torch.bernoulli(torch.rand(3, 1, 4, 4, generator=torch.Generator().manual_seed(1)))
     return model, x
 
@@ -177,8 +192,9 @@ def reference_log_weights(model, x, k: int, seed: int) -> tuple[torch.Tensor, to
     std = (0.5 * logvar).exp()
     z0 = mu + std * torch.randn(k, *mu.shape, generator=torch.Generator().manual_seed(seed))
     context = torch.cat([mu, logvar], dim=-1)
-    z = model.flow(z0, context)[0]
-    log_q = Normal(mu, std).log_prob(z0).sum(-1) - jacobian_log_det(model.flow, z0, context)
+    flow = model.variational_family.flow
+    z = flow(z0, context)[0]
+    log_q = Normal(mu, std).log_prob(z0).sum(-1) - jacobian_log_det(flow, z0, context)
     pixels = Independent(Bernoulli(logits=model.decode_logits(z.reshape(-1, 2))), 3)
     recon = -pixels.log_prob(x.repeat(k, 1, 1, 1)).view(k, -1)
     return -recon + Normal(0.0, 1.0).log_prob(z).sum(-1) - log_q, recon
@@ -238,11 +254,30 @@ def test_flow_model_importance_sampled_log_px_is_a_bound_that_tightens_to_the_ex
     torch.testing.assert_close(bounds[-1], exact, atol=0.03, rtol=0)  # importance sampling converges
 
 
+def test_a_flow_model_saved_before_the_posterior_modules_still_loads(tmp_path):
+    """Weights saved when the flow sat on the model (``flow.steps...``) load into the posterior module."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    model, x = flow_model()
+    vaekit.save_model(model, tmp_path / "model.safetensors")
+    weights = load_file(tmp_path / "model.safetensors")
+    with safe_open(tmp_path / "model.safetensors", "pt") as saved:
+        metadata = saved.metadata()
+    old = {key.replace("variational_family.flow.", "flow."): value for key, value in weights.items()}
+    assert any(key.startswith("flow.steps.") for key in old)
+    save_file(old, tmp_path / "model.safetensors", metadata=metadata)
+    loaded = vaekit.load(tmp_path / "model.safetensors")
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.latents(x), model.latents(x))
+
+
 def test_flow_model_save_and_load_keep_the_flow(tmp_path):
     model, x = flow_model()
     vaekit.save_model(model, tmp_path / "model.safetensors")
     loaded = vaekit.load(tmp_path / "model.safetensors")
-    assert isinstance(loaded.flow, InverseAutoregressiveFlow) and loaded.config == model.config
+    assert isinstance(loaded.variational_family.flow, InverseAutoregressiveFlow)
+    assert loaded.config == model.config
     with torch.no_grad():
         expected, _ = model.log_weights(x, None, 3, torch.Generator().manual_seed(0))
         log_w, _ = loaded.log_weights(x, None, 3, torch.Generator().manual_seed(0))

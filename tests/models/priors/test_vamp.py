@@ -9,8 +9,8 @@ from torch.distributions import Categorical, Independent, MixtureSameFamily, Nor
 
 import vaekit
 from vaekit.models import build_model
+from vaekit.models.distributions import DiagonalMixture, kl_divergence
 from vaekit.models.maths import diagonal_mixture_log_prob, kl_per_dim_to_mixture
-from vaekit.models.posteriors import DiagonalGaussian
 from vaekit.models.priors import VampPrior
 from vaekit.utils.errors import VaekitError
 
@@ -62,30 +62,34 @@ def test_diagonal_mixture_log_prob_is_exact_in_float32_with_narrow_components():
         )
 
 
-def test_vamp_log_prob_with_explicit_components_is_the_mixture():
-    prior = VampPrior(2, (1, 4, 4), pseudo_inputs=4)
+def encoder_giving(means: torch.Tensor, logvars: torch.Tensor):
+    """An encoder that gives these components [G, K, D] for the pseudo-inputs, whatever they are."""
+    return lambda images, labels: (means.reshape(-1, means.shape[-1]), logvars.reshape(-1, means.shape[-1]))
+
+
+def test_vamp_log_prob_is_the_mixture_of_its_encoded_pseudo_inputs():
     means, logvars = random_components(1, 4, 2)
-    components = DiagonalGaussian(means[0], logvars[0])
+    prior = VampPrior(2, (1, 4, 4), pseudo_inputs=4, encode=encoder_giving(means, logvars))
     z = torch.randn(3, 6, 2)  # k draws of B images
     expected = reference_mixture(means[0], logvars[0]).log_prob(z)
-    torch.testing.assert_close(prior.log_prob(z, components=components), expected)
-    with pytest.raises(VaekitError, match="components"):
-        prior.log_prob(z)
+    assert isinstance(prior(), DiagonalMixture)
+    torch.testing.assert_close(prior().log_prob(z), expected)
+    with pytest.raises(VaekitError, match="without an encoder"):
+        VampPrior(2, (1, 4, 4), pseudo_inputs=4)()
 
 
 def test_conditional_vamp_log_prob_picks_the_class_group():
-    prior = VampPrior(2, (1, 4, 4), pseudo_inputs=4, num_classes=3)
-    assert torch.equal(prior.labels, torch.tensor([0] * 4 + [1] * 4 + [2] * 4))
     means, logvars = random_components(3, 4, 2)
-    components = DiagonalGaussian(means.reshape(12, 2), logvars.reshape(12, 2))
+    prior = VampPrior(2, (1, 4, 4), pseudo_inputs=4, num_classes=3, encode=encoder_giving(means, logvars))
+    assert torch.equal(prior.labels, torch.tensor([0] * 4 + [1] * 4 + [2] * 4))
     labels = torch.tensor([2, 0, 1, 1, 0])
     z = torch.randn(3, 5, 2)
     expected = torch.stack(
         [reference_mixture(means[y], logvars[y]).log_prob(z[:, b]) for b, y in enumerate(labels)], dim=1
     )
-    torch.testing.assert_close(prior.log_prob(z, labels, components), expected)
+    torch.testing.assert_close(prior(labels).log_prob(z), expected)
     with pytest.raises(VaekitError, match="labels"):
-        prior.log_prob(z, None, components)
+        prior().log_prob(z)
 
 
 def mixture_moments(means: torch.Tensor, logvars: torch.Tensor, temperature: float = 1.0):
@@ -97,10 +101,9 @@ def mixture_moments(means: torch.Tensor, logvars: torch.Tensor, temperature: flo
 
 @pytest.mark.parametrize("temperature", [1.0, 0.5])
 def test_vamp_draws_have_the_mixture_moments(temperature):
-    prior = VampPrior(2, (1, 4, 4), pseudo_inputs=3)
     means, logvars = random_components(1, 3, 2, seed=1)
-    components = DiagonalGaussian(means[0], logvars[0])
-    z = prior.sample(200_000, None, torch.Generator().manual_seed(0), temperature, components=components)
+    prior = VampPrior(2, (1, 4, 4), pseudo_inputs=3, encode=encoder_giving(means, logvars))
+    z = prior().sample(200_000, torch.Generator().manual_seed(0), temperature)
     assert z.shape == (200_000, 2)
     mean, var = mixture_moments(means[0], logvars[0], temperature)
     torch.testing.assert_close(z.mean(0), mean, atol=0.03, rtol=0)
@@ -108,12 +111,11 @@ def test_vamp_draws_have_the_mixture_moments(temperature):
 
 
 def test_conditional_vamp_draws_come_from_the_class_components():
-    prior = VampPrior(2, (1, 4, 4), pseudo_inputs=3, num_classes=3)
     means, logvars = random_components(3, 3, 2, seed=2)
     means = means + 100.0 * torch.arange(3).view(3, 1, 1)  # the classes far apart
-    components = DiagonalGaussian(means.reshape(9, 2), logvars.reshape(9, 2))
+    prior = VampPrior(2, (1, 4, 4), pseudo_inputs=3, num_classes=3, encode=encoder_giving(means, logvars))
     labels = torch.arange(3).repeat_interleave(60_000)
-    z = prior.sample(len(labels), labels, torch.Generator().manual_seed(0), components=components)
+    z = prior(labels).sample(len(labels), torch.Generator().manual_seed(0))
     for y in range(3):
         own = z[labels == y]
         assert torch.all((own - 100.0 * y).abs() < 50)  # every draw near its own class
@@ -121,7 +123,7 @@ def test_conditional_vamp_draws_come_from_the_class_components():
         torch.testing.assert_close(own.mean(0), mean, atol=0.05, rtol=0)
         torch.testing.assert_close(own.var(0), var, atol=0, rtol=0.05)
     with pytest.raises(VaekitError, match="labels"):
-        prior.sample(3, None, components=components)
+        prior().sample(3)
 
 
 # ------------------------------------------------------------------------------- KL per dimension
@@ -242,8 +244,8 @@ def test_vamp_model_kl_is_log_q_minus_the_mixture_log_prob(name):
     mu, logvar = model.encode(x, labels)
     torch.testing.assert_close(log_q, Normal(mu, (0.5 * logvar).exp()).log_prob(z).sum(-1))
     log_p = reference_log_prior(model, z, labels)
-    torch.testing.assert_close(model.trained_log_prob(z, labels), log_p)
-    torch.testing.assert_close(model.kl(posterior, z, log_q, labels), log_q - log_p)
+    torch.testing.assert_close(model.prior_of(labels).log_prob(z), log_p)
+    torch.testing.assert_close(kl_divergence(posterior, model.prior_of(labels), z, log_q), log_q - log_p)
     zk = posterior.rsample(4, torch.Generator().manual_seed(1))  # k draws per image, as IWAE's
     torch.testing.assert_close(model.log_prior(zk, labels), reference_log_prior(model, zk, labels))
 
@@ -274,8 +276,8 @@ def test_vamp_pseudo_inputs_stay_in_the_unit_interval():
     pseudo = prior.pseudo_inputs()
     assert pseudo.min() == 0.0 and pseudo.max() == 1.0
     torch.testing.assert_close(pseudo, prior.pixels.detach().clamp(0.0, 1.0))
-    mu, logvar = model.prior_components()  # the encoder sees the clamped images
-    torch.testing.assert_close(torch.cat([mu, logvar], 1), torch.cat(model.encode(pseudo), 1))
+    mu, logvar = prior.components()  # the encoder sees the clamped images
+    torch.testing.assert_close(torch.cat([mu[0], logvar[0]], 1), torch.cat(model.encode(pseudo), 1))
 
 
 def training_images(n: int = 12):
@@ -323,8 +325,8 @@ def test_vamp_model_save_and_load_keep_the_prior(tmp_path, name):
     torch.testing.assert_close(loaded.trained_prior.pixels, model.trained_prior.pixels)
     z = torch.randn(4, 6, 2)
     with torch.no_grad():
-        torch.testing.assert_close(loaded.trained_log_prob(z, labels), model.trained_log_prob(z, labels))
+        torch.testing.assert_close(loaded.prior_of(labels).log_prob(z), model.prior_of(labels).log_prob(z))
     # a different prior gives different densities: the comparison above can fail
     with torch.no_grad():
         loaded.trained_prior.pixels.add_(0.3)
-        assert not torch.allclose(loaded.trained_log_prob(z, labels), model.trained_log_prob(z, labels))
+        assert not torch.allclose(loaded.prior_of(labels).log_prob(z), model.prior_of(labels).log_prob(z))

@@ -44,13 +44,11 @@ def btcvae(
     """recon + kl_weight (MI + beta TC + dim-KL) of images x [B, C, H, W] drawn from ``dataset_size``
     training images; terms ``loss``, ``recon``, ``kl`` (the ELBO's) and ``mi``, ``tc``, ``dim_kl``."""
     if not model.closed_form_kl:
-        raise VaekitError(
-            "beta-TCVAE needs a Gaussian posterior and N(0, I) prior: not a flow or a VampPrior"
-        )
+        raise VaekitError("beta-TCVAE needs a Gaussian posterior and a prior that factorises, N(0, I)")
     d = draw(model, x, labels, generator, noise_rows)
     if len(x) < 2:  # no other image to estimate q(z) with: this batch trains on the ELBO
         return LossOutput(d.recon.mean() + kl_weight * d.kl.mean(), elbo_terms(d))
-    log_p = model.trained_prior.log_prob(d.z, model.prior_labels(labels))  # N(0, I) or N(m_y, I)
+    log_p = d.prior.log_prob(d.z)  # N(0, I) or N(m_y, I)
     log_qz, log_marginals = aggregate_log_densities(d.z, d.posterior.mean, d.posterior.logvar, dataset_size)
     mi, tc, dim_kl = d.log_q - log_qz, log_qz - log_marginals, log_marginals - log_p
     objective = d.recon.mean() + kl_weight * (mi + beta * tc + dim_kl).mean()

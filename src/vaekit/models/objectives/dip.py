@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import torch
 
 from vaekit.models.base import VAE, LossOutput
+from vaekit.models.distributions import DiagonalGaussian
 from vaekit.models.maths import covariance, dip_penalty
 from vaekit.models.objectives.elbo import draw, elbo_terms
 from vaekit.models.parts import option, register_objective
@@ -35,7 +36,7 @@ def dip(
 ) -> LossOutput:
     """recon + kl_weight KL + the DIP penalty of ``kind`` ("i" or "ii"); terms ``loss``, ``recon``,
     ``kl`` (the ELBO's) and ``dip`` (the penalty)."""
-    if model.flow is not None:
+    if not issubclass(model.variational_family.distribution, DiagonalGaussian):
         raise VaekitError("DIP-VAE needs the Gaussian posterior's covariance: not with a flow")
     d = draw(model, x, labels, generator, noise_rows)
     objective = d.recon.mean() + kl_weight * d.kl.mean()

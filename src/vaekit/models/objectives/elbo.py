@@ -15,21 +15,22 @@ from typing import Any, NamedTuple
 import torch
 
 from vaekit.models.base import VAE, LossOutput
+from vaekit.models.distributions import exact_kl_per_dim, kl_divergence
 from vaekit.models.maths import free_bits_kl
 from vaekit.models.parts import register_objective
 from vaekit.utils.errors import VaekitError
 
 
 class Draw(NamedTuple):
-    """One z per image and what the ELBO makes of it, each [B] but ``posterior``, ``z`` [B, D] and
-    ``components`` (a VampPrior's mixture, or None)."""
+    """One z per image and what the ELBO makes of it: ``posterior`` q(z|x) and ``prior`` p(z) (their
+    distributions), ``z`` [B, D], and per image [B] ``log_q``, ``recon`` and ``kl``."""
 
     posterior: Any
+    prior: Any
     z: torch.Tensor
     log_q: torch.Tensor
     recon: torch.Tensor
     kl: torch.Tensor
-    components: Any
 
 
 def draw(
@@ -39,13 +40,13 @@ def draw(
     generator: torch.Generator | None,
     noise_rows: tuple[int, int] | None,
 ) -> Draw:
-    """q(z|x), a reparameterised z ~ q(z|x), -log p(x|z) and the KL term, per image."""
+    """q(z|x), a reparameterised z ~ q(z|x), p(z), -log p(x|z) and the KL term, per image."""
     posterior = model.posterior_of(x, labels)
     z, log_q = posterior.rsample_with_log_prob(None, generator, noise_rows)
-    components = model.prior_components()
+    prior = model.prior_of(labels)  # a VampPrior encodes its pseudo-inputs here, once
     recon = model.recon_nll(model.decode_logits(z, labels), x)
-    kl = model.kl(posterior, z, log_q, labels, components)
-    return Draw(posterior, z, log_q, recon, kl, components)
+    kl = kl_divergence(posterior, prior, z, log_q)
+    return Draw(posterior, prior, z, log_q, recon, kl)
 
 
 def elbo_terms(d: Draw, **extra: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -58,7 +59,7 @@ def elbo_terms(d: Draw, **extra: torch.Tensor) -> dict[str, torch.Tensor]:
     "elbo", "the negative ELBO, its KL weighted by --beta (beta-VAE) and floored by --free-bits"
 )
 def elbo(
-    model: VAE,  # a GaussianVAE: posterior_of, kl, decode_logits, recon_nll
+    model: VAE,  # a GaussianVAE: posterior_of, prior_of, decode_logits, recon_nll
     x: torch.Tensor,
     labels: torch.Tensor | None = None,
     *,
@@ -72,7 +73,9 @@ def elbo(
     kl_term = d.kl.mean()
     if free_bits > 0:
         if not model.closed_form_kl:
-            raise VaekitError("free bits need the KL per dimension: not with a flow posterior or a VampPrior")
-        per_dim = model.trained_prior.kl_per_dim(d.posterior, model.prior_labels(labels))
+            raise VaekitError(
+                "free bits need the KL per dimension in closed form: not with this prior or posterior"
+            )
+        per_dim = exact_kl_per_dim(d.posterior, d.prior)
         kl_term = free_bits_kl(per_dim, free_bits)
     return LossOutput(d.recon.mean() + kl_weight * kl_term, elbo_terms(d))

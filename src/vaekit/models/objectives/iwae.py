@@ -12,18 +12,18 @@ from dataclasses import dataclass
 import torch
 
 from vaekit.models.base import VAE, LossOutput
+from vaekit.models.distributions import Posterior, exact_kl_per_dim
 from vaekit.models.maths import iwae_bound
 from vaekit.models.parts import option, register_objective
-from vaekit.models.posteriors import DiagonalGaussian
 
 
 def log_weights(
-    model: VAE,  # a GaussianVAE: posterior_of, trained_prior, decode_logits, recon_nll
+    model: VAE,  # a GaussianVAE: posterior_of, prior_of, decode_logits, recon_nll
     x: torch.Tensor,
     labels: torch.Tensor | None,
     k: int,
     generator: torch.Generator | None = None,
-    posterior: DiagonalGaussian | None = None,
+    posterior: Posterior | None = None,
     prior: str = "standard",
     noise_rows: tuple[int, int] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -50,7 +50,7 @@ class IWAEOptions:
 
 @register_objective("iwae", "the importance-weighted bound with k samples (Burda et al. 2015)", IWAEOptions)
 def iwae(
-    model: VAE,  # a GaussianVAE: posterior_of, trained_prior, decode_logits, recon_nll
+    model: VAE,  # a GaussianVAE: posterior_of, prior_of, decode_logits, recon_nll
     x: torch.Tensor,
     labels: torch.Tensor | None = None,
     *,
@@ -64,7 +64,7 @@ def iwae(
     weights, recon = log_weights(model, x, labels, k, generator, posterior=posterior, noise_rows=noise_rows)
     # the ELBO's KL: exact where it has a closed form, else averaged over the k draws' log q - log p
     if model.closed_form_kl:
-        kl = model.trained_prior.kl_per_dim(posterior, model.prior_labels(labels)).sum(dim=1)
+        kl = exact_kl_per_dim(posterior, model.prior_of(labels)).sum(dim=1)
     else:
         kl = (weights + recon).neg().mean(dim=0)
     bound = iwae_bound(weights)

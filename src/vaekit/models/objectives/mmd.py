@@ -47,7 +47,6 @@ def mmd(
     objective = d.recon.mean() + kl_weight * d.kl.mean()
     if len(x) < 2:  # the unbiased estimate needs pairs
         return LossOutput(objective, elbo_terms(d))
-    own = model.prior_labels(labels)
-    prior_z = model.trained_prior.sample(len(x), own, generator, device=d.z.device, components=d.components)
+    prior_z = d.prior.sample(len(x), generator)
     distance = imq_mmd(d.z, prior_z.to(d.z))
     return LossOutput(objective + mmd_weight * distance, elbo_terms(d, mmd=distance))

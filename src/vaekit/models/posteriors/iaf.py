@@ -8,20 +8,20 @@ triangular with diagonal sigma_t, so log q(z_T | x) = log q(z_0 | x) - sum_t sum
 Orders alternate between steps. The context h is the base posterior's (mu, logvar), which any encoder
 gives: the flow needs nothing from the network.
 
-A flow's draws have a density but no closed-form KL, and log q(z|x) is known only at its own draws:
-objectives use ``FlowPosterior.rsample_with_log_prob``.
+A flow's draws have a density but no closed-form KL: objectives take log q(z|x) at the draws they make
+(``FlowPosterior.rsample_with_log_prob``); ``log_prob`` at any other z inverts the flow, D passes a step.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 import torch
 from torch import nn
 
+from vaekit.models.distributions import DiagonalGaussian
 from vaekit.models.parts import option, register_posterior
-from vaekit.models.posteriors.gaussian import DiagonalGaussian
 
 FORGET_BIAS = 1.5  # sigma starts near sigmoid(1.5) = 0.82: each step starts close to keeping z (paper sec. 4)
 
@@ -56,14 +56,31 @@ class IAFStep(nn.Module):
         nn.init.zeros_(self.layer_out.weight)  # the flow starts near a scaling of z_0
         nn.init.zeros_(self.layer_out.bias)
 
-    def forward(self, z: torch.Tensor, context: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """z [..., D], context [..., 2D] -> (the new z [..., D], log |det dz'/dz| [...])."""
+    def shift_and_log_scale(
+        self, z: torch.Tensor, context: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(m, log sigma), each [..., D]: output j depends on z only through the z before it in the order."""
         h = nn.functional.elu(self.layer_in(z) + self.context(context))
         h = nn.functional.elu(self.layer_hidden(h))
         m, s = self.layer_out(h).chunk(2, dim=-1)
-        log_sigma = nn.functional.logsigmoid(s + FORGET_BIAS)
+        return m, nn.functional.logsigmoid(s + FORGET_BIAS)
+
+    def forward(self, z: torch.Tensor, context: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """z [..., D], context [..., 2D] -> (the new z [..., D], log |det dz'/dz| [...])."""
+        m, log_sigma = self.shift_and_log_scale(z, context)
         sigma = log_sigma.exp()
         return sigma * z + (1.0 - sigma) * m, log_sigma.sum(-1)
+
+    def inverse(self, y: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        """The z with ``forward(z)[0] = y``, [..., D]: z_j = (y_j - (1 - sigma_j) m_j) / sigma_j, where
+        (m_j, sigma_j) depend on z before j alone, so D passes make every dimension exact (one more each,
+        in the step's order; Kingma et al. 2016, sec. 4: the inverse is sequential, the forward not)."""
+        z = y
+        for _ in range(y.shape[-1]):
+            m, log_sigma = self.shift_and_log_scale(z, context)
+            sigma = log_sigma.exp()
+            z = (y - (1.0 - sigma) * m) / sigma
+        return z
 
 
 class InverseAutoregressiveFlow(nn.Module):
@@ -87,19 +104,16 @@ class InverseAutoregressiveFlow(nn.Module):
             log_det = log_det + step_log_det
         return z, log_det
 
+    def inverse(self, z: torch.Tensor, context: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """z_T [..., D] -> (z_0 with ``forward(z_0)[0] = z_T``, the forward's log-determinant [...])."""
+        context = context.expand(*z.shape[:-1], context.shape[-1])
+        log_det = torch.zeros(z.shape[:-1], dtype=z.dtype, device=z.device)
+        for step in reversed(self.steps):
+            z = step.inverse(z, context)
+            log_det = log_det + step.shift_and_log_scale(z, context)[1].sum(-1)
+        return z, log_det
 
-@dataclass
-class IAFOptions:
-    flow_steps: int = option(2, "steps of the flow", minimum=1)
 
-
-@register_posterior(
-    "iaf",
-    "an inverse autoregressive flow on the Gaussian (Kingma et al. 2016)",
-    IAFOptions,
-    requires=("one latent",),
-    model_config=lambda options: {"posterior": "iaf", "flow_steps": options["flow_steps"]},
-)
 class FlowPosterior(NamedTuple):
     """q(z|x) = the flow pushed through from ``base`` (the encoder's diagonal Gaussian), for a batch."""
 
@@ -121,6 +135,21 @@ class FlowPosterior(NamedTuple):
         z, log_det = self.flow(z0, self.context)
         return z, log_q0 - log_det
 
+    def rsample(
+        self,
+        k: int | None = None,
+        generator: torch.Generator | None = None,
+        noise_rows: tuple[int, int] | None = None,
+    ) -> torch.Tensor:
+        return self.rsample_with_log_prob(k, generator, noise_rows)[0]
+
+    def log_prob(self, z: torch.Tensor) -> torch.Tensor:
+        """log q(z|x) at any z [..., B, D] -> [..., B]: the flow inverted back to z_0 (eq. 15,
+        log q(z_T) = log q_0(z_0) - sum_t log |det|); D passes of each step, so dearer than the value
+        ``rsample_with_log_prob`` gives at the flow's own draws."""
+        z0, log_det = self.flow.inverse(z, self.context)
+        return self.base.log_prob(z0) - log_det
+
     def mode(self) -> torch.Tensor:
         """The flow applied to the base mean: the point that stands for each image [B, D] (not the mean
         of q, which has no closed form; the decoder reads z_T, so this is what reconstructions use)."""
@@ -132,3 +161,38 @@ class FlowPosterior(NamedTuple):
         """Mean and variance per dimension, each [B, D], of ``draws`` draws (no closed form)."""
         z = self.rsample_with_log_prob(draws, generator)[0]
         return z.mean(dim=0), z.var(dim=0)
+
+
+@dataclass
+class IAFOptions:
+    flow_steps: int = option(2, "steps of the flow", minimum=1)
+
+
+DEFAULT_FLOW_HIDDEN = 256  # units per hidden layer of each IAF step's MADE
+
+
+@register_posterior(
+    "iaf",
+    "an inverse autoregressive flow on the Gaussian (Kingma et al. 2016)",
+    IAFOptions,
+    requires=("one latent",),
+    model_config=lambda options: {"posterior": "iaf", "flow_steps": options["flow_steps"]},
+)
+class IAFPosterior(nn.Module):
+    """The encoder's diagonal Gaussian pushed through an inverse autoregressive flow whose context is
+    that Gaussian's (mean, logvar): any encoder serves, the flow needs nothing from the network."""
+
+    distribution: ClassVar[type] = FlowPosterior
+    has_flow: ClassVar[bool] = True  # the point an image stands for is the flow's image of the mean
+
+    def __init__(self, latent_dim: int, flow_steps: int, flow_hidden: int = DEFAULT_FLOW_HIDDEN) -> None:
+        super().__init__()
+        self.flow = InverseAutoregressiveFlow(latent_dim, flow_steps, flow_hidden)
+
+    @classmethod
+    def for_model(cls, model: Any, *, flow_steps: int, flow_hidden: int | None = None) -> IAFPosterior:
+        return cls(model.latent_dim, int(flow_steps), int(flow_hidden or DEFAULT_FLOW_HIDDEN))
+
+    def forward(self, mean: torch.Tensor, logvar: torch.Tensor) -> FlowPosterior:
+        """q(z|x) of the encoder's output, each [B, D] (in float32)."""
+        return FlowPosterior(DiagonalGaussian(mean.float(), logvar.float()), self.flow)

@@ -23,8 +23,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from vaekit.models.labels import check_labels
 from vaekit.models.maths import (
-    check_labels,
     class_mixture_log_prob,
     gaussian_components_log_prob,
     mixture_sample,
