@@ -43,6 +43,26 @@ def test_site_builds_strictly(tmp_path: Path):
     assert not scripts, f"scripts in docs/ (screenshots.py, ...) are not part of the site: {scripts}"
 
 
+def test_every_module_has_an_api_page():
+    """Issue 34: the API reference covers every module of the package (internal ones say so), so that a
+    new module without a page fails here; mkdocs' nav validation then holds each page in the nav."""
+    package = ROOT / "src" / "vaekit"
+    modules = {
+        ".".join(path.relative_to(package.parent).with_suffix("").parts).removesuffix(".__init__")
+        for path in package.rglob("*.py")
+        if path.name != "__main__.py"
+    }
+    documented = {
+        line.split(":::", 1)[1].strip()
+        for page in (ROOT / "docs" / "api").glob("*.md")
+        for line in page.read_text().splitlines()
+        if line.startswith(":::")
+    }
+    assert not sorted(modules - documented), "modules without a page in docs/api"
+    nav = (ROOT / "mkdocs.yml").read_text()
+    assert not [p.name for p in (ROOT / "docs" / "api").glob("*.md") if f"api/{p.name}" not in nav]
+
+
 def test_readme_is_a_front_page():
     lines = (ROOT / "README.md").read_text(encoding="utf-8").splitlines()
     assert len(lines) <= README_MAX_LINES, (
