@@ -94,8 +94,15 @@ def main() -> None:
             print(name, results[name], flush=True)
     write_results(
         "compile_speed",
-        {"measured": utc_now(), "device": args.device, "rounds": args.rounds, "steps_per_round": STEPS,
-         "environment": machine(), "models": results, **run_stamp(start_load)},  # fmt: skip
+        {
+            "measured": utc_now(),
+            "device": args.device,
+            "rounds": args.rounds,
+            "steps_per_round": STEPS,
+            "environment": machine(),
+            "models": results,
+            **run_stamp(start_load),
+        },  # fmt: skip
     )
 
 

@@ -371,7 +371,11 @@ def test_a_fitted_prior_is_saved_loaded_and_sampled(name, images, labels, tmp_pa
     assert torch.equal(loaded.sample(6, label=1, generator=g()), model.sample(6, label=1, generator=g()))
     # the default draws from the fitted prior: the same as asking for it, not N(0, I)
     assert torch.equal(model.sample(6, generator=g()), model.sample(6, generator=g(), prior="fitted"))
-    assert not torch.equal(model.sample(6, generator=g()), model.sample(6, generator=g(), prior="standard"))
+    assert not torch.equal(model.sample(6, generator=g()), model.sample(6, generator=g(), prior="trained"))
+    # "standard", release 0.1's name for the prior trained with, is still read
+    assert torch.equal(
+        model.sample(6, generator=g(), prior="trained"), model.sample(6, generator=g(), prior="standard")
+    )
 
 
 @pytest.mark.parametrize("name", GAUSSIAN)
@@ -419,8 +423,8 @@ def test_labels_and_priors_that_do_not_apply_are_refused(images, labels):
     with pytest.raises(VaekitError, match="temperature must be a positive number"):
         plain.sample(2, temperature=0.0)
     model = fitted("mlp", images, labels)
-    with pytest.raises(VaekitError, match="samples from N\\(0, I\\)"):
-        model.sample(2, label=1, prior="standard")
+    with pytest.raises(VaekitError, match="samples from the prior it trained with"):
+        model.sample(2, label=1, prior="trained")
     with pytest.raises(VaekitError, match="label must be in 0..2"):
         model.sample(2, label=3)
     pooled = fitted("mlp", images, labels, per_class=False)
@@ -446,7 +450,7 @@ def test_the_cvae_trains_against_its_class_means(images, labels):
     torch.testing.assert_close(model.log_prior(z, labels), p.log_prob(z).sum(-1))
     # the trained prior's samples of class 1 are N(m_1, I); the loss's KL is the shifted one
     model.decode = lambda z, labels=None: z  # look at the latents themselves
-    z = model.sample(20_000, label=1, prior="standard", generator=torch.Generator().manual_seed(0))
+    z = model.sample(20_000, label=1, prior="trained", generator=torch.Generator().manual_seed(0))
     torch.testing.assert_close(z.mean(0), model.trained_prior.means[1].detach(), atol=0.03, rtol=0)
     torch.testing.assert_close(z.std(0), torch.ones(3), atol=0.03, rtol=0)
     _, terms = model.loss(images, labels, generator=torch.Generator().manual_seed(0))

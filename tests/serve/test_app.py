@@ -34,10 +34,7 @@ def test_info_has_the_contract_fields(client):
     info = client.get("/api/info").json()
     assert info["latent_dim"] == 2 and info["image_shape"] == [1, 8, 8]
     assert info["classes"] == [str(d) for d in range(10)]
-    assert [r["index"] for r in info["runs"]] == [0, 1] and info["runs"][0]["priors"] == [
-        "standard",
-        "fitted",
-    ]
+    assert [r["index"] for r in info["runs"]] == [0, 1] and info["runs"][0]["priors"] == ["trained", "fitted"]
     assert sorted(info["runs"][0]["kl_order"]) == [0, 1]
 
 
@@ -53,7 +50,7 @@ def test_decode_returns_the_models_own_decode_as_png(client, run):
 def test_sample_grid_is_seeded(client):
     a = png(client.post("/api/sample", json={"n": 4, "seed": 3}))
     b = png(client.post("/api/sample", json={"n": 4, "seed": 3}))
-    c = png(client.post("/api/sample", json={"n": 4, "seed": 4, "prior": "standard", "temperature": 0.5}))
+    c = png(client.post("/api/sample", json={"n": 4, "seed": 4, "prior": "trained", "temperature": 0.5}))
     assert a.shape == (2 * 10 + 2, 2 * 10 + 2) and np.array_equal(a, b) and not np.array_equal(a, c)
     assert (
         png(client.post("/api/sample", json={"n": 3, "label": 7})).shape[0] > 8

@@ -59,9 +59,9 @@ def test_every_command_works_with_every_part(part, tmp_path, capsys):
     assert result["val_iwae_nll"] < result["val_loss"] + 1.0  # the k=8 estimate is near or below -ELBO
     model = load(out)
     assert model.config["name"] == ("cvae" if part.startswith("cvae") else "mlp")
-    for prior in ("fitted", "standard"):  # the fitted mixture, and the prior trained with
-        picture = tmp_path / f"{prior}.png"
-        assert main(["sample", str(out), "--n", "6", "--prior", prior, "--out", str(picture)]) == 0
+    for source in ("fitted", "trained"):  # the fitted mixture, and the prior trained with
+        picture = tmp_path / f"{source}.png"
+        assert main(["sample", str(out), "--n", "6", "--from", source, "--out", str(picture)]) == 0
     assert main(["reconstruct", str(out), "--n", "4", "--out", str(tmp_path / "r.png")]) == 0
     assert main(["export", str(out), "--out", str(tmp_path / "onnx")]) == 0
 

@@ -14,9 +14,7 @@ from vaekit.utils.devices import DEVICES
 
 def _common(p: argparse.ArgumentParser, split_default: str) -> None:
     p.add_argument("run", help="run folder")
-    p.add_argument(
-        "--dataset", metavar="NAME", help="a dataset name or folder:PATH (default: the run's own)"
-    )
+    p.add_argument("--dataset", metavar="NAME", help="a dataset name or folder:PATH (default: the run's own)")
     p.add_argument(
         "--split", choices=SPLITS, default=split_default, help=f"which images (default {split_default})"
     )

@@ -12,7 +12,7 @@ from typing import Any
 import torch
 
 from vaekit.cli.arguments import add_run_command, non_negative_int, positive_int, temperatures
-from vaekit.models.base import PRIORS
+from vaekit.models.base import OLD_SOURCE_NAMES, SAMPLE_SOURCES
 from vaekit.utils import limits
 from vaekit.utils.devices import resolve_device
 from vaekit.utils.errors import VaekitError
@@ -27,10 +27,14 @@ def add_sample_command(sub: argparse._SubParsersAction) -> None:
         help="class to draw (a cvae, or a model whose fitted prior has classes)",
     )
     p.add_argument(
-        "--prior",
-        choices=PRIORS,
-        help="fitted (default, if the run has one) or standard: the prior trained with (N(0, I); VampPrior)",
+        "--from",
+        dest="source",
+        choices=SAMPLE_SOURCES,
+        help="fitted (default, if the run has one): the mixture fitted after training; trained: the prior "
+        "the model trained with (N(0, I), a VampPrior, ...)",
     )
+    # release 0.1's name of --from, "standard" for trained: still read, no longer shown
+    p.add_argument("--prior", choices=[*SAMPLE_SOURCES, *OLD_SOURCE_NAMES], help=argparse.SUPPRESS)
     p.add_argument(
         "--temperature",
         type=temperatures,
@@ -51,12 +55,16 @@ def _sample(args: argparse.Namespace) -> int:
     from vaekit import load
     from vaekit.utils import plots
 
+    if args.prior is not None:
+        if args.source is not None:
+            raise VaekitError("--prior is the old name of --from: give one of them")
+        args.source = OLD_SOURCE_NAMES.get(args.prior, args.prior)
     model = load(args.run, device=resolve_device(args.device))
     generator = torch.Generator(device=model.device).manual_seed(args.seed)
     temperature = model.default_temperature if args.temperature is None else args.temperature
     if isinstance(temperature, list) and not model.latent_space.groups:
         raise VaekitError(f"one temperature per group applies to a hierarchy (model hvae), not {model.name}")
-    options = {"generator": generator, "prior": args.prior, "temperature": temperature}
+    options = {"generator": generator, "prior": args.source, "temperature": temperature}
     if Path(args.out).suffix == ".npy":  # many samples, streamed to disk in batches
         return _stream_samples(model, args, options)
     n_asked = args.n if args.n is not None else 64
@@ -71,9 +79,9 @@ def _sample(args: argparse.Namespace) -> int:
         n = args.n if args.n is not None else 64
         plots.save_grid(model.sample(n, label=args.label, **options), args.out)
         what = f"{n} samples" + (f" of class {args.label}" if args.label is not None else "")
-    source = model.sample_source(args.prior)
+    source = model.sample_source(args.source)
     shown = ",".join(f"{t:g}" for t in temperature) if isinstance(temperature, list) else f"{temperature:g}"
-    heat = "" if temperature == 1.0 else f" at temperature {shown}"
+    heat = "" if temperature == 1.0 else f", at temperature {shown}"
     print(f"{what} from {source}{heat} written to {args.out}")
     return 0
 

@@ -133,7 +133,7 @@ def iwae_nll(
     k: int = 5000,
     seed: int = 0,
     max_decodes: int | None = None,
-    prior: str = "standard",
+    prior: str = "trained",
     precision: str = "fp32",
 ) -> torch.Tensor:
     """Importance-sampled estimate of -log p(x) per image: -L_k with k draws z_i ~ q(z|x) (Burda et al. 2015).
@@ -145,7 +145,7 @@ def iwae_nll(
     MLP VAE), on a GPU as many as a share of its free memory holds (``utils.devices.device_batch``).
     In expectation -L_k is above -log p(x), falls with k and is at most the negative ELBO. Draws come
     from a generator seeded with ``seed`` (the global RNG is untouched). ``prior`` is p(z) in the
-    weights: "standard", the one the model was trained with, or "fitted", its fitted mixture (a
+    weights: "trained", the one the model was trained with, or "fitted", its fitted mixture (a
     different generative model, whose -log p(x) this then estimates). ``precision``: of the networks
     (``networks_in``). Shapes: images [N, C, H, W] -> [N], nats, float64.
     """
@@ -160,7 +160,7 @@ def importance_bounds(
     k: int = 5000,
     seed: int = 0,
     max_decodes: int | None = None,
-    prior: str = "standard",
+    prior: str = "trained",
     progress: Callable[[int], None] | None = None,
     precision: str = "fp32",
 ) -> tuple[torch.Tensor, torch.Tensor]:

@@ -131,7 +131,7 @@ def sample_quality(
     temperature: float = 1.0,
 ) -> dict[str, Any]:
     """The sample-quality figures of ``model`` against ``reference`` (real images, e.g. the test set),
-    for samples from ``prior`` ("standard" or "fitted"; by default the fitted one if the model has one)
+    for samples from ``prior`` ("trained" or "fitted"; by default the fitted one if the model has one)
     at ``temperature`` (see ``VAE.sample``).
 
     - ``frechet_distance``: between classifier features of ``n_samples`` samples and of the reference;

@@ -264,9 +264,9 @@ def _sample_figures(
         if log:
             log(shortfall)
         return {"classifier_test_accuracy": info["test_accuracy"]}
-    # A Gaussian-latent model is measured with N(0, I) (unprefixed keys) and with its fitted prior
-    # (fitted_*); a vqvae with its prior over codes, the only one it has.
-    priors = [("", "standard" if model.fits_prior else None)]
+    # A Gaussian-latent model is measured with the prior it trained with (unprefixed keys) and with its
+    # fitted prior (fitted_*); a vqvae with its prior over codes, the only one it has.
+    priors = [("", "trained" if model.fits_prior else None)]
     if model.fits_prior and model.prior is not None:
         priors.append(("fitted_", "fitted"))
     figures: dict[str, Any] = {}

@@ -15,7 +15,10 @@ from vaekit.models.maths import bernoulli_nll, gaussian_nll
 from vaekit.utils.errors import VaekitError
 
 LIKELIHOODS = ("bernoulli", "gaussian")
-PRIORS = ("fitted", "standard")  # what samples are drawn from: the fitted prior, or the one trained with
+# What samples are drawn from (``sample --from``): the prior fitted after training, or the one trained
+# with; "standard" is release 0.1's name for the second, still read.
+SAMPLE_SOURCES = ("fitted", "trained")
+OLD_SOURCE_NAMES = {"standard": "trained"}
 PRECISIONS = ("fp32", "bf16")  # of training steps; bf16 is autocast mixed precision
 MIN_LOG_STD = math.log(1e-3)  # floor of a learned decoder std: keeps the density of flat pixels finite
 
@@ -180,7 +183,7 @@ class VAE(nn.Module):
         prior: str | None = None,
         temperature: float = 1.0,
     ) -> torch.Tensor:
-        """n new images (pixel means) drawn from the model: from ``prior`` ("fitted" or "standard"; by
+        """n new images (pixel means) drawn from the model: from ``prior`` ("fitted" or "trained"; by
         default the fitted prior if the model has one), of class ``label`` if given. ``temperature``
         below 1 draws nearer the prior's modes (scaled standard deviations; a vqvae: scaled logits)."""
         raise NotImplementedError
@@ -209,11 +212,13 @@ class VAE(nn.Module):
 
     def uses_fitted_prior(self, prior: str | None) -> bool:
         """Whether to sample from the fitted prior, for a ``prior`` choice of None (the fitted one if
-        there is one), "fitted" or "standard"."""
+        there is one), "fitted" or "trained" (the prior trained with; "standard", its old name)."""
         if prior is None:
             return self.prior is not None
-        if prior not in PRIORS:
-            raise VaekitError(f"unknown prior {prior!r}; choose from {', '.join(PRIORS)}")
+        prior = OLD_SOURCE_NAMES.get(prior, prior)
+        if prior not in SAMPLE_SOURCES:
+            choices = ", ".join(SAMPLE_SOURCES)
+            raise VaekitError(f"unknown prior {prior!r} to sample from; choose from {choices}")
         if prior == "fitted" and self.prior is None:
             raise VaekitError(
                 f"this {self.name} model has no fitted prior: fit one with `vaekit train-prior RUN`"
@@ -222,7 +227,7 @@ class VAE(nn.Module):
 
     def sample_source(self, prior: str | None = None) -> str:
         """What ``sample(prior=prior)`` draws from, in words (the command says it)."""
-        return "the fitted prior" if self.uses_fitted_prior(prior) else "N(0, I)"
+        return "the fitted prior" if self.uses_fitted_prior(prior) else "the prior it trained with"
 
     def samples_by_class(self, prior: str | None = None) -> bool:
         """Whether samples can be asked for by class: a conditional model, or a fitted prior with classes."""
@@ -236,7 +241,8 @@ class VAE(nn.Module):
         an unconditional model (its fitted prior then draws classes by their training frequencies)."""
         if not self.conditional and label is not None and not self.samples_by_class(prior):
             why = "its prior has no classes" if self.uses_fitted_prior(prior) else (
-                "it is not conditional and samples from N(0, I)" if prior == "standard" else
+                "it is not conditional and samples from the prior it trained with"
+                if OLD_SOURCE_NAMES.get(prior, prior) == "trained" else
                 "it is not conditional and has no fitted prior (`vaekit train-prior RUN` fits one)"
             )  # fmt: skip
             raise VaekitError(f"a label does not apply to this {self.name} model: {why}")

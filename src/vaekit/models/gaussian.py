@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from vaekit.models.base import VAE, LossOutput, io_spec
-from vaekit.models.distributions import DiagonalGaussian, exact_kl_per_dim, has_exact_kl
+from vaekit.models.distributions import DiagonalGaussian, StandardNormal, exact_kl_per_dim, has_exact_kl
 from vaekit.models.objectives import OBJECTIVES, log_weights
 from vaekit.models.objectives.factorvae import Discriminator
 from vaekit.models.parts import PartSpec, part, parts
@@ -142,6 +142,8 @@ class GaussianVAE(VAE):
             meaning = "the flow applied to the mean: what to decode"
             encoded.append(io_spec("z", ["batch", d], "float32", meaning))
         trained = f"the trained prior is {self.trained_prior.describe()}"
+        if not issubclass(self.trained_prior.distribution, StandardNormal):
+            trained += ", not in these graphs (vaekit sample draws from it)"
         latent = io_spec("z", ["batch", d], "float32", f"a latent; {trained}")
         return {"encoder_outputs": encoded, "latent": latent, "decoder_extra": []}
 
@@ -198,9 +200,9 @@ class GaussianVAE(VAE):
         return p.marginal_kl_per_dim(q)
 
     def log_prior(
-        self, z: torch.Tensor, labels: torch.Tensor | None = None, prior: str = "standard"
+        self, z: torch.Tensor, labels: torch.Tensor | None = None, prior: str = "trained"
     ) -> torch.Tensor:
-        """log p(z) under the trained prior ("standard": N(0, I), N(m_y, I) for a model that learns
+        """log p(z) under the trained prior ("trained": N(0, I), N(m_y, I) for a model that learns
         class means, the VampPrior, ...) or the fitted prior ("fitted"; for a conditional model whose
         fitted prior has classes, log p(z | y)). z [..., D] (k draws: [k, B, D]), labels [B] -> [...],
         nats."""
@@ -219,7 +221,7 @@ class GaussianVAE(VAE):
         k: int,
         generator: torch.Generator | None = None,
         posterior: Posterior | None = None,
-        prior: str = "standard",
+        prior: str = "trained",
         noise_rows: tuple[int, int] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Importance weights log w_i and recon_i = -log p(x | z_i), both [k, B]: see
@@ -231,6 +233,11 @@ class GaussianVAE(VAE):
         """What ``log_weights`` takes as ``posterior``, computed once for all of an image's k draws: the
         encoder's (mean, logvar) here; a hierarchy's features (hvae.py)."""
         return tuple(t.float() for t in self.encode(x, labels))
+
+    def sample_source(self, prior: str | None = None) -> str:
+        if self.uses_fitted_prior(prior):
+            return "the fitted prior"
+        return f"the prior it trained with, {self.trained_prior.describe()}"
 
     @property
     def starts_from_data(self) -> bool:
@@ -283,9 +290,10 @@ class GaussianVAE(VAE):
         temperature: float = 1.0,
     ) -> torch.Tensor:
         """n images (pixel means) decoded from z ~ the fitted prior (if the model has one and ``prior`` is
-        not "standard") or z ~ the trained prior (N(0, I); a cvae: N(m_y, I)), with standard deviations
-        scaled by ``temperature``. ``label``: the class to draw, for a conditional model or a fitted
-        prior with classes (p(z | y)); without one a conditional model draws every class in turn."""
+        not "trained") or z ~ the prior it trained with (N(0, I), a cvae's N(m_y, I), ...), with
+        standard deviations scaled by ``temperature``. ``label``: the class to draw, for a conditional
+        model or a fitted prior with classes (p(z | y)); without one a conditional model draws every
+        class in turn."""
         self.check_temperature(temperature)
         fitted = self.uses_fitted_prior(prior)
         classes = self.sample_classes(n, label, prior)

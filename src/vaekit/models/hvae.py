@@ -224,7 +224,7 @@ class HierarchicalVAE(GaussianVAE):
         features: list[torch.Tensor],
         k: int,
         generator: torch.Generator | None,
-        prior: str = "standard",
+        prior: str = "trained",
         noise_rows: tuple[int, int] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """log w = log p(x|z) + sum_l [log p(z_l|z_<l) - log q(z_l|x,z_<l)] for k draws of every group:
@@ -256,7 +256,7 @@ class HierarchicalVAE(GaussianVAE):
         k: int,
         generator: torch.Generator | None = None,
         posterior: Any = None,
-        prior: str = "standard",
+        prior: str = "trained",
         noise_rows: tuple[int, int] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Importance weights over every group, [k, B], and -log p(x | z_i); ``posterior``: the encoder's
@@ -267,6 +267,11 @@ class HierarchicalVAE(GaussianVAE):
 
     def importance_context(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> Any:
         return self.bottom_up(x)
+
+    def sample_source(self, prior: str | None = None) -> str:
+        if self.uses_fitted_prior(prior):
+            return "the fitted prior (the top group; the groups below from their priors)"
+        return "the prior it trained with (the top group from N(0, I), each below from its prior)"
 
     # ----------------------------------------------------------------- the top group, as a latent
     @property
@@ -322,7 +327,7 @@ class HierarchicalVAE(GaussianVAE):
         prior: str | None = None,
         temperature: float | Sequence[float] = 1.0,
     ) -> torch.Tensor:
-        """n images: the top group from the fitted prior (if any and ``prior`` is not "standard") or
+        """n images: the top group from the fitted prior (if any and ``prior`` is not "trained") or
         N(0, I), each lower group from its prior given the groups above, standard deviations scaled by
         ``temperature`` (one, or one per group from the top, as NVAE draws its samples)."""
         temperatures = self.group_temperatures(temperature)

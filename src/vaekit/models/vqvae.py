@@ -267,8 +267,8 @@ class VQVAE(VAE):
         """n images (pixel means) decoded from code grids drawn from the attached prior (its logits
         divided by ``temperature``)."""
         self.check_temperature(temperature)
-        if prior == "standard":
-            raise VaekitError("a vqvae samples from its prior over codes only; there is no standard prior")
+        if prior in ("standard", "trained"):
+            raise VaekitError("a vqvae samples from its prior over codes only; it trains with no prior")
         labels = self.sample_labels(n, label)
         if self.prior is None:
             raise VaekitError(

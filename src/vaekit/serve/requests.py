@@ -31,7 +31,8 @@ class SampleRequest(_Request):
     n: int = Field(16, ge=1, le=MAX_SAMPLES)
     seed: int = Field(0, ge=0, le=2**31 - 1)
     temperature: float = Field(1.0, gt=0, le=10)
-    prior: Literal["fitted", "standard"] | None = None
+    # the prior to draw from: fitted, or the one the run trained with ("standard": its old name)
+    prior: Literal["fitted", "trained", "standard"] | None = None
     label: int | None = None
     format: Literal["png", "base64"] = "png"
 

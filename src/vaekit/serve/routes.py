@@ -154,7 +154,7 @@ def image_routes(served: ServedRuns) -> APIRouter:
 
     @router.post("/api/sample")
     def sample(request: SampleRequest) -> Response:
-        """A grid of ``n`` samples from the prior (fitted where the run has one, unless "standard")."""
+        """A grid of ``n`` samples from the prior (fitted where the run has one, unless "trained")."""
         run = served.run(request.run)
         _check_sample_request(run, request)
         generator = torch.Generator(device=served.device).manual_seed(request.seed)

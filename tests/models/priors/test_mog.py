@@ -135,7 +135,7 @@ def test_a_run_takes_the_generated_flags_learns_the_mixture_and_resumes_exactly(
     assert main(["train", "--dataset", "digits", "--mog-components", "3", "--out", str(tmp_path / "no")]) == 1
     assert "--mog-components applies to --prior mog, not standard" in capsys.readouterr().err
     assert not (tmp_path / "no").exists()
-    sample = ["sample", str(straight), "--prior", "standard", "--n", "8", "--out", str(tmp_path / "s.png")]
+    sample = ["sample", str(straight), "--from", "trained", "--n", "8", "--out", str(tmp_path / "s.png")]
     assert main(sample) == 0 and (tmp_path / "s.png").is_file()  # drawn from the learned mixture
 
 

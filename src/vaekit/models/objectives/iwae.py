@@ -24,13 +24,13 @@ def log_weights(
     k: int,
     generator: torch.Generator | None = None,
     posterior: Posterior | None = None,
-    prior: str = "standard",
+    prior: str = "trained",
     noise_rows: tuple[int, int] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """log w_i = log p(x | z_i) + log p(z_i) - log q(z_i | x) for k draws z_i ~ q(z|x).
 
     Returns (log_weights, recon) with recon_i = -log p(x | z_i), both [k, B]. ``posterior`` passes an
-    already computed q(z|x); ``prior`` picks p(z): "standard", the prior the model trained with, or
+    already computed q(z|x); ``prior`` picks p(z): "trained", the prior the model trained with, or
     "fitted", its fitted prior (see ``GaussianVAE.log_prior``).
     """
     posterior = posterior if posterior is not None else model.posterior_of(x, labels)

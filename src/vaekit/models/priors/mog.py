@@ -70,7 +70,4 @@ class MixtureOfGaussiansPrior(nn.Module):
 
     def describe(self) -> str:
         per = " per class" if self.has_classes else ""
-        return (
-            f"a mixture of {self.components} learned Gaussians{per} (trained_prior.means, .logvars and "
-            ".weight_logits in the weights), not in these graphs"
-        )
+        return f"a mixture of {self.components} learned Gaussians{per}"

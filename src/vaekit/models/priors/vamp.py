@@ -94,7 +94,8 @@ class VampPrior(nn.Module):
         return DiagonalMixture(means, logvars, None, labels if self.has_classes else None)
 
     def describe(self) -> str:
-        return "a VampPrior, a mixture of the encoder's posteriors of its pseudo-inputs"
+        per = " per class" if self.has_classes else ""
+        return f"a VampPrior of {self.per_group} pseudo-inputs{per}"
 
     def init_pixels(self, images: torch.Tensor) -> None:
         """Start the pseudo-inputs at ``images`` [G K, C, H, W] in [0, 1] (a conditional model's in class

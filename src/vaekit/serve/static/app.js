@@ -104,7 +104,7 @@ function buildControls() {
   options($("primary"), S.runs.map((x, i) => [i, x.name])); $("primary").value = S.primary;
   $("primary-label").hidden = S.runs.length < 2;
   const anyFitted = S.runs.some((x) => x.priors.includes("fitted"));
-  options($("prior"), [["", anyFitted ? "fitted where fitted" : "N(0, I)"], ["standard", "N(0, I)"], ...(anyFitted ? [["fitted", "fitted"]] : [])]);
+  options($("prior"), [["", anyFitted ? "fitted where fitted" : "trained with"], ["trained", "trained with"], ...(anyFitted ? [["fitted", "fitted"]] : [])]);
   $("prior").value = S.prior;
   const byClass = S.runs.some((x) => x.samples_by_class);
   $("sample-class-label").hidden = !byClass;
