@@ -8,8 +8,9 @@ import torch
 from torch.distributions import Bernoulli, Normal, kl_divergence
 
 from vaekit.models import build_model
-from vaekit.models.hierarchy import balanced_kl, soft_clamp
+from vaekit.models.hierarchy import soft_clamp
 from vaekit.models.maths import gaussian_kl_between
+from vaekit.models.objectives.elbo import balanced_kl
 from vaekit.utils.errors import VaekitError
 
 

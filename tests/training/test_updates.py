@@ -96,7 +96,10 @@ def test_the_hvae_trains_with_its_own_defaults_and_others_keep_theirs(tmp_path):
             r"--prior vamp applies to the one-latent Gaussian models \(conv, cvae, mlp\), not hvae",
         ),
         ({**HVAE, "posterior": "iaf"}, "--posterior iaf applies to the one-latent Gaussian models"),
-        ({**HVAE, "objective": "btcvae"}, "--objective btcvae applies to the one-latent models"),
+        (
+            {**HVAE, "objective": "btcvae"},
+            "--objective btcvae applies to .*, not hvae \\(objectives: elbo, iwae\\)",
+        ),
         ({**HVAE, "free_bits": 0.5}, "--free-bits applies to the one-latent Gaussian models"),
         ({**HVAE, "groups": 0}, "groups must be an integer >= 1"),
         ({**HVAE, "latent_channels": -2}, "latent_channels must be an integer >= 1"),

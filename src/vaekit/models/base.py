@@ -106,7 +106,6 @@ class VAE(nn.Module):
     # and its options (the KL weight, ...), the noise rows of a batch split over torchrun's ranks
     # (``noise_rows``), and bf16 autocast in its training steps.
     takes_objectives: ClassVar[bool] = False
-    objectives: ClassVar[tuple[str, ...] | None] = None  # the objectives it takes (None: every registered)
     splits_noise: ClassVar[bool] = False
     trains_in_bf16: ClassVar[bool] = True
     # the temperature `vaekit sample` draws at unless told (the hvae's is measured: docs/hvae.md)

@@ -16,8 +16,6 @@ from vaekit.models.conv import padding
 from vaekit.models.maths import reparameterize
 from vaekit.utils.errors import VaekitError
 
-HIERARCHY_OBJECTIVES = ("elbo", "iwae")
-
 
 class Group(NamedTuple):
     """One latent group: its prior's ``mean`` and ``logvar`` [B, c, h, w], its ``posterior`` (a Group of
@@ -33,33 +31,6 @@ def soft_clamp(x: torch.Tensor, limit: float) -> torch.Tensor:
     """limit * tanh(x / limit): x itself near 0, never beyond +-limit, and a gradient everywhere (NVAE,
     Vahdat & Kautz 2020, sec. 3.2: bounding log-variances keeps exp() and 1/var finite)."""
     return limit * torch.tanh(x / limit)
-
-
-def balanced_kl(kl_per_group: torch.Tensor, group_sizes: Sequence[int] | torch.Tensor) -> torch.Tensor:
-    """NVAE's KL balancing (Vahdat & Kautz 2020, appendix A), used during the KL warm-up.
-
-    Each group l gets a weight gamma_l proportional to its batch-mean KL per latent unit
-    ((mean_B |KL_l| + 0.01) / alpha_l, alpha_l = the group's size relative to the smallest), scaled so
-    that the weights average 1: a group that carries much information is pushed down harder, so that
-    none collapses while the others fill up. Returns the batch mean of sum_l gamma_l KL_l, with the
-    weights detached. Shapes: kl_per_group [B, L], group_sizes [L] (a tensor on the device spares a copy
-    to it each step) -> a scalar.
-    """
-    alpha = torch.as_tensor(group_sizes, dtype=torch.float32, device=kl_per_group.device)
-    alpha = alpha / alpha.min()
-    coefficient = kl_per_group.detach().abs().mean(0) + 0.01
-    coefficient = coefficient / alpha * coefficient.sum()
-    coefficient = coefficient / coefficient.mean()
-    return (kl_per_group * coefficient).sum(1).mean()
-
-
-def while_warming(kl_weight: float | torch.Tensor, during: torch.Tensor, after: torch.Tensor) -> torch.Tensor:
-    """``during`` while the KL weight is below 1 (the warm-up), else ``after``. The weight is a number,
-    or a tensor on the device (a compiled step takes it so, so that its changing value compiles once):
-    then both are computed and one is selected there, nothing read back."""
-    if isinstance(kl_weight, torch.Tensor):
-        return torch.where(kl_weight < 1, during, after)
-    return during if kl_weight < 1 else after
 
 
 def check_hierarchy(

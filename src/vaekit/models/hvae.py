@@ -31,31 +31,31 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vaekit.models.base import LatentSpace, LossOutput, io_spec
+from vaekit.models.base import LatentSpace, io_spec
 from vaekit.models.conv import crop, pad
-from vaekit.models.gaussian import GaussianVAE, Posterior
+from vaekit.models.gaussian_latent import GaussianLatentVAE
 from vaekit.models.hierarchy import (
-    HIERARCHY_OBJECTIVES,
     Block,
     Group,
     HierarchyDecodeGraph,
     TopDownGroup,
-    balanced_kl,
     check_hierarchy,
     downsampling_convs,
     group_temperatures,
     prior_draw,
     sample_group,
-    while_warming,
 )
-from vaekit.models.maths import gaussian_kl_between, iwae_bound, log_normal
-from vaekit.utils.errors import VaekitError
+from vaekit.models.maths import gaussian_kl_between, log_normal
+from vaekit.models.objectives.elbo import Draw
 
 
-class HierarchicalVAE(GaussianVAE):
+class HierarchicalVAE(GaussianLatentVAE):
+    """The sibling of the one-latent model (gaussian.py): the objectives that need no single latent (the
+    ELBO, the IWAE bound) from its ``draw`` and ``log_weights`` over every group; the one-latent tools
+    read its top group."""
+
     name = "hvae"
     latent_kind = "hierarchy"
-    objectives = HIERARCHY_OBJECTIVES  # its loss computes these two itself, over every group
     # measured on MNIST (docs/hvae.md): Adamax at a high rate with a cosine schedule, clipping and
     # skipping, and a KL warm-up with balancing, as NVAE trains; no average of the weights (--ema),
     # which scored 0.07-0.10 nats worse than the weights it averaged in runs of minutes
@@ -169,30 +169,16 @@ class HierarchicalVAE(GaussianVAE):
         return crop(self.head(h), self.padding), groups
 
     # --------------------------------------------------------------------------------- the loss
-    def loss(
+    def draw(
         self,
         x: torch.Tensor,
-        labels: torch.Tensor | None = None,
-        *,
-        objective: str = "elbo",
-        kl_weight: float = 1.0,
-        kl_balance: bool = False,
-        k: int = 1,
-        iwae_k: int = 1,
-        generator: torch.Generator | None = None,
-        noise_rows: tuple[int, int] | None = None,
-        **options: Any,
-    ) -> LossOutput:
-        """-ELBO with the KL of every group (terms ``kl1``.. from the top), weighted by ``kl_weight``;
-        ``kl_balance``: while ``kl_weight`` < 1, NVAE's balancing of the groups' KL (see
-        ``hierarchy.balanced_kl``). ``objective="iwae"`` (or ``iwae_k`` > 1): the IWAE bound with k."""
-        if iwae_k > 1:
-            objective, k = "iwae", iwae_k
-        if objective not in HIERARCHY_OBJECTIVES or options:
-            what = objective if objective not in HIERARCHY_OBJECTIVES else ", ".join(options)
-            raise VaekitError(f"{what} does not apply to model hvae (objectives: elbo, iwae)")
-        if objective == "iwae":
-            return self._iwae(x, k, generator, noise_rows)
+        labels: torch.Tensor | None,
+        generator: torch.Generator | None,
+        noise_rows: tuple[int, int] | None,
+    ) -> Draw:
+        """One draw of every group from its posterior: -log p(x | z) and the KL of every group (in closed
+        form at the drawn groups above it), per image; the ELBO (``objectives.elbo``) sums, weights and
+        balances them (``kl1``.. from the top)."""
         features = self.bottom_up(x)
 
         def from_posterior(i: int, prior: Group, posterior: Group) -> torch.Tensor:
@@ -201,34 +187,22 @@ class HierarchicalVAE(GaussianVAE):
         logits, groups = self.top_down(x.shape[0], features, from_posterior)
         recon = self.recon_nll(logits, x)
         kls = torch.stack([self.group_kl(g) for g in groups], 1)  # [B, groups]
-        kl = kls.sum(1)
-        kl_term = kl.mean()
-        if kl_balance:
-            kl_term = while_warming(kl_weight, balanced_kl(kls, self.group_sizes), kl_term)
-        objective_value = recon.mean() + kl_weight * kl_term
-        terms = {"loss": (recon + kl).mean(), "recon": recon.mean(), "kl": kl.mean()}
-        terms.update({f"kl{i + 1}": v for i, v in enumerate(kls.mean(0))})
-        return LossOutput(objective_value, {name: v.detach() for name, v in terms.items()})
+        return Draw(None, None, None, None, recon, kls.sum(1), kls, self.group_sizes)
 
-    def _iwae(
-        self, x: torch.Tensor, k: int, generator: torch.Generator | None, noise_rows: tuple[int, int] | None
-    ) -> LossOutput:
-        weights, recon, kl = self._weights(x, self.bottom_up(x), k, generator, noise_rows=noise_rows)
-        bound = iwae_bound(weights)
-        terms = {"loss": (recon + kl).mean(), "recon": recon.mean(), "kl": kl.mean(), "iwae": -bound.mean()}
-        return LossOutput(-bound.mean(), {name: v.detach() for name, v in terms.items()})
-
-    def _weights(
+    def log_weights(
         self,
         x: torch.Tensor,
-        features: list[torch.Tensor],
+        labels: torch.Tensor | None,
         k: int,
-        generator: torch.Generator | None,
+        generator: torch.Generator | None = None,
+        posterior: Any = None,
         prior: str = "trained",
         noise_rows: tuple[int, int] | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """log w = log p(x|z) + sum_l [log p(z_l|z_<l) - log q(z_l|x,z_<l)] for k draws of every group:
-        (log_w, recon, log q - log p), each [k, B]."""
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """log w = log p(x|z) + sum_l [log p(z_l|z_<l) - log q(z_l|x,z_<l)] for k draws of every group, and
+        -log p(x | z_i), each [k, B]; ``posterior``: the encoder's features (``importance_context``), if
+        already computed; with ``prior`` "fitted", the fitted mixture is the top group's p(z)."""
+        features = posterior if posterior is not None else self.bottom_up(x)
         batch = x.shape[0]
         repeated = [f.repeat(k, 1, 1, 1) for f in features]
 
@@ -247,23 +221,7 @@ class HierarchicalVAE(GaussianVAE):
                 log_p = log_normal(z, g.mean.flatten(1), g.logvar.flatten(1))
             log_q_minus_p = log_q_minus_p + (log_q - log_p)
         log_q_minus_p = log_q_minus_p.view(k, batch)
-        return -recon - log_q_minus_p, recon, log_q_minus_p
-
-    def log_weights(
-        self,
-        x: torch.Tensor,
-        labels: torch.Tensor | None,
-        k: int,
-        generator: torch.Generator | None = None,
-        posterior: Any = None,
-        prior: str = "trained",
-        noise_rows: tuple[int, int] | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Importance weights over every group, [k, B], and -log p(x | z_i); ``posterior``: the encoder's
-        features (``importance_context``), if already computed."""
-        features = posterior if posterior is not None else self.bottom_up(x)
-        log_w, recon, _ = self._weights(x, features, k, generator, prior, noise_rows)
-        return log_w, recon
+        return -recon - log_q_minus_p, recon
 
     def importance_context(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> Any:
         return self.bottom_up(x)
@@ -278,7 +236,9 @@ class HierarchicalVAE(GaussianVAE):
     def latent_space(self) -> LatentSpace:
         return LatentSpace("hierarchy", self.latent_dim, groups=tuple(tuple(s) for s in self.group_shapes))
 
-    def encode(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> Posterior:
+    def encode(
+        self, x: torch.Tensor, labels: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """q(z_1 | x) of the top group, flattened: mean and log-variance [B, latent_dim]."""
         features = self.bottom_up(x)
         h = self.start.expand(x.shape[0], -1, -1, -1)

@@ -5,7 +5,8 @@ A part is one file that declares itself with ``register_part`` (or the decorator
 ``register_posterior``, ``register_objective``): its name, its options (a dataclass whose fields are the
 options' names, types, defaults and help; ``option`` adds bounds), what it requires of the model and
 the settings (``REQUIREMENTS``), what it adds to the model's config (``model_config``: a VampPrior's
-pseudo-inputs, FactorVAE's discriminator) and what it is: an objective's function, which
+pseudo-inputs, FactorVAE's discriminator's sizes) and to the model (``adds``: FactorVAE's discriminator,
+a module trained at its own rate) and what it is: an objective's function, which
 ``model.loss`` calls, or a prior's or posterior's module class (``for_model`` builds it for a model from
 its config entries; ``distribution`` names the type it returns, which decides the KL,
 ``models.distributions``).
@@ -66,6 +67,19 @@ class NoOptions:
 
 
 @dataclass(frozen=True)
+class AddedModule:
+    """A module that a part adds to the model it is chosen for (FactorVAE's discriminator): built by
+    ``build(model, value)`` from the model config ``entry`` that the part's ``model_config`` writes,
+    kept as the model's ``attribute`` (its weights saved under that name), and trained in a parameter
+    group of its own ``optimizer`` settings (learning rate, betas) where it has them."""
+
+    entry: str
+    attribute: str
+    build: Callable[[Any, Any], nn.Module]
+    optimizer: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
 class PartSpec:
     """One registered part (see the module's docstring)."""
 
@@ -79,6 +93,7 @@ class PartSpec:
     per_step: Callable[[dict[str, Any], dict[str, Any]], dict[str, Any]] | None = None  # values a step needs
     module: str = "vaekit"  # where it is defined
     origin: dict[str, str] | None = None  # a part from outside the package: module, package, version
+    adds: AddedModule | None = None  # a module it adds to the model
 
     @property
     def function(self) -> Callable[..., Any] | None:
@@ -206,13 +221,14 @@ def _decorator(kind: str) -> Callable[..., Callable[[Any], Any]]:
         requires: tuple[str, ...] = (),
         model_config: Callable[[Any], dict[str, Any]] | None = None,
         per_step: Callable[[dict[str, Any], dict[str, Any]], dict[str, Any]] | None = None,
+        adds: AddedModule | None = None,
     ) -> Callable[[Any], Any]:
         def decorate(target: Any) -> Any:
             module = target.__module__
             origin = None if module.startswith("vaekit.") else origin_of(module)
             register_part(PartSpec(
                 kind, name, summary, options, frozenset(requires), model_config, target, per_step, module,
-                origin,
+                origin, adds,
             ))  # fmt: skip
             return target
 

@@ -84,11 +84,11 @@ def part_rules() -> dict[str, Rule]:
     for name, (kind, _, spec_field) in all_options().items():
         owner = option_parts(kind, name)[0]
         one = "one latent" in owner.requires
-        takes = [  # the models that take the part: a Gaussian latent, one if it needs one, its objective
-            cls for cls in MODELS.values()
+        takes = [  # the models that take the part: a Gaussian latent, one if it needs one
+            cls
+            for cls in MODELS.values()
             if cls.latent_kind != "codes" and (not one or cls.latent_kind == "vector")
-            and (kind != "objective" or cls.objectives is None or owner.name in cls.objectives)
-        ]  # fmt: skip
+        ]
         models = frozenset(model_kind(cls) for cls in takes)
         default = spec_field.default_factory() if callable(spec_field.default_factory) else spec_field.default
         given = lambda c, name=name: name in (c.part_options or {})  # noqa: E731

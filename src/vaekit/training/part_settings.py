@@ -13,7 +13,7 @@ import inspect
 from typing import Any
 
 from vaekit.models.distributions import DiagonalGaussian, has_exact_kl
-from vaekit.models.parts import KINDS, REQUIREMENTS, PartSpec, all_options, option_parts, part
+from vaekit.models.parts import KINDS, REQUIREMENTS, PartSpec, all_options, option_parts, part, parts
 from vaekit.utils.errors import VaekitError
 
 DEFAULT_PARTS = {"prior": "standard", "posterior": "gaussian", "objective": "elbo"}
@@ -57,12 +57,6 @@ def check_parts(config: Any, model_class: type) -> None:
             kind = owners[0].kind
             names = " or ".join(spec.name for spec in owners)
             raise VaekitError(f"{flag(name)} applies to --{kind} {names}, not {chosen[kind].name}")
-    objectives = getattr(model_class, "objectives", None)
-    if objectives is not None and config.objective not in objectives:
-        raise VaekitError(
-            f"--objective {config.objective} applies to the one-latent models, not {config.model} "
-            f"(objectives: {', '.join(objectives)})"
-        )
     for spec in chosen.values():
         for requirement in sorted(spec.requires):
             refuse_unmet(spec, requirement, chosen, config, model_class)
@@ -79,7 +73,9 @@ def refuse_unmet(
     """A one-line error where the chosen ``spec``'s ``requirement`` does not hold."""
     what = f"--{spec.kind} {spec.name}"
     if requirement == "one latent" and model.latent_kind != "vector":
-        raise VaekitError(f"{what} applies to {REQUIREMENTS[requirement]}, not {config.model}")
+        others = [other.name for other in parts(spec.kind).values() if requirement not in other.requires]
+        takes = f" ({spec.kind}s: {', '.join(others)})" if others else ""
+        raise VaekitError(f"{what} applies to {REQUIREMENTS[requirement]}, not {config.model}{takes}")
     if requirement == "exact kl" and not exact_kl(chosen):
         raise VaekitError(f"{what} needs {REQUIREMENTS[requirement]}: not with {inexact(chosen)}")
     gaussian = issubclass(chosen["posterior"].distribution, DiagonalGaussian)

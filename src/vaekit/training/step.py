@@ -38,19 +38,18 @@ def kl_weight(config: TrainConfig, epochs_done: float) -> float:
 def loss_options(model: VAE, config: TrainConfig, epochs_done: float, dataset_size: int) -> dict[str, Any]:
     """The keyword arguments of ``model.loss`` in training: a Gaussian-latent model's objective and what
     its function takes (``PartSpec.loss_options``) of its options and the step's KL weight, beta, free
-    bits and ``dataset_size`` (the training images: beta-TCVAE's estimate of q(z) needs it); a VQ-VAE
-    takes none, a hierarchy its own (its loss computes both its objectives over every group)."""
+    bits, KL balancing (a hierarchy's) and ``dataset_size`` (the training images: beta-TCVAE's estimate
+    of q(z) needs it); a VQ-VAE takes none."""
     if not model.takes_objectives:
         return {}
     spec = part("objective", config.objective)
-    weight = kl_weight(config, epochs_done)
-    if model.latent_kind == "hierarchy":  # its groups' KL balanced while the weight rises
-        if spec.name == "iwae":
-            return {"objective": "iwae", "k": config.part_options["k"]}
-        return {"objective": spec.name, "kl_weight": weight, "kl_balance": config.kl_balance}
     steps = epochs_done * math.ceil(dataset_size / config.batch_size)  # the optimizer's steps so far
-    context = {"kl_weight": weight, "beta": config.beta, "free_bits": config.free_bits}
-    context.update(dataset_size=dataset_size, step=round(steps))
+    context = {
+        "kl_weight": kl_weight(config, epochs_done),
+        "beta": config.beta,
+        "free_bits": config.free_bits,
+    }
+    context.update(kl_balance=bool(config.kl_balance), dataset_size=dataset_size, step=round(steps))
     return {"objective": spec.name, **spec.loss_options(config.part_options, context)}
 
 

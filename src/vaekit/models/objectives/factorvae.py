@@ -5,8 +5,9 @@ A discriminator D tells draws z ~ q(z) from draws of prod_j q(z_j) (the batch's 
 shuffled on its own, ``maths.permute_dims``); TC(z) ~= log D(z) / (1 - D(z)), its logit (eq. 3). The
 VAE minimises recon + KL + gamma TC; D minimises its cross-entropy. Both are in one objective: D's loss
 sees only detached z, and the TC term reads D through detached weights, so one backward pass gives each
-part exactly its own gradient, and the discriminator's own Adam settings are a parameter group of the
-run's optimizer (``GaussianVAE.parameter_groups``): saved in every checkpoint, so resume stays exact.
+part exactly its own gradient. The registration adds the discriminator to the model (``adds``), with its
+own Adam settings as a parameter group of the run's optimizer (``GaussianVAE.parameter_groups``): saved
+in every checkpoint, so resume stays exact.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from torch.func import functional_call
 from vaekit.models.base import VAE, LossOutput
 from vaekit.models.maths import permute_dims
 from vaekit.models.objectives.elbo import draw, elbo_terms
-from vaekit.models.parts import option, register_objective
+from vaekit.models.parts import AddedModule, option, register_objective
 from vaekit.utils.errors import VaekitError
 
 DEFAULT_DISCRIMINATOR = (1000,) * 5  # the paper's six layers of 1000 units (appendix, table 4)
@@ -60,9 +61,15 @@ class FactorVAEOptions:
     FactorVAEOptions,
     requires=("one latent", "batch of 2"),
     model_config=lambda options: {"tc_discriminator": list(options["discriminator"])},
+    adds=AddedModule(
+        "tc_discriminator",
+        "discriminator",
+        lambda model, hidden: Discriminator(model.latent_dim, hidden),
+        optimizer=Discriminator.ADAM,
+    ),
 )
 def factorvae(
-    model: VAE,  # a GaussianVAE with a discriminator (tc_discriminator in its config)
+    model: VAE,  # a GaussianVAE with the discriminator this objective adds (tc_discriminator in its config)
     x: torch.Tensor,
     labels: torch.Tensor | None = None,
     *,
@@ -74,7 +81,7 @@ def factorvae(
     """recon + kl_weight KL + gamma TC for the VAE, plus the discriminator's cross-entropy; terms
     ``loss``, ``recon``, ``kl`` (the ELBO's), ``tc`` (the discriminator's estimate) and
     ``discriminator`` (its loss: log 4 = 1.39 when it cannot tell the two apart)."""
-    discriminator = model.discriminator
+    discriminator = getattr(model, "discriminator", None)
     if discriminator is None:
         raise VaekitError(
             "the factorvae objective needs a model built with a discriminator (tc_discriminator)"

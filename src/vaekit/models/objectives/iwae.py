@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 
 from vaekit.models.base import VAE, LossOutput
-from vaekit.models.distributions import Posterior, exact_kl_per_dim
+from vaekit.models.distributions import Posterior
 from vaekit.models.maths import iwae_bound
 from vaekit.models.parts import option, register_objective
 
@@ -50,7 +50,7 @@ class IWAEOptions:
 
 @register_objective("iwae", "the importance-weighted bound with k samples (Burda et al. 2015)", IWAEOptions)
 def iwae(
-    model: VAE,  # a GaussianVAE: posterior_of, prior_of, decode_logits, recon_nll
+    model: VAE,  # a GaussianLatentVAE: importance_context, log_weights, exact_kl
     x: torch.Tensor,
     labels: torch.Tensor | None = None,
     *,
@@ -59,13 +59,13 @@ def iwae(
     noise_rows: tuple[int, int] | None = None,
 ) -> LossOutput:
     """The negative IWAE bound with ``k`` samples, reported as the term ``iwae``; ``loss``, ``recon`` and
-    ``kl`` are the negative ELBO's terms, recon averaged over the k draws."""
-    posterior = model.posterior_of(x, labels)
-    weights, recon = log_weights(model, x, labels, k, generator, posterior=posterior, noise_rows=noise_rows)
+    ``kl`` are the negative ELBO's terms, recon averaged over the k draws. One function for every
+    Gaussian-latent model: its ``log_weights`` give the bound (a hierarchy's over every group)."""
+    context = model.importance_context(x, labels)
+    weights, recon = model.log_weights(x, labels, k, generator, posterior=context, noise_rows=noise_rows)
     # the ELBO's KL: exact where it has a closed form, else averaged over the k draws' log q - log p
-    if model.closed_form_kl:
-        kl = exact_kl_per_dim(posterior, model.prior_of(labels)).sum(dim=1)
-    else:
+    kl = model.exact_kl(context, labels)
+    if kl is None:
         kl = (weights + recon).neg().mean(dim=0)
     bound = iwae_bound(weights)
     recon = recon.mean(dim=0)
