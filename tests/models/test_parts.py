@@ -9,6 +9,7 @@ import textwrap
 from dataclasses import dataclass
 
 import pytest
+import torch
 
 from tests.conftest import error_of
 from vaekit.cli import main
@@ -41,8 +42,8 @@ OUTSIDE = '''
 
 @pytest.fixture
 def clean_parts():
-    """Whatever a test registers is gone after it."""
-    before = {kind: dict(specs) for kind, specs in PARTS.items()}
+    """Whatever a test registers is gone after it (the built-ins loaded first: they load once)."""
+    before = {kind: dict(parts(kind)) for kind in PARTS}
     yield
     for kind, specs in before.items():
         PARTS[kind].clear()
@@ -128,3 +129,75 @@ def test_the_views_read_the_registry_when_used(clean_parts):
         raise AssertionError
 
     assert OBJECTIVES["later"] is later and "later" in parts("objective")
+
+
+ADDS = '''
+    """An objective of one's own that adds a trainable module to the model: the KL weighted by a learned
+    gate, trained at its own rate."""
+    from dataclasses import dataclass
+
+    import torch
+    from torch import nn
+
+    from vaekit.models.base import LossOutput
+    from vaekit.models.objectives.elbo import draw, elbo_terms
+    from vaekit.models.parts import AddedModule, option, register_objective
+
+
+    class Gate(nn.Module):
+        def __init__(self, start):
+            super().__init__()
+            self.value = nn.Parameter(torch.tensor(float(start)))
+
+
+    @dataclass
+    class Options:
+        gate_start: float = option(0.5, "the gate's first value")
+
+
+    @register_objective(
+        "gated", "the ELBO with a learned gate on the KL", Options,
+        model_config=lambda options: {"kl_gate": options["gate_start"]},
+        adds=AddedModule("kl_gate", "gate", lambda model, start: Gate(start), optimizer={"lr": 0.05}),
+    )
+    def gated(model, x, labels=None, *, kl_weight=1.0, generator=None, noise_rows=None):
+        d = draw(model, x, labels, generator, noise_rows)
+        gate = torch.sigmoid(model.gate.value)
+        return LossOutput(d.recon.mean() + kl_weight * (1 + gate) * d.kl.mean(), elbo_terms(d, gate=gate))
+'''
+
+
+@pytest.mark.parametrize(
+    "model",
+    [
+        ["--hidden", "16", "--latent-dim", "2"],
+        ["--model", "hvae", "--width", "8", "--lr-schedule", "constant"],
+    ],
+)
+def test_an_outside_objective_adds_its_module_to_any_model_it_applies_to(
+    tmp_path, monkeypatch, clean_parts, model
+):
+    from safetensors.torch import load_file
+
+    import vaekit
+
+    (tmp_path / "gated_objective.py").write_text(textwrap.dedent(ADDS))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv("VAEKIT_PLUGINS", "gated_objective")
+    monkeypatch.setattr("vaekit.utils.packages._imported_env_modules", set())
+    try:
+        base = ["train", "--dataset", "digits", *model, "--objective", "gated", "--no-progress"]
+        run, straight = tmp_path / "run", tmp_path / "straight"
+        assert main([*base, "--gate-start", "0.25", "--epochs", "1", "--out", str(run)]) == 0
+        assert json.loads((run / "config.json").read_text())["model"]["kl_gate"] == 0.25
+        weights = load_file(run / "model.safetensors")
+        assert weights["gate.value"].item() != 0.25  # trained, and saved under the attribute's name
+        loaded = vaekit.load(run)
+        groups = loaded.parameter_groups(1e-3)
+        assert [g["lr"] for g in groups][-1] == 0.05 and groups[-1]["params"] == [loaded.gate.value]
+        assert main(["train", "--resume", "--out", str(run), "--epochs", "2", "--no-progress"]) == 0
+        assert main([*base, "--gate-start", "0.25", "--epochs", "2", "--out", str(straight)]) == 0
+        a, b = load_file(run / "model.safetensors"), load_file(straight / "model.safetensors")
+        assert all(torch.equal(a[k], b[k]) for k in a)  # resumed exactly, the gate's own group included
+    finally:
+        sys.modules.pop("gated_objective", None)

@@ -10,6 +10,7 @@ from vaekit.models.base import VAE, LossOutput
 from vaekit.models.conv import ConvVAE
 from vaekit.models.cvae import ConditionalVAE
 from vaekit.models.gaussian import GaussianVAE
+from vaekit.models.gaussian_latent import GaussianLatentVAE, added_modules
 from vaekit.models.hvae import HierarchicalVAE
 from vaekit.models.mlp import MLPVAE
 from vaekit.models.network import NetworkVAE, check_networks
@@ -71,6 +72,8 @@ def accepted_options(cls: type[VAE]) -> set[str]:
     own, takes_more = named(cls.__init__)
     if takes_more and issubclass(cls, GaussianVAE) and cls is not GaussianVAE:
         own |= named(GaussianVAE.__init__)[0] | GaussianVAE.part_entries() | {"likelihood", "decoder_std"}
+    if takes_more and issubclass(cls, GaussianLatentVAE):  # the modules parts add (FactorVAE's, ...)
+        own |= {adds.entry for adds in added_modules()}
     return own
 
 

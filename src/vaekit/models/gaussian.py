@@ -26,10 +26,10 @@ import torch
 from torch import nn
 
 from vaekit.models.distributions import exact_kl_per_dim, has_exact_kl, kl_divergence
-from vaekit.models.gaussian_latent import GaussianLatentVAE
+from vaekit.models.gaussian_latent import GaussianLatentVAE, added_modules
 from vaekit.models.objectives import log_weights
 from vaekit.models.objectives.elbo import Draw
-from vaekit.models.parts import KINDS, AddedModule, PartSpec, part, parts
+from vaekit.models.parts import PartSpec, part, parts
 from vaekit.utils.errors import VaekitError
 
 Posterior = tuple[torch.Tensor, torch.Tensor]  # what encoders return: mean and log-variance, each [B, D]
@@ -57,22 +57,16 @@ class GaussianVAE(GaussianLatentVAE):
             for name in spec.model_entries():
                 if name in config:
                     raise ValueError(f"{name} goes with the {spec.kind} {spec.name}, and only with it")
-        added = {
-            adds.entry: (adds, config.pop(adds.entry)) for adds in added_modules() if adds.entry in config
-        }
         chosen: dict[str, Any] = {}
         if trained_prior != DEFAULT_PARTS["prior"]:
             chosen.update(trained_prior=trained_prior, **entries["prior"])
         if posterior != DEFAULT_PARTS["posterior"]:
             chosen.update(posterior=posterior, **entries["posterior"])
-        chosen.update({entry: jsonable(value) for entry, (_, value) in added.items()})
         super().__init__(**config, **chosen)
         # in this order: a checkpoint's optimizer state follows the parameters' (the prior's first)
         self.trained_prior: nn.Module = specs["prior"].build(self, entries["prior"])
         self.variational_family: nn.Module = specs["posterior"].build(self, entries["posterior"])
-        self.added = [adds for adds, _ in added.values()]
-        for adds, value in added.values():
-            setattr(self, adds.attribute, adds.build(self, value))
+        self.build_added_modules()
 
     @staticmethod
     def part_entries() -> set[str]:
@@ -154,22 +148,6 @@ class GaussianVAE(GaussianLatentVAE):
         if self.starts_from_data:
             self.trained_prior.start_from_data(images, labels, generator)
 
-    def parameter_groups(self, lr: float) -> list[dict[str, Any]]:
-        """The optimizer's parameter groups: the model's at ``lr``; each added module with optimizer
-        settings of its own (FactorVAE's discriminator: Kim & Mnih 2018, sec. 4: 1e-4, (0.5, 0.9)) in
-        its own group, after."""
-        own = [adds for adds in self.added if adds.optimizer is not None]
-        if not own:
-            return super().parameter_groups(lr)
-        modules = [getattr(self, adds.attribute) for adds in own]
-        apart = {id(p) for module in modules for p in module.parameters()}
-        rest = [p for p in self.parameters() if id(p) not in apart]
-        groups = [
-            {"params": list(module.parameters()), **adds.optimizer}
-            for adds, module in zip(own, modules, strict=True)
-        ]
-        return [{"params": rest, "lr": lr}, *groups]
-
     # ---------------------------------------------------------------------- sampling, reconstruction
     @torch.no_grad()
     def sample(
@@ -212,13 +190,3 @@ def model_part(kind: str, name: Any) -> PartSpec:
 def other_parts(chosen: dict[str, PartSpec]) -> list[PartSpec]:
     """The registered priors and posteriors other than the ``chosen`` ones."""
     return [spec for kind in DEFAULT_PARTS for spec in parts(kind).values() if spec is not chosen[kind]]
-
-
-def added_modules() -> list[AddedModule]:
-    """The modules registered parts add to a model (``parts.AddedModule``), by their config entries."""
-    return [spec.adds for kind in KINDS for spec in parts(kind).values() if spec.adds]
-
-
-def jsonable(value: Any) -> Any:
-    """A config entry as config.json keeps it (a tuple of sizes as a list)."""
-    return list(value) if isinstance(value, tuple) else value

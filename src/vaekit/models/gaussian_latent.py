@@ -23,7 +23,7 @@ from torch import nn
 
 from vaekit.models.base import VAE, LossOutput, io_spec
 from vaekit.models.distributions import DiagonalGaussian, StandardNormal, exact_kl_per_dim, has_exact_kl
-from vaekit.models.parts import REQUIREMENTS, part
+from vaekit.models.parts import KINDS, REQUIREMENTS, AddedModule, part, parts
 from vaekit.models.priors.mixture import MixturePrior
 from vaekit.utils.errors import VaekitError
 
@@ -36,6 +36,33 @@ class GaussianLatentVAE(VAE):
 
     takes_objectives = True
     splits_noise = True
+
+    def __init__(self, **config: Any) -> None:
+        # the modules that registered parts add (``parts.AddedModule``: FactorVAE's discriminator), by
+        # their config entries; built by ``build_added_modules`` once the subclass's parts are in place
+        self.added_entries = {a.entry: (a, config.pop(a.entry)) for a in added_modules() if a.entry in config}
+        kept = {entry: list(v) if isinstance(v, tuple) else v for entry, (_, v) in self.added_entries.items()}
+        super().__init__(**config, **kept)
+
+    def build_added_modules(self) -> None:
+        """Build each added module as the attribute its part names (its weights saved under that name)."""
+        for adds, value in self.added_entries.values():
+            setattr(self, adds.attribute, adds.build(self, value))
+
+    def parameter_groups(self, lr: float) -> list[dict[str, Any]]:
+        """The optimizer's parameter groups: the model's at ``lr``; each added module with optimizer
+        settings of its own (FactorVAE's discriminator: Kim & Mnih 2018, sec. 4: 1e-4, (0.5, 0.9)) in
+        its own group, after."""
+        own = [adds for adds, _ in self.added_entries.values() if adds.optimizer is not None]
+        if not own:
+            return super().parameter_groups(lr)
+        modules = [getattr(self, adds.attribute) for adds in own]
+        apart = {id(p) for module in modules for p in module.parameters()}
+        rest = [p for p in self.parameters() if id(p) not in apart]
+        groups = [
+            {"params": list(m.parameters()), **adds.optimizer} for adds, m in zip(own, modules, strict=True)
+        ]
+        return [{"params": rest, "lr": lr}, *groups]
 
     def encode(
         self, x: torch.Tensor, labels: torch.Tensor | None = None
@@ -235,3 +262,15 @@ class GaussianLatentVAE(VAE):
             )
         if self.conditional and prior.has_classes and prior.num_classes != self.num_classes:
             raise VaekitError(f"the prior has {prior.num_classes} classes; this model has {self.num_classes}")
+
+
+def added_modules() -> list[AddedModule]:
+    """The modules registered parts add to a model (``parts.AddedModule``)."""
+    return [spec.adds for kind in KINDS for spec in parts(kind).values() if spec.adds is not None]
+
+
+def check_added(entries: dict[str, Any]) -> None:
+    """A TypeError for config ``entries`` that are no added module's (what a constructor refuses)."""
+    unknown = set(entries) - {adds.entry for adds in added_modules()}
+    if unknown:
+        raise TypeError(f"unexpected {', '.join(sorted(unknown))}")

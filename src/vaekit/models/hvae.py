@@ -33,7 +33,7 @@ from torch import nn
 
 from vaekit.models.base import LatentSpace, io_spec
 from vaekit.models.conv import crop, pad
-from vaekit.models.gaussian_latent import GaussianLatentVAE
+from vaekit.models.gaussian_latent import GaussianLatentVAE, check_added
 from vaekit.models.hierarchy import (
     Block,
     Group,
@@ -83,7 +83,9 @@ class HierarchicalVAE(GaussianLatentVAE):
         logvar_limit: float = 7.0,
         likelihood: str = "bernoulli",
         decoder_std: float | None = None,
+        **added: Any,
     ) -> None:
+        check_added(added)  # only the config entries of the modules registered parts add
         grid = check_hierarchy(
             image_shape, scales, groups, latent_channels, width, encoder_blocks, logvar_limit, stem
         )
@@ -94,19 +96,11 @@ class HierarchicalVAE(GaussianLatentVAE):
                 f"latent_dim is the top group's size, latent_channels x {sizes[-1][0]} x {sizes[-1][1]} = "
                 f"{top_size} here, not {latent_dim}: set latent_channels (and scales) instead"
             )
-        super().__init__(
-            image_shape=list(image_shape),
-            latent_dim=top_size,
-            scales=scales,
-            groups=groups,
-            latent_channels=latent_channels,
-            width=width,
-            encoder_blocks=encoder_blocks,
-            stem=stem,
-            logvar_limit=logvar_limit,
-            likelihood=likelihood,
-            decoder_std=decoder_std,
-        )
+        shape = dict(scales=scales, groups=groups, latent_channels=latent_channels, width=width)
+        shape.update(encoder_blocks=encoder_blocks, stem=stem, logvar_limit=logvar_limit)
+        pixels = dict(likelihood=likelihood, decoder_std=decoder_std)
+        super().__init__(image_shape=list(image_shape), latent_dim=top_size, **shape, **pixels, **added)
+        self.build_added_modules()
         self.sizes = sizes  # (h, w) of each scale, largest first
         self.logvar_limit = float(logvar_limit)
         channels = image_shape[0]

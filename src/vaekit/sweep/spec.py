@@ -2,16 +2,19 @@
 
 A sweep file is TOML::
 
-    [train]                      # fixed settings, exactly as in vaekit train --config
-    dataset = "digits"
+    [data]                       # fixed settings, in sections exactly as in vaekit train --config
+    dataset = "digits"           # (or one flat [train] table, as earlier releases wrote them)
+    [optimization]
     epochs = 10
 
-    [search]                     # what the trials vary
-    lr = [1e-4, 1e-2]            # two numbers: a range; integers for an integer setting (latent_dim)
-    likelihood = ["bernoulli", "gaussian"]   # any other list: a choice among its values
-    beta = {low = 0.5, high = 8, log = false}  # a table sets the scale of a range...
-    hidden = {choices = ["400", "512,256"]}    # ...or gives a choice (layer sizes as strings)
-    model_options.depth = [1, 3]               # a model's own option (a plugin's), typed by the model
+    [search]                     # what the trials vary, by the names of --config's sections
+    optimization.lr = [1e-4, 1e-2]     # two numbers: a range; integers for an integer setting
+    model.likelihood = ["bernoulli", "gaussian"]   # any other list: a choice among its values
+    parts.beta = {low = 0.5, high = 8, log = false}  # a table sets the scale of a range...
+    model.hidden = {choices = ["400", "512,256"]}    # ...or gives a choice (layer sizes as strings)
+    model.depth = [1, 3]         # a model's own option (a plugin's), typed by the model
+    parts.gamma = [1, 20]        # a part's option, typed by the part
+    latent_dim = [2, 16]         # a setting by its flat name, as earlier releases wrote them
 
     [sweep]                      # optional
     study = "vaekit"             # the study's name in the storage
@@ -45,9 +48,10 @@ from typing import Any
 
 from vaekit.models import model_class
 from vaekit.models.parts import all_options
-from vaekit.training.config_files import check_settings, parse_toml, read_text_file
+from vaekit.training.config_files import check_settings, parse_toml, read_text_file, settings_tables
 from vaekit.training.model_settings import option_type, own_options
 from vaekit.training.part_settings import fold_part_options
+from vaekit.training.sections import SECTIONS, sweep_key
 from vaekit.training.settings import TrainConfig
 from vaekit.utils.errors import VaekitError
 
@@ -117,9 +121,24 @@ def _setting_value(name: str, value: Any) -> Any:
     return value
 
 
+RANGE_KEYS = {"low", "high", "log", "choices"}  # a [search] entry's table of how to search
+
+
 def _dimensions(name: str, spec: Any, train: dict[str, Any], where: str) -> list[Dimension]:
     """The dimensions of one [search] entry: a setting, or ``model_options`` (a table of the model's own
-    options, as ``model_options.depth = [1, 3]`` writes it) or one of them (``"model_options.depth"``)."""
+    options, as ``model_options.depth = [1, 3]`` writes it) or one of them (``"model_options.depth"``),
+    or a section's table of settings (``optimization.lr = [1e-4, 1e-2]``, ``model.depth = [1, 3]``,
+    ``parts.gamma = [1, 20]``: every setting of every section by the name it has there)."""
+    if name in SECTIONS and isinstance(spec, dict) and not set(spec) <= RANGE_KEYS:  # not model = {choices..}
+        return [d for key, value in spec.items() for d in _dimensions(f"{name}.{key}", value, train, where)]
+    if name.split(".")[0] in SECTIONS and "." in name:
+        try:
+            field, option = sweep_key(name)
+        except VaekitError as exc:
+            raise VaekitError(f"{where}: [search] {exc}") from None
+        return _dimensions(
+            f"{OPTION}{option}" if field == "model_options" else option or field, spec, train, where
+        )
     if name == "model_options" and isinstance(spec, dict):
         return [d for key, value in spec.items() for d in _dimensions(f"{OPTION}{key}", value, train, where)]
     if name.startswith(OPTION):
@@ -201,15 +220,11 @@ def read_sweep_file(path: str | os.PathLike) -> Sweep:
     path = Path(path)
     text = read_text_file(path, "sweep file")
     document = parse_toml(text, path)
-    others = [key for key in document if key not in ("train", "search", "sweep")]
-    if others:
-        raise VaekitError(
-            f"{path}: unknown table or key {others[0]!r}; a sweep has [train], [search], [sweep]"
-        )
-    for table in ("train", "search", "sweep"):
+    for table in ("search", "sweep"):
         if not isinstance(document.get(table, {}), dict):
             raise VaekitError(f"{path}: {table} must be a table")
-    train = check_settings(dict(document.get("train", {})), path)
+    # the fixed settings: in sections ([data], [model], ...) or one [train] table, as in --config
+    train = check_settings(dict(settings_tables(document, path, others=("search", "sweep"))), path)
     entries = document.get("search", {}).items()
     search = [d for name, spec in entries for d in _dimensions(name, spec, train, str(path))]
     if not search:

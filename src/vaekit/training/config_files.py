@@ -1,7 +1,8 @@
-"""Config files for ``vaekit train --config FILE``: a TOML file's ``[train]`` table, or a run's own
-config.json (its ``train`` object), so that any run can be repeated exactly. Keys are TrainConfig's
-fields, as in config.json; each value is checked against the field's type, and an unknown key, a
-wrong type or a malformed file is an error naming the key and the file. Flags override the file.
+"""Config files for ``vaekit train --config FILE``: a TOML file's sections (``[data]``, ``[model]``,
+``[parts]``, ``[optimization]``, ``[run]``: training/sections.py) or its flat ``[train]`` table, or a
+run's own config.json (its ``train`` object), so that any run can be repeated exactly. Each value is
+checked against its TrainConfig field's type, and an unknown key, a key in the wrong section, a wrong
+type or a malformed file is an error naming the key and the file. Flags override the file.
 """
 
 from __future__ import annotations
@@ -14,8 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from vaekit.models.parts import require_parts
-from vaekit.models.registry import require_model
+from vaekit.models.registry import model_class, require_model
+from vaekit.training.model_settings import check_model_options
 from vaekit.training.part_settings import fold_part_options
+from vaekit.training.sections import SECTION_OF, SECTIONS, flatten, sectioned
 from vaekit.training.settings import TrainConfig
 from vaekit.utils.errors import VaekitError
 from vaekit.utils.types import describe_type, matches
@@ -60,19 +63,47 @@ def _settings_of(path: Path) -> dict[str, Any]:
             require_model(model.get("name"), model["plugin"])
         require_parts(document.get("parts"))
         return document[TABLE]
-    document = parse_toml(text, path)
-    others = [key for key in document if key != TABLE]
-    if others:
-        raise VaekitError(f"{path}: unknown key or table {others[0]!r}; settings go in a [{TABLE}] table")
-    if not isinstance(document.get(TABLE), dict):
-        raise VaekitError(f"{path} has no [{TABLE}] table")
-    return document[TABLE]
+    return settings_tables(parse_toml(text, path), path)
+
+
+def settings_tables(document: dict[str, Any], path: Path, others: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The flat settings of a TOML ``document``: its sections, or its ``[train]`` table (not both);
+    ``others``: the tables a file may also hold (a sweep's [search] and [sweep])."""
+    known = (TABLE, *SECTIONS, *others)
+    unknown = [key for key in document if key not in known]
+    if unknown and unknown[0] in SECTION_OF:
+        raise VaekitError(f"{path}: {unknown[0]} goes in the section [{SECTION_OF[unknown[0]]}]")
+    if unknown:
+        raise VaekitError(
+            f"{path}: unknown key or table {unknown[0]!r}; settings go in the sections "
+            f"[{'], ['.join(SECTIONS)}] (or one [{TABLE}] table)"
+        )
+    sections = {key: value for key, value in document.items() if key in SECTIONS}
+    if TABLE in document and sections:
+        raise VaekitError(f"{path}: settings go in sections or in one [{TABLE}] table, not both")
+    if sections:
+        return flatten(sections, str(path))
+    if not isinstance(document.get(TABLE, {}), dict):
+        raise VaekitError(f"{path}: [{TABLE}] must be a table")
+    if TABLE not in document and not others:
+        raise VaekitError(f"{path} has no settings: give the sections [{'], ['.join(SECTIONS)}]")
+    return document.get(TABLE, {})
 
 
 def read_config_file(path: str | Path) -> dict[str, Any]:
-    """The training settings in ``path``, each checked to be a TrainConfig field of the right type."""
+    """The training settings in ``path``, each checked to be a TrainConfig field of the right type, and
+    the model's own options against its constructor (the error names the file)."""
     path = Path(path)
-    return check_settings(_settings_of(path), path)
+    settings = check_settings(_settings_of(path), path)
+    try:
+        model = model_class(settings.get("model", TrainConfig.model))
+    except VaekitError:  # an unknown model: refused, with the choices, when the settings are checked
+        return settings
+    try:
+        check_model_options(settings.get("model_options"), model)
+    except VaekitError as exc:
+        raise VaekitError(f"{path}: {exc}") from None
+    return settings
 
 
 def check_settings(settings: dict[str, Any], path: Path, table: str = TABLE) -> dict[str, Any]:
@@ -96,13 +127,11 @@ def check_settings(settings: dict[str, Any], path: Path, table: str = TABLE) -> 
 
 
 def config_toml(config: TrainConfig) -> str:
-    """``config`` as a TOML ``[train]`` table that read_config_file reads back to the same config
-    (settings left None, the model's own defaults, are left out: TOML has no null)."""
-    lines = [f"[{TABLE}]"]
-    for key, value in asdict(config).items():
-        if isinstance(value, dict):  # an inline table: JSON's quoted keys are TOML's too, not its colons
-            value = "{ " + ", ".join(f"{json.dumps(k)} = {json.dumps(v)}" for k, v in value.items()) + " }"
-            lines.append(f"{key} = {value}")
-        elif value is not None:  # JSON's strings, numbers, booleans and lists are TOML's too
-            lines.append(f"{key} = {json.dumps(value)}")
+    """``config`` as TOML in sections that read_config_file reads back to the same config (settings left
+    None, the model's own defaults, are left out: TOML has no null)."""
+    lines: list[str] = []
+    for section, table in sectioned(asdict(config)).items():
+        lines.append(f"{chr(10) if lines else ''}[{section}]")
+        for key, value in table.items():  # JSON's strings, numbers, booleans and lists are TOML's too
+            lines.append(f"{json.dumps(key) if not key.isidentifier() else key} = {json.dumps(value)}")
     return "\n".join(lines) + "\n"
