@@ -62,7 +62,7 @@ def test_a_conv_vae_trains_on_a_labelled_colour_folder_of_odd_size_and_resumes(c
     with Image.open(out / "samples" / "epoch_001.png") as grid:
         assert grid.mode == "RGB"
     model = load(out)
-    assert model.prior.num_classes == 2  # one mixture per class folder
+    assert model.fitted_prior.num_classes == 2  # one mixture per class folder
     assert model.sample(4, label=1).shape == (4, 3, 14, 10)
     resume(out, epochs=2, progress=False, log=lambda line: None)
     assert json.loads((out / "config.json").read_text())["epochs_completed"] == 2
@@ -84,7 +84,7 @@ def test_an_unlabelled_folder_trains_one_mixture_and_says_why_there_is_no_sample
     folder = write_images(tmp_path / "flat", n_per_class=12, flat=True)
     out = tmp_path / "run"
     quiet_trainer(folder_config(folder, tmp_path, model="mlp", channels=None, hidden=[8]), out).run()
-    assert load(out).prior.num_classes == 0
+    assert load(out).fitted_prior.num_classes == 0
     notes = []
     result = evaluate_run(out, samples=50, write=False, log=notes.append)
     assert "frechet_distance" not in result and any("has no classes" in note for note in notes)

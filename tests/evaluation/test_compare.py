@@ -54,7 +54,9 @@ def test_report_shows_each_runs_own_figures_and_pictures(two_runs, tmp_path):
     import vaekit
 
     conv_model = vaekit.load(conv)
-    prior_size = sum(t.numel() for t in conv_model.prior.buffers())  # the fitted mixture, counted apart
+    prior_size = sum(
+        t.numel() for t in conv_model.fitted_prior.buffers()
+    )  # the fitted mixture, counted apart
     own = sum(p.numel() for p in conv_model.parameters())
     assert rows["conv"]["parameters"] == f"{own:,} + prior {prior_size:,}"
     # the Markdown's pictures are copies of each run's last grids
@@ -144,7 +146,7 @@ def test_a_vqvae_with_its_prior_is_compared_with_the_prior_counted_apart(tmp_pat
     import vaekit
 
     model = vaekit.load(out)
-    in_prior = sum(p.numel() for p in model.prior.parameters())
+    in_prior = sum(p.numel() for p in model.fitted_prior.parameters())
     own = sum(p.numel() for p in model.parameters()) - in_prior
     assert row["parameters"] == f"{own:,} + prior {in_prior:,}"
     assert row["latent"] == "2x2 codes of 8" and row["-log p(x)"] == "-"

@@ -365,7 +365,7 @@ def test_a_fitted_prior_is_saved_loaded_and_sampled(name, images, labels, tmp_pa
     }
     save_model(model, tmp_path / "m.safetensors")
     loaded = load(tmp_path / "m.safetensors")
-    assert torch.equal(loaded.prior.scale_tril, model.prior.scale_tril)
+    assert torch.equal(loaded.prior.scale_tril, model.fitted_prior.scale_tril)
     g = lambda: torch.Generator().manual_seed(3)  # noqa: E731
     assert torch.equal(loaded.sample(6, generator=g()), model.sample(6, generator=g()))
     assert torch.equal(loaded.sample(6, label=1, generator=g()), model.sample(6, label=1, generator=g()))
@@ -382,11 +382,11 @@ def test_a_fitted_prior_is_saved_loaded_and_sampled(name, images, labels, tmp_pa
 def test_samples_of_a_label_decode_latents_of_that_class_mixture(name, images, labels):
     model = fitted(name, images, labels)
     classes = torch.full((5,), 2)
-    z = model.prior.sample(5, classes, torch.Generator().manual_seed(1))
+    z = model.fitted_prior.sample(5, classes, torch.Generator().manual_seed(1))
     expected = model.decode(z, classes if model.conditional else None)
     torch.testing.assert_close(model.sample(5, label=2, generator=torch.Generator().manual_seed(1)), expected)
     # temperature scales the draws about the component means
-    cold = model.prior.sample(5, classes, torch.Generator().manual_seed(1), temperature=0.5)
+    cold = model.fitted_prior.sample(5, classes, torch.Generator().manual_seed(1), temperature=0.5)
     torch.testing.assert_close(
         model.sample(5, label=2, generator=torch.Generator().manual_seed(1), temperature=0.5),
         model.decode(cold, classes if model.conditional else None),
@@ -408,7 +408,7 @@ def test_importance_weights_use_the_chosen_prior(name, images, labels):
             mean = model.trained_prior.mean(labels)
             log_p = Normal(0.0, 1.0).log_prob(z - (0 if mean is None else mean)).sum(-1)
         else:
-            log_p = model.prior.log_prob(flat, repeated if model.conditional else None).view(4, -1)
+            log_p = model.fitted_prior.log_prob(flat, repeated if model.conditional else None).view(4, -1)
         torch.testing.assert_close(log_w, -recon + log_p - log_q, rtol=1e-5, atol=1e-4)
 
 

@@ -77,7 +77,7 @@ def test_every_command_runs_on_the_plugin(site, tmp_path, monkeypatch, capsys):
     weights_a, weights_b = load_file("a/model.safetensors"), load_file("b/model.safetensors")
     assert all(torch.equal(weights_a[k], weights_b[k]) for k in weights_b)
     model = vaekit.load("a")
-    assert type(model).__module__ == "vaekit_resnet" and model.prior is not None  # fitted at the end
+    assert type(model).__module__ == "vaekit_resnet" and model.fitted_prior is not None  # fitted at the end
     # evaluate, sample by class from the fitted prior, refit the prior, pictures, export
     run("evaluate", "a", "--iwae-k", "5")
     assert json.loads(Path("a/eval.json").read_text())["iwae_nll"] > 0

@@ -139,7 +139,7 @@ def test_max_time_stops_at_a_step_saved_evaluated_and_resume_goes_on_exactly(tmp
     assert (checkpoint["epoch"], checkpoint["step"]) == (0, 1)
     assert result["test_loss"] > 0
     assert json.loads((stopped / "eval.json").read_text())["test_loss"] == result["test_loss"]
-    assert load(stopped).prior is not None  # the run ended as runs end: evaluated, its prior fitted
+    assert load(stopped).fitted_prior is not None  # the run ended as runs end: evaluated, its prior fitted
     resume(stopped, max_time=None, progress=False, log=lambda line: None)
     assert_same_run(tmp_path / "straight", stopped)
 

@@ -69,7 +69,7 @@ def test_train_prior_attaches_a_prior_and_saves_the_run(vqvae_run):
         assert torch.equal(model.state_dict()[name], value), name
     x = torch.rand(5, 1, 8, 8)
     codes = model.encode(x)
-    torch.testing.assert_close(model.loss(x).terms["kl"], -model.prior.log_prob(codes).mean())
+    torch.testing.assert_close(model.loss(x).terms["kl"], -model.fitted_prior.log_prob(codes).mean())
 
 
 def test_the_same_seed_gives_the_same_prior(vqvae_run, tmp_path):
@@ -155,19 +155,19 @@ def test_training_ends_with_a_fitted_prior_per_class(tmp_path):
     train_set, _ = split_train_val(dataset.train, 0.1, 0)
     means, _ = posterior_moments(model, train_set.as_float(), train_set.labels)
     again, _ = MixturePrior.fit(means, train_set.labels, components=8, num_classes=10, seed=0)
-    torch.testing.assert_close(again.means, model.prior.means)
+    torch.testing.assert_close(again.means, model.fitted_prior.means)
     # the test loss is the trained prior's ELBO: fitting changed nothing in eval.json
     plain = tmp_path / "plain"
     quiet_trainer(tiny_config(fit_prior=False), plain).run()
-    assert load(plain).prior is None and not (plain / "samples" / "prior.png").exists()
+    assert load(plain).fitted_prior is None and not (plain / "samples" / "prior.png").exists()
     assert json.loads((plain / "eval.json").read_text()) == json.loads((out / "eval.json").read_text())
 
 
 def test_the_aggregate_target_widens_every_component_by_the_posterior_variances(trained_run):
-    means_only = load(trained_run).prior
+    means_only = load(trained_run).fitted_prior
     info = fit_run_prior(trained_run, target="aggregate", overwrite=True, log=lambda line: None)
     assert info["target"] == "aggregate"
-    wider = load(trained_run).prior
+    wider = load(trained_run).fitted_prior
     torch.testing.assert_close(wider.means, means_only.means)  # the same EM fit, then widened
     covariance = lambda p: p.scale_tril @ p.scale_tril.transpose(-1, -2)  # noqa: E731
     added = (covariance(wider) - covariance(means_only)).diagonal(dim1=-2, dim2=-1)
@@ -186,7 +186,7 @@ def test_fit_run_prior_fits_refits_with_overwrite_and_pools_on_request(trained_r
     info = fit_run_prior(trained_run, components=3, per_class=False, overwrite=True, log=lines.append)
     assert info["classes"] == 0 and info["components"] == 3 and info["latents"] == 1294
     after = load(trained_run)
-    assert after.config["prior"]["num_classes"] == 0 and after.prior.means.shape == (1, 3, 2)
+    assert after.config["prior"]["num_classes"] == 0 and after.fitted_prior.means.shape == (1, 3, 2)
     assert all(
         torch.equal(before.state_dict()[k], after.state_dict()[k])
         for k in before.state_dict()
@@ -239,4 +239,4 @@ def test_resuming_a_gaussian_run_refits_its_prior_without_a_note(trained_run):
     resume(trained_run, epochs=3, progress=False, log=lines.append)
     assert not any("dropped" in line for line in lines)
     assert any("fitted a Gaussian mixture prior" in line for line in lines)
-    assert load(trained_run).prior is not None
+    assert load(trained_run).fitted_prior is not None

@@ -37,7 +37,10 @@ def test_a_release_runs_config_still_loads_as_the_same_run(run, tmp_path):
 @pytest.mark.parametrize("run", RUNS, ids=[p.name for p in RUNS])
 def test_a_release_runs_weights_load_and_evaluate_to_its_numbers(run, tmp_path, capsys):
     model = vaekit.load(run)
-    assert model.config["name"] == json.loads((run / "config.json").read_text())["model"]["name"]
+    stored = json.loads((run / "config.json").read_text())["model"]
+    assert model.config["name"] == stored["name"]
+    # the fitted prior, saved then as model.prior (its weights "prior.*"), is model.fitted_prior now
+    assert (model.fitted_prior is not None) == ("prior" in stored) and model.prior is model.fitted_prior
     copy = tmp_path / run.name
     shutil.copytree(run, copy)
     assert main(["evaluate", str(copy), "--samples", "0"]) == 0, capsys.readouterr().err

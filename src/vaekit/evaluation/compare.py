@@ -40,7 +40,7 @@ def _parameters(model: Any) -> str:
     """The parameter count; a prior (a VQ-VAE's learned one, a fitted mixture's numbers) is counted
     apart, as it is fitted apart."""
     total = sum(p.numel() for p in model.parameters())
-    prior = getattr(model, "prior", None)
+    prior = model.fitted_prior
     if prior is None:
         return f"{total:,}"
     in_prior = sum(p.numel() for p in prior.parameters())

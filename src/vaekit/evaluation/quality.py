@@ -102,7 +102,7 @@ def draw_samples(
     by_class = model.conditional if by_class is None else by_class
     labels = None
     if by_class:
-        classes = model.num_classes if model.conditional else model.prior.num_classes
+        classes = model.num_classes if model.conditional else model.fitted_prior.num_classes
         labels = torch.arange(n, device=model.device) * classes // n
     images = []
     for start in range(0, n, batch_size):

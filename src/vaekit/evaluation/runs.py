@@ -218,7 +218,7 @@ def _iwae_figures(
         f"{prefix}iwae_k": k,
         nll_bits_key(split): bits_per_dim(nll, model.image_shape),
     }
-    if model.prior is not None:  # the same estimate with the fitted mixture as p(z)
+    if model.fitted_prior is not None:  # the same estimate with the fitted mixture as p(z)
         fitted = iwae_nll(model, x, labels, k=k, seed=seed, prior="fitted", precision=precision).mean().item()
         figures[f"{prefix}fitted_iwae_nll"] = fitted
     return figures
@@ -267,7 +267,7 @@ def _sample_figures(
     # A Gaussian-latent model is measured with the prior it trained with (unprefixed keys) and with its
     # fitted prior (fitted_*); a vqvae with its prior over codes, the only one it has.
     priors = [("", "trained" if model.fits_prior else None)]
-    if model.fits_prior and model.prior is not None:
+    if model.fits_prior and model.fitted_prior is not None:
         priors.append(("fitted_", "fitted"))
     figures: dict[str, Any] = {}
     for key_prefix, prior in priors:

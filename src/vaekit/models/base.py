@@ -15,6 +15,8 @@ from vaekit.models.maths import bernoulli_nll, gaussian_nll
 from vaekit.utils.errors import VaekitError
 
 LIKELIHOODS = ("bernoulli", "gaussian")
+# Weights of every model renamed since release 0.1: the fitted prior was ``model.prior``.
+RENAMED_EVERYWHERE = {"prior.": "fitted_prior."}
 # What samples are drawn from (``sample --from``): the prior fitted after training, or the one trained
 # with; "standard" is release 0.1's name for the second, still read.
 SAMPLE_SOURCES = ("fitted", "trained")
@@ -138,13 +140,18 @@ class VAE(nn.Module):
             self.log_std = nn.Parameter(torch.zeros(()))
         elif self.likelihood == "gaussian":
             self.register_buffer("log_std", torch.tensor(math.log(decoder_std)), persistent=False)
-        self.prior: nn.Module | None = None  # a prior fitted after training (see set_prior)
+        self.fitted_prior: nn.Module | None = None  # a prior fitted after training (see set_prior)
         self._register_load_state_dict_pre_hook(self._rename_old_weights)
 
+    @property
+    def prior(self) -> nn.Module | None:
+        """The old name of ``fitted_prior`` (release 0.1), read for one release."""
+        return self.fitted_prior
+
     def upgrade_state_dict(self, state: dict[str, torch.Tensor], prefix: str = "") -> dict[str, torch.Tensor]:
-        """``state`` with the weights of ``renamed_weights`` under their current names (in place); an
-        old name ending in "." renames every weight under it."""
-        for old, new in self.renamed_weights.items():
+        """``state`` with the weights of ``renamed_weights`` (and every model's ``RENAMED_EVERYWHERE``)
+        under their current names (in place); an old name ending in "." renames every weight under it."""
+        for old, new in {**RENAMED_EVERYWHERE, **self.renamed_weights}.items():
             if old.endswith("."):
                 under = [key for key in state if key.startswith(prefix + old)]
                 for key in under:
@@ -206,19 +213,19 @@ class VAE(nn.Module):
         """Attach a prior (a CodePrior to a vqvae, a MixturePrior to a Gaussian-latent model); its config
         joins the model's, so ``save_model`` and ``vaekit.load`` keep it."""
         self.check_prior(prior)
-        self.prior = prior.to(self.device)
+        self.fitted_prior = prior.to(self.device)
         self.config["prior"] = dict(prior.config)
 
     def uses_fitted_prior(self, prior: str | None) -> bool:
         """Whether to sample from the fitted prior, for a ``prior`` choice of None (the fitted one if
         there is one), "fitted" or "trained" (the prior trained with; "standard", its old name)."""
         if prior is None:
-            return self.prior is not None
+            return self.fitted_prior is not None
         prior = OLD_SOURCE_NAMES.get(prior, prior)
         if prior not in SAMPLE_SOURCES:
             choices = ", ".join(SAMPLE_SOURCES)
             raise VaekitError(f"unknown prior {prior!r} to sample from; choose from {choices}")
-        if prior == "fitted" and self.prior is None:
+        if prior == "fitted" and self.fitted_prior is None:
             raise VaekitError(
                 f"this {self.name} model has no fitted prior: fit one with `vaekit train-prior RUN`"
             )
@@ -232,7 +239,7 @@ class VAE(nn.Module):
         """Whether samples can be asked for by class: a conditional model, or a fitted prior with classes."""
         if self.conditional:
             return True
-        return self.uses_fitted_prior(prior) and bool(getattr(self.prior, "has_classes", False))
+        return self.uses_fitted_prior(prior) and bool(getattr(self.fitted_prior, "has_classes", False))
 
     def sample_classes(self, n: int, label: int | None, prior: str | None = None) -> torch.Tensor | None:
         """The class of each of ``n`` samples: ``label`` repeated; without one, a conditional model's
@@ -247,7 +254,7 @@ class VAE(nn.Module):
             raise VaekitError(f"a label does not apply to this {self.name} model: {why}")
         if not self.conditional and label is None:
             return None
-        classes = self.num_classes if self.conditional else self.prior.num_classes
+        classes = self.num_classes if self.conditional else self.fitted_prior.num_classes
         if label is not None:
             if not 0 <= label < classes:
                 raise VaekitError(f"label must be in 0..{classes - 1}, got {label}")

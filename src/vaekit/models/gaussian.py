@@ -6,7 +6,7 @@
   encoder's output to q(z|x), a ``DiagonalGaussian`` or a flow on it (``posterior_of``);
 - the **trained prior** module (``self.trained_prior``, ``--prior``: priors/) maps labels or nothing to
   p(z) (``prior_of``): N(0, I), a conditional model's N(m_y, I), a VampPrior, a learned mixture; the
-  **fitted prior** (``self.prior``, a ``priors.MixturePrior`` fitted after training) is what ``sample``
+  **fitted prior** (``self.fitted_prior``, a ``priors.MixturePrior`` fitted after training) is what ``sample``
   draws from when there is one;
 - the **objective** is any registered one (``loss``, gaussian_latent.py), computed from ``draw`` and
   ``log_weights`` here; one that adds a module to the model (FactorVAE's discriminator) builds it from
@@ -168,7 +168,9 @@ class GaussianVAE(GaussianLatentVAE):
         classes = self.sample_classes(n, label, prior)
         own_classes = classes if self.conditional else None
         if fitted:
-            z = self.prior.sample(n, classes if self.prior.has_classes else None, generator, temperature)
+            z = self.fitted_prior.sample(
+                n, classes if self.fitted_prior.has_classes else None, generator, temperature
+            )
         else:
             z = self.prior_of(own_classes).sample(n, generator, temperature)
         return self.decode(z, own_classes)

@@ -234,11 +234,11 @@ class GaussianLatentVAE(VAE):
         -> [...], nats."""
         if not self.uses_fitted_prior(prior):
             return self.prior_of(labels).log_prob(z)
-        by_class = self.conditional and self.prior.has_classes
+        by_class = self.conditional and self.fitted_prior.has_classes
         flat = z.reshape(-1, z.shape[-1])
         if by_class and labels is not None:
             labels = labels.repeat(len(flat) // len(labels))  # z [k, B, D] are k draws for each of B labels
-        return self.prior.log_prob(flat, labels if by_class else None).view(z.shape[:-1]).to(z.dtype)
+        return self.fitted_prior.log_prob(flat, labels if by_class else None).view(z.shape[:-1]).to(z.dtype)
 
     def sample_source(self, prior: str | None = None) -> str:
         if self.uses_fitted_prior(prior):

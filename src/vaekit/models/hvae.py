@@ -287,8 +287,8 @@ class HierarchicalVAE(GaussianLatentVAE):
         temperatures = self.group_temperatures(temperature)
         classes = self.sample_classes(n, label, prior)  # refuses a label that does not apply
         if self.uses_fitted_prior(prior) and temperatures[0] > 0:
-            by_class = classes if self.prior.has_classes else None
-            z_top = self.prior.sample(n, by_class, generator, temperatures[0])
+            by_class = classes if self.fitted_prior.has_classes else None
+            z_top = self.fitted_prior.sample(n, by_class, generator, temperatures[0])
         else:
             z_top = temperatures[0] * torch.randn(n, self.latent_dim, generator=generator, device=self.device)
         return torch.sigmoid(self.decode_groups(z_top, temperatures, generator))

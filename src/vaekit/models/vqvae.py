@@ -113,11 +113,11 @@ class VQVAE(VAE):
 
     def code_nll(self, codes: torch.Tensor) -> torch.Tensor:
         """-log p(c) in nats per image under the attached prior, else the uniform one. [B, h, w] -> [B]."""
-        if self.prior is None:
+        if self.fitted_prior is None:
             h, w = self.grid
             return torch.full((len(codes),), h * w * math.log(self.codebook_size), device=codes.device)
         with torch.no_grad():  # the prior is fitted separately (train_prior), never by the VQ-VAE's loss
-            return -self.prior.log_prob(codes)
+            return -self.fitted_prior.log_prob(codes)
 
     @classmethod
     def prior_from_config(cls, config: dict[str, Any]) -> nn.Module:
@@ -135,7 +135,7 @@ class VQVAE(VAE):
 
     @property
     def can_sample(self) -> bool:
-        return self.prior is not None
+        return self.fitted_prior is not None
 
     @property
     def latent_space(self) -> LatentSpace:
@@ -270,12 +270,12 @@ class VQVAE(VAE):
         if prior in ("standard", "trained"):
             raise VaekitError("a vqvae samples from its prior over codes only; it trains with no prior")
         labels = self.sample_labels(n, label)
-        if self.prior is None:
+        if self.fitted_prior is None:
             raise VaekitError(
                 "this vqvae model has no prior over its codes yet, so it cannot sample: "
                 "train one with `vaekit train-prior RUN`"
             )
-        return self.decode(self.prior.sample(n, generator, temperature), labels)
+        return self.decode(self.fitted_prior.sample(n, generator, temperature), labels)
 
     @torch.no_grad()
     def reconstruct(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:

@@ -132,7 +132,9 @@ class RunState:
             "classes": self.classes,
             "conditional": bool(model.conditional),
             "dataset": data["dataset"],
-            "priors": ["trained", "fitted"] if self.gaussian and model.prior is not None else ["trained"],
+            "priors": ["trained", "fitted"]
+            if self.gaussian and model.fitted_prior is not None
+            else ["trained"],
             "can_sample": bool(model.can_sample),
             "samples_by_class": model.samples_by_class(),
             "kl_order": self.kl_order,

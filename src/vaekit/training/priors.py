@@ -149,7 +149,7 @@ def fit_run_prior(
     model = load(run, dev)
     if not model.fits_prior:
         raise VaekitError(f"{run} holds a {model.name} model; a mixture prior is for Gaussian latents")
-    if model.prior is not None and not overwrite:
+    if model.fitted_prior is not None and not overwrite:
         raise VaekitError(f"{run} already has a fitted prior; pass --overwrite to fit a new one")
     x, labels, num_classes = training_split(run, config, dev)
     info = fit_mixture_prior(model, x, labels, num_classes, components, per_class, seed, target)
