@@ -127,6 +127,9 @@ def _digits_classifier_cache(tmp_path_factory) -> Path:
 
     folder = tmp_path_factory.mktemp("classifier-cache")
     load_classifier(load_dataset("digits"), folder)
+    from vaekit.evaluation.classifier import SECOND_RECIPE, SECOND_SEED
+
+    load_classifier(load_dataset("digits"), folder, SECOND_SEED, recipe=SECOND_RECIPE)  # the second one
     return folder
 
 

@@ -12,7 +12,13 @@ import torch
 from tests.conftest import quiet_trainer, tiny_config
 from vaekit.cli import main
 from vaekit.data import ImageSet, load_dataset
-from vaekit.evaluation.classifier import CLASSIFIER_RECIPE, classifier_path, fit_classifier, load_classifier
+from vaekit.evaluation.classifier import (
+    CLASSIFIER_RECIPE,
+    SECOND_RECIPE,
+    classifier_path,
+    fit_classifier,
+    load_classifier,
+)
 from vaekit.evaluation.likelihood import iwae_nll
 from vaekit.evaluation.quality import (
     CLASSIFIER_FIGURES,
@@ -193,6 +199,16 @@ def test_evaluate_run_measures_the_samples_of_a_trained_cvae(tmp_path, digits_cl
     assert re.search(rf"label accuracy +{accuracy:.1%} +{fitted_accuracy:.1%}\n", table)
     assert re.search(rf"label swap test +{stored['label_swap_accuracy']:.1%} of latents", table)
     assert " ".join(f"{c}:{n}" for c, n in enumerate(stored["class_histogram"])) in table
+    # the second classifier's Frechet distance and the manifold figures, of both priors
+    second, fitted_second = (
+        stored["independent_frechet_distance"],
+        stored["fitted_independent_frechet_distance"],
+    )
+    assert re.search(rf"by the second classifier +{second:.2f} +{fitted_second:.2f}\n", table)
+    pairs = [f"{stored[p + 'precision']:.2f} / {stored[p + 'recall']:.2f}" for p in ("", "fitted_")]
+    assert re.search(rf"precision / recall +{pairs[0]} +{pairs[1]}\n", table)
+    assert all(0 <= stored[k] <= 1 for k in ("precision", "recall", "coverage")) and stored["density"] >= 0
+    assert stored["second_classifier_test_accuracy"] >= 0.9 and "the second" in table
 
 
 def test_vqvae_without_a_prior_skips_sample_quality_with_a_note(tmp_path, digits_classifier_dir):
@@ -209,6 +225,7 @@ def test_the_classifier_is_cached_in_vaekits_data_folder_not_the_datasets(tmp_pa
     import vaekit.evaluation.quality
 
     monkeypatch.setattr(vaekit.evaluation.classifier, "CLASSIFIER_RECIPE", dict(CLASSIFIER_RECIPE, steps=5))
+    monkeypatch.setattr(vaekit.evaluation.classifier, "SECOND_RECIPE", dict(SECOND_RECIPE, steps=5))
     monkeypatch.setattr(vaekit.evaluation.quality, "MIN_CLASSIFIER_ACCURACY", 0.0)  # 5 steps: report anyway
     run = tmp_path / "mnist-run"
     quiet_trainer(tiny_config(dataset="mnist", data_dir=str(tiny_mnist), epochs=1), run).run()
@@ -216,8 +233,9 @@ def test_the_classifier_is_cached_in_vaekits_data_folder_not_the_datasets(tmp_pa
     notes = []
     result = evaluate_run(run, samples=50, log=notes.append)
     assert sorted(p.name for p in tiny_mnist.rglob("*")) == dataset_files  # nothing written there
-    cached = list((tmp_path / "cache" / "classifiers").glob("mnist-*.safetensors"))  # $VAEKIT_DATA
-    assert len(cached) == 1 and "training the mnist classifier" in notes[0]
+    cached = sorted(p.name for p in (tmp_path / "cache" / "classifiers").glob("mnist-*.safetensors"))
+    assert len(cached) == 2 and cached[1].startswith("mnist-second-")  # in $VAEKIT_DATA, the second beside
+    assert "training the mnist classifier" in notes[0] and "training the mnist second classifier" in notes[2]
     assert sum(result["class_histogram"]) == 50
 
 
@@ -228,6 +246,7 @@ def test_evaluate_withholds_the_figures_of_a_classifier_too_often_wrong(
 
     # a classifier trained for 5 steps: far below MIN_CLASSIFIER_ACCURACY on the digits
     monkeypatch.setattr(vaekit.evaluation.classifier, "CLASSIFIER_RECIPE", dict(CLASSIFIER_RECIPE, steps=5))
+    monkeypatch.setattr(vaekit.evaluation.classifier, "SECOND_RECIPE", dict(SECOND_RECIPE, steps=5))
     monkeypatch.setenv("VAEKIT_DATA", str(tmp_path / "cache"))
     path = trained_run / "eval.json"  # figures of an earlier evaluation, with a better classifier
     path.write_text(

@@ -1,7 +1,11 @@
-"""Sample quality, measured: what the cached classifier (``evaluation.classifier``) says of a model's samples.
+"""Sample quality, measured: what the cached classifiers (``evaluation.classifier``) say of a model's samples.
 
 - the Frechet distance between classifier features of samples and of real images (FID's formula with a
-  digit classifier in place of Inception, so its scale is its own: compare runs with each other);
+  digit classifier in place of Inception, so its scale is its own: compare runs with each other), by the
+  measuring classifier and by the second, independently trained one (``independent_frechet_distance``):
+  a ranking both give is worth trusting (docs/evaluation.md has the degradations both rise with);
+- precision, recall, density and coverage of the samples' features against the real images' (fidelity
+  and diversity apart, where the Frechet distance mixes them);
 - the class histogram of samples: which digits a model draws and how often (mode coverage);
 - for conditional models, how often a sample is recognised as the class it was asked for.
 
@@ -14,6 +18,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+from torch import nn
 
 from vaekit.data import ImageSet
 from vaekit.evaluation.classifier import DigitClassifier, classify
@@ -31,9 +36,11 @@ MIN_CLASSIFIER_ACCURACY = 0.9
 # The entries of eval.json that come from the classifier (before the split prefix): sample_quality's
 # (also as fitted_*, of samples from the fitted prior) and label_swap_accuracy's.
 _SAMPLE_FIGURES = (
-    "frechet_distance", "class_histogram", "mode_coverage", "class_tv_distance", "quality_samples",
-    "label_accuracy", "label_accuracy_per_class",
+    "frechet_distance", "independent_frechet_distance", "precision", "recall", "density", "coverage",
+    "class_histogram", "mode_coverage", "class_tv_distance", "quality_samples", "label_accuracy",
+    "label_accuracy_per_class",
 )  # fmt: skip
+NEIGHBOURS = 5  # k of the manifolds of precision, recall, density and coverage (Naeem et al. 2020's)
 CLASSIFIER_FIGURES = (
     *_SAMPLE_FIGURES,
     *(f"fitted_{key}" for key in _SAMPLE_FIGURES),
@@ -83,6 +90,57 @@ def frechet_distance(
     return max(distance.item(), 0.0)
 
 
+def knn_radii(features: torch.Tensor, k: int, chunk: int = 2048) -> torch.Tensor:
+    """Each point's distance to its k-th nearest neighbour among the others, [N] (float64)."""
+    radii = []
+    for block in features.split(chunk):
+        distances = torch.cdist(block, features)
+        radii.append(distances.kthvalue(k + 1, dim=1).values)  # the 1st is the point itself, at 0
+    return torch.cat(radii)
+
+
+def manifold_figures(
+    real: torch.Tensor, fake: torch.Tensor, k: int = 5, chunk: int = 2048
+) -> dict[str, float]:
+    """Precision, recall, density and coverage of ``fake`` features [M, F] against ``real`` [N, F].
+
+    Each set's manifold is the union of balls around its points, each of radius the distance to that
+    point's k-th nearest neighbour in its set. ``precision``: the share of fakes inside the real manifold
+    (fidelity), ``recall``: the share of reals inside the fake manifold (diversity) (Kynkaanniemi et al.
+    2019, "Improved precision and recall"); ``density``: the mean number of real balls a fake falls in,
+    over k (about 1 for fakes spread as the reals are; more where they crowd the reals' modes),
+    ``coverage``: the share of real balls holding at least one fake (Naeem et al. 2020, "Reliable
+    fidelity and diversity metrics"), both robust to outliers where precision and recall are not.
+    Needs at least k + 1 points in each set.
+    """
+    if min(len(real), len(fake)) <= k:
+        raise VaekitError(f"precision and recall with k={k} need more than {k} real and fake features")
+    real, fake = real.double(), fake.double()
+    real_radii, fake_radii = knn_radii(real, k, chunk), knn_radii(fake, k, chunk)
+    inside_real = torch.zeros(len(fake), dtype=torch.long)  # how many real balls hold each fake
+    covered = torch.zeros(len(real), dtype=torch.bool)
+    for start in range(0, len(fake), chunk):
+        distances = torch.cdist(fake[start : start + chunk], real)  # [m, N]
+        within = distances <= real_radii
+        inside_real[start : start + chunk] = within.sum(1)
+        covered |= within.any(0)
+    recalled = torch.zeros(len(real), dtype=torch.bool)
+    for start in range(0, len(real), chunk):
+        distances = torch.cdist(real[start : start + chunk], fake)  # [n, M]
+        recalled[start : start + chunk] = (distances <= fake_radii).any(1)
+    return {
+        "precision": (inside_real > 0).double().mean().item(),
+        "recall": recalled.double().mean().item(),
+        "density": inside_real.double().mean().item() / k,
+        "coverage": covered.double().mean().item(),
+    }
+
+
+def feature_distance(fake: torch.Tensor, real: torch.Tensor) -> float:
+    """The Frechet distance between Gaussians fitted to two sets of features [N, F] and [M, F]."""
+    return frechet_distance(*gaussian_statistics(fake), *gaussian_statistics(real))
+
+
 @torch.no_grad()
 def draw_samples(
     model: VAE,
@@ -129,12 +187,16 @@ def sample_quality(
     seed: int = 0,
     prior: str | None = None,
     temperature: float = 1.0,
+    second: nn.Module | None = None,
 ) -> dict[str, Any]:
     """The sample-quality figures of ``model`` against ``reference`` (real images, e.g. the test set),
     for samples from ``prior`` ("trained" or "fitted"; by default the fitted one if the model has one)
     at ``temperature`` (see ``VAE.sample``).
 
     - ``frechet_distance``: between classifier features of ``n_samples`` samples and of the reference;
+      ``independent_frechet_distance`` the same by the ``second`` classifier's features (if given);
+    - ``precision``, ``recall``, ``density``, ``coverage`` of the samples' classifier features against
+      the reference's (``manifold_figures``, k = ``NEIGHBOURS``);
     - ``class_histogram``: how many samples the classifier puts in each class;
     - ``mode_coverage``: the classes drawn at least half as often as they occur in the reference;
     - ``class_tv_distance``: total variation between the samples' class frequencies and the reference's
@@ -155,27 +217,36 @@ def sample_quality(
     share = histogram.double() / n_samples
     real_share = torch.bincount(reference.labels, minlength=num_classes).double() / len(reference)
     result: dict[str, Any] = {
-        "frechet_distance": frechet_distance(
-            *gaussian_statistics(fake["features"]), *gaussian_statistics(real["features"])
-        ),
+        "frechet_distance": feature_distance(fake["features"], real["features"]),
+        **manifold_figures(real["features"], fake["features"], NEIGHBOURS),
         "class_histogram": histogram.tolist(),
         "mode_coverage": int((share >= real_share / 2).sum()),
         "class_tv_distance": 0.5 * (share - real_share).abs().sum().item(),
         "quality_samples": n_samples,
     }
+    if second is not None:
+        fake_second, real_second = (
+            classify(second, x.to(device))["features"] for x in (samples, reference.as_float())
+        )
+        result["independent_frechet_distance"] = feature_distance(fake_second, real_second)
     if labels is None and model.samples_by_class(prior):
         samples, labels = draw_samples(
             model, n_samples, seed, prior=prior, by_class=True, temperature=temperature
         )
         fake = classify(classifier, samples.to(device))
     if labels is not None:
-        correct = (fake["predictions"] == labels.to(device)).double().cpu()
-        labels = labels.cpu()
-        result["label_accuracy"] = correct.mean().item()
-        result["label_accuracy_per_class"] = [
-            correct[labels == c].mean().item() if (labels == c).any() else None for c in range(num_classes)
-        ]
+        result.update(label_accuracy(fake["predictions"].cpu(), labels.cpu(), num_classes))
     return result
+
+
+def label_accuracy(predictions: torch.Tensor, labels: torch.Tensor, num_classes: int) -> dict[str, Any]:
+    """``label_accuracy``, the share of ``predictions`` [N] equal to the requested ``labels`` [N], and
+    ``label_accuracy_per_class`` (None for a class not requested)."""
+    correct = (predictions == labels).double()
+    per_class = [
+        correct[labels == c].mean().item() if (labels == c).any() else None for c in range(num_classes)
+    ]
+    return {"label_accuracy": correct.mean().item(), "label_accuracy_per_class": per_class}
 
 
 @torch.no_grad()

@@ -143,11 +143,13 @@ def _sample_quality_section(figures: _Figures, q: str) -> tuple[str, Rows]:
     )
     rows = _sample_rows(figures, q, columns)
     count, accuracy = take(q + "quality_samples"), take(q + "classifier_test_accuracy")
+    second = take(q + "second_classifier_test_accuracy")
     take(q + "fitted_quality_samples")
     title = "sample quality"
     if count is not None:
         each = " each" if len(columns) > 1 else ""
-        title += f" ({count:,} samples{each}; the classifier is {accuracy:.2%} accurate on the test set)"
+        title += f" ({count:,} samples{each}; the classifier is {accuracy:.2%} accurate on the test set"
+        title += f", the second {second:.2%})" if second is not None else ")"
     elif accuracy is not None:  # withheld: the classifier is too often wrong to measure samples with
         rows.append(
             (
@@ -157,6 +159,12 @@ def _sample_quality_section(figures: _Figures, q: str) -> tuple[str, Rows]:
             )
         )
     return title, rows
+
+
+def _pair_cells(pairs: list[tuple[Any, Any]]) -> str:
+    """Cells of two figures each ("0.91 / 0.85"), one per column ("-" where a column has none)."""
+    cells = ("-" if a is None else f"{a:.2f} / {b:.2f}" for a, b in pairs)
+    return "".join(cell.ljust(18) for cell in cells).rstrip()
 
 
 def _sample_rows(figures: _Figures, q: str, columns: list[tuple[str, str]]) -> Rows:
@@ -171,6 +179,14 @@ def _sample_rows(figures: _Figures, q: str, columns: list[tuple[str, str]]) -> R
     if len(columns) > 1:
         rows.append(("", "".join(title.ljust(18) for _, title in columns).rstrip()))
     row("Frechet distance", "frechet_distance", _text)
+    row("  by the second classifier", "independent_frechet_distance", _text)
+    row("precision / recall", "precision", lambda v: "")  # filled below: two figures in one cell
+    if rows and rows[-1][0] == "precision / recall":
+        rows.pop()
+        pairs = [(take(p + "precision"), take(p + "recall")) for p, _ in columns]
+        rows.append(("precision / recall", _pair_cells(pairs)))
+        pairs = [(take(p + "density"), take(p + "coverage")) for p, _ in columns]
+        rows.append(("density / coverage", _pair_cells(pairs)))
     row("class mix distance (TV)", "class_tv_distance", _text)
     row("mode coverage", "mode_coverage", lambda v: f"{v} of {len(result[q + 'class_histogram'])} classes")
     row("label accuracy", "label_accuracy", lambda v: f"{v:.1%}")

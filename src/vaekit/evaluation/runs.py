@@ -255,7 +255,7 @@ def _sample_figures(
                 "(give the folder class subfolders to have it)"
             )
         return {}
-    from vaekit.evaluation.classifier import load_classifier
+    from vaekit.evaluation.classifier import SECOND_RECIPE, SECOND_SEED, load_classifier
     from vaekit.evaluation.quality import classifier_shortfall, label_swap_accuracy, sample_quality
 
     classifier, info = load_classifier(dataset, device=device, log=log)
@@ -269,14 +269,17 @@ def _sample_figures(
     priors = [("", "trained" if model.fits_prior else None)]
     if model.fits_prior and model.fitted_prior is not None:
         priors.append(("fitted_", "fitted"))
+    # the second, independently trained classifier: its Frechet distance checks the first's ranking
+    second, second_info = load_classifier(dataset, None, SECOND_SEED, device, log, SECOND_RECIPE)
     figures: dict[str, Any] = {}
     for key_prefix, prior in priors:
         quality = sample_quality(
             model, classifier, images, n_samples=samples, seed=seed, prior=prior,
-            temperature=model.default_temperature,
+            temperature=model.default_temperature, second=second,
         )  # fmt: skip
         figures.update({f"{key_prefix}{k}": v for k, v in quality.items()})
     figures["classifier_test_accuracy"] = info["test_accuracy"]
+    figures["second_classifier_test_accuracy"] = second_info["test_accuracy"]
     if model.conditional:
         figures.update(label_swap_accuracy(model, classifier, images, seed=seed))
     return figures
