@@ -96,6 +96,11 @@ def test_conditional_runs_add_label_accuracy_and_evaluate_fills_the_table(tmp_pa
     assert row["label accuracy"] == f"{figures['fitted_label_accuracy']:.1%}"  # from the fitted prior
     assert row["Frechet distance"] == f"{figures['frechet_distance']:.2f}"  # z ~ N(0, I)
     assert row["Frechet, fitted prior"] == f"{figures['fitted_frechet_distance']:.2f}"
+    # the second classifier's view of the same samples, with a note on what a disagreement means
+    assert row["Frechet, second classifier"] == f"{figures['independent_frechet_distance']:.2f}"
+    second = figures["fitted_independent_frechet_distance"]
+    assert row["Frechet, fitted prior, second classifier"] == f"{second:.2f}"
+    assert "independently trained classifier" in written["markdown"].read_text()
 
 
 def test_runs_of_different_datasets_and_shared_names_are_flagged(trained_run, tmp_path, tiny_mnist):
