@@ -8,6 +8,7 @@ from typing import Any
 
 from vaekit.data import binarize, unit_float
 from vaekit.evaluation.likelihood import elbo_terms
+from vaekit.evaluation.report import kl_collapse_warning
 from vaekit.evaluation.runs import eval_record, write_eval
 from vaekit.training.priors import fit_prior_after_training
 from vaekit.utils.files import read_safetensors
@@ -52,6 +53,12 @@ def evaluate_test(trainer: Any) -> dict[str, Any]:
         f"test loss {result['test_loss']:.2f} (recon {result['test_recon']:.2f} + "
         f"kl {result['test_kl']:.2f}) over {len(data.x_test)} images"
     )
+    model = trainer.model
+    if model.latent_space.gaussian:  # a vqvae's "kl" is its code prior's: no collapse to speak of
+        learned = model.config.get("decoder_std") is None
+        warning = kl_collapse_warning(result["test_kl"], model.likelihood, learned)
+        if warning:
+            trainer.log(warning)
     return result
 
 
