@@ -11,6 +11,7 @@ from tests.conftest import Z_MISS
 from vaekit.models.labels import check_labels, labels_checked
 from vaekit.models.maths import (
     bernoulli_nll,
+    calibrated_log_std,
     free_bits_kl,
     gauss_hermite,
     gaussian_kl,
@@ -109,6 +110,41 @@ def test_gaussian_nll_matches_torch_distributions():
     for log_std in (torch.tensor(-1.3), torch.randn(1, 3, 3)):
         expected = -Normal(mean, log_std.exp()).log_prob(x).flatten(1).sum(1)
         torch.testing.assert_close(gaussian_nll(mean, log_std, x), expected)
+
+
+def test_the_calibrated_std_is_the_gaussian_likelihoods_best():
+    mean, x = torch.rand(8, 1, 5, 5), torch.rand(8, 1, 5, 5)
+    best = calibrated_log_std(mean, x)
+    total = lambda log_std: gaussian_nll(mean, log_std, x).sum()  # noqa: E731
+    assert all(total(best) < total(best + step) for step in (-0.05, -0.01, 0.01, 0.05))  # the minimum
+    log_std = best.clone().requires_grad_()
+    total(log_std).backward()
+    assert abs(log_std.grad.item()) < 1e-3  # the derivative in the std is 0 there
+
+
+def test_a_calibrated_decoder_trains_on_each_batchs_best_std_and_evaluates_with_their_running_mean():
+    from vaekit.models import MLPVAE
+
+    model = MLPVAE((1, 4, 4), latent_dim=2, hidden=[8], likelihood="gaussian", decoder_std="calibrated")
+    assert not any(name == "log_std" for name, _ in model.named_parameters())  # a buffer, saved
+    assert {"log_std", "calibration_steps"} <= set(model.state_dict())
+    logits, batches = torch.zeros(3, 1, 4, 4), [torch.rand(3, 1, 4, 4) * scale for scale in (1.0, 0.5, 0.2)]
+    model.train()
+    bests = []
+    for x in batches:
+        bests.append(calibrated_log_std(torch.full_like(x, 0.5), x))
+        torch.testing.assert_close(
+            model.recon_nll(logits, x), gaussian_nll(torch.full_like(x, 0.5), bests[-1], x)
+        )
+    torch.testing.assert_close(model.log_std, torch.stack(bests).mean())  # the plain mean of the first ones
+    model.eval()
+    x = batches[0]
+    torch.testing.assert_close(
+        model.recon_nll(logits, x), gaussian_nll(torch.full_like(x, 0.5), model.log_std, x)
+    )
+    assert int(model.calibration_steps) == 3  # evaluation leaves it as it was
+    with pytest.raises(ValueError, match="decoder_std must be a positive number or 'calibrated'"):
+        MLPVAE((1, 4, 4), likelihood="gaussian", decoder_std="big")
 
 
 def test_iwae_bound_is_the_log_mean_weight_and_stays_finite():

@@ -363,24 +363,24 @@ def test_a_training_step_reads_nothing_back_from_the_device(tmp_path, name):
     assert reads.reads == []
 
 
-def test_a_collapsed_posterior_is_named_at_the_end_of_training_with_its_likely_cause(tmp_path):
-    """A Gaussian likelihood whose learned std shrinks too slowly on the digits: the KL collapses (0.1
-    nats after 30 epochs, where a fixed std of 0.1 keeps 22), and the end of training says so."""
+def test_a_collapsed_posterior_is_named_at_the_end_of_training_and_the_default_scale_learns(tmp_path):
+    """A Gaussian likelihood whose learned std shrinks too slowly on the digits: the KL collapses, and
+    the end of training says why; the calibrated std (the default) and a fixed one keep the latent."""
     from vaekit.evaluation.report import COLLAPSED_KL, kl_collapse_warning
 
-    lines: list[str] = []
-    settings = {"dataset": "digits", "likelihood": "gaussian", "epochs": 3, "fit_prior": False}
-    Trainer(TrainConfig(**settings), tmp_path / "gaussian", progress=False, log=lines.append).run()
-    kl = json.loads((tmp_path / "gaussian" / "eval.json").read_text())["test_kl"]
-    assert kl < COLLAPSED_KL
-    warning = [line for line in lines if line.startswith("warning: the test KL")]
-    assert (
-        warning == [kl_collapse_warning(kl, "gaussian", learned_std=True)]
-        and "--decoder-std 0.1" in warning[0]
-    )
-    fixed: list[str] = []
-    config = TrainConfig(**settings, decoder_std=0.1)
-    Trainer(config, tmp_path / "fixed", progress=False, log=fixed.append).run()
-    assert json.loads((tmp_path / "fixed" / "eval.json").read_text())["test_kl"] > COLLAPSED_KL
-    assert not any(line.startswith("warning: the test KL") for line in fixed)
+    def train(name: str, **scale: object) -> tuple[float, list[str]]:
+        lines: list[str] = []
+        settings = {"dataset": "digits", "likelihood": "gaussian", "epochs": 30, "fit_prior": False}
+        Trainer(TrainConfig(**settings, **scale), tmp_path / name, progress=False, log=lines.append).run()
+        kl = json.loads((tmp_path / name / "eval.json").read_text())["test_kl"]
+        return kl, [line for line in lines if line.startswith("warning: the test KL")]
+
+    kl, warning = train("learned", decoder_std="learned")
+    assert kl < COLLAPSED_KL and warning == [kl_collapse_warning(kl, "gaussian", learned_std=True)]
+    assert "--decoder-std 0.1" in warning[0]
+    for name, scale in (("calibrated", {}), ("fixed", {"decoder_std": 0.1})):
+        kl, warning = train(name, **scale)
+        assert kl > 10 * COLLAPSED_KL and not warning, name
+    stored = json.loads((tmp_path / "calibrated" / "config.json").read_text())["model"]
+    assert stored["decoder_std"] == "calibrated"
     assert kl_collapse_warning(0.2, "bernoulli", learned_std=False).endswith("before the latent was used)")

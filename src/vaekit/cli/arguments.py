@@ -48,6 +48,11 @@ def finite_float(text: str) -> float:
     return value
 
 
+def decoder_std(text: str) -> float | str:
+    """--decoder-std: "calibrated", "learned" or a positive number."""
+    return text if text in ("calibrated", "learned") else positive_float(text)
+
+
 def positive_float(text: str) -> float:
     value = finite_float(text)
     if value <= 0:

@@ -12,6 +12,7 @@ from typing import Any
 
 from vaekit.cli.arguments import (
     ModelOption,
+    decoder_std,
     duration,
     finite_float,
     fraction,
@@ -98,7 +99,10 @@ def _add_model_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--channels", type=sizes("32,64"), help="conv/vqvae channels per layer (default 32,64)")
     p.add_argument("--likelihood", choices=LIKELIHOODS, help="pixel model: bernoulli (default) or gaussian")
     p.add_argument(
-        "--decoder-std", type=positive_float, help="fixed std of the gaussian likelihood (default: learned)"
+        "--decoder-std",
+        type=decoder_std,
+        help="std of the gaussian likelihood: a number (fixed), calibrated (default: each batch's best, "
+        "sigma-VAE) or learned (a parameter)",
     )
     p.add_argument("--codebook-size", type=positive_int, help="vqvae: number of codes (default 128)")
     hvae = p.add_argument_group("hvae (a hierarchy of latent groups)")

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from vaekit.models.labels import check_labels
-from vaekit.models.maths import bernoulli_nll, gaussian_nll
+from vaekit.models.maths import bernoulli_nll, calibrated_log_std, gaussian_nll
 from vaekit.utils.errors import VaekitError
 
 LIKELIHOODS = ("bernoulli", "gaussian")
@@ -23,6 +23,7 @@ SAMPLE_SOURCES = ("fitted", "trained")
 OLD_SOURCE_NAMES = {"standard": "trained"}
 PRECISIONS = ("fp32", "bf16")  # of training steps; bf16 is autocast mixed precision
 MIN_LOG_STD = math.log(1e-3)  # floor of a learned decoder std: keeps the density of flat pixels finite
+CALIBRATED = "calibrated"  # decoder_std: sigma-VAE's calibrated scale (``VAE._calibrate``)
 
 
 # What a model's latent is. The tools (pictures, fitted priors, evaluation, the explorer, export) ask a
@@ -89,8 +90,9 @@ class VAE(nn.Module):
 
     Subclasses build their layers in ``__init__`` after calling ``super().__init__`` with the keyword
     arguments that rebuild them (they become ``self.config``, saved beside the weights). Pixels are
-    modelled by ``likelihood``: independent Bernoullis, or Gaussians with a fixed ``decoder_std`` or, if
-    it is None, one learned standard deviation shared by all pixels. Either way the decoder network
+    modelled by ``likelihood``: independent Bernoullis, or Gaussians of one standard deviation shared by
+    all pixels: fixed (a number), ``"calibrated"`` (each training batch's best, sigma-VAE) or learned
+    (None). Either way the decoder network
     outputs logits whose sigmoid is the pixel mean, so ``decode`` returns images in [0, 1].
     """
 
@@ -134,10 +136,14 @@ class VAE(nn.Module):
             raise ValueError(f"likelihood must be one of {', '.join(LIKELIHOODS)}, got {self.likelihood!r}")
         if self.likelihood == "bernoulli" and decoder_std is not None:
             raise ValueError("decoder_std applies to the gaussian likelihood only")
-        if decoder_std is not None and not (math.isfinite(decoder_std) and decoder_std > 0):
-            raise ValueError(f"decoder_std must be a positive number, got {decoder_std}")
+        self.calibrated = decoder_std == CALIBRATED
+        if not (decoder_std is None or self.calibrated or _positive(decoder_std)):
+            raise ValueError(f"decoder_std must be a positive number or {CALIBRATED!r}, got {decoder_std!r}")
         if self.likelihood == "gaussian" and decoder_std is None:
             self.log_std = nn.Parameter(torch.zeros(()))
+        elif self.calibrated:  # sigma-VAE's: each training batch's best std; its running mean evaluates
+            self.register_buffer("log_std", torch.zeros(()))
+            self.register_buffer("calibration_steps", torch.zeros((), dtype=torch.long))
         elif self.likelihood == "gaussian":
             self.register_buffer("log_std", torch.tensor(math.log(decoder_std)), persistent=False)
         self.fitted_prior: nn.Module | None = None  # a prior fitted after training (see set_prior)
@@ -351,7 +357,21 @@ class VAE(nn.Module):
         logits = logits.float()
         if self.likelihood == "bernoulli":
             return bernoulli_nll(logits, x)
-        return gaussian_nll(torch.sigmoid(logits), self.log_std.clamp(min=MIN_LOG_STD), x)
+        mean = torch.sigmoid(logits)
+        if self.calibrated and self.training:
+            return gaussian_nll(mean, self._calibrate(mean, x), x)
+        return gaussian_nll(mean, self.log_std.clamp(min=MIN_LOG_STD), x)
+
+    @torch.no_grad()
+    def _calibrate(self, mean: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """A calibrated decoder's std for this training batch (``maths.calibrated_log_std``), floored as a
+        learned one is; its running mean ``log_std`` (the plain mean over the first 100 batches, then an
+        average of rate 0.01) is the std evaluation uses. On the device: nothing read back."""
+        log_std = calibrated_log_std(mean, x).clamp(min=MIN_LOG_STD)
+        rate = (1.0 / (self.calibration_steps + 1).float()).clamp(min=0.01)
+        self.log_std.lerp_(log_std, rate)
+        self.calibration_steps.add_(1)
+        return log_std
 
     def one_hot(self, labels: torch.Tensor | None) -> torch.Tensor:
         """One-hot float [B, num_classes] of a conditional model's labels (an error if they are missing)."""
@@ -372,3 +392,8 @@ class VAE(nn.Module):
                 raise VaekitError(f"label must be in 0..{self.num_classes - 1}, got {label}")
             return torch.full((n,), label, dtype=torch.long, device=self.device)
         return torch.arange(n, device=self.device) * self.num_classes // n
+
+
+def _positive(value: object) -> bool:
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    return number and math.isfinite(value) and value > 0

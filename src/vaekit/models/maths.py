@@ -84,6 +84,13 @@ def bernoulli_nll(logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return bce.flatten(1).sum(dim=1)
 
 
+def calibrated_log_std(mean: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """log sigma* = 0.5 log mean((x - mean)^2): the one shared std that makes the Gaussian likelihood of
+    ``x`` highest for these means (its derivative in sigma is 0 there), the calibrated decoder of
+    sigma-VAE (Rybkin, Daniilidis & Levine 2021, eq. 5). Shapes: [B, ...] -> a scalar, detached."""
+    return 0.5 * torch.log((x.float() - mean.float()).detach().pow(2).mean())
+
+
 def gaussian_nll(mean: torch.Tensor, log_std: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """-log N(x; mean, sigma^2) = sum_i [log sigma_i + 1/2 log 2pi + (x_i - mean_i)^2 / (2 sigma_i^2)].
 

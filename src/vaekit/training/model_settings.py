@@ -10,7 +10,7 @@ import typing
 from typing import Any
 
 from vaekit.models import MODELS, VAE, accepted_options, build_model, model_class
-from vaekit.models.base import LIKELIHOODS
+from vaekit.models.base import CALIBRATED, LIKELIHOODS
 from vaekit.models.parts import parts
 from vaekit.training.defaults import flag
 from vaekit.training.part_settings import part_model_config
@@ -22,6 +22,8 @@ MODEL_SETTINGS = (
     "latent_dim", "hidden", "channels", "likelihood", "decoder_std", "codebook_size",
     "scales", "groups", "latent_channels", "width", "encoder_blocks", "stem", "logvar_limit",
 )  # fmt: skip
+# The words --decoder-std takes besides a number.
+DECODER_SCALES = (CALIBRATED, "learned")
 # Config keys that other settings fill: a model option cannot set them (nor the parts' entries, ``filled``).
 FILLED = {
     "name": "--model", "image_shape": "the dataset", "num_classes": "the dataset", "prior": "train-prior",
@@ -63,8 +65,12 @@ def check_model_settings(config: Any) -> type[VAE]:
         # the model's own default counts (a plugin's may be gaussian), as the model will take it
         if (config.likelihood or constructor_default(model, "likelihood") or "bernoulli") != "gaussian":
             raise VaekitError("--decoder-std applies to --likelihood gaussian only")
-        if not (math.isfinite(config.decoder_std) and config.decoder_std > 0):
-            raise VaekitError(f"decoder std must be a positive number, got {config.decoder_std!r}")
+        scale = config.decoder_std
+        if isinstance(scale, str) and scale not in DECODER_SCALES:
+            words = " or ".join(DECODER_SCALES)
+            raise VaekitError(f"decoder std must be a positive number, {words}, got {scale!r}")
+        if not isinstance(scale, str) and not (math.isfinite(scale) and scale > 0):
+            raise VaekitError(f"decoder std must be a positive number, got {scale!r}")
     check_model_options(config.model_options, model)
     return model
 
@@ -137,9 +143,24 @@ def model_config(config: Any, image_shape: tuple[int, ...], num_classes: int) ->
     if "num_classes" in accepted:
         values["num_classes"] = num_classes
     values.update({k: getattr(config, k) for k in MODEL_SETTINGS if getattr(config, k) is not None})
+    values.update(decoder_scale(config, accepted))
     values.update(config.model_options or {})
     values.update(part_model_config(config))  # what the parts add: a VampPrior's pseudo-inputs, ...
     return values
+
+
+def decoder_scale(config: Any, accepted: set[str]) -> dict[str, Any]:
+    """The model config's ``decoder_std`` for the settings' ``decoder_std``: a Gaussian likelihood's scale
+    is calibrated unless told (sigma-VAE: a learned std shrinks at the optimizer's pace, and on small
+    datasets the posterior collapses first), "learned" leaves the model a learned one (None), a number
+    is fixed; nothing for a Bernoulli likelihood or a model that takes no decoder std."""
+    if "decoder_std" not in accepted:
+        return {}
+    model = model_class(config.model)
+    likelihood = config.likelihood or constructor_default(model, "likelihood") or "bernoulli"
+    if config.decoder_std == "learned" or likelihood != "gaussian":
+        return {"decoder_std": None} if config.decoder_std == "learned" else {}
+    return {"decoder_std": CALIBRATED if config.decoder_std is None else config.decoder_std}
 
 
 def gaussian_models() -> str:

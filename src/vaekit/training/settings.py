@@ -48,7 +48,7 @@ class TrainConfig:
     hidden: list[int] | None = None
     channels: list[int] | None = None
     likelihood: str | None = None
-    decoder_std: float | None = None
+    decoder_std: float | str | None = None  # a number, "calibrated" (gaussian's default) or "learned"
     codebook_size: int | None = None
     model_options: dict[str, Any] | None = None  # the model's own options (a plugin's): name -> value
     scales: int | None = None  # hvae: spatial scales of the hierarchy
