@@ -131,6 +131,11 @@ class SecondClassifier(nn.Module):
 ARCHITECTURES = {"digit": DigitClassifier, "lenet": SecondClassifier}
 
 
+def is_second(recipe: dict[str, Any]) -> bool:
+    """Whether ``recipe`` is the second classifier's (another architecture than the measuring one's)."""
+    return recipe.get("architecture", "digit") != "digit"
+
+
 def _conv(channels: int, out: int, stride: tuple[int, int] | int = 1) -> list[nn.Module]:
     return [nn.Conv2d(channels, out, 3, stride, padding=1, bias=False), nn.BatchNorm2d(out), nn.ReLU()]
 
@@ -224,7 +229,7 @@ def classifier_path(
     recipe = CLASSIFIER_RECIPE if recipe is None else recipe  # read when called: tests shorten it
     key = _fingerprint(dataset.train, dataset.num_classes, seed, recipe)
     name = re.sub(r"[^A-Za-z0-9_-]+", "_", dataset.name.rstrip("/").rsplit("/", 1)[-1])  # folder:PATH
-    second = "-second" if recipe.get("architecture", "digit") != "digit" else ""
+    second = "-second" if is_second(recipe) else ""
     return root / "classifiers" / f"{name}{second}-{key}.safetensors"
 
 
@@ -255,7 +260,7 @@ def load_classifier(
         except RuntimeError:  # weights of another architecture under this name
             raise VaekitError(f"{path} does not hold the weights its record describes; delete it") from None
         return classifier.to(device).eval(), {**info, "path": str(path)}
-    which = "second " if recipe.get("architecture", "digit") != "digit" else ""
+    which = "second " if is_second(recipe) else ""
     if log:
         log(f"training the {dataset.name} {which}classifier for sample quality (once; in {path.parent})")
     start = time.perf_counter()

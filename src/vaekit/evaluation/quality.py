@@ -210,8 +210,9 @@ def sample_quality(
         raise VaekitError(f"sample quality needs at least 2 samples, got {n_samples}")
     device = next(classifier.parameters()).device
     samples, labels = draw_samples(model, n_samples, seed, prior=prior, temperature=temperature)
-    fake = classify(classifier, samples.to(device))
-    real = classify(classifier, reference.as_float(device))
+    samples, real_images = samples.to(device), reference.as_float(device)  # once, for both classifiers
+    fake = classify(classifier, samples)
+    real = classify(classifier, real_images)
     num_classes = classifier.config["num_classes"]
     histogram = torch.bincount(fake["predictions"], minlength=num_classes).cpu()
     share = histogram.double() / n_samples
@@ -225,9 +226,7 @@ def sample_quality(
         "quality_samples": n_samples,
     }
     if second is not None:
-        fake_second, real_second = (
-            classify(second, x.to(device))["features"] for x in (samples, reference.as_float())
-        )
+        fake_second, real_second = (classify(second, x)["features"] for x in (samples, real_images))
         result["independent_frechet_distance"] = feature_distance(fake_second, real_second)
     if labels is None and model.samples_by_class(prior):
         samples, labels = draw_samples(

@@ -183,12 +183,6 @@ def _sample_quality_section(figures: _Figures, q: str) -> tuple[str, Rows]:
     return title, rows
 
 
-def _pair_cells(pairs: list[tuple[Any, Any]]) -> str:
-    """Cells of two figures each ("0.91 / 0.85"), one per column ("-" where a column has none)."""
-    cells = ("-" if a is None else f"{a:.2f} / {b:.2f}" for a, b in pairs)
-    return "".join(cell.ljust(18) for cell in cells).rstrip()
-
-
 def _sample_rows(figures: _Figures, q: str, columns: list[tuple[str, str]]) -> Rows:
     """The sample-quality rows, a column of figures per prior in ``columns`` (key prefix, title)."""
     take, result, rows = figures.take, figures.result, []
@@ -198,17 +192,18 @@ def _sample_rows(figures: _Figures, q: str, columns: list[tuple[str, str]]) -> R
         if any(v is not None for v in values):
             rows.append((label, "".join(("-" if v is None else show(v)).ljust(18) for v in values).rstrip()))
 
+    def pair_row(label: str, first: str, second: str) -> None:  # two figures in a cell: "0.91 / 0.85"
+        values = [(take(prefix + first), take(prefix + second)) for prefix, _ in columns]
+        if any(a is not None for a, _ in values):
+            cells = ("-" if a is None else f"{a:.2f} / {b:.2f}" for a, b in values)
+            rows.append((label, "".join(cell.ljust(18) for cell in cells).rstrip()))
+
     if len(columns) > 1:
         rows.append(("", "".join(title.ljust(18) for _, title in columns).rstrip()))
     row("Frechet distance", "frechet_distance", _text)
     row("  by the second classifier", "independent_frechet_distance", _text)
-    row("precision / recall", "precision", lambda v: "")  # filled below: two figures in one cell
-    if rows and rows[-1][0] == "precision / recall":
-        rows.pop()
-        pairs = [(take(p + "precision"), take(p + "recall")) for p, _ in columns]
-        rows.append(("precision / recall", _pair_cells(pairs)))
-        pairs = [(take(p + "density"), take(p + "coverage")) for p, _ in columns]
-        rows.append(("density / coverage", _pair_cells(pairs)))
+    pair_row("precision / recall", "precision", "recall")
+    pair_row("density / coverage", "density", "coverage")
     row("class mix distance (TV)", "class_tv_distance", _text)
     row("mode coverage", "mode_coverage", lambda v: f"{v} of {len(result[q + 'class_histogram'])} classes")
     row("label accuracy", "label_accuracy", lambda v: f"{v:.1%}")

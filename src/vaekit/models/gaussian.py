@@ -25,8 +25,8 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from vaekit.models.distributions import exact_kl_per_dim, has_exact_kl, kl_divergence
-from vaekit.models.gaussian_latent import GaussianLatentVAE, added_modules
+from vaekit.models.distributions import exact_kl_per_dim, kl_divergence
+from vaekit.models.gaussian_latent import GaussianLatentVAE
 from vaekit.models.objectives import log_weights
 from vaekit.models.objectives.elbo import Draw
 from vaekit.models.parts import PartSpec, part, parts
@@ -70,9 +70,10 @@ class GaussianVAE(GaussianLatentVAE):
 
     @staticmethod
     def part_entries() -> set[str]:
-        """Every model config entry a registered part reads (``pseudo_inputs``, ``tc_discriminator``)."""
+        """Every model config entry a registered prior or posterior reads (``pseudo_inputs``); the entries
+        of the modules parts add are every Gaussian-latent model's (``accepted_options``)."""
         specs = [spec for kind in DEFAULT_PARTS for spec in parts(kind).values()]
-        return {name for spec in specs for name in spec.model_entries()} | {a.entry for a in added_modules()}
+        return {name for spec in specs for name in spec.model_entries()}
 
     def posterior_of(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> Any:
         return self.variational_family(*self.encode(x, labels))
@@ -98,10 +99,8 @@ class GaussianVAE(GaussianLatentVAE):
         return self.trained_prior.distribution
 
     @property
-    def closed_form_kl(self) -> bool:
-        """Whether KL(q(z|x) || p(z)) has a closed form per dimension for this posterior and prior (a
-        rule in ``distributions``' registry: a Gaussian posterior, N(0, I) or N(m_y, I))."""
-        return has_exact_kl(self.variational_family.distribution, self.trained_prior.distribution)
+    def posterior_type(self) -> type:
+        return self.variational_family.distribution
 
     # ------------------------------------------------------------------ what the objectives use
     def draw(

@@ -100,6 +100,11 @@ class GaussianLatentVAE(VAE):
         """The type of distribution ``prior_of`` returns (``models.distributions``)."""
         return StandardNormal
 
+    @property
+    def posterior_type(self) -> type:
+        """The type of distribution ``posterior_of`` returns."""
+        return DiagonalGaussian
+
     # ------------------------------------------------------------------- what the model can do
     @property
     def has_likelihood(self) -> bool:
@@ -215,7 +220,7 @@ class GaussianLatentVAE(VAE):
     def closed_form_kl(self) -> bool:
         """Whether KL(q(z|x) || p(z)) has a closed form per dimension for this posterior and prior (a
         rule in ``distributions``' registry: a Gaussian posterior, N(0, I) or N(m_y, I))."""
-        return has_exact_kl(DiagonalGaussian, self.prior_type)
+        return has_exact_kl(self.posterior_type, self.prior_type)
 
     def kl_per_dim(self, mu: torch.Tensor, logvar: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
         """KL(q(z_j|x) || p(z_j)) per dimension against the trained prior, [B, D] nats: of the Gaussian

@@ -62,8 +62,7 @@ def check_model_settings(config: Any) -> type[VAE]:
     if config.likelihood is not None and config.likelihood not in LIKELIHOODS:
         raise VaekitError(f"unknown likelihood {config.likelihood!r}; choose from {', '.join(LIKELIHOODS)}")
     if config.decoder_std is not None:
-        # the model's own default counts (a plugin's may be gaussian), as the model will take it
-        if (config.likelihood or constructor_default(model, "likelihood") or "bernoulli") != "gaussian":
+        if pixel_likelihood(config, model) != "gaussian":
             raise VaekitError("--decoder-std applies to --likelihood gaussian only")
         scale = config.decoder_std
         if isinstance(scale, str) and scale not in DECODER_SCALES:
@@ -149,6 +148,12 @@ def model_config(config: Any, image_shape: tuple[int, ...], num_classes: int) ->
     return values
 
 
+def pixel_likelihood(config: Any, model: type[VAE]) -> str:
+    """The run's pixel likelihood: the settings', else the model's own default (a plugin's may be
+    gaussian), as the model will take it."""
+    return config.likelihood or constructor_default(model, "likelihood") or "bernoulli"
+
+
 def decoder_scale(config: Any, accepted: set[str]) -> dict[str, Any]:
     """The model config's ``decoder_std`` for the settings' ``decoder_std``: a Gaussian likelihood's scale
     is calibrated unless told (sigma-VAE: a learned std shrinks at the optimizer's pace, and on small
@@ -156,10 +161,10 @@ def decoder_scale(config: Any, accepted: set[str]) -> dict[str, Any]:
     is fixed; nothing for a Bernoulli likelihood or a model that takes no decoder std."""
     if "decoder_std" not in accepted:
         return {}
-    model = model_class(config.model)
-    likelihood = config.likelihood or constructor_default(model, "likelihood") or "bernoulli"
-    if config.decoder_std == "learned" or likelihood != "gaussian":
-        return {"decoder_std": None} if config.decoder_std == "learned" else {}
+    if config.decoder_std == "learned":
+        return {"decoder_std": None}
+    if pixel_likelihood(config, model_class(config.model)) != "gaussian":
+        return {}
     return {"decoder_std": CALIBRATED if config.decoder_std is None else config.decoder_std}
 
 
