@@ -137,6 +137,9 @@ class ImagePool:
     def samples_by_class(self, prior=None):
         return self.conditional
 
+    def sample_temperature(self, prior=None, by_class=False):
+        return 1.0
+
     def sample(self, n, label=None, generator=None, prior=None, temperature=1.0):
         pool = torch.arange(len(self.images))
         if label is not None:

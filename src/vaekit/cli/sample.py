@@ -61,7 +61,9 @@ def _sample(args: argparse.Namespace) -> int:
         args.source = OLD_SOURCE_NAMES.get(args.prior, args.prior)
     model = load(args.run, device=resolve_device(args.device))
     generator = torch.Generator(device=model.device).manual_seed(args.seed)
-    temperature = model.default_temperature if args.temperature is None else args.temperature
+    chosen = args.temperature is None  # the model's own: a hierarchy's fitted prior keeps chosen ones
+    own = model.sample_temperature(args.source, args.label is not None)
+    temperature = own if chosen else args.temperature
     if isinstance(temperature, list) and not model.latent_space.groups:
         raise VaekitError(f"one temperature per group applies to a hierarchy (model hvae), not {model.name}")
     options = {"generator": generator, "prior": args.source, "temperature": temperature}
@@ -82,6 +84,8 @@ def _sample(args: argparse.Namespace) -> int:
     source = model.sample_source(args.source)
     shown = ",".join(f"{t:g}" for t in temperature) if isinstance(temperature, list) else f"{temperature:g}"
     heat = "" if temperature == 1.0 else f", at temperature {shown}"
+    if chosen and heat:
+        heat += " (the run's, chosen on held-out images; --temperature overrides)"
     print(f"{what} from {source}{heat} written to {args.out}")
     return 0
 

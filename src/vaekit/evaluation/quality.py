@@ -149,15 +149,18 @@ def draw_samples(
     batch_size: int = 1000,
     prior: str | None = None,
     by_class: bool | None = None,
-    temperature: float = 1.0,
+    temperature: float | list[float] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """n samples from ``model`` (from ``prior``: see ``VAE.sample``) in batches, seeded. ``by_class``
-    (default: for conditional models) asks for the classes in equal blocks, each by its label.
+    (default: for conditional models) asks for the classes in equal blocks, each by its label;
+    ``temperature`` None: the model's own (``VAE.sample_temperature``).
     Returns (images [n, C, H, W], the requested labels [n] or None)."""
     if not model.can_sample:
         raise VaekitError(f"this {model.name} model cannot sample yet (a vqvae needs vaekit train-prior)")
     generator = torch.Generator(device=model.device).manual_seed(seed)
     by_class = model.conditional if by_class is None else by_class
+    if temperature is None:
+        temperature = model.sample_temperature(prior, by_class)
     labels = None
     if by_class:
         classes = model.num_classes if model.conditional else model.fitted_prior.num_classes
@@ -186,12 +189,12 @@ def sample_quality(
     n_samples: int = 10_000,
     seed: int = 0,
     prior: str | None = None,
-    temperature: float = 1.0,
+    temperature: float | list[float] | None = None,
     second: nn.Module | None = None,
 ) -> dict[str, Any]:
     """The sample-quality figures of ``model`` against ``reference`` (real images, e.g. the test set),
     for samples from ``prior`` ("trained" or "fitted"; by default the fitted one if the model has one)
-    at ``temperature`` (see ``VAE.sample``).
+    at ``temperature`` (see ``VAE.sample``; None: the model's own, with or without a requested class).
 
     - ``frechet_distance``: between classifier features of ``n_samples`` samples and of the reference;
       ``independent_frechet_distance`` the same by the ``second`` classifier's features (if given);

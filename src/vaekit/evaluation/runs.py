@@ -275,7 +275,7 @@ def _sample_figures(
     for key_prefix, prior in priors:
         quality = sample_quality(
             model, classifier, images, n_samples=samples, seed=seed, prior=prior,
-            temperature=model.default_temperature, second=second,
+            second=second,
         )  # fmt: skip
         figures.update({f"{key_prefix}{k}": v for k, v in quality.items()})
     figures["classifier_test_accuracy"] = info["test_accuracy"]

@@ -112,8 +112,6 @@ class VAE(nn.Module):
     takes_objectives: ClassVar[bool] = False
     splits_noise: ClassVar[bool] = False
     trains_in_bf16: ClassVar[bool] = True
-    # the temperature `vaekit sample` draws at unless told (the hvae's is measured: docs/hvae.md)
-    default_temperature: ClassVar[float] = 1.0
     # A plugin's origin ({"module", "package", "version"}), set by registry.register_model; saved in the
     # config, so that loading a run whose plugin is missing names what to install.
     plugin: ClassVar[dict[str, str] | None] = None
@@ -149,10 +147,7 @@ class VAE(nn.Module):
         self.fitted_prior: nn.Module | None = None  # a prior fitted after training (see set_prior)
         self._register_load_state_dict_pre_hook(self._rename_old_weights)
 
-    @property
-    def prior(self) -> nn.Module | None:
-        """The old name of ``fitted_prior`` (release 0.1), read for one release."""
-        return self.fitted_prior
+    prior = property(lambda self: self.fitted_prior, doc="``fitted_prior``'s release 0.1 name")
 
     def upgrade_state_dict(self, state: dict[str, torch.Tensor], prefix: str = "") -> dict[str, torch.Tensor]:
         """``state`` with the weights of ``renamed_weights`` (and every model's ``RENAMED_EVERYWHERE``)
@@ -199,6 +194,10 @@ class VAE(nn.Module):
         default the fitted prior if the model has one), of class ``label`` if given. ``temperature``
         below 1 draws nearer the prior's modes (scaled standard deviations; a vqvae: scaled logits)."""
         raise NotImplementedError
+
+    def sample_temperature(self, prior: str | None = None, by_class: bool = False) -> float | list[float]:
+        """What ``sample`` draws at unless told (1; a hierarchy's fitted prior keeps chosen ones)."""
+        return 1.0
 
     @staticmethod
     def check_temperature(temperature: float) -> None:

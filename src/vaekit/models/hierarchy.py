@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vaekit.models.base import io_spec
 from vaekit.models.conv import padding
 from vaekit.models.maths import reparameterize
 from vaekit.utils.errors import VaekitError
@@ -197,3 +198,36 @@ def group_temperatures(temperature: float | Sequence[float], groups: int) -> lis
     if not all(isinstance(t, (int, float)) and math.isfinite(t) and t >= 0 for t in values):
         raise VaekitError(f"temperatures must be numbers >= 0, got {temperature!r}")
     return [float(t) for t in values]
+
+
+class HierarchyExport:
+    """What ``vaekit export`` asks of a hierarchy (a mixin of ``HierarchicalVAE``): the graphs of the
+    one-latent models, the latent being the top group's, and the decoder taking every lower group's
+    noise."""
+
+    group_shapes: list[tuple[int, int, int]]
+
+    def export_io(self) -> dict[str, Any]:
+        """As the one-latent models', the latent being the top group's; the decoder also takes the
+        standard normal noise of every group below (``HierarchyDecodeGraph``)."""
+        io = super().export_io()
+        io["latent"]["meaning"] = "the top group's z, flattened; its prior is N(0, I)"
+        io["decoder_extra"] = [
+            io_spec(f"noise{level}", ["batch", *shape], "float32",
+                    f"group {level}'s standard normal noise: z = its prior's mean + std * noise (zeros: the "
+                    "prior means; noise * t: temperature t)")
+            for level, shape in enumerate(self.group_shapes[1:], start=2)
+        ]  # fmt: skip
+        return io
+
+    def export_decoder(self) -> nn.Module:
+        return HierarchyDecodeGraph(self)
+
+    def export_decoder_inputs(
+        self, encoding: tuple[Any, ...], labels: torch.Tensor | None, generator: torch.Generator
+    ) -> dict[str, torch.Tensor]:
+        """The top group's z and, for each group below, standard normal noise (``noise2``..)."""
+        inputs = super().export_decoder_inputs(encoding, labels, generator)
+        for level, shape in enumerate(self.group_shapes[1:], start=2):
+            inputs[f"noise{level}"] = torch.randn(len(encoding[0]), *shape, generator=generator)
+        return inputs

@@ -8,13 +8,13 @@
   come from the same decoder state h: the prior from h, the posterior relative to it (NVAE's residual
   Normal: mean p_mu + d_mu, log-variance p_logvar + d_logvar) from h and the encoder's features at that
   scale, as VDVAE reads them. The top group's prior is N(0, I), so it is the latent the one-layer tools
-  (latent plots, traversals, fitted priors, the explorer) work on;
+  (latent plots, traversals, the explorer) work on; the fitted prior is over every informative group's
+  noise (``priors.groups``);
 - the decoder state, upsampled to the first scale, gives the pixel logits through transposed
   convolutions that mirror the stem, cropped back to the image.
 
 The defaults (28x28 MNIST: latents at 8x8 and 4x4, width 64) were measured as the best on a 2-core CPU
-at a 10-minute budget (docs/hvae.md): a stem of 1 (latents at 14x14) learns more per step but takes
-2.5x the time.
+at a 10-minute budget (docs/hvae.md): a stem of 1 (latents at 14x14) learns more per step, 2.5x slower.
 
 -ELBO = E_q[-log p(x | z)] + sum_l E_q[KL(q(z_l | x, z_<l) || p(z_l | z_<l))], each group's KL in closed
 form at the drawn upper groups. Log-variances are soft-clamped to +-``logvar_limit`` (limit * tanh(v /
@@ -23,6 +23,7 @@ limit): NVAE's soft clamp), which keeps exp(logvar) finite without stopping grad
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 from typing import Any, ClassVar
@@ -31,13 +32,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vaekit.models.base import LatentSpace, io_spec
+from vaekit.models.base import LatentSpace
 from vaekit.models.conv import crop, pad
 from vaekit.models.gaussian_latent import GaussianLatentVAE, check_added
 from vaekit.models.hierarchy import (
     Block,
     Group,
-    HierarchyDecodeGraph,
+    HierarchyExport,
     TopDownGroup,
     check_hierarchy,
     downsampling_convs,
@@ -47,9 +48,11 @@ from vaekit.models.hierarchy import (
 )
 from vaekit.models.maths import gaussian_kl_between, log_normal
 from vaekit.models.objectives.elbo import Draw
+from vaekit.models.priors.groups import KIND as GROUP_NOISE
+from vaekit.models.priors.groups import GroupNoisePrior, check_group_sizes
 
 
-class HierarchicalVAE(GaussianLatentVAE):
+class HierarchicalVAE(HierarchyExport, GaussianLatentVAE):
     """The sibling of the one-latent model (gaussian.py): the objectives that need no single latent (the
     ELBO, the IWAE bound) from its ``draw`` and ``log_weights`` over every group; the one-latent tools
     read its top group."""
@@ -205,15 +208,21 @@ class HierarchicalVAE(GaussianLatentVAE):
 
         logits, groups = self.top_down(k * batch, repeated, from_posterior)
         recon = self.recon_nll(logits, x.repeat(k, 1, 1, 1)).view(k, batch)
+        fitted = self.uses_fitted_prior(prior)
+        covered = self.fitted_prior.covered_groups if fitted and self.fits_group_noise else 0
         log_q_minus_p = torch.zeros(k * batch, device=x.device)
         for i, g in enumerate(groups):
             z = g.z.flatten(1)
             log_q = log_normal(z, g.posterior.mean.flatten(1), g.posterior.logvar.flatten(1))
-            if i == 0 and self.uses_fitted_prior(prior):  # the fitted mixture as the top group's p(z)
+            if i == 0 and fitted and not covered:  # a fitted mixture over the top group (release 0.1's)
                 log_p = self.log_prior(z, None, "fitted")
+            elif i < covered:  # p(z_l | z_<l) through the noise: its density, less log sigma_l per unit
+                log_p = -0.5 * g.logvar.flatten(1).sum(1)
             else:
                 log_p = log_normal(z, g.mean.flatten(1), g.logvar.flatten(1))
             log_q_minus_p = log_q_minus_p + (log_q - log_p)
+        if covered:
+            log_q_minus_p = log_q_minus_p - self.fitted_prior.log_prob(self.noise_of(groups[:covered]))
         log_q_minus_p = log_q_minus_p.view(k, batch)
         return -recon - log_q_minus_p, recon
 
@@ -221,6 +230,9 @@ class HierarchicalVAE(GaussianLatentVAE):
         return self.bottom_up(x)
 
     def sample_source(self, prior: str | None = None) -> str:
+        if self.uses_fitted_prior(prior) and self.fits_group_noise:
+            below = "" if self.fitted_prior.covered_groups == len(self.groups) else "; the rest from theirs"
+            return f"the fitted prior ({self.fitted_prior.describe()}{below})"
         if self.uses_fitted_prior(prior):
             return "the fitted prior (the top group; the groups below from their priors)"
         return "the prior it trained with (the top group from N(0, I), each below from its prior)"
@@ -279,13 +291,19 @@ class HierarchicalVAE(GaussianLatentVAE):
         label: int | None = None,
         generator: torch.Generator | None = None,
         prior: str | None = None,
-        temperature: float | Sequence[float] = 1.0,
+        temperature: float | Sequence[float] | None = None,
     ) -> torch.Tensor:
-        """n images: the top group from the fitted prior (if any and ``prior`` is not "trained") or
-        N(0, I), each lower group from its prior given the groups above, standard deviations scaled by
-        ``temperature`` (one, or one per group from the top, as NVAE draws its samples)."""
+        """n images from the fitted prior (if any and ``prior`` is not "trained": the groups it covers
+        from it, each below from its prior given the groups above) or the trained one (the top group
+        from N(0, I)), standard deviations scaled by ``temperature`` (one, or one per group from the top,
+        as NVAE draws its samples; None: ``sample_temperature``)."""
+        if temperature is None:
+            temperature = self.sample_temperature(prior, label is not None)
         temperatures = self.group_temperatures(temperature)
         classes = self.sample_classes(n, label, prior)  # refuses a label that does not apply
+        if self.uses_fitted_prior(prior) and self.fits_group_noise:
+            eps = self.fitted_prior.sample(n, classes, generator, temperatures)
+            return torch.sigmoid(self.decode_noise(eps, temperatures, generator))
         if self.uses_fitted_prior(prior) and temperatures[0] > 0:
             by_class = classes if self.fitted_prior.has_classes else None
             z_top = self.fitted_prior.sample(n, by_class, generator, temperatures[0])
@@ -293,37 +311,65 @@ class HierarchicalVAE(GaussianLatentVAE):
             z_top = temperatures[0] * torch.randn(n, self.latent_dim, generator=generator, device=self.device)
         return torch.sigmoid(self.decode_groups(z_top, temperatures, generator))
 
+    # ------------------------------------------------- the fitted prior over the groups' noise
+    @property
+    def fits_group_noise(self) -> bool:
+        """Whether the fitted prior is over the groups' noise (``priors.groups``), not only the top group."""
+        return isinstance(self.fitted_prior, GroupNoisePrior)
+
+    def sample_temperature(self, prior: str | None = None, by_class: bool = False) -> float | list[float]:
+        """The fitted prior's temperatures (``by_class``: those for a requested class), chosen by
+        measurement (``training.group_prior``), where samples come from it; else 1."""
+        chosen = self.fitted_prior.chosen(by_class) if self.fits_group_noise else None
+        return list(chosen) if chosen and self.uses_fitted_prior(prior) else 1.0
+
+    @staticmethod
+    def noise_of(groups: Sequence[Group]) -> torch.Tensor:
+        """eps_l = (z_l - mu_l) / sigma_l of each group's z against its prior, flattened and concatenated
+        from the top: [B, sum of the groups' sizes]."""
+        return torch.cat([((g.z - g.mean) * torch.exp(-0.5 * g.logvar)).flatten(1) for g in groups], 1)
+
+    @torch.no_grad()
+    def group_noise(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """What the fitted prior over the groups is fitted to: each group's posterior mean as noise of its
+        prior, the groups above at their posterior means (``noise_of``), and the posterior's variance in
+        the same units, exp(logvar_q - logvar_p); each [B, sum of all groups' sizes]."""
+        groups = self.group_means(x)
+        variances = [torch.exp(g.posterior.logvar - g.logvar).flatten(1) for g in groups]
+        return self.noise_of(groups).float(), torch.cat(variances, 1).float()
+
+    def decode_noise(
+        self, eps: torch.Tensor, temperatures: Sequence[float], generator: torch.Generator | None
+    ) -> torch.Tensor:
+        """Pixel logits from the noise ``eps`` [B, ..] of the groups it covers (z_l = mu_l + sigma_l eps_l)
+        and each group below drawn from its prior at its temperature."""
+        starts = [0, *itertools.accumulate(math.prod(shape) for shape in self.group_shapes)]
+
+        def choose(i: int, prior: Group, posterior: Group | None) -> torch.Tensor:
+            if starts[i + 1] > eps.shape[1]:
+                return prior_draw(prior, temperatures[i], generator)
+            noise = eps[:, starts[i] : starts[i + 1]].reshape(prior.mean.shape).to(prior.mean.dtype)
+            return prior.mean + torch.exp(0.5 * prior.logvar) * noise
+
+        logits, _ = self.top_down(len(eps), None, choose)
+        return logits
+
+    @classmethod
+    def prior_from_config(cls, config: dict[str, Any]) -> torch.nn.Module:
+        if config.get("kind") == GROUP_NOISE:
+            return GroupNoisePrior(**config)
+        return super().prior_from_config(config)  # release 0.1's mixture over the top group
+
+    def check_prior(self, prior: torch.nn.Module) -> None:
+        if not isinstance(prior, GroupNoisePrior):
+            return super().check_prior(prior)
+        check_group_sizes(prior.group_sizes, [math.prod(shape) for shape in self.group_shapes])
+
     @torch.no_grad()
     def reconstruct(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         """Pixel means decoded from every group's posterior mean."""
         logits, _ = self.top_down(x.shape[0], self.bottom_up(x), lambda i, p, q: q.mean)
         return torch.sigmoid(logits)
-
-    # ----------------------------------------------------------------- export (vaekit export)
-    def export_io(self) -> dict[str, Any]:
-        """As the one-latent models', the latent being the top group's; the decoder also takes the
-        standard normal noise of every group below (``HierarchyDecodeGraph``)."""
-        io = super().export_io()
-        io["latent"]["meaning"] = "the top group's z, flattened; its prior is N(0, I)"
-        io["decoder_extra"] = [
-            io_spec(f"noise{level}", ["batch", *shape], "float32",
-                    f"group {level}'s standard normal noise: z = its prior's mean + std * noise (zeros: the "
-                    "prior means; noise * t: temperature t)")
-            for level, shape in enumerate(self.group_shapes[1:], start=2)
-        ]  # fmt: skip
-        return io
-
-    def export_decoder(self) -> nn.Module:
-        return HierarchyDecodeGraph(self)
-
-    def export_decoder_inputs(
-        self, encoding: tuple[Any, ...], labels: torch.Tensor | None, generator: torch.Generator
-    ) -> dict[str, torch.Tensor]:
-        """The top group's z and, for each group below, standard normal noise (``noise2``..)."""
-        inputs = super().export_decoder_inputs(encoding, labels, generator)
-        for level, shape in enumerate(self.group_shapes[1:], start=2):
-            inputs[f"noise{level}"] = torch.randn(len(encoding[0]), *shape, generator=generator)
-        return inputs
 
     @torch.no_grad()
     def group_means(self, x: torch.Tensor) -> list[Group]:

@@ -30,7 +30,7 @@ class DecodeRequest(_Request):
 class SampleRequest(_Request):
     n: int = Field(16, ge=1, le=MAX_SAMPLES)
     seed: int = Field(0, ge=0, le=2**31 - 1)
-    temperature: float = Field(1.0, gt=0, le=10)
+    temperature: float | None = Field(None, gt=0, le=10)  # None: the run's own (an hvae's chosen ones)
     # the prior to draw from: fitted, or the one the run trained with ("standard": its old name)
     prior: Literal["fitted", "trained", "standard"] | None = None
     label: int | None = None

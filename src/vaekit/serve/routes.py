@@ -99,15 +99,17 @@ def _check_sample_request(run: RunState, request: SampleRequest) -> None:
 
 def _draw_samples(run: RunState, request: SampleRequest, generator: torch.Generator) -> torch.Tensor:
     """``request.n`` samples of ``run``'s prior (a Gaussian latent: the one ``request.prior`` names)."""
+    own = request.temperature is None
+    temperature = run.model.sample_temperature(request.prior) if own else request.temperature
     with torch.no_grad():
         if run.gaussian:
             return run.model.sample(
                 request.n, label=request.label, generator=generator, prior=request.prior,
-                temperature=request.temperature,
+                temperature=temperature,
             )  # fmt: skip
         if request.prior == "fitted":
             raise HTTPException(422, "a VQ-VAE has one prior, over its codes: leave prior unset")
-        return run.model.sample(request.n, generator=generator, temperature=request.temperature)
+        return run.model.sample(request.n, generator=generator, temperature=temperature)
 
 
 def _encoding(run: RunState, x: torch.Tensor, labels: torch.Tensor | None) -> dict[str, Any]:

@@ -72,5 +72,5 @@ def fit_prior(trainer: Any) -> None:
         x = binarize(unit_float(x), "train")
     fit_prior_after_training(
         trainer.run_dir.path, trainer.model, trainer.run_config(), x, labels, trainer.num_classes,
-        config.prior_components, config.seed, trainer.log,
+        config.prior_components, config.seed, trainer.log, (trainer.dataset, trainer.data.x_val),
     )  # fmt: skip

@@ -117,7 +117,7 @@ class Trainer:
             check_labels(self.data.labels, self.model.num_classes)
         if checkpoint is None and self.model.starts_from_data:
             self.data.start_from_data(self.model, config.seed)  # a VampPrior's pseudo-inputs
-        self.dataset_name = dataset.name
+        self.dataset, self.dataset_name = dataset, dataset.name
         self.classes = dataset.classes
         self.num_classes = dataset.num_classes
         self.eval_options = eval_options(asdict(config))

@@ -22,6 +22,7 @@ from vaekit.evaluation.runs import load_run_dataset
 from vaekit.models import VAE, GaussianVAE
 from vaekit.models.priors.mixture import MixturePrior
 from vaekit.models.saving import load, save_model
+from vaekit.training.group_prior import fit_group_prior, temperatures_after_fit
 from vaekit.utils import plots
 from vaekit.utils.atomic import write_json
 from vaekit.utils.devices import resolve_device
@@ -92,6 +93,8 @@ def fit_mixture_prior(
     components, per_class = check_mixture_settings(components, per_class, num_classes)
     if target not in TARGETS:
         raise VaekitError(f"unknown prior target {target!r}; choose from {', '.join(TARGETS)}")
+    if model.latent_space.groups:  # a hierarchy: the mixture is over its groups' noise
+        return fit_group_prior(model, x, labels, num_classes, components, per_class, seed, target)
     start = time.perf_counter()
     latents, variances = posterior_moments(model, x, labels)
     prior, fits = MixturePrior.fit(
@@ -118,10 +121,12 @@ def describe_mixture(info: dict[str, Any]) -> str:
     classes = info["classes"]
     shape = f"{classes} classes x {info['components']}" if classes else f"{info['components']}"
     target = "posterior means" if info["target"] == "means" else "aggregate posterior"
-    return (
-        f"fitted a Gaussian mixture prior ({shape} full-covariance components) to the {target} of "
-        f"{info['latents']:,} training images in {info['seconds']:.1f} s"
-    )
+    what = f"the {target} of {info['latents']:,} training images"
+    if "units" in info:  # a hierarchy's (training.group_prior)
+        units, groups = info["units"], info["groups"]
+        what += f" (as noise of its groups' priors: {units} informative units, top {groups} groups)"
+    shape += " full-covariance components"
+    return f"fitted a Gaussian mixture prior ({shape}) to {what} in {info['seconds']:.1f} s"
 
 
 def save_prior_samples(model: VAE, path: Path, seed: int) -> None:
@@ -153,8 +158,16 @@ def fit_run_prior(
         raise VaekitError(f"{run} already has a fitted prior; pass --overwrite to fit a new one")
     x, labels, num_classes = training_split(run, config, dev)
     info = fit_mixture_prior(model, x, labels, num_classes, components, per_class, seed, target)
+    log(describe_mixture(info))
+    if model.latent_space.groups:
+        dataset, train_set, val_set = run_splits(run, config)
+        where, images = ("validation", val_set.images) if len(val_set) else ("training", train_set.images)
+        if config["train"].get("binarize", "none") != "none":
+            images = binarize(unit_float(images), "val")
+        chosen = temperatures_after_fit(model, dataset, images.to(dev), where, seed, log)
+        info["temperatures"] = None if chosen is None else chosen["temperatures"]
     save_run_with_prior(run, model, config, seed)
-    log(describe_mixture(info) + f"; saved in {run}")
+    log(f"saved in {run}")
     return info
 
 
@@ -168,10 +181,12 @@ def fit_prior_after_training(
     components: int | None,
     seed: int,
     log: Callable[[str], None],
+    held_out: tuple[Dataset, torch.Tensor] | None = None,
 ) -> None:
     """The end of ``vaekit train``: fit the mixture prior to the training images ``x`` and save the run
-    (``config``: its config.json) with it. A dataset too small for the mixture gets fewer components, or
-    (with a note) no prior, rather than failing the finished run."""
+    (``config``: its config.json) with it; a hierarchy's temperatures are chosen on ``held_out`` (the
+    dataset and its validation images) where given. A dataset too small for the mixture gets fewer
+    components, or (with a note) no prior, rather than failing the finished run."""
     try:
         components, per_class = check_mixture_settings(components, None, num_classes)
         # a tiny dataset: no more components than the rarest class (or the whole set) has images
@@ -184,8 +199,12 @@ def fit_prior_after_training(
     except VaekitError as exc:
         log(f"note: no prior fitted ({exc}); samples come from N(0, I)")
         return
-    save_run_with_prior(run, model, config, seed)
     log(describe_mixture(info) + "; vaekit sample draws from it")
+    if model.latent_space.groups and held_out is not None:
+        dataset, images = held_out
+        where = "validation" if len(images) else "training"
+        temperatures_after_fit(model, dataset, images if len(images) else x, where, seed, log)
+    save_run_with_prior(run, model, config, seed)
 
 
 def run_splits(run: Path, config: dict[str, Any]) -> tuple[Dataset, ImageSet, ImageSet]:

@@ -227,14 +227,18 @@ class MixturePrior(nn.Module):
         n: int,
         labels: torch.Tensor | None = None,
         generator: torch.Generator | None = None,
-        temperature: float = 1.0,
+        temperature: float | torch.Tensor = 1.0,
     ) -> torch.Tensor:
         """n latents [n, D]: from p(z | y) with labels [n], else from p(z) (a class drawn by p(y) first).
-        ``temperature`` scales every component's standard deviations (1: the fitted mixture)."""
+        ``temperature`` scales every component's standard deviations (1: the fitted mixture), or with one
+        per unit [D], each unit's: z = mu_k + diag(t) L_k eps."""
         self._check_labels(labels)
         if labels is None:
             labels = torch.multinomial(self.class_log_weights.exp(), n, replacement=True, generator=generator)
-        scale_tril = self.scale_tril if temperature == 1.0 else self.scale_tril * temperature
+        if isinstance(temperature, torch.Tensor):
+            scale_tril = self.scale_tril * temperature.to(self.scale_tril).view(-1, 1)
+        else:
+            scale_tril = self.scale_tril if temperature == 1.0 else self.scale_tril * temperature
         return mixture_sample(self.log_weights, self.means, scale_tril, labels, generator)
 
     @classmethod
