@@ -72,5 +72,10 @@ def fit_prior(trainer: Any) -> None:
         x = binarize(unit_float(x), "train")
     fit_prior_after_training(
         trainer.run_dir.path, trainer.model, trainer.run_config(), x, labels, trainer.num_classes,
-        config.prior_components, config.seed, trainer.log, (trainer.dataset, trainer.data.x_val),
+        config.prior_components, config.seed, trainer.log, (trainer.dataset, validation_images(trainer)),
     )  # fmt: skip
+
+
+def validation_images(trainer: Any) -> Any:
+    """The validation images as they are (uint8, not binarized): what samples are measured against."""
+    return trainer.dataset.train.images[trainer.data.val_rows.cpu()]

@@ -161,9 +161,8 @@ def fit_run_prior(
     log(describe_mixture(info))
     if model.latent_space.groups:
         dataset, train_set, val_set = run_splits(run, config)
+        # the images as they are, not binarized: samples are measured against them (as evaluate does)
         where, images = ("validation", val_set.images) if len(val_set) else ("training", train_set.images)
-        if config["train"].get("binarize", "none") != "none":
-            images = binarize(unit_float(images), "val")
         chosen = temperatures_after_fit(model, dataset, images.to(dev), where, seed, log)
         info["temperatures"] = None if chosen is None else chosen["temperatures"]
     save_run_with_prior(run, model, config, seed)
@@ -201,9 +200,10 @@ def fit_prior_after_training(
         return
     log(describe_mixture(info) + "; vaekit sample draws from it")
     if model.latent_space.groups and held_out is not None:
-        dataset, images = held_out
+        dataset, images = held_out  # images as they are; without a validation split, the training ones
         where = "validation" if len(images) else "training"
-        temperatures_after_fit(model, dataset, images if len(images) else x, where, seed, log)
+        images = images if len(images) else dataset.train.images
+        temperatures_after_fit(model, dataset, images.to(model.device), where, seed, log)
     save_run_with_prior(run, model, config, seed)
 
 
