@@ -10,9 +10,12 @@ The hvae is measured also as it sampled before issue 35 (the fitted mixture over
 groups below from their priors, temperature 1), from its trained prior, and from the new prior over its
 groups' noise at several temperatures and at those chosen on the validation images; and its -log p(x) by
 importance sampling with each prior (``--iwae-k`` samples on the first ``--iwae-images`` test images).
+Then the shapes: the plain mlp and the best disentangling run of docs/models.md (beta-TCVAE, beta 10)
+for ``--shapes-minutes`` each, their MIG and FactorVAE score per factor and a traversal per factor.
 Grids of 64 samples go to docs/samples/, the page to docs/samples.md (with ``--docs``).
 
-Results: benchmarks/results/samples.json. Alone, from the repository root (about 25 minutes):
+Results: benchmarks/results/samples.json. Alone, from the repository root (about 55 minutes; --reuse
+and --models to remeasure runs kept in --keep-runs, --shapes-minutes 0 to leave the shapes out):
     .venv/bin/python benchmarks/samples.py --docs [--keep-runs DIR] [--reuse]
 """
 
@@ -28,6 +31,7 @@ import torch
 from _common import DEFAULT_DATA_DIR, REPO_ROOT, check_data_dir
 from harness import environment, format_table, load_average, run_stamp, write_results
 from samples_page import write_page
+from samples_shapes import shapes_part
 
 from vaekit import load
 from vaekit.evaluation.classifier import SECOND_RECIPE, SECOND_SEED, classify, load_classifier
@@ -67,6 +71,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--keep-runs", type=Path, help="train the runs here (default: a temporary folder)")
     parser.add_argument("--reuse", action="store_true", help="measure runs already in --keep-runs")
     parser.add_argument("--docs", action="store_true", help="write docs/samples.md and docs/samples/")
+    parser.add_argument("--shapes-minutes", type=float, default=15.0, help="each shapes run's (0: none)")
+    parser.add_argument("--shapes-size", type=int, default=32)
     return parser.parse_args()
 
 
@@ -76,7 +82,7 @@ def train(name: str, out: Path, args: argparse.Namespace) -> None:
     if name == "hvae":
         settings["max_time"] = args.hvae_minutes * 60
     Trainer(
-        TrainConfig(**settings), out, progress=False, log=lambda line: print(f"  {line}", flush=True)
+        TrainConfig.of(**settings), out, progress=False, log=lambda line: print(f"  {line}", flush=True)
     ).run()
     if name == "vqvae":
         train_prior(out, progress=False, log=lambda line: None)
@@ -191,6 +197,9 @@ def main() -> None:
         **environment(),
         "epochs": args.epochs,
         "hvae_minutes": args.hvae_minutes,
+        "samples": args.samples,
+        "iwae_k": args.iwae_k,
+        "iwae_images": args.iwae_images,
         "models": {},
     }
     with tempfile.TemporaryDirectory() as tmp:
@@ -212,6 +221,8 @@ def main() -> None:
                 figures["pictures"] = save_pictures(slug, model)
             results["models"][name] = figures
             print(name, figures["default"], flush=True)
+        if args.shapes_minutes > 0:
+            results["shapes"] = shapes_part(runs, args.shapes_minutes, args.shapes_size, args.reuse)
     rows = [summary_row(name, f["default"]) for name, f in results["models"].items()]
     print(format_table(["model", "Frechet", "Frechet, second", "digit shares", "label accuracy"], rows))
     results.update(run_stamp(start))

@@ -6,6 +6,7 @@ from typing import Any
 
 from _common import REPO_ROOT
 from harness import write_document
+from samples_shapes import shapes_section
 
 PAGE = REPO_ROOT / "docs" / "samples.md"
 
@@ -73,6 +74,8 @@ def write_page(results: dict[str, Any]) -> Any:
             lines.append("")
     if "hvae" in models:
         lines += hvae_section(models["hvae"], iwae)
+    if "shapes" in results:
+        lines += shapes_section(results["shapes"])
     return write_document(PAGE, lines)
 
 
@@ -94,8 +97,11 @@ def hvae_section(f: dict[str, Any], iwae: str) -> list[str]:
         *(_row(name, row) for name, row in f["rows"].items()),
         "",
         f"The prior is post-hoc: -log p(x) with the prior the hvae trained with is unchanged "
-        f"({nll['trained']:.2f} nats, importance sampling, {iwae}); with the fitted "
-        f"prior as p(z) of the groups it covers it is {nll['fitted']:.2f} (the top group's mixture of "
-        f"before: {nll['before']:.2f}).",
+        f"({nll['trained']:.2f} nats, importance sampling, {iwae}). As a density the fitted prior is no "
+        f"match for it ({nll['fitted']:,.0f} nats with it as p(z) of the groups it covers; the top group's "
+        f"mixture of before: {nll['before']:,.0f}): a mixture fitted to posterior means is far narrower "
+        "than the posteriors the importance weights draw from. It is a sampler; `vaekit train-prior RUN "
+        "--target aggregate` widens it by the posterior variances, as for the one-latent models "
+        "([priors](priors.md)).",
         "",
     ]
