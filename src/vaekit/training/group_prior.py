@@ -71,13 +71,21 @@ def fit_group_prior(
     prior.mixture.load_state_dict(mixture.state_dict())
     prior.units.copy_(units)
     model.set_prior(prior)
+    record = fit_record(fits, components, target, num_classes if per_class else 0, len(noise), start)
+    return {**record, "units": len(units), "groups": covered}
+
+
+def fit_record(
+    fits: Sequence[Any], components: int, target: str, classes: int, latents: int, start: float
+) -> dict[str, Any]:
+    """What a fitted mixture prior reports (``training.priors.fit_mixture_prior``): its ``components``,
+    ``target``, ``classes`` (0: one mixture), ``latents`` fitted, ``seconds`` since ``start``,
+    ``em_iterations`` (per mixture) and ``converged``."""
     return {
         "components": components,
         "target": target,
-        "classes": num_classes if per_class else 0,
-        "latents": len(noise),
-        "units": len(units),
-        "groups": covered,
+        "classes": classes,
+        "latents": latents,
         "seconds": round(time.perf_counter() - start, 3),
         "em_iterations": [f.iterations for f in fits],
         "converged": all(f.converged for f in fits),

@@ -22,7 +22,7 @@ from vaekit.evaluation.runs import load_run_dataset
 from vaekit.models import VAE, GaussianVAE
 from vaekit.models.priors.mixture import MixturePrior
 from vaekit.models.saving import load, save_model
-from vaekit.training.group_prior import fit_group_prior, temperatures_after_fit
+from vaekit.training.group_prior import fit_group_prior, fit_record, temperatures_after_fit
 from vaekit.utils import plots
 from vaekit.utils.atomic import write_json
 from vaekit.utils.devices import resolve_device
@@ -97,24 +97,11 @@ def fit_mixture_prior(
         return fit_group_prior(model, x, labels, num_classes, components, per_class, seed, target)
     start = time.perf_counter()
     latents, variances = posterior_moments(model, x, labels)
-    prior, fits = MixturePrior.fit(
-        latents,
-        labels if per_class else None,
-        components,
-        num_classes if per_class else 0,
-        seed,
-        spread=variances if target == "aggregate" else None,
-    )
+    classes = num_classes if per_class else 0
+    spread = variances if target == "aggregate" else None
+    prior, fits = MixturePrior.fit(latents, labels if per_class else None, components, classes, seed, spread)
     model.set_prior(prior)
-    return {
-        "components": components,
-        "target": target,
-        "classes": num_classes if per_class else 0,
-        "latents": len(latents),
-        "seconds": round(time.perf_counter() - start, 3),
-        "em_iterations": [f.iterations for f in fits],
-        "converged": all(f.converged for f in fits),
-    }
+    return fit_record(fits, components, target, classes, len(latents), start)
 
 
 def describe_mixture(info: dict[str, Any]) -> str:
