@@ -58,6 +58,8 @@ def test_the_page_loads_offline_with_samples_and_the_first_test_image(page, base
     expected = png_pixels(httpx.post(base + "/api/sample", json={"n": 36, "seed": 0}).content)
     page.page.wait_for_function("() => document.querySelector('[data-testid=sample-grid]').src")
     assert np.array_equal(page.image("sample-grid"), expected)
+    # no temperature sent until the slider moves: each run samples at its own (an hvae's chosen ones)
+    assert page.page.text_content("#temperature-value") == "the run's" and "&t=" not in page.page.url
     means = httpx.get(base + "/api/latents").json()["means"]
     assert np.allclose(page.z(), means[0], atol=1e-4)  # the view opens on the first test image
     page.testid("resample").click()

@@ -66,7 +66,9 @@ async function resample() {
     const caption = img.nextElementSibling;
     caption.textContent = r.can_sample ? r.name : `${r.name}: run vaekit train-prior on it to sample`;
     if (!r.can_sample) { img.removeAttribute("src"); return; }
-    const body = { run: i, n: 36, seed: S.seed, temperature: S.temperature, format: "base64" };
+    // until the slider moves, each run samples at its own temperature (an hvae's chosen ones)
+    const body = { run: i, n: 36, seed: S.seed, format: "base64" };
+    if (S.temperature !== null) body.temperature = S.temperature;
     if (S.prior && r.priors.includes(S.prior)) body.prior = S.prior;
     if (S.sampleClass !== "" && r.samples_by_class) body.label = +S.sampleClass;
     try {
@@ -119,7 +121,8 @@ function buildControls() {
   $("frame").checked = ["mnist", "kmnist", "fashion-mnist"].includes(r.dataset) && r.image_shape[0] === 1;
   const max = r.n_reference - 1;
   $("interp-a").max = max; $("interp-b").max = max;
-  $("temperature").value = S.temperature; $("temperature-value").textContent = S.temperature.toFixed(2);
+  $("temperature").value = S.temperature ?? 1;
+  $("temperature-value").textContent = S.temperature === null ? "the run's" : S.temperature.toFixed(2);
   const isGaussian = gaussian();
   ["sliders", "random-z", "origin-z", "walk-section"].forEach((id) => { $(id).hidden = !isGaussian; });
   $("neighbours").hidden = !isGaussian; $("neighbours").previousElementSibling.hidden = !isGaussian;

@@ -5,7 +5,7 @@ export const $ = (id) => document.getElementById(id);
 const PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
   "#bcbd22", "#17becf"];
 export const S = {
-  info: null, runs: [], primary: 0, z: [], label: 0, seed: 0, temperature: 1, prior: "", sampleClass: "",
+  info: null, runs: [], primary: 0, z: [], label: 0, seed: 0, temperature: null, prior: "", sampleClass: "",
   tool: "interpolate", interpA: 0, interpB: 1, spherical: false, dim: 0, limit: 3, groupA: "", groupB: "",
   scale: 2, marks: { a: new Set(), b: new Set() }, latents: {}, padRange: null,
 };
@@ -55,7 +55,8 @@ export function zChanged(source) { zListener(source); }
 export function writeHash() {
   const p = new URLSearchParams();
   p.set("z", S.z.map((v) => (gaussian() ? round4(v) : v)).join(","));
-  p.set("run", S.primary); p.set("seed", S.seed); p.set("t", S.temperature);
+  p.set("run", S.primary); p.set("seed", S.seed);
+  if (S.temperature !== null) p.set("t", S.temperature);  // none: each run's own
   if (S.prior) p.set("prior", S.prior);
   if (S.sampleClass !== "") p.set("class", S.sampleClass);
   p.set("label", S.label); p.set("view", S.tool);
@@ -74,7 +75,7 @@ export function readHash() {
   const int = (key, fallback) => (p.has(key) && Number.isFinite(+p.get(key)) ? Math.trunc(+p.get(key)) : fallback);
   const num = (key, fallback) => (p.has(key) && Number.isFinite(+p.get(key)) ? +p.get(key) : fallback);
   S.primary = Math.min(Math.max(int("run", 0), 0), S.runs.length - 1);
-  S.seed = Math.max(int("seed", 0), 0); S.temperature = num("t", 1);
+  S.seed = Math.max(int("seed", 0), 0); S.temperature = num("t", null);
   S.prior = p.get("prior") || ""; S.sampleClass = p.get("class") || "";
   S.label = int("label", 0); S.tool = p.get("view") || "interpolate";
   S.interpA = int("a", 0); S.interpB = int("b", 1); S.spherical = p.has("sph");
