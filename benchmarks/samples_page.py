@@ -8,6 +8,8 @@ from _common import REPO_ROOT
 from harness import write_document
 from samples_shapes import shapes_section
 
+from vaekit.models.priors.groups import temperature_line
+
 PAGE = REPO_ROOT / "docs" / "samples.md"
 
 
@@ -29,10 +31,6 @@ HEADER = [
     "| samples | Frechet distance | Frechet, second | share of each digit | read as the class asked |",
     "| --- | ---: | ---: | ---: | ---: |",
 ]
-
-
-def _temperatures(values: Any) -> str:
-    return ",".join(f"{t:g}" for t in values) if isinstance(values, list) else f"{values:g}"
 
 
 def write_page(results: dict[str, Any]) -> Any:
@@ -90,8 +88,8 @@ def hvae_section(f: dict[str, Any], iwae: str) -> list[str]:
         "of every informative unit of every group (models/priors/groups.py), and the temperatures `vaekit "
         "sample` uses are chosen on the validation images by the measuring classifier's Frechet distance; "
         "for a requested class, the highest that makes 95% of samples read as that class "
-        f"(training/group_prior.py). This run: {_temperatures(f['temperatures'])}, by class "
-        f"{_temperatures(f['label_temperatures'])}.",
+        f"(training/group_prior.py). This run: {temperature_line(f['temperatures'])}, by class "
+        f"{temperature_line(f['label_temperatures'])}.",
         "",
         *HEADER,
         *(_row(name, row) for name, row in f["rows"].items()),

@@ -13,6 +13,7 @@ import torch
 
 from vaekit.cli.arguments import add_run_command, non_negative_int, positive_int, temperatures
 from vaekit.models.base import OLD_SOURCE_NAMES, SAMPLE_SOURCES
+from vaekit.models.priors.groups import temperature_line
 from vaekit.utils import limits
 from vaekit.utils.devices import resolve_device
 from vaekit.utils.errors import VaekitError
@@ -62,8 +63,9 @@ def _sample(args: argparse.Namespace) -> int:
     model = load(args.run, device=resolve_device(args.device))
     generator = torch.Generator(device=model.device).manual_seed(args.seed)
     chosen = args.temperature is None  # the model's own: a hierarchy's fitted prior keeps chosen ones
-    own = model.sample_temperature(args.source, args.label is not None)
-    temperature = own if chosen else args.temperature
+    temperature = (
+        model.sample_temperature(args.source, args.label is not None) if chosen else args.temperature
+    )
     if isinstance(temperature, list) and not model.latent_space.groups:
         raise VaekitError(f"one temperature per group applies to a hierarchy (model hvae), not {model.name}")
     options = {"generator": generator, "prior": args.source, "temperature": temperature}
@@ -82,8 +84,7 @@ def _sample(args: argparse.Namespace) -> int:
         plots.save_grid(model.sample(n, label=args.label, **options), args.out)
         what = f"{n} samples" + (f" of class {args.label}" if args.label is not None else "")
     source = model.sample_source(args.source)
-    shown = ",".join(f"{t:g}" for t in temperature) if isinstance(temperature, list) else f"{temperature:g}"
-    heat = "" if temperature == 1.0 else f", at temperature {shown}"
+    heat = "" if temperature == 1.0 else f", at temperature {temperature_line(temperature)}"
     if chosen and heat:
         heat += " (the run's, chosen on held-out images; --temperature overrides)"
     print(f"{what} from {source}{heat} written to {args.out}")

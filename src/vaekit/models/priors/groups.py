@@ -125,8 +125,10 @@ class GroupNoisePrior(nn.Module):
         )
 
 
-def temperature_line(temperatures: Sequence[float]) -> str:
-    """Temperatures as the command line takes them: 1,0.9,..."""
+def temperature_line(temperatures: float | Sequence[float]) -> str:
+    """A temperature, or one per group, as the command line takes them: 0.8, or 1,0.9,..."""
+    if isinstance(temperatures, (int, float)):
+        return f"{temperatures:g}"
     return ",".join(f"{t:g}" for t in temperatures)
 
 
