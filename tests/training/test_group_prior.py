@@ -4,6 +4,7 @@ Frechet distance, and the figures it reports recomputed independently."""
 
 import json
 import math
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -16,6 +17,8 @@ from vaekit.evaluation.quality import draw_samples, feature_distance
 from vaekit.models import build_model
 from vaekit.models.priors.groups import ACTIVE_VARIANCE, GroupNoisePrior
 from vaekit.models.saving import load
+from vaekit.serve.requests import SampleRequest
+from vaekit.serve.routes import _draw_samples
 from vaekit.training.group_prior import choose_temperatures, fit_group_prior, training_noise
 from vaekit.training.loop import Trainer
 
@@ -106,3 +109,17 @@ def test_training_ends_with_chosen_temperatures_that_sample_uses_and_says(
     assert main(["sample", str(run), "--temperature", "0.5", "--out", str(tmp_path / "t.png")]) == 0
     out = capsys.readouterr().out
     assert "at temperature 0.5 written" in out and "held-out" not in out
+
+
+def test_the_explorer_samples_a_class_at_the_temperatures_chosen_for_a_class(hvae_run):
+    model = load(hvae_run[0]).eval()
+    model.fitted_prior.set_temperatures([1.0, 0.9], [0.5, 0.5])  # a class's unlike the others
+    served = SimpleNamespace(gaussian=True, model=model)
+
+    def seeded():
+        return torch.Generator().manual_seed(5)
+
+    drawn = _draw_samples(served, SampleRequest(n=4, label=3), seeded())
+    torch.testing.assert_close(drawn, model.sample(4, label=3, generator=seeded()))
+    unlabelled = model.sample(4, label=3, generator=seeded(), temperature=model.sample_temperature())
+    assert not torch.equal(drawn, unlabelled)

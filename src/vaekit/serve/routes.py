@@ -99,8 +99,10 @@ def _check_sample_request(run: RunState, request: SampleRequest) -> None:
 
 def _draw_samples(run: RunState, request: SampleRequest, generator: torch.Generator) -> torch.Tensor:
     """``request.n`` samples of ``run``'s prior (a Gaussian latent: the one ``request.prior`` names)."""
-    own = request.temperature is None
-    temperature = run.model.sample_temperature(request.prior) if own else request.temperature
+    if request.temperature is None:  # the run's own: an hvae keeps other ones for a requested class
+        temperature = run.model.sample_temperature(request.prior, request.label is not None)
+    else:
+        temperature = request.temperature
     with torch.no_grad():
         if run.gaussian:
             return run.model.sample(
