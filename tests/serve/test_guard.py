@@ -1,11 +1,15 @@
 """Who gets in and how much they may send, against a real `vaekit serve` on real sockets: loopback by
-default, a token for anything else, bodies refused before they are read, stalled clients holding nobody."""
+default, a token for anything else, bodies over the limit refused with a 413 the client reads, stalled
+clients holding nobody."""
 
 from __future__ import annotations
 
+import http.client
 import json
 import socket
 import time
+import urllib.error
+import urllib.request
 from urllib.parse import urlparse
 
 import httpx
@@ -96,6 +100,56 @@ def test_a_body_over_the_limit_is_refused_before_it_is_sent(guarded):
     status, body, _ = raw_request(guarded, chunked, chunks)
     assert status == 413
     assert httpx.get(guarded + "/api/info", headers=BEARER).status_code == 200  # and the server goes on
+
+
+def refusal(request: urllib.request.Request) -> tuple[int, str]:
+    """What urllib makes of a request the server refuses: the HTTPError's code and detail (a reset
+    connection, the bug this guards against, raises URLError and fails the test)."""
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(request, timeout=20)
+    with refused.value:
+        return refused.value.code, json.loads(refused.value.read())["detail"]
+
+
+def test_a_client_still_sending_an_upload_over_the_limit_reads_the_413(guarded):
+    body = b"x" * (12 * 2**20)  # urllib sends all of it, then reads the answer, on a Connection: close
+    for path in ("/api/decode", "/api/encode"):
+        request = urllib.request.Request(guarded + path, data=body, headers=BEARER)
+        code, detail = refusal(request)
+        assert code == 413 and "too large" in detail and f"over {MAX_BODY_BYTES:,} bytes" in detail, path
+    code, detail = refusal(urllib.request.Request(guarded + "/api/decode", data=body))  # and no token
+    assert code == 401 and "needs its token" in detail
+    pieces = iter([b"x" * 2**20] * 12)  # the same, chunked: refused once 5 MB have come, then read out
+    chunked = {**BEARER, "Transfer-Encoding": "chunked"}
+    code, detail = refusal(urllib.request.Request(guarded + "/api/decode", data=pieces, headers=chunked))
+    assert code == 413 and "too large" in detail
+    assert httpx.get(guarded + "/api/info", headers=BEARER).status_code == 200
+
+
+def test_a_client_that_expects_100_continue_is_refused_before_it_sends(guarded):
+    host = urlparse(guarded)
+    connection = http.client.HTTPConnection(host.hostname, host.port, timeout=10)
+    try:  # the headers alone: such a client sends its body only after a "100 Continue"
+        connection.putrequest("POST", "/api/decode")
+        for name, value in {**BEARER, "Content-Length": str(12 * 2**20), "Expect": "100-continue"}.items():
+            connection.putheader(name, value)
+        connection.endheaders()
+        response = connection.getresponse()
+        detail = json.loads(response.read())["detail"]
+        assert response.status == 413 and "too large" in detail
+        assert response.getheader("connection") == "close"  # the body it held back is not awaited
+    finally:
+        connection.close()
+    body = b'{"z": [0.0, 0.5]}'
+    head = (  # under the limit, the 100 Continue comes and then the body is answered
+        f"POST /api/decode HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n"
+        f"Content-Type: application/json\r\nExpect: 100-continue\r\nContent-Length: {len(body)}\r\n\r\n"
+    ).encode()
+    with socket.create_connection((host.hostname, host.port), timeout=10) as sock:
+        sock.sendall(head)
+        assert sock.recv(1024).startswith(b"HTTP/1.1 100 Continue")
+        sock.sendall(body)
+        assert sock.recv(1024).startswith(b"HTTP/1.1 200 OK")
 
 
 def test_a_stalled_client_holds_nobody_else(guarded):

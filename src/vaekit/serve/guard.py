@@ -5,8 +5,18 @@ route.
   token (``--token`` or ``$VAEKIT_TOKEN``); with one, every request must carry it: an
   ``Authorization: Bearer TOKEN`` header, or the ``vaekit_token`` cookie that opening the page as
   ``/?token=TOKEN`` sets (the page's own requests then carry it). Anything else is a 401.
-- A request body larger than ``max_body`` is refused with a 413 before it is read: at once from its
-  Content-Length, or, for a chunked body, as soon as it passes the limit.
+- A request body larger than ``max_body`` is refused with a 413 ("too large"), decided before the app
+  sees any of it: from its Content-Length, or, for a chunked body, as soon as it passes the limit.
+  Replying is not enough, though: most clients (urllib, requests, a browser's ``fetch``) send the whole
+  body before they read the answer, and a server that closes its socket with their bytes still unread
+  makes the kernel reset the connection, discarding the 413 on its way. So a refused body is read and
+  thrown away up to ``DRAIN_BYTES`` (32 MB, counted from its start) before the answer, which the client
+  then reads. A body announced as larger than that, or one that goes on past it, is answered at once
+  with ``Connection: close``: such a client may see the connection reset instead, an accepted cost of
+  not reading without end. A client that sends ``Expect: 100-continue`` holds its body back until the
+  server asks for it (uvicorn sends "100 Continue" when the app first reads), so it gets its 413 at once,
+  unread, with ``Connection: close``. A 401 is answered the same way, so that a client that forgot its
+  token reads why.
 """
 
 from __future__ import annotations
@@ -24,6 +34,11 @@ from vaekit.utils.errors import VaekitError
 
 TOKEN_VARIABLE = "VAEKIT_TOKEN"
 COOKIE = "vaekit_token"
+# A refused body is read to its end up to this many bytes, so that its client reads the answer. Enough
+# for a mistaken upload (a phone or camera photo is rarely over 20 MB) with room to spare, and about 3 s
+# of reading at 100 Mbit/s; past it the client is more likely broken or hostile than mistaken, and the
+# connection is closed rather than spend more on it.
+DRAIN_BYTES = 32 * 2**20
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
@@ -68,19 +83,32 @@ class Guard:
         if self.token is not None:
             allowed, from_query = self._allowed(scope, headers)
             if not allowed:
-                await _reply(
-                    send, 401, "this server needs its token: Authorization: Bearer TOKEN, or /?token=TOKEN"
-                )
+                detail = "this server needs its token: Authorization: Bearer TOKEN, or /?token=TOKEN"
+                await self._refuse(receive, send, headers, 401, detail)
                 return
         length = headers.get("content-length")
         if length is not None and (not length.isdigit() or int(length) > self.max_body):
-            await _reply(send, 413, f"the request body is over {self.max_body:,} bytes")
+            await self._refuse(receive, send, headers, 413, self._too_large())
             return
         if from_query:
             send = self._setting_cookie(send)
         if length is None:  # a chunked body, counted as it arrives
             receive, send = self._counting(receive, send)
         await self.app(scope, receive, send)
+
+    def _too_large(self) -> str:
+        return f"the request body is too large: over {self.max_body:,} bytes"
+
+    async def _refuse(
+        self, receive: Receive, send: Send, headers: dict[str, str], status: int, detail: str
+    ) -> None:
+        """Answer ``status`` once the body is read and discarded (so that a client still sending it reads
+        the answer), or at once, closing, for a body past ``DRAIN_BYTES`` or held back for a 100 Continue."""
+        length = headers.get("content-length")
+        held_back = headers.get("expect", "").lower() == "100-continue"
+        within = length is None or (length.isdigit() and int(length) <= DRAIN_BYTES)
+        read = not held_back and within and await _discard(receive)
+        await _reply(send, status, detail, close=not read)
 
     def _allowed(self, scope: Scope, headers: dict[str, str]) -> tuple[bool, bool]:
         """Whether the request carries the token, and whether it came in the query (then set as a cookie)."""
@@ -105,8 +133,9 @@ class Guard:
         return send_with_cookie
 
     def _counting(self, receive: Receive, send: Send) -> tuple[Receive, Send]:
-        """``receive`` and ``send`` for a body of unknown length: past ``max_body`` the client gets a 413,
-        the app sees a disconnect (so it stops reading) and whatever it answers is dropped."""
+        """``receive`` and ``send`` for a body of unknown length: past ``max_body`` the rest of the body
+        is read and discarded (up to ``DRAIN_BYTES``) and the client gets a 413, the app sees a disconnect
+        (so it stops reading) and whatever it answers is dropped."""
         seen, refused = 0, False
 
         async def counted() -> MutableMapping[str, Any]:
@@ -116,7 +145,8 @@ class Guard:
                 seen += len(message.get("body", b""))
                 if seen > self.max_body and not refused:
                     refused = True
-                    await _reply(send, 413, f"the request body is over {self.max_body:,} bytes")
+                    read = not message.get("more_body", False) or await _discard(receive, seen)
+                    await _reply(send, 413, self._too_large(), close=not read)
             return {"type": "http.disconnect"} if refused else message
 
         async def unless_refused(message: MutableMapping[str, Any]) -> None:
@@ -126,8 +156,24 @@ class Guard:
         return counted, unless_refused
 
 
-async def _reply(send: Send, status: int, detail: str) -> None:
+async def _discard(receive: Receive, seen: int = 0) -> bool:
+    """Read the rest of a request body (``seen`` bytes of it already read) and drop it; whether it came to
+    its end within ``DRAIN_BYTES``, rather than going on past them or the client leaving."""
+    while seen <= DRAIN_BYTES:
+        message = await receive()
+        if message["type"] != "http.request":
+            return False
+        seen += len(message.get("body", b""))
+        if not message.get("more_body", False):
+            return True
+    return False
+
+
+async def _reply(send: Send, status: int, detail: str, close: bool = False) -> None:
+    """A JSON ``{"detail": ...}`` answer; ``close``: with the body unread, the connection ends after it."""
     body = json.dumps({"detail": detail}).encode()
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    if close:
+        headers.append((b"connection", b"close"))
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
