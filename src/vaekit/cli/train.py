@@ -160,7 +160,12 @@ def part_option_type(hint: Any, spec_field: Any) -> Callable[[str], Any]:
 
 
 def _add_training_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--epochs", type=positive_int, help="total epochs; with --resume, a larger value extends")
+    p.add_argument(
+        "--epochs",
+        type=positive_int,
+        help="total epochs (default 10; with --max-time, as many as the time allows); with --resume, a "
+        "larger value extends",
+    )
     p.add_argument("--batch-size", type=positive_int, help="images per step (default 128)")
     p.add_argument("--lr", type=positive_float, help="learning rate (default 1e-3; hvae 1.2e-2)")
     p.add_argument("--beta", type=non_negative_float, help="weight of the KL term, beta-VAE (default 1)")
@@ -200,8 +205,9 @@ def _add_training_arguments(p: argparse.ArgumentParser) -> None:
         "--max-time",
         type=duration,
         metavar="TIME",
-        help="stop after this much training (90s, 15m, 1h30m) at a step boundary, saved and evaluated; "
-        "--resume trains that long again",
+        help="train this long (90s, 15m, 1h30m), stopping at a step boundary, saved and evaluated: without "
+        "--epochs the run's length (schedules follow it; --resume goes on within it, a larger value "
+        "extends), with --epochs whichever comes first (--resume trains that long again)",
     )
 
 

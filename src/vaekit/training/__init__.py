@@ -36,7 +36,8 @@ def train(config: TrainConfig, out: str | os.PathLike | None = None, **kwargs: A
 def resume(
     out: str | os.PathLike, progress: bool | None = None, log: Callable[[str], None] = print, **changes: Any
 ) -> Path:
-    """Continue the run in ``out`` from its last checkpoint; ``epochs=N`` extends it to N in total."""
+    """Continue the run in ``out`` from its last checkpoint; ``epochs=N`` extends it to N in total (a run
+    without epochs: ``max_time=T``, to T seconds of training in total)."""
     Trainer(resumed_config(out, **changes), out, resume=True, progress=progress, log=log).run()
     return Path(out)
 

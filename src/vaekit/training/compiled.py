@@ -31,6 +31,7 @@ import torch
 from vaekit.models import LossOutput
 from vaekit.models.parts import part
 from vaekit.training import distributed
+from vaekit.training.step import batch_loss
 from vaekit.utils.errors import VaekitError, first_line
 
 # Measured (docs/gpu.md, benchmarks/compile_speed.py): on a CPU the compiled hvae step is faster, but
@@ -152,7 +153,7 @@ def compile_step(trainer: Any, log: Callable[[str], None]) -> Loss:
     return compiled_loss(
         trainer.loss_of,
         trainer.model,
-        lambda loss: trainer._batch_loss(full, loss)[0],
+        lambda loss: batch_loss(trainer, full, loss)[0],
         len(distributed.share(full, trainer.ranks)[0]),  # this rank's share of a full batch
         trainer.device,
         asked=config.compile is True,

@@ -146,11 +146,13 @@ def start_line(model: Any, dataset: str, counts: dict[str, int], device: Any, ou
 
 
 def epoch_line(
-    record: dict[str, Any], epochs: int, train: dict[str, float], val: dict[str, float] | None
+    record: dict[str, Any], epochs: int | None, train: dict[str, float], val: dict[str, float] | None
 ) -> str:
-    """The console line of one epoch: the loss and its terms, train and validation, and its seconds."""
+    """The console line of one epoch (of ``epochs``; None: a run as long as its --max-time): the loss
+    and its terms, train and validation, and its seconds."""
+    of = "" if epochs is None else f"/{epochs}"
     line = (
-        f"epoch {record['epoch']:3d}/{epochs}  train {train['loss']:.2f} "
+        f"epoch {record['epoch']:3d}{of}  train {train['loss']:.2f} "
         f"(recon {train['recon']:.2f} + kl {train['kl']:.2f})"
     )
     if val:

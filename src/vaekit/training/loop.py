@@ -26,13 +26,13 @@ import torch
 from tqdm.auto import tqdm  # a widget in Jupyter, the console bar elsewhere
 
 from vaekit.data import Dataset
-from vaekit.data.augment import random_affine
 from vaekit.evaluation.likelihood import elbo_terms
 from vaekit.evaluation.runs import eval_options
 from vaekit.models import VAE
-from vaekit.models.labels import check_labels, labels_checked
+from vaekit.models.labels import check_labels
 from vaekit.training import distributed
-from vaekit.training.budget import TimeBudget, save_at_time_limit
+from vaekit.training.budget import TimeBudget, forecast_line, limits_line, run_progress, save_at_time_limit
+from vaekit.training.budget import stopped_by as stopped_by_what
 from vaekit.training.compiled import CompiledLoss, compile_step
 from vaekit.training.data import load_training_dataset, place_data
 from vaekit.training.finish import finish_run
@@ -59,7 +59,7 @@ from vaekit.training.run_folder import (
     start_folder,
 )
 from vaekit.training.settings import TrainConfig
-from vaekit.training.step import SLOW_BF16_NOTE, autocast, check_finite, loss_options, place_model, slow_bf16
+from vaekit.training.step import SLOW_BF16_NOTE, batch_loss, check_finite, place_model, slow_bf16
 from vaekit.training.step import kl_weight as warmup_kl_weight
 from vaekit.training.tracking import tracked
 from vaekit.training.updates import Updates
@@ -72,7 +72,7 @@ REFRESH_STEPS = 20
 
 
 class Trainer:
-    """Holds a run's model, data and optimizer; ``run()`` trains to ``config.epochs``."""
+    """Holds a run's model, data and optimizer; ``run()`` trains to ``config.epochs`` or its --max-time."""
 
     def __init__(
         self,
@@ -124,7 +124,6 @@ class Trainer:
         # Fixed images for the per-epoch reconstructions, so that progress is visible across epochs.
         self.grid_images, self.grid_labels = self.data.grid_batch(N_RECON)
         self.state = TrainingState()
-        self.budget = TimeBudget(config.max_time, self.ranks)
         self.out_of_time = False  # --max-time ran out (checked at step boundaries)
         self._created = datetime.now(timezone.utc).isoformat(timespec="seconds")
         self._summaries_at = (-1, -float("inf"))  # (epoch, time) the loss curve and animation were drawn
@@ -133,6 +132,7 @@ class Trainer:
         self.tensorboard, self.mlflow = open_loggers(self, checkpoint)
         if checkpoint is not None:
             self._restore(checkpoint)
+        self.budget = TimeBudget.of(config, self.state.trained_seconds, self.ranks, log)
 
     def _restore(self, checkpoint: dict[str, Any]) -> None:
         """Resume from ``checkpoint``: weights, optimizer, RNGs, position; the epoch's running loss sums
@@ -170,7 +170,10 @@ class Trainer:
         """config.json: versions, the data, the model's config and every training setting."""
         data = {"dataset": self.dataset_name, "data_dir": self.data_dir, **self.data.counts}
         data.update(image_shape=list(self.model.image_shape), classes=self.classes)
-        return describe_run(self._created, self.device, self.state.epoch, data, self.model, self.config)
+        s, stopped_by = self.state, stopped_by_what(self)
+        return describe_run(
+            self._created, self.device, s.epoch, data, self.model, self.config, s.trained_seconds, stopped_by
+        )
 
     def gather_epoch_sums(self) -> None:
         """Before a checkpoint inside an epoch (every rank calls it): the epoch's loss sums so far over all
@@ -180,6 +183,7 @@ class Trainer:
             self.state.sums = distributed.all_reduce_sum(self.state.sums, self.ranks)
 
     def _save_checkpoint(self, path: Path) -> None:
+        self.state.trained_seconds = self.budget.spent
         save_checkpoint(
             path, make_checkpoint(self.run_config(), self.model, self.updates, self.state, self.shuffle)
         )
@@ -201,14 +205,15 @@ class Trainer:
             )
         device = f"{self.device} (compiled)" if isinstance(self.loss_of, CompiledLoss) else self.device
         self.log(start_line(self.model, self.dataset_name, self.data.counts, device, self.run_dir.path))
-        self.budget.start()
+        if limits := limits_line(self.config, self.budget):
+            self.log(limits)
+        self.budget.start(self.epochs_done)
         try:
             with StopSignals() as stop:
                 while not self.finished and not self.out_of_time:
                     self._train_epoch(stop)
                     if not self.out_of_time:
                         self._end_epoch()
-                        self.out_of_time = self.budget.is_up()
                     if self.out_of_time:
                         save_at_time_limit(self)
                     if backup is not None:  # the new run has its first good checkpoint
@@ -240,8 +245,8 @@ class Trainer:
 
     @property
     def finished(self) -> bool:
-        """All epochs are done, or early stopping has ended the run (and no epoch is half done)."""
-        return self.state.step == 0 and (self.state.epoch >= self.config.epochs or self.stopped_early)
+        """All epochs done or stopped early (no epoch half done), or a run without epochs out of time."""
+        return stopped_by_what(self) in ("epochs", "early_stopping") or self.budget.run_is_over
 
     def _train_epoch(self, stop: StopSignals) -> None:
         s, cfg = self.state, self.config
@@ -256,7 +261,7 @@ class Trainer:
         bar = tqdm(
             total=n_batches,
             initial=s.step,
-            desc=f"epoch {s.epoch + 1}/{cfg.epochs}",
+            desc=f"epoch {s.epoch + 1}" + (f"/{cfg.epochs}" if cfg.epochs is not None else ""),
             leave=False,
             disable=not self.progress,
             dynamic_ncols=True,
@@ -288,9 +293,9 @@ class Trainer:
         epoch's, on the device. Public: benchmarks and notebooks time and drive single steps with it
         (``trainer.step(torch.arange(128))``)."""
         s = self.state
-        objective, terms, fraction = self._batch_loss(index, self.loss_of)
+        objective, terms, fraction = batch_loss(self, index, self.loss_of)
         # every rank skips alike; a skipped update's images are out of the epoch's means
-        skipped = self.updates.apply(objective, self.epochs_done, len(index))
+        skipped = self.updates.apply(objective, run_progress(self), len(index))
         # per-image sums of every term, kept on the device: no synchronisation in the hot loop
         if s.sums is None:
             s.sums = torch.zeros(len(terms), dtype=torch.float64, device=self.device)
@@ -299,28 +304,6 @@ class Trainer:
         s.terms = list(terms)
         if self.tensorboard is not None:
             self.tensorboard.add_step(values, skipped)
-
-    def _batch_loss(
-        self, index: torch.Tensor, loss_of: Any
-    ) -> tuple[torch.Tensor, dict[str, torch.Tensor], float]:
-        """The objective and terms of ``loss_of`` (the model's loss, compiled or not) on the training images
-        at positions ``index`` (under torchrun, this rank's share: with the fraction of the batch it is),
-        augmented and binarized as the run asks, in its precision."""
-        cfg, model = self.config, self.model
-        mine, first_row, fraction = distributed.share(index, self.ranks)  # this rank's part
-        x, y = self.train_batch(mine)
-        if cfg.augment:
-            x = random_affine(x)
-        if cfg.binarize == "dynamic":  # a fresh binary draw of every image, every time it is seen
-            x = torch.bernoulli(x)
-        with autocast(self.config, self.device), labels_checked():  # the labels were checked at the start
-            options = loss_options(model, cfg, self.epochs_done, self.n_train)
-            if self.ranks.enabled and model.splits_noise:  # one process's noise
-                options["noise_rows"] = (first_row, len(index))
-            objective, terms = loss_of(x, y, options)
-        if self.ranks.enabled:  # DDP averages gradients over ranks: weigh each by its share
-            objective = objective * (fraction * self.ranks.world_size)
-        return objective, terms, fraction
 
     def _show_running_loss(self, bar: tqdm) -> None:
         """The epoch's mean loss so far (all ranks') on the bar and in TensorBoard; an error if not finite."""
@@ -386,10 +369,14 @@ class Trainer:
             s.best_loss, s.best_epoch = (val["loss"] if val else None), epoch
         s.epoch, s.step, s.perm, s.sums, s.seconds = epoch, 0, None, None, 0.0
         s.skipped = s.skipped_images = 0
+        if not self.finished:  # decided before the checkpoint, which then holds the seconds that decided
+            self.out_of_time = self.budget.is_up()
         if not self.ranks.main:  # rank 0 writes the folder; the others go on to the next epoch
             return
         write_epoch(self, record, improved)
         self.log(epoch_line(record, self.config.epochs, train, val))
+        if not (self.finished or self.out_of_time) and (forecast := forecast_line(self)):
+            self.log(forecast)
         if self.on_epoch is not None:
             self.on_epoch(record)
 

@@ -235,10 +235,11 @@ def make_optimizer(name: str, groups: list[dict[str, Any]], lr: float) -> Adam:
     return {"adam": Adam, "adamax": Adamax}[name](groups, lr=lr)
 
 
-def scheduled_lr(lr: float, schedule: str, epochs_done: float, epochs: int) -> float:
-    """The learning rate at ``epochs_done`` of ``epochs``: ``lr`` throughout ("constant"), or a cosine
-    from lr to 0 over the run (Loshchilov & Hutter 2017, without restarts; NVAE and VDVAE's schedule):
-    lr * (1 + cos(pi * epochs_done / epochs)) / 2."""
+def scheduled_lr(lr: float, schedule: str, done: float, total: float) -> float:
+    """The learning rate at ``done`` of the run's ``total`` (epochs, seconds of --max-time, or its share
+    of 1 as the loop gives it): ``lr`` throughout ("constant"), or a cosine from lr to 0 over the run
+    (Loshchilov & Hutter 2017, without restarts; NVAE and VDVAE's schedule):
+    lr * (1 + cos(pi * done / total)) / 2."""
     if schedule == "constant":
         return lr
-    return lr * 0.5 * (1.0 + math.cos(math.pi * min(epochs_done / epochs, 1.0)))
+    return lr * 0.5 * (1.0 + math.cos(math.pi * min(done / total, 1.0)))

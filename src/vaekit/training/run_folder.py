@@ -145,6 +145,7 @@ class TrainingState:
     best_epoch: int | None = None
     skipped: int = 0  # updates of the epoch in progress skipped by the gradient guard (updates.py)
     skipped_images: int = 0  # the images of those updates (every rank's)
+    trained_seconds: float = 0.0  # of training so far, over every invocation (what --max-time counts)
 
 
 def rng_state(shuffle: torch.Generator) -> dict[str, Any]:
@@ -205,6 +206,7 @@ def make_checkpoint(
         "seconds": state.seconds,
         "skipped": state.skipped,
         "skipped_images": state.skipped_images,
+        "trained_seconds": state.trained_seconds,
         "history": json.dumps(state.history),
         "best": json.dumps({"loss": state.best_loss, "epoch": state.best_epoch}),
         "rng": rng_state(shuffle),
@@ -231,6 +233,10 @@ def restore_checkpoint(
     updates.optimizer.param_groups[0]["lr"] = lr
     on_device = {k: checkpoint[k].to(device) if checkpoint[k] is not None else None for k in ("perm", "sums")}
     best = json.loads(checkpoint.get("best", "{}"))
+    history = json.loads(checkpoint["history"])
+    # a checkpoint from before trained_seconds: its epochs' seconds, the nearest count it kept
+    counted = sum(h.get("seconds", 0.0) for h in history) + checkpoint["seconds"]
+    trained = checkpoint.get("trained_seconds", counted)
     state = TrainingState(
         epoch=checkpoint["epoch"],
         step=checkpoint["step"],
@@ -238,10 +244,11 @@ def restore_checkpoint(
         seconds=checkpoint["seconds"],
         skipped=checkpoint.get("skipped", 0),
         skipped_images=checkpoint.get("skipped_images", 0),
-        history=json.loads(checkpoint["history"]),
+        history=history,
         terms=json.loads(checkpoint.get("terms", json.dumps(TERMS))),
         best_loss=best.get("loss"),
         best_epoch=best.get("epoch"),
+        trained_seconds=float(trained),
     )
     set_rng_state(checkpoint["rng"], shuffle)
     return state
@@ -254,9 +261,12 @@ def describe_run(
     data: dict[str, Any],
     model: torch.nn.Module,
     config: TrainConfig,
+    trained_seconds: float = 0.0,
+    stopped_by: str | None = None,
 ) -> dict[str, Any]:
     """A run's config.json: the versions it ran with, when it was created, the device, the epochs done,
-    its ``data``, the model's config and every training setting."""
+    the seconds trained, what stopped training ("epochs", "early_stopping", "max_time"; None while it
+    goes on or after a signal), its ``data``, the model's config and every training setting."""
     return {
         "vaekit_version": vaekit.__version__,
         "torch_version": torch.__version__,
@@ -264,6 +274,8 @@ def describe_run(
         "created": created,
         "device": str(device),
         "epochs_completed": epochs_completed,
+        "trained_seconds": round(trained_seconds, 3),
+        "stopped_by": stopped_by,
         "data": data,
         "model": model.config,
         "train": asdict(config),

@@ -34,6 +34,8 @@ from vaekit.utils.devices import DEVICES
 from vaekit.utils.errors import VaekitError
 from vaekit.utils.files import read_run_config
 
+DEFAULT_EPOCHS = 10  # a run's length when neither --epochs nor --max-time is given
+
 
 @dataclass
 class TrainConfig:
@@ -66,7 +68,7 @@ class TrainConfig:
     prior: str = "standard"
     posterior: str = "gaussian"
     part_options: dict[str, Any] | None = None  # the parts' options by name (--k, --gamma): part_settings
-    epochs: int = 10
+    epochs: int | None = None  # None: DEFAULT_EPOCHS, or with max_time as many as the time allows
     batch_size: int = 128
     lr: float | None = None  # None: the model's default (1e-3; hvae 1.2e-2)
     optimizer: str | None = None  # adam or adamax
@@ -84,7 +86,7 @@ class TrainConfig:
     device: str = "auto"
     compile: bool | None = None  # the training step's loss through torch.compile (None: the device's default)
     save_every: int = 0
-    max_time: float | None = None  # seconds of training in this invocation; stops at a step boundary
+    max_time: float | None = None  # seconds of training (the run's, without epochs; else each invocation's)
     fit_prior: bool = True  # Gaussian-latent models: fit a mixture prior to the training latents at the end
     tensorboard: bool = False  # event files in the run's tb/ folder (needs vaekit[tb])
     mlflow: bool = False  # MLflow tracking: $MLFLOW_TRACKING_URI, else ./mlruns (needs vaekit[mlflow])
@@ -99,6 +101,7 @@ class TrainConfig:
         if self.colour is not None and self.colour not in COLOURS:
             raise VaekitError(f"unknown colour {self.colour!r}; choose from {', '.join(COLOURS)}")
         model_class = self._validate_model()
+        self._validate_length()
         check_applicability(self)  # before the defaults are filled in: what the user gave
         fill_training_defaults(self, model_class)
         self._validate_optimisation()
@@ -110,6 +113,18 @@ class TrainConfig:
     def _validate_model(self) -> type:
         """The model family and the settings that shape it; returns the model's class."""
         return check_model_settings(self)
+
+    def _validate_length(self) -> None:
+        """The time budget; without it, epochs left unset are DEFAULT_EPOCHS. With it they stay None: the
+        run trains until its time is up, its schedules laid over that time (``budget.TimeBudget``)."""
+        if isinstance(self.max_time, str):
+            self.max_time = parse_duration(self.max_time)
+        if self.max_time is not None and not (
+            isinstance(self.max_time, (int, float)) and math.isfinite(self.max_time) and self.max_time > 0
+        ):
+            raise VaekitError(f"max time must be a positive number of seconds, got {self.max_time!r}")
+        if self.epochs is None and self.max_time is None:
+            self.epochs = DEFAULT_EPOCHS
 
     def _validate_optimisation(self) -> None:
         """The learning rate, the KL term's weighting and the objective's name."""
@@ -180,12 +195,6 @@ class TrainConfig:
         if self.free_bits > 0 and not exact_kl(chosen_parts(self)):
             not_with = inexact(chosen_parts(self))
             raise VaekitError(f"--free-bits needs the KL per dimension in closed form: not with {not_with}")
-        if isinstance(self.max_time, str):
-            self.max_time = parse_duration(self.max_time)
-        if self.max_time is not None and not (
-            isinstance(self.max_time, (int, float)) and math.isfinite(self.max_time) and self.max_time > 0
-        ):
-            raise VaekitError(f"max time must be a positive number of seconds, got {self.max_time!r}")
 
     @classmethod
     def of(cls, **settings: Any) -> TrainConfig:
@@ -203,7 +212,7 @@ class TrainConfig:
 
 # Settings a run is built on; a resume that asks for another value is refused, not applied.
 # (epochs, lr, device, compile, data_dir, save_every, early_stopping, max_time, tensorboard, mlflow may
-# change.)
+# change: a larger epochs or, for a run without epochs, a larger max_time extends a run.)
 FIXED_ON_RESUME = (
     "dataset",
     "image_size",
@@ -263,4 +272,6 @@ def resumed_config(out: str | os.PathLike, **changes: Any) -> TrainConfig:
             )
         if key not in MODEL_SETTINGS:
             setattr(config, key, value)
+    if config.epochs is None and config.max_time is None:  # else it would become a run of DEFAULT_EPOCHS
+        raise VaekitError("the run has no --epochs: its length is its --max-time, which a resume keeps")
     return config

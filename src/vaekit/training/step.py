@@ -1,5 +1,6 @@
 """What one training step asks of the settings: the KL weight at this point of the run (warm-up), the
-options ``model.loss`` takes, mixed precision, and the weights' memory layout on a CPU."""
+options ``model.loss`` takes, the batch's loss (augmented, binarized, in the run's precision), and the
+weights' memory layout on a CPU."""
 
 from __future__ import annotations
 
@@ -9,8 +10,11 @@ from typing import Any
 
 import torch
 
+from vaekit.data.augment import random_affine
 from vaekit.models import VAE
+from vaekit.models.labels import labels_checked
 from vaekit.models.parts import part
+from vaekit.training import distributed
 from vaekit.training.part_settings import objective_takes
 from vaekit.training.settings import TrainConfig
 from vaekit.utils.devices import cpu_has_bf16
@@ -51,6 +55,30 @@ def loss_options(model: VAE, config: TrainConfig, epochs_done: float, dataset_si
     }
     context.update(kl_balance=bool(config.kl_balance), dataset_size=dataset_size, step=round(steps))
     return {"objective": spec.name, **spec.loss_options(config.part_options, context)}
+
+
+def batch_loss(
+    trainer: Any, index: torch.Tensor, loss_of: Any
+) -> tuple[torch.Tensor, dict[str, torch.Tensor], float]:
+    """The objective and terms of ``loss_of`` (the model's loss, compiled or not) on the training images
+    of a ``loop.Trainer`` (typed Any: loop.py imports this module) at positions ``index`` (under torchrun,
+    this rank's share: with the fraction of the batch it is), augmented and binarized as the run asks, in
+    its precision."""
+    cfg, model, ranks = trainer.config, trainer.model, trainer.ranks
+    mine, first_row, fraction = distributed.share(index, ranks)  # this rank's part
+    x, y = trainer.train_batch(mine)
+    if cfg.augment:
+        x = random_affine(x)
+    if cfg.binarize == "dynamic":  # a fresh binary draw of every image, every time it is seen
+        x = torch.bernoulli(x)
+    with autocast(cfg, trainer.device), labels_checked():  # the labels were checked at the start
+        options = loss_options(model, cfg, trainer.epochs_done, trainer.n_train)
+        if ranks.enabled and model.splits_noise:  # one process's noise
+            options["noise_rows"] = (first_row, len(index))
+        objective, terms = loss_of(x, y, options)
+    if ranks.enabled:  # DDP averages gradients over ranks: weigh each by its share
+        objective = objective * (fraction * ranks.world_size)
+    return objective, terms, fraction
 
 
 def autocast(config: TrainConfig, device: torch.device) -> torch.autocast:

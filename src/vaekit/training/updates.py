@@ -81,11 +81,12 @@ class Updates:
                 f"{kept}; try a lower --lr"
             )
 
-    def apply(self, objective: torch.Tensor, epochs_done: float, images: int) -> torch.Tensor:
-        """Backward and one update at the learning rate for ``epochs_done`` from a batch of ``images``;
-        returns whether it was skipped, a bool tensor on the device (a skipped one is counted there)."""
+    def apply(self, objective: torch.Tensor, progress: float, images: int) -> torch.Tensor:
+        """Backward and one update from a batch of ``images`` at the learning rate for ``progress``, the
+        share of the run done (of its epochs; of its --max-time in a run without epochs); returns whether
+        it was skipped, a bool tensor on the device (a skipped one is counted there)."""
         cfg = self.config
-        self.optimizer.param_groups[0]["lr"] = scheduled_lr(cfg.lr, cfg.lr_schedule, epochs_done, cfg.epochs)
+        self.optimizer.param_groups[0]["lr"] = scheduled_lr(cfg.lr, cfg.lr_schedule, progress, 1.0)
         self.optimizer.zero_grad(set_to_none=True)
         objective.backward()  # a non-finite loss too: its update is skipped below, its gradients dropped
         if self.by_norm:
