@@ -187,3 +187,31 @@ def assert_refused(code: int, err: str, message: str) -> None:
     line = err.strip()
     assert "\n" not in line and "Traceback" not in line and message in line, err
     assert code == (2 if ": error: argument " in line else 1), (code, line)
+
+
+@pytest.fixture(autouse=True)
+def _refusals_name_what_the_user_typed(monkeypatch):
+    """Every refusal ``vaekit.cli.main`` prints, anywhere in the suite, names only options that its command
+    has (or that a command it tells the user to run has), and names an option or something the user gave
+    (tests/cli/messages.py)."""
+    import os
+
+    import vaekit.cli
+    from tests.cli import messages
+
+    report = vaekit.cli.report_error
+
+    def checked(args, exc) -> None:
+        text = str(exc)
+        foreign = messages.foreign_flags(args.command, text)
+        vague = not messages.names_something(args, text)
+        survey = os.environ.get("VAEKIT_MESSAGE_SURVEY")
+        if survey:
+            with open(survey, "a") as f:
+                f.write(f"{args.command}\t{foreign}\t{vague}\t{text}\n")
+        else:
+            assert not foreign, f"vaekit {args.command} refused naming {foreign}, not its options: {text}"
+            assert not vague, f"vaekit {args.command} refused naming no option and no value given: {text}"
+        report(args, exc)
+
+    monkeypatch.setattr(vaekit.cli, "report_error", checked)

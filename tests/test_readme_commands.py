@@ -237,7 +237,9 @@ class Rewriter:
                     out.append(args[i] if args[i].startswith("-") else self.run_copy(args[i], command))
                     i += 1
             out = self.options(out, self.evaluation_rules())
-            return [command, *out] if "--samples" in out else [command, *out, "--samples", "0"]
+            if "--samples" in out or "--evaluate" not in out:  # --samples acts only with --evaluate
+                return [command, *out]
+            return [command, *out, "--samples", "0"]
         if command in OUTPUT_COMMANDS:
             digits = lambda v: "digits" if v in MNIST_FAMILY else v  # noqa: E731
             rules = {"--dataset": digits, "--reference": digits, "--k": lambda v: str(min(int(v), 4))}

@@ -160,7 +160,8 @@ BAD_TRAIN = [
 
 @pytest.mark.parametrize("args, status, message", BAD_TRAIN)
 def test_bad_train_options(args, status, message, capsys):
-    code = main(["train", "--dataset", "digits", *args])
+    dataset = [] if "--dataset" in args else ["--dataset", "digits"]  # an option is given once
+    code = main(["train", *dataset, *args])
     err = capsys.readouterr().err
     assert code == status and message in err
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
@@ -232,7 +233,7 @@ def test_bad_data_files(tiny_mnist, tmp_path, monkeypatch, capsys, damage, messa
         (
             lambda run: None,
             ["train-prior", "{run}", "--overwrite", "--width", "8"],
-            "--width applies to a vqvae",
+            "--width applies to vqvae runs",
         ),
         (lambda run: None, ["reconstruct", "{run}", "--n", "100000"], "more than the 359 images"),
         (lambda run: None, ["sample", "{run}/missing"], "does not exist"),
@@ -288,15 +289,16 @@ def test_a_plain_vae_samples_a_digit_through_its_fitted_prior(tmp_path, capsys):
     assert "fitted a Gaussian mixture prior (10 classes x 2 full-covariance" in capsys.readouterr().out
     assert main(["sample", str(out), "--label", "3", "--n", "16", "--out", picture]) == 0
     assert "16 samples of class 3 from the fitted prior written to" in capsys.readouterr().out
-    assert main(["sample", str(out), "--from", "trained", "--temperature", "0.5", "--out", picture]) == 0
+    again = ["--out", picture, "--overwrite"]
+    assert main(["sample", str(out), "--from", "trained", "--temperature", "0.5", *again]) == 0
     assert "64 samples from the prior it trained with, N(0, I), at temperature 0.5 written to" in (
         capsys.readouterr().out
     )
-    assert main(["sample", str(out), "--prior", "standard", "--out", picture]) == 0  # the old name
+    assert main(["sample", str(out), "--prior", "standard", "--out", picture, "--overwrite"]) == 0  # old name
     assert "64 samples from the prior it trained with, N(0, I) written to" in capsys.readouterr().out
     assert main(["train-prior", str(out), "--components", "5", "--classes", "no", "--overwrite"]) == 0
     assert "(5 full-covariance components)" in capsys.readouterr().out
-    assert main(["sample", str(out), "--label", "3", "--out", picture]) == 1
+    assert main(["sample", str(out), "--label", "3", "--out", picture, "--overwrite"]) == 1
     assert "its prior has no classes" in capsys.readouterr().err
 
 

@@ -158,3 +158,26 @@ def test_a_vqvae_with_its_prior_is_compared_with_the_prior_counted_apart(tmp_pat
     assert row["Frechet distance"] == f"{json.loads((out / 'eval.json').read_text())['frechet_distance']:.2f}"
     assert "No -log p(x) estimate" not in markdown  # it does not apply to a vqvae
     assert "images/1-vq-samples.png" in markdown  # the prior's samples
+
+
+def test_runs_of_different_likelihoods_are_in_separate_tables_saying_why(trained_run, tmp_path, capsys):
+    gaussian = tmp_path / "gaussian"
+    quiet_trainer(tiny_config(likelihood="gaussian", decoder_std=0.1, epochs=1), gaussian).run()
+    plain = tmp_path / "plain"
+    shutil.copytree(trained_run, plain)
+    assert main(["compare", str(trained_run), str(gaussian), str(plain), "--out", str(tmp_path / "r")]) == 0
+    assert "the runs have 2 likelihoods (Bernoulli, Gaussian): in separate tables" in capsys.readouterr().out
+    markdown = (tmp_path / "r" / "report.md").read_text()
+    bernoulli_part, gaussian_part = markdown.split("## Gaussian likelihood")
+    assert "## Bernoulli likelihood" in bernoulli_part
+    assert set(table(bernoulli_part.split("## Bernoulli likelihood")[1])) == {"run", "plain"}
+    gaussian_rows = table(gaussian_part.split("\n- ")[0])
+    assert (
+        list(gaussian_rows) == ["gaussian"] and gaussian_rows["gaussian"]["likelihood"] == "Gaussian, std 0.1"
+    )
+    assert "different quantities" in markdown
+    html = (tmp_path / "r" / "report.html").read_text()
+    assert "<h2>Bernoulli likelihood</h2>" in html and "<h2>Gaussian likelihood</h2>" in html
+    one = compare_runs([trained_run, plain], out=tmp_path / "one")["markdown"].read_text()
+    assert "likelihood</h2>" not in one and "## Bernoulli" not in one and "different quantities" not in one
+    assert {row["likelihood"] for row in table(one).values()} == {"Bernoulli"}

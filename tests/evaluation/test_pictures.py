@@ -88,7 +88,7 @@ def test_manifold_of_a_wider_latent_uses_principal_directions_and_cvae_needs_a_l
     assert "needs --label" in capsys.readouterr().err
     assert main(["manifold", str(cvae), "--label", "3", "--n", "3"]) == 0
     assert main(["manifold", str(out), "--label", "3"]) == 1
-    assert "not conditional" in capsys.readouterr().err
+    assert "--label applies to a conditional model (cvae), not mlp" in capsys.readouterr().err
 
 
 def test_slerp_keeps_the_norm_between_equal_norm_ends_and_ends_at_both():

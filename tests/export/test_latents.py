@@ -65,11 +65,12 @@ def test_a_dataset_of_another_shape_and_a_bad_output_are_one_line_errors(trained
     assert (
         message == "the images of mnist are [1, 28, 28] (channels, height, width); the model takes [1, 8, 8]"
     )
-    assert main(["encode", str(trained_run), "--out", str(tmp_path / "no" / "z.npz")]) == 1
+    (tmp_path / "file").write_text("not a folder")
+    assert main(["encode", str(trained_run), "--out", str(tmp_path / "file" / "z.npz")]) == 1
     assert main(["encode", str(trained_run), "--out", str(tmp_path / "z.txt")]) == 1
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 2 and "does not exist" in err[0] and "must end in" in err[1]
-    assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["mnist", "run"]
+    assert len(err) == 2 and "file is not a folder" in err[0] and "must end in" in err[1]
+    assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["file", "mnist", "run"]
 
 
 @pytest.mark.parametrize("model", ["vqvae", "cvae"])

@@ -305,6 +305,17 @@ def test_a_bad_model_option_from_a_file_or_the_flag_names_the_option_and_the_fil
     assert not any((site / name).exists() for name in "abc")
 
 
+def test_a_resume_that_changes_a_model_option_names_the_option_as_typed(site, capsys):
+    write_distribution(site, NAMED_PLUGIN, "gconv = first_plugin:GConv", name="first")
+    run = site / "run"
+    flags = ["train", "--model", "gconv", "--dataset", "digits", "--epochs", "1", "--no-progress"]
+    assert main([*flags, "--model-option", "depth=2", "--out", str(run)]) == 0
+    capsys.readouterr()
+    assert main(["train", "--resume", "--out", str(run), "--epochs", "2", "--model-option", "depth=3"]) == 1
+    err = capsys.readouterr().err.strip()  # it said --model-options, a flag no command has
+    assert err.startswith("vaekit train: error: --model-option {'depth': 3} differs from the run's")
+
+
 def test_a_plugins_own_default_likelihood_counts_for_the_option_checks():
     class Grey(tiny_network_vae("greyish")):
         def __init__(self, image_shape=(1, 8, 8), latent_dim=2, likelihood: str = "gaussian", **options):

@@ -35,7 +35,8 @@ def test_a_toml_file_resolves_like_the_same_flags_and_flags_override_it(tmp_path
 
 
 def test_printed_config_reads_back_to_the_same_config(tmp_path, capsys):
-    text = printed_config([*TINY, "--objective", "iwae", "--dataset", "shapes", "--image-size", "24"], capsys)
+    shapes = ["--dataset", "shapes", *TINY[2:-1]]  # --no-progress does nothing with --print-config
+    text = printed_config([*shapes, "--objective", "iwae", "--image-size", "24"], capsys)
     (tmp_path / "again.toml").write_text(text)
     config = TrainConfig(**read_config_file(tmp_path / "again.toml"))
     config.validate()

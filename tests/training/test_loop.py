@@ -198,11 +198,8 @@ def test_a_nan_before_the_first_epoch_ends_says_nothing_was_saved_and_the_same_c
     nan_losses(trainer, lambda n: True)
     message = error_of(trainer.run)
     assert "No epoch was completed, so nothing was saved: the same command starts afresh" in message
-    assert not (out / "checkpoints" / "last.pt").exists()
-    assert error_of(resume, out, log=lambda line: None) == (
-        f"{out} has no checkpoint to resume from: it stopped before its first epoch ended; start it again "
-        "without --resume"
-    )
+    assert not out.exists()  # a new run that kept nothing leaves no folder (utils.targets)
+    assert error_of(resume, out, log=lambda line: None) == f"run folder {out} does not exist"
     quiet_trainer(tiny_config(epochs=2), out).run()  # no --overwrite needed: nothing was there to keep
     assert len(metrics(out)) == 2
     (out / "notes.txt").write_text("mine")  # a folder with anything else in it is still refused

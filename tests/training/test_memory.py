@@ -99,7 +99,7 @@ def test_a_model_too_large_for_the_machine_is_one_line_before_the_folder(tmp_pat
     err = capsys.readouterr().err.strip()
     assert code == 1 and "\n" not in err and not out.exists()
     assert err.startswith("vaekit train: error: the model with its gradients and Adam's state needs ")
-    assert err.endswith("and one allocation may take half of it; make it smaller")
+    assert err.endswith("and one allocation may take half of it; make it smaller: --hidden")
 
 
 def test_a_batch_past_the_memory_is_refused_and_a_smaller_one_trains(tmp_path, capsys, monkeypatch):

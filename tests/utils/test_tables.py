@@ -45,9 +45,11 @@ def test_npz_parquet_and_csv_hold_the_same_columns(tmp_path):
 
 def test_bad_outputs_are_refused_before_any_work(tmp_path, monkeypatch):
     assert "must end in .npy, .npz, .parquet, .csv" in error_of(check_output, tmp_path / "t.txt")
-    assert "does not exist" in error_of(check_output, tmp_path / "nowhere" / "t.npz")
+    assert check_output(tmp_path / "nowhere" / "t.npz") == tmp_path / "nowhere" / "t.npz"  # made on writing
     (tmp_path / "file").write_text("x")
-    assert "does not exist" in error_of(check_output, tmp_path / "file" / "t.npz")
+    assert "is not a folder" in error_of(check_output, tmp_path / "file" / "t.npz")
+    (tmp_path / "t.npz").write_text("x")
+    assert "already exists; pass --overwrite" in error_of(check_output, tmp_path / "t.npz")
     (tmp_path / "dir.npz").mkdir()
     assert "is a folder" in error_of(check_output, tmp_path / "dir.npz")
     monkeypatch.setitem(sys.modules, "pyarrow", None)

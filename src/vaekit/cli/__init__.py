@@ -1,7 +1,7 @@
 """The ``vaekit`` command: each subcommand parses its options and calls library code.
 
 arguments.py (argument types), train.py (``vaekit train``), runs.py (the commands on trained runs),
-outputs.py (``vaekit encode`` and ``vaekit score``: tables for other programs).
+outputs.py (``vaekit encode`` and ``vaekit score``: tables for other programs), sweep.py (``vaekit sweep``).
 """
 
 from __future__ import annotations
@@ -11,10 +11,12 @@ import os
 import sys
 from collections.abc import Sequence
 
+from vaekit.cli.applicability import check_options
 from vaekit.cli.arguments import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_USAGE, Parser
 from vaekit.cli.outputs import add_output_commands
 from vaekit.cli.runs import add_run_commands
-from vaekit.cli.train import add_sweep_command, add_train_command
+from vaekit.cli.sweep import add_sweep_command
+from vaekit.cli.train import add_train_command
 from vaekit.utils.errors import VaekitError
 
 
@@ -31,17 +33,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def report_error(args: argparse.Namespace, exc: BaseException) -> None:
+    """The one line of a refusal (tests/cli/messages.py checks that it names what the user typed)."""
+    rank = os.environ.get("RANK") if os.environ.get("WORLD_SIZE", "1") != "1" else None
+    where = f" (rank {rank})" if rank is not None else ""  # under torchrun: which process failed
+    print(f"vaekit {args.command}{where}: error: {exc}", file=sys.stderr)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
     except SystemExit as exc:  # usage errors, --help, --version: a return code for in-process callers
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     try:
+        check_options(args)
         return args.func(args)
     except (VaekitError, OSError) as exc:  # OSError: permissions, full disk: the user's to fix, not a bug
-        rank = os.environ.get("RANK") if os.environ.get("WORLD_SIZE", "1") != "1" else None
-        where = f" (rank {rank})" if rank is not None else ""  # under torchrun: which process failed
-        print(f"vaekit {args.command}{where}: error: {exc}", file=sys.stderr)
+        report_error(args, exc)
         return EXIT_ERROR
     except KeyboardInterrupt:
         print(f"vaekit {args.command}: interrupted", file=sys.stderr)

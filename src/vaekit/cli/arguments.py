@@ -14,11 +14,48 @@ from vaekit.utils.errors import VaekitError
 EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
 
 
+GIVEN = "_options_given"  # the namespace's record of the options typed: dest -> option string
+
+
 class Parser(argparse.ArgumentParser):
-    """argparse, but a usage error is one line, not the usage block."""
+    """argparse, but a usage error is one line, not the usage block; and the options the user typed are
+    recorded (``cli.applicability.options_given``), each single-valued one refused if given twice."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+
+    def parse_known_args(self, args: Any = None, namespace: Any = None) -> Any:  # type: ignore[override]
+        for action in self._actions:
+            if action.option_strings and not isinstance(
+                action, (argparse._HelpAction, argparse._VersionAction)
+            ):
+                action.__class__ = _recorded(type(action))
+        return super().parse_known_args(args, namespace)
+
+
+NOT_RECORDED = (argparse._HelpAction, argparse._VersionAction)
+_RECORDED: dict[type, type] = {}
+
+
+def _recorded(cls: type) -> type:
+    """``cls`` (an argparse action), recording each use and refusing a second one unless it repeats."""
+    if cls in _RECORDED.values():
+        return cls
+    if cls not in _RECORDED:
+
+        class Recorded(cls):  # type: ignore[misc, valid-type]
+            def __call__(self, parser: Any, namespace: Any, values: Any, option: Any = None) -> None:
+                given = namespace.__dict__.setdefault(GIVEN, {})
+                if self.dest in given and not getattr(self, "repeats", False):
+                    before = given[self.dest]
+                    also = "" if before == option else f" (as {before})"
+                    raise argparse.ArgumentError(self, f"given twice{also}: give it once")
+                given[self.dest] = option
+                super().__call__(parser, namespace, values, option)
+
+        Recorded.__name__ = cls.__name__
+        _RECORDED[cls] = Recorded
+    return _RECORDED[cls]
 
 
 def int_at_least(minimum: int) -> Callable[[str], int]:
@@ -114,7 +151,9 @@ def temperatures(text: str) -> float | list[float]:
 
 class ModelOption(argparse.Action):
     """``--model-option NAME=VALUE``, repeatable, into a dict: the value read as JSON where it is (3, 0.5,
-    true, [32, 64], "text"), else taken as a string."""
+    true, [32, 64], "text"), else taken as a string. A name given twice is refused."""
+
+    repeats = True  # for different names
 
     def __call__(self, parser: Any, namespace: Any, text: Any, option: Any = None) -> None:
         name, sep, value = str(text).partition("=")
@@ -125,6 +164,8 @@ class ModelOption(argparse.Action):
         except json.JSONDecodeError:
             parsed = value
         options = dict(getattr(namespace, self.dest, None) or {})
+        if name.strip() in options:
+            raise argparse.ArgumentError(self, f"{name.strip()} given twice: give it once")
         options[name.strip()] = parsed
         setattr(namespace, self.dest, options)
 

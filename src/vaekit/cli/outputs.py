@@ -19,6 +19,7 @@ def _common(p: argparse.ArgumentParser, split_default: str) -> None:
         "--split", choices=SPLITS, default=split_default, help=f"which images (default {split_default})"
     )
     p.add_argument("--out", required=True, metavar="FILE", help="a .npy, .npz, .parquet or .csv file")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     p.add_argument("--data-dir", help="data folder (default: the run's)")
     p.add_argument("--device", choices=DEVICES, default="auto")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -69,6 +70,7 @@ def _encode(args: argparse.Namespace) -> int:
     result = encode_run(
         args.run, args.out, dataset=args.dataset, split=args.split, data_dir=args.data_dir,
         device=args.device, batch_size=args.batch_size, progress=_progress(args), log=_note,
+        overwrite=args.overwrite,
     )  # fmt: skip
     what = ", ".join(result["columns"])
     print(f"{what} of {result['n']:,} images of {result['dataset']} written to {args.out}")
@@ -82,7 +84,7 @@ def _score(args: argparse.Namespace) -> int:
         args.run, args.out, dataset=args.dataset, reference=args.reference, split=args.split,
         reference_split=args.reference_split, k=args.k, background=args.background,
         data_dir=args.data_dir, device=args.device, seed=args.seed, progress=_progress(args),
-        log=_note,
+        log=_note, overwrite=args.overwrite,
     )  # fmt: skip
     if args.json:
         print(json.dumps(result, indent=2))

@@ -10,12 +10,14 @@ from pathlib import Path
 
 import torch
 
+from vaekit.cli.applicability import CODE_PRIOR_OPTIONS, MIXTURE_OPTIONS, options_given, row
 from vaekit.cli.arguments import add_run_command, int_at_least, non_negative_int, positive_float, positive_int
 from vaekit.cli.sample import add_sample_command
 from vaekit.models.base import PRECISIONS
 from vaekit.utils import limits
 from vaekit.utils.devices import DEVICES, resolve_device
 from vaekit.utils.errors import VaekitError
+from vaekit.utils.targets import check_run_writable, file_target
 
 
 def _reconstruct(args: argparse.Namespace) -> int:
@@ -24,6 +26,7 @@ def _reconstruct(args: argparse.Namespace) -> int:
     from vaekit.utils import plots
     from vaekit.utils.files import read_run_config
 
+    file_target(args.out, overwrite=args.overwrite)
     device = resolve_device(args.device)
     model = load(args.run, device=device)
     images = run_split(read_run_config(Path(args.run)), args.split, args.data_dir)
@@ -42,6 +45,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     from vaekit.evaluation.runs import evaluate_run
     from vaekit.utils.files import read_run_config
 
+    check_run_writable(Path(args.run), "eval.json")
     result = evaluate_run(
         args.run,
         split=args.split,
@@ -65,6 +69,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 def _latent(args: argparse.Namespace) -> int:
     from vaekit.evaluation.pictures import latent_scatter
 
+    _picture_target(args, "latent.png")
     result = latent_scatter(
         args.run, out=args.out, split=args.split, n=args.n, data_dir=args.data_dir, device=args.device
     )
@@ -75,6 +80,7 @@ def _latent(args: argparse.Namespace) -> int:
 def _picture(args: argparse.Namespace) -> int:
     from vaekit.evaluation import pictures
 
+    _picture_target(args, args.run_file)
     common = dict(out=args.out, data_dir=args.data_dir, device=args.device)
     if args.command == "manifold":
         result = pictures.manifold(args.run, n=args.n, label=args.label, **common)
@@ -95,6 +101,14 @@ def _picture(args: argparse.Namespace) -> int:
     return 0
 
 
+def _picture_target(args: argparse.Namespace, default: str) -> None:
+    """A picture's file: --out under the output policy; without it, the run's own default file, rewritten."""
+    if args.out is not None:
+        file_target(args.out, overwrite=args.overwrite)
+    else:
+        check_run_writable(Path(args.run), default)
+
+
 def _compare(args: argparse.Namespace) -> int:
     from vaekit.evaluation.compare import compare_runs
 
@@ -110,6 +124,9 @@ def _compare(args: argparse.Namespace) -> int:
         log=lambda note: print(note, file=sys.stderr),
     )
     print(f"comparison of {len(args.runs)} runs written to {written['markdown']} and {written['html']}")
+    if len(written["likelihoods"]) > 1:  # their -ELBOs do not compare: the report says why
+        kinds = ", ".join(written["likelihoods"])
+        print(f"the runs have {len(written['likelihoods'])} likelihoods ({kinds}): in separate tables")
     return 0
 
 
@@ -118,23 +135,20 @@ def _train_prior(args: argparse.Namespace) -> int:
     from vaekit.training.priors import fit_run_prior
     from vaekit.utils.files import read_run_config
 
-    options = vars(args)
-    code_options = ("epochs", "batch_size", "lr", "width", "depth")
-    if read_run_config(Path(args.run))["model"].get("name") == "vqvae":
-        for name in ("components", "classes", "target"):
-            if options[name] is not None:
-                raise VaekitError(f"--{name} applies to Gaussian-latent runs (a mixture prior), not vqvae")
-        given = {k: options[k] for k in code_options if options[k] is not None}
+    options, given = vars(args), options_given(args)
+    vqvae = read_run_config(Path(args.run))["model"].get("name") == "vqvae"
+    wrong = CODE_PRIOR_OPTIONS if not vqvae else MIXTURE_OPTIONS
+    for name in wrong:  # the table's rows (cli.applicability): these act on the other kind of run
+        if name in given:
+            kind = "vqvae" if vqvae else "a Gaussian-latent run"
+            raise VaekitError(f"{given[name]} applies to {row('train-prior', name).runs}, not {kind}")
+    if vqvae:
+        code = {k: options[k] for k in CODE_PRIOR_OPTIONS if options[k] is not None}
         progress = False if args.no_progress else None
         train_prior(
-            args.run, seed=args.seed, device=args.device, overwrite=args.overwrite, progress=progress, **given
+            args.run, seed=args.seed, device=args.device, overwrite=args.overwrite, progress=progress, **code
         )
         return 0
-    for name in code_options:
-        if options[name] is not None:
-            raise VaekitError(
-                f"--{name.replace('_', '-')} applies to a vqvae's prior over codes, not a mixture"
-            )
     per_class = {None: None, "yes": True, "no": False}[args.classes]
     target = args.target or "means"
     fit_run_prior(args.run, args.components, per_class, args.seed, args.device, args.overwrite, target=target)
@@ -163,6 +177,7 @@ def _add_reconstruct_command(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--split", choices=("test", "val"), default="test")
     p.add_argument("--data-dir", help="data folder, if not where the run found it")
     p.add_argument("--out", default="reconstructions.png", help="PNG file (default reconstructions.png)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     p.set_defaults(func=_reconstruct)
 
 
@@ -200,7 +215,8 @@ def _add_latent_command(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--n", type=positive_int, default=2000, help="images to place (default 2000)")
     p.add_argument("--split", choices=("test", "val"), default="test")
     p.add_argument("--data-dir", help="data folder, if not where the run found it")
-    p.add_argument("--out", help="PNG file (default RUN/latent.png)")
+    p.add_argument("--out", help="PNG file (default RUN/latent.png, rewritten each time)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     p.set_defaults(func=_latent)
 
 
@@ -210,9 +226,10 @@ def _add_picture_command(
     """A latent-picture command (manifold, interpolate, traverse): a run, --out and --data-dir; its own
     options follow."""
     p = add_run_command(sub, name, help)
-    p.add_argument("--out", help=f"PNG file (default RUN/{out})")
+    p.add_argument("--out", help=f"PNG file (default RUN/{out}, rewritten each time)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     p.add_argument("--data-dir", help="data folder, if not where the run found it")
-    p.set_defaults(func=_picture)
+    p.set_defaults(func=_picture, run_file=out)
     return p
 
 

@@ -17,6 +17,7 @@ from vaekit.models.priors.groups import temperature_line
 from vaekit.utils import limits
 from vaekit.utils.devices import resolve_device
 from vaekit.utils.errors import VaekitError
+from vaekit.utils.targets import file_target
 
 
 def add_sample_command(sub: argparse._SubParsersAction) -> None:
@@ -49,6 +50,7 @@ def add_sample_command(sub: argparse._SubParsersAction) -> None:
         default="samples.png",
         help="PNG grid (default samples.png), or a .npy file that many samples stream into",
     )
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     p.set_defaults(func=_sample)
 
 
@@ -60,14 +62,25 @@ def _sample(args: argparse.Namespace) -> int:
         if args.source is not None:
             raise VaekitError("--prior is the old name of --from: give one of them")
         args.source = OLD_SOURCE_NAMES.get(args.prior, args.prior)
+    file_target(args.out, overwrite=args.overwrite)
     model = load(args.run, device=resolve_device(args.device))
+    if args.source == "fitted" and model.fitted_prior is None:
+        raise VaekitError(
+            f"--from fitted: this {model.name} run has no fitted prior; fit one with `vaekit train-prior "
+            f"{args.run}`, or draw from the prior it trained with (--from trained)"
+        )
     generator = torch.Generator(device=model.device).manual_seed(args.seed)
     chosen = args.temperature is None  # the model's own: a hierarchy's fitted prior keeps chosen ones
     temperature = (
         model.sample_temperature(args.source, args.label is not None) if chosen else args.temperature
     )
     if isinstance(temperature, list) and not model.latent_space.groups:
-        raise VaekitError(f"one temperature per group applies to a hierarchy (model hvae), not {model.name}")
+        raise VaekitError(f"--temperature: one per group applies to a hierarchy (hvae), not {model.name}")
+    if args.label is not None and not model.samples_by_class(args.source):
+        try:  # the model says why (not conditional, no fitted prior, one without classes)
+            model.sample_classes(1, args.label, args.source)
+        except VaekitError as exc:
+            raise VaekitError(f"--label {args.label}: {exc}") from None
     options = {"generator": generator, "prior": args.source, "temperature": temperature}
     if Path(args.out).suffix == ".npy":  # many samples, streamed to disk in batches
         return _stream_samples(model, args, options)

@@ -33,6 +33,7 @@ from vaekit.training.optim import OPTIMIZERS
 from vaekit.training.part_settings import DEFAULT_PARTS
 from vaekit.utils.devices import DEVICES
 from vaekit.utils.errors import VaekitError
+from vaekit.utils.targets import check_folder_for, check_run_writable
 
 PART_OPTION = "part_option:"  # the argparse dest of a part option's flag: part_option:gamma
 
@@ -357,42 +358,22 @@ def run_train(args: argparse.Namespace) -> int:
         config.validate()
         print(config_toml(config), end="")
         return 0
+    if args.resume:  # the output policy (utils.targets): checked before any work
+        check_run_writable(out, "its checkpoints")
+    elif args.out is not None:  # runs/, the default's folder, is vaekit's own to make
+        check_folder_for(out, "--out")
     trainer = Trainer(config, out, resume=args.resume, overwrite=args.overwrite, progress=progress)
     if trainer.finished:
         if trainer.stopped_early:
             print(f"{out} stopped early after {trainer.state.epoch} epochs; raise --early-stopping to go on")
-        else:
-            print(
-                f"{out} has already trained {trainer.state.epoch} epochs; pass a larger --epochs to extend it"
-            )
+        else:  # a run as long as its --max-time is extended by a longer one
+            limit = "--epochs" if trainer.config.epochs is not None else "--max-time"
+            done = f"{out} has already trained {trainer.state.epoch} epochs"
+            print(f"{done}; pass a larger {limit} to extend it")
         return 0
     try:
         trainer.run()
     except TrainingInterrupted as exc:
         print(f"vaekit train: {exc}", file=sys.stderr)
         return exc.exit_status  # 130 for Ctrl-C; 143 for SIGTERM: preempted, to be requeued
-    return 0
-
-
-def add_sweep_command(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "sweep",
-        help="search hyperparameters with Optuna, each trial a run folder (pip install 'vaekit[sweep]')",
-        description="Run trials of a sweep file ([train] fixed settings, [search] ranges and choices) "
-        "into a sweep folder; a second worker given the same --out joins the same study.",
-    )
-    p.add_argument("--config", required=True, metavar="FILE", help="the sweep file (TOML)")
-    p.add_argument("--trials", type=positive_int, required=True, help="trials this worker runs")
-    p.add_argument("--out", required=True, help="sweep folder (shared by the workers of one study)")
-    p.add_argument(
-        "--storage",
-        help="Optuna storage URL shared across machines, e.g. postgresql://... (default: DIR's journal)",
-    )
-    p.set_defaults(func=run_sweep_command)
-
-
-def run_sweep_command(args: argparse.Namespace) -> int:
-    from vaekit.sweep.run import run_sweep
-
-    run_sweep(args.config, args.out, args.trials, storage=args.storage)
     return 0

@@ -271,7 +271,16 @@ def images_for_shape(
         raise VaekitError(f"a folder's images are grey or RGB; this model takes {channels} channels")
     size = [height, width] if folder or name in SIZED else None
     colour = ("grey" if channels == 1 else "rgb") if folder else None
-    dataset = load_dataset(name, data_dir, image_size=size, colour=colour, progress=progress, log=log)
+    if name in SIZED and height != width:
+        raise VaekitError(f"--dataset {name}: shapes are drawn square; the model takes {height}x{width}")
+    try:
+        dataset = load_dataset(name, data_dir, image_size=size, colour=colour, progress=progress, log=log)
+    except VaekitError as exc:  # the size is the model's here, not an --image-size the user gave
+        prefix = "--image-size: "
+        if name not in SIZED or not str(exc).startswith(prefix):
+            raise
+        why = str(exc)[len(prefix) :]
+        raise VaekitError(f"--dataset {name} cannot be drawn at the model's {height}x{width}: {why}") from exc
     if tuple(dataset.image_shape) != tuple(image_shape):
         raise VaekitError(
             f"the images of {name} are {list(dataset.image_shape)} (channels, height, width); "

@@ -275,7 +275,7 @@ def _build_cache(
         chosen = decoding.choose_settings(headers, good, size, colour)
         (height, width), channels = chosen[0], 1 if chosen[1] == "grey" else 3
         what = f"the cache of {len(good):,} decoded {height}x{width} images"
-        limits.check_disk(len(good) * channels * height * width, tmp, what)
+        limits.check_disk(len(good) * channels * height * width, npy, what)
         kept, failed = decoding.decode_into(tmp, files, good, chosen[0], chosen[1], progress)
         _check_skipped(root, files, skipped + failed, kept)
         if failed and decoding.choose_settings(headers, kept, size, colour) != chosen:

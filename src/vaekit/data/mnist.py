@@ -122,7 +122,7 @@ def load_idx_split(spec: IdxSpec, root: Path, split: str) -> tuple[np.ndarray, n
         raise VaekitError(f"corrupt data file {labels_path}: expected labels of 1 dimension")
     if len(images) != len(labels):
         raise VaekitError(
-            f"{images_path.name} holds {len(images)} images but {labels_path.name} {len(labels)} labels"
+            f"{images_path} holds {len(images)} images but {labels_path.name} {len(labels)} labels"
         )
     if labels.size and labels.max() > 9:
         raise VaekitError(f"corrupt data file {labels_path}: label {labels.max()} outside 0-9")

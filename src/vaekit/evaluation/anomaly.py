@@ -149,11 +149,12 @@ def score_run(
     seed: int = 0,
     progress: bool = True,
     log: Callable[[str], None] = print,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     """Score ``split`` of ``dataset`` (default: the run's own) with the run's model into the table file
     ``out``; with a ``reference`` dataset (in-distribution; its ``reference_split``), each score's
     ``detection`` of the scored images against it. Returns path, dataset, n, scores, detection."""
-    out = check_output(out)
+    out = check_output(out, overwrite)  # an existing file is replaced only with overwrite
     if isinstance(k, bool) or not isinstance(k, int) or k < 1:
         raise VaekitError(f"--k must be an integer >= 1, got {k!r}")
     dev = resolve_device(device)

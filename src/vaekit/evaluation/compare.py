@@ -8,21 +8,24 @@ the command that adds them; ``evaluate=True`` runs that evaluation first.
 
 from __future__ import annotations
 
-import base64
-import html
 import os
-import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from vaekit.evaluation.compare_report import (
+    Extra,
+    html_report,
+    likelihood_groups,
+    likelihood_of,
+    markdown_report,
+)
 from vaekit.models.saving import load
 from vaekit.utils import plots
 from vaekit.utils.atomic import atomic_write, write_text
 from vaekit.utils.errors import VaekitError
 from vaekit.utils.files import read_json, read_json_lines, read_run_config
-
-MISSING = "-"
+from vaekit.utils.targets import folder_target, staged_folder
 
 
 def _last_grid(folder: Path, preferred: str | None = None) -> Path | None:
@@ -63,6 +66,7 @@ def summarise_run(run: str | os.PathLike) -> dict[str, Any]:
         "dataset": config["data"]["dataset"],
         "binarize": config["train"].get("binarize", "none"),
         "model": model.name,
+        "likelihood": likelihood_of(model.config),
         "conditional": model.conditional,
         "parameters": _parameters(model),
         "latent": _latent_size(model),
@@ -75,223 +79,6 @@ def summarise_run(run: str | os.PathLike) -> dict[str, Any]:
         # a hierarchy's groups, each redrawn (vaekit evaluate draws it)
         "groups": run / "groups.png" if (run / "groups.png").is_file() else None,
     }
-
-
-# ------------------------------------------------------------------------------------ formatting
-def _duration(seconds: float) -> str:
-    if seconds < 60:
-        return f"{seconds:.1f} s"
-    minutes, rest = divmod(round(seconds), 60)
-    return f"{minutes} min {rest:02d} s" if minutes < 60 else f"{minutes // 60} h {minutes % 60:02d} min"
-
-
-def _number(value: Any, digits: int = 2) -> str:
-    return MISSING if value is None else f"{value:.{digits}f}"
-
-
-def table_rows(summaries: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
-    """The comparison table: a header and one row of display strings per run."""
-    header = [
-        "run", "dataset", "model", "parameters", "latent", "epochs", "training time",
-        "test -ELBO", "-log p(x)", "Frechet distance", "mode coverage",
-    ]  # fmt: skip
-    fitted = any("fitted_frechet_distance" in s["eval"] for s in summaries)
-    if fitted:
-        header += ["Frechet, fitted prior", "mode coverage, fitted prior"]
-    second = [  # the second classifier's Frechet distances, where the runs were measured by it
-        (key, title) for key, title in (
-            ("independent_frechet_distance", "Frechet, second classifier"),
-            ("fitted_independent_frechet_distance", "Frechet, fitted prior, second classifier"),
-        ) if any(key in s["eval"] for s in summaries)
-    ]  # fmt: skip
-    header += [title for _, title in second]
-    conditional = any(s["conditional"] or "fitted_label_accuracy" in s["eval"] for s in summaries)
-    if conditional:
-        header.append("label accuracy")
-    hierarchy = any("active_units_per_group" in s["eval"] for s in summaries)
-    if hierarchy:
-        header.append("groups: active units, KL")
-    rows = []
-    for s in summaries:
-        e = s["eval"]
-        nll = MISSING if "iwae_nll" not in e else f"{e['iwae_nll']:.2f} (k={e['iwae_k']})"
-        coverage = MISSING
-        if "mode_coverage" in e:
-            coverage = f"{e['mode_coverage']}/{len(e['class_histogram'])}"
-        row = [
-            s["name"], s["dataset"] + ("" if s["binarize"] == "none" else f" ({s['binarize']} binary)"),
-            s["model"], s["parameters"], s["latent"], str(s["epochs"]), _duration(s["seconds"]),
-            _number(e.get("test_loss")), nll, _number(e.get("frechet_distance")), coverage,
-        ]  # fmt: skip
-        if fitted:
-            row.append(_number(e.get("fitted_frechet_distance")))
-            covered = e.get("fitted_mode_coverage")
-            row.append(MISSING if covered is None else f"{covered}/{len(e['fitted_class_histogram'])}")
-        row += [_number(e.get(key)) for key, _ in second]
-        if conditional:  # asked-for classes drawn as such: from the fitted prior where there is one
-            accuracy = e.get("fitted_label_accuracy", e.get("label_accuracy"))
-            row.append(MISSING if accuracy is None else f"{accuracy:.1%}")
-        if hierarchy:
-            row.append(_groups_cell(e))
-        rows.append(row)
-    return header, rows
-
-
-def _groups_cell(figures: dict[str, Any]) -> str:
-    """A hierarchy's groups from the top, each "active/size KL": e.g. "3/128 1.2 · 40/512 20.3"."""
-    active, sizes = figures.get("active_units_per_group"), figures.get("group_sizes")
-    if active is None or sizes is None:
-        return MISSING
-    kls = [figures.get(f"test_kl{level}") for level in range(1, len(active) + 1)]
-    return " · ".join(f"{a}/{n} {_number(kl, 1)}" for a, n, kl in zip(active, sizes, kls, strict=True))
-
-
-def report_notes(summaries: list[dict[str, Any]]) -> list[str]:
-    """Caveats: figures that do not compare across these runs, and how to fill in missing ones."""
-    notes = []
-    if len({s["dataset"] for s in summaries}) > 1:
-        notes.append("The runs use different datasets: their figures do not compare.")
-    if len({s["binarize"] for s in summaries}) > 1:
-        notes.append(
-            "The runs differ in binarization, so their likelihoods are of different test images "
-            "(grey levels or one fixed binary draw) and do not compare."
-        )
-    ks = {s["eval"]["iwae_k"] for s in summaries if "iwae_k" in s["eval"]}
-    if len(ks) > 1:
-        notes.append("The -log p(x) estimates use different k; a larger k gives a tighter (lower) estimate.")
-    lacking = [s["name"] for s in summaries if "iwae_nll" not in s["eval"] and s["model"] != "vqvae"]
-    if lacking:
-        notes.append(
-            f"No -log p(x) estimate for {', '.join(lacking)}: run `vaekit evaluate RUN --iwae-k 5000`."
-        )
-    lacking = [s["name"] for s in summaries if "frechet_distance" not in s["eval"]]
-    if lacking:
-        notes.append(
-            f"No sample quality for {', '.join(lacking)}: run `vaekit evaluate RUN` "
-            "(a vqvae run first needs `vaekit train-prior RUN`)."
-        )
-    counts = sorted({s["eval"]["quality_samples"] for s in summaries if "quality_samples" in s["eval"]})
-    drawn = f"{counts[0]:,} samples" if len(counts) == 1 else "samples (different numbers per run)"
-    notes.append(
-        "Test -ELBO and -log p(x) are nats per image (lower is better; a vqvae's -ELBO is its "
-        "reconstruction plus the code prior's -log p(codes)). The Frechet distance compares a digit "
-        f"classifier's features of {drawn} and of the test images (lower is better). Mode "
-        "coverage counts the classes drawn at least half as often as they occur in the test set."
-    )
-    if any("fitted_frechet_distance" in s["eval"] for s in summaries):
-        notes.append(
-            "Frechet distance and mode coverage are of samples from z ~ N(0, I) (a vqvae's: from its prior "
-            "over codes); the fitted-prior columns of samples from the run's Gaussian mixture prior "
-            "fitted to its training latents (what vaekit sample draws). Label accuracy is from the fitted "
-            "prior where a run has one."
-        )
-    if any("independent_frechet_distance" in s["eval"] for s in summaries):
-        notes.append(
-            "The second classifier's Frechet distances are of the same samples, by an independently "
-            "trained classifier: where the two order runs differently, the runs are closer than either "
-            "figure can tell (docs/evaluation.md)."
-        )
-    return notes
-
-
-Extra = tuple[str, list[str], list[list[str]]]  # a further table: (title, header, rows)
-
-
-def markdown_table(header: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows]) + "\n"
-
-
-def html_table(header: list[str], rows: list[list[str]]) -> list[str]:
-    esc = html.escape
-    parts = ["<table><thead><tr>"] + [f"<th>{esc(h)}</th>" for h in header] + ["</tr></thead><tbody>"]
-    for row in rows:
-        parts += ["<tr>"] + [f"<td>{esc(cell)}</td>" for cell in row] + ["</tr>"]
-    return parts + ["</tbody></table>"]
-
-
-def markdown_report(
-    summaries: list[dict[str, Any]], images: dict[tuple[int, str], str], extra: Extra | None = None
-) -> str:
-    header, rows = table_rows(summaries)
-    lines = ["# vaekit run comparison", "", markdown_table(header, rows).rstrip()]
-    lines += [""] + [f"- {note}" for note in report_notes(summaries)] + [""]
-    if extra is not None:
-        title, extra_header, extra_rows = extra
-        lines += [f"## {title}", "", markdown_table(extra_header, extra_rows)]
-    if ("curves", "") in images:
-        lines += ["## Loss curves", "", f"![loss curves]({images[('curves', '')]})", ""]
-    for kind, title in picture_sections(summaries):
-        lines += [f"## {title}", "", "| " + " | ".join(s["name"] for s in summaries) + " |"]
-        lines += ["|" + "|".join("---" for _ in summaries) + "|"]
-        cells = [
-            f"![{s['name']} {kind}]({images[(i, kind)]})" if (i, kind) in images else MISSING
-            for i, s in enumerate(summaries)
-        ]
-        lines += ["| " + " | ".join(cells) + " |", ""]
-    return "\n".join(lines)
-
-
-_STYLE = """
-body { font-family: system-ui, sans-serif; margin: 2em; color: #222; }
-table { border-collapse: collapse; margin: 1em 0; }
-th, td { border: 1px solid #ccc; padding: 0.3em 0.6em; text-align: right; }
-th { background: #f3f3f3; } td:first-child, th:first-child { text-align: left; }
-.row { display: flex; flex-wrap: wrap; gap: 1.5em; align-items: flex-start; }
-figure { margin: 0; } figcaption { text-align: center; font-size: 0.9em; margin-top: 0.3em; }
-img { image-rendering: pixelated; max-width: 360px; }
-li { margin: 0.3em 0; }
-"""
-
-
-def picture_sections(summaries: list[dict[str, Any]]) -> list[tuple[str, str]]:
-    """The report's picture sections (kind, title): samples, reconstructions, and a hierarchy's groups."""
-    sections = [("samples", "Samples"), ("reconstructions", "Reconstructions (originals above)")]
-    if any(s.get("groups") is not None for s in summaries):
-        sections.append(
-            ("groups", "Latent groups from the top: an image, its reconstruction, the group redrawn")
-        )
-    return sections
-
-
-def _data_uri(path: Path) -> str:
-    return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode("ascii")
-
-
-def html_report(
-    summaries: list[dict[str, Any]], images: dict[tuple[int, str], Path], extra: Extra | None = None
-) -> str:
-    """One self-contained page: the table, the notes and every image embedded as a data URI."""
-    header, rows = table_rows(summaries)
-    esc = html.escape
-    parts = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">']
-    parts += ["<title>vaekit run comparison</title>", f"<style>{_STYLE}</style></head><body>"]
-    parts += ["<h1>vaekit run comparison</h1>", *html_table(header, rows), "<ul>"]
-    # notes carry `command` spans in Markdown; show them as code
-    for note in report_notes(summaries):
-        pieces = esc(note).split("`")
-        parts.append(
-            "<li>" + "".join(f"<code>{p}</code>" if i % 2 else p for i, p in enumerate(pieces)) + "</li>"
-        )
-    parts.append("</ul>")
-    if extra is not None:
-        title, extra_header, extra_rows = extra
-        parts += [f"<h2>{esc(title)}</h2>", *html_table(extra_header, extra_rows)]
-    if ("curves", "") in images:
-        curves = _data_uri(images[("curves", "")])
-        parts += ["<h2>Loss curves</h2>", f'<img src="{curves}" alt="loss curves" style="max-width:720px">']
-    for kind, title in picture_sections(summaries):
-        parts += [f"<h2>{title}</h2>", '<div class="row">']
-        for i, s in enumerate(summaries):
-            picture = (
-                f'<img src="{_data_uri(images[(i, kind)])}" alt="{esc(s["name"])} {kind}">'
-                if (i, kind) in images
-                else f"<p>no {kind}</p>"
-            )
-            parts.append(f"<figure>{picture}<figcaption>{esc(s['name'])}</figcaption></figure>")
-        parts.append("</div>")
-    parts.append("</body></html>")
-    return "\n".join(parts) + "\n"
 
 
 def _names(runs: list[Path]) -> list[str]:
@@ -311,11 +98,7 @@ def _checked_folders(
     paths = [Path(run) for run in runs]
     if len({p.resolve() for p in paths}) != len(paths):
         raise VaekitError("a run folder is given twice")
-    out = Path(out)
-    if out.exists() and not overwrite:
-        raise VaekitError(f"{out} already exists; pass --overwrite to replace the report")
-    if out.exists() and not out.is_dir():
-        raise VaekitError(f"{out} is not a folder")
+    out = folder_target(out, overwrite=overwrite)
     for run in paths:
         read_run_config(run)  # every run folder is checked before any work is done
     return paths, out
@@ -324,11 +107,9 @@ def _checked_folders(
 def _write_images(
     summaries: list[dict[str, Any]], image_dir: Path
 ) -> tuple[dict[tuple[Any, str], Path], dict[tuple[Any, str], str]]:
-    """Each run's last samples and reconstructions copied into ``image_dir`` (emptied first), and the
+    """Each run's last samples and reconstructions copied into ``image_dir``, and the
     runs' loss curves drawn there; returns the files, and their paths relative to the report, by
     (run index, kind) (the curves: ("curves", ""))."""
-    if image_dir.exists():
-        shutil.rmtree(image_dir)  # a replaced report keeps no pictures of runs it no longer shows
     image_dir.mkdir(parents=True)
     sources: dict[tuple[Any, str], Path] = {}
     relative: dict[tuple[Any, str], str] = {}
@@ -357,13 +138,13 @@ def compare_runs(
     device: str = "auto",
     log: Callable[[str], None] | None = None,
     extra: Extra | None = None,
-) -> dict[str, Path]:
+) -> dict[str, Any]:
     """Write a comparison of ``runs`` into the folder ``out``: report.md, images/ and report.html.
     ``extra`` (title, header, rows): a further table after the figures (vaekit sweep's trials).
 
     ``out`` must not exist unless ``overwrite``. With ``evaluate``, each run is first evaluated on its
     test split (as ``vaekit evaluate RUN --iwae-k K --samples N``), which updates its eval.json.
-    Returns the paths written.
+    Returns the paths written, and the runs' likelihood families (their tables are apart).
     """
     paths, out = _checked_folders(runs, out, overwrite)
     if evaluate:
@@ -377,9 +158,10 @@ def compare_runs(
     for summary, name in zip(summaries, _names(paths), strict=True):
         summary["name"] = name
 
-    image_dir = out / "images"
-    sources, relative = _write_images(summaries, image_dir)
-    written = {"markdown": out / "report.md", "html": out / "report.html", "images": image_dir}
-    write_text(written["markdown"], markdown_report(summaries, relative, extra))
-    write_text(written["html"], html_report(summaries, sources, extra))
-    return written
+    with staged_folder(out) as staging:  # a report is replaced whole, or not at all
+        sources, relative = _write_images(summaries, staging / "images")
+        write_text(staging / "report.md", markdown_report(summaries, relative, extra))
+        write_text(staging / "report.html", html_report(summaries, sources, extra))
+    families = [summaries[group[0]]["likelihood"].split(",")[0] for group in likelihood_groups(summaries)]
+    written: dict[str, Any] = {"markdown": out / "report.md", "html": out / "report.html"}
+    return {**written, "images": out / "images", "likelihoods": families}

@@ -65,7 +65,9 @@ def _gaussian_model(run: Path, device: str, what: str) -> GaussianVAE:
 def _labels_for(model: GaussianVAE, n: int, label: int | None, what: str) -> torch.Tensor | None:
     if model.conditional and label is None:
         raise VaekitError(f"{model.name} is conditional: {what} needs --label")
-    return model.sample_labels(n, label)  # None for an unconditional model, which refuses a label
+    if not model.conditional and label is not None:
+        raise VaekitError(f"--label applies to a conditional model (cvae), not {model.name}")
+    return model.sample_labels(n, label)  # None for an unconditional model
 
 
 @torch.no_grad()

@@ -68,10 +68,11 @@ def encode_run(
     batch_size: int | None = None,
     progress: bool = True,
     log: Callable[[str], None] = print,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     """Encode ``split`` of ``dataset`` (default: the run's own) with the run's model into the table file
     ``out`` (.npy, .npz, .parquet or .csv). Returns what was written: path, dataset, n, columns."""
-    out = check_output(out)
+    out = check_output(out, overwrite)  # an existing file is replaced only with overwrite
     model = load(run, device=resolve_device(device))
     name, images = run_images(run, model, dataset, split, data_dir, progress, log)
     batch = batch_size or encoding_batch(model, images, model_labels(model, images))

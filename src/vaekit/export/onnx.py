@@ -19,8 +19,6 @@ import inspect
 import io
 import logging
 import os
-import shutil
-import tempfile
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -36,6 +34,7 @@ from vaekit.models.saving import load
 from vaekit.utils.atomic import write_json
 from vaekit.utils.errors import VaekitError, first_line
 from vaekit.utils.files import read_run_config
+from vaekit.utils.targets import folder_target, staged_folder
 
 FORMATS = ("onnx",)
 OPSET = 18
@@ -113,6 +112,8 @@ def _export_graph(
                 external_data=False,  # one self-contained file a graph
                 dynamic_shapes=shapes,
             )
+    except OSError:  # the disk's, not the exporter's: the output policy says it (utils.targets)
+        raise
     except Exception as exc:  # the exporter's errors are long; the first line says what failed
         raise VaekitError(f"the ONNX exporter failed on {path.name}: {first_line(exc)}") from None
 
@@ -197,19 +198,10 @@ def export_onnx(
     """Write encoder.onnx, decoder.onnx and export.json for the run in ``run`` into the folder ``out``
     (which must not exist unless ``overwrite``); returns export.json's contents."""
     _require_onnx()
-    run, out = Path(run), Path(out)
-    if out.exists() and not overwrite:
-        raise VaekitError(f"{out} already exists; pass --overwrite to replace it")
-    if out.exists() and not out.is_dir():
-        raise VaekitError(f"{out} is a file, not a folder")
+    run, out = Path(run), folder_target(out, overwrite=overwrite)
     model = load(run, "cpu")  # exported in float32 from the CPU: the graphs do not depend on the device
     run_config = read_run_config(run)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
-    umask = os.umask(0)
-    os.umask(umask)
-    staging.chmod(0o777 & ~umask)  # mkdtemp makes it private; the export is an ordinary folder
-    try:
+    with staged_folder(out) as staging:  # an export is replaced whole, or not at all
         example = _example(model, 2, torch.Generator().manual_seed(0))  # batch 2: 1 could be taken as fixed
         description = describe(model, run_config)
         with torch.no_grad():
@@ -222,11 +214,6 @@ def export_onnx(
         worst = _check(model, staging)
         description["check"] = {"batches": list(CHECK_BATCHES), "max_abs_difference": worst}
         write_json(staging / "export.json", description)
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(staging, out)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     check = description["check"]["max_abs_difference"]
     log(f"encoder.onnx and decoder.onnx written to {out}; onnxruntime matches PyTorch within {check:.1e}")
     return description

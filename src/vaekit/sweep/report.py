@@ -9,7 +9,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from vaekit.evaluation.compare import compare_runs, markdown_table
+from vaekit.evaluation.compare import compare_runs
+from vaekit.evaluation.compare_report import markdown_table
 from vaekit.utils.atomic import write_json, write_text
 from vaekit.utils.errors import VaekitError
 

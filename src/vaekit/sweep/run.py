@@ -20,7 +20,7 @@ from vaekit.sweep.report import summarise, write_summary
 from vaekit.sweep.spec import Dimension, Sweep, read_sweep_file, trial_config
 from vaekit.training.config_files import parse_toml, read_text_file, tomllib
 from vaekit.training.settings import TrainConfig
-from vaekit.utils.atomic import DIRECTORY_MODE
+from vaekit.utils.atomic import DIRECTORY_MODE, missing_folders, remove_made, writing
 from vaekit.utils.errors import VaekitError
 from vaekit.utils.files import read_json_lines
 
@@ -117,17 +117,28 @@ def _create_folder(folder: Path, sweep: Sweep) -> None:
     """The sweep folder, its trials/ and its sweep.toml made beside it and renamed into place at once, so
     that a second worker started at the same moment finds no folder or a whole one, never one without its
     sweep file. A worker that loses the race leaves the winner's folder as it is and joins it."""
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.", suffix=".tmp"))
+    made = missing_folders(folder)
     try:
-        (tmp / "trials").mkdir()
-        (tmp / "sweep.toml").write_text(sweep.text, encoding="utf-8")
+        with writing(folder):  # a failure names the sweep folder, not the one made beside it
+            folder.parent.mkdir(parents=True, exist_ok=True)
+            tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.", suffix=".tmp"))
+    except OSError:
+        remove_made(made)
+        raise
+    try:
+        with writing(folder):
+            (tmp / "trials").mkdir()
+            (tmp / "sweep.toml").write_text(sweep.text, encoding="utf-8")
         os.chmod(tmp, DIRECTORY_MODE)
         try:
             os.rename(tmp, folder)  # onto nothing, or an empty folder: atomic
         except OSError as exc:
             if exc.errno not in (errno.EEXIST, errno.ENOTEMPTY):
                 raise
+    except OSError:
+        shutil.rmtree(tmp, ignore_errors=True)
+        remove_made(made)  # nothing left behind (utils.targets)
+        raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

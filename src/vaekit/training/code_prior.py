@@ -27,10 +27,10 @@ from vaekit.models.priors.codes import CodePrior
 from vaekit.models.saving import load
 from vaekit.models.vqvae import VQVAE
 from vaekit.training.priors import run_splits, save_run_with_prior
-from vaekit.utils.atomic import write_text
 from vaekit.utils.devices import resolve_device
 from vaekit.utils.errors import VaekitError
 from vaekit.utils.files import read_run_config
+from vaekit.utils.targets import check_run_writable
 
 PRIOR_HEADS = 4
 
@@ -113,8 +113,8 @@ def train_prior(
     history, kept = _fit_prior(prior, train_codes, val_codes, epochs, batch_size, lr, seed, show, log)
 
     model.set_prior(prior.eval())
-    write_text(run / "prior_metrics.jsonl", "".join(json.dumps(h) + "\n" for h in history))
-    save_run_with_prior(run, model, config, seed)
+    metrics = "".join(json.dumps(h) + "\n" for h in history)
+    save_run_with_prior(run, model, config, seed, texts={"prior_metrics.jsonl": metrics})
     log(f"kept the prior of epoch {kept['epoch']}; saved in {run}")
     return {
         **_test_with_prior(run, device, log),
@@ -148,7 +148,8 @@ def _check_prior_size(width: Any, depth: Any) -> None:
 
 
 def _load_vqvae(run: Path, device: torch.device, overwrite: bool) -> VQVAE:
-    """The run's model, which must be a vqvae without a prior (or ``overwrite``)."""
+    """The run's model, which must be a vqvae without a prior (or ``overwrite``), in a folder that can
+    take one."""
     model = load(run, device)
     if model.latent_space.kind != "codes":
         raise VaekitError(
@@ -157,6 +158,7 @@ def _load_vqvae(run: Path, device: torch.device, overwrite: bool) -> VQVAE:
         )
     if model.can_sample and not overwrite:
         raise VaekitError(f"{run} already has a prior; pass --overwrite to train a new one")
+    check_run_writable(run, "the prior")
     return model
 
 

@@ -59,9 +59,12 @@ def _settings_of(path: Path) -> dict[str, Any]:
         if not isinstance(document, dict) or not isinstance(document.get(TABLE), dict):
             raise VaekitError(f"{path} has no {TABLE!r} object: a JSON config is a run's config.json")
         model = document.get("model")
-        if isinstance(model, dict) and model.get("plugin"):  # a missing plugin: say what to install
-            require_model(model.get("name"), model["plugin"])
-        require_parts(document.get("parts"))
+        try:  # a missing plugin or part: say what to install, and whose run needs it
+            if isinstance(model, dict) and model.get("plugin"):
+                require_model(model.get("name"), model["plugin"])
+            require_parts(document.get("parts"))
+        except VaekitError as exc:
+            raise VaekitError(f"{path}: {exc}") from None
         return document[TABLE]
     return settings_tables(parse_toml(text, path), path)
 

@@ -27,8 +27,13 @@ TRAINING_DEFAULTS: dict[str, Any] = {
 LR_SCHEDULES = ("constant", "cosine")
 
 
+# settings whose option is not their name with dashes (a message names the option the user types)
+IRREGULAR_FLAGS = {"model_options": "model-option", "colour": "grey/--rgb", "fit_prior": "no-fit-prior"}
+
+
 def flag(name: str) -> str:
-    return name.replace("_", "-")
+    """The option of the setting ``name``, without its leading dashes: ``latent_dim`` -> latent-dim."""
+    return IRREGULAR_FLAGS.get(name, name.replace("_", "-"))
 
 
 # the KL term's own settings: a model's defaults for them hold for the elbo objective only

@@ -72,8 +72,11 @@ def write_failed(exc: OSError, run: RunDir, epoch: int | None) -> VaekitError:
         kept = f"the checkpoint of epoch {epoch} is kept"
     elif run.last_checkpoint.is_file():
         kept = "the checkpoint before it is kept whole"
-    else:
-        kept = "nothing had been saved yet"
+    else:  # the new run folder is removed (loop.Trainer): there is nothing to resume
+        return VaekitError(
+            f"could not write into {run.path} ({why}); nothing had been saved yet: free space or make the "
+            "folder writable, then train again"
+        )
     return VaekitError(
         f"could not write into {run.path} ({why}); {kept}: free space or make the folder writable, then "
         f"continue with: vaekit train --resume --out {run.path}"

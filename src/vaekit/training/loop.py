@@ -52,8 +52,10 @@ from vaekit.training.run_folder import (
     RunDir,
     TrainingState,
     describe_run,
+    made_folders,
     make_checkpoint,
     open_folder,
+    remove_new_run,
     restore_checkpoint,
     save_checkpoint,
     start_folder,
@@ -195,7 +197,15 @@ class Trainer:
             return self._run()
 
     def _run(self) -> dict[str, Any]:
-        backup = start_folder(self.run_dir, self.overwrite, self.run_config()) if self.ranks.main else None
+        # the folders this run makes are removed again if it fails before it keeps anything
+        made = made_folders(self.run_dir) if self.ranks.main else []
+        try:
+            backup = None
+            if self.ranks.main:
+                backup = start_folder(self.run_dir, self.overwrite, self.run_config())
+        except BaseException:
+            remove_new_run(made)
+            raise
         if self.mlflow is not None:  # in the folder now made: mlflow.json
             self.mlflow.start(self.run_config(), self.state.history)
         if self.drops_prior:
@@ -227,6 +237,8 @@ class Trainer:
             if backup is not None:  # failed before replacing it: put the old run back
                 shutil.rmtree(self.run_dir.path, ignore_errors=True)
                 os.replace(backup, self.run_dir.path)
+            elif sys.exc_info()[0] is not None and not self.run_dir.last_checkpoint.is_file():
+                remove_new_run(made)  # nothing to resume: leave nothing
         distributed.finish(self.ranks)  # what follows is rank 0's alone
         if not self.ranks.main:
             return {}

@@ -79,7 +79,10 @@ def check_training_memory(
         weights, activations = training_bytes(config, config_of_model, dataset.image_shape, batch)
     except Exception:  # a model that cannot be built on the meta device is built for real, unchecked
         return
-    limits.check_memory(weights, device, "the model with its gradients and Adam's state", "; make it smaller")
+    sizes = ("hidden", "channels", "width", "latent_dim", "codebook_size")  # the options that size it
+    shape = ", ".join(f"--{k.replace('_', '-')}" for k in sizes if config_of_model.get(k))
+    hint = "; make it smaller" + (f": {shape}" if shape else "")
+    limits.check_memory(weights, device, "the model with its gradients and Adam's state", hint)
     if activations is not None:
         held = limits.human(activations)
         what = f"a training step of {batch:,} images (the model, and {held} of activations)"

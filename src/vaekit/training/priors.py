@@ -24,10 +24,12 @@ from vaekit.models.priors.mixture import MixturePrior
 from vaekit.models.saving import load, save_model
 from vaekit.training.group_prior import fit_group_prior, fit_record, temperatures_after_fit
 from vaekit.utils import plots
-from vaekit.utils.atomic import write_json
+from vaekit.utils.atomic import write_json, write_text
 from vaekit.utils.devices import resolve_device
 from vaekit.utils.errors import VaekitError
 from vaekit.utils.files import read_run_config
+from vaekit.utils.integrity import MANIFEST
+from vaekit.utils.targets import all_or_nothing, check_run_writable
 
 N_SAMPLES = 64  # samples/prior.png: an 8 x 8 grid (a conditional model: a row per class)
 # Mixture components per class (or in all, for a prior without classes); chosen by benchmarks/priors.py.
@@ -143,6 +145,7 @@ def fit_run_prior(
         raise VaekitError(f"{run} holds a {model.name} model; a mixture prior is for Gaussian latents")
     if model.fitted_prior is not None and not overwrite:
         raise VaekitError(f"{run} already has a fitted prior; pass --overwrite to fit a new one")
+    check_run_writable(run, "the prior")
     x, labels, num_classes = training_split(run, config, dev)
     info = fit_mixture_prior(model, x, labels, num_classes, components, per_class, seed, target)
     log(describe_mixture(info))
@@ -215,8 +218,16 @@ def training_split(
     return x, train_set.labels.to(device), dataset.num_classes
 
 
-def save_run_with_prior(run: Path, model: VAE, config: dict[str, Any], seed: int) -> None:
-    """The pictures first, the model last: config.json and model.safetensors change together."""
-    save_prior_samples(model, run / "samples" / "prior.png", seed)
-    save_model(model, run / "model.safetensors")
-    write_json(run / "config.json", {**config, "model": model.config})
+def save_run_with_prior(
+    run: Path, model: VAE, config: dict[str, Any], seed: int, texts: dict[str, str] | None = None
+) -> None:
+    """The pictures first, the model last: config.json and model.safetensors change together, with the
+    files of ``texts`` (name: content) beside them; a write that fails leaves every one as it was."""
+    texts = texts or {}
+    names = [*texts, "samples/prior.png", "model.safetensors", "config.json", MANIFEST]
+    with all_or_nothing([run / name for name in names]):
+        for name, text in texts.items():
+            write_text(run / name, text)
+        save_prior_samples(model, run / "samples" / "prior.png", seed)
+        save_model(model, run / "model.safetensors")
+        write_json(run / "config.json", {**config, "model": model.config})

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import shutil
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
@@ -20,7 +21,7 @@ from vaekit.training import distributed
 from vaekit.training.part_settings import chosen_parts
 from vaekit.training.settings import TrainConfig
 from vaekit.training.updates import Updates
-from vaekit.utils.atomic import write_json
+from vaekit.utils.atomic import missing_folders, remove_made, write_json
 from vaekit.utils.errors import VaekitError
 from vaekit.utils.files import read_checkpoint, read_run_config, write_checkpoint
 from vaekit.utils.integrity import DamagedRecord, write_recorded
@@ -115,6 +116,19 @@ def last_intact_checkpoint(run: RunDir, log: Callable[[str], None]) -> dict[str,
             return checkpoint
         kept = f"none of its {len(others)} other checkpoints is intact" if others else "it has no other"
         raise VaekitError(f"{damaged}; {kept} (--save-every N keeps more)") from None
+
+
+def made_folders(run: RunDir) -> list[Path]:
+    """The folders a new run makes (its folder, then any missing above it), for ``remove_new_run`` if
+    it fails before it keeps anything; none for a folder that exists."""
+    return [] if run.path.exists() else [run.path, *missing_folders(run.path)]
+
+
+def remove_new_run(made: list[Path]) -> None:
+    """Remove a failed new run's folders (``made_folders``): the output policy (utils.targets)."""
+    if made:
+        shutil.rmtree(made[0], ignore_errors=True)
+        remove_made(made[1:])
 
 
 def start_folder(run: RunDir, overwrite: bool, run_config: dict[str, Any]) -> Path | None:

@@ -245,8 +245,11 @@ def resumed_config(out: str | os.PathLike, **changes: Any) -> TrainConfig:
     A change to a setting in FIXED_ON_RESUME is an error, as is an unknown setting.
     """
     stored = read_run_config(Path(out))
-    require_model(stored["model"].get("name"), stored["model"].get("plugin"))  # missing: what to install
-    require_parts(stored.get("parts"))
+    try:  # missing: what to install
+        require_model(stored["model"].get("name"), stored["model"].get("plugin"))
+        require_parts(stored.get("parts"))
+    except VaekitError as exc:
+        raise VaekitError(f"{out}: {exc}") from None
     config = TrainConfig.from_dict(stored["train"])
     for key, value in fold_part_options(changes).items():
         if key not in TrainConfig.__dataclass_fields__:

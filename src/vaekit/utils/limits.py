@@ -60,9 +60,11 @@ def check_memory(size: int, device: torch.device, what: str, hint: str = "") -> 
 def check_disk(size: int, path: str | os.PathLike, what: str) -> None:
     """Refuse ``what`` if writing ``size`` bytes at ``path`` would fill its disk."""
     folder = Path(path).parent if str(Path(path).parent) else Path(".")
+    while not folder.exists() and folder != folder.parent:  # a folder the write will make: its disk
+        folder = folder.parent
     free = shutil.disk_usage(folder).free
     if size > DISK_SHARE * free:
-        raise VaekitError(f"{what} is {human(size)}; {folder} has {human(free)} free")
+        raise VaekitError(f"cannot write {path}: {what} is {human(size)}; {folder} has {human(free)} free")
 
 
 def check_grid(n: int, image_shape: tuple[int, ...], what: str = "a grid") -> None:

@@ -16,23 +16,16 @@ import numpy as np
 
 from vaekit.utils.atomic import atomic_write
 from vaekit.utils.errors import VaekitError
+from vaekit.utils.targets import file_target
 
 FORMATS = (".npy", ".npz", ".parquet", ".csv")
 
 
-def check_output(path: str | os.PathLike) -> Path:
-    """``path`` as a table file that can be written: a known suffix, an existing writable folder, and for
-    Parquet pyarrow installed. Checked before any work, so that a bad output costs nothing."""
-    path = Path(path)
-    if path.suffix.lower() not in FORMATS:
-        raise VaekitError(f"--out {path}: the file name must end in {', '.join(FORMATS)}")
-    folder = path.parent if str(path.parent) else Path(".")
-    if not folder.is_dir():
-        raise VaekitError(f"--out {path}: the folder {folder} does not exist")
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise VaekitError(f"--out {path}: the folder {folder} is not writable")
-    if path.is_dir():
-        raise VaekitError(f"--out {path} is a folder; give a file name")
+def check_output(path: str | os.PathLike, overwrite: bool = False) -> Path:
+    """``path`` as a table file that can be written (``utils.targets.file_target``: a known suffix, an
+    existing writable folder, no file there unless ``overwrite``), and for Parquet pyarrow installed.
+    Checked before any work, so that a bad output costs nothing."""
+    path = file_target(path, overwrite=overwrite, suffixes=FORMATS)
     if path.suffix.lower() == ".parquet":
         try:
             import pyarrow  # noqa: F401
@@ -43,7 +36,7 @@ def check_output(path: str | os.PathLike) -> Path:
 
 def write_table(path: str | os.PathLike, columns: dict[str, np.ndarray]) -> Path:
     """Write ``columns`` (equal first axes) to ``path`` in the format its suffix names, atomically."""
-    path = check_output(path)
+    path = check_output(path, overwrite=True)  # the caller checked it before its work
     rows = {len(values) for values in columns.values()}
     if len(rows) > 1:
         raise VaekitError(f"columns of different lengths: {sorted(rows)}")
