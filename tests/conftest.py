@@ -6,6 +6,8 @@ import gzip
 import http.server
 import shutil
 import struct
+import subprocess
+import tempfile
 import threading
 from pathlib import Path
 
@@ -139,6 +141,27 @@ def digits_classifier_dir(_digits_classifier_cache: Path, monkeypatch) -> Path:
     quality, trained once per session (~15 s)."""
     monkeypatch.setenv("VAEKIT_DATA", str(_digits_classifier_cache))
     return _digits_classifier_cache
+
+
+@pytest.fixture
+def small_filesystem():
+    """A real 4 MB filesystem (a tmpfs mounted for the test; skipped where the machine cannot mount
+    one); yields (its folder, remount), remount taking mount options: "size=64m", "ro", "rw"."""
+    folder = Path(tempfile.mkdtemp(prefix="vaekit-tmpfs-"))
+    mount = ["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(folder)]
+    done = subprocess.run(mount, capture_output=True)
+    if done.returncode != 0:
+        folder.rmdir()
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
+
+    def remount(options: str) -> None:
+        subprocess.run(["mount", "-o", f"remount,{options}", str(folder)], check=True)
+
+    try:
+        yield folder, remount
+    finally:
+        subprocess.run(["umount", str(folder)], check=True)
+        folder.rmdir()
 
 
 def folder_snapshot(folder: Path) -> dict[str, bytes]:

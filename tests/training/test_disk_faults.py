@@ -13,8 +13,6 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
-from pathlib import Path
 
 import pytest
 import torch
@@ -38,29 +36,8 @@ TRAIN = [
 ]
 
 
-@pytest.fixture
-def small_filesystem():
-    """A 4 MB tmpfs, mounted for the test; yields (its folder, a function that resizes it)."""
-    folder = Path(tempfile.mkdtemp(prefix="vaekit-tmpfs-"))
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(folder)], capture_output=True
-    )
-    if mounted.returncode != 0:
-        folder.rmdir()
-        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
-
-    def resize(size: str) -> None:
-        subprocess.run(["mount", "-o", f"remount,size={size}", str(folder)], check=True)
-
-    try:
-        yield folder, resize
-    finally:
-        subprocess.run(["umount", str(folder)], check=True)
-        folder.rmdir()
-
-
 def test_a_full_filesystem_stops_the_run_with_the_last_checkpoint_whole(small_filesystem, tmp_path, capsys):
-    folder, resize = small_filesystem
+    folder, remount = small_filesystem
     run = folder / "run"
     assert main([*TRAIN, "--epochs", "3", "--out", str(run)]) == 1
     err = capsys.readouterr().err.strip()
@@ -72,7 +49,7 @@ def test_a_full_filesystem_stops_the_run_with_the_last_checkpoint_whole(small_fi
     verify(run / "checkpoints" / "last.pt")
     assert torch.load(run / "checkpoints" / "last.pt", weights_only=True)["epoch"] == 1
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["last.pt"]  # no partial file
-    resize("64m")  # space freed
+    remount("size=64m")  # space freed
     assert main([*TRAIN, "--epochs", "3", "--resume", "--out", str(run)]) == 0
     assert main([*TRAIN, "--epochs", "3", "--out", str(tmp_path / "straight")]) == 0
     assert_same_run(tmp_path / "straight", run)

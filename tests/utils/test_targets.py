@@ -11,8 +11,6 @@ from __future__ import annotations
 import importlib.util
 import os
 import shutil
-import subprocess
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -106,26 +104,6 @@ NEEDS = {"export": ("onnx", "onnxruntime"), "sweep": ("optuna",)}
 CASES = ("missing folder", "missing folder, full", "existing", "read-only", "full")
 
 
-@pytest.fixture
-def filesystem():
-    """A 4 MB tmpfs; yields (its folder, remount(options))."""
-    folder = Path(tempfile.mkdtemp(prefix="vaekit-targets-"))
-    mount = ["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(folder)]
-    done = subprocess.run(mount, capture_output=True)
-    if done.returncode != 0:
-        folder.rmdir()
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
-
-    def remount(options: str) -> None:
-        subprocess.run(["mount", "-o", f"remount,{options}", str(folder)], check=True)
-
-    try:
-        yield folder, remount
-    finally:
-        subprocess.run(["umount", str(folder)], check=True)
-        folder.rmdir()
-
-
 def tree(folder: Path) -> dict[str, bytes | None]:
     """Every path under ``folder`` (hidden ones too) with a file's bytes: what "nothing left" compares."""
     return {str(p.relative_to(folder)): p.read_bytes() if p.is_file() else None for p in folder.rglob("*")}
@@ -170,11 +148,11 @@ EXPECTED = {  # what the one line must say, beside the path
 
 @pytest.mark.parametrize("case", CASES)
 @pytest.mark.parametrize("name", sorted(COMMANDS))
-def test_every_command_under_every_case_of_its_target(name, case, filesystem, trained_run, capsys):
+def test_every_command_under_every_case_of_its_target(name, case, small_filesystem, trained_run, capsys):
     for module in NEEDS.get(name, ()):
         if importlib.util.find_spec(module) is None:
             pytest.skip(f"{name} needs {module}")
-    fs, remount = filesystem
+    fs, remount = small_filesystem
     command = COMMANDS[name]
     (trained_run.parent / "sweep.toml").write_text(SWEEP)
     target = _target(command, case, fs, trained_run)
