@@ -4,6 +4,7 @@ and ``--resume`` continues bit-identically, as Ctrl-C does."""
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
@@ -14,7 +15,7 @@ import torch
 
 from tests.conftest import quiet_trainer, tiny_config
 from tests.training.test_loop import assert_same_run
-from vaekit.training import TrainingInterrupted, resume
+from vaekit.training import Trainer, TrainingInterrupted, resume, resumed_config
 from vaekit.training.interrupt import StopSignals
 
 TINY = ["--dataset", "digits", "--hidden", "32", "--latent-dim", "2", "--batch-size", "64", "--no-progress"]
@@ -79,3 +80,31 @@ def test_a_signal_in_process_stops_the_loop_at_the_step(tmp_path, stop):
     assert info.value.exit_status == 128 + stop
     checkpoint = torch.load(tmp_path / "run" / "checkpoints" / "last.pt", weights_only=True)
     assert (checkpoint["epoch"], checkpoint["step"]) == (0, 5)
+
+
+def test_a_resume_stopped_before_its_first_epoch_ends_leaves_a_run_that_loads(tmp_path, capsys):
+    """Found by the run folder's state machine (test_run_folder_states.py): the resume dropped the fitted
+    prior from config.json at its start while model.safetensors kept it, so a stop before the first
+    epoch's save left a folder that sample and evaluate refused ("weights ... do not match its config")."""
+    from vaekit.cli import main
+
+    out = tmp_path / "run"
+    quiet_trainer(tiny_config(epochs=1), out).run()  # ends by fitting a mixture prior
+    trainer = Trainer(resumed_config(out, epochs=3), out, resume=True, progress=False, log=lambda line: None)
+    real_loss, calls = trainer.model.loss, []
+
+    def loss_then_sigterm(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            signal.raise_signal(signal.SIGTERM)
+        return real_loss(*args, **kwargs)
+
+    trainer.model.loss = loss_then_sigterm
+    with pytest.raises(TrainingInterrupted):
+        trainer.run()
+    capsys.readouterr()
+    code = main(["sample", str(out), "--n", "4", "--out", str(tmp_path / "s.png")])
+    assert code == 0, capsys.readouterr().err
+    assert "from the fitted prior" in capsys.readouterr().out  # the weights and config.json still agree
+    resume(out, epochs=3, progress=False, log=lambda line: None)
+    assert json.loads((out / "config.json").read_text())["epochs_completed"] == 3

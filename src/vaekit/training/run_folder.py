@@ -3,6 +3,7 @@ the checkpoint that holds everything a resumed run needs (model, optimizer, posi
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -133,11 +134,16 @@ def remove_new_run(made: list[Path]) -> None:
 
 def start_folder(run: RunDir, overwrite: bool, run_config: dict[str, Any]) -> Path | None:
     """Create the run folder; with --overwrite, move the old one aside (returned) until the new run has
-    its first checkpoint."""
+    its first checkpoint. A resumed run's config.json keeps the model section of the model.safetensors
+    beside it (a fitted prior the resume drops) until the first epoch saves the two together: stopped
+    before that, the folder still loads."""
     backup = None
     if overwrite and not run.is_empty():
         backup = run.path.with_name(f".{run.path.name}.replaced-{os.getpid()}")
         os.replace(run.path, backup)
+    elif run.config.is_file() and run.model.is_file():
+        with contextlib.suppress(VaekitError):  # a damaged config.json is rewritten whole
+            run_config = {**run_config, "model": read_run_config(run.path)["model"]}
     for folder in (run.path, run.samples, run.reconstructions, run.checkpoints):
         folder.mkdir(parents=True, exist_ok=True)
     write_json(run.config, run_config)
