@@ -52,7 +52,8 @@ from vaekit.training.run_folder import (
     RunDir,
     TrainingState,
     describe_run,
-    made_folders,
+    folder_state,
+    held,
     make_checkpoint,
     open_folder,
     remove_new_run,
@@ -132,6 +133,7 @@ class Trainer:
         self.loss_of = compile_step(self, log)  # with --compile, or where it is the device's default
         # opened now: a missing package or an unusable MLflow store is an error before the folder is touched
         self.tensorboard, self.mlflow = open_loggers(self, checkpoint)
+        self._seen = folder_state(self.run_dir)  # the folder as checked: run() refuses it changed since
         if checkpoint is not None:
             self._restore(checkpoint)
         self.budget = TimeBudget.of(config, self.state.trained_seconds, self.ranks, log)
@@ -193,12 +195,10 @@ class Trainer:
     # ------------------------------------------------------------------------------------- training
     def run(self) -> dict[str, Any]:
         """Train until ``config.epochs`` are done; returns the test evaluation written to eval.json."""
-        with tracked(self.mlflow):  # an MLflow run ends FINISHED, KILLED (Ctrl-C) or FAILED with training
-            return self._run()
+        with tracked(self.mlflow), held(self.run_dir, self._seen, self.ranks.main) as made:  # made: removed
+            return self._run(made)  # if the run fails before it keeps anything (MLflow: FINISHED, FAILED...)
 
-    def _run(self) -> dict[str, Any]:
-        # the folders this run makes are removed again if it fails before it keeps anything
-        made = made_folders(self.run_dir) if self.ranks.main else []
+    def _run(self, made: list[Path]) -> dict[str, Any]:
         try:
             backup = None
             if self.ranks.main:

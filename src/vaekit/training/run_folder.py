@@ -4,11 +4,12 @@ the checkpoint that holds everything a resumed run needs (model, optimizer, posi
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import platform
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -130,6 +131,45 @@ def remove_new_run(made: list[Path]) -> None:
     if made:
         shutil.rmtree(made[0], ignore_errors=True)
         remove_made(made[1:])
+
+
+def folder_state(run: RunDir) -> tuple[Any, ...] | None:
+    """What a second process could have changed in the run folder: None while it is missing or empty,
+    else its files' names and its last checkpoint's size and time."""
+    names = sorted(p.name for p in run.path.iterdir()) if run.path.is_dir() else []
+    if not names:
+        return None
+    last = run.last_checkpoint.stat() if run.last_checkpoint.is_file() else None
+    return (names, None if last is None else (last.st_size, last.st_mtime_ns))
+
+
+@contextlib.contextmanager
+def held(run: RunDir, seen: tuple[Any, ...] | None, main: bool) -> Iterator[list[Path]]:
+    """One training process per run folder: an exclusive lock on the folder (flock on its descriptor:
+    the kernel drops it when the process dies, and no file is left) while this one trains. Refused when
+    another process holds it, or when the folder changed since this one read it (``seen``: another train
+    came and went). Yields the folders this run made (``made_folders``, removed if it keeps nothing)."""
+    if not main:
+        yield []
+        return
+    made = made_folders(run)
+    run.path.mkdir(parents=True, exist_ok=True)
+    fd = os.open(run.path, os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise VaekitError(
+                f"{run.path} is being trained by another process: wait for it to end, or give another --out"
+            ) from None
+        if folder_state(run) != seen:  # not removed: what is in it now is the other process's
+            raise VaekitError(
+                f"{run.path} changed while this run was starting (another vaekit train wrote into it): run "
+                "the command again"
+            )
+        yield made  # the run's own failures are the loop's to clean up
+    finally:
+        os.close(fd)
 
 
 def start_folder(run: RunDir, overwrite: bool, run_config: dict[str, Any]) -> Path | None:
