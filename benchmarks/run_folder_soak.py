@@ -56,8 +56,9 @@ BUGS = {
     "removed) ends train --resume in a traceback: read_checkpoint takes line 0 of torch's empty "
     "EOFError message (src/vaekit/utils/files.py), an IndexError",
     "two-trains-lose-epochs": "two trains into one folder at once both exit 0, and the one that ends last "
-    "leaves its run: the epochs the other finished are gone (since 999a5bd a folder being trained is "
-    "locked, but --overwrite still moves it aside: two train --overwrite at once still do this)",
+    "leaves its run: the epochs the other finished are gone (999a5bd locks a folder while it trains, but "
+    "a second that read the folder before the first ended still resumes from what it read, and "
+    "--overwrite moves the locked folder aside)",
 }
 
 

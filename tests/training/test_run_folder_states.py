@@ -337,7 +337,8 @@ class RunFolderMachine(RuleBasedStateMachine):
             if position and position[0] == len(metrics(self.run)) == ends == max(done):
                 return self.trained(max(done))
         # what one train said it had finished, the other's files replaced, or removed
-        known_bug("two-trains-lose-epochs", f"{done} epochs ended with 0; then last.pt holds {position}")
+        kind = "train --overwrite" if overwrite else "train --resume" if resumed else "train"
+        known_bug("two-trains-lose-epochs", f"two {kind}: {done} epochs ended 0; last.pt holds {position}")
         if overwrite:  # moved aside, past the lock: the old run put back, a new one or a mix is left,
             shutil.rmtree(self.run, ignore_errors=True)  # no state this model can hold: go on from none
             return
