@@ -162,6 +162,6 @@ def compare_runs(
         sources, relative = _write_images(summaries, staging / "images")
         write_text(staging / "report.md", markdown_report(summaries, relative, extra))
         write_text(staging / "report.html", html_report(summaries, sources, extra))
-    families = [summaries[group[0]]["likelihood"].split(",")[0] for group in likelihood_groups(summaries)]
+    families = list(likelihood_groups(summaries))
     written: dict[str, Any] = {"markdown": out / "report.md", "html": out / "report.html"}
     return {**written, "images": out / "images", "likelihoods": families}

@@ -30,13 +30,13 @@ def likelihood_of(config: dict[str, Any]) -> str:
     return f"{kind}, {std} std" if isinstance(std, str) else f"{kind}, std {std:g}"
 
 
-def likelihood_groups(summaries: list[dict[str, Any]]) -> list[list[int]]:
-    """The runs' indices grouped by likelihood family (Bernoulli, Gaussian), in the order first seen:
-    the negative log-likelihoods of different families do not compare."""
+def likelihood_groups(summaries: list[dict[str, Any]]) -> dict[str, list[int]]:
+    """The runs' indices by likelihood family ("Bernoulli", "Gaussian"), in the order first seen: the
+    negative log-likelihoods of different families do not compare."""
     groups: dict[str, list[int]] = {}
     for i, s in enumerate(summaries):
         groups.setdefault(s["likelihood"].split(",")[0], []).append(i)
-    return list(groups.values())
+    return groups
 
 
 # ------------------------------------------------------------------------------------ formatting
@@ -107,11 +107,7 @@ def grouped_tables(summaries: list[dict[str, Any]]) -> list[tuple[str, tuple[lis
     header, rows = table_rows(summaries)
     if len(groups) == 1:
         return [("", (header, rows))]
-    family = [summaries[group[0]]["likelihood"].split(",")[0] for group in groups]
-    return [
-        (f"{name} likelihood", (header, [rows[i] for i in group]))
-        for name, group in zip(family, groups, strict=True)
-    ]
+    return [(f"{name} likelihood", (header, [rows[i] for i in group])) for name, group in groups.items()]
 
 
 def _groups_cell(figures: dict[str, Any]) -> str:
