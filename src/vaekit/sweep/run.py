@@ -21,7 +21,7 @@ from vaekit.sweep.spec import Dimension, Sweep, read_sweep_file, trial_config
 from vaekit.training.config_files import parse_toml, read_text_file, tomllib
 from vaekit.training.settings import TrainConfig
 from vaekit.utils.atomic import DIRECTORY_MODE, missing_folders, remove_made, writing
-from vaekit.utils.errors import VaekitError
+from vaekit.utils.errors import VaekitError, first_line
 from vaekit.utils.files import read_json_lines
 
 
@@ -197,7 +197,7 @@ def _open_study(optuna: Any, folder: Path, options: dict[str, Any], storage: str
         joined = False
         study = None
     except Exception as exc:  # an unreachable database, a missing driver
-        raise VaekitError(f"cannot open the study storage: {str(exc).splitlines()[0]}") from None
+        raise VaekitError(f"cannot open the study storage: {first_line(exc)}") from None
     seed = options.get("seed")
     if seed is not None and joined:  # a second worker with the same seed would repeat the first's draws
         seed += len(study.trials)

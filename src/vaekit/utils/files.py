@@ -16,7 +16,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open
 
-from vaekit.utils.errors import VaekitError
+from vaekit.utils.errors import VaekitError, first_line
 from vaekit.utils.integrity import verify
 
 
@@ -43,7 +43,7 @@ def read_checkpoint(path: Path) -> dict[str, Any]:
     except FileNotFoundError:
         raise VaekitError(f"no checkpoint {path}") from None
     except Exception as exc:  # torch raises many types for a damaged zip/pickle
-        raise VaekitError(f"corrupt checkpoint {path}: {str(exc).splitlines()[0]}") from None
+        raise VaekitError(f"corrupt checkpoint {path}: {first_line(exc)}") from None
     if not isinstance(ckpt, dict) or "config" not in ckpt or "model" not in ckpt:
         raise VaekitError(f"{path} is not a vaekit checkpoint")
     return ckpt
