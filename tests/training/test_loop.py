@@ -381,29 +381,3 @@ def test_a_collapsed_posterior_is_named_at_the_end_of_training_and_the_default_s
     stored = json.loads((tmp_path / "calibrated" / "config.json").read_text())["model"]
     assert stored["decoder_std"] == "calibrated"
     assert kl_collapse_warning(0.2, "bernoulli", learned_std=False).endswith("before the latent was used)")
-
-
-def test_a_second_train_into_a_folder_being_trained_is_refused_and_harms_nothing(tmp_path):
-    """Found by the run folder's state machine: two trains into one folder at once both ended well, and
-    the epochs of the one that ended first were lost."""
-    import fcntl
-    import os
-
-    out = tmp_path / "run"
-    out.mkdir()
-    fd = os.open(out, os.O_RDONLY)  # the lock a training process holds on its folder
-    fcntl.flock(fd, fcntl.LOCK_EX)
-    try:
-        message = error_of(quiet_trainer(tiny_config(epochs=1), out).run)
-    finally:
-        os.close(fd)
-    assert message == f"{out} is being trained by another process: wait for it to end, or give another --out"
-    assert list(out.iterdir()) == []
-    # one that read the folder, then found another run in it when it came to train: refused, no harm
-    late = quiet_trainer(tiny_config(epochs=1), out)
-    quiet_trainer(tiny_config(epochs=1), out).run()
-    before = folder_snapshot(out)
-    assert "changed while this run was starting" in error_of(late.run)
-    assert folder_snapshot(out) == before
-    quiet_trainer(tiny_config(epochs=2), out, resume=True).run()  # the lock is given back
-    assert len(metrics(out)) == 2

@@ -73,3 +73,13 @@ def test_without_tensorboard_installed_the_error_is_one_line_and_no_folder_is_ma
     out = tmp_path / "run"
     assert "pip install 'vaekit[tb]'" in error_of(quiet_trainer, tiny_config(tensorboard=True), out)
     assert not out.exists()
+
+
+def test_an_overwrite_with_tensorboard_logs_into_the_new_run(trained_run):
+    """The writer made tb/ when the trainer was built, in the old folder that --overwrite then moved
+    aside: the run ended in a traceback from TensorBoard's thread and left the old run hidden."""
+    trainer = quiet_trainer(tiny_config(epochs=1, tensorboard=True), trained_run, overwrite=True)
+    assert not (trained_run / "tb").exists()  # nothing written before training starts
+    trainer.run()
+    assert [p.name for p in trained_run.parent.iterdir()] == ["run"]
+    assert len(events(trained_run).Scalars("step/loss")) == trainer.n_batches

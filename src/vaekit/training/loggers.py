@@ -184,7 +184,20 @@ class TensorBoardLogger:
         except ImportError:  # torch's writer needs the tensorboard package
             raise VaekitError("--tensorboard needs TensorBoard: pip install 'vaekit[tb]'") from None
         self.run = run
-        self.writer = SummaryWriter(log_dir=str(run.tensorboard), purge_step=purge_step)
+        self._open = lambda: SummaryWriter(log_dir=str(run.tensorboard), purge_step=purge_step)
+        self._writer: Any = None
+
+    @property
+    def writer(self) -> Any:
+        """The SummaryWriter, made at its first use: it makes tb/ and its event file at once, and the
+        run folder is not this process's until training starts (``folder_lock.held``)."""
+        if self._writer is None:
+            self._writer = self._open()
+        return self._writer
+
+    def flush(self) -> None:
+        if self._writer is not None:
+            self._writer.flush()
 
     @classmethod
     def for_run(cls, run: RunDir, checkpoint: dict[str, Any] | None, n_batches: int) -> TensorBoardLogger:

@@ -13,7 +13,6 @@ import contextlib
 import json
 import math
 import os
-import shutil
 import sys
 import time
 from collections.abc import Callable
@@ -36,6 +35,7 @@ from vaekit.training.budget import stopped_by as stopped_by_what
 from vaekit.training.compiled import CompiledLoss, compile_step
 from vaekit.training.data import load_training_dataset, place_data
 from vaekit.training.finish import finish_run
+from vaekit.training.folder_lock import discard, folder_state, held, settle
 from vaekit.training.interrupt import StopSignals, stop_interrupted
 from vaekit.training.loggers import (
     N_RECON,
@@ -51,12 +51,10 @@ from vaekit.training.model_settings import build_run_model, model_config
 from vaekit.training.run_folder import (
     RunDir,
     TrainingState,
+    check_resume_target,
     describe_run,
-    folder_state,
-    held,
     make_checkpoint,
     open_folder,
-    remove_new_run,
     restore_checkpoint,
     save_checkpoint,
     start_folder,
@@ -101,6 +99,7 @@ class Trainer:
         self.progress = sys.stderr.isatty() if progress is None else progress
         self.overwrite = overwrite
         # Everything that can fail on bad input happens here, before the run folder is touched.
+        self._seen = folder_state(self.run_dir)  # the folder before it is read: run() refuses it changed
         checkpoint, had_prior = open_folder(self.run_dir, resume, overwrite, self.ranks, log)
         self.config = config
         dataset, data_dir = load_training_dataset(config, self.ranks, self.progress, log)
@@ -133,7 +132,6 @@ class Trainer:
         self.loss_of = compile_step(self, log)  # with --compile, or where it is the device's default
         # opened now: a missing package or an unusable MLflow store is an error before the folder is touched
         self.tensorboard, self.mlflow = open_loggers(self, checkpoint)
-        self._seen = folder_state(self.run_dir)  # the folder as checked: run() refuses it changed since
         if checkpoint is not None:
             self._restore(checkpoint)
         self.budget = TimeBudget.of(config, self.state.trained_seconds, self.ranks, log)
@@ -147,6 +145,7 @@ class Trainer:
         )
         if not self.ranks.main and s.sums is not None:
             s.sums.zero_()
+        check_resume_target(s, self.config.epochs, self.n_batches, self.run_dir)
 
     def _new_model(self, dataset: Dataset, checkpoint: dict[str, Any] | None) -> VAE:
         """The model on the device: seeded from the settings for a new run, shaped as the checkpoint's
@@ -195,16 +194,17 @@ class Trainer:
     # ------------------------------------------------------------------------------------- training
     def run(self) -> dict[str, Any]:
         """Train until ``config.epochs`` are done; returns the test evaluation written to eval.json."""
-        with tracked(self.mlflow), held(self.run_dir, self._seen, self.ranks.main) as made:  # made: removed
-            return self._run(made)  # if the run fails before it keeps anything (MLflow: FINISHED, FAILED...)
+        # made: the folders removed if the run fails before it keeps anything; backup: the run that
+        # --overwrite replaces, put back until this one has a checkpoint (MLflow: FINISHED, FAILED...)
+        with tracked(self.mlflow), held(self.run_dir, self._seen, self.ranks.main, self.overwrite) as held_:
+            return self._run(*held_)
 
-    def _run(self, made: list[Path]) -> dict[str, Any]:
+    def _run(self, made: list[Path], backup: Path | None) -> dict[str, Any]:
         try:
-            backup = None
             if self.ranks.main:
-                backup = start_folder(self.run_dir, self.overwrite, self.run_config())
+                start_folder(self.run_dir, self.run_config())
         except BaseException:
-            remove_new_run(made)
+            settle(self.run_dir, made, backup, failed=True)
             raise
         if self.mlflow is not None:  # in the folder now made: mlflow.json
             self.mlflow.start(self.run_config(), self.state.history)
@@ -226,19 +226,16 @@ class Trainer:
                         self._end_epoch()
                     if self.out_of_time:
                         save_at_time_limit(self)
-                    if backup is not None:  # the new run has its first good checkpoint
-                        shutil.rmtree(backup, ignore_errors=True)
-                        backup = None
+                    discard(backup)  # the new run has its first good checkpoint
+                    backup = None
         finally:
+            failed = sys.exc_info()[0] is not None
             if self.ranks.main and self._summaries_at[0] != self.state.epoch:  # the last epoch is drawn
-                self._save_summaries(after_error=sys.exc_info()[0] is not None)
+                self._save_summaries(after_error=failed)
+            if self.ranks.main:  # a run stopped with no checkpoint leaves nothing, or the run it replaced
+                settle(self.run_dir, made, backup, failed)
             if self.tensorboard is not None:  # what an interrupted run logged stays readable
-                self.tensorboard.writer.flush()
-            if backup is not None:  # failed before replacing it: put the old run back
-                shutil.rmtree(self.run_dir.path, ignore_errors=True)
-                os.replace(backup, self.run_dir.path)
-            elif sys.exc_info()[0] is not None and not self.run_dir.last_checkpoint.is_file():
-                remove_new_run(made)  # nothing to resume: leave nothing
+                self.tensorboard.flush()
         distributed.finish(self.ranks)  # what follows is rank 0's alone
         if not self.ranks.main:
             return {}

@@ -4,12 +4,10 @@ the checkpoint that holds everything a resumed run needs (model, optimizer, posi
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import platform
-import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -23,7 +21,7 @@ from vaekit.training import distributed
 from vaekit.training.part_settings import chosen_parts
 from vaekit.training.settings import TrainConfig
 from vaekit.training.updates import Updates
-from vaekit.utils.atomic import missing_folders, remove_made, write_json
+from vaekit.utils.atomic import write_json
 from vaekit.utils.errors import VaekitError
 from vaekit.utils.files import read_checkpoint, read_run_config, write_checkpoint
 from vaekit.utils.integrity import DamagedRecord, write_recorded
@@ -87,9 +85,9 @@ def check_folder(
                 f"{run.path} has no checkpoint to resume from: it stopped before its first epoch ended; "
                 "start it again without --resume"
             )
-        if not run.last_checkpoint.is_file():
+        if not run.last_checkpoint.is_file() and not any(run.checkpoints.glob("epoch_*.pt")):
             raise VaekitError(f"{run.path} has no checkpoint to resume from ({run.last_checkpoint})")
-        return last_intact_checkpoint(run, log)
+        return last_intact_checkpoint(run, log)  # a missing last.pt, as a damaged one, falls back
     if run.path.exists() and not run.path.is_dir():
         raise VaekitError(f"--out {run.path} is a file, not a folder")
     if not run.is_empty() and not overwrite and not run.saved_nothing():
@@ -101,8 +99,8 @@ def check_folder(
 
 
 def last_intact_checkpoint(run: RunDir, log: Callable[[str], None]) -> dict[str, Any]:
-    """checkpoints/last.pt, or if it is damaged (its digest not the one recorded, or unreadable) the
-    newest of the run's other checkpoints (--save-every's epoch_NNN.pt) that is intact, with a note."""
+    """checkpoints/last.pt, or if it is damaged (its digest not the one recorded, or unreadable) or gone,
+    the newest of the run's other checkpoints (--save-every's epoch_NNN.pt) that is intact, with a note."""
     try:
         return read_checkpoint(run.last_checkpoint)
     except DamagedRecord:  # the record, not the checkpoint: no other would fare better
@@ -120,74 +118,17 @@ def last_intact_checkpoint(run: RunDir, log: Callable[[str], None]) -> dict[str,
         raise VaekitError(f"{damaged}; {kept} (--save-every N keeps more)") from None
 
 
-def made_folders(run: RunDir) -> list[Path]:
-    """The folders a new run makes (its folder, then any missing above it), for ``remove_new_run`` if
-    it fails before it keeps anything; none for a folder that exists."""
-    return [] if run.path.exists() else [run.path, *missing_folders(run.path)]
-
-
-def remove_new_run(made: list[Path]) -> None:
-    """Remove a failed new run's folders (``made_folders``): the output policy (utils.targets)."""
-    if made:
-        shutil.rmtree(made[0], ignore_errors=True)
-        remove_made(made[1:])
-
-
-def folder_state(run: RunDir) -> tuple[Any, ...] | None:
-    """What a second process could have changed in the run folder: None while it is missing or empty,
-    else its files' names and its last checkpoint's size and time."""
-    names = sorted(p.name for p in run.path.iterdir()) if run.path.is_dir() else []
-    if not names:
-        return None
-    last = run.last_checkpoint.stat() if run.last_checkpoint.is_file() else None
-    return (names, None if last is None else (last.st_size, last.st_mtime_ns))
-
-
-@contextlib.contextmanager
-def held(run: RunDir, seen: tuple[Any, ...] | None, main: bool) -> Iterator[list[Path]]:
-    """One training process per run folder: an exclusive lock on the folder (flock on its descriptor:
-    the kernel drops it when the process dies, and no file is left) while this one trains. Refused when
-    another process holds it, or when the folder changed since this one read it (``seen``: another train
-    came and went). Yields the folders this run made (``made_folders``, removed if it keeps nothing)."""
-    if not main:
-        yield []
-        return
-    made = made_folders(run)
-    run.path.mkdir(parents=True, exist_ok=True)
-    fd = os.open(run.path, os.O_RDONLY)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise VaekitError(
-                f"{run.path} is being trained by another process: wait for it to end, or give another --out"
-            ) from None
-        if folder_state(run) != seen:  # not removed: what is in it now is the other process's
-            raise VaekitError(
-                f"{run.path} changed while this run was starting (another vaekit train wrote into it): run "
-                "the command again"
-            )
-        yield made  # the run's own failures are the loop's to clean up
-    finally:
-        os.close(fd)
-
-
-def start_folder(run: RunDir, overwrite: bool, run_config: dict[str, Any]) -> Path | None:
-    """Create the run folder; with --overwrite, move the old one aside (returned) until the new run has
-    its first checkpoint. A resumed run's config.json keeps the model section of the model.safetensors
+def start_folder(run: RunDir, run_config: dict[str, Any]) -> None:
+    """Fill the run folder (held, and emptied by --overwrite: ``folder_lock.held``) with its subfolders
+    and config.json. A resumed run's config.json keeps the model section of the model.safetensors
     beside it (a fitted prior the resume drops) until the first epoch saves the two together: stopped
     before that, the folder still loads."""
-    backup = None
-    if overwrite and not run.is_empty():
-        backup = run.path.with_name(f".{run.path.name}.replaced-{os.getpid()}")
-        os.replace(run.path, backup)
-    elif run.config.is_file() and run.model.is_file():
+    if run.config.is_file() and run.model.is_file():
         with contextlib.suppress(VaekitError):  # a damaged config.json is rewritten whole
             run_config = {**run_config, "model": read_run_config(run.path)["model"]}
     for folder in (run.path, run.samples, run.reconstructions, run.checkpoints):
         folder.mkdir(parents=True, exist_ok=True)
     write_json(run.config, run_config)
-    return backup
 
 
 @dataclass
@@ -312,6 +253,16 @@ def restore_checkpoint(
     )
     set_rng_state(checkpoint["rng"], shuffle)
     return state
+
+
+def check_resume_target(state: TrainingState, epochs: int | None, n_batches: int, run: RunDir) -> None:
+    """Refuse --epochs N for a run stopped inside a later epoch: it cannot end at N (its weights are past
+    it), and training on would go past what was asked."""
+    if epochs is not None and state.step > 0 and state.epoch >= epochs:
+        raise VaekitError(
+            f"--epochs {epochs}: {run.path} stopped inside epoch {state.epoch + 1} (at step {state.step}/"
+            f"{n_batches}); pass --epochs {state.epoch + 1} or more to finish that epoch"
+        )
 
 
 def describe_run(
