@@ -1,12 +1,16 @@
 """vaekit.load: run folders, safetensors files and checkpoints; corrupt and mismatched files."""
 
 import json
+import os
+import signal
 
 import pytest
 import torch
 
 import vaekit
+from tests.conftest import quiet_trainer, tiny_config
 from vaekit.models import MLPVAE
+from vaekit.training import TrainingInterrupted
 from vaekit.utils.errors import VaekitError
 
 
@@ -34,6 +38,44 @@ def test_corrupt_weights(trained_run, tmp_path):
     (trained_run / "model.safetensors").write_bytes(b"\x00garbage" * 10)
     with pytest.raises(VaekitError, match="corrupt weights file .*model.safetensors: its SHA-256"):
         vaekit.load(trained_run)
+
+
+def test_a_damaged_weights_file_names_the_command_that_writes_it_again(trained_run):
+    """Only while a checkpoint can: train --resume rebuilds it (training/finish.py), or trains on to it."""
+    hint = f"; vaekit train --resume --out {trained_run} writes it again from the run's checkpoint"
+    (trained_run / "model.safetensors").write_bytes(b"\x00garbage" * 10)
+    with pytest.raises(VaekitError, match="corrupt weights file") as info:
+        vaekit.load(trained_run)
+    assert str(info.value).endswith(hint)
+    (trained_run / "model.safetensors").unlink()
+    with pytest.raises(VaekitError) as info:
+        vaekit.load(trained_run)
+    assert str(info.value) == f"no weights file {trained_run / 'model.safetensors'}{hint}"
+    last = trained_run / "checkpoints" / "last.pt"
+    last.write_bytes(last.read_bytes()[:100])  # no checkpoint left to rebuild from: no such promise
+    with pytest.raises(VaekitError) as info:
+        vaekit.load(trained_run)
+    assert str(info.value) == f"no weights file {trained_run / 'model.safetensors'}"
+
+
+def test_a_run_stopped_inside_its_first_epoch_says_it_has_no_weights_yet(tmp_path):
+    run = tmp_path / "run"
+    trainer = quiet_trainer(tiny_config(epochs=1), run)
+    real_loss = trainer.model.loss
+
+    def loss_then_ctrl_c(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGINT)
+        return real_loss(*args, **kwargs)
+
+    trainer.model.loss = loss_then_ctrl_c
+    with pytest.raises(TrainingInterrupted):
+        trainer.run()
+    with pytest.raises(VaekitError) as info:
+        vaekit.load(run)
+    assert str(info.value) == (
+        f"{run} has no weights yet: its training stopped inside the first epoch; go on with "
+        f"vaekit train --resume --out {run}"
+    )
 
 
 def test_weights_that_do_not_match_the_config(trained_run):

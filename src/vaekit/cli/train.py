@@ -333,6 +333,7 @@ def run_train(args: argparse.Namespace) -> int:
         distributed,
         resumed_config,
     )
+    from vaekit.training.finish import saved_model_fault
 
     given = _given_settings(args, TrainConfig)
     progress = False if args.no_progress else None
@@ -363,7 +364,9 @@ def run_train(args: argparse.Namespace) -> int:
     elif args.out is not None:  # runs/, the default's folder, is vaekit's own to make
         check_folder_for(out, "--out")
     trainer = Trainer(config, out, resume=args.resume, overwrite=args.overwrite, progress=progress)
-    if trainer.finished:
+    if trainer.finished and saved_model_fault(trainer.run_dir) is not None:  # rebuilt by finishing again
+        print(f"{out} has already trained {trainer.state.epoch} epochs; its model.safetensors is rebuilt")
+    elif trainer.finished:
         if trainer.stopped_early:
             print(f"{out} stopped early after {trainer.state.epoch} epochs; raise --early-stopping to go on")
         else:  # a run as long as its --max-time is extended by a longer one

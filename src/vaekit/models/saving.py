@@ -9,13 +9,14 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from vaekit.models import VAE, build_model
 from vaekit.utils.errors import VaekitError
 from vaekit.utils.files import read_checkpoint, read_run_config, read_safetensors, write_safetensors
-from vaekit.utils.integrity import write_recorded
+from vaekit.utils.integrity import DamagedRecord, write_recorded
 
 CONFIG_KEY = "vaekit_model_config"
 
@@ -43,6 +44,38 @@ def _load_weights(model: VAE, state: dict[str, torch.Tensor], source: Path) -> V
     return model.eval()
 
 
+def _run_weights(run: Path, source: Path, run_config: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """A run folder's weights, or an error that says which command gives them back: a run whose training
+    stopped inside its first epoch has none yet; a damaged or lost file is rebuilt from a checkpoint."""
+    try:
+        state, _ = read_safetensors(source)
+    except DamagedRecord:  # the record's fault (its message says what to do), not the file's
+        raise
+    except VaekitError as exc:
+        if not _has_intact_checkpoint(run):
+            raise
+        if not source.exists() and not run_config.get("epochs_completed"):
+            raise VaekitError(
+                f"{run} has no weights yet: its training stopped inside the first epoch; go on with "
+                f"vaekit train --resume --out {run}"
+            ) from None
+        raise VaekitError(
+            f"{exc}; vaekit train --resume --out {run} writes it again from the run's checkpoint"
+        ) from None
+    return state
+
+
+def _has_intact_checkpoint(run: Path) -> bool:
+    """Whether a checkpoint of the run reads (last.pt, or one --save-every kept), for a resume to start."""
+    for path in [run / "checkpoints" / "last.pt", *sorted((run / "checkpoints").glob("epoch_*.pt"))]:
+        try:
+            read_checkpoint(path)
+            return True
+        except VaekitError:
+            continue
+    return False
+
+
 def load(path: str | os.PathLike, device: str | torch.device = "cpu") -> VAE:
     """Rebuild a trained model from a run folder, a ``.safetensors`` file or a ``.pt`` checkpoint.
 
@@ -50,9 +83,9 @@ def load(path: str | os.PathLike, device: str | torch.device = "cpu") -> VAE:
     """
     path = Path(path)
     if path.is_dir():
-        config = read_run_config(path)["model"]
-        state, _ = read_safetensors(path / "model.safetensors")
-        source = path / "model.safetensors"
+        run_config = read_run_config(path)
+        config, source = run_config["model"], path / "model.safetensors"
+        state = _run_weights(path, source, run_config)
     elif path.suffix == ".safetensors":
         state, metadata = read_safetensors(path)
         if CONFIG_KEY not in metadata:

@@ -1,6 +1,8 @@
 """The end of a run, after its last epoch: the model the folder keeps is evaluated on the test images
 (eval.json), its test latents go to TensorBoard's projector, a Gaussian-latent model gets its fitted
-prior (``training.priors``), and MLflow gets eval.json and the pictures (``training.tracking``)."""
+prior (``training.priors``), and MLflow gets eval.json and the pictures (``training.tracking``). A
+finished run whose model.safetensors was damaged or lost is finished again by ``train --resume``, which
+rebuilds the file from the run's checkpoint (``rebuild_model``)."""
 
 from __future__ import annotations
 
@@ -10,8 +12,13 @@ from vaekit.data import binarize, unit_float
 from vaekit.evaluation.likelihood import elbo_terms
 from vaekit.evaluation.report import kl_collapse_warning
 from vaekit.evaluation.runs import eval_record, write_eval
+from vaekit.models.saving import save_model
 from vaekit.training.priors import fit_prior_after_training
+from vaekit.training.run_folder import RunDir
+from vaekit.utils.atomic import write_json
+from vaekit.utils.errors import VaekitError
 from vaekit.utils.files import read_safetensors
+from vaekit.utils.integrity import DamagedRecord
 
 PRIOR_FIT_IMAGES = 60_000  # the fitted prior sees at most this many training images
 
@@ -20,6 +27,8 @@ def finish_run(trainer: Any) -> dict[str, Any]:
     """Rank 0's work after training a ``loop.Trainer`` (typed Any: loop.py imports this module); returns
     the test evaluation written to eval.json."""
     s = trainer.state
+    if (fault := saved_model_fault(trainer.run_dir)) is not None:
+        rebuild_model(trainer, fault)
     if trainer.stopped_early:
         trainer.log(
             f"early stopping: the validation loss has not improved for {s.epoch - s.best_epoch} epochs; "
@@ -79,3 +88,30 @@ def fit_prior(trainer: Any) -> None:
 def validation_images(trainer: Any) -> Any:
     """The validation images as they are (uint8, not binarized): what samples are measured against."""
     return trainer.dataset.train.images[trainer.data.val_rows.cpu()]
+
+
+def saved_model_fault(run: RunDir) -> str | None:
+    """Why the run's model.safetensors cannot be read (damaged, cut short, gone), or None if it can. A
+    damaged checksums.json is the record's fault, not the file's: None (reading the run says so)."""
+    try:
+        read_safetensors(run.model)
+    except DamagedRecord:
+        return None
+    except VaekitError as exc:
+        return str(exc)
+    return None
+
+
+def rebuild_model(trainer: Any, fault: str) -> None:
+    """model.safetensors and config.json rewritten from the model the checkpoint restored (with --ema,
+    its average, already in the model), as the run's last epoch wrote them; ``finish_run`` then refits
+    the prior and rewrites eval.json as the end of training did."""
+    s = trainer.state
+    if trainer.config.early_stopping and s.best_epoch != s.epoch:
+        raise VaekitError(
+            f"{fault}; it held epoch {s.best_epoch}'s weights (--early-stopping), which no checkpoint "
+            "keeps: train the run again with --overwrite"
+        )
+    trainer.log(f"note: {fault}; rebuilt from the checkpoint of epoch {s.epoch}")
+    save_model(trainer.model, trainer.run_dir.model)
+    write_json(trainer.run_dir.config, trainer.run_config())
