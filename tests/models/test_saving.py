@@ -58,6 +58,42 @@ def test_a_damaged_weights_file_names_the_command_that_writes_it_again(trained_r
     assert str(info.value) == f"no weights file {trained_run / 'model.safetensors'}"
 
 
+def test_a_missing_weights_file_beside_a_damaged_record_names_the_record_first(trained_run):
+    """No checkpoint can be read while checksums.json is damaged: the record is the first repair."""
+    (trained_run / "model.safetensors").unlink()
+    (trained_run / "checksums.json").write_text("{cut")
+    with pytest.raises(VaekitError) as info:
+        vaekit.load(trained_run)
+    message = str(info.value)
+    assert message.startswith(f"no weights file {trained_run / 'model.safetensors'}; corrupt ")
+    assert message.endswith("(remove it to read them unchecked)") and "train --resume" not in message
+    (trained_run / "checksums.json").unlink()
+    with pytest.raises(VaekitError, match="train --resume --out .* writes it again"):
+        vaekit.load(trained_run)
+
+
+def test_a_run_stopped_between_its_weights_and_its_config_still_loads(trained_run, monkeypatch):
+    """A resume's first epoch drops the fitted prior: model.safetensors is written without it, then
+    config.json. A process killed between the two leaves config.json with the prior: found by the run
+    folder's state machine (SIGKILL), refused as 'weights do not match its config'."""
+    import vaekit.training.loggers
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt  # where a SIGKILL could fall
+
+    assert "prior" in json.loads((trained_run / "config.json").read_text())["model"]
+    monkeypatch.setattr(vaekit.training.loggers, "write_json", killed)
+    with pytest.raises(KeyboardInterrupt):
+        quiet_trainer(tiny_config(epochs=3), trained_run, resume=True).run()
+    assert "prior" in json.loads((trained_run / "config.json").read_text())["model"]
+    model = vaekit.load(trained_run)  # the weights' own config: no prior
+    assert model.fitted_prior is None
+    assert torch.equal(
+        model.decode(torch.zeros(1, 2)),
+        vaekit.load(trained_run / "model.safetensors").decode(torch.zeros(1, 2)),
+    )
+
+
 def test_a_run_stopped_inside_its_first_epoch_says_it_has_no_weights_yet(tmp_path):
     run = tmp_path / "run"
     trainer = quiet_trainer(tiny_config(epochs=1), run)

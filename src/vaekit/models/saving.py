@@ -44,15 +44,22 @@ def _load_weights(model: VAE, state: dict[str, torch.Tensor], source: Path) -> V
     return model.eval()
 
 
-def _run_weights(run: Path, source: Path, run_config: dict[str, Any]) -> dict[str, torch.Tensor]:
-    """A run folder's weights, or an error that says which command gives them back: a run whose training
-    stopped inside its first epoch has none yet; a damaged or lost file is rebuilt from a checkpoint."""
+def _run_weights(
+    run: Path, source: Path, run_config: dict[str, Any]
+) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """A run folder's weights and their metadata, or an error that says which command gives them back: a
+    run whose training stopped inside its first epoch has none yet; a damaged or lost file is rebuilt
+    from a checkpoint (once a damaged checksums.json, which stops any from being read, is removed)."""
     try:
-        state, _ = read_safetensors(source)
+        return read_safetensors(source)
     except DamagedRecord:  # the record's fault (its message says what to do), not the file's
         raise
     except VaekitError as exc:
-        if not _has_intact_checkpoint(run):
+        try:
+            rebuildable = _has_intact_checkpoint(run)
+        except DamagedRecord as record:
+            raise VaekitError(f"{exc}; {record}") from None
+        if not rebuildable:
             raise
         if not source.exists() and not run_config.get("epochs_completed"):
             raise VaekitError(
@@ -62,18 +69,35 @@ def _run_weights(run: Path, source: Path, run_config: dict[str, Any]) -> dict[st
         raise VaekitError(
             f"{exc}; vaekit train --resume --out {run} writes it again from the run's checkpoint"
         ) from None
-    return state
 
 
 def _has_intact_checkpoint(run: Path) -> bool:
-    """Whether a checkpoint of the run reads (last.pt, or one --save-every kept), for a resume to start."""
+    """Whether a checkpoint of the run reads (last.pt, or one --save-every kept), for a resume to start;
+    DamagedRecord if the run's checksums.json cannot be read, so that none can be checked."""
     for path in [run / "checkpoints" / "last.pt", *sorted((run / "checkpoints").glob("epoch_*.pt"))]:
         try:
             read_checkpoint(path)
             return True
+        except DamagedRecord:
+            raise
         except VaekitError:
             continue
     return False
+
+
+def _run_model_config(in_config_json: dict[str, Any], metadata: dict[str, str]) -> dict[str, Any]:
+    """The model a run folder holds: config.json's model section, unless one of the two has a fitted
+    prior and the other none, and they agree on all else: then the config written in one file with the
+    weights. The first epoch of a resume drops the run's prior, and the end of training fits one, each
+    writing model.safetensors and config.json one after the other, whole; a process killed between the
+    two leaves them so."""
+    if CONFIG_KEY not in metadata:  # a file from before the config went into its metadata
+        return in_config_json
+    with_weights = json.loads(metadata[CONFIG_KEY])
+    if ("prior" in with_weights) == ("prior" in in_config_json):
+        return in_config_json
+    without_prior = [{k: v for k, v in c.items() if k != "prior"} for c in (with_weights, in_config_json)]
+    return with_weights if without_prior[0] == without_prior[1] else in_config_json
 
 
 def load(path: str | os.PathLike, device: str | torch.device = "cpu") -> VAE:
@@ -83,9 +107,9 @@ def load(path: str | os.PathLike, device: str | torch.device = "cpu") -> VAE:
     """
     path = Path(path)
     if path.is_dir():
-        run_config = read_run_config(path)
-        config, source = run_config["model"], path / "model.safetensors"
-        state = _run_weights(path, source, run_config)
+        run_config, source = read_run_config(path), path / "model.safetensors"
+        state, metadata = _run_weights(path, source, run_config)
+        config = _run_model_config(run_config["model"], metadata)
     elif path.suffix == ".safetensors":
         state, metadata = read_safetensors(path)
         if CONFIG_KEY not in metadata:
