@@ -53,3 +53,30 @@ def test_the_best_epoch_of_early_stopping_is_not_rebuilt_from_a_later_checkpoint
         "train the run again with --overwrite"
     )
     assert folder_snapshot(trained_run) == before
+
+
+def test_a_run_killed_between_its_last_checkpoint_and_its_end_is_finished_by_resume(
+    trained_run, tmp_path, monkeypatch, capsys
+):
+    """The last epoch's checkpoint said 'trained'; eval.json and the fitted prior were not written:
+    train --resume answered 'already trained' and left the run without its end."""
+    import vaekit.training.loop
+
+    straight = tmp_path / "straight"
+    quiet_trainer(tiny_config(epochs=3), straight).run()
+
+    def killed(trainer):
+        raise KeyboardInterrupt  # where a SIGKILL could fall: after the last epoch's files
+
+    monkeypatch.setattr(vaekit.training.loop, "finish_run", killed)
+    with pytest.raises(KeyboardInterrupt):
+        quiet_trainer(tiny_config(epochs=3), trained_run, resume=True).run()
+    monkeypatch.undo()
+    assert main(["train", "--resume", "--out", str(trained_run), "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert (
+        "has already trained 3 epochs; its end of training (eval.json, the fitted prior) is run again" in out
+    )
+    finished, expected = folder_snapshot(trained_run), folder_snapshot(straight)
+    for name in ("model.safetensors", "eval.json"):  # the weights with their fitted prior, the evaluation
+        assert finished[name] == expected[name], name

@@ -333,7 +333,7 @@ def run_train(args: argparse.Namespace) -> int:
         distributed,
         resumed_config,
     )
-    from vaekit.training.finish import saved_model_fault
+    from vaekit.training.finish import end_to_redo
 
     given = _given_settings(args, TrainConfig)
     progress = False if args.no_progress else None
@@ -364,8 +364,8 @@ def run_train(args: argparse.Namespace) -> int:
     elif args.out is not None:  # runs/, the default's folder, is vaekit's own to make
         check_folder_for(out, "--out")
     trainer = Trainer(config, out, resume=args.resume, overwrite=args.overwrite, progress=progress)
-    if trainer.finished and saved_model_fault(trainer.run_dir) is not None:  # rebuilt by finishing again
-        print(f"{out} has already trained {trainer.state.epoch} epochs; its model.safetensors is rebuilt")
+    if trainer.finished and (redo := end_to_redo(trainer.run_dir, trainer.state.epoch)):
+        print(f"{out} has already trained {trainer.state.epoch} epochs; {redo}")
     elif trainer.finished:
         if trainer.stopped_early:
             print(f"{out} stopped early after {trainer.state.epoch} epochs; raise --early-stopping to go on")

@@ -17,7 +17,7 @@ from vaekit.training.priors import fit_prior_after_training
 from vaekit.training.run_folder import RunDir
 from vaekit.utils.atomic import write_json
 from vaekit.utils.errors import VaekitError
-from vaekit.utils.files import read_safetensors
+from vaekit.utils.files import read_json, read_safetensors
 from vaekit.utils.integrity import DamagedRecord
 
 PRIOR_FIT_IMAGES = 60_000  # the fitted prior sees at most this many training images
@@ -88,6 +88,20 @@ def fit_prior(trainer: Any) -> None:
 def validation_images(trainer: Any) -> Any:
     """The validation images as they are (uint8, not binarized): what samples are measured against."""
     return trainer.dataset.train.images[trainer.data.val_rows.cpu()]
+
+
+def end_to_redo(run: RunDir, epochs: int) -> str | None:
+    """Why a run whose checkpoint has trained all its ``epochs`` must be finished again (``finish_run``,
+    by ``train --resume``), or None: its model.safetensors cannot be read, or the end of training did
+    not run for its last epoch (stopped between the last checkpoint and eval.json, which records the
+    epochs it evaluated)."""
+    if saved_model_fault(run) is not None:
+        return "its model.safetensors is rebuilt"
+    try:
+        evaluated = read_json(run.eval).get("epochs_trained")
+    except (FileNotFoundError, VaekitError):
+        evaluated = None
+    return None if evaluated == epochs else "its end of training (eval.json, the fitted prior) is run again"
 
 
 def saved_model_fault(run: RunDir) -> str | None:
