@@ -6,8 +6,7 @@ Why: the suite's few steps keep it fast; the rare interleavings (a kill inside a
 trains ending in one order or the other, damage on damage) need many more. Every step is held to the
 machine's invariants. A failure is recorded with its example's steps, and the soak goes on with fresh
 examples. It is not shrunk: a kill's outcome depends on timing, so replays of it disagree, and minutes
-of replays would go to what one failing example already shows. Bugs already reported are tolerated
-where they are met and counted (BUGS below), so that the soak looks past them.
+of replays would go to what one failing example already shows. The bugs it found are in docs/faults.md.
 
 Not a timing benchmark: other work may share the machine. Subprocesses run with OMP_NUM_THREADS=1.
 
@@ -38,28 +37,6 @@ from hypothesis.reporting import with_reporter  # noqa: E402
 from hypothesis.stateful import run_state_machine_as_test  # noqa: E402
 
 from tests.training import test_run_folder_states as states  # noqa: E402
-
-# What each bug the machine tolerates is (tests/training/test_run_folder_states.py's known_bug calls):
-# found by this machine and reported. (It found one more, fixed since: a resume stopped in its first
-# epoch left config.json without the fitted prior that model.safetensors kept: commit fcd5905.)
-BUGS = {
-    "weights-no-repair": "an unusable run's refusal (a damaged or missing model.safetensors) names no "
-    "repair, though its checkpoint holds the weights; a plain train --resume of a finished run answers "
-    "'already trained' and leaves the file as it is",
-    "missing-last-no-fallback": "train --resume refuses a run whose last.pt is missing, though intact "
-    "epoch_NNN.pt checkpoints are there (a damaged last.pt falls back on them)",
-    "overwrite-stop-restores-old-run": "train --overwrite stopped by SIGTERM in its first epoch says its "
-    "checkpoint is saved (continue with --resume), but puts the old run back: --resume continues that",
-    "resume-trains-past-epochs": "train --resume --epochs N on a run stopped inside epoch N + 1 trains that "
-    "epoch to its end ('epoch 3/2'): the run ends with N + 1 epochs, not the N asked for",
-    "empty-checkpoint-traceback": "an empty (0-byte) checkpoint read without a record (checksums.json "
-    "removed) ends train --resume in a traceback: read_checkpoint takes line 0 of torch's empty "
-    "EOFError message (src/vaekit/utils/files.py), an IndexError",
-    "two-trains-lose-epochs": "two trains into one folder at once both exit 0, and the one that ends last "
-    "leaves its run: the epochs the other finished are gone (999a5bd locks a folder while it trains, but "
-    "a second that read the folder before the first ended still resumes from what it read, and "
-    "--overwrite moves the locked folder aside)",
-}
 
 
 class TimeUp(BaseException):
@@ -144,17 +121,14 @@ def main() -> None:
     failures = soak(args.steps_per_example)
     minutes = (time.monotonic() - start) / 60
     steps = sum(states.RULES.values())
-    met = {bug: states.KNOWN[bug] for bug in BUGS}
     print(f"{steps} steps in {SoakMachine.examples} examples, {minutes:.1f} min; rules: {dict(states.RULES)}")
-    print(f"known bugs met: {met}; new failures: {len(failures)}")
-    known = {bug: {"what": BUGS[bug], "met": n, "first_sequence": states.KNOWN_SEQUENCES.get(bug)}
-             for bug, n in met.items()}  # fmt: skip
+    print(f"failures: {len(failures)}")
     write_results(
         "run_folder_soak",
         {"machine": machine(), "commit": at_start, "commit_at_end": commit(), "minutes": round(minutes, 1),
          "steps": steps, "examples": SoakMachine.examples, "steps_per_example": args.steps_per_example,
          "spawns_per_example": SoakMachine.subprocess_steps,
-         "rules": dict(states.RULES.most_common()), "known_bugs": known, "failures": failures},
+         "rules": dict(states.RULES.most_common()), "failures": failures},
     )  # fmt: skip
 
 
