@@ -63,6 +63,17 @@ def test_repr_is_one_line(trained_run: Path):
     assert text.startswith(f"Run({str(trained_run)!r}: digits mlp z=2, 2/2 epochs, val_loss ")
 
 
+def test_a_run_as_long_as_its_max_time_shows_the_time_not_none_epochs(trained_run: Path):
+    config = json.loads((trained_run / "config.json").read_text())
+    config["train"].update(epochs=None, max_time=600.0)
+    (trained_run / "config.json").write_text(json.dumps(config))
+    run = Run(trained_run)
+    assert ", 2 epochs, --max-time 10m, val_loss " in repr(run) and "None" not in repr(run)
+    assert (
+        dict(re.findall(r"<td>(.*?)</td><td>(.*?)</td>", run._repr_html_()))["epochs"] == "2 (--max-time 10m)"
+    )
+
+
 def test_html_shows_settings_metrics_evaluation_and_the_sample_grid(trained_run: Path):
     run = Run(trained_run)
     page = run._repr_html_()

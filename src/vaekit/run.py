@@ -13,6 +13,7 @@ from typing import Any
 
 from vaekit.models.base import VAE
 from vaekit.models.saving import load
+from vaekit.training.budget import format_duration
 from vaekit.training.run_folder import RunDir
 from vaekit.utils.files import read_json, read_json_lines, read_run_config
 
@@ -85,7 +86,7 @@ class Run:
         info, last = self.info, self.last_metrics
         train, model = info["train"], info["model"]
         z = f" z={model['latent_dim']}" if model.get("latent_dim") is not None else ""
-        epochs = f"{info.get('epochs_completed', 0)}/{train.get('epochs')} epochs"
+        epochs = _epochs(info, "{done}/{epochs} epochs", "{done} epochs, --max-time {max_time}")
         loss = f", val_loss {last['val_loss']:.2f}" if last and "val_loss" in last else ""
         return f"Run({str(self.path)!r}: {train.get('dataset')} {model.get('name')}{z}, {epochs}{loss})"
 
@@ -121,12 +122,20 @@ def _settings(info: dict[str, Any]) -> list[tuple[str, str]]:
         "model": model.get("name"),
         "latent_dim": model.get("latent_dim"),
         "image shape": "x".join(map(str, shape)) if shape else None,
-        "epochs": f"{info.get('epochs_completed', 0)} of {train.get('epochs')}",
+        "epochs": _epochs(info, "{done} of {epochs}", "{done} (--max-time {max_time})"),
         **{key: train.get(key) for key in ("batch_size", "lr", "objective", "beta", "prior", "posterior")},
         "fitted prior": (model.get("prior") or {}).get("kind"),
         "likelihood": model.get("likelihood"),
     }
     return [(key, _text(value)) for key, value in values.items() if value is not None]
+
+
+def _epochs(info: dict[str, Any], with_epochs: str, with_max_time: str) -> str:
+    """The epochs done, against --epochs, or for a run as long as its --max-time against that."""
+    train, done = info["train"], info.get("epochs_completed", 0)
+    if train.get("epochs") is None and train.get("max_time") is not None:
+        return with_max_time.format(done=done, max_time=format_duration(train["max_time"]))
+    return with_epochs.format(done=done, epochs=train.get("epochs"))
 
 
 def _figures(record: dict[str, Any]) -> list[tuple[str, str]]:

@@ -110,9 +110,10 @@ def _load_digits(data_dir: Path) -> Dataset:
     )
 
 
-def _load_shapes(rgb: bool, image_size: list[int] | None) -> Dataset:
+def _load_shapes(rgb: bool, image_size: list[int] | None, size_named: str = "--image-size") -> Dataset:
     """Generated shapes on their full factor grid (data/shapes.py); a seeded 10% is the test split.
-    The shape is the class label; every factor is in ``factors``."""
+    The shape is the class label; every factor is in ``factors``. ``size_named``: what a size error
+    names (``load_dataset``)."""
     from vaekit.data.shapes import SHAPE_NAMES, factor_grid, make_shapes
 
     size = 64 if image_size is None else image_size[0]
@@ -123,13 +124,12 @@ def _load_shapes(rgb: bool, image_size: list[int] | None) -> Dataset:
     n = math.prod(len(values) for values in factor_grid(rgb).values())
     # drawn in memory, then split into a copy: twice the images' bytes
     bytes_needed = 2 * n * (3 if rgb else 1) * size * size
-    limits.check_memory(
-        bytes_needed, torch.device("cpu"), f"{n:,} shapes at {size}x{size}", "; lower --image-size"
-    )
+    lower = f"; lower {size_named}" if size_named == "--image-size" else ""  # a model's size is its own
+    limits.check_memory(bytes_needed, torch.device("cpu"), f"{n:,} shapes at {size}x{size}", lower)
     try:
         images, factors, names, values = make_shapes(size, rgb=rgb)
     except ValueError as exc:
-        raise VaekitError(f"--image-size: {exc}") from None
+        raise VaekitError(f"{size_named}: {exc}") from None
     labels = factors[:, names.index("shape")]
     order = torch.randperm(len(images), generator=torch.Generator().manual_seed(0))
     n_test = len(images) // 10
@@ -190,10 +190,13 @@ def load_dataset(
     colour: str | None = None,
     progress: bool = False,
     log: Callable[[str], None] = print,
+    size_named: str = "--image-size",
 ) -> Dataset:
     """Load a dataset, downloading it (or decoding a folder) into ``data_dir`` if needed (see
     default_data_dir). ``image_size`` (S, [H, W] or "HxW") resizes a folder's images or draws the shapes
-    at that size; ``colour`` ("grey" or "rgb") converts a folder's images."""
+    at that size; ``colour`` ("grey" or "rgb") converts a folder's images. ``size_named``: where the
+    size came from, as a shapes size error names it (a command that draws them at a model's size says
+    so, not --image-size)."""
     name = check_dataset_name(name)
     data_dir = Path(data_dir) if data_dir is not None else default_data_dir()
     size = None if image_size is None else parse_image_size(image_size)
@@ -205,7 +208,7 @@ def load_dataset(
     if folder:
         return _load_folder(name[len(FOLDER_PREFIX) :], data_dir, size, colour, progress, log)
     if name in SIZED:
-        return _load_shapes(name == "shapes-rgb", size)
+        return _load_shapes(name == "shapes-rgb", size, size_named)
     return DATASETS[name](data_dir)
 
 
@@ -273,14 +276,11 @@ def images_for_shape(
     colour = ("grey" if channels == 1 else "rgb") if folder else None
     if name in SIZED and height != width:
         raise VaekitError(f"--dataset {name}: shapes are drawn square; the model takes {height}x{width}")
-    try:
-        dataset = load_dataset(name, data_dir, image_size=size, colour=colour, progress=progress, log=log)
-    except VaekitError as exc:  # the size is the model's here, not an --image-size the user gave
-        prefix = "--image-size: "
-        if name not in SIZED or not str(exc).startswith(prefix):
-            raise
-        why = str(exc)[len(prefix) :]
-        raise VaekitError(f"--dataset {name} cannot be drawn at the model's {height}x{width}: {why}") from exc
+    # the size is the model's here, not an --image-size the user gave
+    named = f"--dataset {name} cannot be drawn at the model's {height}x{width}"
+    dataset = load_dataset(
+        name, data_dir, image_size=size, colour=colour, progress=progress, log=log, size_named=named
+    )
     if tuple(dataset.image_shape) != tuple(image_shape):
         raise VaekitError(
             f"the images of {name} are {list(dataset.image_shape)} (channels, height, width); "
