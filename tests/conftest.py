@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import gzip
 import http.server
+import os
 import shutil
+import signal
 import struct
 import subprocess
 import tempfile
@@ -107,6 +109,21 @@ def tiny_config(**overrides) -> TrainConfig:
 
 def quiet_trainer(config: TrainConfig, out: Path, **kwargs) -> Trainer:
     return Trainer(config, out, progress=False, log=lambda line: None, **kwargs)
+
+
+def signal_at_step(trainer: Trainer, step: int, signum: int = signal.SIGINT) -> None:
+    """``trainer`` gets ``signum`` from the OS during the ``step``-th loss it takes (from 1, counting
+    from where it starts): the loop then stops after that step, as a user's Ctrl-C or a scheduler's
+    SIGTERM stops it."""
+    real_loss, calls = trainer.model.loss, []
+
+    def loss_then_signal(*args, **kwargs):
+        calls.append(None)
+        if len(calls) == step:
+            os.kill(os.getpid(), signum)
+        return real_loss(*args, **kwargs)
+
+    trainer.model.loss = loss_then_signal
 
 
 @pytest.fixture(scope="session")

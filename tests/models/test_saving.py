@@ -1,14 +1,12 @@
 """vaekit.load: run folders, safetensors files and checkpoints; corrupt and mismatched files."""
 
 import json
-import os
-import signal
 
 import pytest
 import torch
 
 import vaekit
-from tests.conftest import quiet_trainer, tiny_config
+from tests.conftest import quiet_trainer, signal_at_step, tiny_config
 from vaekit.models import MLPVAE
 from vaekit.training import TrainingInterrupted
 from vaekit.utils.errors import VaekitError
@@ -97,13 +95,7 @@ def test_a_run_stopped_between_its_weights_and_its_config_still_loads(trained_ru
 def test_a_run_stopped_inside_its_first_epoch_says_it_has_no_weights_yet(tmp_path):
     run = tmp_path / "run"
     trainer = quiet_trainer(tiny_config(epochs=1), run)
-    real_loss = trainer.model.loss
-
-    def loss_then_ctrl_c(*args, **kwargs):
-        os.kill(os.getpid(), signal.SIGINT)
-        return real_loss(*args, **kwargs)
-
-    trainer.model.loss = loss_then_ctrl_c
+    signal_at_step(trainer, 1)
     with pytest.raises(TrainingInterrupted):
         trainer.run()
     with pytest.raises(VaekitError) as info:

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 import vaekit.training.loop
-from tests.conftest import error_of, folder_snapshot, quiet_trainer, tiny_config
+from tests.conftest import error_of, folder_snapshot, quiet_trainer, signal_at_step, tiny_config
 from tests.training.test_loop import metrics, weights
 from vaekit.training import TrainingInterrupted, resume
 
@@ -90,15 +90,7 @@ def test_a_stop_signal_in_an_overwrite_first_epoch_keeps_the_new_run_it_says_is_
     """SIGTERM saves the new run's position and says so: the new run stays, the old one is gone (the
     old was put back, and --resume continued it instead of what the message described)."""
     trainer = quiet_trainer(tiny_config(epochs=2, latent_dim=3), trained_run, overwrite=True)
-    real_loss, steps = trainer.model.loss, []
-
-    def loss_then_sigterm(*args, **kwargs):
-        steps.append(1)
-        if len(steps) == 5:
-            os.kill(os.getpid(), signal.SIGTERM)
-        return real_loss(*args, **kwargs)
-
-    trainer.model.loss = loss_then_sigterm
+    signal_at_step(trainer, 5, signal.SIGTERM)
     with pytest.raises(TrainingInterrupted, match="stopped by SIGTERM in epoch 1 at step 5/"):
         trainer.run()
     checkpoint = torch.load(trained_run / "checkpoints" / "last.pt", weights_only=True)

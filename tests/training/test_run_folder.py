@@ -4,12 +4,9 @@ end at. Both found by the run folder's state machine (test_run_folder_states.py)
 
 from __future__ import annotations
 
-import os
-import signal
-
 import pytest
 
-from tests.conftest import error_of, folder_snapshot, quiet_trainer, tiny_config
+from tests.conftest import error_of, folder_snapshot, quiet_trainer, signal_at_step, tiny_config
 from tests.training.test_loop import assert_same_run
 from vaekit.training import TrainingInterrupted, resume
 
@@ -40,15 +37,7 @@ def test_epochs_behind_where_a_run_stopped_are_refused(tmp_path):
     run = tmp_path / "run"
     quiet_trainer(tiny_config(epochs=2), run).run()
     trainer = quiet_trainer(tiny_config(epochs=4), run, resume=True)
-    real_loss, steps = trainer.model.loss, []
-
-    def loss_then_ctrl_c(*args, **kwargs):
-        steps.append(1)
-        if len(steps) == 5:
-            os.kill(os.getpid(), signal.SIGINT)
-        return real_loss(*args, **kwargs)
-
-    trainer.model.loss = loss_then_ctrl_c
+    signal_at_step(trainer, 5)
     with pytest.raises(TrainingInterrupted, match="epoch 3 at step 5/"):
         trainer.run()
     before = folder_snapshot(run)

@@ -213,10 +213,11 @@ class Trainer:
                 "note: the run's prior over codes is dropped, as training changes the codes; fit a new one "
                 "with vaekit train-prior"
             )
-        device = f"{self.device} (compiled)" if isinstance(self.loss_of, CompiledLoss) else self.device
-        self.log(start_line(self.model, self.dataset_name, self.data.counts, device, self.run_dir.path))
-        if limits := limits_line(self.config, self.budget):
-            self.log(limits)
+        if not self.finished:  # a finished run started again only finishes (``finish.end_to_redo``)
+            device = f"{self.device} (compiled)" if isinstance(self.loss_of, CompiledLoss) else self.device
+            self.log(start_line(self.model, self.dataset_name, self.data.counts, device, self.run_dir.path))
+            if limits := limits_line(self.config, self.budget):
+                self.log(limits)
         self.budget.start(self.epochs_done)
         try:
             with StopSignals() as stop:
