@@ -27,7 +27,8 @@ def finish_run(trainer: Any) -> dict[str, Any]:
     """Rank 0's work after training a ``loop.Trainer`` (typed Any: loop.py imports this module); returns
     the test evaluation written to eval.json."""
     s = trainer.state
-    if (fault := saved_model_fault(trainer.run_dir)) is not None:
+    trained_nothing = trainer.budget.start_epochs == trainer.epochs_done  # a finished run started again
+    if trained_nothing and (fault := saved_model_fault(trainer.run_dir)) is not None:
         rebuild_model(trainer, fault)
     if trainer.stopped_early:
         trainer.log(
