@@ -8,9 +8,13 @@ total correlation needs them: Chen et al. 2018 use 2,048) and the learning rate'
 hour. Each run is ``vaekit train`` as a user would type it; then ``vaekit evaluate``'s MIG (per factor)
 and FactorVAE score on the test split, the steps trained, and a traversal of each.
 
-Writes benchmarks/results/shapes_hour.json and docs/own_data/shapes-hour-*.png. Run alone, from the
+Writes benchmarks/results/NAME.json (shapes_hour) and with --pictures docs/own_data/NAME-*.png. Run
+alone, from the
 repository root:
     .venv/bin/python benchmarks/shapes_hour.py [--minutes 60] [--batch-size 256] [--beta 10]
+Other settings side by side (two at a time: one core each), written to results/NAME.json:
+    .venv/bin/python benchmarks/shapes_hour.py --minutes 10 --name shapes_try \
+        --row "beta4=--beta 4" --row "capacity=--objective capacity --capacity 20"
 """
 
 from __future__ import annotations
@@ -44,11 +48,21 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=60.0)
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--beta", type=float, default=10.0)
+    parser.add_argument(
+        "--row",
+        action="append",
+        default=[],
+        metavar="NAME=ARGS",
+        help="a run of its own: NAME and the train options it adds (repeatable)",
+    )
+    parser.add_argument("--name", default="shapes_hour", help="results/NAME.json")
+    parser.add_argument("--pictures", action="store_true", help="traversals to docs/own_data/NAME-*.png")
     args = parser.parse_args()
+    runs = dict(row.split("=", 1) for row in args.row) if args.row else None
     work = Path(tempfile.mkdtemp(prefix="vaekit-shapes-hour-"))
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO_ROOT / "src")}
     started, processes = time.monotonic(), {}
-    for name, extra in rows(args.beta).items():
+    for name, extra in (rows(args.beta) if runs is None else {k: v.split() for k, v in runs.items()}).items():
         out = work / name.replace(" ", "_")
         command = [sys.executable, "-m", "vaekit", "train", *COMMON, "--batch-size", str(args.batch_size),
                    "--max-time", f"{args.minutes:g}m", *extra, "--out", str(out)]  # fmt: skip
@@ -65,8 +79,9 @@ def main() -> None:
         checkpoint = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
         n_batches = -(-config["data"]["n_train"] // args.batch_size)
         figures = evaluate_run(run, samples=0)
-        slug = "plain" if name == "plain" else "btcvae"
-        traverse(run, out=REPO_ROOT / "docs" / "own_data" / f"shapes-hour-{slug}.png")
+        if args.pictures:
+            slug = "plain" if name == "plain" else name.split()[0]
+            traverse(run, out=REPO_ROOT / "docs" / "own_data" / f"{args.name.replace('_', '-')}-{slug}.png")
         results[name] = {
             "steps": checkpoint["epoch"] * n_batches + checkpoint["step"],
             "trained_seconds": config["trained_seconds"],
@@ -78,9 +93,10 @@ def main() -> None:
         }
         print(name, results[name], flush=True)
     write_results(
-        "shapes_hour",
+        args.name,
         {"machine": machine(), "minutes": args.minutes, "batch_size": args.batch_size, "threads_per_run": 1,
-         "command": ["vaekit", "train", *COMMON, "--batch-size", str(args.batch_size)], "rows": results},
+         "command": ["vaekit", "train", *COMMON, "--batch-size", str(args.batch_size)], "rows": results,
+         "row_options": runs or {k: " ".join(v) for k, v in rows(args.beta).items()}},
     )  # fmt: skip
 
 
