@@ -257,6 +257,27 @@ def test_bad_run_commands_leave_the_run_alone(
     assert not (tmp_path / "samples.png").exists() and not (tmp_path / "reconstructions.png").exists()
 
 
+def test_a_reader_that_goes_ends_the_run_quietly_and_it_resumes(tmp_path):
+    """vaekit train | head -1: each line reaches the pipe as it is printed, and once the reader has gone
+    the run stops at its next line as `yes | head` does (status 141, no error line, no traceback), the
+    epochs it finished checkpointed for --resume."""
+    out = tmp_path / "run"
+    command = [sys.executable, "-m", "vaekit", "train", "--dataset", "digits", "--epochs", "500"]
+    command += ["--hidden", "16", "--latent-dim", "2", "--no-progress", "--out", str(out)]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    first = process.stdout.readline().decode()  # before the run ends: line-buffered, not block-buffered
+    process.stdout.close()
+    stderr = process.communicate(timeout=300)[1].decode()
+    assert first.startswith("training mlp (") and " on digits: " in first, first
+    assert process.returncode == 141, stderr
+    assert "error" not in stderr and "Traceback" not in stderr, stderr
+    epochs = len((out / "metrics.jsonl").read_text().splitlines())
+    assert 1 <= epochs < 500
+    resumed = vaekit("train", "--resume", "--epochs", epochs + 1, "--no-progress", "--out", out)
+    assert resumed.returncode == 0, resumed.stderr
+    assert len((out / "metrics.jsonl").read_text().splitlines()) == epochs + 1
+
+
 def test_usage_error_is_one_line():
     done = vaekit("train", "--no-such-option")
     assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1

@@ -12,6 +12,8 @@ from vaekit.utils.devices import DEVICES
 from vaekit.utils.errors import VaekitError
 
 EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
+# The reader of stdout went (vaekit ... | head): 128 + SIGPIPE, the status a shell gives `yes | head`'s yes.
+EXIT_PIPE_CLOSED = 141
 
 
 GIVEN = "_options_given"  # the namespace's record of the options typed: dest -> option string
