@@ -112,15 +112,16 @@ def quiet_trainer(config: TrainConfig, out: Path, **kwargs) -> Trainer:
 
 
 def signal_at_step(trainer: Trainer, step: int, signum: int = signal.SIGINT) -> None:
-    """``trainer`` gets ``signum`` from the OS during the ``step``-th loss it takes (from 1, counting
-    from where it starts): the loop then stops after that step, as a user's Ctrl-C or a scheduler's
-    SIGTERM stops it."""
-    real_loss, calls = trainer.model.loss, []
+    """``trainer`` gets ``signum`` from the OS during the ``step``-th training step it takes (from 1,
+    counting from where it starts, across epochs; validation's losses, which pass a generator, are not
+    steps): the loop then stops after that step, as a user's Ctrl-C or a scheduler's SIGTERM stops it."""
+    real_loss, steps = trainer.model.loss, []
 
     def loss_then_signal(*args, **kwargs):
-        calls.append(None)
-        if len(calls) == step:
-            os.kill(os.getpid(), signum)
+        if "generator" not in kwargs:
+            steps.append(None)
+            if len(steps) == step:
+                os.kill(os.getpid(), signum)
         return real_loss(*args, **kwargs)
 
     trainer.model.loss = loss_then_signal

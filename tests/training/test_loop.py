@@ -13,7 +13,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from tests.conftest import TINY_RUNS, error_of, folder_snapshot, quiet_trainer, tiny_config
+from tests.conftest import TINY_RUNS, error_of, folder_snapshot, quiet_trainer, signal_at_step, tiny_config
 from vaekit.models import MODELS, LossOutput
 from vaekit.training import TrainConfig, Trainer, TrainingInterrupted, resume
 from vaekit.utils.errors import VaekitError
@@ -96,15 +96,7 @@ def test_resume_extends_a_finished_run_exactly(tmp_path):
 def test_ctrl_c_saves_the_position_inside_the_epoch_and_resume_is_exact(tmp_path):
     quiet_trainer(tiny_config(epochs=2), tmp_path / "straight").run()
     trainer = quiet_trainer(tiny_config(epochs=2), tmp_path / "stopped")
-    real_loss, calls = trainer.model.loss, []
-
-    def loss_then_ctrl_c(*args, **kwargs):
-        calls.append("generator" not in kwargs)  # validation passes a generator; training does not
-        if sum(calls) == 27 and calls[-1]:  # epoch 2 (21 steps an epoch), mid-way
-            os.kill(os.getpid(), signal.SIGINT)
-        return real_loss(*args, **kwargs)
-
-    trainer.model.loss = loss_then_ctrl_c
+    signal_at_step(trainer, 27)  # epoch 2 (21 steps an epoch), mid-way
     with pytest.raises(TrainingInterrupted, match="epoch 2 at step 6/21"):
         trainer.run()
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored

@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import sys
 from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
 
-from tests.conftest import error_of, quiet_trainer, tiny_config
+from tests.conftest import error_of, quiet_trainer, signal_at_step, tiny_config
 from vaekit.cli import main
 from vaekit.training import TrainingInterrupted, resume
 from vaekit.training.config_files import read_config_file
@@ -98,15 +97,7 @@ def test_a_run_logs_its_settings_epochs_evaluation_and_pictures_into_mlruns(tmp_
 def test_ctrl_c_then_resume_goes_on_in_the_same_mlflow_run_each_epoch_once(tmp_path):
     run = tmp_path / "run"
     trainer = quiet_trainer(tiny_config(epochs=2, mlflow=True, fit_prior=False), run)
-    real_loss, calls = trainer.model.loss, []
-
-    def loss_then_ctrl_c(*args, **kwargs):
-        calls.append("generator" not in kwargs)  # validation passes a generator; training does not
-        if sum(calls) == STEPS + 6 and calls[-1]:  # mid-way through epoch 2
-            os.kill(os.getpid(), signal.SIGINT)
-        return real_loss(*args, **kwargs)
-
-    trainer.model.loss = loss_then_ctrl_c
+    signal_at_step(trainer, STEPS + 6)  # mid-way through epoch 2
     with pytest.raises(TrainingInterrupted):
         trainer.run()
     client, stopped = mlflow_run(run)
