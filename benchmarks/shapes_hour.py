@@ -9,8 +9,7 @@ hour. Each run is ``vaekit train`` as a user would type it; then ``vaekit evalua
 and FactorVAE score on the test split, the steps trained, and a traversal of each.
 
 Writes benchmarks/results/NAME.json (shapes_hour) and with --pictures docs/own_data/NAME-*.png. Run
-alone, from the
-repository root:
+alone, from the repository root:
     .venv/bin/python benchmarks/shapes_hour.py [--minutes 60] [--batch-size 256] [--beta 10]
 Other settings side by side (two at a time: one core each), written to results/NAME.json:
     .venv/bin/python benchmarks/shapes_hour.py --minutes 10 --name shapes_try \
@@ -58,14 +57,14 @@ def main() -> None:
     parser.add_argument("--name", default="shapes_hour", help="results/NAME.json")
     parser.add_argument("--pictures", action="store_true", help="traversals to docs/own_data/NAME-*.png")
     args = parser.parse_args()
-    runs = dict(row.split("=", 1) for row in args.row) if args.row else None
+    settings = {n: o.split() for n, o in (r.split("=", 1) for r in args.row)} if args.row else rows(args.beta)
     work = Path(tempfile.mkdtemp(prefix="vaekit-shapes-hour-"))
+    folders = {name: work / name.replace(" ", "_") for name in settings}
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO_ROOT / "src")}
     started, processes = time.monotonic(), {}
-    for name, extra in (rows(args.beta) if runs is None else {k: v.split() for k, v in runs.items()}).items():
-        out = work / name.replace(" ", "_")
+    for name, extra in settings.items():
         command = [sys.executable, "-m", "vaekit", "train", *COMMON, "--batch-size", str(args.batch_size),
-                   "--max-time", f"{args.minutes:g}m", *extra, "--out", str(out)]  # fmt: skip
+                   "--max-time", f"{args.minutes:g}m", *extra, "--out", str(folders[name])]  # fmt: skip
         processes[name] = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     for name, process in processes.items():
         output = process.communicate()[0].decode()
@@ -73,14 +72,13 @@ def main() -> None:
             raise SystemExit(f"{name} failed:\n{output}")
     print(f"trained in {(time.monotonic() - started) / 60:.1f} min", flush=True)
     results = {}
-    for name in processes:
-        run = work / name.replace(" ", "_")
+    for name, run in folders.items():
         config = json.loads((run / "config.json").read_text())
         checkpoint = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
         n_batches = -(-config["data"]["n_train"] // args.batch_size)
         figures = evaluate_run(run, samples=0)
         if args.pictures:
-            slug = "plain" if name == "plain" else name.split()[0]
+            slug = name.split()[0]  # "plain", "btcvae"
             traverse(run, out=REPO_ROOT / "docs" / "own_data" / f"{args.name.replace('_', '-')}-{slug}.png")
         results[name] = {
             "steps": checkpoint["epoch"] * n_batches + checkpoint["step"],
@@ -96,7 +94,7 @@ def main() -> None:
         args.name,
         {"machine": machine(), "minutes": args.minutes, "batch_size": args.batch_size, "threads_per_run": 1,
          "command": ["vaekit", "train", *COMMON, "--batch-size", str(args.batch_size)], "rows": results,
-         "row_options": runs or {k: " ".join(v) for k, v in rows(args.beta).items()}},
+         "row_options": {name: " ".join(extra) for name, extra in settings.items()}},
     )  # fmt: skip
 
 
