@@ -14,6 +14,8 @@ alone, from the repository root:
 Other settings side by side (two at a time: one core each), written to results/NAME.json:
     .venv/bin/python benchmarks/shapes_hour.py --minutes 10 --name shapes_try \
         --row "beta4=--beta 4" --row "capacity=--objective capacity --capacity 20"
+A row's options replace the mlp at 32x32 with z=10 where they name --model, --image-size or --latent-dim
+(the papers' conv at 64x64: --row "conv64=--model conv --image-size 64 --channels 32,32,64,64").
 """
 
 from __future__ import annotations
@@ -34,12 +36,28 @@ from harness import machine, write_results
 from vaekit.evaluation.pictures import traverse
 from vaekit.evaluation.runs import evaluate_run
 
-COMMON = ["--dataset", "shapes", "--image-size", "32", "--model", "mlp", "--latent-dim", "10",
-          "--lr-schedule", "cosine", "--no-progress"]  # fmt: skip
+COMMON = ["--dataset", "shapes", "--lr-schedule", "cosine", "--no-progress"]
+# Settings a row may replace (the papers' conv at 64x64: --model conv --image-size 64 ...).
+DEFAULTS = {"--image-size": "32", "--model": "mlp", "--latent-dim": "10"}
+
+
+def with_defaults(extra: list[str]) -> list[str]:
+    """The row's options after each default it does not set itself."""
+    unset = [(option, value) for option, value in DEFAULTS.items() if option not in extra]
+    return [word for pair in unset for word in pair] + extra
 
 
 def rows(beta: float) -> dict[str, list[str]]:
     return {"plain": [], f"btcvae beta={beta:g}": ["--objective", "btcvae", "--beta", f"{beta:g}"]}
+
+
+def parse_row(row: str) -> tuple[str, list[str]]:
+    """NAME=ARGS -> (NAME, the options); the name ends at the first "=", so it cannot hold one."""
+    name, _, options = row.partition("=")
+    words = options.split()
+    if not name or (words and not words[0].startswith("-")):
+        raise SystemExit(f"--row {row!r}: expected NAME=--option value ..., with no '=' in NAME")
+    return name, words
 
 
 def main() -> None:
@@ -57,7 +75,8 @@ def main() -> None:
     parser.add_argument("--name", default="shapes_hour", help="results/NAME.json")
     parser.add_argument("--pictures", action="store_true", help="traversals to docs/own_data/NAME-*.png")
     args = parser.parse_args()
-    settings = {n: o.split() for n, o in (r.split("=", 1) for r in args.row)} if args.row else rows(args.beta)
+    chosen = dict(parse_row(row) for row in args.row) if args.row else rows(args.beta)
+    settings = {name: with_defaults(extra) for name, extra in chosen.items()}
     work = Path(tempfile.mkdtemp(prefix="vaekit-shapes-hour-"))
     folders = {name: work / name.replace(" ", "_") for name in settings}
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO_ROOT / "src")}
