@@ -143,5 +143,10 @@ def test_shapes_evaluate_reports_mig_and_the_factor_vae_score(tmp_path):
     assert set(result["mig_per_factor"]) == {"shape", "scale", "rotation", "x", "y"}
     assert 0 <= result["mig"] <= 1 and 0 <= result["factor_vae_score"] <= 1
     assert result["mig"] == pytest.approx(np.mean(list(result["mig_per_factor"].values())))
+    named = result["factor_vae_per_factor"]
+    assert list(named) == list(result["mig_per_factor"]) and all(0 <= value <= 1 for value in named.values())
     table = format_result(result)
     assert "MIG (Chen et al. 2018)" in table and "FactorVAE score" in table
+    factor_vae_line = next(line for line in table.splitlines() if "FactorVAE score" in line)
+    assert f"{result['factor_vae_score']:.1%}" in factor_vae_line
+    assert all(f"{name} {value:.2f}" in factor_vae_line for name, value in named.items())

@@ -194,7 +194,9 @@ def factor_vae_score(
 
     ``latents`` [N, D] floats, ``factors`` [N, K] integer value indices. Returns ``{"factor_vae_score":
     accuracy on the fresh votes, "train_accuracy": on the classifier's own votes, "active_dims": number of
-    latents kept}``; all three 0 when no latent is kept. If every factor is constant: ValueError.
+    latents kept, "per_factor": [K] the accuracy on the fresh votes that held factor k fixed}`` (NaN for a
+    constant factor, which gets no votes; the score is their mean weighted by each factor's votes); all
+    0 when no latent is kept. If every factor is constant: ValueError.
     """
     n_votes = _check_int("n_votes", n_votes, 1)
     batch_size = _check_int("batch_size", batch_size, 2)
@@ -206,7 +208,8 @@ def factor_vae_score(
     constant = z.min(axis=0) == z.max(axis=0)  # np.var of a constant need not be exactly 0
     kept = np.flatnonzero(~constant & (np.sqrt(variances) >= prune_below))
     if kept.size == 0:
-        return {"factor_vae_score": 0.0, "train_accuracy": 0.0, "active_dims": 0}
+        per_factor = [0.0 if k in varying else math.nan for k in range(v.shape[1])]
+        return {"factor_vae_score": 0.0, "train_accuracy": 0.0, "active_dims": 0, "per_factor": per_factor}
 
     groups = {int(k): _value_groups(v[:, k]) for k in varying}
     rng = np.random.default_rng(seed)
@@ -218,8 +221,13 @@ def factor_vae_score(
     def accuracy(votes: np.ndarray) -> float:
         return float(votes[classifier, np.arange(votes.shape[1])].sum() / votes.sum())
 
+    # Per factor: of the fresh votes that held k fixed, those cast for a latent the classifier names k.
+    right, cast = evaluation[classifier, np.arange(z.shape[1])], evaluation.sum(axis=1)
+    right_per_factor = np.bincount(classifier, weights=right, minlength=v.shape[1])
+    per_factor = [float(right_per_factor[k] / cast[k]) if cast[k] else math.nan for k in range(v.shape[1])]
     return {
         "factor_vae_score": accuracy(evaluation),
         "train_accuracy": accuracy(train),
         "active_dims": int(kept.size),
+        "per_factor": per_factor,
     }

@@ -137,7 +137,11 @@ def _latent_rows(figures: _Figures, q: str) -> Rows:
         terms = "  ".join(f"{name} {value:.2f}" for name, value in per_factor.items())
         rows.append(("MIG (Chen et al. 2018)", f"{gap:.3f}   {terms}"))
     if factor_vae is not None:
-        rows.append(("FactorVAE score", f"{factor_vae:.1%}   (Kim & Mnih 2018; chance 1/factors)"))
+        # the votes that held each factor fixed and went to a latent named for it (a run from before: none)
+        named = take(q + "factor_vae_per_factor") or {}
+        terms = "  ".join(f"{name} {value:.2f}" for name, value in named.items())
+        terms = terms or "(chance 1/factors)"
+        rows.append(("FactorVAE score (Kim & Mnih 2018)", f"{factor_vae:.1%}   {terms}"))
     return rows
 
 
