@@ -105,6 +105,7 @@ def main() -> None:
             "mig": figures["mig"],
             "mig_per_factor": figures.get("mig_per_factor"),
             "factor_vae_score": figures["factor_vae_score"],
+            "factor_vae_per_factor": figures.get("factor_vae_per_factor"),
             "test_loss": figures["test_loss"],
             "active_units": figures.get("active_units"),
         }
