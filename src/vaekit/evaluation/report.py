@@ -134,15 +134,17 @@ def _latent_rows(figures: _Figures, q: str) -> Rows:
         rows.append(("KL per dimension", _text(kl_per_dim)))
     gap, per_factor, factor_vae = take(q + "mig"), take(q + "mig_per_factor"), take(q + "factor_vae_score")
     if gap is not None:
-        terms = "  ".join(f"{name} {value:.2f}" for name, value in per_factor.items())
-        rows.append(("MIG (Chen et al. 2018)", f"{gap:.3f}   {terms}"))
+        rows.append(("MIG (Chen et al. 2018)", f"{gap:.3f}   {_by_factor(per_factor)}"))
     if factor_vae is not None:
         # the votes that held each factor fixed and went to a latent named for it (a run from before: none)
-        named = take(q + "factor_vae_per_factor") or {}
-        terms = "  ".join(f"{name} {value:.2f}" for name, value in named.items())
-        terms = terms or "(chance 1/factors)"
+        terms = _by_factor(take(q + "factor_vae_per_factor") or {}) or "(chance 1/factors)"
         rows.append(("FactorVAE score (Kim & Mnih 2018)", f"{factor_vae:.1%}   {terms}"))
     return rows
+
+
+def _by_factor(figures: dict[str, float]) -> str:
+    """A figure per factor, by name: "shape 0.45  scale 0.71 ..."."""
+    return "  ".join(f"{name} {value:.2f}" for name, value in figures.items())
 
 
 def _group_rows(figures: _Figures, p: str, q: str) -> Rows:
