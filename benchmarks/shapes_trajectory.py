@@ -1,0 +1,64 @@
+"""The disentanglement scores of shapes runs over their training: MIG and the FactorVAE score at every
+checkpoint that ``--save-every`` kept.
+
+A run of ``benchmarks/shapes_hour.py`` reports its scores at the end of the hour only. Whether a longer
+budget would help, or whether the score has settled (or wanders from checkpoint to checkpoint), shows
+in the scores of its kept checkpoints: this scores each of them as ``vaekit evaluate`` scores the
+finished run (``evaluation.runs.disentanglement_scores``: the posterior means of the test split). The
+last row (checkpoints/last.pt) is the finished run's, so it repeats the hour's figures.
+
+Writes benchmarks/results/NAME.json. Run alone (it takes a minute per run of 15 checkpoints), from
+the repository root, on run folders trained with ``--save-every``:
+    .venv/bin/python benchmarks/shapes_trajectory.py --name shapes_trajectory_5 RUN [RUN ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import torch
+from harness import machine, write_results
+
+import vaekit
+from vaekit.data import binarize, unit_float
+from vaekit.evaluation.runs import disentanglement_scores, load_run_dataset, run_split
+from vaekit.utils.files import read_run_config
+
+
+def trajectory(run: Path) -> list[dict]:
+    """One row per kept checkpoint (oldest first, then last.pt): its steps, MIG and FactorVAE score."""
+    config = read_run_config(run)
+    dataset = load_run_dataset(config, None, print)
+    if not dataset.factor_names:
+        raise SystemExit(f"{run}: its dataset has no known factors to score against")
+    images = run_split(config, "test", dataset=dataset)  # as vaekit evaluate takes them
+    x = images.images  # uint8: the evaluators convert batches
+    if config["train"].get("binarize", "none") != "none":  # the same fixed binary images as training saw
+        x = binarize(unit_float(x), "test")
+    batches_per_epoch = -(-config["data"]["n_train"] // config["train"]["batch_size"])
+    rows = []
+    for path in [*sorted((run / "checkpoints").glob("epoch_*.pt")), run / "checkpoints" / "last.pt"]:
+        checkpoint = torch.load(path, weights_only=True, map_location="cpu")
+        scores = disentanglement_scores(vaekit.load(path), x, None, images.factors, dataset.factor_names)
+        rows.append({
+            "checkpoint": path.name,
+            "steps": checkpoint["epoch"] * batches_per_epoch + checkpoint["step"],
+            **scores,
+        })  # fmt: skip
+        print(run.name, path.name, rows[-1]["steps"], f"MIG {scores['mig']:.3f}",
+              f"FactorVAE {scores['factor_vae_score']:.1%}", flush=True)  # fmt: skip
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("runs", nargs="+", type=Path, help="shapes run folders trained with --save-every")
+    parser.add_argument("--name", default="shapes_trajectory", help="results/NAME.json")
+    args = parser.parse_args()
+    results = {run.name: trajectory(run) for run in args.runs}
+    write_results(args.name, {"machine": machine(), "runs": results})
+
+
+if __name__ == "__main__":
+    main()
