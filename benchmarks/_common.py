@@ -189,6 +189,13 @@ def vaekit_model_on_loader(trainer: Trainer, loader: DataLoader) -> float:
     return total.item() / len(loader.dataset)
 
 
+def steps_trained(run_config: dict, checkpoint: dict) -> int:
+    """Optimizer steps a run's checkpoint has taken: its whole epochs' batches (the last one partial)
+    and the steps into the epoch it stopped in. ``run_config``: the run's config.json."""
+    batches_per_epoch = -(-run_config["data"]["n_train"] // run_config["train"]["batch_size"])
+    return checkpoint["epoch"] * batches_per_epoch + checkpoint["step"]
+
+
 def measuring_classifier(dataset: VaekitDataset) -> tuple[nn.Module, dict]:
     """The dataset's cached sample-quality classifier and its record, as ``vaekit evaluate`` uses them;
     exits with a one-line reason if it is below evaluate's accuracy bar (its figures would mislead)."""

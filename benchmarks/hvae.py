@@ -23,14 +23,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import torch
-from _common import DEFAULT_DATA_DIR, REPO_ROOT, check_data_dir, measuring_classifier
+from _common import DEFAULT_DATA_DIR, REPO_ROOT, check_data_dir, measuring_classifier, steps_trained
 from harness import interleaved, machine, medians, quiet, read_results, utc_now, write_results
 from hvae_report import write_document
 
@@ -58,13 +57,6 @@ def train(out: Path, **settings: Any) -> tuple[Path, float]:
     return out, time.perf_counter() - start
 
 
-def steps_trained(run: Path) -> int:
-    checkpoint = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
-    n_train = json.loads((run / "config.json").read_text())["data"]["n_train"]
-    batch = json.loads((run / "config.json").read_text())["train"]["batch_size"]
-    return checkpoint["epoch"] * math.ceil(n_train / batch) + checkpoint["step"]
-
-
 def hvae_epochs(data_dir: Path, minutes: float, work: Path, settings: dict[str, Any]) -> int:
     """Epochs that fit in ``minutes``: a one-epoch run's seconds (steps and validation) divided in."""
     run, _ = train(work / "calibration", data_dir=str(data_dir), model="hvae", epochs=1, fit_prior=False,
@@ -82,7 +74,7 @@ def likelihood_row(run: Path, test_bits: torch.Tensor, k: int, seconds: float) -
     return {
         "settings": {k: v for k, v in config["train"].items() if v is not None},
         "epochs": config["epochs_completed"],
-        "steps": steps_trained(run),
+        "steps": steps_trained(config, torch.load(run / "checkpoints" / "last.pt", weights_only=True)),
         "train_seconds": seconds,
         "test_loss": json.loads((run / "eval.json").read_text())["test_loss"],
         "nll": nll,

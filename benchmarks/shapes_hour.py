@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 
 import torch
-from _common import REPO_ROOT
+from _common import REPO_ROOT, steps_trained
 from harness import machine, write_results
 
 from vaekit.evaluation.pictures import traverse
@@ -94,13 +94,12 @@ def main() -> None:
     for name, run in folders.items():
         config = json.loads((run / "config.json").read_text())
         checkpoint = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
-        n_batches = -(-config["data"]["n_train"] // args.batch_size)
         figures = evaluate_run(run, samples=0)
         if args.pictures:
             slug = name.split()[0]  # "plain", "btcvae"
             traverse(run, out=REPO_ROOT / "docs" / "own_data" / f"{args.name.replace('_', '-')}-{slug}.png")
         results[name] = {
-            "steps": checkpoint["epoch"] * n_batches + checkpoint["step"],
+            "steps": steps_trained(config, checkpoint),
             "trained_seconds": config["trained_seconds"],
             "mig": figures["mig"],
             "mig_per_factor": figures.get("mig_per_factor"),

@@ -18,6 +18,7 @@ import argparse
 from pathlib import Path
 
 import torch
+from _common import steps_trained
 from harness import machine, write_results
 
 import vaekit
@@ -36,14 +37,13 @@ def trajectory(run: Path) -> list[dict]:
     x = images.images  # uint8: the evaluators convert batches
     if config["train"].get("binarize", "none") != "none":  # the same fixed binary images as training saw
         x = binarize(unit_float(x), "test")
-    batches_per_epoch = -(-config["data"]["n_train"] // config["train"]["batch_size"])
     rows = []
     for path in [*sorted((run / "checkpoints").glob("epoch_*.pt")), run / "checkpoints" / "last.pt"]:
         checkpoint = torch.load(path, weights_only=True, map_location="cpu")
         scores = disentanglement_scores(vaekit.load(path), x, None, images.factors, dataset.factor_names)
         rows.append({
             "checkpoint": path.name,
-            "steps": checkpoint["epoch"] * batches_per_epoch + checkpoint["step"],
+            "steps": steps_trained(config, checkpoint),
             **scores,
         })  # fmt: skip
         print(run.name, path.name, rows[-1]["steps"], f"MIG {scores['mig']:.3f}",
