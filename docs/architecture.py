@@ -85,7 +85,9 @@ def draw(path: Path = OUT) -> None:
         (x0, y0), (x1, y1) = position[source], position[target]
         ax.annotate(
             "", xy=(x1, y1 + 0.32), xytext=(x0, y0 - 0.32),
-            arrowprops={"arrowstyle": "-|>", "color": "#8899aa", "lw": 0.9, "connectionstyle": "arc3,rad=0.12"},
+            arrowprops={
+                "arrowstyle": "-|>", "color": "#8899aa", "lw": 0.9, "connectionstyle": "arc3,rad=0.12",
+            },
         )  # fmt: skip
     for name, (x, y) in position.items():
         ax.text(
