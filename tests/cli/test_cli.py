@@ -142,7 +142,7 @@ BAD_TRAIN = [
     (
         ["--image-size", "64"],
         1,
-        "--image-size applies to folder: datasets and shapes, shapes-rgb, not digits",
+        "--image-size applies to folder: datasets and shapes, shapes-rgb, shapes-dsprites, not digits",
     ),
     (["--grey"], 1, "--grey/--rgb apply to folder: datasets, not digits"),
     (["--k", "5"], 1, "--k applies to --objective iwae, not elbo"),

@@ -185,3 +185,18 @@ def test_shapes_must_be_square():
 def test_shapes_too_small_is_a_vaekit_error(name, size):
     message = error_of(load_dataset, name, image_size=size)
     assert "--image-size" in message
+
+
+def test_shapes_dsprites_loads_its_own_grid(monkeypatch):
+    """--dataset shapes-dsprites draws dSprites' grid (shrunk here: the full one is 737,280 images)."""
+    from vaekit.data import shapes as shapes_module
+
+    monkeypatch.setitem(shapes_module.GRIDS, "dsprites", (2, 4, 32))
+    data = load_dataset("shapes-dsprites", image_size=50)
+    assert data.name == "shapes-dsprites" and data.image_shape == (1, 50, 50)
+    assert data.factor_names == ["shape", "scale", "rotation", "x", "y"]
+    assert [len(v) for v in data.factor_values] == [3, 2, 4, 32, 32]
+    n = 3 * 2 * 4 * 32 * 32
+    assert len(data.train) + len(data.test) == n and len(data.test) == n // 10
+    message = error_of(load_dataset, "shapes-dsprites", image_size=49)
+    assert "--image-size: image size 49 is too small" in message

@@ -191,3 +191,57 @@ def test_too_small_rgb_raises():
         make_shapes(RGB_MIN - 1, rgb=True)
     with pytest.raises(ValueError, match="too small"):
         factor_grid(True, size=8)
+
+
+# ----------------------------------------------------------------------------- dSprites' own grid
+DSPRITES_MIN = 50  # 32 distinct whole-pixel positions need 50 - ceil(3/8 x 50) + 1 = 32 offsets
+
+
+def test_dsprites_grid_is_dsprites_own():
+    grid = factor_grid(False, grid="dsprites")
+    assert list(grid) == ["shape", "scale", "rotation", "x", "y"]
+    assert grid_sizes(list(grid.values())) == (3, 6, 40, 32, 32)
+    assert np.prod(grid_sizes(list(grid.values()))) == 737_280
+    np.testing.assert_allclose(grid["rotation"], np.linspace(0, 2 * np.pi, 40, endpoint=False))
+    np.testing.assert_allclose(grid["scale"], factor_grid(False)["scale"])  # dSprites' 6 scales, as grey
+    at_min = factor_grid(False, DSPRITES_MIN, grid="dsprites")["x"]
+    np.testing.assert_allclose(at_min * 31, np.arange(32))  # every whole pixel from 0 to 31
+
+
+def test_dsprites_grid_too_small_raises_before_drawing():
+    with pytest.raises(ValueError, match=f"minimum size for this grid is {DSPRITES_MIN}"):
+        make_shapes(DSPRITES_MIN - 1, grid="dsprites")
+
+
+@pytest.mark.parametrize(
+    ("rgb", "grid", "message"),
+    [
+        (True, "dsprites", "the dsprites grid is grey"),
+        (False, "rgb", "the rgb grid is rgb"),
+        (False, "x", "unknown"),
+    ],
+)
+def test_a_grid_that_does_not_fit_raises(rgb, grid, message):
+    with pytest.raises(ValueError, match=message):
+        factor_grid(rgb, grid=grid)
+
+
+def test_a_finer_grid_draws_the_same_shapes(monkeypatch):
+    """The dsprites grid is the grey one drawn at more rotations and positions: on a shrunk copy of it
+    (2 scales, 5 rotations, 32 positions) the images at the values both grids hold are the grey ones."""
+    from vaekit.data import shapes
+
+    monkeypatch.setitem(shapes.GRIDS, "dsprites", (2, 5, 32))
+    fine, fine_factors, _, fine_values = make_shapes(DSPRITES_MIN, grid="dsprites")
+    coarse, _, _, coarse_values = make_shapes(DSPRITES_MIN)
+    assert fine.shape == (3 * 2 * 5 * 32 * 32, 1, DSPRITES_MIN, DSPRITES_MIN)
+    assert len(np.unique(fine_factors, axis=0)) == len(fine)
+    # both hold scales 0.5 and 1, rotation 0 and the first and last positions
+    for shape in range(3):
+        for fine_scale, coarse_scale in ((0, 0), (1, 5)):
+            for position in (0, -1):
+                fx, cx = position % 32, position % 16
+                np.testing.assert_array_equal(
+                    pick(fine, fine_values, shape, fine_scale, 0, fx, fx),
+                    pick(coarse, coarse_values, shape, coarse_scale, 0, cx, cx),
+                )

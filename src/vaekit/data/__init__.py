@@ -2,7 +2,8 @@
 
 Training batches by shuffled index into uint8 tensors (on the device, or memory-mapped from a folder's
 cache when they are large); nothing here runs per image. Names: the registered datasets (mnist,
-fashion-mnist, kmnist, digits, shapes, shapes-rgb) and ``folder:PATH`` for any folder of images.
+fashion-mnist, kmnist, digits, shapes, shapes-rgb, shapes-dsprites) and ``folder:PATH`` for any
+folder of images.
 """
 
 from __future__ import annotations
@@ -110,31 +111,36 @@ def _load_digits(data_dir: Path) -> Dataset:
     )
 
 
-def _load_shapes(rgb: bool, image_size: list[int] | None, size_named: str = "--image-size") -> Dataset:
-    """Generated shapes on their full factor grid (data/shapes.py); a seeded 10% is the test split.
-    The shape is the class label; every factor is in ``factors``. ``size_named``: what a size error
-    names (``load_dataset``)."""
+# The generated shapes: dataset name -> its grid in data/shapes.py's GRIDS.
+SHAPES_GRIDS = {"shapes": "grey", "shapes-rgb": "rgb", "shapes-dsprites": "dsprites"}
+
+
+def _load_shapes(name: str, image_size: list[int] | None, size_named: str = "--image-size") -> Dataset:
+    """Generated shapes (``name`` in SHAPES_GRIDS) on their full factor grid (data/shapes.py); a seeded
+    10% is the test split. The shape is the class label; every factor is in ``factors``. ``size_named``:
+    what a size error names (``load_dataset``)."""
     from vaekit.data.shapes import SHAPE_NAMES, factor_grid, make_shapes
 
+    grid = SHAPES_GRIDS[name]
+    rgb = grid == "rgb"
     size = 64 if image_size is None else image_size[0]
     if image_size is not None and image_size[0] != image_size[1]:
         raise VaekitError(
             f"shapes are drawn square: give --image-size S, not {image_size[0]}x{image_size[1]}"
         )
-    n = math.prod(len(values) for values in factor_grid(rgb).values())
+    n = math.prod(len(values) for values in factor_grid(rgb, grid=grid).values())
     # drawn in memory, then split into a copy: twice the images' bytes
     bytes_needed = 2 * n * (3 if rgb else 1) * size * size
     lower = f"; lower {size_named}" if size_named == "--image-size" else ""  # a model's size is its own
     limits.check_memory(bytes_needed, torch.device("cpu"), f"{n:,} shapes at {size}x{size}", lower)
     try:
-        images, factors, names, values = make_shapes(size, rgb=rgb)
+        images, factors, names, values = make_shapes(size, rgb=rgb, grid=grid)
     except ValueError as exc:
         raise VaekitError(f"{size_named}: {exc}") from None
     labels = factors[:, names.index("shape")]
     order = torch.randperm(len(images), generator=torch.Generator().manual_seed(0))
     n_test = len(images) // 10
     everything = ImageSet(torch.from_numpy(images), torch.from_numpy(labels), torch.from_numpy(factors))
-    name = "shapes-rgb" if rgb else "shapes"
     return Dataset(
         name, everything.subset(order[n_test:]), everything.subset(order[:n_test]), list(SHAPE_NAMES),
         factor_names=names, factor_values=values,
@@ -159,10 +165,9 @@ DATASETS: dict[str, Callable[[Path], Dataset]] = {
     "fashion-mnist": lambda data_dir: _load_idx("fashion-mnist", data_dir),
     "kmnist": lambda data_dir: _load_idx("kmnist", data_dir),
     "digits": _load_digits,
-    "shapes": lambda data_dir: _load_shapes(False, None),
-    "shapes-rgb": lambda data_dir: _load_shapes(True, None),
+    **{name: (lambda data_dir, name=name: _load_shapes(name, None)) for name in SHAPES_GRIDS},
 }
-SIZED = ("shapes", "shapes-rgb")  # named datasets drawn at any --image-size
+SIZED = tuple(SHAPES_GRIDS)  # named datasets drawn at any --image-size
 
 
 def folder_dataset_name(path: str | os.PathLike) -> str:
@@ -208,7 +213,7 @@ def load_dataset(
     if folder:
         return _load_folder(name[len(FOLDER_PREFIX) :], data_dir, size, colour, progress, log)
     if name in SIZED:
-        return _load_shapes(name == "shapes-rgb", size, size_named)
+        return _load_shapes(name, size, size_named)
     return DATASETS[name](data_dir)
 
 

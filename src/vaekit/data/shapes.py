@@ -10,7 +10,9 @@ The grid (``factor_grid``), enumerated in C order, the last factor fastest:
 * grey, 46,080 images of 1 channel: shape (3: square, ellipse, heart) x scale (6, 0.5 to 1) x rotation
   (10, 0 to 2 pi without the endpoint) x x position (16) x y position (16);
 * rgb, 55,296 images of 3 channels: colour (4: white, red, green, blue) x shape (3) x scale (4) x
-  rotation (8) x x (12) x y (12).
+  rotation (8) x x (12) x y (12);
+* dsprites, 737,280 images of 1 channel: the grey shapes on dSprites' own grid, shape (3) x scale (6) x
+  rotation (40) x x (32) x y (32), as the papers score them (uint8: 3 GB at 64 x 64).
 
 Shapes are white (or their colour) on black with anti-aliased edges (4 x 4 samples per pixel). At scale 1
 every shape fits a circle whose diameter is 3/8 of the image side (24 pixels at 64 x 64), whatever its
@@ -19,8 +21,8 @@ over the positions that keep the largest shape inside the image.
 
 Positions are whole pixels (the shape is drawn once per shape, scale and rotation and pasted), so the
 reported x and y values are the exact pixel offsets divided by the largest offset, not a nominal linspace.
-That needs as many distinct offsets as positions: the minimum image size is 24 for the grey grid and 18
-for the rgb grid (``make_shapes`` raises ValueError below it).
+That needs as many distinct offsets as positions: the minimum image size is 24 for the grey grid, 18
+for the rgb grid and 50 for the dsprites grid (``make_shapes`` raises ValueError below it).
 """
 
 from __future__ import annotations
@@ -40,8 +42,8 @@ SPAN = 3 / 8
 # Samples per pixel along each axis: a 4 x 4 grid gives 17 grey levels on the edges.
 SUPERSAMPLE = 4
 
-# The grids: (number of scales, rotations, positions along each axis) for grey and rgb images.
-_GRID = {False: (6, 10, 16), True: (4, 8, 12)}
+# The grids by name: (number of scales, rotations, positions along each axis).
+GRIDS = {"grey": (6, 10, 16), "rgb": (4, 8, 12), "dsprites": (6, 40, 32)}
 
 # The heart (x^2 + y^2 - 1)^3 - x^2 y^3 <= 0 (lobes up, tip down at (0, -1)) has its smallest enclosing
 # circle at (0, 0.25) with radius 1.25 (found numerically: the tip and the two lobes touch it), so local
@@ -50,18 +52,30 @@ _HEART_RADIUS = 1.25
 _HEART_CENTRE_Y = 0.25
 
 
-def factor_grid(rgb: bool, size: int | None = None) -> dict[str, np.ndarray]:
+def grid_name(rgb: bool, grid: str | None = None) -> str:
+    """The grid's name in GRIDS: ``grid`` if given (``dsprites`` is grey only), else grey or rgb."""
+    if grid is None:
+        return "rgb" if rgb else "grey"
+    if grid not in GRIDS:
+        raise ValueError(f"unknown shapes grid {grid!r}; choose from {', '.join(GRIDS)}")
+    if rgb != (grid == "rgb"):
+        raise ValueError(f"the {grid} grid is {'rgb' if grid == 'rgb' else 'grey'}, not rgb={rgb}")
+    return grid
+
+
+def factor_grid(rgb: bool, size: int | None = None, grid: str | None = None) -> dict[str, np.ndarray]:
     """Factor name -> its values, in the order images are enumerated (the last factor fastest).
 
     grey: shape (0, 1, 2 = index into SHAPE_NAMES), scale linspace(0.5, 1, 6), rotation (radians,
     linspace(0, 2 pi, 10, endpoint=False)), x (16 values in [0, 1]), y (16 values in [0, 1]): 46,080 images.
     rgb: colour (0..3 = index into COLOUR_NAMES) first, then shape (3), scale linspace(0.5, 1, 4),
-    rotation (8), x (12), y (12): 55,296 images.
+    rotation (8), x (12), y (12): 55,296 images. ``grid="dsprites"``: grey with 40 rotations and 32
+    positions per axis, 737,280 images.
 
     Without ``size`` the positions are the nominal linspace(0, 1, n); with it they are the exact positions
     drawn at that size (whole pixel offsets / the largest offset), as ``make_shapes`` reports them.
     """
-    n_scales, n_rotations, n_positions = _GRID[bool(rgb)]
+    n_scales, n_rotations, n_positions = GRIDS[grid_name(rgb, grid)]
     if size is None:
         positions = np.linspace(0.0, 1.0, n_positions)
     else:
@@ -79,7 +93,7 @@ def factor_grid(rgb: bool, size: int | None = None) -> dict[str, np.ndarray]:
 
 
 def make_shapes(
-    size: int = 64, rgb: bool = False
+    size: int = 64, rgb: bool = False, grid: str | None = None
 ) -> tuple[np.ndarray, np.ndarray, list[str], list[np.ndarray]]:
     """Every combination of the factor grid (see ``factor_grid``), drawn at ``size`` x ``size``.
 
@@ -87,18 +101,21 @@ def make_shapes(
     intensity with anti-aliased edges), the factors as int64 [N, K] (the index of each factor's value; row
     i is np.unravel_index(i, grid sizes) in C order, the last factor fastest), the K factor names and the
     K arrays of factor values (x and y are the exact drawn positions). Raises ValueError if ``size`` is
-    below the minimum (24 grey, 18 rgb), where the positions would not be distinct whole pixels.
+    below the minimum (24 grey, 18 rgb, 50 dsprites), where the positions would not be distinct whole
+    pixels.
     """
     size = operator.index(size)
     rgb = bool(rgb)
-    n_scales, n_rotations, n_positions = _GRID[rgb]
-    grid = factor_grid(rgb, size)
-    names = list(grid)
-    values = list(grid.values())
+    grid = grid_name(rgb, grid)
+    n_scales, n_rotations, n_positions = GRIDS[grid]
+    factors_values = factor_grid(rgb, size, grid)
+    names = list(factors_values)
+    values = list(factors_values.values())
     sizes = tuple(len(v) for v in values)
     offsets, _ = _offsets(size, n_positions)
 
-    templates = _templates(size, grid["scale"], grid["rotation"])  # [shape, scale, rotation, T, T] in [0, 1]
+    # [shape, scale, rotation, T, T] in [0, 1]
+    templates = _templates(size, factors_values["scale"], factors_values["rotation"])
     t = templates.shape[-1]
     n_templates = len(SHAPE_NAMES) * n_scales * n_rotations
     if rgb:
