@@ -216,8 +216,8 @@ def test_dsprites_grid_too_small_raises_before_drawing():
 @pytest.mark.parametrize(
     ("rgb", "grid", "message"),
     [
-        (True, "dsprites", "the dsprites grid is grey"),
-        (False, "rgb", "the rgb grid is rgb"),
+        (True, "dsprites", "the dsprites grid draws grey images: pass rgb=False"),
+        (False, "rgb", "the rgb grid draws colour images: pass rgb=True"),
         (False, "x", "unknown"),
     ],
 )

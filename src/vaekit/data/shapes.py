@@ -59,7 +59,8 @@ def grid_name(rgb: bool, grid: str | None = None) -> str:
     if grid not in GRIDS:
         raise ValueError(f"unknown shapes grid {grid!r}; choose from {', '.join(GRIDS)}")
     if rgb != (grid == "rgb"):
-        raise ValueError(f"the {grid} grid is {'rgb' if grid == 'rgb' else 'grey'}, not rgb={rgb}")
+        colours = "colour" if grid == "rgb" else "grey"
+        raise ValueError(f"the {grid} grid draws {colours} images: pass rgb={not rgb} with it")
     return grid
 
 

@@ -218,16 +218,17 @@ def factor_vae_score(
     classifier = np.argmax(train, axis=0)  # [D]: latent -> factor
     evaluation = _votes(*args)
 
-    def accuracy(votes: np.ndarray) -> float:
-        return float(votes[classifier, np.arange(votes.shape[1])].sum() / votes.sum())
+    def right(votes: np.ndarray) -> np.ndarray:
+        """[D]: the votes cast for each latent that name the factor the classifier gives it."""
+        return votes[classifier, np.arange(votes.shape[1])]
 
     # Per factor: of the fresh votes that held k fixed, those cast for a latent the classifier names k.
-    right, cast = evaluation[classifier, np.arange(z.shape[1])], evaluation.sum(axis=1)
-    right_per_factor = np.bincount(classifier, weights=right, minlength=v.shape[1])
+    right_votes, cast = right(evaluation), evaluation.sum(axis=1)
+    right_per_factor = np.bincount(classifier, weights=right_votes, minlength=v.shape[1])
     per_factor = [float(right_per_factor[k] / cast[k]) if cast[k] else math.nan for k in range(v.shape[1])]
     return {
-        "factor_vae_score": accuracy(evaluation),
-        "train_accuracy": accuracy(train),
+        "factor_vae_score": float(right_votes.sum() / cast.sum()),
+        "train_accuracy": float(right(train).sum() / train.sum()),
         "active_dims": int(kept.size),
         "per_factor": per_factor,
     }

@@ -15,7 +15,13 @@ import torch
 
 from vaekit.models import VAE, build_model
 from vaekit.utils.errors import VaekitError
-from vaekit.utils.files import read_checkpoint, read_run_config, read_safetensors, write_safetensors
+from vaekit.utils.files import (
+    first_intact_checkpoint,
+    read_checkpoint,
+    read_run_config,
+    read_safetensors,
+    write_safetensors,
+)
 from vaekit.utils.integrity import DamagedRecord, write_recorded
 
 CONFIG_KEY = "vaekit_model_config"
@@ -74,15 +80,8 @@ def _run_weights(
 def _has_intact_checkpoint(run: Path) -> bool:
     """Whether a checkpoint of the run reads (last.pt, or one --save-every kept), for a resume to start;
     DamagedRecord if the run's checksums.json cannot be read, so that none can be checked."""
-    for path in [run / "checkpoints" / "last.pt", *sorted((run / "checkpoints").glob("epoch_*.pt"))]:
-        try:
-            read_checkpoint(path)
-            return True
-        except DamagedRecord:
-            raise
-        except VaekitError:
-            continue
-    return False
+    folder = run / "checkpoints"
+    return first_intact_checkpoint([folder / "last.pt", *sorted(folder.glob("epoch_*.pt"))]) is not None
 
 
 def _run_model_config(in_config_json: dict[str, Any], metadata: dict[str, str]) -> dict[str, Any]:

@@ -23,7 +23,7 @@ from vaekit.training.settings import TrainConfig
 from vaekit.training.updates import Updates
 from vaekit.utils.atomic import write_json
 from vaekit.utils.errors import VaekitError
-from vaekit.utils.files import read_checkpoint, read_run_config, write_checkpoint
+from vaekit.utils.files import first_intact_checkpoint, read_checkpoint, read_run_config, write_checkpoint
 from vaekit.utils.integrity import DamagedRecord, write_recorded
 
 TERMS = ("loss", "recon", "kl")  # every model's first three loss terms; models may add more
@@ -107,13 +107,10 @@ def last_intact_checkpoint(run: RunDir, log: Callable[[str], None]) -> dict[str,
         raise
     except VaekitError as damaged:
         others = sorted(run.checkpoints.glob("epoch_*.pt"), reverse=True)
-        for path in others:
-            try:
-                checkpoint = read_checkpoint(path)
-            except VaekitError:
-                continue
-            log(f"note: {damaged}; resuming from {path.name}, the newest intact checkpoint")
-            return checkpoint
+        found = first_intact_checkpoint(others)
+        if found is not None:
+            log(f"note: {damaged}; resuming from {found[0].name}, the newest intact checkpoint")
+            return found[1]
         kept = f"none of its {len(others)} other checkpoints is intact" if others else "it has no other"
         raise VaekitError(f"{damaged}; {kept} (--save-every N keeps more)") from None
 

@@ -17,7 +17,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open
 
 from vaekit.utils.errors import VaekitError, first_line
-from vaekit.utils.integrity import verify
+from vaekit.utils.integrity import DamagedRecord, verify
 
 
 def read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
@@ -47,6 +47,19 @@ def read_checkpoint(path: Path) -> dict[str, Any]:
     if not isinstance(ckpt, dict) or "config" not in ckpt or "model" not in ckpt:
         raise VaekitError(f"{path} is not a vaekit checkpoint")
     return ckpt
+
+
+def first_intact_checkpoint(paths: list[Path]) -> tuple[Path, dict[str, Any]] | None:
+    """The first of ``paths`` whose checkpoint reads (``read_checkpoint``), with it; None if none does.
+    A damaged run record (``DamagedRecord``) is raised: it stops every checkpoint from being checked."""
+    for path in paths:
+        try:
+            return path, read_checkpoint(path)
+        except DamagedRecord:
+            raise
+        except VaekitError:
+            continue
+    return None
 
 
 def read_run_config(run_dir: Path) -> dict[str, Any]:
