@@ -6,6 +6,7 @@ import math
 import numpy as np
 import pytest
 
+from vaekit.evaluation import disentanglement
 from vaekit.evaluation.disentanglement import discretize, factor_vae_score, mig, mutual_information
 
 SIZES = (3, 4, 5, 6)  # 360 rows
@@ -179,6 +180,29 @@ def test_factor_vae_per_factor_names_the_factor_a_shared_latent_loses():
     assert 0.7 < result["factor_vae_score"] < 0.8
 
 
+def test_factor_vae_score_counts_disentanglement_libs_votes_unless_told(monkeypatch):
+    """10,000 votes build the classifier and 5,000 fresh ones score it (num_train, num_eval); told
+    otherwise, each accuracy is a whole number of its own count of votes."""
+    f = grid()
+    z = f.astype(float) @ np.random.default_rng(1).normal(size=(4, 5))
+    z += np.random.default_rng(2).normal(scale=0.5, size=z.shape)
+    real_votes, counts = disentanglement._votes, []
+
+    def counted_votes(*args):
+        counts.append(args[5])  # n_votes, the sixth argument
+        return real_votes(*args)
+
+    monkeypatch.setattr(disentanglement, "_votes", counted_votes)
+    default = factor_vae_score(z, f)
+    told = factor_vae_score(z, f, n_votes=300, n_eval_votes=7)
+    assert counts == [10_000, 5_000, 300, 7]
+    for result, n_votes, n_eval_votes in [(default, 10_000, 5_000), (told, 300, 7)]:
+        accuracies = [(result["factor_vae_score"], n_eval_votes), (result["train_accuracy"], n_votes)]
+        for accuracy, count in accuracies:
+            assert 0 < accuracy < 1
+            assert accuracy * count == pytest.approx(round(accuracy * count), abs=1e-6)
+
+
 @pytest.mark.parametrize("seed", range(3))
 def test_factor_vae_score_is_about_the_mean_of_its_per_factor_figures(seed):
     # Every latent mixes every factor, so the figures fall between 0 and 1; with many votes each factor
@@ -229,6 +253,8 @@ def test_bad_options_raise_value_error():
         factor_vae_score(Z, F, batch_size=1)
     with pytest.raises(ValueError, match="n_votes"):
         factor_vae_score(Z, F, n_votes=0)
+    with pytest.raises(ValueError, match="n_eval_votes"):
+        factor_vae_score(Z, F, n_eval_votes=0)
     with pytest.raises(ValueError, match="prune_below"):
         factor_vae_score(Z, F, prune_below=-1.0)
     with pytest.raises(ValueError, match="finite"):
