@@ -1,0 +1,86 @@
+"""How much the FactorVAE score moves with the votes alone: one trained model, eight seeds of the votes,
+at 800 and 800 votes (vaekit's counts before) and at disentanglement_lib's 10,000 and 5,000.
+
+The score votes on random batches of 64 test images with one factor held fixed; a majority-vote
+classifier built from the first votes is scored on fresh ones (``evaluation.disentanglement
+.factor_vae_score``). With few votes, the classifier's choice of factor for a latent whose votes are
+split, and the fresh votes themselves, move the score from one seed of the votes to another, which a
+comparison of models or checkpoints would read as their difference. This scores each run's posterior
+means of the test split (as ``vaekit evaluate`` takes them) eight times at each count and reports the
+mean, the standard deviation (ddof 1), the range, and the per-factor figures' mean.
+
+Writes benchmarks/results/NAME.json. Not timed; from the repository root, on shapes run folders:
+    .venv/bin/python benchmarks/shapes_votes.py --name shapes_votes RUN [RUN ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+from pathlib import Path
+
+import numpy as np
+from harness import machine, write_results
+
+import vaekit
+from vaekit.data import binarize, unit_float
+from vaekit.evaluation.disentanglement import factor_vae_score
+from vaekit.evaluation.latents import latent_means
+from vaekit.evaluation.runs import load_run_dataset, run_split
+from vaekit.utils.files import read_run_config
+
+COUNTS = {"800/800": (800, 800), "10000/5000": (10_000, 5_000)}  # votes: the classifier's, the score's
+SEEDS = range(8)
+
+
+def spread(run: Path) -> dict:
+    """{counts: {mean, std, min, max, seed0, per_factor_mean}} for the run's last weights."""
+    config = read_run_config(run)
+    dataset = load_run_dataset(config, None, print)
+    images = run_split(config, "test", dataset=dataset)
+    x = images.images
+    if config["train"].get("binarize", "none") != "none":  # the same fixed binary images as training saw
+        x = binarize(unit_float(x), "test")
+    means = latent_means(vaekit.load(run), x, None).double().numpy()
+    factors = images.factors.numpy()
+    rows = {}
+    for label, (n_votes, n_eval_votes) in COUNTS.items():
+        results = [
+            factor_vae_score(means, factors, n_votes, seed=seed, n_eval_votes=n_eval_votes) for seed in SEEDS
+        ]
+        scores = [r["factor_vae_score"] for r in results]
+        rows[label] = {
+            "mean": statistics.mean(scores),
+            "std": statistics.stdev(scores),
+            "min": min(scores),
+            "max": max(scores),
+            "seed0": scores[0],
+            "per_factor_mean": dict(
+                zip(
+                    dataset.factor_names,
+                    np.mean([r["per_factor"] for r in results], axis=0).tolist(),
+                    strict=True,
+                )
+            ),
+        }
+        print(
+            run.name,
+            label,
+            {k: round(v, 4) for k, v in rows[label].items() if isinstance(v, float)},
+            flush=True,
+        )
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("runs", nargs="+", type=Path, help="shapes run folders")
+    parser.add_argument("--name", default="shapes_votes", help="results/NAME.json")
+    args = parser.parse_args()
+    write_results(
+        args.name, {"machine": machine(), "seeds": len(SEEDS), "runs": {str(r): spread(r) for r in args.runs}}
+    )
+
+
+if __name__ == "__main__":
+    main()
