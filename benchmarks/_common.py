@@ -9,6 +9,7 @@ and result writing are in harness.py.
 
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -22,6 +23,7 @@ from torch.utils.data import DataLoader, Dataset
 
 if TYPE_CHECKING:
     from vaekit.data import Dataset as VaekitDataset
+    from vaekit.data import ImageSet
     from vaekit.training import Trainer
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -207,3 +209,24 @@ def measuring_classifier(dataset: VaekitDataset) -> tuple[nn.Module, dict]:
     if shortfall is not None:
         sys.exit(shortfall)
     return classifier, info
+
+
+def run_folders_arguments(doc: str, default_name: str) -> argparse.Namespace:
+    """The command line of a script that reads finished run folders: ``RUN [RUN ...]`` and ``--name``
+    (benchmarks/results/NAME.json); ``doc``'s first line is its description."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("runs", nargs="+", type=Path, help="run folders")
+    parser.add_argument("--name", default=default_name, help="results/NAME.json")
+    return parser.parse_args()
+
+
+def run_test_split(run: Path) -> tuple[dict, VaekitDataset, ImageSet, torch.Tensor]:
+    """A finished run's config, dataset, test split, and that split's images as ``vaekit evaluate``
+    takes them (``evaluation.runs.evaluated_images``)."""
+    from vaekit.evaluation.runs import evaluated_images, load_run_dataset, run_split
+    from vaekit.utils.files import read_run_config
+
+    config = read_run_config(run)
+    dataset = load_run_dataset(config, None, print)
+    images = run_split(config, "test", dataset=dataset)
+    return config, dataset, images, evaluated_images(config, images, "test")

@@ -14,29 +14,19 @@ the repository root, on run folders trained with ``--save-every``:
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import torch
-from _common import steps_trained
+from _common import run_folders_arguments, run_test_split, steps_trained
 from harness import machine, write_results
 
 import vaekit
-from vaekit.data import binarize, unit_float
-from vaekit.evaluation.runs import disentanglement_scores, load_run_dataset, run_split
-from vaekit.utils.files import read_run_config
+from vaekit.evaluation.runs import disentanglement_scores
 
 
 def trajectory(run: Path) -> list[dict]:
     """One row per kept checkpoint (oldest first, then last.pt): its steps, MIG and FactorVAE score."""
-    config = read_run_config(run)
-    dataset = load_run_dataset(config, None, print)
-    if not dataset.factor_names:
-        raise SystemExit(f"{run}: its dataset has no known factors to score against")
-    images = run_split(config, "test", dataset=dataset)  # as vaekit evaluate takes them
-    x = images.images  # uint8: the evaluators convert batches
-    if config["train"].get("binarize", "none") != "none":  # the same fixed binary images as training saw
-        x = binarize(unit_float(x), "test")
+    config, dataset, images, x = run_test_split(run)
     rows = []
     for path in [*sorted((run / "checkpoints").glob("epoch_*.pt")), run / "checkpoints" / "last.pt"]:
         checkpoint = torch.load(path, weights_only=True, map_location="cpu")
@@ -52,10 +42,7 @@ def trajectory(run: Path) -> list[dict]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("runs", nargs="+", type=Path, help="shapes run folders trained with --save-every")
-    parser.add_argument("--name", default="shapes_trajectory", help="results/NAME.json")
-    args = parser.parse_args()
+    args = run_folders_arguments(__doc__, "shapes_trajectory")
     results = {run.name: trajectory(run) for run in args.runs}
     write_results(args.name, {"machine": machine(), "runs": results})
 

@@ -15,19 +15,16 @@ Writes benchmarks/results/NAME.json. Not timed; from the repository root, on sha
 
 from __future__ import annotations
 
-import argparse
 import statistics
 from pathlib import Path
 
 import numpy as np
+from _common import run_folders_arguments, run_test_split
 from harness import machine, write_results
 
 import vaekit
-from vaekit.data import binarize, unit_float
 from vaekit.evaluation.disentanglement import factor_vae_score
 from vaekit.evaluation.latents import latent_means
-from vaekit.evaluation.runs import load_run_dataset, run_split
-from vaekit.utils.files import read_run_config
 
 COUNTS = {"800/800": (800, 800), "10000/5000": (10_000, 5_000)}  # votes: the classifier's, the score's
 SEEDS = range(8)
@@ -35,12 +32,7 @@ SEEDS = range(8)
 
 def spread(run: Path) -> dict:
     """{counts: {mean, std, min, max, seed0, per_factor_mean}} for the run's last weights."""
-    config = read_run_config(run)
-    dataset = load_run_dataset(config, None, print)
-    images = run_split(config, "test", dataset=dataset)
-    x = images.images
-    if config["train"].get("binarize", "none") != "none":  # the same fixed binary images as training saw
-        x = binarize(unit_float(x), "test")
+    config, dataset, images, x = run_test_split(run)
     means = latent_means(vaekit.load(run), x, None).double().numpy()
     factors = images.factors.numpy()
     rows = {}
@@ -73,10 +65,7 @@ def spread(run: Path) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("runs", nargs="+", type=Path, help="shapes run folders")
-    parser.add_argument("--name", default="shapes_votes", help="results/NAME.json")
-    args = parser.parse_args()
+    args = run_folders_arguments(__doc__, "shapes_votes")
     write_results(
         args.name, {"machine": machine(), "seeds": len(SEEDS), "runs": {str(r): spread(r) for r in args.runs}}
     )

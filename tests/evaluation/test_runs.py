@@ -11,7 +11,7 @@ from torch.distributions import MultivariateNormal
 
 import vaekit
 from tests.conftest import Z_MISS
-from vaekit.data import load_dataset, split_train_val
+from vaekit.data import ImageSet, binarize, load_dataset, split_train_val, unit_float
 from vaekit.evaluation.latents import latent_statistics
 from vaekit.evaluation.likelihood import (
     bits_per_dim,
@@ -21,7 +21,7 @@ from vaekit.evaluation.likelihood import (
     reconstruction_errors,
 )
 from vaekit.evaluation.report import format_result
-from vaekit.evaluation.runs import evaluate_run
+from vaekit.evaluation.runs import evaluate_run, evaluated_images
 from vaekit.models import GaussianVAE
 from vaekit.models.maths import gaussian_nll
 
@@ -241,3 +241,18 @@ def test_an_evaluation_in_bf16_says_so_in_eval_json(trained_run):
     assert bf16["test_precision"] == "bf16" and "test_precision" not in fp32  # auto on a CPU: fp32
     assert json.loads((trained_run / "eval.json").read_text())["test_precision"] == "bf16"
     assert abs(bf16["test_loss"] - fp32["test_loss"]) < 0.05
+
+
+def test_evaluated_images_are_the_bytes_or_the_splits_fixed_binary_draw():
+    """A run trained on binarized images is evaluated on each split's one fixed binary draw (not a new
+    draw per call, nor the grey bytes); one trained on grey pixels on the bytes themselves."""
+    grey = torch.arange(2 * 784, dtype=torch.int64).remainder(256).to(torch.uint8).reshape(2, 1, 28, 28)
+    images = ImageSet(grey, torch.zeros(2, dtype=torch.int64))
+    as_grey = evaluated_images({"train": {"binarize": "none"}}, images, "test")
+    assert as_grey.dtype == torch.uint8 and torch.equal(as_grey, grey)
+    dynamic = {"train": {"binarize": "dynamic"}}
+    test = evaluated_images(dynamic, images, "test")
+    assert set(test.unique().tolist()) == {0.0, 1.0}
+    assert torch.equal(test, evaluated_images(dynamic, images, "test"))
+    assert torch.equal(test, binarize(unit_float(grey), "test"))
+    assert not torch.equal(test, evaluated_images(dynamic, images, "val"))  # each split its own draw

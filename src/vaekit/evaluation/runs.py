@@ -119,6 +119,18 @@ def run_split(
     return images
 
 
+def evaluated_images(
+    config: dict[str, Any], images: ImageSet, split: str, device: torch.device | str = "cpu"
+) -> torch.Tensor:
+    """A run's ``split`` images as its evaluation takes them, on ``device``: uint8 (the evaluators convert
+    batches), or where it trained on binarized images the split's fixed binary images (the same ones
+    each call: ``data.binarize(..., split)``)."""
+    x = images.images.to(device)
+    if config["train"].get("binarize", "none") != "none":
+        x = binarize(unit_float(x), split)
+    return x
+
+
 def evaluate_run(
     run: str | os.PathLike,
     split: str = "test",
@@ -154,9 +166,7 @@ def evaluate_run(
         raise VaekitError(f"--iwae-k applies to the Gaussian-latent models, not {model.name}")
     if samples:  # checked now, not after the minutes of the figures before it (grid=False: no picture)
         limits.check_images(samples, model.image_shape, dev, "sample quality", False, "; lower --samples")
-    x, labels = images.images.to(dev), images.labels.to(dev)  # uint8: the evaluators convert batches
-    if config["train"].get("binarize", "none") != "none":  # the same fixed binary images as training saw
-        x = binarize(unit_float(x), split)
+    x, labels = evaluated_images(config, images, split, dev), images.labels.to(dev)
     seed = config["train"]["seed"]
     terms = elbo_terms(model, x, labels, seed=seed, precision=precision, **eval_options(config["train"]))
     resolved = evaluation_precision(precision, dev)
