@@ -220,13 +220,16 @@ def run_folders_arguments(doc: str, default_name: str) -> argparse.Namespace:
     return parser.parse_args()
 
 
-def run_test_split(run: Path) -> tuple[dict, VaekitDataset, ImageSet, torch.Tensor]:
+def factored_test_split(run: Path) -> tuple[dict, VaekitDataset, ImageSet, torch.Tensor]:
     """A finished run's config, dataset, test split, and that split's images as ``vaekit evaluate``
-    takes them (``evaluation.runs.evaluated_images``)."""
+    takes them (``evaluation.runs.evaluated_images``), for scripts that score against its dataset's
+    known factors: a one-line exit where it has none."""
     from vaekit.evaluation.runs import evaluated_images, load_run_dataset, run_split
     from vaekit.utils.files import read_run_config
 
     config = read_run_config(run)
     dataset = load_run_dataset(config, None, print)
+    if not dataset.factor_names:
+        raise SystemExit(f"{run}: its dataset has no known factors to score against")
     images = run_split(config, "test", dataset=dataset)
     return config, dataset, images, evaluated_images(config, images, "test")

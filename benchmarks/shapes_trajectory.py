@@ -17,7 +17,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from _common import run_folders_arguments, run_test_split, steps_trained
+from _common import factored_test_split, run_folders_arguments, steps_trained
 from harness import machine, write_results
 
 import vaekit
@@ -26,7 +26,7 @@ from vaekit.evaluation.runs import disentanglement_scores
 
 def trajectory(run: Path) -> list[dict]:
     """One row per kept checkpoint (oldest first, then last.pt): its steps, MIG and FactorVAE score."""
-    config, dataset, images, x = run_test_split(run)
+    config, dataset, images, x = factored_test_split(run)
     rows = []
     for path in [*sorted((run / "checkpoints").glob("epoch_*.pt")), run / "checkpoints" / "last.pt"]:
         checkpoint = torch.load(path, weights_only=True, map_location="cpu")

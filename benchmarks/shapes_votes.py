@@ -19,7 +19,7 @@ import statistics
 from pathlib import Path
 
 import numpy as np
-from _common import run_folders_arguments, run_test_split
+from _common import factored_test_split, run_folders_arguments
 from harness import machine, write_results
 
 import vaekit
@@ -32,7 +32,7 @@ SEEDS = range(8)
 
 def spread(run: Path) -> dict:
     """{counts: {mean, std, min, max, seed0, per_factor_mean}} for the run's last weights."""
-    config, dataset, images, x = run_test_split(run)
+    _, dataset, images, x = factored_test_split(run)
     means = latent_means(vaekit.load(run), x, None).double().numpy()
     factors = images.factors.numpy()
     rows = {}
