@@ -370,19 +370,27 @@ def prior_draws_of_a_vamp_model(model, n: int, generator: torch.Generator) -> to
     return mu[pick] + (0.5 * logvar[pick]).exp() * eps
 
 
+def prior_draws_of(name: str, model, labels, n: int, generator: torch.Generator) -> torch.Tensor:
+    """One draw from the model's prior per image of the batch (n images; per label for the cvae)."""
+    if name == "vamp":
+        return prior_draws_of_a_vamp_model(model, n, generator)
+    prior_z = torch.randn(n, LATENT, generator=generator)
+    return prior_z + model.trained_prior.means[labels] if name == "cvae" else prior_z
+
+
+@pytest.mark.parametrize("prior_draws", [1, 3])
 @pytest.mark.parametrize("name", ["mlp", "cvae", "vamp"])
-def test_mmd_objective_is_the_elbo_plus_the_weighted_mmd_of_posterior_and_prior_draws(name):
+def test_mmd_objective_is_the_elbo_plus_the_weighted_mmd_of_posterior_and_prior_draws(name, prior_draws):
     parts = {"trained_prior": "vamp", "pseudo_inputs": 3} if name == "vamp" else {}
     model, x, labels = model_and_batch("mlp" if name == "vamp" else name, **parts)
-    out = mmd(model, x, labels, mmd_weight=30.0, kl_weight=0.5, generator=torch.Generator().manual_seed(0))
+    seeded = torch.Generator().manual_seed(0)
+    out = mmd(model, x, labels, mmd_weight=30.0, prior_draws=prior_draws, kl_weight=0.5, generator=seeded)
     base = elbo(model, x, labels, kl_weight=0.5, generator=torch.Generator().manual_seed(0))
     ref = Reference(model, x, labels)  # z first, then the prior's draws, from one generator
-    if name == "vamp":
-        prior_z = prior_draws_of_a_vamp_model(model, len(x), ref.generator)
-    else:
-        prior_z = torch.randn(len(x), LATENT, generator=ref.generator)
-        if name == "cvae":
-            prior_z = prior_z + model.trained_prior.means[labels]
+    # prior_draws batches' worth of draws, one after the other: each image's prior K times
+    draws = [prior_draws_of(name, model, labels, len(x), ref.generator) for _ in range(prior_draws)]
+    prior_z = torch.cat(draws)
+    assert len(prior_z) == prior_draws * len(x)
     distance = numpy_imq_mmd(ref.z.detach().double().numpy(), prior_z.detach().double().numpy())
     assert out.terms["mmd"].item() == pytest.approx(distance, rel=1e-4, abs=1e-6)  # float32 distances
     torch.testing.assert_close(out.objective, base.objective + 30.0 * out.terms["mmd"])

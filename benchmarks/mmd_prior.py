@@ -1,0 +1,103 @@
+"""WAE-MMD beside the plain VAE: how like the data samples from N(0, I) are, as a ratio of Frechet distances.
+
+Issue 35's goal: an MMD model whose samples from N(0, I) have at most half the plain model's Frechet
+distance. For one setting (latent size, batch size, epochs, seed) this trains the plain mlp and WAE-MMD
+(``--objective mmd --beta 0``, weight W) with each number of prior draws per image K, on the
+12,000-image MNIST subset, dynamically binarized, and gives each: the test -ELBO, the Frechet distance
+of 10,000 samples from N(0, I) and from the fitted prior (vaekit's cached measuring classifier, as
+``evaluate``), that distance as a ratio of the plain model's, and the seconds (training and scoring).
+
+Writes benchmarks/results/NAME.json (mmd_prior). Two settings at once, one core each, give the
+seconds of each a shared machine; the distances do not depend on it. From the repository root:
+    .venv/bin/python benchmarks/mmd_prior.py --latent-dim 8 --prior-draws 1,8 --epochs 25
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from _common import DEFAULT_DATA_DIR, check_data_dir, measuring_classifier
+from harness import machine, quiet, write_results
+
+from vaekit import load
+from vaekit.data import load_dataset
+from vaekit.evaluation.quality import sample_quality
+from vaekit.training import TrainConfig, Trainer
+
+
+def draw_counts(text: str) -> list[int]:
+    """ "1,8" -> [1, 8]: the numbers of prior draws per image to train WAE-MMD with."""
+    try:
+        counts = [int(word) for word in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected whole numbers joined by commas, got {text!r}") from None
+    if not counts or min(counts) < 1:
+        raise argparse.ArgumentTypeError(f"each count of draws must be at least 1, got {text!r}")
+    return counts
+
+
+def train_and_score(settings: dict[str, Any], run: Path, dataset, classifier) -> dict[str, Any]:
+    """Train one model with ``settings`` into ``run``; its test -ELBO and Frechet distances."""
+    started = time.perf_counter()
+    Trainer(TrainConfig.of(**settings), run, progress=False, log=quiet).run()
+    model = load(run)
+    row: dict[str, Any] = {"test_loss": json.loads((run / "eval.json").read_text())["test_loss"]}
+    for prior in ("standard", "fitted"):
+        quality = sample_quality(model, classifier, dataset.test, 10_000, seed=0, prior=prior)
+        row[f"frechet_{prior}"] = quality["frechet_distance"]
+    row["seconds"] = round(time.perf_counter() - started, 1)
+    return row
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--latent-dim", type=int, default=8)
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--epochs", type=int, default=25)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--mmd-weight", type=float, default=100.0, help="W")
+    parser.add_argument("--prior-draws", type=draw_counts, default=[1, 8], help="K values, e.g. 1,8")
+    parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
+    parser.add_argument("--name", default="mmd_prior", help="results/NAME.json")
+    args = parser.parse_args()
+    check_data_dir(args.data_dir)
+
+    dataset = load_dataset("mnist", str(args.data_dir))
+    classifier, _ = measuring_classifier(dataset)
+    shared = {
+        "dataset": "mnist",
+        "data_dir": str(args.data_dir),
+        "binarize": "dynamic",
+        "epochs": args.epochs,
+        "latent_dim": args.latent_dim,
+        "batch_size": args.batch_size,
+        "seed": args.seed,
+    }
+    models = {"plain": {}} | {
+        f"wae-mmd K={k}": {"objective": "mmd", "beta": 0.0, "mmd_weight": args.mmd_weight, "prior_draws": k}
+        for k in args.prior_draws
+    }
+    rows: dict[str, dict[str, Any]] = {}
+    with tempfile.TemporaryDirectory(prefix="vaekit-mmd-prior-") as scratch:
+        for name, settings in models.items():
+            rows[name] = train_and_score(
+                shared | settings, Path(scratch) / name.replace(" ", "_"), dataset, classifier
+            )
+            rows[name]["frechet_standard_vs_plain"] = (
+                rows[name]["frechet_standard"] / rows["plain"]["frechet_standard"]
+            )
+            print(name, {key: round(value, 3) for key, value in rows[name].items()}, flush=True)
+    settings = {key: value for key, value in shared.items() if key != "data_dir"} | {
+        "mmd_weight": args.mmd_weight
+    }
+    path = write_results(args.name, {"machine": machine(), "settings": settings, "rows": rows})
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
