@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -233,3 +233,28 @@ def factored_test_split(run: Path) -> tuple[dict, VaekitDataset, ImageSet, torch
         raise SystemExit(f"{run}: its dataset has no known factors to score against")
     images = run_split(config, "test", dataset=dataset)
     return config, dataset, images, evaluated_images(config, images, "test")
+
+
+def train_quietly(out: Path, **settings: Any) -> Path:
+    """Train a vaekit run into ``out`` from settings by name (``TrainConfig.of``), printing nothing."""
+    from harness import quiet
+
+    from vaekit.training import TrainConfig, Trainer
+
+    Trainer(TrainConfig.of(**settings), out, progress=False, log=quiet).run()
+    return out
+
+
+def frechet_by_prior(
+    model: nn.Module, classifier: nn.Module, test: ImageSet, n_samples: int
+) -> dict[str, float]:
+    """``frechet_standard`` and ``frechet_fitted``: the Frechet distance (``sample_quality``, seed 0) of
+    ``n_samples`` samples from the prior the model trained with and from its fitted prior."""
+    from vaekit.evaluation.quality import sample_quality
+
+    return {
+        f"frechet_{prior}": sample_quality(model, classifier, test, n_samples, seed=0, prior=prior)[
+            "frechet_distance"
+        ]
+        for prior in ("standard", "fitted")
+    }

@@ -21,13 +21,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _common import DEFAULT_DATA_DIR, check_data_dir, measuring_classifier
-from harness import machine, quiet, write_results
+from _common import DEFAULT_DATA_DIR, check_data_dir, frechet_by_prior, measuring_classifier, train_quietly
+from harness import machine, write_results
 
 from vaekit import load
 from vaekit.data import load_dataset
-from vaekit.evaluation.quality import sample_quality
-from vaekit.training import TrainConfig, Trainer
 
 
 def draw_counts(text: str) -> list[int]:
@@ -44,12 +42,9 @@ def draw_counts(text: str) -> list[int]:
 def train_and_score(settings: dict[str, Any], run: Path, dataset, classifier) -> dict[str, Any]:
     """Train one model with ``settings`` into ``run``; its test -ELBO and Frechet distances."""
     started = time.perf_counter()
-    Trainer(TrainConfig.of(**settings), run, progress=False, log=quiet).run()
-    model = load(run)
+    train_quietly(run, **settings)
     row: dict[str, Any] = {"test_loss": json.loads((run / "eval.json").read_text())["test_loss"]}
-    for prior in ("standard", "fitted"):
-        quality = sample_quality(model, classifier, dataset.test, 10_000, seed=0, prior=prior)
-        row[f"frechet_{prior}"] = quality["frechet_distance"]
+    row.update(frechet_by_prior(load(run), classifier, dataset.test, 10_000))
     row["seconds"] = round(time.perf_counter() - started, 1)
     return row
 
@@ -92,10 +87,10 @@ def main() -> None:
                 rows[name]["frechet_standard"] / rows["plain"]["frechet_standard"]
             )
             print(name, {key: round(value, 3) for key, value in rows[name].items()}, flush=True)
-    settings = {key: value for key, value in shared.items() if key != "data_dir"} | {
+    recorded = {key: value for key, value in shared.items() if key != "data_dir"} | {
         "mmd_weight": args.mmd_weight
     }
-    path = write_results(args.name, {"machine": machine(), "settings": settings, "rows": rows})
+    path = write_results(args.name, {"machine": machine(), "settings": recorded, "rows": rows})
     print(f"wrote {path}")
 
 

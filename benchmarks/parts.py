@@ -30,8 +30,15 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from _common import DEFAULT_DATA_DIR, REPO_ROOT, check_data_dir, measuring_classifier
-from harness import environment, quiet, read_results, utc_now, write_results
+from _common import (
+    DEFAULT_DATA_DIR,
+    REPO_ROOT,
+    check_data_dir,
+    frechet_by_prior,
+    measuring_classifier,
+    train_quietly,
+)
+from harness import environment, read_results, utc_now, write_results
 from parts_report import write_section
 
 from vaekit import load
@@ -41,7 +48,6 @@ from vaekit.evaluation.likelihood import iwae_nll
 from vaekit.evaluation.pictures import traverse
 from vaekit.evaluation.quality import sample_quality
 from vaekit.evaluation.runs import evaluate_run
-from vaekit.training import TrainConfig, Trainer
 from vaekit.training.settings import parse_duration
 from vaekit.utils import plots
 
@@ -73,12 +79,6 @@ CVAE_PRIORS = {"class means": {}, "vamp per class, K=50": {"prior": "vamp", "pse
 CVAE_EPOCHS = (5, 20)
 
 
-def train(out: Path, **settings: Any) -> Path:
-    config = TrainConfig.of(**settings)
-    Trainer(config, out, progress=False, log=quiet).run()
-    return out
-
-
 def step_seconds(run: Path) -> float:
     """The median epoch's seconds (metrics.jsonl, which includes the epoch's validation)."""
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
@@ -97,16 +97,14 @@ def mnist(
     results["rows"] = {n: r for n, r in done.get("rows", {}).items() if n in MNIST_PARTS}
     for name in names:
         part = MNIST_PARTS[name]
-        run = train(
+        run = train_quietly(
             work / name, dataset="mnist", data_dir=str(data_dir), binarize="dynamic", epochs=epochs, **part
         )
         model = load(run)
         row = {"settings": part, "seconds_per_epoch": step_seconds(run)}
         row["test_loss"] = json.loads((run / "eval.json").read_text())["test_loss"]
         row["nll_k1000"] = iwae_nll(model, test_bits, k=k, seed=0).mean().item()
-        for prior in ("standard", "fitted"):
-            quality = sample_quality(model, classifier, dataset.test, n_samples, seed=0, prior=prior)
-            row[f"frechet_{prior}"] = quality["frechet_distance"]
+        row.update(frechet_by_prior(model, classifier, dataset.test, n_samples))
         grid = model.sample(64, generator=torch.Generator().manual_seed(0), prior="trained")
         save_grid(grid, REPO_ROOT / "docs" / "parts" / f"mnist_{slug(name)}.png")
         # time against the plain model measured on the same machine (this run's, or the one kept)
@@ -128,7 +126,7 @@ def cvae(data_dir: Path, work: Path) -> dict[str, Any]:
         for latent_dim in (16, 32):
             for name, part in CVAE_PRIORS.items():
                 key = f"z={latent_dim}, {name}" + ("" if epochs == 5 else f", {epochs} epochs")
-                run = train(
+                run = train_quietly(
                     work / key,
                     dataset="mnist",
                     data_dir=str(data_dir),
@@ -163,7 +161,7 @@ def shapes(budget: float, work: Path, names: list[str], done: dict[str, Any]) ->
         part = SHAPES_PARTS[name]
         run = work / f"shapes {name}"
         settings = {"model": "conv", "latent_dim": 10, "likelihood": "bernoulli", **part}
-        train(run, dataset="shapes", image_size=[32, 32], batch_size=SHAPES_BATCH, epochs=1000,
+        train_quietly(run, dataset="shapes", image_size=[32, 32], batch_size=SHAPES_BATCH, epochs=1000,
               max_time=budget, **settings)  # fmt: skip
         checkpoint = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
         result = evaluate_run(run, samples=0)

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from _common import DEFAULT_DATA_DIR, REPO_ROOT, check_data_dir, measuring_classifier
+from _common import DEFAULT_DATA_DIR, REPO_ROOT, check_data_dir, measuring_classifier, train_quietly
 from harness import environment, interleaved, medians, quiet, ratios, read_results, utc_now, write_results
 from priors_report import write_markdown
 
@@ -59,8 +59,7 @@ IWAE_K, IWAE_IMAGES = 1000, 500
 
 def train(settings: dict[str, Any], data_dir: Path, out: Path, epochs: int) -> None:
     """Train a vaekit run on MNIST into ``out`` with ``settings`` over the defaults."""
-    config = TrainConfig.of(dataset="mnist", data_dir=str(data_dir), epochs=epochs, **settings)
-    Trainer(config, out, progress=False, log=quiet).run()
+    train_quietly(out, dataset="mnist", data_dir=str(data_dir), epochs=epochs, **settings)
 
 
 def quality_keys(e: dict[str, Any], prefix: str) -> dict[str, Any]:
