@@ -5,9 +5,10 @@ recon + beta KL + W MMD^2(q(z), p(z)): the maximum mean discrepancy between the 
 z ~ q(z|x) (together, draws from the aggregate posterior q(z)) and K draws per image from the trained
 prior (K = ``prior_draws``, 1 by default), under the inverse multiquadratic kernel
 (``maths.imq_mmd``). More prior draws lower the estimate's noise at the cost of a larger kernel matrix
-(K = 8 at batches of 128 took about 1.5x the run's time). Measured at z=8 (docs/models.md), the
-Frechet distance from N(0, I) moved within the seeds' spread: 0.51-0.52x a plain model's at K = 8
-against 0.55-0.56x at K = 1, but 0.60x at K = 4 and 0.55x at K = 16. Where the KL matches each image's
+(K = 8 at batches of 128 took about 1.5x the run's time). Measured at z=8 after 25 epochs
+(docs/models.md), the Frechet distance from N(0, I) moved within the seeds' spread: 0.51-0.52x a plain
+model's at K = 8 against 0.55-0.56x at K = 1, but 0.60x at K = 4 and 0.55x at K = 16; after 100
+epochs, 0.59-0.72x at K = 8 over three seeds. Where the KL matches each image's
 posterior to the prior, the MMD matches their aggregate, which is what samples z ~ p(z) decode: so
 samples drawn from N(0, I) look like the data. Batches need at least two images.
 """
