@@ -26,18 +26,8 @@ from _common import DEFAULT_DATA_DIR, check_data_dir, frechet_by_prior, measurin
 from harness import machine, write_results
 
 from vaekit import load
+from vaekit.cli.arguments import sizes
 from vaekit.data import load_dataset
-
-
-def draw_counts(text: str) -> list[int]:
-    """ "1,8" -> [1, 8]: the numbers of prior draws per image to train WAE-MMD with."""
-    try:
-        counts = [int(word) for word in text.split(",")]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected whole numbers joined by commas, got {text!r}") from None
-    if not counts or min(counts) < 1:
-        raise argparse.ArgumentTypeError(f"each count of draws must be at least 1, got {text!r}")
-    return counts
 
 
 def train_and_score(settings: dict[str, Any], run: Path, dataset, classifier) -> dict[str, Any]:
@@ -58,7 +48,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--mmd-weight", type=float, default=100.0, help="W")
     parser.add_argument("--beta", type=float, default=0.0, help="the KL's weight: 0 WAE-MMD, 1 InfoVAE")
-    parser.add_argument("--prior-draws", type=draw_counts, default=[1, 8], help="K values, e.g. 1,8")
+    parser.add_argument("--prior-draws", type=sizes("1,8"), default=[1, 8], help="K values, e.g. 1,8")
     parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
     parser.add_argument("--name", default="mmd_prior", help="results/NAME.json")
     args = parser.parse_args()
