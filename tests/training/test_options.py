@@ -94,6 +94,11 @@ def test_iwae_k_defaults_to_5():
         ({"objective": "iwae", "free_bits": 0.5}, "--free-bits applies to the elbo objective"),
         ({"objective": "iwae", "part_options": {"k": 0}}, "--k must be >= 1, got 0"),
         ({"objective": "iwae", "part_options": {"k": 2.5}}, "--k must be an integer, got 2.5"),
+        (
+            {"objective": "btcvae", "part_options": {"tc_estimator": "sampled"}},
+            "--tc-estimator must be one of stratified, weighted, got 'sampled'",
+        ),
+        ({"objective": "btcvae", "part_options": {"tc_estimator": 1}}, "--tc-estimator must be a string"),
         ({"objective": "vimco"}, "unknown objective"),
         ({"channels": [8]}, "--channels does not apply to model mlp"),
         ({"model": "conv"}, "--hidden does not apply to model conv"),

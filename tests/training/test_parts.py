@@ -96,6 +96,8 @@ BAD = [
     (["--objective", "factorvae", "--discriminator", "8,0"], "--discriminator: expected sizes"),
     (["--objective", "dip-i", "--mmd-weight", "3"], "--mmd-weight applies to --objective mmd, not dip-i"),
     (["--objective", "btcvae", "--batch-size", "1"], "it needs --batch-size >= 2"),
+    (["--objective", "btcvae", "--tc-estimator", "sampled"], "--tc-estimator: invalid choice: 'sampled'"),
+    (["--tc-estimator", "weighted"], "--tc-estimator applies to --objective btcvae, not elbo"),
     (["--objective", "btcvae", "--prior", "vamp"], "--objective btcvae needs a Gaussian posterior"),
     (["--objective", "dip-ii", "--posterior", "iaf"], "needs the Gaussian posterior's covariance"),
     (["--free-bits", "0.5", "--posterior", "iaf"], "--free-bits needs the KL per dimension in closed form"),

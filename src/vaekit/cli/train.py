@@ -141,6 +141,7 @@ def _add_part_arguments(p: argparse.ArgumentParser) -> None:
             dest=f"{PART_OPTION}{name}",
             metavar=name.upper(),
             type=part_option_type(hint, spec_field),
+            choices=spec_field.metadata.get("choices"),
             help=f"--{kind} {owners}: {spec_field.metadata['help']} (default {shown})",
         )
 

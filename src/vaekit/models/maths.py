@@ -302,17 +302,24 @@ def stratified_log_weights(batch: int, dataset_size: int) -> torch.Tensor:
 
 
 def aggregate_log_densities(
-    z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor, dataset_size: int
+    z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor, dataset_size: int, weighted: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Estimates of log q(z_i) and of sum_j log q(z_ij) (the product of the marginals) at each image's own
     draw z_i, from the batch's diagonal Gaussian posteriors (``stratified_log_weights``).
 
-    Shapes: z, mu, logvar [B, D] -> ([B], [B]), in nats.
+    ``weighted``: minibatch weighted sampling instead (Chen et al. 2018, sec. 4.1, and their code), every
+    r_ij = 1/(N B): z_i's own posterior weighs as any other, and a row sums to 1/N, not 1, so log q(z)
+    comes out about log N low and the total correlation of D dimensions about (D - 1) log N high,
+    constants that leave the gradients unchanged. Shapes: z, mu, logvar [B, D] -> ([B], [B]), in nats.
     """
     pair = -0.5 * (
         LOG_2PI + logvar.unsqueeze(0) + (z.unsqueeze(1) - mu.unsqueeze(0)).pow(2) * torch.exp(-logvar)
     )
-    weights = stratified_log_weights(len(z), dataset_size).to(z).unsqueeze(-1)  # [B, B, 1]
+    batch = len(z)
+    if weighted:
+        weights = torch.full((batch, batch, 1), -math.log(dataset_size * batch)).to(z)
+    else:
+        weights = stratified_log_weights(batch, dataset_size).to(z).unsqueeze(-1)  # [B, B, 1]
     log_qz = torch.logsumexp(pair.sum(-1, keepdim=True) + weights, dim=1).squeeze(-1)
     log_marginals = torch.logsumexp(pair + weights, dim=1).sum(-1)
     return log_qz, log_marginals

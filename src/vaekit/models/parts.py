@@ -52,10 +52,17 @@ REQUIREMENTS = {
 NAME = re.compile(r"[a-z][a-z0-9_-]{0,39}")
 
 
-def option(default: Any, help: str, minimum: float | None = None, above: float | None = None) -> Any:
+def option(
+    default: Any,
+    help: str,
+    minimum: float | None = None,
+    above: float | None = None,
+    choices: tuple[str, ...] | None = None,
+) -> Any:
     """A part option's field: its ``default``, its ``help`` (the flag's), and bounds: ``minimum``
-    (inclusive) or ``above`` (exclusive) for a number, or for every size of a list."""
-    bounds = {"minimum": minimum, "above": above}
+    (inclusive) or ``above`` (exclusive) for a number, or for every size of a list; ``choices``, the
+    words a string option may take."""
+    bounds = {"minimum": minimum, "above": above, "choices": choices}
     if isinstance(default, (list, tuple)):
         return field(default_factory=lambda: list(default), metadata={"help": help, **bounds})
     return field(default=default, metadata={"help": help, **bounds})
@@ -145,7 +152,9 @@ class PartSpec:
             numbers = value if isinstance(value, list) else [value]
             if any(not math.isfinite(v) for v in numbers if isinstance(v, float)):
                 raise VaekitError(f"{flag(name)} must be finite, got {value!r}")
-            low, above = meta.get("minimum"), meta.get("above")
+            low, above, choices = meta.get("minimum"), meta.get("above"), meta.get("choices")
+            if choices is not None and value not in choices:
+                raise VaekitError(f"{flag(name)} must be one of {', '.join(choices)}, got {value!r}")
             if isinstance(value, list) and not value:
                 raise VaekitError(f"{flag(name)} needs at least one value")
             if (low is not None and min(numbers) < low) or (above is not None and min(numbers) <= above):

@@ -132,6 +132,27 @@ def test_aggregate_density_of_a_minibatch_is_unbiased_for_q_not_log_q():
         assert estimates.mean() < exact_qz[i]  # and their log is biased low (Jensen)
 
 
+def test_weighted_sampling_is_the_papers_sum_over_n_b():
+    """Minibatch weighted sampling (Chen et al. 2018, sec. 4.1): log q(z_i) = logsumexp_j log q(z_i | x_j)
+    - log(N B), every image of the batch alike; the marginals so per dimension."""
+    z, mu, logvar = random_posteriors(4, seed=2)
+    size = 50
+    log_qz, log_marginals = aggregate_log_densities(z, mu, logvar, size, weighted=True)
+    pairs = Normal(mu, (0.5 * logvar).exp()).log_prob(z[:, None, :])  # [i, j, D]
+    torch.testing.assert_close(log_qz, torch.logsumexp(pairs.sum(-1), 1) - math.log(size * 4))
+    torch.testing.assert_close(log_marginals, (torch.logsumexp(pairs, 1) - math.log(size * 4)).sum(-1))
+
+
+def test_weighted_sampling_of_the_whole_data_set_is_off_by_constants():
+    """With B = N each row sums to 1/N: log q(z) comes out log N low, and the total correlation of D
+    dimensions (D - 1) log N high, as the docstring says."""
+    z, mu, logvar = random_posteriors(5)
+    log_qz, log_marginals = aggregate_log_densities(z, mu, logvar, dataset_size=5, weighted=True)
+    exact_qz, exact_marginals = exact_aggregate(z, mu, logvar)
+    torch.testing.assert_close(log_qz, exact_qz - math.log(5))
+    torch.testing.assert_close(log_qz - log_marginals, exact_qz - exact_marginals + 2 * math.log(5))
+
+
 # ------------------------------------------------------------------------------------- beta-TCVAE
 
 
@@ -171,6 +192,29 @@ def test_btcvae_terms_are_exact_when_the_batch_is_the_data_set(name):
     torch.testing.assert_close(out.terms["tc"], (log_qz - log_marginals).mean())
     torch.testing.assert_close(out.terms["mi"], (ref.log_q - log_qz).mean())
     torch.testing.assert_close(out.terms["dim_kl"], (log_marginals - ref.log_p).mean())
+
+
+def test_btcvae_weighted_sampling_changes_the_gradient_only_where_the_batch_is_not_the_data_set():
+    """At B = N the weighted estimate is the exact one less constants: the same gradient. At B < N the
+    two estimators differ: the option does something."""
+
+    def gradient(model, x, size, estimator):
+        model.zero_grad()
+        out = btcvae(model, x, beta=4.0, dataset_size=size, tc_estimator=estimator,
+                     generator=torch.Generator().manual_seed(0))  # fmt: skip
+        out.objective.backward()
+        return out, model.posterior.weight.grad.clone()
+
+    model, x, _ = model_and_batch()
+    stratified, stratified_grad = gradient(model, x, len(x), "stratified")
+    weighted, weighted_grad = gradient(model, x, len(x), "weighted")
+    torch.testing.assert_close(weighted_grad, stratified_grad)
+    torch.testing.assert_close(weighted.terms["tc"], stratified.terms["tc"] + (LATENT - 1) * math.log(len(x)))
+    sum_of_terms = [out.terms["mi"] + out.terms["tc"] + out.terms["dim_kl"] for out in (weighted, stratified)]
+    torch.testing.assert_close(*sum_of_terms)  # the offsets cancel in the KL
+    _, stratified_grad = gradient(model, x, 1000, "stratified")
+    _, weighted_grad = gradient(model, x, 1000, "weighted")
+    assert not torch.allclose(weighted_grad, stratified_grad, atol=1e-3)
 
 
 @pytest.mark.parametrize(

@@ -5,8 +5,10 @@ E_p(x)[KL(q(z|x) || p(z))] = I_q(x; z) + KL(q(z) || prod_j q(z_j)) + sum_j KL(q(
 (eq. 2: index-code mutual information, total correlation, dimension-wise KL). The objective is
 recon + w (MI + beta TC + dimension-wise KL), w the KL warm-up's ramp, each term the one-draw estimate
 at z ~ q(z|x) with the aggregate posterior q(z) by minibatch stratified sampling
-(``maths.aggregate_log_densities``). It needs a diagonal Gaussian posterior and a prior that factorises
-over dimensions (N(0, I) or N(m_y, I)), and batches of at least two images.
+(``maths.aggregate_log_densities``), or, with ``--tc-estimator weighted``, by the paper's minibatch
+weighted sampling, whose three terms carry constant offsets (their sum does not). It needs a diagonal
+Gaussian posterior and a prior that factorises over dimensions (N(0, I) or N(m_y, I)), and batches of
+at least two images.
 
 The estimate of log q(z) is unbiased in q(z) but not in its log, and a batch of B stands for all N
 images: when the posteriors are narrow against the spread of a batch, each z_i is near its own image's
@@ -16,18 +18,30 @@ shapes at B=128, N=41,472). Larger batches tighten it; the gradient still lowers
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
 from vaekit.models.base import VAE, LossOutput
 from vaekit.models.maths import aggregate_log_densities
 from vaekit.models.objectives.elbo import draw, elbo_terms
-from vaekit.models.parts import register_objective
+from vaekit.models.parts import option, register_objective
 from vaekit.utils.errors import VaekitError
+
+
+@dataclass
+class TCOptions:
+    tc_estimator: str = option(
+        "stratified",
+        "how the batch estimates q(z): stratified (MSS) or weighted (MWS), Chen et al. 2018",
+        choices=("stratified", "weighted"),
+    )
 
 
 @register_objective(
     "btcvae",
     "beta-TCVAE: the KL split in three, --beta weighing the total correlation (Chen et al. 2018)",
+    TCOptions,
     requires=("one latent", "exact kl", "batch of 2"),
 )
 def btcvae(
@@ -37,6 +51,7 @@ def btcvae(
     *,
     beta: float = 6.0,
     dataset_size: int,
+    tc_estimator: str = "stratified",
     kl_weight: float = 1.0,
     generator: torch.Generator | None = None,
     noise_rows: tuple[int, int] | None = None,
@@ -49,7 +64,9 @@ def btcvae(
     if len(x) < 2:  # no other image to estimate q(z) with: this batch trains on the ELBO
         return LossOutput(d.recon.mean() + kl_weight * d.kl.mean(), elbo_terms(d))
     log_p = d.prior.log_prob(d.z)  # N(0, I) or N(m_y, I)
-    log_qz, log_marginals = aggregate_log_densities(d.z, d.posterior.mean, d.posterior.logvar, dataset_size)
+    log_qz, log_marginals = aggregate_log_densities(
+        d.z, d.posterior.mean, d.posterior.logvar, dataset_size, weighted=tc_estimator == "weighted"
+    )
     mi, tc, dim_kl = d.log_q - log_qz, log_qz - log_marginals, log_marginals - log_p
     objective = d.recon.mean() + kl_weight * (mi + beta * tc + dim_kl).mean()
     return LossOutput(objective, elbo_terms(d, mi=mi.mean(), tc=tc.mean(), dim_kl=dim_kl.mean()))
