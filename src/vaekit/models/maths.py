@@ -317,7 +317,7 @@ def aggregate_log_densities(
     )
     batch = len(z)
     if weighted:
-        weights = torch.full((batch, batch, 1), -math.log(dataset_size * batch)).to(z)
+        weights = z.new_full((batch, batch, 1), -math.log(dataset_size * batch))
     else:
         weights = stratified_log_weights(batch, dataset_size).to(z).unsqueeze(-1)  # [B, B, 1]
     log_qz = torch.logsumexp(pair.sum(-1, keepdim=True) + weights, dim=1).squeeze(-1)
