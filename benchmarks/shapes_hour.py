@@ -37,8 +37,8 @@ from harness import machine, write_results
 
 from vaekit.evaluation.pictures import traverse
 from vaekit.evaluation.runs import evaluate_run
+from vaekit.training.defaults import LR_SCHEDULES
 
-COMMON = ["--no-progress"]
 # Settings a row may replace (the papers' conv at 64x64: --model conv --image-size 64 ...).
 DEFAULTS = {"--image-size": "32", "--model": "mlp", "--latent-dim": "10"}
 
@@ -68,7 +68,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--beta", type=float, default=10.0)
     parser.add_argument("--dataset", default="shapes", help="shapes, or shapes-dsprites: dSprites' own grid")
-    parser.add_argument("--lr-schedule", default="cosine", choices=("cosine", "constant"))
+    parser.add_argument("--lr-schedule", default="cosine", choices=LR_SCHEDULES)
     parser.add_argument(
         "--row",
         action="append",
@@ -84,7 +84,7 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="vaekit-shapes-hour-"))
     folders = {name: work / name.replace(" ", "_") for name in settings}
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO_ROOT / "src")}
-    common = ["--lr-schedule", args.lr_schedule, *COMMON]
+    common = ["--lr-schedule", args.lr_schedule, "--no-progress"]
     started, processes = time.monotonic(), {}
     for name, extra in settings.items():
         command = [sys.executable, "-m", "vaekit", "train", "--dataset", args.dataset, *common,
