@@ -13,6 +13,7 @@ import pytest
 import vaekit
 from tests.conftest import error_of, folder_snapshot
 from vaekit.cli import main
+from vaekit.models.parts import part
 from vaekit.sweep.run import run_sweep, suggest
 from vaekit.sweep.spec import read_sweep_file
 
@@ -233,13 +234,18 @@ def test_a_layer_size_choice_that_is_not_sizes_is_a_one_line_error(tmp_path):
 
 def test_a_sweep_searches_the_objectives_and_their_weights(tmp_path):
     search = 'objective = ["btcvae", "dip-i"]\nbeta = [1.0, 8.0]'
-    path = sweep_file(tmp_path, search)
+    # Seed 0 draws each objective once, so both objectives' options are checked on every run of the suite.
+    path = sweep_file(tmp_path, search, extra='[sweep]\nseed = 0\npruner = "none"')
     summary = run_sweep(path, tmp_path / "out", trials=2, log=lambda line: None)
     assert [r["state"] for r in summary["trials"]] == ["complete", "complete"]
-    for row in summary["trials"]:
-        config = json.loads((tmp_path / "out" / row["run"] / "config.json").read_text())["train"]
+    runs = [tmp_path / "out" / row["run"] for row in summary["trials"]]
+    configs = [json.loads((run / "config.json").read_text())["train"] for run in runs]
+    assert sorted(config["objective"] for config in configs) == ["btcvae", "dip-i"]
+    for config in configs:
         assert config["objective"] in ("btcvae", "dip-i") and 1.0 <= config["beta"] <= 8.0
-        assert config["part_options"] == ({"lambda_od": 10.0} if config["objective"] == "dip-i" else {})
+        # Every option of the chosen objective is written out with its default (none is searched here),
+        # and no option of the objective that was not chosen.
+        assert config["part_options"] == part("objective", config["objective"]).defaults()
 
 
 def test_a_worker_that_loses_the_race_to_create_the_folder_joins_it(tmp_path, monkeypatch):
