@@ -3,6 +3,7 @@ saved configs, and each bad plugin a one-line error."""
 
 from __future__ import annotations
 
+import shutil
 import sys
 import textwrap
 
@@ -332,7 +333,7 @@ def test_a_missing_plugin_on_resume_and_on_a_run_config_names_its_package(site, 
     write_distribution(site, NAMED_PLUGIN, "gconv = first_plugin:GConv", name="first")
     out = tmp_path / "run"
     quiet_trainer(tiny_config(model="gconv", hidden=None, epochs=1), out).run()
-    (site / "first_plugin-0.1.dist-info" / "entry_points.txt").unlink()  # uninstalled
+    shutil.rmtree(site / "first_plugin-0.1.dist-info")  # uninstalled: pip removes the whole dist-info
     MODELS.pop("gconv")
     sys.modules.pop("first_plugin")
     hint = "model 'gconv' is not installed: it came from the package first-plugin 0.1 (module first_plugin); "

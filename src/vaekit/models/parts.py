@@ -37,7 +37,7 @@ from typing import Any
 from torch import nn
 
 from vaekit.utils.errors import VaekitError
-from vaekit.utils.packages import import_env_plugins, install_hint, origin_of
+from vaekit.utils.packages import import_env_plugins, install_hint, installed_entry_points, origin_of
 from vaekit.utils.types import describe_type, matches
 
 KINDS = ("prior", "posterior", "objective")
@@ -345,7 +345,7 @@ def _load_entry_points() -> None:
         return
     _loaded_entry_points = True
     for kind, group in ENTRY_POINT_GROUPS.items():
-        for entry in importlib.metadata.entry_points(group=group):
+        for entry in installed_entry_points(group):
             try:
                 entry.load()
             except Exception as exc:  # the part's own failure: reported when its name is asked for

@@ -28,7 +28,7 @@ from vaekit.models.hvae import HierarchicalVAE
 from vaekit.models.mlp import MLPVAE
 from vaekit.models.vqvae import VQVAE
 from vaekit.utils.errors import VaekitError
-from vaekit.utils.packages import import_env_plugins, install_hint, origin_of
+from vaekit.utils.packages import import_env_plugins, install_hint, installed_entry_points, origin_of
 
 ENTRY_POINT_GROUP = "vaekit.models"
 BUILT_IN: dict[str, type[VAE]] = {
@@ -130,7 +130,7 @@ def _claims() -> dict[str, list[importlib.metadata.EntryPoint]]:
     declares its entry point twice, but claims the name once)."""
     claims: dict[str, list[importlib.metadata.EntryPoint]] = {}
     seen = set()
-    for entry in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+    for entry in installed_entry_points(ENTRY_POINT_GROUP):
         key = (entry.name, _package_name(entry), entry.value)
         if key not in seen:
             seen.add(key)

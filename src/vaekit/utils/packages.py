@@ -7,12 +7,14 @@ from __future__ import annotations
 import importlib
 import importlib.metadata
 import os
+import sys
 from typing import Any
 
 from vaekit.utils.errors import VaekitError
 
 PLUGIN_MODULES_VARIABLE = "VAEKIT_PLUGINS"
 _imported_env_modules: set[str] = set()
+_entry_points_seen: dict[str, tuple[Any, tuple[importlib.metadata.EntryPoint, ...]]] = {}
 
 
 def import_env_plugins() -> None:
@@ -26,6 +28,27 @@ def import_env_plugins() -> None:
             why = f"{type(exc).__name__}: {' '.join(str(exc).split())}"
             raise VaekitError(f"cannot import {module!r} named in {PLUGIN_MODULES_VARIABLE}: {why}") from None
         _imported_env_modules.add(module)
+
+
+def installed_entry_points(group: str) -> tuple[importlib.metadata.EntryPoint, ...]:
+    """The installed entry points of ``group``, read again only when ``sys.path`` or the modification
+    time of one of its folders has changed. Reading them parses every installed distribution's metadata
+    (milliseconds), and one command asks several times. Installing or uninstalling a package adds or
+    removes its ``*.dist-info`` folder, which changes its site folder's time; importlib.metadata keeps
+    each folder's listing on the same key."""
+    state = tuple((entry, _modified(entry)) for entry in sys.path)
+    seen = _entry_points_seen.get(group)
+    if seen is None or seen[0] != state:
+        seen = state, tuple(importlib.metadata.entry_points(group=group))
+        _entry_points_seen[group] = seen
+    return seen[1]
+
+
+def _modified(path_entry: str) -> int | None:
+    try:  # "" on sys.path is the working folder, which a program can change
+        return os.stat(os.path.abspath(path_entry or ".")).st_mtime_ns
+    except OSError:  # a folder named on sys.path need not exist
+        return None
 
 
 def install_hint(what: str, origin: dict[str, Any] | None) -> VaekitError:
