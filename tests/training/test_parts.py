@@ -1,5 +1,6 @@
 """The model parts from the command line: every prior, posterior and objective trains, resumes exactly,
-evaluates, samples and exports; combinations that mean nothing are refused in one line; --max-time."""
+evaluates, samples and exports (where it changes the model); combinations that mean nothing are refused
+in one line; --max-time."""
 
 import json
 
@@ -36,6 +37,13 @@ PARTS = {
     "vamp-iaf-mmd": ["--prior", "vamp", "--pseudo-inputs", "4", "--posterior", "iaf", "--objective", "mmd"],
 }
 
+# An objective that adds nothing to the model (no module, no config entry) leaves its exported graphs the
+# plain model's, which tests/export checks: the export (seconds a run) is run for the parts that change them.
+OBJECTIVES = parts("objective")
+CHANGES_THE_MODEL = {
+    name for name in PARTS if name not in OBJECTIVES or OBJECTIVES[name].adds or OBJECTIVES[name].model_config
+}
+
 
 def train(out, *options, epochs=1, resume=False):
     base = ["train", "--dataset", "digits", "--hidden", "16", "--latent-dim", "2", "--out", str(out)]
@@ -63,7 +71,8 @@ def test_every_command_works_with_every_part(part, tmp_path, capsys):
         picture = tmp_path / f"{source}.png"
         assert main(["sample", str(out), "--n", "6", "--from", source, "--out", str(picture)]) == 0
     assert main(["reconstruct", str(out), "--n", "4", "--out", str(tmp_path / "r.png")]) == 0
-    assert main(["export", str(out), "--out", str(tmp_path / "onnx")]) == 0
+    if part in CHANGES_THE_MODEL:
+        assert main(["export", str(out), "--out", str(tmp_path / "onnx")]) == 0
 
 
 def test_the_parts_are_in_the_model_config_and_the_train_settings(tmp_path):
