@@ -61,7 +61,7 @@ def test_the_installed_entry_point_is_listed_before_it_is_imported(site):
     assert "vaekit_resnet" not in sys.modules or "resnet" in MODELS
 
 
-def test_every_command_runs_on_the_plugin(site, tmp_path, monkeypatch, capsys):
+def test_every_command_runs_on_the_plugin(site, tmp_path, monkeypatch, capsys, digits_classifier_dir):
     monkeypatch.chdir(tmp_path)
     config = tmp_path / "resnet.toml"
     config.write_text(
