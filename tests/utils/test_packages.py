@@ -51,3 +51,17 @@ def test_entry_points_are_read_once_until_an_install_or_uninstall_or_a_new_path(
     touch_later(site)
     assert names() == ["second", "third"] and len(reads) == 4
     assert [entry.name for entry in installed_entry_points("vaekit.no-such-group")] == [] and len(reads) == 5
+
+
+def test_the_working_folder_on_sys_path_is_read_where_the_program_is(tmp_path, monkeypatch):
+    monkeypatch.setattr(packages, "_entry_points_seen", {})
+    here, there = tmp_path / "here", tmp_path / "there"
+    here.mkdir(), there.mkdir()
+    install(there, "local")
+    times = os.stat(there)
+    os.utime(here, ns=(times.st_atime_ns, times.st_mtime_ns))  # the two folders differ only by name
+    monkeypatch.syspath_prepend("")
+    monkeypatch.chdir(here)
+    assert names() == []
+    monkeypatch.chdir(there)  # the same sys.path, another working folder
+    assert names() == ["local"]

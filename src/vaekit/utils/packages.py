@@ -36,7 +36,7 @@ def installed_entry_points(group: str) -> tuple[importlib.metadata.EntryPoint, .
     (milliseconds), and one command asks several times. Installing or uninstalling a package adds or
     removes its ``*.dist-info`` folder, which changes its site folder's time; importlib.metadata keeps
     each folder's listing on the same key."""
-    state = tuple((entry, _modified(entry)) for entry in sys.path)
+    state = tuple(_folder_state(entry) for entry in sys.path)
     seen = _entry_points_seen.get(group)
     if seen is None or seen[0] != state:
         seen = state, tuple(importlib.metadata.entry_points(group=group))
@@ -44,11 +44,14 @@ def installed_entry_points(group: str) -> tuple[importlib.metadata.EntryPoint, .
     return seen[1]
 
 
-def _modified(path_entry: str) -> int | None:
-    try:  # "" on sys.path is the working folder, which a program can change
-        return os.stat(os.path.abspath(path_entry or ".")).st_mtime_ns
-    except OSError:  # a folder named on sys.path need not exist
-        return None
+def _folder_state(path_entry: str) -> tuple[str, int | None]:
+    """The folder a ``sys.path`` entry names ("" is the working folder, which a program can change) and
+    its modification time (None where it does not exist)."""
+    folder = os.path.abspath(path_entry or ".")
+    try:
+        return folder, os.stat(folder).st_mtime_ns
+    except OSError:
+        return folder, None
 
 
 def install_hint(what: str, origin: dict[str, Any] | None) -> VaekitError:
