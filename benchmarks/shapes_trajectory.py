@@ -1,5 +1,5 @@
 """The disentanglement scores of shapes runs over their training: MIG and the FactorVAE score at every
-checkpoint that ``--save-every`` kept.
+checkpoint that ``--save-every`` kept (with the averaged weights where the run averages them, ``--ema``).
 
 A run of ``benchmarks/shapes_hour.py`` reports its scores at the end of the hour only. Whether a longer
 budget would help, or whether the score has settled (or wanders from checkpoint to checkpoint), shows
@@ -24,13 +24,26 @@ import vaekit
 from vaekit.evaluation.runs import disentanglement_scores
 
 
+def checkpoint_model(path: Path, checkpoint: dict) -> torch.nn.Module:
+    """The model of a checkpoint, with the moving average of its weights where the run kept one
+    (``--ema``): what the run's model.safetensors holds and ``evaluate`` scores, not the trained weights."""
+    model = vaekit.load(path)
+    if "ema" in checkpoint:
+        parameters = dict(model.named_parameters())
+        with torch.no_grad():
+            for name, weights in checkpoint["ema"]["weights"].items():
+                parameters[name].copy_(weights)
+    return model
+
+
 def trajectory(run: Path) -> list[dict]:
     """One row per kept checkpoint (oldest first, then last.pt): its steps, MIG and FactorVAE score."""
     config, dataset, images, x = factored_test_split(run)
     rows = []
     for path in [*sorted((run / "checkpoints").glob("epoch_*.pt")), run / "checkpoints" / "last.pt"]:
         checkpoint = torch.load(path, weights_only=True, map_location="cpu")
-        scores = disentanglement_scores(vaekit.load(path), x, None, images.factors, dataset.factor_names)
+        model = checkpoint_model(path, checkpoint)
+        scores = disentanglement_scores(model, x, None, images.factors, dataset.factor_names)
         rows.append({
             "checkpoint": path.name,
             "steps": steps_trained(config, checkpoint),
