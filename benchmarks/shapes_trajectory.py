@@ -22,17 +22,17 @@ from harness import machine, write_results
 
 import vaekit
 from vaekit.evaluation.runs import disentanglement_scores
+from vaekit.training.ema import WeightAverage
 
 
 def checkpoint_model(path: Path, checkpoint: dict) -> torch.nn.Module:
     """The model of a checkpoint, with the moving average of its weights where the run kept one
     (``--ema``): what the run's model.safetensors holds and ``evaluate`` scores, not the trained weights."""
     model = vaekit.load(path)
-    if "ema" in checkpoint:
-        parameters = dict(model.named_parameters())
-        with torch.no_grad():
-            for name, weights in checkpoint["ema"]["weights"].items():
-                parameters[name].copy_(weights)
+    if "ema" in checkpoint:  # the training's own average: it checks the names, then puts its weights in
+        average = WeightAverage(model, decay=0.0)
+        average.load_state_dict(checkpoint["ema"])
+        average.copy_into_model()
     return model
 
 
