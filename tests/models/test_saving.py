@@ -4,12 +4,15 @@ import json
 
 import pytest
 import torch
+from safetensors.torch import save_file
 
 import vaekit
 from tests.conftest import quiet_trainer, signal_at_step, tiny_config
 from vaekit.models import MLPVAE
+from vaekit.models.saving import CONFIG_KEY
 from vaekit.training import TrainingInterrupted
 from vaekit.utils.errors import VaekitError
+from vaekit.utils.files import read_safetensors
 
 
 def test_load_from_run_folder_safetensors_and_checkpoint_agree(trained_run):
@@ -115,12 +118,15 @@ def test_weights_that_do_not_match_the_config(trained_run):
         vaekit.load(trained_run)
 
 
-def test_a_fitted_prior_that_does_not_match_the_model_is_refused(trained_run):
-    config = json.loads((trained_run / "config.json").read_text())
-    config["model"]["prior"]["latent_dim"] = 5
-    (trained_run / "config.json").write_text(json.dumps(config))
+def test_a_fitted_prior_that_does_not_match_the_model_is_refused(trained_run, tmp_path):
+    """In the config a weights file carries (which a run folder's load prefers to config.json's where the
+    two differ in the prior alone: see the test above)."""
+    state, metadata = read_safetensors(trained_run / "model.safetensors")
+    config = json.loads(metadata[CONFIG_KEY])
+    config["prior"]["latent_dim"] = 5
+    save_file(state, tmp_path / "damaged.safetensors", {CONFIG_KEY: json.dumps(config)})
     with pytest.raises(VaekitError, match="the prior is over 5-D latents; this mlp model's are 2-D"):
-        vaekit.load(trained_run)
+        vaekit.load(tmp_path / "damaged.safetensors")
 
 
 def test_corrupt_checkpoint(trained_run):

@@ -4,6 +4,9 @@
 import json
 import math
 import shutil
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -195,6 +198,26 @@ def test_fit_run_prior_fits_refits_with_overwrite_and_pools_on_request(trained_r
     assert "fitted a Gaussian mixture prior (3 full-covariance components) to the posterior means" in lines[0]
     with pytest.raises(VaekitError, match="its prior has no classes"):
         after.sample(4, label=1)
+
+
+def test_a_refit_killed_between_the_weights_and_config_json_still_loads(trained_run):
+    """``--overwrite`` fits a prior of another size; a SIGKILL after model.safetensors and before
+    config.json leaves config.json the old prior's, which the weights no longer fit: the run loads with
+    the prior written beside the weights, the one config.json would have got."""
+    old = json.loads((trained_run / "config.json").read_text())["model"]["prior"]
+    kill_before_config = (
+        "import os, signal, sys; import vaekit.training.priors as p; "
+        "p.write_json = lambda *a, **k: os.kill(os.getpid(), signal.SIGKILL); "
+        "p.fit_run_prior(sys.argv[1], components=3, per_class=False, overwrite=True, log=print)"
+    )
+    done = subprocess.run([sys.executable, "-c", kill_before_config, str(trained_run)], capture_output=True)
+    assert done.returncode == -signal.SIGKILL, done.stderr.decode()
+    assert json.loads((trained_run / "config.json").read_text())["model"]["prior"] == old
+    model = load(trained_run)
+    assert model.config["prior"]["num_classes"] == 0 and model.fitted_prior.means.shape == (1, 3, 2)
+    alone = load(trained_run / "model.safetensors")
+    draw = lambda m: m.sample(8, generator=torch.Generator().manual_seed(1))  # noqa: E731
+    assert torch.equal(draw(model), draw(alone))
 
 
 @pytest.mark.parametrize(

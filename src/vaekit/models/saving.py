@@ -85,16 +85,15 @@ def _has_intact_checkpoint(run: Path) -> bool:
 
 
 def _run_model_config(in_config_json: dict[str, Any], metadata: dict[str, str]) -> dict[str, Any]:
-    """The model a run folder holds: config.json's model section, unless one of the two has a fitted
-    prior and the other none, and they agree on all else: then the config written in one file with the
-    weights. The first epoch of a resume drops the run's prior, and the end of training fits one, each
-    writing model.safetensors and config.json one after the other, whole; a process killed between the
-    two leaves them so."""
+    """The model a run folder holds: config.json's model section, unless the config written in one file
+    with the weights differs from it in the fitted prior alone (whether there is one, or its size and
+    kind): then that one, which always describes the weights. Every command that changes a run's prior
+    (a resume's first epoch drops it; the end of training, ``fit-prior`` and ``train-prior`` fit one,
+    with ``--overwrite`` one of another size) writes model.safetensors, then config.json, each whole; a
+    process killed between the two leaves config.json one prior behind."""
     if CONFIG_KEY not in metadata:  # a file from before the config went into its metadata
         return in_config_json
     with_weights = json.loads(metadata[CONFIG_KEY])
-    if ("prior" in with_weights) == ("prior" in in_config_json):
-        return in_config_json
     without_prior = [{k: v for k, v in c.items() if k != "prior"} for c in (with_weights, in_config_json)]
     return with_weights if without_prior[0] == without_prior[1] else in_config_json
 
