@@ -222,6 +222,15 @@ def _seeded_and_isolated(monkeypatch, tmp_path: Path):
     monkeypatch.delenv("VAEKIT_MIRROR", raising=False)
 
 
+@pytest.fixture(scope="module")
+def _subprocess_temp_files_in_pytests_tmp(tmp_path_factory):
+    """TMPDIR for the processes a module starts: torchrun makes a torchelastic_* folder in it per job
+    and leaves it, which would pile up in /tmp run after run."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("TMPDIR", str(tmp_path_factory.mktemp("subprocess-tmp")))
+        yield
+
+
 def assert_refused(code: int, err: str, message: str) -> None:
     """A refusal as the README promises: one line that holds ``message``, no traceback, and exit status 2
     for a command line that cannot be parsed (argparse's "argument ..." errors), 1 for any other."""

@@ -21,6 +21,7 @@ from vaekit.models import MODELS, model_names, unregister_model
 
 PLUGIN = Path(__file__).resolve().parents[2] / "examples" / "plugin"
 TORCHRUN = Path(sys.executable).parent / "torchrun"
+pytestmark = pytest.mark.usefixtures("_subprocess_temp_files_in_pytests_tmp")
 TINY = ["--dataset", "digits", "--latent-dim", "4", "--width", "8", "--batch-size", "64", "--no-progress"]
 
 

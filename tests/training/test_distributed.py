@@ -23,6 +23,7 @@ from vaekit.models.maths import reparameterize
 from vaekit.training.distributed import Ranks, share
 
 TORCHRUN = Path(sys.executable).parent / "torchrun"
+pytestmark = pytest.mark.usefixtures("_subprocess_temp_files_in_pytests_tmp")
 TINY = ["--dataset", "digits", "--hidden", "32", "--latent-dim", "2", "--batch-size", "64", "--no-progress"]
 
 
