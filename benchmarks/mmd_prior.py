@@ -1,19 +1,20 @@
-"""WAE-MMD beside the plain VAE: how like the data samples from N(0, I) are, as a ratio of Frechet distances.
+"""WAE-MMD and WAE-GAN beside the plain VAE: the Frechet distance of samples from N(0, I), as ratios.
 
 Issue 35's goal: an MMD model whose samples from N(0, I) have at most half the plain model's Frechet
 distance. For one setting (model, latent size, batch size, epochs, learning-rate schedule, seed) this
-trains the plain model (the mlp by default; ``--model conv``) and WAE-MMD
-(``--objective mmd --beta 0``, weight W; ``--beta 1``: InfoVAE) with each number of prior draws per
-image K, on the 12,000-image MNIST subset, dynamically binarized, and gives each: the test -ELBO, the
-Frechet distance of 10,000 samples from N(0, I) and from the fitted prior (vaekit's cached measuring
-classifier, as ``evaluate``), that distance as a ratio of the plain model's, and the seconds (training
-and scoring).
+trains the plain model (the mlp by default; ``--model conv``), WAE-MMD (``--objective mmd --beta 0``,
+weight W; ``--beta 1``: InfoVAE) with each number of prior draws per image K, and WAE-GAN
+(``--objective wae-gan``) with each adversary weight lambda of ``--gan-weights``, on the 12,000-image
+MNIST subset, dynamically binarized, and gives each: the test -ELBO, the Frechet distance of 10,000
+samples from N(0, I) and from the fitted prior (vaekit's cached measuring classifier, as ``evaluate``),
+that distance as a ratio of the plain model's, and the seconds (training and scoring).
 
 Writes benchmarks/results/NAME.json (mmd_prior). Two settings at once, one core each, give the
 seconds of each a shared machine; the distances do not depend on it. From the repository root:
     .venv/bin/python benchmarks/mmd_prior.py --latent-dim 8 --prior-draws 1,8 --epochs 25
 docs/measured.md's conv rows: ``--model conv --prior-draws 8 --mmd-weight 70``; its cosine rows:
-``--epochs 100 --prior-draws 8 --lr-schedule cosine``.
+``--epochs 100 --prior-draws 8 --lr-schedule cosine``; its WAE-GAN rows: ``--epochs 100 --prior-draws 8
+--gan-weights 3 --seed S`` for S = 0, 1, 2.
 """
 
 from __future__ import annotations
@@ -34,6 +35,17 @@ from vaekit.data import load_dataset
 from vaekit.training import TrainConfig
 from vaekit.training.defaults import LR_SCHEDULES
 from vaekit.utils.errors import VaekitError
+
+
+def floats(text: str) -> list[float]:
+    """A comma-separated list of positive numbers ("3" or "1,3,10")."""
+    try:
+        values = [float(part) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected numbers separated by commas, got {text!r}") from None
+    if not all(value > 0 for value in values):
+        raise argparse.ArgumentTypeError(f"expected positive numbers, got {text!r}")
+    return values
 
 
 def train_and_score(settings: dict[str, Any], run: Path, dataset, classifier) -> dict[str, Any]:
@@ -57,6 +69,12 @@ def main() -> None:
     parser.add_argument("--mmd-weight", type=float, default=100.0, help="W")
     parser.add_argument("--beta", type=float, default=0.0, help="the KL's weight: 0 WAE-MMD, 1 InfoVAE")
     parser.add_argument("--prior-draws", type=sizes("1,8"), default=[1, 8], help="K values, e.g. 1,8")
+    parser.add_argument(
+        "--gan-weights",
+        type=floats,
+        default=[],
+        help="WAE-GAN rows beside, lambda values, e.g. 3 (none by default)",
+    )
     parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
     parser.add_argument("--name", default="mmd_prior", help="results/NAME.json")
     args = parser.parse_args()
@@ -75,10 +93,22 @@ def main() -> None:
         "batch_size": args.batch_size,
         "seed": args.seed,
     }
-    models = {"plain": {}} | {
-        f"mmd K={k}": {"objective": "mmd", "beta": args.beta, "mmd_weight": args.mmd_weight, "prior_draws": k}
-        for k in args.prior_draws
-    }
+    models = (
+        {"plain": {}}
+        | {
+            f"mmd K={k}": {
+                "objective": "mmd",
+                "beta": args.beta,
+                "mmd_weight": args.mmd_weight,
+                "prior_draws": k,
+            }
+            for k in args.prior_draws
+        }
+        | {
+            f"wae-gan lambda={weight:g}": {"objective": "wae-gan", "beta": args.beta, "gan_weight": weight}
+            for weight in args.gan_weights
+        }
+    )
     for settings in models.values():  # a model that cannot take the objective: one line, before any training
         try:
             TrainConfig.of(**(shared | settings)).validate()

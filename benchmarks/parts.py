@@ -64,6 +64,7 @@ MNIST_PARTS = {
     "dip-ii": {"objective": "dip-ii"},
     "mmd W=100": {"objective": "mmd", "mmd_weight": 100.0},
     "wae-mmd (beta=0) W=100": {"objective": "mmd", "mmd_weight": 100.0, "beta": 0.0},
+    "wae-gan (beta=0) lambda=3": {"objective": "wae-gan", "gan_weight": 3.0, "beta": 0.0},
 }
 SHAPES_PARTS = {
     "plain": {},

@@ -28,7 +28,7 @@ DECODER_SCALES = (CALIBRATED, "learned")
 FILLED = {
     "name": "--model", "image_shape": "the dataset", "num_classes": "the dataset", "prior": "train-prior",
     "plugin": "the registry", "trained_prior": "--prior", "posterior": "--posterior",
-    "tc_discriminator": "--discriminator",
+    "tc_discriminator": "--discriminator", "prior_adversary": "--adversary",
 }  # fmt: skip
 
 

@@ -1,5 +1,5 @@
-"""The disentangling objectives (beta-TCVAE, FactorVAE, DIP-VAE, InfoVAE's MMD) and the maths they use,
-against exact mixtures from torch.distributions, numpy and hand-written loops, on the same draws."""
+"""The disentangling objectives (beta-TCVAE, FactorVAE, DIP-VAE, InfoVAE's MMD, WAE-GAN) and the maths
+they use, against exact mixtures from torch.distributions, numpy and hand-written loops, on the same draws."""
 
 import copy
 import itertools
@@ -20,7 +20,7 @@ from vaekit.models.maths import (
     permute_dims,
     stratified_log_weights,
 )
-from vaekit.models.objectives import OBJECTIVES, btcvae, dip_i, dip_ii, elbo, factorvae, mmd
+from vaekit.models.objectives import OBJECTIVES, btcvae, dip_i, dip_ii, elbo, factorvae, mmd, wae_gan
 from vaekit.utils.errors import VaekitError
 
 LATENT = 3
@@ -440,12 +440,102 @@ def test_mmd_objective_is_the_elbo_plus_the_weighted_mmd_of_posterior_and_prior_
     torch.testing.assert_close(out.objective, base.objective + 30.0 * out.terms["mmd"])
 
 
+# ------------------------------------------------------------------------------------- WAE-GAN
+
+
+def adversary_loss(adversary, prior_z, z):
+    """-log D(prior_z) - log(1 - D(z)), batch means, D the sigmoid of the logit."""
+    return -F.logsigmoid(adversary(prior_z)).mean() - F.logsigmoid(-adversary(z)).mean()
+
+
+def test_wae_gan_gives_each_part_exactly_its_own_gradient():
+    model, x, labels = model_and_batch(prior_adversary=[16, 16])
+    out = wae_gan(model, x, gan_weight=3.0, kl_weight=0.5, generator=torch.Generator().manual_seed(0))
+    model.zero_grad()
+    out.objective.backward()
+
+    ref = Reference(model, x, labels)  # z first, then one prior draw per image, from one generator
+    frozen = copy.deepcopy(model.adversary).requires_grad_(False)
+    penalty = -F.logsigmoid(frozen(ref.z)).mean()
+    vae_loss = (ref.recon + 0.5 * ref.kl).mean() + 3.0 * penalty
+    vae = [(n, p) for n, p in model.named_parameters() if not n.startswith("adversary.")]
+    expected = torch.autograd.grad(vae_loss, [p for _, p in vae], retain_graph=True)
+    for (name, param), grad in zip(vae, expected, strict=True):
+        torch.testing.assert_close(param.grad, grad, msg=name)
+
+    prior_z = torch.randn(len(x), LATENT, generator=ref.generator)
+    loss_d = adversary_loss(model.adversary, prior_z, ref.z.detach())
+    d_params = list(model.adversary.parameters())
+    for param, grad in zip(d_params, torch.autograd.grad(loss_d, d_params), strict=True):
+        torch.testing.assert_close(param.grad, grad)
+
+    torch.testing.assert_close(out.terms["penalty"], penalty)
+    torch.testing.assert_close(out.terms["adversary"], loss_d.detach())
+    torch.testing.assert_close(out.objective, vae_loss + loss_d)
+    # the checks above can fail: the penalty does reach the adversary if not frozen, and the
+    # adversary's loss does reach the encoder if z is not detached
+    assert torch.autograd.grad(model.adversary(ref.z).mean(), d_params[0])[0].abs().sum() > 0
+    leak = adversary_loss(model.adversary, prior_z, ref.z)
+    assert torch.autograd.grad(leak, vae[0][1], allow_unused=True)[0].abs().sum() > 0
+
+
+def test_wae_gan_losses_are_log_2_and_log_4_when_the_adversary_cannot_tell():
+    model, x, _ = model_and_batch(prior_adversary=[16, 16])
+    with torch.no_grad():
+        model.adversary.net[-1].weight.zero_()
+        model.adversary.net[-1].bias.zero_()
+    out = wae_gan(model, x, gan_weight=2.0, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(out.terms["penalty"], torch.tensor(math.log(2.0)))
+    torch.testing.assert_close(out.terms["adversary"], torch.tensor(math.log(4.0)))
+    base = elbo(model, x, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(out.objective, base.objective + (2.0 * math.log(2.0) + math.log(4.0)))
+
+
+def trained_adversary(shift: float, steps: int = 200):
+    """An adversary trained to tell N(0, I) from codes drawn from N(shift, I), and its draws' generator."""
+    model, _, _ = model_and_batch(prior_adversary=[32, 32])
+    adversary, draws = model.adversary, torch.Generator().manual_seed(2)
+    optimizer = torch.optim.Adam(adversary.parameters(), lr=5e-3)
+    for _ in range(steps):
+        prior_z, codes = torch.randn(64, LATENT, generator=draws), torch.randn(64, LATENT, generator=draws)
+        optimizer.zero_grad()
+        adversary_loss(adversary, prior_z, codes + shift).backward()
+        optimizer.step()
+    return adversary, draws
+
+
+def test_a_trained_adversary_pushes_shifted_codes_back_to_the_prior():
+    """The adversary learns to tell codes around 3 from N(0, I), and not N(0, I) from itself; the
+    penalty's gradient then moves the shifted codes towards the prior: what makes q(z) fill p(z)."""
+    same, draws = trained_adversary(shift=0.0)
+    with torch.no_grad():
+        prior_z, codes = torch.randn(512, LATENT, generator=draws), torch.randn(512, LATENT, generator=draws)
+        assert abs(adversary_loss(same, prior_z, codes) - math.log(4.0)) < 0.1  # it cannot tell
+    adversary, draws = trained_adversary(shift=3.0)
+    prior_z, codes = torch.randn(512, LATENT, generator=draws), torch.randn(512, LATENT, generator=draws)
+    with torch.no_grad():
+        assert adversary_loss(adversary, prior_z, codes + 3) < 0.1
+    shifted = (codes + 3).requires_grad_(True)
+    (grad,) = torch.autograd.grad(-F.logsigmoid(adversary(shifted)).mean(), shifted)
+    assert (grad > 0).float().mean() > 0.9  # descending the penalty lowers every coordinate, towards 0
+
+
+def test_wae_gan_adversary_is_its_own_parameter_group_and_is_required():
+    model, x, _ = model_and_batch(prior_adversary=[16, 16])
+    rest, adversary = model.parameter_groups(1e-3)
+    assert rest["lr"] == 1e-3 and adversary["lr"] == 5e-4 and tuple(adversary["betas"]) == (0.5, 0.999)
+    assert {id(p) for p in adversary["params"]} == {id(p) for p in model.adversary.parameters()}
+    plain, x, _ = model_and_batch()
+    with pytest.raises(VaekitError, match="prior_adversary"):
+        wae_gan(plain, x)
+
+
 # ------------------------------------------------------------------------------- a batch of one
 
 
 @pytest.mark.parametrize("objective", sorted(OBJECTIVES))
 def test_every_objective_takes_a_batch_of_one_image(objective):
-    model, x, _ = model_and_batch(batch=1, tc_discriminator=[16, 16])
+    model, x, _ = model_and_batch(batch=1, tc_discriminator=[16, 16], prior_adversary=[16, 16])
     options = {"btcvae": {"dataset_size": 10}, "iwae": {"k": 3}}.get(objective, {})
     out = model.loss(x, objective=objective, generator=torch.Generator().manual_seed(0), **options)
     assert out.objective.ndim == 0 and torch.isfinite(out.objective)

@@ -15,8 +15,20 @@ from vaekit.models.objectives.elbo import elbo
 from vaekit.models.objectives.factorvae import factorvae
 from vaekit.models.objectives.iwae import iwae, log_weights
 from vaekit.models.objectives.mmd import mmd
+from vaekit.models.objectives.wae_gan import wae_gan
 from vaekit.models.parts import PartView
 
 OBJECTIVES = PartView("objective", functions=True)  # every registered objective's function, by name
 
-__all__ = ["OBJECTIVES", "btcvae", "dip_i", "dip_ii", "elbo", "factorvae", "iwae", "log_weights", "mmd"]
+__all__ = [
+    "OBJECTIVES",
+    "btcvae",
+    "dip_i",
+    "dip_ii",
+    "elbo",
+    "factorvae",
+    "iwae",
+    "log_weights",
+    "mmd",
+    "wae_gan",
+]

@@ -1,0 +1,85 @@
+"""WAE-GAN (Tolstikhin et al. 2018, arXiv:1711.01558, algorithm 2): the reconstruction plus lambda times
+an adversary's estimate of the divergence between the aggregate posterior q(z) and the prior p(z).
+
+A discriminator D tells draws z ~ p(z) from the batch's codes z ~ q(z|x) (together, draws from q(z)).
+The encoder and decoder minimise recon + kl_weight KL - lambda log D(z), the non-saturating form of the
+paper's penalty (-log D(z) = softplus(-logit)); D minimises its cross-entropy, -log D(z_p) - log(1 -
+D(z_q)). As in FactorVAE's objective, D's loss sees only detached codes and the penalty reads D through
+detached weights, so one backward pass gives each part exactly its own gradient; the registration adds
+D to the model, trained in a parameter group of its own Adam settings (saved in every checkpoint).
+WAE-MMD (``mmd``) matches the same two distributions by a kernel; ``--beta 0`` drops the KL as the
+paper's WAE does. Measured on MNIST at z=8 (docs/models.md): samples from N(0, I) at 0.58x the plain
+model's Frechet distance after 100 epochs, where WAE-MMD gives 0.59-0.72x.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch.func import functional_call
+
+from vaekit.models.base import VAE, LossOutput
+from vaekit.models.objectives.elbo import draw, elbo_terms
+from vaekit.models.objectives.factorvae import Discriminator
+from vaekit.models.parts import AddedModule, option, register_objective
+from vaekit.utils.errors import VaekitError
+
+DEFAULT_ADVERSARY = (512,) * 4  # the paper's four hidden layers of 512 units (appendix C)
+
+
+class PriorDiscriminator(Discriminator):
+    """An MLP from z [B, D] to the logit of "drawn from p(z)" [B]; its own Adam (the paper's 5e-4 for
+    the adversary, beta1 0.5)."""
+
+    ADAM: ClassVar[dict] = {"lr": 5e-4, "betas": (0.5, 0.999)}
+
+
+@dataclass
+class WAEGANOptions:
+    gan_weight: float = option(3.0, "weight (lambda) of the adversary's penalty", minimum=0)
+    adversary: list[int] = option(DEFAULT_ADVERSARY, "the adversary's hidden layers", minimum=1)
+
+
+@register_objective(
+    "wae-gan",
+    "WAE-GAN: + lambda x a discriminator's -log D(z) for q(z) against p(z) (Tolstikhin et al. 2018)",
+    WAEGANOptions,
+    requires=("one latent",),
+    model_config=lambda options: {"prior_adversary": list(options["adversary"])},
+    adds=AddedModule(
+        "prior_adversary",
+        "adversary",
+        lambda model, hidden: PriorDiscriminator(model.latent_dim, hidden),
+        optimizer=PriorDiscriminator.ADAM,
+    ),
+)
+def wae_gan(
+    model: VAE,  # a GaussianVAE with the adversary this objective adds (prior_adversary in its config)
+    x: torch.Tensor,
+    labels: torch.Tensor | None = None,
+    *,
+    gan_weight: float = 3.0,
+    kl_weight: float = 1.0,
+    generator: torch.Generator | None = None,
+    noise_rows: tuple[int, int] | None = None,
+) -> LossOutput:
+    """recon + kl_weight KL + gan_weight (-log D(z)) for the VAE, plus the adversary's cross-entropy;
+    terms ``loss``, ``recon``, ``kl`` (the ELBO's), ``penalty`` (the batch mean of -log D(z): log 2 =
+    0.69 when D cannot tell) and ``adversary`` (its loss: log 4 = 1.39 when it cannot tell)."""
+    adversary = getattr(model, "adversary", None)
+    if adversary is None:
+        raise VaekitError("the wae-gan objective needs a model built with an adversary (prior_adversary)")
+    d = draw(model, x, labels, generator, noise_rows)
+    frozen = {name: p.detach() for name, p in adversary.named_parameters()}
+    penalty = F.softplus(-functional_call(adversary, frozen, (d.z,))).mean()
+    objective = d.recon.mean() + kl_weight * d.kl.mean() + gan_weight * penalty
+    # one batch's worth of prior draws: a conditional prior draws each image's own p(z|y)
+    real, fake = adversary(d.prior.sample(len(x), generator).to(d.z)), adversary(d.z.detach())
+    loss_d = F.binary_cross_entropy_with_logits(
+        real, torch.ones_like(real)
+    ) + F.binary_cross_entropy_with_logits(fake, torch.zeros_like(fake))
+    terms = elbo_terms(d, penalty=penalty.detach(), adversary=loss_d.detach())
+    return LossOutput(objective + loss_d, terms)
