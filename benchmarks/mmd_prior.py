@@ -9,8 +9,9 @@ MNIST subset, dynamically binarized, and gives each: the test -ELBO, the Frechet
 samples from N(0, I) and from the fitted prior (vaekit's cached measuring classifier, as ``evaluate``),
 that distance as a ratio of the plain model's, and the seconds (training and scoring).
 
-Writes benchmarks/results/NAME.json (mmd_prior). Two settings at once, one core each, give the
-seconds of each a shared machine; the distances do not depend on it. From the repository root:
+Writes benchmarks/results/NAME.json (mmd_prior). Two settings at once, one core each
+(``OMP_NUM_THREADS=1`` for each: two processes of two threads on two cores run about 3x slower), give
+the seconds of each a shared machine; the distances do not depend on it. From the repository root:
     .venv/bin/python benchmarks/mmd_prior.py --latent-dim 8 --prior-draws 1,8 --epochs 25
 docs/measured.md's conv rows: ``--model conv --prior-draws 8 --mmd-weight 70``; its cosine rows:
 ``--epochs 100 --prior-draws 8 --lr-schedule cosine``; its WAE-GAN rows: ``--epochs 100 --prior-draws 8
