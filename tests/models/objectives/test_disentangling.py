@@ -251,9 +251,17 @@ def test_permute_dims_draws_every_permutation_equally_often():
         assert abs(count - columns / 6) < 150
 
 
-def discriminator_loss(discriminator, z, shuffled):
-    """-log D(z) - log(1 - D(shuffled)), batch means, D the sigmoid of the logit."""
-    return -F.logsigmoid(discriminator(z)).mean() - F.logsigmoid(-discriminator(shuffled)).mean()
+def discriminator_loss(discriminator, labelled_1, labelled_0):
+    """-log D(labelled_1) - log(1 - D(labelled_0)), batch means, D the sigmoid of the logit: FactorVAE's
+    discriminator (z against its shuffle) and WAE-GAN's adversary (prior draws against the codes)."""
+    return -F.logsigmoid(discriminator(labelled_1)).mean() - F.logsigmoid(-discriminator(labelled_0)).mean()
+
+
+def cannot_tell(discriminator) -> None:
+    """A logit of 0 for every input: D = 1/2."""
+    with torch.no_grad():
+        discriminator.net[-1].weight.zero_()
+        discriminator.net[-1].bias.zero_()
 
 
 def test_factorvae_gives_each_part_exactly_its_own_gradient():
@@ -292,9 +300,7 @@ def test_factorvae_gives_each_part_exactly_its_own_gradient():
 
 def test_factorvae_discriminator_loss_is_log_4_when_it_cannot_tell():
     model, x, _ = model_and_batch(tc_discriminator=[16, 16])
-    with torch.no_grad():
-        model.discriminator.net[-1].weight.zero_()
-        model.discriminator.net[-1].bias.zero_()
+    cannot_tell(model.discriminator)
     out = factorvae(model, x, gamma=3.0, generator=torch.Generator().manual_seed(0))
     torch.testing.assert_close(out.terms["discriminator"], torch.tensor(math.log(4.0)))
     assert out.terms["tc"] == 0
@@ -443,11 +449,6 @@ def test_mmd_objective_is_the_elbo_plus_the_weighted_mmd_of_posterior_and_prior_
 # ------------------------------------------------------------------------------------- WAE-GAN
 
 
-def adversary_loss(adversary, prior_z, z):
-    """-log D(prior_z) - log(1 - D(z)), batch means, D the sigmoid of the logit."""
-    return -F.logsigmoid(adversary(prior_z)).mean() - F.logsigmoid(-adversary(z)).mean()
-
-
 def test_wae_gan_gives_each_part_exactly_its_own_gradient():
     model, x, labels = model_and_batch(prior_adversary=[16, 16])
     out = wae_gan(model, x, gan_weight=3.0, kl_weight=0.5, generator=torch.Generator().manual_seed(0))
@@ -464,7 +465,7 @@ def test_wae_gan_gives_each_part_exactly_its_own_gradient():
         torch.testing.assert_close(param.grad, grad, msg=name)
 
     prior_z = torch.randn(len(x), LATENT, generator=ref.generator)
-    loss_d = adversary_loss(model.adversary, prior_z, ref.z.detach())
+    loss_d = discriminator_loss(model.adversary, prior_z, ref.z.detach())
     d_params = list(model.adversary.parameters())
     for param, grad in zip(d_params, torch.autograd.grad(loss_d, d_params), strict=True):
         torch.testing.assert_close(param.grad, grad)
@@ -475,15 +476,13 @@ def test_wae_gan_gives_each_part_exactly_its_own_gradient():
     # the checks above can fail: the penalty does reach the adversary if not frozen, and the
     # adversary's loss does reach the encoder if z is not detached
     assert torch.autograd.grad(model.adversary(ref.z).mean(), d_params[0])[0].abs().sum() > 0
-    leak = adversary_loss(model.adversary, prior_z, ref.z)
+    leak = discriminator_loss(model.adversary, prior_z, ref.z)
     assert torch.autograd.grad(leak, vae[0][1], allow_unused=True)[0].abs().sum() > 0
 
 
 def test_wae_gan_losses_are_log_2_and_log_4_when_the_adversary_cannot_tell():
     model, x, _ = model_and_batch(prior_adversary=[16, 16])
-    with torch.no_grad():
-        model.adversary.net[-1].weight.zero_()
-        model.adversary.net[-1].bias.zero_()
+    cannot_tell(model.adversary)
     out = wae_gan(model, x, gan_weight=2.0, generator=torch.Generator().manual_seed(0))
     torch.testing.assert_close(out.terms["penalty"], torch.tensor(math.log(2.0)))
     torch.testing.assert_close(out.terms["adversary"], torch.tensor(math.log(4.0)))
@@ -499,7 +498,7 @@ def trained_adversary(shift: float, steps: int = 200):
     for _ in range(steps):
         prior_z, codes = torch.randn(64, LATENT, generator=draws), torch.randn(64, LATENT, generator=draws)
         optimizer.zero_grad()
-        adversary_loss(adversary, prior_z, codes + shift).backward()
+        discriminator_loss(adversary, prior_z, codes + shift).backward()
         optimizer.step()
     return adversary, draws
 
@@ -510,11 +509,11 @@ def test_a_trained_adversary_pushes_shifted_codes_back_to_the_prior():
     same, draws = trained_adversary(shift=0.0)
     with torch.no_grad():
         prior_z, codes = torch.randn(512, LATENT, generator=draws), torch.randn(512, LATENT, generator=draws)
-        assert abs(adversary_loss(same, prior_z, codes) - math.log(4.0)) < 0.1  # it cannot tell
+        assert abs(discriminator_loss(same, prior_z, codes) - math.log(4.0)) < 0.1  # it cannot tell
     adversary, draws = trained_adversary(shift=3.0)
     prior_z, codes = torch.randn(512, LATENT, generator=draws), torch.randn(512, LATENT, generator=draws)
     with torch.no_grad():
-        assert adversary_loss(adversary, prior_z, codes + 3) < 0.1
+        assert discriminator_loss(adversary, prior_z, codes + 3) < 0.1
     shifted = (codes + 3).requires_grad_(True)
     (grad,) = torch.autograd.grad(-F.logsigmoid(adversary(shifted)).mean(), shifted)
     assert (grad > 0).float().mean() > 0.9  # descending the penalty lowers every coordinate, towards 0

@@ -12,41 +12,19 @@ in every checkpoint, so resume stays exact.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import ClassVar
 
 import torch
-import torch.nn.functional as F
-from torch import nn
-from torch.func import functional_call
 
 from vaekit.models.base import VAE, LossOutput
 from vaekit.models.maths import permute_dims
+from vaekit.models.objectives.adversary import Discriminator, cross_entropy, read_frozen
 from vaekit.models.objectives.elbo import draw, elbo_terms
 from vaekit.models.parts import AddedModule, option, register_objective
 from vaekit.utils.errors import VaekitError
 
 DEFAULT_DISCRIMINATOR = (1000,) * 5  # the paper's six layers of 1000 units (appendix, table 4)
-
-
-class Discriminator(nn.Module):
-    """An MLP with LeakyReLU(0.2) from z [B, D] to the logit of "drawn from q(z)" [B]."""
-
-    ADAM: ClassVar[dict] = {"lr": 1e-4, "betas": (0.5, 0.9)}
-
-    def __init__(self, latent_dim: int, hidden: Sequence[int] = DEFAULT_DISCRIMINATOR) -> None:
-        super().__init__()
-        if not hidden or min(hidden) < 1:
-            raise ValueError(f"discriminator hidden sizes must be integers >= 1, got {list(hidden)}")
-        sizes = [latent_dim, *hidden]
-        layers: list[nn.Module] = []
-        for n_in, n_out in zip(sizes[:-1], sizes[1:], strict=True):
-            layers += [nn.Linear(n_in, n_out), nn.LeakyReLU(0.2)]
-        self.net = nn.Sequential(*layers, nn.Linear(sizes[-1], 1))
-
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return self.net(z).squeeze(-1)
+DISCRIMINATOR_ADAM = {"lr": 1e-4, "betas": (0.5, 0.9)}  # the paper's
 
 
 @dataclass
@@ -65,7 +43,7 @@ class FactorVAEOptions:
         "tc_discriminator",
         "discriminator",
         lambda model, hidden: Discriminator(model.latent_dim, hidden),
-        optimizer=Discriminator.ADAM,
+        optimizer=DISCRIMINATOR_ADAM,
     ),
 )
 def factorvae(
@@ -87,16 +65,12 @@ def factorvae(
             "the factorvae objective needs a model built with a discriminator (tc_discriminator)"
         )
     d = draw(model, x, labels, generator, noise_rows)
-    frozen = {name: p.detach() for name, p in discriminator.named_parameters()}
-    tc = functional_call(discriminator, frozen, (d.z,))
+    tc = read_frozen(discriminator, d.z)  # the logit of "drawn from q(z)"
     objective = d.recon.mean() + kl_weight * d.kl.mean() + gamma * tc.mean()
     terms = elbo_terms(d, tc=tc.mean())
     if len(x) >= 2:  # a shuffle of one image is itself: nothing for the discriminator to learn
         z = d.z.detach()
-        joint, shuffled = discriminator(z), discriminator(permute_dims(z, generator))
-        loss_d = F.binary_cross_entropy_with_logits(
-            joint, torch.ones_like(joint)
-        ) + F.binary_cross_entropy_with_logits(shuffled, torch.zeros_like(shuffled))
+        loss_d = cross_entropy(discriminator(z), discriminator(permute_dims(z, generator)))
         objective = objective + loss_d
         terms["discriminator"] = loss_d.detach()
     return LossOutput(objective, terms)

@@ -16,26 +16,18 @@ model's Frechet distance after 100 epochs (three seeds, 0.58-0.64x), where WAE-M
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
-from torch.func import functional_call
 
 from vaekit.models.base import VAE, LossOutput
+from vaekit.models.objectives.adversary import Discriminator, cross_entropy, read_frozen
 from vaekit.models.objectives.elbo import draw, elbo_terms
-from vaekit.models.objectives.factorvae import Discriminator
 from vaekit.models.parts import AddedModule, option, register_objective
 from vaekit.utils.errors import VaekitError
 
 DEFAULT_ADVERSARY = (512,) * 4  # the paper's four hidden layers of 512 units (appendix C)
-
-
-class PriorDiscriminator(Discriminator):
-    """An MLP from z [B, D] to the logit of "drawn from p(z)" [B]; its own Adam (the paper's 5e-4 for
-    the adversary, beta1 0.5)."""
-
-    ADAM: ClassVar[dict] = {"lr": 5e-4, "betas": (0.5, 0.999)}
+ADVERSARY_ADAM = {"lr": 5e-4, "betas": (0.5, 0.999)}  # the paper's 5e-4 and beta1 0.5 for the adversary
 
 
 @dataclass
@@ -53,8 +45,8 @@ class WAEGANOptions:
     adds=AddedModule(
         "prior_adversary",
         "adversary",
-        lambda model, hidden: PriorDiscriminator(model.latent_dim, hidden),
-        optimizer=PriorDiscriminator.ADAM,
+        lambda model, hidden: Discriminator(model.latent_dim, hidden),
+        optimizer=ADVERSARY_ADAM,
     ),
 )
 def wae_gan(
@@ -74,13 +66,9 @@ def wae_gan(
     if adversary is None:
         raise VaekitError("the wae-gan objective needs a model built with an adversary (prior_adversary)")
     d = draw(model, x, labels, generator, noise_rows)
-    frozen = {name: p.detach() for name, p in adversary.named_parameters()}
-    penalty = F.softplus(-functional_call(adversary, frozen, (d.z,))).mean()
+    penalty = F.softplus(-read_frozen(adversary, d.z)).mean()  # -log D(z), D(z) "drawn from p(z)"
     objective = d.recon.mean() + kl_weight * d.kl.mean() + gan_weight * penalty
     # one batch's worth of prior draws: a conditional prior draws each image's own p(z|y)
-    real, fake = adversary(d.prior.sample(len(x), generator).to(d.z)), adversary(d.z.detach())
-    loss_d = F.binary_cross_entropy_with_logits(
-        real, torch.ones_like(real)
-    ) + F.binary_cross_entropy_with_logits(fake, torch.zeros_like(fake))
+    loss_d = cross_entropy(adversary(d.prior.sample(len(x), generator).to(d.z)), adversary(d.z.detach()))
     terms = elbo_terms(d, penalty=penalty.detach(), adversary=loss_d.detach())
     return LossOutput(objective + loss_d, terms)
