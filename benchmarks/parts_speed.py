@@ -36,6 +36,7 @@ PARTS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     "dip-i": ({}, {"objective": "dip-i", "lambda_od": 10.0}),
     "dip-ii": ({}, {"objective": "dip-ii", "lambda_od": 10.0}),
     "mmd": ({}, {"objective": "mmd", "mmd_weight": 100.0}),
+    "wae-gan, 256 x 3": ({"prior_adversary": [256] * 3}, {"objective": "wae-gan", "gan_weight": 3.0}),
     "wae-gan, 512 x 4": ({"prior_adversary": [512] * 4}, {"objective": "wae-gan", "gan_weight": 3.0}),
 }
 BATCH, N_BATCHES = 128, 20
