@@ -15,7 +15,7 @@ the seconds of each a shared machine; the distances do not depend on it. From th
     .venv/bin/python benchmarks/mmd_prior.py --latent-dim 8 --prior-draws 1,8 --epochs 25
 docs/measured.md's conv rows: ``--model conv --prior-draws 8 --mmd-weight 70``; its cosine rows:
 ``--epochs 100 --prior-draws 8 --lr-schedule cosine``; its WAE-GAN rows: ``--epochs 100 --prior-draws 8
---gan-weights 3 --seed S`` for S = 0, 1, 2.
+--gan-weights 3 --seed S`` for S = 0, 1, 2 (and with ``--adversary 256,256,256``).
 """
 
 from __future__ import annotations
@@ -76,6 +76,11 @@ def main() -> None:
         default=[],
         help="WAE-GAN rows beside, lambda values, e.g. 3 (none by default)",
     )
+    parser.add_argument(
+        "--adversary",
+        type=sizes("512,512,512,512"),
+        help="WAE-GAN's adversary's hidden layers [the objective's default]",
+    )
     parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
     parser.add_argument("--name", default="mmd_prior", help="results/NAME.json")
     args = parser.parse_args()
@@ -107,6 +112,7 @@ def main() -> None:
         }
         | {
             f"wae-gan lambda={weight:g}": {"objective": "wae-gan", "beta": args.beta, "gan_weight": weight}
+            | ({"adversary": args.adversary} if args.adversary else {})
             for weight in args.gan_weights
         }
     )
@@ -125,10 +131,14 @@ def main() -> None:
                 rows[name]["frechet_standard"] / rows["plain"]["frechet_standard"]
             )
             print(name, {key: round(value, 3) for key, value in rows[name].items()}, flush=True)
-    recorded = {key: value for key, value in shared.items() if key != "data_dir"} | {
-        "mmd_weight": args.mmd_weight,
-        "beta": args.beta,
-    }
+    recorded = (
+        {key: value for key, value in shared.items() if key != "data_dir"}
+        | {
+            "mmd_weight": args.mmd_weight,
+            "beta": args.beta,
+        }
+        | ({"adversary": args.adversary} if args.adversary else {})
+    )
     path = write_results(args.name, {"machine": machine(), "settings": recorded, "rows": rows})
     print(f"wrote {path}")
 
