@@ -31,7 +31,7 @@ from _common import DEFAULT_DATA_DIR, check_data_dir, frechet_by_prior, measurin
 from harness import machine, write_results
 
 from vaekit import load
-from vaekit.cli.arguments import sizes
+from vaekit.cli.arguments import positive_float, sizes
 from vaekit.data import load_dataset
 from vaekit.training import TrainConfig
 from vaekit.training.defaults import LR_SCHEDULES
@@ -39,14 +39,8 @@ from vaekit.utils.errors import VaekitError
 
 
 def floats(text: str) -> list[float]:
-    """A comma-separated list of positive numbers ("3" or "1,3,10")."""
-    try:
-        values = [float(part) for part in text.split(",")]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected numbers separated by commas, got {text!r}") from None
-    if not all(value > 0 for value in values):
-        raise argparse.ArgumentTypeError(f"expected positive numbers, got {text!r}")
-    return values
+    """A comma-separated list of positive numbers ("3" or "1,3,10"), each as the CLI reads one."""
+    return [positive_float(part.strip()) for part in text.split(",")]
 
 
 def train_and_score(settings: dict[str, Any], run: Path, dataset, classifier) -> dict[str, Any]:
