@@ -14,7 +14,16 @@ import torch
 from tests.conftest import error_of
 from vaekit.cli import main
 from vaekit.models.objectives import OBJECTIVES
-from vaekit.models.parts import PARTS, PartSpec, option, parts, register_objective, register_part
+from vaekit.models.parts import (
+    PARTS,
+    AddedModule,
+    PartSpec,
+    option,
+    parts,
+    register_objective,
+    register_part,
+)
+from vaekit.training import TrainConfig
 
 OUTSIDE = '''
     """An objective of one's own: the ELBO with the batch's KL kept from falling below a floor."""
@@ -201,3 +210,36 @@ def test_an_outside_objective_adds_its_module_to_any_model_it_applies_to(
         assert all(torch.equal(a[k], b[k]) for k in a)  # resumed exactly, the gate's own group included
     finally:
         sys.modules.pop("gated_objective", None)
+
+
+def test_the_entry_of_a_module_a_part_adds_is_refused_as_a_model_option_naming_what_sets_it(clean_parts):
+    @dataclass
+    class Options:
+        gate_start: float = option(0.5, "the gate's first value")
+
+    def gate(model, start):
+        return torch.nn.Linear(1, 1)
+
+    def elbo_like(model, x, labels=None, *, generator=None, noise_rows=None):
+        raise AssertionError  # never trained here
+
+    register_objective(
+        "gated", "a gate set by an option", Options,
+        adds=AddedModule("kl_gate", "gate", gate, option="gate_start"),
+    )(elbo_like)  # fmt: skip
+    register_objective("fixed-gate", "a gate no option sets", adds=AddedModule("fixed_gate", "gate", gate))(
+        elbo_like
+    )
+
+    def refusal(entry):
+        return error_of(TrainConfig(dataset="digits", model="mlp", model_options={entry: 1}).validate)
+
+    assert refusal("kl_gate") == "model option 'kl_gate' is set by --gate-start, not as a model option"
+    assert (
+        refusal("fixed_gate")
+        == "model option 'fixed_gate' is set by --objective fixed-gate, not as a model option"
+    )
+    assert (
+        refusal("prior_adversary")
+        == "model option 'prior_adversary' is set by --adversary, not as a model option"
+    )

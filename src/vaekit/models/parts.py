@@ -78,12 +78,14 @@ class AddedModule:
     """A module that a part adds to the model it is chosen for (FactorVAE's discriminator): built by
     ``build(model, value)`` from the model config ``entry`` that the part's ``model_config`` writes,
     kept as the model's ``attribute`` (its weights saved under that name), and trained in a parameter
-    group of its own ``optimizer`` settings (learning rate, betas) where it has them."""
+    group of its own ``optimizer`` settings (learning rate, betas) where it has them. ``option`` names
+    the part's option that sets the entry (messages name its flag), where one does."""
 
     entry: str
     attribute: str
     build: Callable[[Any, Any], nn.Module]
     optimizer: dict[str, Any] | None = None
+    option: str | None = None
 
 
 @dataclass(frozen=True)

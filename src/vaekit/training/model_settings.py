@@ -11,7 +11,7 @@ from typing import Any
 
 from vaekit.models import MODELS, VAE, accepted_options, build_model, model_class
 from vaekit.models.base import CALIBRATED, LIKELIHOODS
-from vaekit.models.parts import parts
+from vaekit.models.parts import KINDS, parts
 from vaekit.training.defaults import flag
 from vaekit.training.part_settings import part_model_config
 from vaekit.utils.errors import VaekitError
@@ -28,18 +28,21 @@ DECODER_SCALES = (CALIBRATED, "learned")
 FILLED = {
     "name": "--model", "image_shape": "the dataset", "num_classes": "the dataset", "prior": "train-prior",
     "plugin": "the registry", "trained_prior": "--prior", "posterior": "--posterior",
-    "tc_discriminator": "--discriminator", "prior_adversary": "--adversary",
 }  # fmt: skip
 
 
 def filled() -> dict[str, str]:
-    """``FILLED`` and the model config entries of every registered prior and posterior (a VampPrior's
-    ``pseudo_inputs``: ``--pseudo-inputs``; an entry that is no option: ``--posterior iaf``)."""
+    """``FILLED`` and the model config entries of every registered part: a prior's or posterior's (a
+    VampPrior's ``pseudo_inputs``: ``--pseudo-inputs``; an entry that is no option: ``--posterior iaf``)
+    and the module's that a part adds (FactorVAE's ``tc_discriminator``: ``--discriminator``)."""
     found = dict(FILLED)
-    for kind in ("prior", "posterior"):
+    for kind in KINDS:
         for spec in parts(kind).values():
-            for name in spec.model_entries():
-                by = f"--{flag(name)}" if name in spec.option_fields() else f"--{kind} {spec.name}"
+            entries = {name: name for name in spec.model_entries()}
+            if spec.adds is not None:
+                entries[spec.adds.entry] = spec.adds.option
+            for name, option in entries.items():
+                by = f"--{flag(option)}" if option in spec.option_fields() else f"--{kind} {spec.name}"
                 found.setdefault(name, by)
     return found
 

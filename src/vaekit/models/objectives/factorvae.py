@@ -44,6 +44,7 @@ class FactorVAEOptions:
         "discriminator",
         lambda model, hidden: Discriminator(model.latent_dim, hidden),
         optimizer=DISCRIMINATOR_ADAM,
+        option="discriminator",
     ),
 )
 def factorvae(

@@ -50,6 +50,7 @@ class WAEGANOptions:
         "adversary",
         lambda model, hidden: Discriminator(model.latent_dim, hidden),
         optimizer=ADVERSARY_ADAM,
+        option="adversary",
     ),
 )
 def wae_gan(
