@@ -258,3 +258,16 @@ def test_read_at_an_accelerators_cadence_too_many_skips_stop_the_run_at_the_next
         trainer.run()
     checkpoint = torch.load(tmp_path / "run" / "checkpoints" / "last.pt", weights_only=False)
     assert checkpoint["epoch"] == 1 and checkpoint["step"] == 0
+
+
+@pytest.mark.parametrize("objective", ["factorvae", "wae-gan"])
+def test_the_schedule_lowers_an_added_modules_rate_with_the_models(tmp_path, objective):
+    """Each group falls from its own rate by the same factor (as torch's schedulers scale each group),
+    so a discriminator does not keep its full rate while the model's goes to 0."""
+    config = tiny_config(objective=objective, lr_schedule="cosine", epochs=2)
+    quiet_trainer(config, tmp_path / "run").run()
+    checkpoint = torch.load(tmp_path / "run" / "checkpoints" / "last.pt", weights_only=False)
+    model_lr, module_lr = (group["lr"] for group in checkpoint["optimizer"]["param_groups"])
+    start = load(tmp_path / "run").parameter_groups(1e-3)[1]["lr"]  # the module's own starting rate
+    assert 0 < model_lr < 1e-3 / 10  # near the cosine's end
+    assert module_lr == pytest.approx(start * model_lr / 1e-3, rel=1e-9)

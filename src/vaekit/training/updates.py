@@ -36,6 +36,9 @@ class Updates:
     def __init__(self, model: VAE, config: TrainConfig, distributed_run: bool = False) -> None:
         self.config = config
         self.optimizer: Adam = make_optimizer(config.optimizer, model.parameter_groups(config.lr), config.lr)
+        # the schedule scales every group from its own rate, as torch's schedulers do (a discriminator's
+        # 1e-4 falls with the model's 1e-3), read here, before a resumed state sets the rates reached
+        self.start_lrs = [group["lr"] for group in self.optimizer.param_groups]
         self.average = WeightAverage(model, config.ema) if config.ema > 0 else None
         self.params = [p for p in model.parameters() if p.requires_grad]
         self.guarded = config.grad_clip > 0 or config.skip_threshold > 0
@@ -86,7 +89,8 @@ class Updates:
         share of the run done (of its epochs; of its --max-time in a run without epochs); returns whether
         it was skipped, a bool tensor on the device (a skipped one is counted there)."""
         cfg = self.config
-        self.optimizer.param_groups[0]["lr"] = scheduled_lr(cfg.lr, cfg.lr_schedule, progress, 1.0)
+        for group, start in zip(self.optimizer.param_groups, self.start_lrs, strict=True):
+            group["lr"] = scheduled_lr(start, cfg.lr_schedule, progress, 1.0)
         self.optimizer.zero_grad(set_to_none=True)
         objective.backward()  # a non-finite loss too: its update is skipped below, its gradients dropped
         if self.by_norm:
