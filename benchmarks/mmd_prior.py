@@ -21,6 +21,7 @@ docs/measured.md's conv rows: ``--model conv --prior-draws 8 --mmd-weight 70``; 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import tempfile
 import time
@@ -75,10 +76,15 @@ def main() -> None:
         type=sizes("512,512,512,512"),
         help="WAE-GAN's adversary's hidden layers [the objective's default]",
     )
+    parser.add_argument(
+        "--keep", type=Path, help="a new folder to keep the runs in, KEEP/<row> (prior_gaps.py reads them)"
+    )
     parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
     parser.add_argument("--name", default="mmd_prior", help="results/NAME.json")
     args = parser.parse_args()
     check_data_dir(args.data_dir)
+    if args.keep is not None and args.keep.exists():
+        parser.error(f"--keep {args.keep} already exists; name a new folder")
 
     dataset = load_dataset("mnist", str(args.data_dir))
     classifier, _ = measuring_classifier(dataset)
@@ -116,10 +122,15 @@ def main() -> None:
         except VaekitError as exc:
             parser.error(str(exc))
     rows: dict[str, dict[str, Any]] = {}
-    with tempfile.TemporaryDirectory(prefix="vaekit-mmd-prior-") as scratch:
+    if args.keep:
+        args.keep.mkdir(parents=True)
+        runs_folder = contextlib.nullcontext(str(args.keep))
+    else:
+        runs_folder = tempfile.TemporaryDirectory(prefix="vaekit-mmd-prior-")
+    with runs_folder as folder:
         for name, settings in models.items():
             rows[name] = train_and_score(
-                shared | settings, Path(scratch) / name.replace(" ", "_"), dataset, classifier
+                shared | settings, Path(folder) / name.replace(" ", "_"), dataset, classifier
             )
             rows[name]["frechet_standard_vs_plain"] = (
                 rows[name]["frechet_standard"] / rows["plain"]["frechet_standard"]
