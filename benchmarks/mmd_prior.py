@@ -1,13 +1,14 @@
 """WAE-MMD and WAE-GAN beside the plain VAE: the Frechet distance of samples from N(0, I), as ratios.
 
 Issue 35's goal: an MMD model whose samples from N(0, I) have at most half the plain model's Frechet
-distance. For one setting (model, latent size, batch size, epochs, learning-rate schedule, seed) this
-trains the plain model (the mlp by default; ``--model conv``), WAE-MMD (``--objective mmd --beta 0``,
-weight W; ``--beta 1``: InfoVAE) with each number of prior draws per image K, and WAE-GAN
-(``--objective wae-gan``) with each adversary weight lambda of ``--gan-weights``, on the 12,000-image
-MNIST subset, dynamically binarized, and gives each: the test -ELBO, the Frechet distance of 10,000
-samples from N(0, I) and from the fitted prior (vaekit's cached measuring classifier, as ``evaluate``),
-that distance as a ratio of the plain model's, and the seconds (training and scoring).
+distance. For one setting (model, its size, latent size, batch size, epochs, learning-rate schedule,
+seed) this trains the plain model (the mlp by default, ``--hidden`` to size it; ``--model conv``),
+WAE-MMD (``--objective mmd --beta 0``, weight W; ``--beta 1``: InfoVAE) with each number of prior draws
+per image K, and WAE-GAN (``--objective wae-gan``) with each adversary weight lambda of
+``--gan-weights``, on the 12,000-image MNIST subset, dynamically binarized, and gives each: the test
+-ELBO, the Frechet distance of 10,000 samples from N(0, I) and from the fitted prior (vaekit's cached
+measuring classifier, as ``evaluate``), that distance as a ratio of the plain model's, and the seconds
+(training and scoring).
 
 Writes benchmarks/results/NAME.json (mmd_prior). Two settings at once, one core each
 (``OMP_NUM_THREADS=1`` for each: two processes of two threads on two cores run about 3x slower), give
@@ -15,7 +16,8 @@ the seconds of each a shared machine; the distances do not depend on it. From th
     .venv/bin/python benchmarks/mmd_prior.py --latent-dim 8 --prior-draws 1,8 --epochs 25
 docs/measured.md's conv rows: ``--model conv --prior-draws 8 --mmd-weight 70``; its cosine rows:
 ``--epochs 100 --prior-draws 8 --lr-schedule cosine``; its WAE-GAN rows: ``--epochs 100 --prior-draws 8
---gan-weights 3 --seed S`` for S = 0, 1, 2 (and with ``--adversary 256,256,256``).
+--gan-weights 3 --seed S`` for S = 0, 1, 2 (and with ``--adversary 256,256,256``; and with ``--hidden
+1024,1024``, the rows that reach 0.5x). ``--keep F`` keeps the runs in F for ``prior_gaps.py``.
 """
 
 from __future__ import annotations
@@ -59,6 +61,7 @@ def main() -> None:
     parser.add_argument("--model", default="mlp", help="a one-latent Gaussian model: mlp, conv")
     parser.add_argument("--lr-schedule", default="constant", choices=LR_SCHEDULES)
     parser.add_argument("--latent-dim", type=int, default=8)
+    parser.add_argument("--hidden", type=sizes("1024,1024"), help="the mlp's hidden layers [400]")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--epochs", type=int, default=25)
     parser.add_argument("--seed", type=int, default=0)
@@ -96,6 +99,7 @@ def main() -> None:
         "binarize": "dynamic",
         "epochs": args.epochs,
         "latent_dim": args.latent_dim,
+        "hidden": args.hidden,
         "batch_size": args.batch_size,
         "seed": args.seed,
     }
