@@ -51,12 +51,15 @@ def mixed_codes(codes: torch.Tensor, generator: torch.Generator) -> dict[str, to
     prior = torch.randn(N_CODES, dim, generator=generator)
     picked = codes[torch.randint(n, (N_CODES,), generator=generator)]
     radii = codes[torch.randint(n, (N_CODES,), generator=generator)].norm(dim=1, keepdim=True)
-    mean, covariance = codes.mean(0), torch.cov(codes.T)
+    # a square root of the codes' covariance by its eigenvectors, which a Cholesky factor is not where
+    # units are inactive (their codes all near 0, the covariance singular)
+    values, vectors = torch.linalg.eigh(torch.cov(codes.T))
+    mean, root = codes.mean(0), vectors * values.clamp(min=0).sqrt()
     return {
         "standard": prior,
         "prior_directions_code_radii": unit(prior) * radii,
         "code_directions_prior_radii": unit(picked) * prior.norm(dim=1, keepdim=True),
-        "gaussian_of_codes": mean + prior @ torch.linalg.cholesky(covariance).T,
+        "gaussian_of_codes": mean + prior @ root.T,
         "codes": picked,
     }
 
