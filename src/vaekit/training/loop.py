@@ -140,9 +140,7 @@ class Trainer:
         """Resume from ``checkpoint``: weights, optimizer, RNGs, position; the epoch's running loss sums
         on rank 0 alone, which saved every rank's so far (``gather_epoch_sums``)."""
         self._created = json.loads(checkpoint["config"]).get("created")
-        s = self.state = restore_checkpoint(
-            checkpoint, self.model, self.updates, self.config.lr, self.shuffle, self.device
-        )
+        s = self.state = restore_checkpoint(checkpoint, self.model, self.updates, self.shuffle, self.device)
         if not self.ranks.main and s.sums is not None:
             s.sums.zero_()
         check_resume_target(s, self.config.epochs, self.n_batches, self.run_dir)

@@ -219,16 +219,14 @@ def restore_checkpoint(
     checkpoint: dict[str, Any],
     model: torch.nn.Module,
     updates: Updates,
-    lr: float,
     shuffle: torch.Generator,
     device: torch.device,
 ) -> TrainingState:
-    """Load ``checkpoint`` into the model, optimizer (at learning rate ``lr``) and shuffle generator, set
-    the global RNG states, and return the training state it records."""
+    """Load ``checkpoint`` into the model, optimizer (at the run's own learning rates: see
+    ``Updates.load_state_dict``) and shuffle generator, set the global RNG states, and return the
+    training state it records."""
     model.load_state_dict(checkpoint["model"])
     updates.load_state_dict(checkpoint)
-    # the stored lr would otherwise win over config.lr (a discriminator's group keeps its own)
-    updates.optimizer.param_groups[0]["lr"] = lr
     on_device = {k: checkpoint[k].to(device) if checkpoint[k] is not None else None for k in ("perm", "sums")}
     best = json.loads(checkpoint.get("best", "{}"))
     history = json.loads(checkpoint["history"])

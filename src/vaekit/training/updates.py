@@ -37,7 +37,7 @@ class Updates:
         self.config = config
         self.optimizer: Adam = make_optimizer(config.optimizer, model.parameter_groups(config.lr), config.lr)
         # the schedule scales every group from its own rate, as torch's schedulers do (a discriminator's
-        # 1e-4 falls with the model's 1e-3), read here, before a resumed state sets the rates reached
+        # 1e-4 falls with the model's 1e-3): the config's rates, which a resumed state keeps
         self.start_lrs = [group["lr"] for group in self.optimizer.param_groups]
         self.average = WeightAverage(model, config.ema) if config.ema > 0 else None
         self.params = [p for p in model.parameters() if p.requires_grad]
@@ -116,7 +116,11 @@ class Updates:
         return state
 
     def load_state_dict(self, checkpoint: dict[str, Any]) -> None:
+        """The optimizer's and the average's state from ``checkpoint``; each group's learning rate stays
+        the run's own (a resume may set another --lr), which ``apply`` schedules before every update."""
         self.optimizer.load_state_dict(checkpoint["optimizer"])
+        for group, start in zip(self.optimizer.param_groups, self.start_lrs, strict=True):
+            group["lr"] = start
         if self.average is not None:
             if "ema" not in checkpoint:
                 raise ValueError("the checkpoint has no averaged weights, though the run averages them")
