@@ -30,6 +30,7 @@ from _common import measuring_classifier, run_folders_arguments
 from harness import machine, write_results
 
 from vaekit import load
+from vaekit.data import ImageSet
 from vaekit.evaluation.classifier import classify
 from vaekit.evaluation.quality import feature_distance, sample_quality
 from vaekit.evaluation.runs import load_run_dataset
@@ -65,23 +66,22 @@ def mixed_codes(codes: torch.Tensor, generator: torch.Generator) -> dict[str, to
 
 
 @torch.no_grad()
-def gaps(run, classifier) -> dict[str, object]:
-    """The Frechet distance of each kind of latent decoded by the model of ``run``, and the radii."""
+def gaps(run, classifier, test: ImageSet, real: torch.Tensor) -> dict[str, object]:
+    """The Frechet distance of each kind of latent decoded by the model of ``run`` from the ``test``
+    images (their classifier features ``real``), and the radii."""
     config = read_run_config(run)
-    dataset = load_run_dataset(config)
     model = load(run).eval()
     if model.conditional or not model.fits_prior or model.latent_space.groups:
         raise SystemExit(f"{run}: this takes unconditional one-latent Gaussian models, not {model.name}")
     x, labels, _ = training_split(run, config, torch.device("cpu"))
     codes, _ = posterior_moments(model, x, labels)
-    real = classify(classifier, dataset.test.as_float("cpu"))["features"]
     generator = torch.Generator().manual_seed(0)
     row: dict[str, object] = {}
     for kind, z in mixed_codes(codes, generator).items():
         images = torch.cat([model.decode(chunk) for chunk in z.split(1000)])
         row[kind] = feature_distance(classify(classifier, images)["features"], real)
     if model.fitted_prior is not None:
-        row["fitted"] = sample_quality(model, classifier, dataset.test, N_CODES, seed=0)["frechet_distance"]
+        row["fitted"] = sample_quality(model, classifier, test, N_CODES, seed=0)["frechet_distance"]
     q = torch.tensor(QUANTILES)
     row["code_radius_quantiles"] = codes.norm(dim=1).quantile(q).tolist()
     prior_radii = torch.randn(N_CODES, codes.shape[1], generator=generator).norm(dim=1)
@@ -91,12 +91,16 @@ def gaps(run, classifier) -> dict[str, object]:
 
 def main() -> None:
     args = run_folders_arguments(__doc__, "prior_gaps")
-    classifier = None
+    names = {read_run_config(run)["data"]["dataset"] for run in args.runs}
+    if len(names) > 1:
+        raise SystemExit(f"the runs are of {len(names)} datasets ({', '.join(sorted(names))}); give one's")
+    # the classifier and the test images' features once, for every run
+    dataset = load_run_dataset(read_run_config(args.runs[0]))
+    classifier, _ = measuring_classifier(dataset)
+    real = classify(classifier, dataset.test.as_float("cpu"))["features"]
     rows = {}
     for run in args.runs:
-        if classifier is None:
-            classifier, _ = measuring_classifier(load_run_dataset(read_run_config(run)))
-        rows[str(run)] = gaps(run, classifier)
+        rows[str(run)] = gaps(run, classifier, dataset.test, real)
         shown = {
             k: [round(v, 2) for v in x] if isinstance(x, list) else round(x, 2)
             for k, x in rows[str(run)].items()
