@@ -273,6 +273,39 @@ def test_conv_four_layers_deep_on_colour(shape):
     assert model.reconstruct(x).shape == x.shape and torch.isfinite(model.loss(x).objective)
 
 
+def test_conv_hidden_layers_build_the_disentanglement_papers_network(tmp_path):
+    """channels 32,32,64,64 and hidden 256 at 64x64 (Locatello et al. 2019): four convolutions to 64x4x4,
+    a 256-unit layer, the heads; the decoder z -> 256 -> 64x4x4 -> four transposed convolutions."""
+    config = {"name": "conv", "image_shape": [1, 64, 64], "latent_dim": 10, "channels": [32, 32, 64, 64]}
+    model = build_model({**config, "hidden": [256]})
+    linears = [(m.in_features, m.out_features) for m in model.modules() if isinstance(m, torch.nn.Linear)]
+    assert linears == [(1024, 256), (256, 20), (10, 256), (256, 1024)]
+    relus = sum(isinstance(m, torch.nn.ReLU) for m in model.modules())
+    assert relus == sum(isinstance(m, torch.nn.ReLU) for m in build_model(config).modules()) + 2
+    x = torch.rand(2, 1, 64, 64)
+    assert model.reconstruct(x).shape == x.shape and torch.isfinite(model.loss(x).objective)
+    save_model(model, tmp_path / "m.safetensors")
+    loaded = load(tmp_path / "m.safetensors")
+    assert loaded.config["hidden"] == [256] and torch.equal(loaded.encode(x)[0], model.encode(x)[0])
+
+
+def test_conv_without_hidden_layers_keeps_its_weights_names():
+    """The conv before ``hidden`` existed: runs saved then load into the same modules."""
+    model = build_model({"name": "conv", "image_shape": [1, 8, 8], "latent_dim": 3, "channels": [4, 8]})
+    assert list(model.state_dict()) == [
+        "encoder.0.weight", "encoder.0.bias", "encoder.2.weight", "encoder.2.bias",
+        "posterior.weight", "posterior.bias",
+        "decoder.0.weight", "decoder.0.bias", "decoder.3.weight", "decoder.3.bias",
+        "decoder.5.weight", "decoder.5.bias",
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize("hidden", [[0], [8, -1]])
+def test_conv_refuses_hidden_sizes_below_one(hidden):
+    with pytest.raises(VaekitError, match="hidden must be sizes >= 1"):
+        build_model({"name": "conv", "image_shape": [1, 8, 8], "channels": [4], "hidden": hidden})
+
+
 @pytest.mark.parametrize("name", ["conv", "vqvae"])
 @pytest.mark.parametrize(("shape", "sides"), [((1, 30, 30), (1, 1, 1, 1)), ((3, 28, 21), (1, 2, 0, 0))])
 def test_conv_models_pad_sizes_that_do_not_divide_and_crop_back(name, shape, sides):

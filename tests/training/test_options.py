@@ -101,7 +101,7 @@ def test_iwae_k_defaults_to_5():
         ({"objective": "btcvae", "part_options": {"tc_estimator": 1}}, "--tc-estimator must be a string"),
         ({"objective": "vimco"}, "unknown objective"),
         ({"channels": [8]}, "--channels does not apply to model mlp"),
-        ({"model": "conv"}, "--hidden does not apply to model conv"),
+        ({"model": "vqvae"}, "--hidden does not apply to model vqvae"),
         ({"codebook_size": 16}, "--codebook-size does not apply to model mlp"),
         ({"decoder_std": 0.1}, "--decoder-std applies to --likelihood gaussian only"),
         ({"likelihood": "poisson"}, "unknown likelihood"),

@@ -96,7 +96,12 @@ def _add_model_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--latent-dim", type=positive_int, help="latent dimensions (default 20; vqvae: code size 16)"
     )
-    p.add_argument("--hidden", type=sizes("400 or 512,256"), help="mlp/cvae hidden layer sizes (default 400)")
+    p.add_argument(
+        "--hidden",
+        type=sizes("400 or 512,256"),
+        help="mlp/cvae hidden layer sizes (default 400); conv: fully-connected layers between its "
+        "convolutions and the latent (default none; the disentanglement papers' 256)",
+    )
     p.add_argument("--channels", type=sizes("32,64"), help="conv/vqvae channels per layer (default 32,64)")
     p.add_argument("--likelihood", choices=LIKELIHOODS, help="pixel model: bernoulli (default) or gaussian")
     p.add_argument(

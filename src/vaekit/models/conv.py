@@ -5,6 +5,11 @@ linear head for mu and logvar; decoder Linear(latent, 64x7x7) ReLU, ConvTranspos
 ConvTranspose2d(32,1,4,2,1) to logits. Each layer halves (or doubles) the sides; an image whose sides
 do not divide by 2^len(channels) is zero-padded on the way in and cropped on the way out (28x28 with
 three layers works on 32x32), so any size and any depth work.
+
+``hidden`` puts fully-connected layers (each + ReLU) between the feature map and the latent, mirrored in
+the decoder. None by default; the disentanglement papers' network (Higgins et al. 2017, Table 1; Locatello
+et al. 2019, whose disentanglement_lib builds it) is ``channels=(32, 32, 64, 64), hidden=(256,)`` at 64x64:
+four convolutions, a 256-unit layer, the heads; the decoder 256 then 4x4x64 units, four transposed ones.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from vaekit.models.gaussian import GaussianVAE, Posterior
+from vaekit.models.mlp import mlp_layers
 
 
 def padding(image_shape: Sequence[int], channels: Sequence[int]) -> tuple[int, int, int, int]:
@@ -76,6 +82,7 @@ class ConvVAE(GaussianVAE):
         image_shape: Sequence[int] = (1, 28, 28),
         latent_dim: int = 20,
         channels: Sequence[int] = (32, 64),
+        hidden: Sequence[int] = (),
         likelihood: str = "bernoulli",
         decoder_std: float | None = None,
         **parts: Any,
@@ -84,18 +91,24 @@ class ConvVAE(GaussianVAE):
             image_shape=list(image_shape),
             latent_dim=latent_dim,
             channels=list(channels),
+            hidden=list(hidden),
             likelihood=likelihood,
             decoder_std=decoder_std,
             **parts,
         )
         self.padding = padding(image_shape, channels)
         self.feature_shape = (channels[-1], *feature_grid(image_shape, channels))
-        n_features = math.prod(self.feature_shape)
-        self.encoder = nn.Sequential(*downsampling(image_shape[0], channels), nn.Flatten())
-        self.posterior = nn.Linear(n_features, 2 * latent_dim)
+        if any(not isinstance(h, int) or h < 1 for h in hidden):
+            raise ValueError(f"hidden must be sizes >= 1, got {list(hidden)}")
+        # With no hidden layers the modules (and so the weights' names) are the ones the conv had before
+        # `hidden` existed: its older runs load unchanged.
+        encoder_sizes = [math.prod(self.feature_shape), *hidden]
+        self.encoder = nn.Sequential(
+            *downsampling(image_shape[0], channels), nn.Flatten(), *mlp_layers(encoder_sizes)
+        )
+        self.posterior = nn.Linear(encoder_sizes[-1], 2 * latent_dim)
         self.decoder = nn.Sequential(
-            nn.Linear(latent_dim, n_features),
-            nn.ReLU(),
+            *mlp_layers([latent_dim, *reversed(encoder_sizes)]),
             nn.Unflatten(1, self.feature_shape),
             *upsampling(channels, image_shape[0]),
         )
