@@ -107,6 +107,8 @@ BAD = [
     (["--objective", "btcvae", "--batch-size", "1"], "it needs --batch-size >= 2"),
     (["--objective", "btcvae", "--tc-estimator", "sampled"], "--tc-estimator: invalid choice: 'sampled'"),
     (["--tc-estimator", "weighted"], "--tc-estimator applies to --objective btcvae, not elbo"),
+    (["--objective", "btcvae", "--kl-form", "analytic"], "--kl-form: invalid choice: 'analytic'"),
+    (["--kl-form", "exact"], "--kl-form applies to --objective btcvae, not elbo"),
     (["--objective", "btcvae", "--prior", "vamp"], "--objective btcvae needs a Gaussian posterior"),
     (["--objective", "dip-ii", "--posterior", "iaf"], "needs the Gaussian posterior's covariance"),
     (["--free-bits", "0.5", "--posterior", "iaf"], "--free-bits needs the KL per dimension in closed form"),

@@ -217,6 +217,31 @@ def test_btcvae_weighted_sampling_changes_the_gradient_only_where_the_batch_is_n
     assert not torch.allclose(weighted_grad, stratified_grad, atol=1e-3)
 
 
+@pytest.mark.parametrize("estimator", ["stratified", "weighted"])
+@pytest.mark.parametrize("name", ["mlp", "cvae"])
+def test_btcvae_exact_kl_form_is_the_closed_form_kl_plus_beta_minus_one_tc(name, estimator):
+    """disentanglement_lib's form: recon + w (KL + (beta - 1) TC), the KL in closed form. On the same draw
+    it differs from the split form by w (one-draw KL - closed-form KL) alone, which is 0 in expectation."""
+    model, x, labels = model_and_batch(name)
+    ref = Reference(model, x, labels)
+    options = dict(beta=5.0, dataset_size=len(x), tc_estimator=estimator, kl_weight=0.5)
+    outs = {
+        form: btcvae(model, x, labels, kl_form=form, generator=torch.Generator().manual_seed(0), **options)
+        for form in ("split", "exact")
+    }
+    log_qz, log_marginals = exact_aggregate(ref.z, ref.mu, ref.logvar)
+    offset = (LATENT - 1) * math.log(len(x)) if estimator == "weighted" else 0.0  # see the weighted test
+    tc = (log_qz - log_marginals).mean() + offset
+    torch.testing.assert_close(outs["exact"].terms["tc"], tc)
+    torch.testing.assert_close(outs["exact"].objective, ref.recon.mean() + 0.5 * (ref.kl.mean() + 4.0 * tc))
+    one_draw_minus_closed_form = (ref.log_q - ref.log_p - ref.kl).mean()
+    assert abs(one_draw_minus_closed_form) > 1e-3  # so the two forms differ on this draw
+    torch.testing.assert_close(
+        outs["split"].objective - outs["exact"].objective, 0.5 * one_draw_minus_closed_form
+    )
+    assert outs["split"].terms.keys() == outs["exact"].terms.keys()  # the same terms reported
+
+
 @pytest.mark.parametrize(
     "parts", [{"posterior": "iaf", "flow_steps": 1}, {"trained_prior": "vamp", "pseudo_inputs": 2}]
 )

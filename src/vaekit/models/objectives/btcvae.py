@@ -6,7 +6,12 @@ E_p(x)[KL(q(z|x) || p(z))] = I_q(x; z) + KL(q(z) || prod_j q(z_j)) + sum_j KL(q(
 recon + w (MI + beta TC + dimension-wise KL), w the KL warm-up's ramp, each term the one-draw estimate
 at z ~ q(z|x) with the aggregate posterior q(z) by minibatch stratified sampling
 (``maths.aggregate_log_densities``), or, with ``--tc-estimator weighted``, by the paper's minibatch
-weighted sampling, whose three terms carry constant offsets (their sum does not). It needs a diagonal
+weighted sampling, whose three terms carry constant offsets (their sum does not). ``--kl-form exact``
+estimates less: recon + w (KL + (beta - 1) TC), the KL in closed form and the total correlation alone
+by the batch, as disentanglement_lib trains it (whose scores Locatello et al. 2019 report). The two
+forms are equal in expectation (E[MI + TC + dim-KL] = E[log q(z|x) - log p(z)] = KL); the exact one
+spares the MI and dimension-wise KL their estimates' noise, and with weighted sampling, whose terms
+are offset by constants, it keeps the KL's pull on each unit exact. It needs a diagonal
 Gaussian posterior and a prior that factorises over dimensions (N(0, I) or N(m_y, I)), and batches of
 at least two images.
 
@@ -36,6 +41,12 @@ class TCOptions:
         "how the batch estimates q(z): stratified (MSS) or weighted (MWS), Chen et al. 2018",
         choices=("stratified", "weighted"),
     )
+    kl_form: str = option(
+        "split",
+        "split: MI + beta TC + dimension-wise KL, each by the batch (Chen et al. 2018); exact: the "
+        "closed-form KL + (beta - 1) TC by the batch (disentanglement_lib, Locatello et al. 2019)",
+        choices=("split", "exact"),
+    )
 
 
 @register_objective(
@@ -52,12 +63,14 @@ def btcvae(
     beta: float = 6.0,
     dataset_size: int,
     tc_estimator: str = "stratified",
+    kl_form: str = "split",
     kl_weight: float = 1.0,
     generator: torch.Generator | None = None,
     noise_rows: tuple[int, int] | None = None,
 ) -> LossOutput:
     """recon + kl_weight (MI + beta TC + dim-KL) of images x [B, C, H, W] drawn from ``dataset_size``
-    training images; terms ``loss``, ``recon``, ``kl`` (the ELBO's) and ``mi``, ``tc``, ``dim_kl``."""
+    training images (``kl_form="exact"``: recon + kl_weight (KL + (beta - 1) TC)); terms ``loss``,
+    ``recon``, ``kl`` (the ELBO's) and ``mi``, ``tc``, ``dim_kl``."""
     if not model.closed_form_kl:
         raise VaekitError("beta-TCVAE needs a Gaussian posterior and a prior that factorises, N(0, I)")
     d = draw(model, x, labels, generator, noise_rows)
@@ -68,5 +81,7 @@ def btcvae(
         d.z, d.posterior.mean, d.posterior.logvar, dataset_size, weighted=tc_estimator == "weighted"
     )
     mi, tc, dim_kl = d.log_q - log_qz, log_qz - log_marginals, log_marginals - log_p
-    objective = d.recon.mean() + kl_weight * (mi + beta * tc + dim_kl).mean()
+    # exact: only the total correlation estimated; the same objective in expectation
+    kl_part = d.kl + (beta - 1.0) * tc if kl_form == "exact" else mi + beta * tc + dim_kl
+    objective = d.recon.mean() + kl_weight * kl_part.mean()
     return LossOutput(objective, elbo_terms(d, mi=mi.mean(), tc=tc.mean(), dim_kl=dim_kl.mean()))
