@@ -131,7 +131,7 @@ BAD_TRAIN = [
         "--beta applies to the Gaussian-latent models (conv, cvae, hvae",
     ),
     (["--model", "vqvae", "--k", "5"], 1, "--k applies to the Gaussian-latent models"),
-    (["--model", "conv", "--hidden", "64"], 1, "--hidden does not apply to model conv"),
+    (["--model", "vqvae", "--hidden", "64"], 1, "--hidden does not apply to model vqvae"),
     (
         ["--dataset", "cifar"],
         1,
