@@ -9,10 +9,10 @@ from safetensors.torch import save_file
 import vaekit
 from tests.conftest import quiet_trainer, signal_at_step, tiny_config
 from vaekit.models import MLPVAE
-from vaekit.models.saving import CONFIG_KEY
+from vaekit.models.saving import CONFIG_KEY, model_from_checkpoint
 from vaekit.training import TrainingInterrupted
 from vaekit.utils.errors import VaekitError
-from vaekit.utils.files import read_safetensors
+from vaekit.utils.files import read_checkpoint, read_safetensors
 
 
 def test_load_from_run_folder_safetensors_and_checkpoint_agree(trained_run):
@@ -21,6 +21,18 @@ def test_load_from_run_folder_safetensors_and_checkpoint_agree(trained_run):
     assert isinstance(from_run, MLPVAE) and not from_run.training
     for path in (trained_run / "model.safetensors", trained_run / "checkpoints" / "last.pt"):
         assert torch.equal(vaekit.load(path).decode(z), from_run.decode(z))
+
+
+def test_a_checkpoint_already_read_gives_the_model_its_file_gives(trained_run):
+    path = trained_run / "checkpoints" / "last.pt"
+    checkpoint = read_checkpoint(path)
+    model, z = model_from_checkpoint(checkpoint, path), torch.randn(4, 2)
+    assert not model.training and torch.equal(model.decode(z), vaekit.load(path).decode(z))
+    config = json.loads(checkpoint["config"])
+    config["model"]["latent_dim"] = 5
+    config["model"].pop("prior", None)  # a fitted prior's own shape check would come first
+    with pytest.raises(VaekitError, match=r"weights in .*last\.pt do not match its config"):
+        model_from_checkpoint({**checkpoint, "config": json.dumps(config)}, path)
 
 
 def test_python_api_shapes(trained_run):

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from vaekit.models.gaussian import GaussianVAE, Posterior
-from vaekit.models.mlp import mlp_layers
+from vaekit.models.mlp import check_hidden, mlp_layers
 
 
 def padding(image_shape: Sequence[int], channels: Sequence[int]) -> tuple[int, int, int, int]:
@@ -87,19 +87,18 @@ class ConvVAE(GaussianVAE):
         decoder_std: float | None = None,
         **parts: Any,
     ) -> None:
+        hidden = check_hidden(hidden)
         super().__init__(
             image_shape=list(image_shape),
             latent_dim=latent_dim,
             channels=list(channels),
-            hidden=list(hidden),
+            hidden=hidden,
             likelihood=likelihood,
             decoder_std=decoder_std,
             **parts,
         )
         self.padding = padding(image_shape, channels)
         self.feature_shape = (channels[-1], *feature_grid(image_shape, channels))
-        if any(not isinstance(h, int) or h < 1 for h in hidden):
-            raise ValueError(f"hidden must be sizes >= 1, got {list(hidden)}")
         # With no hidden layers the modules (and so the weights' names) are the ones the conv had before
         # `hidden` existed: its older runs load unchanged.
         encoder_sizes = [math.prod(self.feature_shape), *hidden]

@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from vaekit.models.gaussian import GaussianVAE, Posterior
-from vaekit.models.mlp import mlp_layers
+from vaekit.models.mlp import check_hidden, mlp_layers
 
 
 class ConditionalVAE(GaussianVAE):
@@ -48,10 +48,11 @@ class ConditionalVAE(GaussianVAE):
     ) -> None:
         if num_classes < 2:
             raise ValueError(f"num_classes must be >= 2, got {num_classes}")
+        hidden = check_hidden(hidden)
         super().__init__(
             image_shape=list(image_shape),
             latent_dim=latent_dim,
-            hidden=list(hidden),
+            hidden=hidden,
             num_classes=num_classes,
             likelihood=likelihood,
             decoder_std=decoder_std,

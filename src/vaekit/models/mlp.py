@@ -12,6 +12,14 @@ from torch import nn
 from vaekit.models.gaussian import GaussianVAE, Posterior
 
 
+def check_hidden(hidden: Sequence[int]) -> list[int]:
+    """The hidden layers' sizes as a list, each an integer >= 1 (ValueError otherwise: nn.Linear would
+    build a layer of 0 units without a word, and fail on a negative size with torch's own message)."""
+    if any(isinstance(h, bool) or not isinstance(h, int) or h < 1 for h in hidden):
+        raise ValueError(f"hidden must be sizes >= 1, got {list(hidden)}")
+    return list(hidden)
+
+
 def mlp_layers(sizes: Sequence[int]) -> list[nn.Module]:
     """Linear layers between consecutive sizes, each followed by ReLU."""
     layers: list[nn.Module] = []
@@ -32,10 +40,11 @@ class MLPVAE(GaussianVAE):
         decoder_std: float | None = None,
         **parts: Any,
     ) -> None:
+        hidden = check_hidden(hidden)
         super().__init__(
             image_shape=list(image_shape),
             latent_dim=latent_dim,
-            hidden=list(hidden),
+            hidden=hidden,
             likelihood=likelihood,
             decoder_std=decoder_std,
             **parts,

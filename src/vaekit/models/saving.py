@@ -114,10 +114,17 @@ def load(path: str | os.PathLike, device: str | torch.device = "cpu") -> VAE:
             raise VaekitError(f"{path} carries no vaekit model config")
         config, source = json.loads(metadata[CONFIG_KEY]), path
     elif path.suffix == ".pt":
-        ckpt = read_checkpoint(path)
-        config, state, source = json.loads(ckpt["config"])["model"], ckpt["model"], path
+        return model_from_checkpoint(read_checkpoint(path), path).to(device)
     elif not path.exists():
         raise VaekitError(f"{path} does not exist")
     else:
         raise VaekitError(f"cannot load {path}: expected a run folder, .safetensors or .pt file")
     return _load_weights(build_model(config), state, source).to(device)
+
+
+def model_from_checkpoint(checkpoint: dict, source: str | os.PathLike) -> VAE:
+    """The model of a checkpoint already read (``utils.files.read_checkpoint``), in eval mode: what
+    ``load`` gives for its ``.pt`` file, for a caller that also needs the checkpoint's other entries
+    (its step, its weights' moving average) and so reads it once. ``source`` names it in errors."""
+    config = json.loads(checkpoint["config"])["model"]
+    return _load_weights(build_model(config), checkpoint["model"], Path(source))
