@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from harness import RESULTS_DIR
 from PIL import Image
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
@@ -212,11 +213,12 @@ def measuring_classifier(dataset: VaekitDataset) -> tuple[nn.Module, dict]:
 
 
 def run_folders_arguments(doc: str, default_name: str) -> argparse.Namespace:
-    """The command line of a script that reads finished run folders: ``RUN [RUN ...]`` and ``--name``
-    (benchmarks/results/NAME.json); ``doc``'s first line is its description."""
+    """The command line of a script that reads finished run folders: ``RUN [RUN ...]``, ``--name`` and
+    ``--results-dir`` (RESULTS_DIR/NAME.json); ``doc``'s first line is its description."""
     parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     parser.add_argument("runs", nargs="+", type=Path, help="run folders")
     parser.add_argument("--name", default=default_name, help="results/NAME.json")
+    parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR, help="default benchmarks/results")
     return parser.parse_args()
 
 

@@ -103,6 +103,7 @@ def main() -> None:
         "batch_size": args.batch_size,
         "seed": args.seed,
     }
+    adversary = {"adversary": args.adversary} if args.adversary else {}  # else the objective's default
     models = (
         {"plain": {}}
         | {
@@ -116,7 +117,7 @@ def main() -> None:
         }
         | {
             f"wae-gan lambda={weight:g}": {"objective": "wae-gan", "beta": args.beta, "gan_weight": weight}
-            | ({"adversary": args.adversary} if args.adversary else {})
+            | adversary
             for weight in args.gan_weights
         }
     )
@@ -142,11 +143,8 @@ def main() -> None:
             print(name, {key: round(value, 3) for key, value in rows[name].items()}, flush=True)
     recorded = (
         {key: value for key, value in shared.items() if key != "data_dir"}
-        | {
-            "mmd_weight": args.mmd_weight,
-            "beta": args.beta,
-        }
-        | ({"adversary": args.adversary} if args.adversary else {})
+        | {"mmd_weight": args.mmd_weight, "beta": args.beta}
+        | adversary
     )
     path = write_results(args.name, {"machine": machine(), "settings": recorded, "rows": rows})
     print(f"wrote {path}")

@@ -91,11 +91,12 @@ def gaps(run, classifier, test: ImageSet, real: torch.Tensor) -> dict[str, objec
 
 def main() -> None:
     args = run_folders_arguments(__doc__, "prior_gaps")
-    names = {read_run_config(run)["data"]["dataset"] for run in args.runs}
+    configs = [read_run_config(run) for run in args.runs]
+    names = {config["data"]["dataset"] for config in configs}
     if len(names) > 1:
         raise SystemExit(f"the runs are of {len(names)} datasets ({', '.join(sorted(names))}); give one's")
     # the classifier and the test images' features once, for every run
-    dataset = load_run_dataset(read_run_config(args.runs[0]))
+    dataset = load_run_dataset(configs[0])
     classifier, _ = measuring_classifier(dataset)
     real = classify(classifier, dataset.test.as_float("cpu"))["features"]
     rows = {}
@@ -106,7 +107,8 @@ def main() -> None:
             for k, x in rows[str(run)].items()
         }
         print(run, shown)
-    path = write_results(args.name, {"machine": machine(), "quantiles": list(QUANTILES), "rows": rows})
+    results = {"machine": machine(), "quantiles": list(QUANTILES), "rows": rows}
+    path = write_results(args.name, results, args.results_dir)
     print(f"wrote {path}")
 
 

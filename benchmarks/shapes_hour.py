@@ -34,7 +34,7 @@ from pathlib import Path
 
 import torch
 from _common import REPO_ROOT, steps_trained
-from harness import machine, write_results
+from harness import RESULTS_DIR, machine, write_results
 
 from vaekit.evaluation.pictures import traverse
 from vaekit.evaluation.runs import evaluate_run
@@ -78,6 +78,7 @@ def main() -> None:
         help="a run of its own: NAME and the train options it adds (repeatable)",
     )
     parser.add_argument("--name", default="shapes_hour", help="results/NAME.json")
+    parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR, help="default benchmarks/results")
     parser.add_argument("--pictures", action="store_true", help="traversals to docs/own_data/NAME-*.png")
     args = parser.parse_args()
     chosen = dict(parse_row(row) for row in args.row) if args.row else rows(args.beta)
@@ -122,6 +123,7 @@ def main() -> None:
          "command": ["vaekit", "train", "--dataset", args.dataset, *common, "--batch-size",
                      str(args.batch_size)], "rows": results,
          "row_options": {name: " ".join(extra) for name, extra in settings.items()}},
+        args.results_dir,
     )  # fmt: skip
 
 

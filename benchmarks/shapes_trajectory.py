@@ -20,15 +20,16 @@ import torch
 from _common import factored_test_split, run_folders_arguments, steps_trained
 from harness import machine, write_results
 
-import vaekit
 from vaekit.evaluation.runs import disentanglement_scores
+from vaekit.models.saving import model_from_checkpoint
 from vaekit.training.ema import WeightAverage
+from vaekit.utils.files import read_checkpoint
 
 
 def checkpoint_model(path: Path, checkpoint: dict) -> torch.nn.Module:
     """The model of a checkpoint, with the moving average of its weights where the run kept one
     (``--ema``): what the run's model.safetensors holds and ``evaluate`` scores, not the trained weights."""
-    model = vaekit.load(path)
+    model = model_from_checkpoint(checkpoint, path)
     if "ema" in checkpoint:  # the training's own average: it checks the names, then puts its weights in
         average = WeightAverage(model, decay=0.0)
         average.load_state_dict(checkpoint["ema"])
@@ -41,7 +42,7 @@ def trajectory(run: Path) -> list[dict]:
     config, dataset, images, x = factored_test_split(run)
     rows = []
     for path in [*sorted((run / "checkpoints").glob("epoch_*.pt")), run / "checkpoints" / "last.pt"]:
-        checkpoint = torch.load(path, weights_only=True, map_location="cpu")
+        checkpoint = read_checkpoint(path)  # once: its weights, its step and its average all come from it
         model = checkpoint_model(path, checkpoint)
         scores = disentanglement_scores(model, x, None, images.factors, dataset.factor_names)
         rows.append({
@@ -57,7 +58,7 @@ def trajectory(run: Path) -> list[dict]:
 def main() -> None:
     args = run_folders_arguments(__doc__, "shapes_trajectory")
     results = {run.name: trajectory(run) for run in args.runs}
-    write_results(args.name, {"machine": machine(), "runs": results})
+    write_results(args.name, {"machine": machine(), "runs": results}, args.results_dir)
 
 
 if __name__ == "__main__":

@@ -66,9 +66,8 @@ def spread(run: Path) -> dict:
 
 def main() -> None:
     args = run_folders_arguments(__doc__, "shapes_votes")
-    write_results(
-        args.name, {"machine": machine(), "seeds": len(SEEDS), "runs": {str(r): spread(r) for r in args.runs}}
-    )
+    runs = {str(run): spread(run) for run in args.runs}
+    write_results(args.name, {"machine": machine(), "seeds": len(SEEDS), "runs": runs}, args.results_dir)
 
 
 if __name__ == "__main__":
