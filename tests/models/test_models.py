@@ -304,8 +304,8 @@ def test_conv_without_hidden_layers_keeps_its_weights_names():
 @pytest.mark.parametrize("hidden", [[0], [8, -1], [8.0], [True]])
 def test_models_with_hidden_layers_refuse_sizes_that_are_not_integers_of_one_or_more(name, hidden):
     """Built directly (not through the CLI's checks): nn.Linear would take 0 units without a word."""
+    channels = {"channels": [4]} if name == "conv" else {}
     with pytest.raises(VaekitError, match="hidden must be sizes >= 1"):
-        channels = {"channels": [4]} if name == "conv" else {}
         build_model({"name": name, "image_shape": [1, 8, 8], "hidden": hidden, **channels})
 
 
